@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything `make demo` and `make test` need, idempotently, on a fresh
+# Debian/Ubuntu x86_64 machine as root. Safe to run repeatedly: it only calls
+# apt-get when a package is missing and `npm ci` when the lockfile changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libzstd-dev libmd-dev
+  make gcc file iproute2 python3-cryptography python3-securesystemslib
+  dnsutils)
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "prereqs: must run as root to install: $*" >&2
+    exit 1
+  fi
+}
+
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  need_root "${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # A fresh machine may never have run `apt-get update`; the lists are then empty.
+  if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial)" ] || \
+     ! apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+# npm ci only when node_modules is older than the lockfile (idempotent and fast).
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
