@@ -1,0 +1,32 @@
+// Bundles the action's entry points and the CLI into self-contained ESM files.
+// Usage: node scripts/bundle.mjs OUTDIR   (the dist check bundles into a temp dir and diffs)
+import { build } from "esbuild";
+
+const outdir = process.argv[2] ?? "dist";
+const entryPoints = {
+  pre: "src/action/pre.ts",
+  main: "src/action/main.ts",
+  post: "src/action/post.ts",
+  cli: "src/cli.ts",
+};
+
+await build({
+  entryPoints,
+  outdir,
+  bundle: true,
+  platform: "node",
+  target: "node20",
+  format: "esm",
+  // Several dependencies are CommonJS and call require() for node built-ins.
+  banner: {
+    js: "import { createRequire as __dpndncyCreateRequire } from 'node:module'; const require = __dpndncyCreateRequire(import.meta.url);",
+  },
+  splitting: true,
+  chunkNames: "chunks/[name]-[hash]",
+  legalComments: "linked",
+  sourcemap: false,
+  minify: false,
+  logLevel: "warning",
+  // Build metadata must not leak into the bundle, or the stale check would always fail.
+  define: { "process.env.DPNDNCY_BUNDLED": '"1"' },
+});
