@@ -18,7 +18,10 @@ describe("dist/ is in sync with src/", () => {
 
   it("rebuilding into a temp dir gives byte-identical files", () => {
     execFileSync(process.execPath, ["scripts/bundle.mjs", fresh], { stdio: "inherit" });
-    const rel = (root: string) => listFiles(root).map((f) => relative(root, f)).sort();
+    const rel = (root: string) =>
+      listFiles(root)
+        .map((f) => relative(root, f))
+        .sort();
     const expected = rel(fresh);
     expect(rel("dist"), "dist/ has stale or missing files: run `make dist`").toEqual(expected);
     for (const f of expected) {

@@ -83,11 +83,70 @@ describe("detectPlatform", () => {
   });
 
   it.each([
-    ["circleci", { CIRCLECI: "true", CIRCLE_PROJECT_USERNAME: "o", CIRCLE_PROJECT_REPONAME: "r", CIRCLE_SHA1: "c".repeat(40), CIRCLE_JOB: "build", CIRCLE_BUILD_NUM: "12", CIRCLE_BRANCH: "dev" }, { repository: "o/r", jobName: "build", jobId: "12", ref: "refs/heads/dev" }],
-    ["azure", { TF_BUILD: "True", BUILD_REPOSITORY_NAME: "proj/repo", BUILD_BUILDID: "300", SYSTEM_JOBATTEMPT: "2", SYSTEM_JOBID: "j-1", BUILD_SOURCEVERSION: "d".repeat(40), BUILD_SOURCEBRANCH: "refs/heads/main" }, { repository: "proj/repo", runId: "300", runAttempt: "2", ref: "refs/heads/main" }],
-    ["bitbucket", { BITBUCKET_BUILD_NUMBER: "9", BITBUCKET_REPO_FULL_NAME: "team/repo", BITBUCKET_COMMIT: "e".repeat(40), BITBUCKET_STEP_UUID: "{step}", BITBUCKET_TAG: "v1" }, { repository: "team/repo", jobId: "{step}", ref: "refs/tags/v1" }],
-    ["buildkite", { BUILDKITE: "true", BUILDKITE_REPO: "git@example.com:o/r.git", BUILDKITE_BUILD_ID: "uuid-1", BUILDKITE_RETRY_COUNT: "1", BUILDKITE_JOB_ID: "job-1", BUILDKITE_LABEL: ":npm: test", BUILDKITE_COMMIT: "f".repeat(40), BUILDKITE_BRANCH: "main" }, { runAttempt: "1", jobName: ":npm: test" }],
-    ["drone", { DRONE: "true", DRONE_SYSTEM_PROTO: "https", DRONE_SYSTEM_HOST: "drone.example.com", DRONE_REPO: "o/r", DRONE_BUILD_NUMBER: "5", DRONE_COMMIT_SHA: "1".repeat(40), DRONE_COMMIT_REF: "refs/heads/main" }, { serverUrl: "https://drone.example.com", runId: "5" }],
+    [
+      "circleci",
+      {
+        CIRCLECI: "true",
+        CIRCLE_PROJECT_USERNAME: "o",
+        CIRCLE_PROJECT_REPONAME: "r",
+        CIRCLE_SHA1: "c".repeat(40),
+        CIRCLE_JOB: "build",
+        CIRCLE_BUILD_NUM: "12",
+        CIRCLE_BRANCH: "dev",
+      },
+      { repository: "o/r", jobName: "build", jobId: "12", ref: "refs/heads/dev" },
+    ],
+    [
+      "azure",
+      {
+        TF_BUILD: "True",
+        BUILD_REPOSITORY_NAME: "proj/repo",
+        BUILD_BUILDID: "300",
+        SYSTEM_JOBATTEMPT: "2",
+        SYSTEM_JOBID: "j-1",
+        BUILD_SOURCEVERSION: "d".repeat(40),
+        BUILD_SOURCEBRANCH: "refs/heads/main",
+      },
+      { repository: "proj/repo", runId: "300", runAttempt: "2", ref: "refs/heads/main" },
+    ],
+    [
+      "bitbucket",
+      {
+        BITBUCKET_BUILD_NUMBER: "9",
+        BITBUCKET_REPO_FULL_NAME: "team/repo",
+        BITBUCKET_COMMIT: "e".repeat(40),
+        BITBUCKET_STEP_UUID: "{step}",
+        BITBUCKET_TAG: "v1",
+      },
+      { repository: "team/repo", jobId: "{step}", ref: "refs/tags/v1" },
+    ],
+    [
+      "buildkite",
+      {
+        BUILDKITE: "true",
+        BUILDKITE_REPO: "git@example.com:o/r.git",
+        BUILDKITE_BUILD_ID: "uuid-1",
+        BUILDKITE_RETRY_COUNT: "1",
+        BUILDKITE_JOB_ID: "job-1",
+        BUILDKITE_LABEL: ":npm: test",
+        BUILDKITE_COMMIT: "f".repeat(40),
+        BUILDKITE_BRANCH: "main",
+      },
+      { runAttempt: "1", jobName: ":npm: test" },
+    ],
+    [
+      "drone",
+      {
+        DRONE: "true",
+        DRONE_SYSTEM_PROTO: "https",
+        DRONE_SYSTEM_HOST: "drone.example.com",
+        DRONE_REPO: "o/r",
+        DRONE_BUILD_NUMBER: "5",
+        DRONE_COMMIT_SHA: "1".repeat(40),
+        DRONE_COMMIT_REF: "refs/heads/main",
+      },
+      { serverUrl: "https://drone.example.com", runId: "5" },
+    ],
   ] as const)("%s", (platform, env, expected) => {
     const d = detectPlatform(env);
     expect(d.identity.platform).toBe(platform);

@@ -1,0 +1,125 @@
+/**
+ * The action's inputs, validated at the edge into one typed object. Every error names the
+ * input and the bad value; nothing downstream reads INPUT_* directly.
+ */
+import type { Mode } from "../agent/control.js";
+import { normaliseSha256 } from "../agent/verify-binary.js";
+import { type Endpoint, parseEndpointList } from "../policy/endpoint.js";
+
+export type SignMode = "keyless" | "key" | "none";
+export type FailOn = "none" | "blocked" | "sensitive-file";
+
+export interface ActionInputs {
+  mode: Mode;
+  allowedEndpoints: Endpoint[];
+  policy?: string;
+  sensitivePaths: string[];
+  sign: SignMode;
+  signingKey?: string;
+  fulcioUrl?: string;
+  rekorUrl?: string;
+  tsaUrl?: string;
+  failOn: FailOn;
+  uploadArtifact: boolean;
+  agentUrl?: string;
+  agentSha256?: string;
+}
+
+export class InputError extends Error {
+  constructor(input: string, message: string) {
+    super(`input \`${input}\`: ${message}`);
+    this.name = "InputError";
+  }
+}
+
+type Getter = (name: string) => string;
+
+function oneOf<T extends string>(get: Getter, name: string, allowed: readonly T[], def: T): T {
+  const raw = get(name).trim();
+  if (raw === "") return def;
+  if ((allowed as readonly string[]).includes(raw)) return raw as T;
+  throw new InputError(name, `"${raw}" is not one of ${allowed.join(", ")}`);
+}
+
+function bool(get: Getter, name: string, def: boolean): boolean {
+  const raw = get(name).trim().toLowerCase();
+  if (raw === "") return def;
+  if (raw === "true") return true;
+  if (raw === "false") return false;
+  throw new InputError(name, `"${raw}" is not true or false`);
+}
+
+function url(get: Getter, name: string): string | undefined {
+  const raw = get(name).trim();
+  if (raw === "") return undefined;
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new InputError(name, `"${raw}" is not a URL`);
+  }
+  if (u.protocol !== "https:" && u.protocol !== "http:") {
+    throw new InputError(name, `"${raw}" must be an http(s) URL`);
+  }
+  return raw;
+}
+
+function optional(get: Getter, name: string): string | undefined {
+  const raw = get(name).trim();
+  return raw === "" ? undefined : raw;
+}
+
+/** `get` is core.getInput in the action and a plain map in tests. */
+export function parseInputs(get: Getter): ActionInputs {
+  const sign = oneOf(get, "sign", ["keyless", "key", "none"] as const, "keyless");
+  const signingKey = optional(get, "signing-key");
+  if (sign === "key" && !signingKey) {
+    throw new InputError(
+      "signing-key",
+      "is required when `sign: key` (a P-256 private key in PEM)",
+    );
+  }
+  const agentSha = optional(get, "agent-sha256");
+  const inputs: ActionInputs = {
+    mode: oneOf(get, "mode", ["observe", "learn", "enforce"] as const, "observe"),
+    allowedEndpoints: parseEndpointList(get("allowed-endpoints"), "input `allowed-endpoints`"),
+    sensitivePaths: get("sensitive-paths")
+      .split("\n")
+      .map((s) => s.trim())
+      .filter((s) => s !== "" && !s.startsWith("#")),
+    sign,
+    failOn: oneOf(get, "fail-on", ["none", "blocked", "sensitive-file"] as const, "none"),
+    uploadArtifact: bool(get, "upload-artifact", true),
+  };
+  const policy = optional(get, "policy");
+  if (policy) inputs.policy = policy;
+  if (signingKey) inputs.signingKey = signingKey;
+  for (const [key, name] of [
+    ["fulcioUrl", "fulcio-url"],
+    ["rekorUrl", "rekor-url"],
+    ["tsaUrl", "tsa-url"],
+    ["agentUrl", "agent-url"],
+  ] as const) {
+    const value = url(get, name);
+    if (value) inputs[key] = value;
+  }
+  if (agentSha) {
+    try {
+      inputs.agentSha256 = normaliseSha256(agentSha, "agent-sha256");
+    } catch (e) {
+      throw new InputError("agent-sha256", (e as Error).message);
+    }
+  }
+  if (inputs.agentUrl && !inputs.agentSha256) {
+    throw new InputError(
+      "agent-url",
+      "needs `agent-sha256`: dpndncy never runs an unverified binary",
+    );
+  }
+  for (const p of inputs.sensitivePaths) {
+    if (!p.startsWith("/") && !p.startsWith("~/")) {
+      throw new InputError("sensitive-paths", `"${p}" must be absolute or start with ~/`);
+    }
+  }
+  return inputs;
+}

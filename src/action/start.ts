@@ -1,0 +1,46 @@
+/**
+ * Shared by pre and main: acquire the verified agent, start it, and record in the action's
+ * state where everything lives so post can find it (STATE_* reaches post as env).
+ */
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import * as core from "@actions/core";
+import { acquireAgent, agentSource } from "../agent/acquire.js";
+import { startAgent } from "../agent/control.js";
+import { parseInputs } from "./inputs.js";
+import { STATE } from "./state.js";
+
+export function elevation(): string[] {
+  return process.getuid?.() === 0 ? [] : ["sudo", "-n"];
+}
+
+export async function startMonitoring(stage: "pre" | "main"): Promise<void> {
+  const t0 = performance.now();
+  const inputs = parseInputs((n) => core.getInput(n));
+  const temp = process.env.RUNNER_TEMP;
+  if (!temp) throw new Error("RUNNER_TEMP is not set: is this running under a GitHub runner?");
+  const dir = join(temp, "dpndncy");
+  await mkdir(dir, { recursive: true });
+
+  const { path: agent, cached } = await acquireAgent(
+    agentSource(inputs.agentUrl, inputs.agentSha256),
+  );
+  const log = join(dir, "events.ndjson");
+  const stateDir = join(dir, "state");
+  const started = await startAgent({
+    agent,
+    log,
+    stateDir,
+    mode: inputs.mode,
+    elevate: elevation(),
+  });
+  core.saveState(STATE.agent, agent);
+  core.saveState(STATE.log, log);
+  core.saveState(STATE.stateDir, stateDir);
+  core.saveState(STATE.startedIn, stage);
+  core.saveState(STATE.mode, inputs.mode);
+  const ms = Math.round(performance.now() - t0);
+  core.info(
+    `dpndncy agent armed in ${ms} ms (pid ${started.pid}, ${cached ? "cached" : "downloaded"} binary, mode ${inputs.mode}); attach points: ${JSON.stringify(started.attach)}`,
+  );
+}
