@@ -70,7 +70,7 @@ test: prereqs
 
 demo: prereqs
 	$(MAKE) agent
-	$(NODE) scripts/demo.mjs
+	scripts/demo.sh
 
 bench: prereqs agent
 	bench/run.sh
