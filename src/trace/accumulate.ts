@@ -1,0 +1,329 @@
+// Folds validated events into bounded summary state. Every collection is capped (Limits): the
+// log is written by a monitored, possibly hostile workload, which could otherwise make us hold
+// millions of distinct destinations or names. What does not fit is counted in `overflow`.
+import { createHash } from "node:crypto";
+import type {
+  AgentEvent,
+  ConnectEvent,
+  Destination,
+  DnsEvent,
+  DnsName,
+  EventKind,
+  ExecEvent,
+  ExecSummaryEntry,
+  FileEvent,
+  Limits,
+  SensitiveFile,
+  TamperEvent,
+  TraceEvent,
+  Verdict,
+} from "./types.js";
+
+export const DEFAULT_LIMITS: Limits = {
+  destinations: 10_000,
+  execs: 20_000,
+  dns_names: 10_000,
+  files: 5_000,
+  hostnames_per_addr: 32,
+  steps_per_entry: 64,
+};
+
+/** Shown for events whose step is null (the agent could not attribute them). */
+export const UNKNOWN_STEP = "(unknown)";
+
+const VERDICT_RANK: Record<Verdict, number> = { allow: 0, audit: 1, deny: 2 };
+const MAX_TAMPER_EVENTS = 20;
+
+interface DestState {
+  addr: string;
+  port: number;
+  proto: Destination["proto"];
+  family: Destination["family"];
+  verdicts: Partial<Record<Verdict, number>>;
+  count: number;
+  failed: number;
+  steps: Set<string>;
+  rules: Set<string>;
+}
+
+interface CountedSteps {
+  count: number;
+  steps: Set<string>;
+}
+
+export class Accumulator {
+  readonly counts: Partial<Record<EventKind, number>> = {};
+  readonly overflow: Partial<Record<keyof Limits, number>> = {};
+  private readonly destinations = new Map<string, DestState>();
+  // addr -> names whose answers contained it; joined onto destinations at the end, so a DNS
+  // answer logged after the connect (packet-path DNS can be) still names it.
+  private readonly answerNames = new Map<string, Set<string>>();
+  private readonly execs = new Map<
+    string,
+    CountedSteps & { binary: string; arg1: string | null }
+  >();
+  private readonly dnsNames = new Map<string, CountedSteps & { failed: number }>();
+  private readonly files = new Map<
+    string,
+    CountedSteps & { path: string; rule: string; comms: Set<string> }
+  >();
+  start: AgentEvent | null = null;
+  stop: AgentEvent | null = null;
+  startRecords = 0;
+  stopRecords = 0;
+  readonly tamper: { what: string; detail: string | null; ts: string }[] = [];
+  tamperCount = 0;
+
+  private readonly limits: Limits;
+
+  constructor(limits: Limits = DEFAULT_LIMITS) {
+    this.limits = limits;
+  }
+
+  add(e: TraceEvent): void {
+    this.counts[e.kind] = (this.counts[e.kind] ?? 0) + 1;
+    switch (e.kind) {
+      case "connect":
+        this.addConnect(e);
+        break;
+      case "dns":
+        this.addDns(e);
+        break;
+      case "exec":
+        this.addExec(e);
+        break;
+      case "file":
+        this.addFile(e);
+        break;
+      case "agent":
+        this.addAgent(e);
+        break;
+      case "tamper":
+        this.addTamper(e);
+        break;
+      case "exit":
+        break;
+    }
+  }
+
+  private overflowed(what: keyof Limits): void {
+    this.overflow[what] = (this.overflow[what] ?? 0) + 1;
+  }
+
+  private addStep(set: Set<string>, step: string | null): void {
+    const s = step ?? UNKNOWN_STEP;
+    if (set.has(s)) return;
+    if (set.size >= this.limits.steps_per_entry) {
+      this.overflowed("steps_per_entry");
+      return;
+    }
+    set.add(s);
+  }
+
+  private addConnect(e: ConnectEvent): void {
+    const addr = normalizeAddr(e.addr);
+    const key = `${e.proto}|${addr}|${e.port}`;
+    let d = this.destinations.get(key);
+    if (!d) {
+      if (this.destinations.size >= this.limits.destinations) {
+        this.overflowed("destinations");
+        return;
+      }
+      d = {
+        addr,
+        port: e.port,
+        proto: e.proto,
+        family: e.family,
+        verdicts: {},
+        count: 0,
+        failed: 0,
+        steps: new Set(),
+        rules: new Set(),
+      };
+      this.destinations.set(key, d);
+    }
+    d.count += 1;
+    if (e.result !== null && e.result < 0) d.failed += 1;
+    if (e.verdict) d.verdicts[e.verdict] = (d.verdicts[e.verdict] ?? 0) + 1;
+    if (e.rule !== undefined && d.rules.size < this.limits.steps_per_entry) d.rules.add(e.rule);
+    this.addStep(d.steps, e.step);
+  }
+
+  private addDns(e: DnsEvent): void {
+    const name = normalizeName(e.name);
+    let n = this.dnsNames.get(name);
+    if (!n) {
+      if (this.dnsNames.size >= this.limits.dns_names) {
+        this.overflowed("dns_names");
+      } else {
+        n = { count: 0, failed: 0, steps: new Set() };
+        this.dnsNames.set(name, n);
+      }
+    }
+    if (n) {
+      n.count += 1;
+      if (e.rcode !== undefined && e.rcode !== 0) n.failed += 1;
+      this.addStep(n.steps, e.step);
+    }
+    for (const answer of e.answers) {
+      const addr = normalizeAddr(answer);
+      let names = this.answerNames.get(addr);
+      if (!names) {
+        // Answers are bounded like destinations: only an address we could list can be named.
+        if (this.answerNames.size >= this.limits.destinations * 4) {
+          this.overflowed("destinations");
+          continue;
+        }
+        names = new Set();
+        this.answerNames.set(addr, names);
+      }
+      if (names.has(name)) continue;
+      if (names.size >= this.limits.hostnames_per_addr) {
+        this.overflowed("hostnames_per_addr");
+        continue;
+      }
+      names.add(name);
+    }
+  }
+
+  private addExec(e: ExecEvent): void {
+    const arg1 = e.argv.length > 1 ? (e.argv[1] ?? null) : null;
+    const key = `${e.filename}\0${arg1 === null ? "\u0001" : arg1}`;
+    let x = this.execs.get(key);
+    if (!x) {
+      if (this.execs.size >= this.limits.execs) {
+        this.overflowed("execs");
+        return;
+      }
+      x = { binary: e.filename, arg1, count: 0, steps: new Set() };
+      this.execs.set(key, x);
+    }
+    x.count += 1;
+    this.addStep(x.steps, e.step);
+  }
+
+  private addFile(e: FileEvent): void {
+    const key = `${e.rule}\0${e.path}`;
+    let f = this.files.get(key);
+    if (!f) {
+      if (this.files.size >= this.limits.files) {
+        this.overflowed("files");
+        return;
+      }
+      f = { path: e.path, rule: e.rule, count: 0, comms: new Set(), steps: new Set() };
+      this.files.set(key, f);
+    }
+    f.count += 1;
+    if (f.comms.size < this.limits.steps_per_entry) f.comms.add(e.comm);
+    this.addStep(f.steps, e.step);
+  }
+
+  private addAgent(e: AgentEvent): void {
+    if (e.event === "start") {
+      this.startRecords += 1;
+      this.start ??= e;
+    } else {
+      this.stopRecords += 1;
+      this.stop ??= e;
+    }
+  }
+
+  private addTamper(e: TamperEvent): void {
+    this.tamperCount += 1;
+    if (this.tamper.length < MAX_TAMPER_EVENTS) {
+      this.tamper.push({ what: e.what, detail: e.detail ?? null, ts: e.ts });
+    }
+  }
+
+  egress(): Destination[] {
+    const out: Destination[] = [];
+    for (const d of this.destinations.values()) {
+      out.push({
+        addr: d.addr,
+        port: d.port,
+        proto: d.proto,
+        family: d.family,
+        hostnames: [...(this.answerNames.get(d.addr) ?? [])].sort(),
+        verdict: strictest(d.verdicts),
+        verdicts: d.verdicts,
+        count: d.count,
+        failed: d.failed,
+        steps: [...d.steps].sort(),
+        rules: [...d.rules].sort(),
+      });
+    }
+    return out.sort(
+      (a, b) =>
+        b.count - a.count || cmp(a.addr, b.addr) || a.port - b.port || cmp(a.proto, b.proto),
+    );
+  }
+
+  exec(): ExecSummaryEntry[] {
+    const out: ExecSummaryEntry[] = [];
+    for (const x of this.execs.values()) {
+      out.push({
+        binary: x.binary,
+        arg1_sha256: x.arg1 === null ? null : sha256Utf8(x.arg1),
+        count: x.count,
+        steps: [...x.steps].sort(),
+      });
+    }
+    return out.sort(
+      (a, b) =>
+        b.count - a.count ||
+        cmp(a.binary, b.binary) ||
+        cmp(a.arg1_sha256 ?? "", b.arg1_sha256 ?? ""),
+    );
+  }
+
+  dns(): DnsName[] {
+    const out: DnsName[] = [];
+    for (const [name, n] of this.dnsNames) {
+      out.push({ name, count: n.count, failed: n.failed, steps: [...n.steps].sort() });
+    }
+    return out.sort((a, b) => b.count - a.count || cmp(a.name, b.name));
+  }
+
+  sensitiveFiles(): SensitiveFile[] {
+    const out: SensitiveFile[] = [];
+    for (const f of this.files.values()) {
+      out.push({
+        path: f.path,
+        rule: f.rule,
+        count: f.count,
+        comms: [...f.comms].sort(),
+        steps: [...f.steps].sort(),
+      });
+    }
+    return out.sort((a, b) => b.count - a.count || cmp(a.path, b.path) || cmp(a.rule, b.rule));
+  }
+}
+
+/** SHA-256 (lowercase hex) of the UTF-8 encoding of s: what `arg1_sha256` means. */
+export function sha256Utf8(s: string): string {
+  return createHash("sha256").update(s, "utf8").digest("hex");
+}
+
+function strictest(v: Partial<Record<Verdict, number>>): Verdict | null {
+  let best: Verdict | null = null;
+  for (const k of Object.keys(v) as Verdict[]) {
+    if (best === null || VERDICT_RANK[k] > VERDICT_RANK[best]) best = k;
+  }
+  return best;
+}
+
+// IPv6 text may differ in case between the DNS and connect paths; the agent already writes
+// mapped addresses as IPv4 (schema), so case is the only normalisation needed for the join.
+function normalizeAddr(a: string): string {
+  return a.includes(":") ? a.toLowerCase() : a;
+}
+
+// DNS names are case-insensitive and may carry the root dot.
+function normalizeName(n: string): string {
+  const lower = n.toLowerCase();
+  return lower.endsWith(".") && lower.length > 1 ? lower.slice(0, -1) : lower;
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
