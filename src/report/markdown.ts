@@ -1,0 +1,121 @@
+/**
+ * The job summary (GitHub step summary, GitLab collapsible section) rendered from the
+ * predicate: a pure function, so what the user reads is exactly what was signed.
+ */
+import type { Predicate } from "../trace/types.js";
+
+const esc = (s: string): string => s.replace(/[|\\`*_<>[\]]/g, (c) => `\\${c}`).replace(/\n/g, " ");
+
+function table(head: string[], rows: string[][]): string {
+  if (rows.length === 0) return "_none_\n";
+  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  return [line(head), line(head.map(() => "---")), ...rows.map(line)].join("\n") + "\n";
+}
+
+export interface SummaryContext {
+  /** The exact command that verifies this job's attestation, when it was signed. */
+  verifyCommand?: string;
+  /** Rows per table; a noisy job must not produce a summary GitHub refuses (1 MiB). */
+  maxRows?: number;
+}
+
+export function renderSummary(p: Predicate, ctx: SummaryContext = {}): string {
+  const max = ctx.maxRows ?? 50;
+  const cap = <T>(xs: T[]) => xs.slice(0, max);
+  const more = (xs: unknown[]) =>
+    xs.length > max ? `\n_…and ${xs.length - max} more (see the log)_\n` : "";
+  const out: string[] = [];
+  const i = p.integrity;
+  out.push("## dpndncy runtime trace\n");
+  if (!i.stopped_cleanly) {
+    out.push(
+      `> [!WARNING]\n> **The trace is incomplete or was tampered with** (${i.problems.join(", ") || "unknown"}). Treat this job's evidence as partial.\n`,
+    );
+  }
+  const lost = Object.values(p.lost).reduce((a, b) => a + b, 0);
+  out.push(
+    `Mode **${p.policy.mode ?? "unknown"}** · agent ${p.agent.version ?? "?"} on kernel ${p.agent.kernel ?? "?"} · ${
+      p.lines.valid
+    } events · ${lost} lost · log SHA-256 \`${p.log.sha256}\`\n`,
+  );
+  const counts = Object.entries(p.counts).sort(([a], [b]) => a.localeCompare(b));
+  out.push(
+    table(
+      ["kind", "events"],
+      counts.map(([k, n]) => [k, String(n)]),
+    ),
+  );
+
+  const blocked = p.egress.filter((d) => d.verdict === "deny");
+  if (blocked.length > 0) {
+    out.push(`### Blocked egress (${blocked.length})\n`);
+    out.push(
+      table(
+        ["host", "address", "port", "count", "steps", "rule"],
+        cap(blocked).map((d) => [
+          esc(d.hostnames.join(", ") || "—"),
+          esc(d.addr),
+          String(d.port),
+          String(d.count),
+          esc(d.steps.join(", ")),
+          esc(d.rules.join(", ")),
+        ]),
+      ) + more(blocked),
+    );
+  }
+  out.push(`### Egress (${p.egress.length} destinations)\n`);
+  out.push(
+    table(
+      ["host", "address", "port", "proto", "verdict", "count", "steps"],
+      cap(p.egress).map((d) => [
+        esc(d.hostnames.join(", ") || "—"),
+        esc(d.addr),
+        String(d.port),
+        d.proto,
+        d.verdict ?? "observed",
+        String(d.count),
+        esc(d.steps.join(", ")),
+      ]),
+    ) + more(p.egress),
+  );
+  out.push(`### Sensitive files read (${p.files.length})\n`);
+  out.push(
+    table(
+      ["path", "rule", "by", "count", "steps"],
+      cap(p.files).map((f) => [
+        esc(f.path),
+        esc(f.rule),
+        esc(f.comms.join(", ")),
+        String(f.count),
+        esc(f.steps.join(", ")),
+      ]),
+    ) + more(p.files),
+  );
+  const top = [...p.exec].sort((a, b) => b.count - a.count);
+  out.push(`### Top executables (${p.exec.length} distinct)\n`);
+  out.push(
+    table(
+      ["binary", "runs", "steps"],
+      cap(top)
+        .slice(0, 20)
+        .map((e) => [esc(e.binary), String(e.count), esc(e.steps.join(", "))]),
+    ),
+  );
+  out.push(`### DNS names resolved (${p.dns.length})\n`);
+  out.push(
+    table(
+      ["name", "lookups", "failed", "steps"],
+      cap(p.dns).map((d) => [
+        esc(d.name),
+        String(d.count),
+        String(d.failed),
+        esc(d.steps.join(", ")),
+      ]),
+    ) + more(p.dns),
+  );
+  if (ctx.verifyCommand) {
+    out.push("### Verify this attestation\n");
+    out.push(`\`\`\`sh\n${ctx.verifyCommand}\n\`\`\`\n`);
+  }
+  return out.join("\n");
+}
