@@ -1,0 +1,173 @@
+// Bad input and faults: each is a non-zero exit with one clear line on stderr naming the
+// problem, before anything is attached (checked from outside: programs, links, pins, mounts)
+// and before the workload runs.
+import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { expect, it } from "vitest";
+import { agentCli } from "../support/kernel/agent.js";
+import { AGENT, tempDir } from "../support/kernel/env.js";
+import { type RunResult, run } from "../support/kernel/proc.js";
+import { describeKernel } from "../support/kernel/suite.js";
+import { leaksSettled, snapshot } from "../support/kernel/sysstate.js";
+
+/** Runs `attempt` and checks the refusal: exit != 0, one line naming `names`, nothing left attached. */
+async function expectRefused(
+  what: string,
+  attempt: () => Promise<RunResult>,
+  names: RegExp,
+  sentinel?: string,
+): Promise<void> {
+  const before = await snapshot();
+  const r = await attempt();
+  expect(r.code, `${what}: exit code (stderr: ${r.stderr})`).not.toBe(0);
+  expect(r.code, `${what}: killed by a signal`).not.toBeNull();
+  const err = r.stderr.trim();
+  expect(err.split("\n"), `${what}: exactly one line on stderr`).toHaveLength(1);
+  expect(err, what).toMatch(names);
+  if (sentinel !== undefined)
+    expect(existsSync(sentinel), `${what}: the workload must not run`).toBe(false);
+  expect(await leaksSettled(before), `${what}: left attached or mounted`).toEqual([]);
+}
+
+describeKernel("bad input", () => {
+  it("unwritable log path (missing directory, a directory, a read-only file)", async () => {
+    const d = tempDir("bad");
+    const sentinel = join(d, "ran");
+    const dir = join(d, "a-directory");
+    mkdirSync(dir);
+    for (const log of [join(d, "missing/sub/events.ndjson"), dir, "/proc/version"]) {
+      const esc = log.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+      await expectRefused(
+        `run --log ${log}`,
+        () => agentCli(["run", "--log", log, "--", "/usr/bin/touch", sentinel]),
+        new RegExp(esc),
+        sentinel,
+      );
+      await expectRefused(
+        `start --log ${log}`,
+        () => agentCli(["start", "--log", log, "--state-dir", join(d, "state")]),
+        new RegExp(esc),
+      );
+    }
+  });
+
+  it("unknown option before the command, missing command, bad --mode", async () => {
+    const d = tempDir("bad");
+    const sentinel = join(d, "ran");
+    const log = join(d, "events.ndjson");
+    await expectRefused(
+      "run --no-such-option",
+      () => agentCli(["run", "--no-such-option", "--log", log, "--", "/usr/bin/touch", sentinel]),
+      /--no-such-option/,
+      sentinel,
+    );
+    await expectRefused(
+      "run without a command",
+      () => agentCli(["run", "--log", log]),
+      /command|CMD|--/i,
+    );
+    await expectRefused(
+      "run --mode bogus",
+      () => agentCli(["run", "--mode", "bogus", "--log", log, "--", "/usr/bin/touch", sentinel]),
+      /bogus/,
+      sentinel,
+    );
+    expect(existsSync(log)).toBe(false);
+  });
+
+  it("malformed or missing config file", async () => {
+    const d = tempDir("bad");
+    const sentinel = join(d, "ran");
+    const log = join(d, "events.ndjson");
+    const cases: Array<[string, string, RegExp]> = [
+      ["unknown-directive.conf", "mode observe\nfrobnicate yes\n", /:2:.*frobnicate/],
+      ["bad-pattern.conf", "file secrets relative/path\n", /:1:/],
+      ["bad-ringbuf.conf", "ringbuf-mb 3\n", /:1:.*ringbuf/],
+      ["yaml.conf", "mode: observe\nfile:\n  - ~/.token\n", /:1:/],
+      ["json.conf", '{"mode": "observe"}\n', /:1:/],
+    ];
+    for (const [name, content, why] of cases) {
+      const cfg = join(d, name);
+      writeFileSync(cfg, content);
+      await expectRefused(
+        `config ${name}`,
+        () => agentCli(["run", "--config", cfg, "--log", log, "--", "/usr/bin/touch", sentinel]),
+        new RegExp(`${cfg.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}${why.source}`),
+        sentinel,
+      );
+    }
+    const missing = join(d, "missing.conf");
+    await expectRefused(
+      "missing config",
+      () => agentCli(["run", "--config", missing, "--log", log, "--", "/usr/bin/touch", sentinel]),
+      new RegExp(missing.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")),
+      sentinel,
+    );
+  });
+
+  it("no BTF (DPNDNCY_BTF_PATH=/nonexistent)", async () => {
+    const d = tempDir("bad");
+    const sentinel = join(d, "ran");
+    const env = { ...process.env, DPNDNCY_BTF_PATH: "/nonexistent/vmlinux" };
+    await expectRefused(
+      "run without BTF",
+      () => agentCli(["run", "--log", join(d, "l.ndjson"), "--", "/usr/bin/touch", sentinel], env),
+      /BTF/,
+      sentinel,
+    );
+    await expectRefused(
+      "start without BTF",
+      () => agentCli(["start", "--log", join(d, "l.ndjson"), "--state-dir", join(d, "state")], env),
+      /BTF/,
+    );
+    const probe = await agentCli(["probe"], env);
+    expect(JSON.parse(probe.stdout || "{}").btf ?? false).toBe(false);
+  });
+
+  it("not root (uid 65534 via setpriv)", async () => {
+    const d = tempDir("bad");
+    chmodSync(d, 0o777);
+    // a copy the unprivileged user can execute wherever the checkout lives
+    const bin = join(d, "dpndncy-agent");
+    copyFileSync(AGENT, bin);
+    chmodSync(bin, 0o755);
+    const sentinel = join(d, "ran");
+    const nobody = [
+      "setpriv",
+      "--reuid=65534",
+      "--regid=65534",
+      "--clear-groups",
+      "--inh-caps=-all",
+    ];
+    await expectRefused(
+      "run as uid 65534",
+      () =>
+        run([
+          ...nobody,
+          bin,
+          "run",
+          "--log",
+          join(d, "l.ndjson"),
+          "--",
+          "/usr/bin/touch",
+          sentinel,
+        ]),
+      /root|privilege|permission|CAP_/i,
+      sentinel,
+    );
+    await expectRefused(
+      "start as uid 65534",
+      () =>
+        run([
+          ...nobody,
+          bin,
+          "start",
+          "--log",
+          join(d, "l2.ndjson"),
+          "--state-dir",
+          join(d, "state"),
+        ]),
+      /root|privilege|permission|CAP_/i,
+    );
+  });
+});

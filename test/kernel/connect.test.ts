@@ -1,0 +1,180 @@
+// connect events: TCP connect and unconnected UDP sendto over loopback (IPv4, IPv6, IPv4-mapped)
+// and to a test host in another network namespace over a veth pair. Workloads always run in a
+// namespace of their own; nothing leaves the machine.
+import { join } from "node:path";
+import { expect, it } from "vitest";
+import { agentRun, expectRunOk } from "../support/kernel/agent.js";
+import { FIXTURES, PYTHON } from "../support/kernel/env.js";
+import { byKind, type ConnectEv } from "../support/kernel/log.js";
+import { Netns } from "../support/kernel/netns.js";
+import { startServers } from "../support/kernel/servers.js";
+import { describeKernel } from "../support/kernel/suite.js";
+
+const ECONNREFUSED = 111;
+const ENETUNREACH = 101;
+
+interface Want {
+  proto: "tcp" | "udp";
+  family: "inet" | "inet6" | "inet-or-inet6";
+  addr: string;
+  port: number;
+  mapped: boolean;
+  result: number | "0-or-null";
+}
+
+/** The workload's connect events must be exactly `want` (any order, no duplicates, no extras). */
+function expectConnects(got: ConnectEv[], want: Want[], pid: number): void {
+  const key = (e: { proto: string; addr: string; port: number; mapped?: boolean }) =>
+    `${e.proto} ${e.addr} ${e.port}${e.mapped ? " mapped" : ""}`;
+  expect(got.map(key).sort(), "connect events of the workload").toEqual(want.map(key).sort());
+  for (const w of want) {
+    const e = got.find((g) => key(g) === key(w)) as ConnectEv;
+    expect(e.pid).toBe(pid);
+    expect(e.uid).toBe(0);
+    if (w.family === "inet-or-inet6") expect(["inet", "inet6"]).toContain(e.family);
+    else expect(e.family, key(w)).toBe(w.family);
+    expect(e.mapped ?? false, key(w)).toBe(w.mapped);
+    if (w.result === "0-or-null") expect([0, null], key(w)).toContain(e.result);
+    else expect(e.result, `result of ${key(w)}`).toBe(w.result);
+  }
+}
+
+describeKernel("connect", () => {
+  it("loopback TCP connect and UDP sendto: IPv4, IPv6, IPv4-mapped reported as IPv4 with mapped: true", async () => {
+    const ns = await Netns.create();
+    const p = await startServers(ns, [
+      "tcp:127.0.0.1:0",
+      "tcp:[::1]:0",
+      "udp:127.0.0.1:0",
+      "udp:127.0.0.1:0#b",
+      "udp:[::1]:0",
+    ]);
+    // two UDP servers on IPv4 so the mapped sendto goes to a destination of its own
+    const tcp4 = p["tcp:127.0.0.1:0"] as number;
+    const tcp6 = p["tcp:[::1]:0"] as number;
+    const udp4 = p["udp:127.0.0.1:0"] as number;
+    const udp4b = p["udp:127.0.0.1:0#b"] as number;
+    const udp6 = p["udp:[::1]:0"] as number;
+    const ops = [
+      `tcp:127.0.0.1:${tcp4}`,
+      `tcp:[::1]:${tcp6}`,
+      `tcp:[::ffff:127.0.0.1]:${tcp4}`,
+      `udp2:127.0.0.1:${udp4}`, // two datagrams, one destination: one event
+      `udp:[::1]:${udp6}`,
+      `udp:[::ffff:127.0.0.1]:${udp4b}`,
+      "tcpfail:127.0.0.1:1",
+    ];
+    const r = await agentRun({ cmd: ns.exec(PYTHON, join(FIXTURES, "netclient.py"), ...ops) });
+    expectRunOk(r);
+    expect(r.res.stdout).toContain(`ERR ${ECONNREFUSED} ECONNREFUSED tcpfail:127.0.0.1:1`);
+    expectConnects(
+      byKind.connect(r.workload),
+      [
+        { proto: "tcp", family: "inet", addr: "127.0.0.1", port: tcp4, mapped: false, result: 0 },
+        { proto: "tcp", family: "inet6", addr: "::1", port: tcp6, mapped: false, result: 0 },
+        {
+          proto: "tcp",
+          family: "inet-or-inet6",
+          addr: "127.0.0.1",
+          port: tcp4,
+          mapped: true,
+          result: 0,
+        },
+        {
+          proto: "udp",
+          family: "inet",
+          addr: "127.0.0.1",
+          port: udp4,
+          mapped: false,
+          result: "0-or-null",
+        },
+        {
+          proto: "udp",
+          family: "inet6",
+          addr: "::1",
+          port: udp6,
+          mapped: false,
+          result: "0-or-null",
+        },
+        {
+          proto: "udp",
+          family: "inet-or-inet6",
+          addr: "127.0.0.1",
+          port: udp4b,
+          mapped: true,
+          result: "0-or-null",
+        },
+        {
+          proto: "tcp",
+          family: "inet",
+          addr: "127.0.0.1",
+          port: 1,
+          mapped: false,
+          result: -ECONNREFUSED,
+        },
+      ],
+      r.rootPid as number,
+    );
+    for (const e of byKind.connect(r.workload)) expect(e.comm).toBe("python3");
+  });
+
+  it("a test host 192.0.2.10 / 2001:db8::10 in another namespace over veth; refused and unreachable results", async () => {
+    const work = await Netns.create();
+    const host = await Netns.create();
+    await work.vethTo(
+      host,
+      ["192.0.2.1/24", "2001:db8::1/64"],
+      ["192.0.2.10/24", "2001:db8::10/64"],
+    );
+    const p = await startServers(host, [
+      "tcp:192.0.2.10:0",
+      "tcp:[2001:db8::10]:0",
+      "udp:192.0.2.10:0",
+    ]);
+    const t4 = p["tcp:192.0.2.10:0"] as number;
+    const t6 = p["tcp:[2001:db8::10]:0"] as number;
+    const u4 = p["udp:192.0.2.10:0"] as number;
+    const ops = [
+      `tcp:192.0.2.10:${t4}`,
+      `tcp:[2001:db8::10]:${t6}`,
+      `udp:192.0.2.10:${u4}`,
+      "tcpfail:192.0.2.10:1", // RST from the test host
+      "tcpfail:198.51.100.7:80", // no route in the workload namespace: fails before any packet
+    ];
+    const r = await agentRun({ cmd: work.exec(PYTHON, join(FIXTURES, "netclient.py"), ...ops) });
+    expectRunOk(r);
+    expect(r.res.stdout).toContain(`ERR ${ENETUNREACH} ENETUNREACH tcpfail:198.51.100.7:80`);
+    expectConnects(
+      byKind.connect(r.workload),
+      [
+        { proto: "tcp", family: "inet", addr: "192.0.2.10", port: t4, mapped: false, result: 0 },
+        { proto: "tcp", family: "inet6", addr: "2001:db8::10", port: t6, mapped: false, result: 0 },
+        {
+          proto: "udp",
+          family: "inet",
+          addr: "192.0.2.10",
+          port: u4,
+          mapped: false,
+          result: "0-or-null",
+        },
+        {
+          proto: "tcp",
+          family: "inet",
+          addr: "192.0.2.10",
+          port: 1,
+          mapped: false,
+          result: -ECONNREFUSED,
+        },
+        {
+          proto: "tcp",
+          family: "inet",
+          addr: "198.51.100.7",
+          port: 80,
+          mapped: false,
+          result: -ENETUNREACH,
+        },
+      ],
+      r.rootPid as number,
+    );
+  });
+});

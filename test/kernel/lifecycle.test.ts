@@ -1,0 +1,167 @@
+// The background agent: start (armed on return) -> status -> stop (drain, stop record,
+// teardown), and the SIGKILL -> stop recovery path.
+import { readFileSync } from "node:fs";
+import { expect, it } from "vitest";
+import { agentCli, agentStart, alive, parseJson } from "../support/kernel/agent.js";
+import type { AgentEv, Log } from "../support/kernel/log.js";
+import { byKind, lineOffset, readLog, sha256 } from "../support/kernel/log.js";
+import { poll, run } from "../support/kernel/proc.js";
+import { describeKernel } from "../support/kernel/suite.js";
+import { bpffsHasDpndncy, leaksSettled, snapshot } from "../support/kernel/sysstate.js";
+
+interface Status {
+  running: boolean;
+  [k: string]: unknown;
+}
+
+/** The checks a consumer makes of a finished log: start first, stop last, counts and hash agree. */
+function expectSealedLog(log: Log, complete: boolean): AgentEv {
+  expect(log.errors).toEqual([]);
+  const first = log.events[0] as AgentEv;
+  const last = log.events[log.events.length - 1] as AgentEv;
+  expect(first).toMatchObject({ kind: "agent", event: "start" });
+  expect(last).toMatchObject({ kind: "agent", event: "stop", complete });
+  expect(byKind.agent(log.events).filter((e) => e.event === "stop")).toHaveLength(1);
+  // log_sha256 covers every byte before the stop line
+  const off = lineOffset(log.bytes, log.events.length - 1);
+  expect(last.log_sha256).toBe(sha256(log.bytes.subarray(0, off)));
+  // per-kind counts match the lines actually in the log
+  const counts: Record<string, number> = {};
+  for (const e of log.events) if (e.kind !== "agent") counts[e.kind] = (counts[e.kind] ?? 0) + 1;
+  for (const [k, n] of Object.entries(last.events ?? {})) {
+    if (k === "agent") continue;
+    expect(n, `events.${k} in the stop record`).toBe(counts[k] ?? 0);
+  }
+  for (const [k, n] of Object.entries(counts)) expect(last.events?.[k], `events.${k}`).toBe(n);
+  return last;
+}
+
+async function markerRun(marker: string): Promise<void> {
+  const r = await run(["/bin/sh", "-c", `/bin/true ${marker}; /bin/true ${marker}-2`]);
+  expect(r.code).toBe(0);
+}
+
+function hasMarker(path: string, marker: string): boolean {
+  try {
+    return readLog(path).events.some(
+      (e) => e.kind === "exec" && Array.isArray(e.argv) && (e.argv as string[]).includes(marker),
+    );
+  } catch {
+    return false;
+  }
+}
+
+describeKernel("start / status / stop", () => {
+  it("start returns once armed; status reports it; stop drains, seals the log and removes everything", async () => {
+    const before = await snapshot();
+    const st0 = await agentCli(["status", "--state-dir", "/nonexistent-dpndncy-state"]);
+    expect(parseJson<Status>(st0.stdout, "status").running).toBe(false);
+
+    const s = await agentStart();
+    expect(s.res.code, s.res.stderr).toBe(0);
+    expect(s.pid, `pid in start's output: ${s.res.stdout}`).toBeDefined();
+    const pid = s.pid as number;
+    expect(alive(pid)).toBe(true);
+    expect(s.res.stdout).toMatch(/openat|sched_process_exec/); // the chosen attach points
+
+    // armed on return: a process started right now is in the log
+    const marker = `armed-${process.pid}-${Date.now()}`;
+    await markerRun(marker);
+    expect(await poll(() => hasMarker(s.logPath, marker), 10_000)).toBe(true);
+
+    const st = await agentCli(["status", "--state-dir", s.stateDir]);
+    expect(st.code, st.stderr).toBe(0);
+    const status = parseJson<Status>(st.stdout, "status");
+    expect(status.running).toBe(true);
+    expect(status.pid).toBe(pid);
+    expect(JSON.stringify(status)).toMatch(/"since"|"started"|"start/);
+
+    const stop = await agentCli(["stop", "--state-dir", s.stateDir]);
+    expect(stop.code, stop.stderr).toBe(0);
+    const stats = parseJson<Record<string, unknown>>(stop.stdout, "stop output");
+    expect(await poll(() => !alive(pid), 5000)).toBe(true);
+
+    const log = readLog(s.logPath);
+    const last = expectSealedLog(log, true);
+    expect(stats).toMatchObject({ complete: true, log_sha256: last.log_sha256 });
+    expect(
+      Object.values(last.lost ?? {}).every((n) => n === 0),
+      JSON.stringify(last.lost),
+    ).toBe(true);
+    expect(last.events?.exec ?? 0).toBeGreaterThanOrEqual(2);
+
+    const st2 = await agentCli(["status", "--state-dir", s.stateDir]);
+    expect(parseJson<Status>(st2.stdout, "status after stop").running).toBe(false);
+    expect(bpffsHasDpndncy()).toBe(false);
+    expect(await leaksSettled(before)).toEqual([]);
+  });
+
+  it("SIGKILL, then stop: cleans up pins and mounts, and says the trace is incomplete", async () => {
+    const before = await snapshot();
+    const s = await agentStart();
+    expect(s.res.code, s.res.stderr).toBe(0);
+    const pid = s.pid as number;
+    const marker = `before-kill-${process.pid}-${Date.now()}`;
+    await markerRun(marker);
+    expect(await poll(() => hasMarker(s.logPath, marker), 10_000)).toBe(true);
+
+    process.kill(pid, "SIGKILL");
+    expect(await poll(() => !alive(pid), 5000)).toBe(true);
+    const st = await agentCli(["status", "--state-dir", s.stateDir]);
+    expect(parseJson<Status>(st.stdout, "status of a killed agent").running).toBe(false);
+
+    const stop = await agentCli(["stop", "--state-dir", s.stateDir]);
+    console.log(`stop after SIGKILL: exit ${stop.code}; ${stop.stderr.trim()}`);
+    const stats = parseJson<Record<string, unknown>>(stop.stdout, "stop output");
+    expect(stats.complete).toBe(false);
+    expect(`${stop.stdout}${stop.stderr}`).toMatch(/incomplete/i);
+
+    const log = readLog(s.logPath);
+    const last = expectSealedLog(log, false);
+    expect(typeof last.reason === "string" && last.reason.length > 0).toBe(true);
+    expect(hasMarker(s.logPath, marker)).toBe(true); // what was written before the kill survives
+    expect(bpffsHasDpndncy()).toBe(false);
+    expect(await leaksSettled(before)).toEqual([]);
+
+    // a second stop has nothing to do and says so without damaging the log
+    const again = await agentCli(["stop", "--state-dir", s.stateDir]);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr.trim().split("\n")).toHaveLength(1);
+    expect(readFileSync(s.logPath).equals(log.bytes)).toBe(true);
+  });
+
+  it("a second start while one runs: non-zero, one-line error, nothing more attached, the first keeps running", async () => {
+    const s = await agentStart();
+    expect(s.res.code, s.res.stderr).toBe(0);
+    const mid = await snapshot();
+    const second = await agentCli(["start", "--log", `${s.logPath}.2`, "--state-dir", s.stateDir]);
+    expect(second.code).not.toBe(0);
+    const err = second.stderr.trim();
+    expect(err.split("\n")).toHaveLength(1);
+    expect(err).toMatch(/already running|running/i);
+    expect(await leaksSettled(mid)).toEqual([]);
+    const now = await snapshot();
+    // nothing new loaded at all (the first agent's programs are unchanged)
+    expect([...now.progs.keys()].filter((id) => !mid.progs.has(id))).toEqual([]);
+    expect(alive(s.pid as number)).toBe(true);
+    const marker = `still-${process.pid}-${Date.now()}`;
+    await markerRun(marker);
+    expect(await poll(() => hasMarker(s.logPath, marker), 10_000)).toBe(true);
+    const stop = await agentCli(["stop", "--state-dir", s.stateDir]);
+    expect(stop.code, stop.stderr).toBe(0);
+    expectSealedLog(readLog(s.logPath), true);
+  });
+
+  it("SIGTERM stops the background agent cleanly with a complete log", async () => {
+    const before = await snapshot();
+    const s = await agentStart();
+    expect(s.res.code, s.res.stderr).toBe(0);
+    const pid = s.pid as number;
+    process.kill(pid, "SIGTERM");
+    expect(await poll(() => !alive(pid), 10_000)).toBe(true);
+    expectSealedLog(readLog(s.logPath), true);
+    // nothing for stop to do but report; everything is already gone
+    await agentCli(["stop", "--state-dir", s.stateDir]);
+    expect(await leaksSettled(before)).toEqual([]);
+  });
+});

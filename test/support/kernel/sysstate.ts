@@ -1,0 +1,160 @@
+// What the agent may leave behind in the kernel and the mount table, observed from outside:
+// BPF programs and links (and whether a live process still holds them), pins in every bpffs,
+// and mounts of bpffs, tracefs, debugfs and cgroup2.
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { run } from "./proc.js";
+
+export interface SysState {
+  progs: Map<number, string>; // id -> "type name"
+  links: Map<number, string>;
+  ownedProgs: Set<number>; // held by an fd (prog or link) of a live process
+  ownedLinks: Set<number>;
+  pins: string[];
+  mounts: string[]; // "fstype mountpoint"
+}
+
+const TRACKED_FS = new Set(["bpf", "tracefs", "debugfs", "cgroup2"]);
+
+export function trackedMounts(): string[] {
+  const out: string[] = [];
+  for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+    const sep = line.indexOf(" - ");
+    if (sep < 0) continue;
+    const mountpoint = line.slice(0, sep).split(" ")[4];
+    const fstype = line.slice(sep + 3).split(" ")[0];
+    if (fstype && mountpoint && TRACKED_FS.has(fstype)) out.push(`${fstype} ${mountpoint}`);
+  }
+  return out.sort();
+}
+
+export function bpffsMounts(): string[] {
+  return trackedMounts()
+    .filter((m) => m.startsWith("bpf "))
+    .map((m) => m.slice(4));
+}
+
+function walk(dir: string, out: string[]): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const p = join(dir, n);
+    out.push(p);
+    try {
+      if (statSync(p).isDirectory()) walk(p, out);
+    } catch {}
+  }
+}
+
+export function pins(): string[] {
+  const out: string[] = [];
+  for (const m of bpffsMounts()) walk(m, out);
+  return out.sort();
+}
+
+/** Paths under any bpffs whose name says they are dpndncy's. */
+export function ourPins(): string[] {
+  return pins().filter((p) => /dpndncy/i.test(p));
+}
+
+function ownership(): { progs: Set<number>; links: Set<number> } {
+  const progs = new Set<number>();
+  const links = new Set<number>();
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      let target: string;
+      try {
+        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      if (!target.startsWith("anon_inode:bpf")) continue;
+      let info: string;
+      try {
+        info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8");
+      } catch {
+        continue;
+      }
+      const prog = /^prog_id:\s*(\d+)/m.exec(info);
+      if (prog?.[1]) progs.add(Number(prog[1]));
+      const link = /^link_id:\s*(\d+)/m.exec(info);
+      if (link?.[1]) links.add(Number(link[1]));
+    }
+  }
+  return { progs, links };
+}
+
+async function bpftoolList(what: "prog" | "link"): Promise<Map<number, string>> {
+  const r = await run(["bpftool", what, "show", "-j"], { timeoutMs: 30_000 });
+  const m = new Map<number, string>();
+  if (r.code !== 0) throw new Error(`bpftool ${what} show failed: ${r.stderr}`);
+  const text = r.stdout.trim();
+  if (text === "") return m;
+  const arr = JSON.parse(text) as Array<Record<string, unknown>>;
+  for (const o of arr) {
+    const id = Number(o.id);
+    m.set(id, `${String(o.type ?? "?")} ${String(o.name ?? o.prog_id ?? "")}`.trim());
+  }
+  return m;
+}
+
+export async function snapshot(): Promise<SysState> {
+  const [progs, links] = await Promise.all([bpftoolList("prog"), bpftoolList("link")]);
+  const own = ownership();
+  return {
+    progs,
+    links,
+    ownedProgs: own.progs,
+    ownedLinks: own.links,
+    pins: pins(),
+    mounts: trackedMounts(),
+  };
+}
+
+/** What appeared between two snapshots and is not held by any live process. */
+export function leaks(before: SysState, after: SysState): string[] {
+  const out: string[] = [];
+  for (const [id, desc] of after.progs) {
+    if (!before.progs.has(id) && !after.ownedProgs.has(id)) {
+      out.push(`BPF program ${id} (${desc}) left loaded, held by no process (pinned or attached)`);
+    }
+  }
+  for (const [id, desc] of after.links) {
+    if (!before.links.has(id) && !after.ownedLinks.has(id)) {
+      out.push(`BPF link ${id} (${desc}) left behind, held by no process`);
+    }
+  }
+  const pinsBefore = new Set(before.pins);
+  for (const p of after.pins) if (!pinsBefore.has(p)) out.push(`new pin ${p}`);
+  const mountsBefore = new Set(before.mounts);
+  for (const m of after.mounts) if (!mountsBefore.has(m)) out.push(`new mount: ${m}`);
+  return out;
+}
+
+/**
+ * Takes snapshots until nothing leaked relative to `before` (program teardown is RCU-deferred,
+ * so a just-closed program can linger for a moment) or the grace period ends.
+ */
+export async function leaksSettled(before: SysState, graceMs = 2000): Promise<string[]> {
+  const deadline = Date.now() + graceMs;
+  for (;;) {
+    const l = leaks(before, await snapshot());
+    if (l.length === 0 || Date.now() > deadline) return l;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export function bpffsHasDpndncy(): boolean {
+  return bpffsMounts().some((m) => existsSync(join(m, "dpndncy")));
+}
