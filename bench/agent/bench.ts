@@ -1,0 +1,338 @@
+// dpndncy agent benchmark: the same workloads with the agent off and on, in one run.
+// Prints figures next to the targets of issue 3; never fails (exit 0 whatever happens).
+// Run with Node 24 (type stripping): node bench/agent/bench.ts   (bench/run.sh does this)
+//
+// Workloads (each its own small C program, compiled here, timing itself with CLOCK_MONOTONIC):
+//   2,000 fork+exec of /bin/true; 20,000 loopback TCP connects (accepted, closed);
+//   1,000,000 open+close of a non-sensitive file; a real build (make -B build/dpndncy-agent in a
+//   temporary copy of bpf/, agent-c/ and the Makefile).
+// Rounds alternate off and on (one `dpndncy-agent start` ... `stop` session per "on" round); the
+// figures are medians over rounds. Lost events come from the stop records, peak RSS from VmHWM.
+import { spawnSync } from "node:child_process";
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { cpus, release, tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const AGENT = process.env.DPNDNCY_AGENT ?? join(REPO, "build/dpndncy-agent");
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const N_EXEC = Number(process.env.BENCH_EXECS ?? 2000);
+const N_CONNECT = Number(process.env.BENCH_CONNECTS ?? 20000);
+const N_OPEN = Number(process.env.BENCH_OPENS ?? 1000000);
+const DO_BUILD = process.env.BENCH_BUILD !== "0";
+
+interface Out {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function sh(argv: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Out {
+  const [file, ...args] = argv;
+  const r = spawnSync(file as string, args, {
+    cwd: opts.cwd,
+    encoding: "utf8",
+    timeout: opts.timeoutMs ?? 600_000,
+    maxBuffer: 64 << 20,
+  });
+  return { code: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? String(r.error ?? "") };
+}
+
+function must(argv: string[], opts: { cwd?: string } = {}): Out {
+  const r = sh(argv, opts);
+  if (r.code !== 0) throw new Error(`${argv.join(" ")} failed (${r.code}): ${r.stderr.trim()}`);
+  return r;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+const fmtS = (ns: number) => `${(ns / 1e9).toFixed(3)} s`;
+const fmtInt = (n: number) => Math.round(n).toLocaleString("en-US");
+const verdict = (ok: boolean) => (ok ? "ok" : "MISSED");
+
+interface Workload {
+  name: string;
+  argv: string[];
+  n: number;
+  unit: string; // "exec", "connect", "open"
+  targetNs?: number;
+}
+
+interface Sample {
+  ns: number;
+  pid: number;
+}
+
+function runWorkload(w: Workload): Sample {
+  const r = must(w.argv);
+  const m = /pid (\d+) ns (\d+)/.exec(r.stdout);
+  if (!m) throw new Error(`${w.name}: unexpected output ${r.stdout}`);
+  return { pid: Number(m[1]), ns: Number(m[2]) };
+}
+
+function buildOnce(src: string): number {
+  const t0 = process.hrtime.bigint();
+  must(["make", "-s", "-C", src, "-B", "build/dpndncy-agent"]);
+  return Number(process.hrtime.bigint() - t0);
+}
+
+interface Session {
+  vmhwmKb: number;
+  lost: Record<string, number>;
+  events: Record<string, number>;
+  durationS: number;
+  complete: boolean | undefined;
+  logPath: string;
+}
+
+function vmhwm(pid: number): number {
+  const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+interface LogCounts {
+  execByParent: Map<number, number>; // exec events of /bin/true by ppid
+  connectByPid: Map<number, number>;
+}
+
+function countLog(path: string): LogCounts {
+  const execByParent = new Map<number, number>();
+  const connectByPid = new Map<number, number>();
+  for (const line of readFileSync(path, "utf8").split("\n")) {
+    if (line === "") continue;
+    let e: { kind?: string; pid?: number; ppid?: number; filename?: string };
+    try {
+      e = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    if (e.kind === "exec" && e.filename === "/bin/true" && typeof e.ppid === "number") {
+      execByParent.set(e.ppid, (execByParent.get(e.ppid) ?? 0) + 1);
+    } else if (e.kind === "connect" && typeof e.pid === "number") {
+      connectByPid.set(e.pid, (connectByPid.get(e.pid) ?? 0) + 1);
+    }
+  }
+  return { execByParent, connectByPid };
+}
+
+function main(): void {
+  if (process.getuid?.() !== 0) {
+    console.log("bench: not root; the agent needs root to load BPF. Nothing measured.");
+    return;
+  }
+  if (!existsSync(AGENT)) {
+    console.log(`bench: ${AGENT} not found (run \`make agent\`). Nothing measured.`);
+    return;
+  }
+  const tmp = mkdtempSync(join(tmpdir(), "dpndncy-bench-"));
+  let running: { stateDir: string; pid: number } | undefined;
+  try {
+    const bin = (name: string) => {
+      const out = join(tmp, name);
+      must(["gcc", "-O2", "-Wall", join(REPO, "bench/agent", `${name}.c`), "-o", out]);
+      return out;
+    };
+    const data = join(tmp, "plain.txt"); // not a sensitive path: the in-kernel filter drops it
+    writeFileSync(data, "bench\n");
+    const workloads: Workload[] = [
+      {
+        name: `${fmtInt(N_EXEC)} execs of /bin/true`,
+        argv: [bin("exec_loop"), String(N_EXEC)],
+        n: N_EXEC,
+        unit: "exec",
+      },
+      {
+        name: `${fmtInt(N_CONNECT)} loopback TCP connects`,
+        argv: [bin("connect_loop"), String(N_CONNECT)],
+        n: N_CONNECT,
+        unit: "connect",
+        targetNs: 250,
+      },
+      {
+        name: `${fmtInt(N_OPEN)} opens, non-sensitive`,
+        argv: [bin("open_loop"), String(N_OPEN), data],
+        n: N_OPEN,
+        unit: "open",
+        targetNs: 250,
+      },
+    ];
+    let src = "";
+    if (DO_BUILD) {
+      src = join(tmp, "src");
+      for (const p of ["Makefile", "bpf", "agent-c", "package.json"])
+        cpSync(join(REPO, p), join(src, p), { recursive: true });
+    }
+
+    const off = new Map<string, number[]>();
+    const on = new Map<string, number[]>();
+    const buildOff: number[] = [];
+    const buildOn: number[] = [];
+    const sessions: Session[] = [];
+    const seen: Array<{ unit: string; expected: number; seen: number; ns: number }> = [];
+    const push = (m: Map<string, number[]>, k: string, v: number) =>
+      m.set(k, [...(m.get(k) ?? []), v]);
+
+    console.log(
+      `dpndncy agent benchmark: kernel ${release()}, ${cpus().length} CPUs, ${ROUNDS} rounds off/on` +
+        `${DO_BUILD ? "" : " (build skipped: BENCH_BUILD=0)"}`,
+    );
+    for (let round = 1; round <= ROUNDS; round++) {
+      process.stdout.write(`round ${round}: off`);
+      for (const w of workloads) push(off, w.name, runWorkload(w).ns);
+      if (DO_BUILD) buildOff.push(buildOnce(src));
+
+      process.stdout.write(", on");
+      const stateDir = join(tmp, `state-${round}`);
+      const logPath = join(tmp, `events-${round}.ndjson`);
+      const st = must([AGENT, "start", "--log", logPath, "--state-dir", stateDir]);
+      const pidM = /"pid"\s*:\s*(\d+)/.exec(st.stdout) ?? /\bpid[\s:=]+(\d+)/i.exec(st.stdout);
+      if (!pidM) throw new Error(`no pid in start output: ${st.stdout}`);
+      running = { stateDir, pid: Number(pidM[1]) };
+      const samples: Array<{ w: Workload; s: Sample }> = [];
+      for (const w of workloads) {
+        const s = runWorkload(w);
+        push(on, w.name, s.ns);
+        samples.push({ w, s });
+      }
+      if (DO_BUILD) buildOn.push(buildOnce(src));
+      const hwm = vmhwm(running.pid);
+      const stop = sh([AGENT, "stop", "--state-dir", stateDir]);
+      running = undefined;
+      let stats: {
+        lost?: Record<string, number>;
+        events?: Record<string, number>;
+        duration_s?: number;
+        complete?: boolean;
+      } = {};
+      try {
+        stats = JSON.parse(stop.stdout);
+      } catch {
+        console.log(`\n  stop printed no JSON (exit ${stop.code}): ${stop.stderr.trim()}`);
+      }
+      sessions.push({
+        vmhwmKb: hwm,
+        lost: stats.lost ?? {},
+        events: stats.events ?? {},
+        durationS: stats.duration_s ?? Number.NaN,
+        complete: stats.complete,
+        logPath,
+      });
+      const counts = countLog(logPath);
+      for (const { w, s } of samples) {
+        if (w.unit === "exec")
+          seen.push({
+            unit: "exec",
+            expected: w.n,
+            seen: counts.execByParent.get(s.pid) ?? 0,
+            ns: s.ns,
+          });
+        if (w.unit === "connect")
+          seen.push({
+            unit: "connect",
+            expected: w.n,
+            seen: counts.connectByPid.get(s.pid) ?? 0,
+            ns: s.ns,
+          });
+      }
+      rmSync(logPath, { force: true });
+      console.log(" done");
+    }
+
+    console.log("");
+    const rows: string[][] = [
+      ["workload", "agent off", "agent on", "ratio", "added", "target", ""],
+    ];
+    for (const w of workloads) {
+      const a = median(off.get(w.name) ?? []);
+      const b = median(on.get(w.name) ?? []);
+      const added = (b - a) / w.n;
+      const addedS =
+        w.unit === "exec"
+          ? `${(added / 1000).toFixed(1)} µs/exec`
+          : `${fmtInt(added)} ns/${w.unit}`;
+      rows.push([
+        w.name,
+        fmtS(a),
+        fmtS(b),
+        `${(b / a).toFixed(3)}x`,
+        addedS,
+        w.targetNs ? `≤ ${w.targetNs} ns` : "-",
+        w.targetNs ? verdict(added <= w.targetNs) : "",
+      ]);
+    }
+    if (DO_BUILD) {
+      const a = median(buildOff);
+      const b = median(buildOn);
+      const pct = ((b - a) / a) * 100;
+      rows.push([
+        "real build (make -B agent)",
+        fmtS(a),
+        fmtS(b),
+        `${(b / a).toFixed(3)}x`,
+        `${pct.toFixed(2)} %`,
+        "≤ 1 %",
+        verdict(pct <= 1),
+      ]);
+    }
+    const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
+    for (const r of rows)
+      console.log(
+        r
+          .map((c, i) => c.padEnd(widths[i] ?? 0))
+          .join("  ")
+          .trimEnd(),
+      );
+    console.log("");
+
+    for (const unit of ["exec", "connect"]) {
+      const xs = seen.filter((s) => s.unit === unit);
+      const rate = median(xs.map((s) => (s.seen / s.ns) * 1e9 * (unit === "exec" ? 2 : 1)));
+      const complete = xs.every((s) => s.seen === s.expected);
+      console.log(
+        `events/s sustained, ${unit} phase: ${fmtInt(rate)}/s` +
+          `${unit === "exec" ? " (exec + exit)" : ""}; in the log: ${xs.map((s) => `${fmtInt(s.seen)}/${fmtInt(s.expected)}`).join(", ")}` +
+          ` ${complete ? "(all)" : "(MISSING EVENTS)"}`,
+      );
+    }
+    const lostTotal = sessions.reduce(
+      (t, s) => t + Object.values(s.lost).reduce((a, b) => a + b, 0),
+      0,
+    );
+    const lostDetail = sessions.map((s) => JSON.stringify(s.lost)).join(" ");
+    console.log(
+      `lost events (stop records): ${fmtInt(lostTotal)} ${lostDetail}   target 0   ${verdict(lostTotal === 0)}`,
+    );
+    const totalEvents = sessions.map((s) => Object.values(s.events).reduce((a, b) => a + b, 0));
+    console.log(
+      `events per session: ${totalEvents.map(fmtInt).join(", ")} over ${sessions.map((s) => `${s.durationS.toFixed(1)} s`).join(", ")}; ` +
+        `complete: ${sessions.map((s) => String(s.complete)).join(", ")}`,
+    );
+    const hwm = Math.max(...sessions.map((s) => s.vmhwmKb));
+    console.log(
+      `agent peak RSS (VmHWM): ${(hwm / 1024).toFixed(1)} MiB   target ≤ 20 MB   ${verdict(hwm * 1024 <= 20e6)}`,
+    );
+    const size = statSync(AGENT).size;
+    console.log(
+      `binary size: ${(size / 1e6).toFixed(2)} MB (${fmtInt(size)} bytes)   target ≤ 3 MB   ${verdict(size <= 3e6)}`,
+    );
+  } catch (e) {
+    console.log(`\nbench: stopped early: ${(e as Error).message}`);
+  } finally {
+    if (running) sh([AGENT, "stop", "--state-dir", running.stateDir]);
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main();
