@@ -21,8 +21,8 @@ await build({
   banner: {
     js: "import { createRequire as __dpndncyCreateRequire } from 'node:module'; const require = __dpndncyCreateRequire(import.meta.url);",
   },
-  splitting: true,
-  chunkNames: "chunks/[name]-[hash]",
+  // No code splitting: each entry is one self-contained file, so the CLI can be fetched and
+  // pinned by a single SHA-256 (GitLab component, jobs without a checkout of this repo).
   legalComments: "linked",
   sourcemap: false,
   minify: false,

@@ -1,4 +1,8 @@
 import * as core from "@actions/core";
+import { runPost } from "./finish-job.js";
 
-// Entry point for the action's post stage; wired up in the GitHub Action issue.
-core.setFailed("dpndncy: the GitHub Action's post stage is not implemented yet");
+// post: runs even when the job failed (post-if defaults to always()). It must never throw
+// past this point: a broken post step would hide the job's own result.
+runPost().catch((e: unknown) => {
+  core.setFailed(`dpndncy: ${(e as Error).message}`);
+});

@@ -1,0 +1,93 @@
+/**
+ * The action's post stage: stop the agent, summarize, sign, write the job summary, outputs
+ * and artifact. Tolerates a missing state and a dead agent, and then says loudly that the
+ * trace is incomplete: it never reports a clean trace that is not.
+ */
+import { dirname } from "node:path";
+import * as core from "@actions/core";
+import { stopAgent } from "../agent/control.js";
+import { finishTrace, type SignChoice } from "../job/finish.js";
+import { detectPlatform } from "../platform/detect.js";
+import { renderSummary } from "../report/markdown.js";
+import { annotate } from "./annotations.js";
+import { uploadTrace } from "./artifact.js";
+import { parseInputs } from "./inputs.js";
+import { signChoice, verifyCommand } from "./sign-choice.js";
+import { elevation } from "./start.js";
+import { STATE } from "./state.js";
+
+export async function runPost(): Promise<void> {
+  const log = core.getState(STATE.log);
+  const agent = core.getState(STATE.agent);
+  const stateDir = core.getState(STATE.stateDir);
+  if (!log || !agent || !stateDir) {
+    core.error(
+      "dpndncy: the agent was never started in this job (did the pre step fail?): there is NO trace",
+    );
+    return;
+  }
+  const inputs = parseInputs((n) => core.getInput(n));
+
+  try {
+    const { stats, stderr } = await stopAgent(agent, stateDir, elevation());
+    if (!stats.complete) {
+      core.error(
+        `dpndncy: the agent did not run to the end of the job; the trace is INCOMPLETE and marked so. ${stderr.trim()}`,
+      );
+    }
+  } catch (e) {
+    core.error(
+      `dpndncy: stopping the agent failed; the trace is INCOMPLETE: ${(e as Error).message}`,
+    );
+  }
+
+  const ci = detectPlatform(process.env).identity;
+  let sign: SignChoice = { kind: "none" };
+  try {
+    sign = await signChoice(inputs, ci);
+  } catch (e) {
+    core.error(`dpndncy: the trace will NOT be signed. ${(e as Error).message}`);
+  }
+  let finished: Awaited<ReturnType<typeof finishTrace>>;
+  try {
+    finished = await finishTrace({ log, ci, sign });
+  } catch (e) {
+    if (sign.kind === "none") throw e;
+    core.error(`dpndncy: signing failed, the trace is NOT signed: ${(e as Error).message}`);
+    sign = { kind: "none" };
+    finished = await finishTrace({ log, ci, sign });
+  }
+  const p = finished.predicate;
+  if (!p.integrity.stopped_cleanly) {
+    core.error(`dpndncy: trace integrity problems: ${p.integrity.problems.join(", ")}`);
+  }
+
+  await core.summary
+    .addRaw(renderSummary(p, { verifyCommand: verifyCommand(sign, process.env) }))
+    .write();
+  annotate(p);
+
+  const blocked = p.egress.filter((d) => d.verdict === "deny").reduce((n, d) => n + d.count, 0);
+  core.setOutput("log", log);
+  core.setOutput("statement", finished.statementPath);
+  core.setOutput("bundle", finished.bundlePath ?? "");
+  core.setOutput("events", JSON.stringify(p.counts));
+  core.setOutput("blocked", String(blocked));
+
+  if (inputs.uploadArtifact) {
+    const files = [
+      log,
+      finished.statementPath,
+      ...(finished.bundlePath ? [finished.bundlePath] : []),
+    ];
+    await uploadTrace(files, dirname(log));
+  }
+
+  if (inputs.failOn === "blocked" && blocked > 0) {
+    core.setFailed(`dpndncy: ${blocked} egress attempt(s) were blocked (fail-on: blocked)`);
+  } else if (inputs.failOn === "sensitive-file" && p.files.length > 0) {
+    core.setFailed(
+      `dpndncy: sensitive files were read: ${p.files.map((f) => f.path).join(", ")} (fail-on: sensitive-file)`,
+    );
+  }
+}
