@@ -24,7 +24,7 @@ AGENT_HDRS := $(wildcard agent-c/*.h) bpf/dpndncy.h
 
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
               -I bpf -I bpf/vmlinux -I /usr/include/x86_64-linux-gnu
-AGENT_CFLAGS := -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -std=gnu11 \
+AGENT_CFLAGS := -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation -std=gnu11 \
               -D_GNU_SOURCE -I $(BUILD)/skel -I bpf -I agent-c \
               -DDPNDNCY_VERSION='"$(VERSION)"' -DDPNDNCY_COMMIT='"$(COMMIT)"'
 AGENT_LDLIBS := -static -lbpf -lelf -lz -lzstd -lmd
@@ -39,6 +39,9 @@ prereqs:
 	@scripts/prereqs.sh
 
 agent: $(BUILD)/dpndncy-agent
+
+# keep the BPF objects (make would otherwise delete them as intermediates)
+.SECONDARY: $(BPF_OBJS)
 
 $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c bpf/dpndncy.h $(wildcard bpf/*.bpf.h) $(VMLINUX_H)
 	@mkdir -p $(@D)

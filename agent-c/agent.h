@@ -1,0 +1,229 @@
+/* dpndncy agent: shared declarations. */
+#ifndef DPNDNCY_AGENT_H
+#define DPNDNCY_AGENT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "dpndncy.h"
+
+#ifndef DPNDNCY_VERSION
+#define DPNDNCY_VERSION "0.0.0"
+#endif
+#ifndef DPNDNCY_COMMIT
+#define DPNDNCY_COMMIT "unknown"
+#endif
+
+#define PROG "dpndncy-agent"
+#define DEFAULT_STATE_DIR "/run/dpndncy"
+#define PIN_DIR "/sys/fs/bpf/dpndncy"
+
+/* exit codes */
+#define EX_FAIL 1        /* error: nothing attached */
+#define EX_USAGE 2       /* bad command line */
+#define EX_INCOMPLETE 3  /* stop: agent had died, trace recovered but incomplete */
+
+/* ---- sbuf.c: growable byte buffer + JSON helpers ---- */
+struct sbuf {
+	char *p;
+	size_t len, cap;
+};
+void sb_init(struct sbuf *b);
+void sb_free(struct sbuf *b);
+void sb_reset(struct sbuf *b);
+void sb_putc(struct sbuf *b, char c);
+void sb_put(struct sbuf *b, const void *s, size_t n);
+void sb_puts(struct sbuf *b, const char *s);
+void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* JSON string with quotes; arbitrary bytes: invalid UTF-8 -> \u00XX */
+void sb_json_str(struct sbuf *b, const char *s, size_t n);
+void sb_json_cstr(struct sbuf *b, const char *s);
+/* "key": prefix with a leading comma */
+void sb_key(struct sbuf *b, const char *key);
+
+/* ---- util.c ---- */
+void err_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int mkdir_p(const char *path, mode_t mode);
+int write_file(const char *path, const char *data, size_t n);
+char *read_file_str(const char *path, size_t max);
+void kernel_release(char *buf, size_t n);
+uint64_t now_realtime_ns(void);
+uint64_t now_boottime_ns(void);
+void fmt_ts(char out[40], uint64_t realtime_ns);
+void fmt_addr(char *out, size_t n, int family, const uint8_t *addr);
+int pid_alive(pid_t pid);
+
+/* ---- mounts.c ---- */
+struct mounts {
+	char cgroup2[256];       /* path of a cgroup v2 mount */
+	int mounted_cgroup2;     /* we mounted it (unmount at stop) */
+	int mounted_tracefs;     /* we mounted /sys/kernel/tracing */
+	int mounted_bpffs;       /* we mounted /sys/fs/bpf */
+};
+int find_mount(const char *fstype, const char *want_path, char *out, size_t n);
+int mounts_setup(struct mounts *m, int need_bpffs, char *errbuf, size_t errn);
+void mounts_teardown(const struct mounts *m);
+
+/* ---- config.c ---- */
+#define MAX_RULES 256
+#define MAX_RULE_NAMES 128
+struct file_rule {
+	char pattern[256];
+	uint16_t id;           /* rule name id (index into rule_names, from 1) */
+	uint16_t kflags;       /* DP_FV_PROC etc */
+};
+struct config {
+	char path[512];
+	int mode;              /* DP_MODE_* */
+	unsigned ringbuf_mb;
+	int nrules;
+	struct file_rule rules[MAX_RULES];
+	int nnames;
+	char rule_names[MAX_RULE_NAMES][48];
+	int nexclude;
+	char exclude[64][256];
+	int nallow_comm;
+	char allow_comm[64][16];
+	int nallow_exe;
+	char allow_exe[64][256];
+};
+int config_load(struct config *c, const char *path, char *errbuf, size_t errn);
+void config_defaults(struct config *c);
+/* fill the kernel filter maps */
+int config_push_file_rules(const struct config *c, int rules_fd, int cfg_fd, int allow_fd, char *errbuf, size_t errn);
+/* user-space check of a resolved path; returns rule name or NULL when dropped */
+const char *config_check_file(const struct config *c, const char *path, const char *exe, const char *comm, uint32_t pid);
+int glob_match(const char *pat, const char *s);
+
+/* ---- proctab.c ---- */
+struct proc_ent;
+void proc_init(void);
+void proc_seed(void);
+void proc_set(uint32_t pid, uint32_t ppid, const char *comm, const char *filename);
+void proc_exit(uint32_t pid);
+int proc_get(uint32_t pid, uint32_t *ppid, const char **comm, const char **filename);
+/* JSON array of ancestors of pid (its parent first) */
+void proc_ancestry(struct sbuf *b, uint32_t pid, uint32_t ppid);
+uint32_t proc_ppid_lookup(uint32_t pid);
+
+/* ---- dnsparse.c ---- */
+struct dns_msg {
+	char name[256];
+	unsigned qtype;
+	unsigned rcode;
+	int is_response;
+	int nans;
+	char answers[32][48];
+};
+/* parse a DNS message (no TCP length prefix); 0 ok */
+int dns_parse(const uint8_t *p, size_t n, struct dns_msg *m);
+const char *dns_qtype_str(unsigned t, char *buf, size_t n);
+
+/* ---- output.c: the NDJSON log ---- */
+struct output {
+	int fd;
+	char path[4096];
+	uint64_t seq;            /* next line index */
+	uint64_t bytes;          /* bytes in the file (= hashed) */
+	uint64_t lost_lines;     /* lines that failed to reach the file */
+	int last_errno;
+	struct sbuf buf;         /* pending complete lines */
+	uint64_t buf_lines;
+	void *sha;               /* SHA2_CTX */
+};
+int out_open(struct output *o, const char *path, int truncate, char *errbuf, size_t errn);
+/* start a line: writes {"v":1,"kind":...,"ts":...,"seq":N */
+void out_begin(struct output *o, struct sbuf *line, const char *kind, uint64_t real_ns);
+void out_commit(struct output *o, struct sbuf *line);
+int out_flush(struct output *o);
+void out_sha_hex(struct output *o, char hex[65]);
+void out_close(struct output *o);
+
+/* ---- probe.c: which attach point per hook ---- */
+enum file_hook { FH_LSM, FH_FENTRY, FH_KPROBE, FH_TRACEPOINT, FH_COUNT };
+extern const char *const file_hook_names[FH_COUNT];
+extern const char *const file_hook_points[FH_COUNT];
+struct probe_result {
+	char kernel[128];
+	int btf;
+	char btf_path[256];
+	int file_ok[FH_COUNT];
+	char file_why[FH_COUNT][200];
+	int file_choice;
+	int fork_raw_tp;
+	char fork_why[200];
+	int cgroup_ok;
+	char cgroup_why[200];
+	int uprobe_ok;
+	char libc[8][256];
+	int nlibc;
+	char uprobe_why[200];
+	int skb_ok;
+	char skb_why[200];
+};
+const char *btf_path(void);
+int check_btf(char *errbuf, size_t n);
+int parse_file_hook(const char *s);
+/* force: -1 none, else FH_* */
+int probe_all(struct probe_result *r, int force_file, const char *cgroup_path, char *errbuf, size_t errn);
+void probe_json(const struct probe_result *r, struct sbuf *b);
+int find_libcs(char out[][256], int max);
+
+/* ---- bpfload.c ---- */
+struct agent_bpf;
+struct attach_info {
+	char exec[128], exitp[128], fork[128], connect[160], connect_result[128];
+	char file[128], dns[160], dns_packet[128];
+};
+struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result *pr, const char *cgroup_path,
+			    int pin, char *errbuf, size_t errn, struct attach_info *ai);
+int bpf_ringbuf_fd(struct agent_bpf *a);
+void bpf_read_drops(struct agent_bpf *a, uint64_t drops[DP_KIND_MAX]);
+void bpf_teardown(struct agent_bpf *a);
+void unpin_all(const char *dir);
+void attach_json(const struct attach_info *ai, struct sbuf *b);
+
+/* ---- events.c ---- */
+enum stat_kind { SK_EXEC, SK_EXIT, SK_CONNECT, SK_FILE, SK_DNS, SK_AGENT, SK_COUNT };
+extern const char *const stat_kind_names[SK_COUNT];
+struct agent_ctx {
+	struct output out;
+	struct config cfg;
+	int64_t boot_to_real;     /* realtime - boottime, ns */
+	uint64_t events[SK_COUNT];
+	uint64_t forks;
+	uint64_t file_filtered;   /* kernel candidates dropped by the user-space check */
+	uint64_t dns_unparsed;
+	uint32_t self_pid;
+	/* exit tracking for `run` */
+	uint32_t wait_pid;
+	int wait_exit_seen;
+	uint64_t start_real_ns;
+	uint64_t start_boot_ns;
+};
+extern struct agent_ctx G;
+int handle_event(void *ctx, void *data, size_t len);
+void write_agent_start(struct agent_ctx *g, const struct attach_info *ai, const char *kernel);
+/* stop record; fills stats JSON (events/lost/duration/log_sha256/complete) into statsb too */
+void write_agent_stop(struct agent_ctx *g, const uint64_t drops[DP_KIND_MAX], struct sbuf *statsb);
+
+/* ---- agent.c: the main loop, run/start/stop/status ---- */
+struct opts {
+	const char *log;
+	const char *state_dir;
+	const char *config;
+	const char *mode;
+	const char *file_hook;
+	char **cmd;
+	int foreground;
+};
+int cmd_probe(struct opts *o);
+int cmd_run(struct opts *o);
+int cmd_start(struct opts *o);
+int cmd_stop(struct opts *o);
+int cmd_status(struct opts *o);
+
+#endif

@@ -1,0 +1,685 @@
+/*
+ * Loading, attaching, pinning and tearing down the BPF objects, and the
+ * feature probes (which load and attach for real, then detach).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "agent.h"
+#include "exec.skel.h"
+#include "connect.skel.h"
+#include "file.skel.h"
+#include "dns.skel.h"
+
+#define MAX_LINKS 64
+
+struct agent_bpf {
+	struct exec_bpf *exec;
+	struct connect_bpf *conn;
+	struct file_bpf *file;
+	struct dns_bpf *dns;
+	struct bpf_link *links[MAX_LINKS];
+	char link_names[MAX_LINKS][64];
+	int nlinks;
+	int cgroup_fd;
+	int pinned;
+};
+
+const char *const file_hook_names[FH_COUNT] = {"lsm", "fentry", "kprobe", "tracepoint"};
+const char *const file_hook_points[FH_COUNT] = {
+	"lsm/file_open", "fentry/security_file_open", "kprobe/security_file_open",
+	"tracepoint/syscalls/sys_exit_openat",
+};
+
+/* libbpf messages: kept (last line) for error reasons, printed only with DPNDNCY_DEBUG */
+static char last_libbpf_msg[512];
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char buf[512];
+	size_t n;
+	va_list cp;
+
+	va_copy(cp, ap);
+	if (getenv("DPNDNCY_DEBUG"))
+		vfprintf(stderr, fmt, cp);
+	va_end(cp);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	n = strlen(buf);
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		buf[--n] = 0;
+	if (n)
+		snprintf(last_libbpf_msg, sizeof(last_libbpf_msg), "%s", buf);
+	return 0;
+}
+
+static void libbpf_setup(void)
+{
+	static int done;
+
+	if (done)
+		return;
+	done = 1;
+	libbpf_set_print(libbpf_print);
+	libbpf_set_strict_mode(LIBBPF_STRICT_ALL);
+}
+
+static const char *errname(int e)
+{
+	switch (e) {
+	case EPERM: return "EPERM";
+	case EACCES: return "EACCES";
+	case ENOENT: return "ENOENT";
+	case EINVAL: return "EINVAL";
+	case EOPNOTSUPP: return "EOPNOTSUPP";
+	case ESRCH: return "ESRCH";
+	case E2BIG: return "E2BIG";
+	case 524: return "ENOTSUPP";
+	case EBUSY: return "EBUSY";
+	case ENODEV: return "ENODEV";
+	default: return "errno";
+	}
+}
+
+static void why(char *out, size_t n, const char *step, int err)
+{
+	if (err < 0)
+		err = -err;
+	snprintf(out, n, "%s failed: %s (%s %d)", step, err == 524 ? "operation not supported" : strerror(err),
+		 errname(err), err);
+}
+
+static void only_autoload(struct bpf_object *obj, const struct bpf_program *const *keep, int nkeep)
+{
+	struct bpf_program *p;
+
+	bpf_object__for_each_program(p, obj) {
+		int on = 0;
+
+		for (int i = 0; i < nkeep; i++)
+			if (keep[i] == p)
+				on = 1;
+		bpf_program__set_autoload(p, on);
+	}
+}
+
+static int tp_exists(const char *cat, const char *name)
+{
+	char p[256];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "/sys/kernel/tracing/events/%s/%s", cat, name);
+	if (stat(p, &st) == 0)
+		return 1;
+	snprintf(p, sizeof(p), "/sys/kernel/debug/tracing/events/%s/%s", cat, name);
+	return stat(p, &st) == 0;
+}
+
+static int lsm_bpf_active(char *reason, size_t n)
+{
+	char *s = read_file_str("/sys/kernel/security/lsm", 4096);
+	int on;
+
+	if (!s) {
+		/* securityfs may not be mounted: the kernel command line is the other witness */
+		char *cmd = read_file_str("/proc/cmdline", 4096);
+
+		on = cmd && strstr(cmd, "lsm=") && strstr(strstr(cmd, "lsm="), "bpf");
+		free(cmd);
+		if (!on)
+			snprintf(reason, n, "BPF LSM not active (bpf not in /sys/kernel/security/lsm nor lsm= on the command line)");
+		return on;
+	}
+	on = strstr(s, "bpf") != NULL;
+	if (!on)
+		snprintf(reason, n, "BPF LSM not active (active LSMs: %.120s)", s);
+	free(s);
+	return on;
+}
+
+/* ---------- probes ---------- */
+
+static struct file_bpf *file_open_small(void)
+{
+	struct file_bpf *s = file_bpf__open();
+
+	if (s) {
+		bpf_map__set_max_entries(s->maps.events, 4096);
+		bpf_map__set_max_entries(s->maps.file_rules, 1);
+	}
+	return s;
+}
+
+static void file_hook_progs(struct file_bpf *s, int fh, const struct bpf_program **progs, int *n)
+{
+	*n = 0;
+	switch (fh) {
+	case FH_LSM: progs[(*n)++] = s->progs.dp_lsm_file_open; break;
+	case FH_FENTRY: progs[(*n)++] = s->progs.dp_fentry_file_open; break;
+	case FH_KPROBE: progs[(*n)++] = s->progs.dp_kprobe_file_open; break;
+	default:
+		progs[(*n)++] = s->progs.dp_exit_openat;
+		if (tp_exists("syscalls", "sys_exit_openat2"))
+			progs[(*n)++] = s->progs.dp_exit_openat2;
+		if (tp_exists("syscalls", "sys_exit_open"))
+			progs[(*n)++] = s->progs.dp_exit_open;
+	}
+}
+
+/* load + attach one file hook variant, then detach; 0 ok */
+static int probe_file_hook(int fh, char *reason, size_t n)
+{
+	const struct bpf_program *progs[4];
+	struct bpf_link *links[4] = {0};
+	struct file_bpf *s;
+	int np, err = 0;
+
+	if (fh == FH_LSM && !lsm_bpf_active(reason, n))
+		return -1;
+	if (fh == FH_TRACEPOINT && !tp_exists("syscalls", "sys_exit_openat")) {
+		snprintf(reason, n, "tracepoint syscalls/sys_exit_openat not found (no tracefs or CONFIG_FTRACE_SYSCALLS off)");
+		return -1;
+	}
+	s = file_open_small();
+	if (!s) {
+		why(reason, n, "open", errno);
+		return -1;
+	}
+	file_hook_progs(s, fh, progs, &np);
+	only_autoload(s->obj, progs, np);
+	err = file_bpf__load(s);
+	if (err) {
+		why(reason, n, "load", err);
+		goto out;
+	}
+	for (int i = 0; i < np; i++) {
+		links[i] = bpf_program__attach((struct bpf_program *)progs[i]);
+		if (!links[i]) {
+			err = -errno;
+			why(reason, n, "attach", err);
+			goto out;
+		}
+	}
+out:
+	for (int i = 0; i < np; i++)
+		bpf_link__destroy(links[i]);
+	file_bpf__destroy(s);
+	return err ? -1 : 0;
+}
+
+static int probe_fork_raw(char *reason, size_t n)
+{
+	struct exec_bpf *s = exec_bpf__open();
+	const struct bpf_program *keep[1];
+	struct bpf_link *l;
+	int err;
+
+	if (!s) {
+		why(reason, n, "open", errno);
+		return -1;
+	}
+	bpf_map__set_max_entries(s->maps.events, 4096);
+	keep[0] = s->progs.dp_fork;
+	only_autoload(s->obj, keep, 1);
+	err = exec_bpf__load(s);
+	if (err) {
+		why(reason, n, "load", err);
+		exec_bpf__destroy(s);
+		return -1;
+	}
+	l = bpf_program__attach(s->progs.dp_fork);
+	if (!l) {
+		why(reason, n, "attach", errno);
+		exec_bpf__destroy(s);
+		return -1;
+	}
+	bpf_link__destroy(l);
+	exec_bpf__destroy(s);
+	return 0;
+}
+
+static int probe_cgroup(const char *cgroup_path, char *reason, size_t n)
+{
+	struct connect_bpf *s = connect_bpf__open();
+	const struct bpf_program *keep[1];
+	struct bpf_link *l;
+	int err, fd;
+
+	if (!s) {
+		why(reason, n, "open", errno);
+		return -1;
+	}
+	bpf_map__set_max_entries(s->maps.events, 4096);
+	keep[0] = s->progs.dp_connect4;
+	only_autoload(s->obj, keep, 1);
+	err = connect_bpf__load(s);
+	if (err) {
+		why(reason, n, "load", err);
+		connect_bpf__destroy(s);
+		return -1;
+	}
+	fd = open(cgroup_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		why(reason, n, "open cgroup v2 root", errno);
+		connect_bpf__destroy(s);
+		return -1;
+	}
+	l = bpf_program__attach_cgroup(s->progs.dp_connect4, fd);
+	if (!l)
+		why(reason, n, "attach", errno);
+	bpf_link__destroy(l);
+	close(fd);
+	connect_bpf__destroy(s);
+	return l ? 0 : -1;
+}
+
+static int probe_dns(const struct probe_result *r, const char *cgroup_path, int uprobe, char *reason, size_t n)
+{
+	struct dns_bpf *s = dns_bpf__open();
+	const struct bpf_program *keep[1];
+	struct bpf_link *l;
+	int err, fd = -1;
+
+	if (!s) {
+		why(reason, n, "open", errno);
+		return -1;
+	}
+	bpf_map__set_max_entries(s->maps.events, 4096);
+	keep[0] = uprobe ? s->progs.dp_gai_enter : s->progs.dp_dns_ingress;
+	only_autoload(s->obj, keep, 1);
+	err = dns_bpf__load(s);
+	if (err) {
+		why(reason, n, "load", err);
+		dns_bpf__destroy(s);
+		return -1;
+	}
+	if (uprobe) {
+		LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "getaddrinfo");
+		l = bpf_program__attach_uprobe_opts(s->progs.dp_gai_enter, -1, r->libc[0], 0, &uo);
+	} else {
+		fd = open(cgroup_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		l = fd < 0 ? NULL : bpf_program__attach_cgroup(s->progs.dp_dns_ingress, fd);
+	}
+	if (!l)
+		why(reason, n, "attach", errno);
+	bpf_link__destroy(l);
+	if (fd >= 0)
+		close(fd);
+	dns_bpf__destroy(s);
+	return l ? 0 : -1;
+}
+
+int probe_all(struct probe_result *r, int force_file, const char *cgroup_path, char *errbuf, size_t errn)
+{
+	libbpf_setup();
+	r->file_choice = -1;
+	for (int fh = 0; fh < FH_COUNT; fh++) {
+		r->file_ok[fh] = probe_file_hook(fh, r->file_why[fh], sizeof(r->file_why[fh])) == 0;
+		if (r->file_ok[fh] && r->file_choice < 0 && (force_file < 0 || force_file == fh))
+			r->file_choice = fh;
+	}
+	if (force_file >= 0 && r->file_choice < 0) {
+		snprintf(errbuf, errn, "forced file hook %s is unavailable: %s", file_hook_names[force_file],
+			 r->file_why[force_file]);
+		return -1;
+	}
+	if (r->file_choice < 0) {
+		snprintf(errbuf, errn, "no file hook can be attached (tracepoint: %s)", r->file_why[FH_TRACEPOINT]);
+		return -1;
+	}
+	r->fork_raw_tp = probe_fork_raw(r->fork_why, sizeof(r->fork_why)) == 0;
+	r->cgroup_ok = probe_cgroup(cgroup_path, r->cgroup_why, sizeof(r->cgroup_why)) == 0;
+	r->nlibc = find_libcs(r->libc, 8);
+	if (r->nlibc == 0) {
+		snprintf(r->uprobe_why, sizeof(r->uprobe_why), "no libc found (ld.so.cache / common paths)");
+		r->uprobe_ok = 0;
+	} else {
+		r->uprobe_ok = probe_dns(r, cgroup_path, 1, r->uprobe_why, sizeof(r->uprobe_why)) == 0;
+	}
+	r->skb_ok = probe_dns(r, cgroup_path, 0, r->skb_why, sizeof(r->skb_why)) == 0;
+	if (!r->cgroup_ok && !tp_exists("syscalls", "sys_enter_connect")) {
+		snprintf(errbuf, errn, "no connect hook can be attached (cgroup: %s)", r->cgroup_why);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---------- setup ---------- */
+
+static int add_link(struct agent_bpf *a, struct bpf_link *l, const char *name, char *errbuf, size_t errn)
+{
+	if (!l) {
+		int e = errno;
+
+		snprintf(errbuf, errn, "cannot attach %s: %s%s%s", name, strerror(e),
+			 last_libbpf_msg[0] ? " / " : "", last_libbpf_msg);
+		return -1;
+	}
+	if (a->nlinks >= MAX_LINKS) {
+		bpf_link__destroy(l);
+		snprintf(errbuf, errn, "too many links");
+		return -1;
+	}
+	a->links[a->nlinks] = l;
+	snprintf(a->link_names[a->nlinks], sizeof(a->link_names[0]), "%s", name);
+	a->nlinks++;
+	return 0;
+}
+
+static int reuse(struct bpf_map *dst, struct bpf_map *src)
+{
+	return bpf_map__reuse_fd(dst, bpf_map__fd(src));
+}
+
+struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result *pr, const char *cgroup_path,
+			    int pin, char *errbuf, size_t errn, struct attach_info *ai)
+{
+	struct agent_bpf *a = calloc(1, sizeof(*a));
+	const struct bpf_program *keep[8];
+	uint32_t self = (uint32_t)getpid(), zero = 0;
+	struct dp_agent_cfg acfg = {.mode = (uint32_t)cfg->mode, .agent_tgid = self};
+	int err, nk, want_result;
+	char nm[64];
+
+	libbpf_setup();
+	if (!a) {
+		snprintf(errbuf, errn, "out of memory");
+		return NULL;
+	}
+	a->cgroup_fd = -1;
+	memset(ai, 0, sizeof(*ai));
+
+	/* exec: creates the shared maps */
+	a->exec = exec_bpf__open();
+	if (!a->exec)
+		goto open_fail;
+	a->exec->rodata->agent_tgid = self;
+	bpf_map__set_max_entries(a->exec->maps.events, cfg->ringbuf_mb << 20);
+	nk = 0;
+	keep[nk++] = a->exec->progs.dp_exec;
+	keep[nk++] = a->exec->progs.dp_exit;
+	keep[nk++] = pr->fork_raw_tp ? a->exec->progs.dp_fork : a->exec->progs.dp_fork_tp;
+	only_autoload(a->exec->obj, keep, nk);
+	if ((err = exec_bpf__load(a->exec)))
+		goto load_fail;
+	if (bpf_map_update_elem(bpf_map__fd(a->exec->maps.agent_cfg), &zero, &acfg, 0) < 0)
+		goto load_fail;
+
+#define SHARE(skel)                                                                  \
+	do {                                                                         \
+		if (reuse(skel->maps.events, a->exec->maps.events) ||               \
+		    reuse(skel->maps.drops, a->exec->maps.drops) ||                 \
+		    reuse(skel->maps.sock_owner, a->exec->maps.sock_owner) ||       \
+		    reuse(skel->maps.agent_cfg, a->exec->maps.agent_cfg))           \
+			goto load_fail;                                              \
+		skel->rodata->agent_tgid = self;                                     \
+	} while (0)
+
+	/* connect */
+	a->conn = connect_bpf__open();
+	if (!a->conn)
+		goto open_fail;
+	SHARE(a->conn);
+	/* the result join needs syscall tracepoints: only where the file hook already pays for them */
+	want_result = pr->file_choice == FH_TRACEPOINT || getenv("DPNDNCY_CONNECT_RESULT");
+	nk = 0;
+	if (pr->cgroup_ok) {
+		keep[nk++] = a->conn->progs.dp_connect4;
+		keep[nk++] = a->conn->progs.dp_connect6;
+		keep[nk++] = a->conn->progs.dp_sendmsg4;
+		keep[nk++] = a->conn->progs.dp_sendmsg6;
+		if (want_result) {
+			keep[nk++] = a->conn->progs.dp_enter_connect;
+			keep[nk++] = a->conn->progs.dp_exit_connect;
+		}
+		a->conn->rodata->want_result = want_result ? 1 : 0;
+	} else {
+		keep[nk++] = a->conn->progs.dp_enter_connect_tp;
+		keep[nk++] = a->conn->progs.dp_exit_connect_tp;
+	}
+	only_autoload(a->conn->obj, keep, nk);
+	if ((err = connect_bpf__load(a->conn)))
+		goto load_fail;
+
+	/* file */
+	a->file = file_bpf__open();
+	if (!a->file)
+		goto open_fail;
+	SHARE(a->file);
+	file_hook_progs(a->file, pr->file_choice, keep, &nk);
+	only_autoload(a->file->obj, keep, nk);
+	if ((err = file_bpf__load(a->file)))
+		goto load_fail;
+	if (config_push_file_rules(cfg, bpf_map__fd(a->file->maps.file_rules), bpf_map__fd(a->file->maps.file_cfg),
+				   bpf_map__fd(a->file->maps.allow_comm), errbuf, errn) < 0)
+		goto fail;
+
+	/* dns */
+	a->dns = dns_bpf__open();
+	if (!a->dns)
+		goto open_fail;
+	SHARE(a->dns);
+	nk = 0;
+	if (pr->uprobe_ok) {
+		keep[nk++] = a->dns->progs.dp_gai_enter;
+		keep[nk++] = a->dns->progs.dp_gai_exit;
+	}
+	if (pr->skb_ok)
+		keep[nk++] = a->dns->progs.dp_dns_ingress;
+	only_autoload(a->dns->obj, keep, nk);
+	if ((err = dns_bpf__load(a->dns)))
+		goto load_fail;
+
+	/* ---- attach ---- */
+	if (add_link(a, bpf_program__attach(a->exec->progs.dp_exec), "exec", errbuf, errn) ||
+	    add_link(a, bpf_program__attach(a->exec->progs.dp_exit), "exit", errbuf, errn))
+		goto fail;
+	if (pr->fork_raw_tp) {
+		if (add_link(a, bpf_program__attach(a->exec->progs.dp_fork), "fork", errbuf, errn))
+			goto fail;
+	} else if (add_link(a, bpf_program__attach(a->exec->progs.dp_fork_tp), "fork", errbuf, errn)) {
+		goto fail;
+	}
+	snprintf(ai->exec, sizeof(ai->exec), "tracepoint/sched/sched_process_exec");
+	snprintf(ai->exitp, sizeof(ai->exitp), "tracepoint/sched/sched_process_exit");
+	snprintf(ai->fork, sizeof(ai->fork), "%s",
+		 pr->fork_raw_tp ? "raw_tracepoint/sched_process_fork" : "tracepoint/sched/sched_process_fork");
+
+	if (pr->cgroup_ok || pr->skb_ok) {
+		a->cgroup_fd = open(cgroup_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (a->cgroup_fd < 0) {
+			snprintf(errbuf, errn, "cannot open cgroup v2 root %s: %s", cgroup_path, strerror(errno));
+			goto fail;
+		}
+	}
+	if (pr->cgroup_ok) {
+		if (add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_connect4, a->cgroup_fd), "connect4", errbuf, errn) ||
+		    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_connect6, a->cgroup_fd), "connect6", errbuf, errn) ||
+		    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_sendmsg4, a->cgroup_fd), "sendmsg4", errbuf, errn) ||
+		    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_sendmsg6, a->cgroup_fd), "sendmsg6", errbuf, errn))
+			goto fail;
+		snprintf(ai->connect, sizeof(ai->connect), "cgroup/connect4,connect6,sendmsg4,sendmsg6");
+		if (want_result) {
+			if (add_link(a, bpf_program__attach(a->conn->progs.dp_enter_connect), "enter_connect", errbuf, errn) ||
+			    add_link(a, bpf_program__attach(a->conn->progs.dp_exit_connect), "exit_connect", errbuf, errn))
+				goto fail;
+			snprintf(ai->connect_result, sizeof(ai->connect_result), "tracepoint/syscalls/sys_exit_connect");
+		} else {
+			snprintf(ai->connect_result, sizeof(ai->connect_result), "none");
+		}
+	} else {
+		if (add_link(a, bpf_program__attach(a->conn->progs.dp_enter_connect_tp), "enter_connect", errbuf, errn) ||
+		    add_link(a, bpf_program__attach(a->conn->progs.dp_exit_connect_tp), "exit_connect", errbuf, errn))
+			goto fail;
+		snprintf(ai->connect, sizeof(ai->connect), "tracepoint/syscalls/sys_enter_connect");
+		snprintf(ai->connect_result, sizeof(ai->connect_result), "tracepoint/syscalls/sys_exit_connect");
+	}
+
+	{
+		const struct bpf_program *fp[4];
+		int nf;
+
+		file_hook_progs(a->file, pr->file_choice, fp, &nf);
+		for (int i = 0; i < nf; i++) {
+			snprintf(nm, sizeof(nm), "file_%s", bpf_program__name(fp[i]) + 3);
+			if (add_link(a, bpf_program__attach((struct bpf_program *)fp[i]), nm, errbuf, errn))
+				goto fail;
+		}
+		snprintf(ai->file, sizeof(ai->file), "%s", file_hook_points[pr->file_choice]);
+	}
+
+	ai->dns[0] = 0;
+	if (pr->uprobe_ok) {
+		for (int i = 0; i < pr->nlibc; i++) {
+			LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "getaddrinfo");
+			LIBBPF_OPTS(bpf_uprobe_opts, ur, .func_name = "getaddrinfo", .retprobe = true);
+
+			snprintf(nm, sizeof(nm), "gai_enter_%d", i);
+			if (add_link(a, bpf_program__attach_uprobe_opts(a->dns->progs.dp_gai_enter, -1, pr->libc[i], 0, &uo),
+				     nm, errbuf, errn))
+				goto fail;
+			snprintf(nm, sizeof(nm), "gai_exit_%d", i);
+			if (add_link(a, bpf_program__attach_uprobe_opts(a->dns->progs.dp_gai_exit, -1, pr->libc[i], 0, &ur),
+				     nm, errbuf, errn))
+				goto fail;
+		}
+		snprintf(ai->dns, sizeof(ai->dns), "uprobe/getaddrinfo");
+	}
+	if (pr->skb_ok) {
+		if (add_link(a, bpf_program__attach_cgroup(a->dns->progs.dp_dns_ingress, a->cgroup_fd), "dns_ingress",
+			     errbuf, errn))
+			goto fail;
+		snprintf(ai->dns_packet, sizeof(ai->dns_packet), "cgroup_skb/ingress");
+		size_t l = strlen(ai->dns);
+		snprintf(ai->dns + l, sizeof(ai->dns) - l, "%s%s", l ? "+" : "", "cgroup_skb/ingress");
+	}
+	if (!ai->dns[0])
+		snprintf(ai->dns, sizeof(ai->dns), "none");
+
+	/* ---- pin (start mode): stop can remove everything even if we are killed ---- */
+	if (pin) {
+		char path[512];
+
+		unpin_all(PIN_DIR);
+		if (mkdir_p(PIN_DIR, 0700) < 0) {
+			snprintf(errbuf, errn, "cannot create %s: %s", PIN_DIR, strerror(errno));
+			goto fail;
+		}
+		for (int i = 0; i < a->nlinks; i++) {
+			snprintf(path, sizeof(path), "%s/%s", PIN_DIR, a->link_names[i]);
+			if (bpf_link__pin(a->links[i], path) < 0) {
+				/* legacy (non-bpf_link) attachments cannot be pinned: fd-only, dies with us */
+				continue;
+			}
+		}
+		a->pinned = 1;
+	}
+	return a;
+
+open_fail:
+	snprintf(errbuf, errn, "cannot open BPF object: %s", strerror(errno));
+	goto fail;
+load_fail:
+	snprintf(errbuf, errn, "cannot load BPF programs: %s%s%s", strerror(errno), last_libbpf_msg[0] ? " / " : "",
+		 last_libbpf_msg);
+fail:
+	bpf_teardown(a);
+	return NULL;
+}
+
+int bpf_ringbuf_fd(struct agent_bpf *a)
+{
+	return bpf_map__fd(a->exec->maps.events);
+}
+
+void bpf_read_drops(struct agent_bpf *a, uint64_t drops[DP_KIND_MAX])
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t *vals;
+
+	memset(drops, 0, sizeof(uint64_t) * DP_KIND_MAX);
+	if (ncpu <= 0 || !a || !a->exec)
+		return;
+	vals = calloc((size_t)ncpu, sizeof(uint64_t));
+	if (!vals)
+		return;
+	for (uint32_t k = 0; k < DP_KIND_MAX; k++) {
+		if (bpf_map_lookup_elem(bpf_map__fd(a->exec->maps.drops), &k, vals) == 0)
+			for (int c = 0; c < ncpu; c++)
+				drops[k] += vals[c];
+	}
+	free(vals);
+}
+
+void unpin_all(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char path[512];
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+void bpf_teardown(struct agent_bpf *a)
+{
+	if (!a)
+		return;
+	/* detach cgroup programs first: nothing that sits in the connect path may outlive us */
+	for (int i = a->nlinks - 1; i >= 0; i--) {
+		if (a->pinned)
+			bpf_link__unpin(a->links[i]);
+		bpf_link__destroy(a->links[i]);
+	}
+	a->nlinks = 0;
+	if (a->pinned)
+		unpin_all(PIN_DIR);
+	if (a->cgroup_fd >= 0)
+		close(a->cgroup_fd);
+	dns_bpf__destroy(a->dns);
+	file_bpf__destroy(a->file);
+	connect_bpf__destroy(a->conn);
+	exec_bpf__destroy(a->exec);
+	free(a);
+}
+
+void attach_json(const struct attach_info *ai, struct sbuf *b)
+{
+	sb_puts(b, "{\"exec\":");
+	sb_json_cstr(b, ai->exec);
+	sb_puts(b, ",\"connect\":");
+	sb_json_cstr(b, ai->connect);
+	sb_puts(b, ",\"file\":");
+	sb_json_cstr(b, ai->file);
+	sb_puts(b, ",\"dns\":");
+	sb_json_cstr(b, ai->dns);
+	sb_puts(b, ",\"exit\":");
+	sb_json_cstr(b, ai->exitp);
+	sb_puts(b, ",\"fork\":");
+	sb_json_cstr(b, ai->fork);
+	sb_puts(b, ",\"connect_result\":");
+	sb_json_cstr(b, ai->connect_result);
+	if (ai->dns_packet[0]) {
+		sb_puts(b, ",\"dns_packet\":");
+		sb_json_cstr(b, ai->dns_packet);
+	}
+	sb_putc(b, '}');
+}

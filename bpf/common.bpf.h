@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Maps and helpers every dpndncy BPF object shares. Each object declares the
+ * same maps; the agent creates them once (with the first object it loads)
+ * and hands the same fds to the others (bpf_map__reuse_fd), so there is one
+ * ring buffer, one drop counter and one socket-owner table for all hooks.
+ */
+#ifndef DPNDNCY_COMMON_BPF_H
+#define DPNDNCY_COMMON_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "dpndncy.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define PROC_SUPER_MAGIC 0x9fa0
+
+/* sized by the agent before load (bpf_map__set_max_entries) */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+/* per-kind count of records lost because the ring buffer was full */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DP_KIND_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+/* socket cookie -> process that connected / sent from it (DNS packet attribution) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct dp_sock_owner);
+} sock_owner SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dp_agent_cfg);
+} agent_cfg SEC(".maps");
+
+/* set before load: the agent's own tgid, whose events are not reported */
+const volatile __u32 agent_tgid = 0;
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+static __always_inline void count_drop(__u32 kind)
+{
+	__u64 *n = bpf_map_lookup_elem(&drops, &kind);
+	if (n)
+		*n += 1;
+}
+
+static __always_inline int is_agent(__u64 pid_tgid)
+{
+	return (__u32)(pid_tgid >> 32) == agent_tgid;
+}
+
+/* header for program types that may read the current task */
+static __always_inline void fill_hdr_task(struct dp_hdr *h, __u32 kind, __u64 pid_tgid)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	h->kind = kind;
+	h->pid = pid_tgid >> 32;
+	h->tid = (__u32)pid_tgid;
+	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->uid = (__u32)bpf_get_current_uid_gid();
+	h->flags = 0;
+	h->ts = bpf_ktime_get_boot_ns();
+	h->cgroup = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+#endif

@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Outbound connects. The cgroup sock_addr programs on the cgroup v2 root see
+ * the kernel's copy of the address for connect(), io_uring connects and
+ * unconnected UDP sends, and are the verdict point of enforce mode (a later
+ * issue). In observe mode they always return 1 (allow).
+ *
+ * The result of connect() is joined from sys_exit_connect by thread id: a
+ * connect4/6 that runs inside a connect syscall (marked by sys_enter_connect)
+ * parks its record in `pending`; sys_exit_connect emits it with the return
+ * value. Outside a connect syscall (io_uring) the record is emitted at once
+ * with no result.
+ */
+#include "common.bpf.h"
+
+#define MAX_INFLIGHT 16384
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_INFLIGHT);
+	__type(key, __u32);   /* tid inside connect() */
+	__type(value, __u8);
+} inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_INFLIGHT);
+	__type(key, __u32);   /* tid */
+	__type(value, struct dp_connect);
+} pending SEC(".maps");
+
+struct udp_dest {
+	__u64 cookie;
+	__u16 family;
+	__u16 port;
+	__u32 pad;
+	__u8 addr[16];
+};
+
+/* unconnected UDP: report each new destination of a socket once */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct udp_dest);
+	__type(value, __u8);
+} udp_seen SEC(".maps");
+
+/* set at load time: whether sys_enter/exit_connect are attached */
+const volatile __u8 want_result = 0;
+
+static __always_inline int verdict(void)
+{
+	/* observe mode: never deny. enforce mode will consult agent_cfg + allow maps. */
+	return 1;
+}
+
+static __always_inline void fill_hdr_sock(struct dp_hdr *h, __u64 id)
+{
+	h->kind = DP_CONNECT;
+	h->pid = id >> 32;
+	h->tid = (__u32)id;
+	h->ppid = 0;
+	h->uid = (__u32)bpf_get_current_uid_gid();
+	h->flags = DP_HF_NO_PPID;
+	h->ts = bpf_ktime_get_boot_ns();
+	h->cgroup = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+static __always_inline void remember_owner(struct dp_connect *c)
+{
+	struct dp_sock_owner o = {};
+
+	o.pid = c->h.pid;
+	o.tid = c->h.tid;
+	o.uid = c->h.uid;
+	o.cgroup = c->h.cgroup;
+	__builtin_memcpy(o.comm, c->h.comm, sizeof(o.comm));
+	bpf_map_update_elem(&sock_owner, &c->cookie, &o, BPF_ANY);
+}
+
+static __always_inline int handle(struct bpf_sock_addr *ctx, int v6, __u8 op)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct dp_connect c = {};
+	__u32 tid = (__u32)id;
+
+	if (is_agent(id))
+		return verdict();
+
+	c.cookie = bpf_get_socket_cookie(ctx);
+	c.port = bpf_ntohs((__u16)ctx->user_port);
+	c.op = op;
+	c.source = DP_SRC_CGROUP;
+	c.verdict = 1;
+	if (ctx->type == SOCK_STREAM)
+		c.proto = IPPROTO_TCP;
+	else if (ctx->type == SOCK_DGRAM)
+		c.proto = IPPROTO_UDP;
+	else
+		c.proto = ctx->protocol;
+	if (v6) {
+		__u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1];
+		__u32 a2 = ctx->user_ip6[2], a3 = ctx->user_ip6[3];
+
+		if (a0 == 0 && a1 == 0 && a2 == bpf_htonl(0xffff)) {
+			c.family = AF_INET;
+			c.mapped = 1;
+			__builtin_memcpy(&c.addr[0], &a3, 4);
+		} else {
+			c.family = AF_INET6;
+			__builtin_memcpy(&c.addr[0], &a0, 4);
+			__builtin_memcpy(&c.addr[4], &a1, 4);
+			__builtin_memcpy(&c.addr[8], &a2, 4);
+			__builtin_memcpy(&c.addr[12], &a3, 4);
+		}
+	} else {
+		__u32 a = ctx->user_ip4;
+
+		c.family = AF_INET;
+		__builtin_memcpy(&c.addr[0], &a, 4);
+	}
+
+	if (op == DP_OP_SENDMSG) {
+		struct udp_dest k = {};
+		__u8 one = 1;
+
+		k.cookie = c.cookie;
+		k.family = c.family;
+		k.port = c.port;
+		__builtin_memcpy(k.addr, c.addr, 16);
+		if (bpf_map_lookup_elem(&udp_seen, &k))
+			return verdict(); /* not a new destination for this socket */
+		bpf_map_update_elem(&udp_seen, &k, &one, BPF_ANY);
+	}
+
+	fill_hdr_sock(&c.h, id);
+	remember_owner(&c);
+
+	if (op == DP_OP_CONNECT && want_result && bpf_map_lookup_elem(&inflight, &tid)) {
+		bpf_map_update_elem(&pending, &tid, &c, BPF_ANY);
+		return verdict();
+	}
+	if (bpf_ringbuf_output(&events, &c, sizeof(c), 0))
+		count_drop(DP_CONNECT);
+	return verdict();
+}
+
+SEC("cgroup/connect4")
+int dp_connect4(struct bpf_sock_addr *ctx)
+{
+	return handle(ctx, 0, DP_OP_CONNECT);
+}
+
+SEC("cgroup/connect6")
+int dp_connect6(struct bpf_sock_addr *ctx)
+{
+	return handle(ctx, 1, DP_OP_CONNECT);
+}
+
+SEC("cgroup/sendmsg4")
+int dp_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return handle(ctx, 0, DP_OP_SENDMSG);
+}
+
+SEC("cgroup/sendmsg6")
+int dp_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return handle(ctx, 1, DP_OP_SENDMSG);
+}
+
+SEC("tp/syscalls/sys_enter_connect")
+int dp_enter_connect(void *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	__u8 one = 1;
+
+	if (is_agent(id))
+		return 0;
+	bpf_map_update_elem(&inflight, &tid, &one, BPF_ANY);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_connect")
+int dp_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct task_struct *task;
+	struct dp_connect *p, *e;
+
+	if (is_agent(id))
+		return 0;
+	bpf_map_delete_elem(&inflight, &tid);
+	p = bpf_map_lookup_elem(&pending, &tid);
+	if (!p)
+		return 0;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(DP_CONNECT);
+		bpf_map_delete_elem(&pending, &tid);
+		return 0;
+	}
+	__builtin_memcpy(e, p, sizeof(*e));
+	task = (struct task_struct *)bpf_get_current_task();
+	e->h.ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->h.flags &= ~DP_HF_NO_PPID;
+	e->has_result = 1;
+	e->result = (__s32)ctx->ret;
+	bpf_ringbuf_submit(e, 0);
+	bpf_map_delete_elem(&pending, &tid);
+	return 0;
+}
+
+/*
+ * Fallback where cgroup sock_addr programs cannot be attached: the syscall's
+ * user-space sockaddr. Misses io_uring and sendto; reported as source
+ * "tracepoint". Pairs with dp_exit_connect_tp for the result.
+ */
+struct sockaddr_any {
+	__u16 family;
+	__u16 port;
+	__u32 a4;           /* sin_addr, or sin6_flowinfo */
+	__u8 a6[16];        /* sin6_addr */
+};
+
+SEC("tp/syscalls/sys_enter_connect")
+int dp_enter_connect_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct dp_connect c = {};
+	struct sockaddr_any sa = {};
+	void *uaddr = (void *)ctx->args[1];
+
+	if (is_agent(id))
+		return 0;
+	if (bpf_probe_read_user(&sa, sizeof(sa), uaddr) < 0)
+		return 0;
+	if (sa.family == AF_INET) {
+		c.family = AF_INET;
+		__builtin_memcpy(c.addr, &sa.a4, 4);
+	} else if (sa.family == AF_INET6) {
+		__u32 w[4];
+
+		__builtin_memcpy(w, sa.a6, 16);
+		if (w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff)) {
+			c.family = AF_INET;
+			c.mapped = 1;
+			__builtin_memcpy(c.addr, &w[3], 4);
+		} else {
+			c.family = AF_INET6;
+			__builtin_memcpy(c.addr, sa.a6, 16);
+		}
+	} else {
+		return 0;
+	}
+	c.port = bpf_ntohs(sa.port);
+	c.op = DP_OP_CONNECT;
+	c.source = DP_SRC_TRACEPOINT;
+	c.verdict = 1;
+	c.proto = 0; /* unknown from the syscall arguments */
+	fill_hdr_task(&c.h, DP_CONNECT, id);
+	bpf_map_update_elem(&pending, &tid, &c, BPF_ANY);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_connect")
+int dp_exit_connect_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct dp_connect *p;
+
+	if (is_agent(id))
+		return 0;
+	p = bpf_map_lookup_elem(&pending, &tid);
+	if (!p)
+		return 0;
+	p->has_result = 1;
+	p->result = (__s32)ctx->ret;
+	if (bpf_ringbuf_output(&events, p, sizeof(*p), 0))
+		count_drop(DP_CONNECT);
+	bpf_map_delete_elem(&pending, &tid);
+	return 0;
+}

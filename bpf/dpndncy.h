@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * dpndncy: the kernel -> user space record layout, shared by bpf/ (compiled
+ * with vmlinux.h) and agent-c/ (compiled with <linux/types.h>). Every record
+ * starts with struct dp_hdr; `kind` says which struct follows. Keep fields
+ * naturally aligned and sizes fixed: both sides must agree byte for byte.
+ * The user-space JSON contract built from these is schema/event.v1.json.
+ */
+#ifndef DPNDNCY_H
+#define DPNDNCY_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+enum dp_kind {
+	DP_EXEC = 1,      /* sched_process_exec */
+	DP_EXIT = 2,      /* sched_process_exit, thread-group leader only */
+	DP_FORK = 3,      /* new process (not thread): feeds the process table */
+	DP_CONNECT = 4,   /* cgroup connect4/6, sendmsg4/6 (or tracepoint fallback) */
+	DP_FILE = 5,      /* sensitive-path open that passed the in-kernel filter */
+	DP_DNS_LIBC = 6,  /* getaddrinfo() uprobe + uretprobe */
+	DP_DNS_PKT = 7,   /* DNS response packet (source port 53) */
+	DP_KIND_MAX = 8,
+};
+
+/* dp_hdr.flags */
+#define DP_HF_NO_PPID   0x1  /* program type cannot read the task: ppid filled in user space */
+#define DP_HF_NO_OWNER  0x2  /* packet: no socket owner known */
+
+struct dp_hdr {
+	__u32 kind;
+	__u32 pid;   /* tgid */
+	__u32 tid;
+	__u32 ppid;  /* real_parent->tgid */
+	__u32 uid;
+	__u32 flags;
+	__u64 ts;    /* bpf_ktime_get_boot_ns() */
+	__u64 cgroup;
+	char comm[16];
+};
+
+#define DP_FNAME_MAX 256
+#define DP_ARGS_MAX  1024
+
+struct dp_exec {
+	struct dp_hdr h;
+	__u32 args_len;    /* bytes copied into args (NUL-separated argv strings) */
+	__u32 args_total;  /* arg_end - arg_start: > args_len means truncated */
+	char filename[DP_FNAME_MAX];
+	char args[DP_ARGS_MAX];
+};
+
+struct dp_exit {
+	struct dp_hdr h;
+	__u32 exit_code;   /* task->exit_code: status << 8 | signal */
+	__u32 pad;
+};
+
+struct dp_fork {
+	struct dp_hdr h;   /* the parent */
+	__u32 child_pid;
+	__u32 pad;
+};
+
+/* dp_connect.op */
+#define DP_OP_CONNECT 1
+#define DP_OP_SENDMSG 2
+/* dp_connect.source */
+#define DP_SRC_CGROUP 1
+#define DP_SRC_TRACEPOINT 2
+
+struct dp_connect {
+	struct dp_hdr h;
+	__u64 cookie;      /* socket cookie (0 from the tracepoint fallback) */
+	__u16 family;      /* AF_INET / AF_INET6 as seen by the hook */
+	__u16 port;        /* host byte order */
+	__u8 proto;        /* IPPROTO_TCP / IPPROTO_UDP / other */
+	__u8 op;
+	__u8 mapped;       /* IPv4-mapped IPv6 destination */
+	__u8 has_result;
+	__s32 result;      /* 0 or -errno, valid when has_result */
+	__u8 source;
+	__u8 verdict;      /* 1 allow (observe mode: always) */
+	__u16 pad;
+	__u8 addr[16];     /* IPv4 in the first 4 bytes, network order */
+};
+
+#define DP_PATH_MAX  1024  /* path bytes copied (components, leaf first) */
+#define DP_NAME_MAX  256
+#define DP_PATH_BUF  (DP_PATH_MAX + DP_NAME_MAX)
+
+/* dp_file.pflags */
+#define DP_FF_TRUNC  0x1   /* path walk hit its bound: path is cut at the top */
+
+struct dp_file {
+	struct dp_hdr h;
+	__u32 flags;       /* open flags */
+	__u16 rule;        /* rule id (index into the agent's rule table) */
+	__u16 ncomp;       /* components in path */
+	__u32 path_len;    /* bytes used in path */
+	__u32 pflags;
+	/* path components, leaf first, each NUL-terminated: "id_rsa\0.ssh\0root\0" */
+	char path[DP_PATH_BUF];
+};
+
+#define DP_DNS_NAME_MAX 256
+#define DP_DNS_ADDRS 16
+
+struct dp_dns_addr {
+	__u16 family;
+	__u16 pad;
+	__u8 addr[16];
+};
+
+struct dp_dns_libc {
+	struct dp_hdr h;
+	__s32 ret;         /* getaddrinfo() return value (0 ok, EAI_* < 0) */
+	__u16 family_hint; /* hints->ai_family, 0 when no hints */
+	__u16 naddr;
+	char name[DP_DNS_NAME_MAX];
+	struct dp_dns_addr addrs[DP_DNS_ADDRS];
+};
+
+#define DP_PKT_MAX 512
+
+struct dp_dns_pkt {
+	struct dp_hdr h;
+	__u64 cookie;
+	__u16 family;      /* AF_INET / AF_INET6 */
+	__u8 proto;        /* IPPROTO_UDP / IPPROTO_TCP */
+	__u8 pad;
+	__u16 sport;
+	__u16 dport;
+	__u32 len;         /* transport payload length */
+	__u32 caplen;      /* bytes copied into data */
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u8 data[DP_PKT_MAX];
+};
+
+/* --- maps shared by user space and the programs ---------------------- */
+
+/* owner of a socket, recorded by connect/sendmsg hooks, used to attribute DNS packets */
+struct dp_sock_owner {
+	__u32 pid;
+	__u32 tid;
+	__u32 uid;
+	__u32 pad;
+	__u64 cgroup;
+	char comm[16];
+};
+
+/* file filter: key of the file_rules hash map */
+#define DP_FK_EXACT    1   /* basename == name */
+#define DP_FK_EXACT_P  2   /* basename == name, parent dir == parent */
+#define DP_FK_PREFIX   3   /* basename starts with name[0..len) */
+#define DP_FK_PREFIX_P 4   /* ... and parent dir == parent */
+#define DP_FK_DIR      5   /* parent or grandparent dir == name */
+#define DP_FK_NAME     16  /* bytes of a name kept in a key */
+
+struct dp_file_key {
+	__u8 type;
+	__u8 len;          /* name length (capped at 255), prefix length for PREFIX */
+	__u8 plen;         /* parent name length for *_P */
+	__u8 pad;
+	__u8 name[DP_FK_NAME];
+	__u8 parent[DP_FK_NAME];
+};
+
+/* dp_file_val.flags */
+#define DP_FV_HAS_P    0x1  /* (basename entry) rules needing the parent exist */
+#define DP_FV_PROC     0x2  /* /proc/<pid>/...: only when pid is another process */
+
+struct dp_file_val {
+	__u16 rule;        /* 0 = no rule at this level (only DP_FV_HAS_P) */
+	__u16 flags;
+};
+
+#define DP_MAX_PREFIX_LENS 6
+
+/* single-entry array map file_cfg */
+struct dp_file_cfg {
+	__u64 exact_lens;      /* bit n: an EXACT(_P) rule with name length n (63 = >= 63) */
+	__u64 dir_lens;        /* bit n: a DIR rule with name length n */
+	__u32 nprefix;
+	__u32 pad;
+	__u8 prefix_len[DP_MAX_PREFIX_LENS];
+	__u8 pad2[2];
+};
+
+/* single-entry array map agent_cfg: knobs enforce mode will grow into */
+#define DP_MODE_OBSERVE 0
+#define DP_MODE_LEARN   1
+#define DP_MODE_ENFORCE 2
+
+struct dp_agent_cfg {
+	__u32 mode;        /* observe: programs never deny */
+	__u32 agent_tgid;
+};
+
+#endif /* DPNDNCY_H */

@@ -1,0 +1,379 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Sensitive file opens. One filter, four attach points (best first):
+ *   lsm/file_open, fentry/security_file_open, kprobe/security_file_open
+ *   (all give the struct file), and the fallback sys_exit_openat/openat2/open
+ *   tracepoints, which find the struct file through the returned fd.
+ * The agent loads exactly one of them.
+ *
+ * Filter, cheap on a miss: the last path component (dentry name) is looked
+ * up by (length, first 16 bytes) in file_rules, then by each configured
+ * prefix length; rules that also name the parent directory are looked up
+ * with the parent's name; directory rules look at the parent and the
+ * grandparent. Name bytes are read only when their length can match
+ * (length bitmaps in file_cfg). Only on a hit is the absolute path built
+ * (bounded dentry walk across mounts) and sent. The agent re-checks the full
+ * path against the rule's pattern.
+ */
+#include "common.bpf.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct dp_file_key);
+	__type(value, struct dp_file_val);
+} file_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dp_file_cfg);
+} file_cfg SEC(".maps");
+
+/* benign readers by comm: matches from them are dropped in the kernel */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, char[16]);
+	__type(value, __u8);
+} allow_comm SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dp_file_key);
+} key_scratch SEC(".maps");
+
+static __always_inline int len_bit(__u64 mask, __u32 len)
+{
+	if (len > 63)
+		len = 63;
+	return (mask >> len) & 1;
+}
+
+static __always_inline void read_name16(__u8 *dst, const unsigned char *name, __u32 len)
+{
+	__builtin_memset(dst, 0, DP_FK_NAME);
+	if (len > DP_FK_NAME)
+		len = DP_FK_NAME;
+	barrier_var(len);
+	if (len > DP_FK_NAME)
+		return;
+	bpf_probe_read_kernel(dst, len, name);
+}
+
+/* digits-only name -> number, or -1 */
+static __always_inline long parse_pid(const __u8 *s, __u32 len)
+{
+	long v = 0;
+
+	if (len == 0 || len > 10)
+		return -1;
+	for (int i = 0; i < 10; i++) {
+		if (i >= len)
+			break;
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+/* /proc/<pid>/<leaf> or /proc/<pid>/task/<tid>/<leaf> of ANOTHER process */
+static __always_inline int proc_other(struct dentry *d, __u32 self)
+{
+	struct dentry *p = BPF_CORE_READ(d, d_parent);
+	__u8 buf[DP_FK_NAME];
+	__u32 len;
+	long pid;
+
+	if (BPF_CORE_READ(d, d_sb, s_magic) != PROC_SUPER_MAGIC)
+		return 0;
+	len = BPF_CORE_READ(p, d_name.len);
+	read_name16(buf, BPF_CORE_READ(p, d_name.name), len);
+	pid = parse_pid(buf, len);
+	if (pid < 0)
+		return 0;
+	/* task/<tid>/: the owning process is two levels up */
+	{
+		struct dentry *gp = BPF_CORE_READ(p, d_parent);
+		__u32 glen = BPF_CORE_READ(gp, d_name.len);
+
+		if (glen == 4) {
+			read_name16(buf, BPF_CORE_READ(gp, d_name.name), glen);
+			if (buf[0] == 't' && buf[1] == 'a' && buf[2] == 's' && buf[3] == 'k') {
+				struct dentry *ggp = BPF_CORE_READ(gp, d_parent);
+
+				len = BPF_CORE_READ(ggp, d_name.len);
+				read_name16(buf, BPF_CORE_READ(ggp, d_name.name), len);
+				pid = parse_pid(buf, len);
+				if (pid < 0)
+					return 0;
+			}
+		}
+	}
+	return pid != self;
+}
+
+/* returns rule id (> 0) or 0 */
+static __always_inline __u32 match(struct dentry *d, __u32 self)
+{
+	__u32 zero = 0;
+	struct dp_file_cfg *cfg = bpf_map_lookup_elem(&file_cfg, &zero);
+	struct dp_file_key *k = bpf_map_lookup_elem(&key_scratch, &zero);
+	struct dp_file_val *v;
+	struct dentry *p;
+	__u32 len, plen;
+	__u64 lo, hi;
+	int has_p = 0;
+
+	if (!cfg || !k)
+		return 0;
+	len = BPF_CORE_READ(d, d_name.len);
+	p = BPF_CORE_READ(d, d_parent);
+
+	if (len_bit(cfg->exact_lens, len) || cfg->nprefix) {
+		__u8 name[DP_FK_NAME];
+
+		read_name16(name, BPF_CORE_READ(d, d_name.name), len);
+		__builtin_memset(k, 0, sizeof(*k));
+		__builtin_memcpy(k->name, name, DP_FK_NAME);
+		k->len = len > 255 ? 255 : len;
+		if (len_bit(cfg->exact_lens, len)) {
+			k->type = DP_FK_EXACT;
+			v = bpf_map_lookup_elem(&file_rules, k);
+			if (v) {
+				if (v->rule && (!(v->flags & DP_FV_PROC) || proc_other(d, self)))
+					return v->rule;
+				if (v->flags & DP_FV_HAS_P) {
+					plen = BPF_CORE_READ(p, d_name.len);
+					k->type = DP_FK_EXACT_P;
+					k->plen = plen > 255 ? 255 : plen;
+					read_name16(k->parent, BPF_CORE_READ(p, d_name.name), plen);
+					v = bpf_map_lookup_elem(&file_rules, k);
+					if (v && v->rule)
+						return v->rule;
+					has_p = 1;
+				}
+			}
+		}
+		for (int i = 0; i < DP_MAX_PREFIX_LENS; i++) {
+			__u32 pl;
+
+			if (i >= cfg->nprefix)
+				break;
+			pl = cfg->prefix_len[i];
+			if (pl == 0 || pl > len || pl > DP_FK_NAME)
+				continue;
+			__builtin_memcpy(&lo, &name[0], 8);
+			__builtin_memcpy(&hi, &name[8], 8);
+			if (pl < 8) {
+				lo &= (1ULL << (pl * 8)) - 1;
+				hi = 0;
+			} else if (pl < 16) {
+				hi &= (1ULL << ((pl - 8) * 8)) - 1;
+			}
+			__builtin_memset(k, 0, sizeof(*k));
+			__builtin_memcpy(&k->name[0], &lo, 8);
+			__builtin_memcpy(&k->name[8], &hi, 8);
+			k->len = pl;
+			k->type = DP_FK_PREFIX;
+			v = bpf_map_lookup_elem(&file_rules, k);
+			if (!v)
+				continue;
+			if (v->rule)
+				return v->rule;
+			if (v->flags & DP_FV_HAS_P) {
+				plen = BPF_CORE_READ(p, d_name.len);
+				k->type = DP_FK_PREFIX_P;
+				k->plen = plen > 255 ? 255 : plen;
+				read_name16(k->parent, BPF_CORE_READ(p, d_name.name), plen);
+				v = bpf_map_lookup_elem(&file_rules, k);
+				if (v && v->rule)
+					return v->rule;
+			}
+		}
+	}
+	(void)has_p;
+
+	/* directory rules: parent, then grandparent */
+	if (cfg->dir_lens) {
+		for (int i = 0; i < 2; i++) {
+			plen = BPF_CORE_READ(p, d_name.len);
+			if (len_bit(cfg->dir_lens, plen)) {
+				__builtin_memset(k, 0, sizeof(*k));
+				k->type = DP_FK_DIR;
+				k->len = plen > 255 ? 255 : plen;
+				read_name16(k->name, BPF_CORE_READ(p, d_name.name), plen);
+				v = bpf_map_lookup_elem(&file_rules, k);
+				if (v && v->rule)
+					return v->rule;
+			}
+			p = BPF_CORE_READ(p, d_parent);
+		}
+	}
+	return 0;
+}
+
+/*
+ * Absolute path, leaf first, components NUL-separated; walks up across mounts.
+ * The write offset lives in the record (volatile access), not in a register:
+ * the verifier then does not carry a distinct offset range per path through
+ * the loop, and the walk verifies in linear time.
+ */
+static __always_inline void build_path(struct dp_file *e, struct file *f)
+{
+	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+	struct vfsmount *vmnt = BPF_CORE_READ(f, f_path.mnt);
+	struct mount *mnt = container_of(vmnt, struct mount, mnt);
+	struct dentry *mnt_root = BPF_CORE_READ(vmnt, mnt_root);
+	volatile __u32 *plen = &e->path_len;
+
+	e->pflags = DP_FF_TRUNC;
+	e->path_len = 0;
+	e->ncomp = 0;
+	for (int i = 0; i < 40; i++) {
+		struct dentry *parent = BPF_CORE_READ(d, d_parent);
+		const unsigned char *name;
+		__u32 off;
+		long n;
+
+		if (d == mnt_root || d == parent) {
+			struct mount *mp = BPF_CORE_READ(mnt, mnt_parent);
+
+			if (mp == mnt || d != mnt_root) {
+				e->pflags = 0; /* reached the root */
+				break;
+			}
+			d = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = mp;
+			mnt_root = BPF_CORE_READ(mp, mnt.mnt_root);
+			continue;
+		}
+		off = *plen;
+		if (off >= DP_PATH_MAX)
+			break;
+		name = BPF_CORE_READ(d, d_name.name);
+		n = bpf_probe_read_kernel_str(&e->path[off & (DP_PATH_MAX - 1)], DP_NAME_MAX, name);
+		if (n <= 0)
+			break;
+		*plen = off + (__u32)n;
+		e->ncomp++;
+		d = parent;
+	}
+}
+
+static __always_inline int handle_file(struct file *f, __u32 flags, __u64 id)
+{
+	struct dentry *d;
+	struct dp_file *e;
+	__u32 rule;
+	char comm[16];
+
+	if (!f)
+		return 0;
+	d = BPF_CORE_READ(f, f_path.dentry);
+	if (!d)
+		return 0;
+	rule = match(d, id >> 32);
+	if (!rule)
+		return 0;
+	bpf_get_current_comm(comm, sizeof(comm));
+	if (bpf_map_lookup_elem(&allow_comm, comm))
+		return 0;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(DP_FILE);
+		return 0;
+	}
+	fill_hdr_task(&e->h, DP_FILE, id);
+	e->flags = flags;
+	e->rule = rule;
+	build_path(e, f);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("lsm/file_open")
+int BPF_PROG(dp_lsm_file_open, struct file *file)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	if (!is_agent(id))
+		handle_file(file, BPF_CORE_READ(file, f_flags), id);
+	return 0; /* never deny */
+}
+
+SEC("fentry/security_file_open")
+int BPF_PROG(dp_fentry_file_open, struct file *file)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	if (!is_agent(id))
+		handle_file(file, BPF_CORE_READ(file, f_flags), id);
+	return 0;
+}
+
+SEC("kprobe/security_file_open")
+int BPF_KPROBE(dp_kprobe_file_open, struct file *file)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	if (!is_agent(id))
+		handle_file(file, BPF_CORE_READ(file, f_flags), id);
+	return 0;
+}
+
+/* tracepoint fallback: the opened fd -> struct file; flags from the saved user registers */
+static __always_inline int handle_exit_open(struct trace_event_raw_sys_exit *ctx, int which)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	long fd = ctx->ret;
+	struct task_struct *task;
+	struct file **fds;
+	struct file *f = 0;
+	struct pt_regs *regs;
+	__u32 flags = 0;
+	unsigned int max;
+
+	if (fd < 0 || is_agent(id))
+		return 0;
+	task = (struct task_struct *)bpf_get_current_task();
+	max = BPF_CORE_READ(task, files, fdt, max_fds);
+	if (fd >= max)
+		return 0;
+	fds = BPF_CORE_READ(task, files, fdt, fd);
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) < 0 || !f)
+		return 0;
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (which == 0) /* openat(dfd, path, flags, mode) */
+		flags = BPF_CORE_READ(regs, dx);
+	else if (which == 1) { /* openat2(dfd, path, how, size) */
+		__u64 fl = 0;
+
+		bpf_probe_read_user(&fl, sizeof(fl), (void *)BPF_CORE_READ(regs, dx));
+		flags = fl;
+	} else /* open(path, flags, mode) */
+		flags = BPF_CORE_READ(regs, si);
+	return handle_file(f, flags, id);
+}
+
+SEC("tp/syscalls/sys_exit_openat")
+int dp_exit_openat(struct trace_event_raw_sys_exit *ctx)
+{
+	return handle_exit_open(ctx, 0);
+}
+
+SEC("tp/syscalls/sys_exit_openat2")
+int dp_exit_openat2(struct trace_event_raw_sys_exit *ctx)
+{
+	return handle_exit_open(ctx, 1);
+}
+
+SEC("tp/syscalls/sys_exit_open")
+int dp_exit_open(struct trace_event_raw_sys_exit *ctx)
+{
+	return handle_exit_open(ctx, 2);
+}
