@@ -68,9 +68,14 @@ export interface Verified {
 }
 
 export function verifyAttestation(input: VerifyInput): Verified {
+  // Operator inputs first: a bad trusted root or key is a configuration error (exit 3) whatever
+  // the bundle holds.
+  const givenRoot =
+    input.trustedRoot === undefined ? undefined : parseTrustedRoot(input.trustedRoot);
+  const givenKey = input.publicKeyPem === undefined ? undefined : loadPublicKey(input.publicKeyPem);
   const bundle = parseBundle(input.bundle);
   const envelope = dsseEnvelope(bundle);
-  const keyMode = input.publicKeyPem !== undefined;
+  const keyMode = givenKey !== undefined;
   const material = bundle.verificationMaterial.content;
   if (keyMode && material.$case !== "publicKey") {
     throw new VerifyError(
@@ -98,8 +103,8 @@ export function verifyAttestation(input: VerifyInput): Verified {
   let thresholds: { tlogThreshold: number; ctlogThreshold: number; timestampThreshold: number };
   let witnessesChecked = true;
   let fingerprint = "";
-  if (keyMode) {
-    const key = loadPublicKey(input.publicKeyPem as string);
+  if (givenKey) {
+    const key = givenKey;
     fingerprint = keyFingerprint(key);
     const hint = material.$case === "publicKey" ? material.publicKey.hint : "";
     if (hint && hint !== fingerprint) {
@@ -118,7 +123,7 @@ export function verifyAttestation(input: VerifyInput): Verified {
     }
     thresholds = { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 };
   } else {
-    if (input.trustedRoot === undefined) {
+    if (givenRoot === undefined) {
       throw new InputError(
         "TRUSTED_ROOT_REQUIRED",
         "a certificate-signed bundle needs --trusted-root (the Sigstore instance's trusted_root.json)",
@@ -131,7 +136,7 @@ export function verifyAttestation(input: VerifyInput): Verified {
         "a certificate-signed bundle needs an expected identity (exact or regexp) and OIDC issuer",
       );
     }
-    const root = parseTrustedRoot(input.trustedRoot);
+    const root = givenRoot;
     trust = toTrustMaterial(root);
     thresholds = {
       tlogThreshold: (input.requireTlog ?? root.tlogs.length > 0) ? 1 : 0,

@@ -7,7 +7,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { SerializedBundle } from "@sigstore/bundle";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateSigningKey, signKeyless, signWithKey, staticToken } from "../../src/attest/sign.js";
+import {
+  generateSigningKey,
+  signKeyless,
+  signWithKey,
+  staticToken,
+} from "../../src/attest/sign.js";
 import { buildStatement, serializeStatement } from "../../src/attest/statement.js";
 import { summarizeFile } from "../../src/trace/summarize.js";
 import {
@@ -17,7 +22,7 @@ import {
 } from "../support/sigstore-stand-in.js";
 
 const PYTHON = "/usr/bin/python3";
-const VERIFY_PY = String.raw`
+const VERIFY_PY = `
 import base64, hashlib, json, sys
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -58,7 +63,10 @@ const dir = mkdtempSync(join(tmpdir(), "dpndncy-py-"));
 const script = join(dir, "verify.py");
 writeFileSync(script, VERIFY_PY);
 
-function python(bundle: SerializedBundle, publicKeyPem = ""): { status: number | null; out: string } {
+function python(
+  bundle: SerializedBundle,
+  publicKeyPem = "",
+): { status: number | null; out: string } {
   const b = join(dir, `b-${Math.random()}.json`);
   const k = join(dir, "key.pub");
   writeFileSync(b, JSON.stringify(bundle));
@@ -84,10 +92,14 @@ describe("independent DSSE verification in Python (cryptography + securesystemsl
   it("accepts a keyless envelope with the Fulcio certificate's key", async () => {
     const b = await signKeyless(statement, {
       endpoints: { fulcioURL: standIn.fulcioURL, rekorURL: standIn.rekorURL },
-      identityProvider: staticToken(mintIdentityToken({ iss: "https://issuer.example", sub: "https://id.example" })),
+      identityProvider: staticToken(
+        mintIdentityToken({ iss: "https://issuer.example", sub: "https://id.example" }),
+      ),
     });
     const r = python(b);
-    expect(r.out).toBe(`OK https://in-toto.io/Statement/v1 https://dpndncy.io/agent/runtime-trace/v1 ${logSha}`);
+    expect(r.out).toBe(
+      `OK https://in-toto.io/Statement/v1 https://dpndncy.io/agent/runtime-trace/v1 ${logSha}`,
+    );
     expect(r.status).toBe(0);
   });
 
@@ -100,7 +112,9 @@ describe("independent DSSE verification in Python (cryptography + securesystemsl
     });
     const tampered = structuredClone(b);
     if (!tampered.dsseEnvelope) throw new Error("no envelope");
-    tampered.dsseEnvelope.payload = Buffer.from(statement.toString().replace("203.0.113.66", "203.0.113.67")).toString("base64");
+    tampered.dsseEnvelope.payload = Buffer.from(
+      statement.toString().replace("203.0.113.66", "203.0.113.67"),
+    ).toString("base64");
     expect(python(tampered, publicKeyPem)).toEqual({ status: 1, out: "cryptography: BAD" });
   });
 });

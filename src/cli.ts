@@ -1,0 +1,62 @@
+// dpndncy CLI dispatcher: `dpndncy <command> …`. Kept tiny on purpose; each command lives in
+// src/cli/<command>.ts as `(argv, io) => Promise<exitCode>`. Register new commands (start,
+// stop, …) in COMMANDS.
+import { pathToFileURL } from "node:url";
+import pkg from "../package.json" with { type: "json" };
+import { attest } from "./cli/attest.js";
+import { EXIT, type Io, type Subcommand } from "./cli/io.js";
+import { summarize } from "./cli/summarize.js";
+import { verify } from "./cli/verify.js";
+
+export const COMMANDS: Record<string, { run: Subcommand; about: string }> = {
+  summarize: {
+    run: summarize,
+    about: "summarize an agent log (text, or --json for the predicate)",
+  },
+  attest: { run: attest, about: "sign the summary into a Sigstore bundle (keyless or local key)" },
+  verify: { run: verify, about: "verify a bundle against the log, identity or key" },
+};
+
+export function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  const rows = Object.entries(COMMANDS).map(([c, { about }]) => `  ${c.padEnd(width)}  ${about}`);
+  return `usage: dpndncy <command> [options]   (dpndncy <command> --help for its options)\n${rows.join("\n")}\n  --version, --help\n`;
+}
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === "--version" || first === "-V") {
+    io.out(`dpndncy ${pkg.version}\n`);
+    return EXIT.OK;
+  }
+  if (first === undefined || first === "--help" || first === "-h" || first === "help") {
+    (first === undefined ? io.err : io.out)(usage());
+    return first === undefined ? EXIT.USAGE : EXIT.OK;
+  }
+  const command = COMMANDS[first];
+  if (!command) {
+    io.err(`dpndncy: unknown command ${JSON.stringify(first)}\n${usage()}`);
+    return EXIT.USAGE;
+  }
+  return command.run(rest, io);
+}
+
+const processIo: Io = {
+  out: (s) => process.stdout.write(s),
+  err: (s) => process.stderr.write(s),
+  env: process.env,
+};
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main(process.argv.slice(2), processIo).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(
+        `dpndncy: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,
+      );
+      process.exitCode = 70;
+    },
+  );
+}
