@@ -139,6 +139,10 @@ static int session_start(struct session *s, struct prep *p, int pin, char *err, 
 		goto fail_mounts;
 	proc_init();
 	proc_seed();
+	/* the start record is dated before the first hook is attached: every event follows it */
+	G.start_real_ns = now_realtime_ns();
+	G.start_boot_ns = now_boottime_ns();
+	G.boot_to_real = (int64_t)G.start_real_ns - (int64_t)G.start_boot_ns;
 	s->bpf = bpf_setup(&G.cfg, &s->pr, s->m.cgroup2, pin, err, errn, &s->ai);
 	if (!s->bpf)
 		goto fail_mounts;
@@ -147,9 +151,6 @@ static int session_start(struct session *s, struct prep *p, int pin, char *err, 
 		snprintf(err, errn, "cannot open the ring buffer: %s", strerror(errno));
 		goto fail_bpf;
 	}
-	G.start_real_ns = now_realtime_ns();
-	G.start_boot_ns = now_boottime_ns();
-	G.boot_to_real = (int64_t)G.start_real_ns - (int64_t)G.start_boot_ns;
 	write_agent_start(&G, &s->ai, s->kernel);
 	if (G.out.lost_lines) {
 		snprintf(err, errn, "cannot write the log %s: %s", G.out.path, strerror(G.out.last_errno));
@@ -225,6 +226,21 @@ int cmd_probe(struct opts *o)
 		return EX_FAIL;
 	}
 	if (!r.btf) {
+		/* nothing can load without BTF: say so in the JSON too */
+		sb_init(&b);
+		sb_puts(&b, "{\"version\":");
+		sb_json_cstr(&b, DPNDNCY_VERSION);
+		sb_puts(&b, ",\"commit\":");
+		sb_json_cstr(&b, DPNDNCY_COMMIT);
+		sb_puts(&b, ",\"kernel\":");
+		sb_json_cstr(&b, r.kernel);
+		sb_puts(&b, ",\"btf\":false,\"btf_path\":");
+		sb_json_cstr(&b, r.btf_path);
+		sb_puts(&b, ",\"error\":");
+		sb_json_cstr(&b, err);
+		sb_putc(&b, '}');
+		puts(b.p);
+		sb_free(&b);
 		err_msg("%s", err);
 		return EX_FAIL;
 	}

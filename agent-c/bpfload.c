@@ -186,6 +186,12 @@ static int probe_file_hook(int fh, char *reason, size_t n)
 
 	if (fh == FH_LSM && !lsm_bpf_active(reason, n))
 		return -1;
+	if (fh == FH_KPROBE && access("/sys/bus/event_source/devices/kprobe/type", F_OK) != 0 &&
+	    access("/sys/kernel/tracing/kprobe_events", F_OK) != 0 &&
+	    access("/sys/kernel/debug/tracing/kprobe_events", F_OK) != 0) {
+		snprintf(reason, n, "kprobes unavailable: no kprobe PMU and no kprobe_events (CONFIG_KPROBES off?)");
+		return -1;
+	}
 	if (fh == FH_TRACEPOINT && !tp_exists("syscalls", "sys_exit_openat")) {
 		snprintf(reason, n, "tracepoint syscalls/sys_exit_openat not found (no tracefs or CONFIG_FTRACE_SYSCALLS off)");
 		return -1;
@@ -328,15 +334,6 @@ int probe_all(struct probe_result *r, int force_file, const char *cgroup_path, c
 		if (r->file_ok[fh] && r->file_choice < 0 && (force_file < 0 || force_file == fh))
 			r->file_choice = fh;
 	}
-	if (force_file >= 0 && r->file_choice < 0) {
-		snprintf(errbuf, errn, "forced file hook %s is unavailable: %s", file_hook_names[force_file],
-			 r->file_why[force_file]);
-		return -1;
-	}
-	if (r->file_choice < 0) {
-		snprintf(errbuf, errn, "no file hook can be attached (tracepoint: %s)", r->file_why[FH_TRACEPOINT]);
-		return -1;
-	}
 	r->fork_raw_tp = probe_fork_raw(r->fork_why, sizeof(r->fork_why)) == 0;
 	r->cgroup_ok = probe_cgroup(cgroup_path, r->cgroup_why, sizeof(r->cgroup_why)) == 0;
 	r->nlibc = find_libcs(r->libc, 8);
@@ -347,6 +344,15 @@ int probe_all(struct probe_result *r, int force_file, const char *cgroup_path, c
 		r->uprobe_ok = probe_dns(r, cgroup_path, 1, r->uprobe_why, sizeof(r->uprobe_why)) == 0;
 	}
 	r->skb_ok = probe_dns(r, cgroup_path, 0, r->skb_why, sizeof(r->skb_why)) == 0;
+	if (force_file >= 0 && r->file_choice < 0) {
+		snprintf(errbuf, errn, "forced file hook %s is unavailable: %s", file_hook_names[force_file],
+			 r->file_why[force_file]);
+		return -1;
+	}
+	if (r->file_choice < 0) {
+		snprintf(errbuf, errn, "no file hook can be attached (tracepoint: %s)", r->file_why[FH_TRACEPOINT]);
+		return -1;
+	}
 	if (!r->cgroup_ok && !tp_exists("syscalls", "sys_enter_connect")) {
 		snprintf(errbuf, errn, "no connect hook can be attached (cgroup: %s)", r->cgroup_why);
 		return -1;

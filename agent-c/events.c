@@ -37,8 +37,13 @@ static void begin(const char *kind, const struct dp_hdr *h, uint32_t *ppid_out)
 {
 	uint32_t ppid = hdr_ppid(h);
 
+	const char *comm = h->comm, *pcomm = NULL;
+
+	/* a non-leader thread (dig's isc workers, io_uring's iou-wrk) is named by its process */
+	if (h->tid != h->pid && h->pid && proc_get(h->pid, NULL, &pcomm, NULL) == 0 && pcomm[0])
+		comm = pcomm;
 	out_begin(&G.out, &line, kind, to_real(h->ts));
-	put_common(&line, h->pid, h->tid, ppid, h->uid, h->comm, sizeof(h->comm), h->cgroup);
+	put_common(&line, h->pid, h->tid, ppid, h->uid, comm, sizeof(h->comm), h->cgroup);
 	if (ppid_out)
 		*ppid_out = ppid;
 }
@@ -166,6 +171,18 @@ static void on_file(const struct dp_file *f)
 	comm = commbuf;
 	proc_get(f->h.pid, NULL, NULL, &exe);
 	rule = config_check_file(&G.cfg, path, exe, comm, f->h.pid);
+	if (rule && G.cfg.nallow_exe) {
+		/* the exec filename may be relative: ask the kernel for the executable */
+		char lp[64], real[4096];
+		ssize_t n;
+
+		snprintf(lp, sizeof(lp), "/proc/%u/exe", f->h.pid);
+		n = readlink(lp, real, sizeof(real) - 1);
+		if (n > 0) {
+			real[n] = 0;
+			rule = config_check_file(&G.cfg, path, real, comm, f->h.pid);
+		}
+	}
 	if (!rule) {
 		G.file_filtered++;
 		return;
@@ -316,12 +333,12 @@ static uint64_t own_cgroup_id(void)
 	return r.ino;
 }
 
-static void agent_line(const char *event)
+static void agent_line(const char *event, uint64_t ts)
 {
 	char me[64];
 
 	snprintf(me, sizeof(me), "%s", PROG);
-	out_begin(&G.out, &line, "agent", now_realtime_ns());
+	out_begin(&G.out, &line, "agent", ts);
 	put_common(&line, G.self_pid, G.self_pid, (uint32_t)getppid(), (uint32_t)getuid(), me, sizeof(me),
 		   own_cgroup_id());
 	sb_printf(&line, ",\"event\":\"%s\",\"version\":", event);
@@ -333,7 +350,7 @@ static void agent_line(const char *event)
 void write_agent_start(struct agent_ctx *g, const struct attach_info *ai, const char *kernel)
 {
 	(void)g;
-	agent_line("start");
+	agent_line("start", g->start_real_ns);
 	sb_puts(&line, ",\"kernel\":");
 	sb_json_cstr(&line, kernel);
 	sb_puts(&line, ",\"mode\":\"observe\",\"attach\":");
@@ -373,7 +390,7 @@ void write_agent_stop(struct agent_ctx *g, const uint64_t drops[DP_KIND_MAX], st
 
 	out_flush(&G.out);
 	out_sha_hex(&G.out, sha);
-	agent_line("stop");
+	agent_line("stop", now_realtime_ns());
 	sb_putc(&line, ',');
 	stats_body(&line, drops, sha, dur);
 	commit(SK_AGENT);

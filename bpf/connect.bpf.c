@@ -119,6 +119,9 @@ static __always_inline int handle(struct bpf_sock_addr *ctx, int v6, __u8 op)
 
 		c.family = AF_INET;
 		__builtin_memcpy(&c.addr[0], &a, 4);
+		/* an IPv6 socket sending to ::ffff:a.b.c.d lands in sendmsg4 */
+		if (ctx->family == AF_INET6)
+			c.mapped = 1;
 	}
 
 	if (op == DP_OP_SENDMSG) {
