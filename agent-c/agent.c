@@ -173,6 +173,8 @@ static void session_stop(struct session *s, struct sbuf *stats)
 	uint64_t drops[DP_KIND_MAX];
 
 	ring_buffer__consume(s->rb);
+	bpf_flush_pending(s->bpf);
+	ring_buffer__consume(s->rb);
 	bpf_read_drops(s->bpf, drops);
 	write_agent_stop(&G, drops, stats);
 	out_close(&G.out);

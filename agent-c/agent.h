@@ -181,6 +181,7 @@ struct attach_info {
 struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result *pr, const char *cgroup_path,
 			    int pin, char *errbuf, size_t errn, struct attach_info *ai);
 int bpf_ringbuf_fd(struct agent_bpf *a);
+void bpf_flush_pending(struct agent_bpf *a);
 void bpf_read_drops(struct agent_bpf *a, uint64_t drops[DP_KIND_MAX]);
 void bpf_teardown(struct agent_bpf *a);
 void unpin_all(const char *dir);

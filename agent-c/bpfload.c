@@ -447,6 +447,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		if (want_result) {
 			keep[nk++] = a->conn->progs.dp_enter_connect;
 			keep[nk++] = a->conn->progs.dp_exit_connect;
+			keep[nk++] = a->conn->progs.dp_tcp_state;
 		}
 		a->conn->rodata->want_result = want_result ? 1 : 0;
 	} else {
@@ -517,9 +518,11 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		snprintf(ai->connect, sizeof(ai->connect), "cgroup/connect4,connect6,sendmsg4,sendmsg6");
 		if (want_result) {
 			if (add_link(a, bpf_program__attach(a->conn->progs.dp_enter_connect), "enter_connect", errbuf, errn) ||
-			    add_link(a, bpf_program__attach(a->conn->progs.dp_exit_connect), "exit_connect", errbuf, errn))
+			    add_link(a, bpf_program__attach(a->conn->progs.dp_exit_connect), "exit_connect", errbuf, errn) ||
+			    add_link(a, bpf_program__attach(a->conn->progs.dp_tcp_state), "tcp_state", errbuf, errn))
 				goto fail;
-			snprintf(ai->connect_result, sizeof(ai->connect_result), "tracepoint/syscalls/sys_exit_connect");
+			snprintf(ai->connect_result, sizeof(ai->connect_result),
+				 "tracepoint/syscalls/sys_exit_connect+tracepoint/sock/inet_sock_set_state");
 		} else {
 			snprintf(ai->connect_result, sizeof(ai->connect_result), "none");
 		}
@@ -601,6 +604,41 @@ load_fail:
 fail:
 	bpf_teardown(a);
 	return NULL;
+}
+
+/* connect records still waiting for a result at stop: log them without one */
+void bpf_flush_pending(struct agent_bpf *a)
+{
+	struct bpf_map *maps[2];
+	struct dp_connect rec;
+
+	if (!a || !a->conn)
+		return;
+	maps[0] = a->conn->maps.pending;
+	maps[1] = a->conn->maps.tcp_pending;
+	for (int m = 0; m < 2; m++) {
+		int fd = bpf_map__fd(maps[m]);
+		size_t ks = bpf_map__key_size(maps[m]);
+		uint64_t key = 0, next = 0;
+		void *prev = NULL;
+
+		if (fd < 0)
+			continue;
+		/* collect first, then delete: deleting while walking restarts the walk */
+		while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+			if (bpf_map_lookup_elem(fd, &next, &rec) == 0) {
+				rec.has_result = 0;
+				rec.pending = 1;
+				handle_event(NULL, &rec, sizeof(rec));
+			}
+			memcpy(&key, &next, ks);
+			prev = &key;
+		}
+		prev = NULL;
+		while (bpf_map_get_next_key(fd, NULL, &next) == 0)
+			if (bpf_map_delete_elem(fd, &next) < 0)
+				break;
+	}
 }
 
 int bpf_ringbuf_fd(struct agent_bpf *a)

@@ -11,6 +11,17 @@
  * value. Outside a connect syscall (io_uring) the record is emitted at once
  * with no result.
  */
+/*
+ * TCP results need more than the syscall's return value: a non-blocking
+ * connect returns -EINPROGRESS and the outcome arrives later. A TCP connect
+ * made inside connect() is parked in tcp_pending (by socket cookie) and
+ * resolved by whichever comes first with a final answer:
+ *   sock/inet_sock_set_state leaving SYN_SENT (0, or -sk_err), or
+ *   sys_exit_connect with anything but -EINPROGRESS (e.g. -ENETUNREACH before any SYN).
+ * Deleting the parked entry decides who emits it, so it is emitted once.
+ * Records still parked when the agent stops are flushed by user space with
+ * no result.
+ */
 #include "common.bpf.h"
 
 #define MAX_INFLIGHT 16384
@@ -28,6 +39,20 @@ struct {
 	__type(key, __u32);   /* tid */
 	__type(value, struct dp_connect);
 } pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_INFLIGHT);
+	__type(key, __u64);   /* socket cookie */
+	__type(value, struct dp_connect);
+} tcp_pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_INFLIGHT);
+	__type(key, __u32);   /* tid inside connect() */
+	__type(value, __u64); /* cookie parked in tcp_pending */
+} tid_cookie SEC(".maps");
 
 struct udp_dest {
 	__u64 cookie;
@@ -141,8 +166,14 @@ static __always_inline int handle(struct bpf_sock_addr *ctx, int v6, __u8 op)
 	remember_owner(&c);
 
 	if (op == DP_OP_CONNECT && want_result && bpf_map_lookup_elem(&inflight, &tid)) {
-		bpf_map_update_elem(&pending, &tid, &c, BPF_ANY);
-		return verdict();
+		if (c.proto == IPPROTO_TCP) {
+			if (bpf_map_update_elem(&tcp_pending, &c.cookie, &c, BPF_ANY) == 0) {
+				bpf_map_update_elem(&tid_cookie, &tid, &c.cookie, BPF_ANY);
+				return verdict();
+			}
+		} else if (bpf_map_update_elem(&pending, &tid, &c, BPF_ANY) == 0) {
+			return verdict();
+		}
 	}
 	if (bpf_ringbuf_output(&events, &c, sizeof(c), 0))
 		count_drop(DP_CONNECT);
@@ -193,10 +224,43 @@ int dp_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	__u32 tid = (__u32)id;
 	struct task_struct *task;
 	struct dp_connect *p, *e;
+	__u64 *cookie;
 
 	if (is_agent(id))
 		return 0;
 	bpf_map_delete_elem(&inflight, &tid);
+	cookie = bpf_map_lookup_elem(&tid_cookie, &tid);
+	if (cookie) {
+		__u64 ck = *cookie;
+
+		bpf_map_delete_elem(&tid_cookie, &tid);
+		p = bpf_map_lookup_elem(&tcp_pending, &ck);
+		if (!p)
+			return 0; /* already resolved by the state change */
+		task = (struct task_struct *)bpf_get_current_task();
+		if (ctx->ret == -115) { /* EINPROGRESS: the state change will tell */
+			p->h.ppid = BPF_CORE_READ(task, real_parent, tgid);
+			p->h.flags &= ~DP_HF_NO_PPID;
+			return 0;
+		}
+		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (!e) {
+			count_drop(DP_CONNECT);
+			bpf_map_delete_elem(&tcp_pending, &ck);
+			return 0;
+		}
+		__builtin_memcpy(e, p, sizeof(*e));
+		if (bpf_map_delete_elem(&tcp_pending, &ck) != 0) {
+			bpf_ringbuf_discard(e, 0); /* the state change won the race */
+			return 0;
+		}
+		e->h.ppid = BPF_CORE_READ(task, real_parent, tgid);
+		e->h.flags &= ~DP_HF_NO_PPID;
+		e->has_result = 1;
+		e->result = (__s32)ctx->ret;
+		bpf_ringbuf_submit(e, 0);
+		return 0;
+	}
 	p = bpf_map_lookup_elem(&pending, &tid);
 	if (!p)
 		return 0;
@@ -214,6 +278,49 @@ int dp_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	e->result = (__s32)ctx->ret;
 	bpf_ringbuf_submit(e, 0);
 	bpf_map_delete_elem(&pending, &tid);
+	return 0;
+}
+
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+
+SEC("tp/sock/inet_sock_set_state")
+int dp_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	struct sock *sk;
+	struct dp_connect *p, *e;
+	__u64 ck;
+	int err;
+
+	if (ctx->oldstate != TCP_SYN_SENT || ctx->protocol != IPPROTO_TCP)
+		return 0;
+	sk = (struct sock *)ctx->skaddr;
+	ck = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (!ck)
+		return 0;
+	p = bpf_map_lookup_elem(&tcp_pending, &ck);
+	if (!p)
+		return 0;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(DP_CONNECT);
+		bpf_map_delete_elem(&tcp_pending, &ck);
+		return 0;
+	}
+	__builtin_memcpy(e, p, sizeof(*e));
+	if (bpf_map_delete_elem(&tcp_pending, &ck) != 0) {
+		bpf_ringbuf_discard(e, 0);
+		return 0;
+	}
+	if (ctx->newstate == TCP_ESTABLISHED) {
+		e->has_result = 1;
+		e->result = 0;
+	} else {
+		err = BPF_CORE_READ(sk, sk_err);
+		e->has_result = err != 0;
+		e->result = -err;
+	}
+	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 

@@ -84,6 +84,8 @@ struct dp_connect {
 	__u8 verdict;      /* 1 allow (observe mode: always) */
 	__u16 pad;
 	__u8 addr[16];     /* IPv4 in the first 4 bytes, network order */
+	__u8 pending;      /* 1: flushed at stop while still unresolved */
+	__u8 pad2[7];
 };
 
 #define DP_PATH_MAX  1024  /* path bytes copied (components, leaf first) */
