@@ -1,0 +1,229 @@
+// The GitHub Action end to end, through the bundled dist/ entry points exactly as the runner
+// runs them: pre (download + verify + start the real agent), two steps, post (stop,
+// summarize, keyless signing through a local OIDC + Fulcio/Rekor stand-in, job summary,
+// outputs), then `dpndncy verify` on what post wrote.
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { newJob, startOidcStandIn } from "../support/action/runner.js";
+import { AGENT, onCleanup, tempDir } from "../support/kernel/env.js";
+import { readLog } from "../support/kernel/log.js";
+import { run } from "../support/kernel/proc.js";
+import { describeKernel } from "../support/kernel/suite.js";
+import {
+  mintIdentityToken,
+  type SigstoreStandIn,
+  startSigstoreStandIn,
+} from "../support/sigstore-stand-in.js";
+
+const ISSUER = "https://token.actions.githubusercontent.com";
+const WORKFLOW_REF = "acme/app/.github/workflows/ci.yml@refs/heads/main";
+const IDENTITY = `https://github.com/${WORKFLOW_REF}`;
+
+let sigstore: SigstoreStandIn;
+let oidc: Awaited<ReturnType<typeof startOidcStandIn>>;
+let files: Server;
+let filesUrl = "";
+let agentSha = "";
+let tcp: Server;
+let tcpPort = 0;
+
+beforeAll(async () => {
+  sigstore = await startSigstoreStandIn();
+  oidc = await startOidcStandIn("req-token", (aud) =>
+    mintIdentityToken({ iss: ISSUER, sub: IDENTITY, aud }),
+  );
+  const agentBytes = readFileSync(AGENT);
+  agentSha = createHash("sha256").update(agentBytes).digest("hex");
+  files = createServer((req, res) => {
+    if (req.url === "/dpndncy-agent") res.end(agentBytes);
+    else if (req.url === "/tampered") res.end(Buffer.concat([agentBytes, Buffer.from("x")]));
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => files.listen(0, "127.0.0.1", r));
+  filesUrl = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
+  tcp = createServer((_req, res) => res.end("ok"));
+  await new Promise<void>((r) => tcp.listen(0, "127.0.0.1", r));
+  tcpPort = (tcp.address() as AddressInfo).port;
+});
+afterAll(async () => {
+  await sigstore?.close();
+  await oidc?.close();
+  await new Promise((r) => files?.close(r));
+  await new Promise((r) => tcp?.close(r));
+});
+
+function githubEnv(root: string): NodeJS.ProcessEnv {
+  const event = join(root, "event.json");
+  writeFileSync(
+    event,
+    JSON.stringify({ repository: { full_name: "acme/app", private: false, visibility: "public" } }),
+  );
+  return {
+    GITHUB_SERVER_URL: "https://github.com",
+    GITHUB_REPOSITORY: "acme/app",
+    GITHUB_RUN_ID: "4242",
+    GITHUB_RUN_ATTEMPT: "1",
+    GITHUB_JOB: "build",
+    GITHUB_SHA: "0123456789abcdef0123456789abcdef01234567",
+    GITHUB_REF: "refs/heads/main",
+    GITHUB_WORKFLOW_REF: WORKFLOW_REF,
+    GITHUB_EVENT_PATH: event,
+    ACTIONS_ID_TOKEN_REQUEST_URL: oidc.url,
+    ACTIONS_ID_TOKEN_REQUEST_TOKEN: "req-token",
+  };
+}
+
+/** A step as the runner starts it: its own shell, GITHUB_ACTION set to the step id. */
+async function step(env: NodeJS.ProcessEnv, id: string, home: string, marker: string) {
+  const script = [
+    `/bin/true ${marker}`,
+    `python3 -c 'import socket; s=socket.create_connection(("127.0.0.1", ${tcpPort})); s.close()'`,
+    "getent ahosts localhost >/dev/null",
+    'cat "$HOME/.aws/credentials" >/dev/null',
+  ].join("; ");
+  const r = await run(["/bin/sh", "-c", script], {
+    env: { ...env, GITHUB_ACTION: id, HOME: home },
+  });
+  expect(r.code, r.stderr).toBe(0);
+}
+
+describeKernel("GitHub Action end to end (dist/ pre → steps → post)", () => {
+  it("observes two steps, writes the summary and outputs, and signs a bundle that verifies", async () => {
+    const root = tempDir("action");
+    const home = join(root, "home");
+    mkdirSync(join(home, ".aws"), { recursive: true });
+    writeFileSync(join(home, ".aws/credentials"), "[default]\naws_access_key_id=AKIAFAKE\n");
+    const job = newJob(
+      root,
+      {
+        mode: "observe",
+        sign: "keyless",
+        "fulcio-url": sigstore.fulcioURL,
+        "rekor-url": sigstore.rekorURL,
+        "agent-url": `${filesUrl}/dpndncy-agent`,
+        "agent-sha256": agentSha,
+        "upload-artifact": "false",
+      },
+      githubEnv(root),
+    );
+    const pre = await job.stage("pre");
+    onCleanup(async () => {
+      // Whatever happened, never leave the agent running.
+      const s = job.state();
+      if (s.agent && s.state_dir) await run([s.agent, "stop", "--state-dir", s.state_dir]);
+    });
+    expect(pre.code, pre.stdout + pre.stderr).toBe(0);
+    expect(pre.stdout).toMatch(/dpndncy agent armed in \d+ ms/);
+    const main = await job.stage("main");
+    expect(main.code).toBe(0);
+    expect(main.stdout).not.toContain("pre stage did not run");
+
+    await step(job.env, "install", home, "m-install");
+    await step(job.env, "__run_2", home, "m-run2");
+
+    const post = await job.stage("post");
+    expect(post.code, post.stdout + post.stderr).toBe(0);
+    expect(post.stdout).not.toMatch(/::error::/);
+
+    const out = job.outputs();
+    expect(out.log).toBe(join(root, "temp/dpndncy/events.ndjson"));
+    expect(out.statement).toBe(`${out.log}.intoto.json`);
+    expect(out.bundle).toBe(`${out.log}.sigstore.json`);
+    expect(out.blocked).toBe("0");
+    const log = readLog(out.log ?? "");
+    const counts = JSON.parse(out.events ?? "{}") as Record<string, number>;
+    expect(counts.exec).toBe(log.events.filter((e) => e.kind === "exec").length);
+    // Both steps' work is in the log.
+    const execs = log.events
+      .filter((e) => e.kind === "exec")
+      .map((e) => (e.argv as string[]).join(" "));
+    expect(execs).toContain("/bin/true m-install");
+    expect(execs).toContain("/bin/true m-run2");
+
+    const summary = job.summary();
+    expect(summary).toContain("## dpndncy runtime trace");
+    expect(summary).not.toContain("incomplete");
+    expect(summary).toContain(`| 127.0.0.1 | ${tcpPort} | tcp |`);
+    expect(summary).toContain(`${home}/.aws/credentials`);
+    expect(summary).toContain("aws-credentials");
+    expect(summary).toContain(`--certificate-identity '${IDENTITY}'`);
+    expect(oidc.audiences).toEqual(["sigstore"]);
+    expect(sigstore.requests.some((p) => p.includes("signingCert"))).toBe(true);
+
+    const rootFile = join(root, "trusted-root.json");
+    writeFileSync(rootFile, JSON.stringify(sigstore.trustedRoot));
+    const verify = await run([
+      process.execPath,
+      "dist/cli.js",
+      "verify",
+      out.bundle ?? "",
+      "--log",
+      out.log ?? "",
+      "--certificate-identity",
+      IDENTITY,
+      "--certificate-oidc-issuer",
+      ISSUER,
+      "--trusted-root",
+      rootFile,
+    ]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+  });
+
+  it("a wrong agent-sha256 or a tampered download fails pre and never starts the agent", async () => {
+    for (const [url, sha] of [
+      [`${filesUrl}/dpndncy-agent`, "0".repeat(64)],
+      [`${filesUrl}/tampered`, agentSha],
+    ] as const) {
+      const root = tempDir("action-bad");
+      const job = newJob(
+        root,
+        { "agent-url": url, "agent-sha256": sha, sign: "none" },
+        githubEnv(root),
+      );
+      const pre = await job.stage("pre");
+      expect(pre.code).not.toBe(0);
+      expect(pre.stdout).toMatch(
+        /::error::dpndncy: could not start the agent: agent binary .* has SHA-256 [0-9a-f]{64}, expected [0-9a-f]{64}: refusing to run it/,
+      );
+      expect(job.state()).toEqual({});
+      expect(existsSync(join(root, "temp/dpndncy/state"))).toBe(false);
+      // post after the failed pre: says so, does not throw, fails nothing more.
+      const post = await job.stage("post");
+      expect(post.code).toBe(0);
+      expect(post.stdout).toContain("::error::dpndncy: the agent was never started in this job");
+    }
+  });
+
+  it("sign: keyless without id-token permission says exactly how to fix it, and still reports", async () => {
+    const root = tempDir("action-noid");
+    const env = githubEnv(root);
+    delete env.ACTIONS_ID_TOKEN_REQUEST_URL;
+    delete env.ACTIONS_ID_TOKEN_REQUEST_TOKEN;
+    const job = newJob(
+      root,
+      {
+        sign: "keyless",
+        "agent-url": `${filesUrl}/dpndncy-agent`,
+        "agent-sha256": agentSha,
+        "upload-artifact": "false",
+      },
+      env,
+    );
+    const pre = await job.stage("pre");
+    onCleanup(async () => {
+      const s = job.state();
+      if (s.agent && s.state_dir) await run([s.agent, "stop", "--state-dir", s.state_dir]);
+    });
+    expect(pre.code, pre.stdout).toBe(0);
+    const post = await job.stage("post");
+    expect(post.code).toBe(0);
+    expect(post.stdout).toContain("the trace will NOT be signed");
+    expect(post.stdout).toContain("id-token: write");
+    expect(job.outputs().bundle).toBe("");
+    expect(job.summary()).toContain("## dpndncy runtime trace");
+  });
+});
