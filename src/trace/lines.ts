@@ -39,80 +39,96 @@ export async function readLines(
   maxLineBytes = DEFAULT_MAX_LINE_BYTES,
 ): Promise<ReadResult> {
   const hash: Hash = createHash("sha256");
-  const prefixDigest = (): string => hash.copy().digest("hex");
   let total = 0;
   let lineNo = 0;
-  // Pieces of a line that spans chunks, not yet hashed.
+  // Bytes are hashed lazily, a chunk span at a time (per-line updates cost a third of the
+  // hashing time): `cur[0, hashedUpTo)` is in the hash; pieces of a line spanning chunks wait
+  // in `pending`, unhashed, until the line is complete.
+  let cur: Buffer = Buffer.alloc(0);
+  let hashedUpTo = 0;
+  let lineStart = 0;
   let pending: Buffer[] = [];
   let pendingLen = 0;
   // Set while skipping the rest of an oversize line; its bytes are hashed as they pass.
   let discarding = false;
 
+  const catchUp = (to: number): void => {
+    if (to > hashedUpTo) {
+      hash.update(cur.subarray(hashedUpTo, to));
+      hashedUpTo = to;
+    }
+  };
+  // Digest of every byte before the current line.
+  const prefixDigest = (): string => {
+    catchUp(lineStart);
+    return hash.copy().digest("hex");
+  };
   const emit = (bytes: Buffer, terminated: boolean, oversize: boolean): void => {
     lineNo += 1;
     sink.line(bytes, { number: lineNo, terminated, oversize }, prefixDigest);
   };
+  const hashPending = (): void => {
+    for (const p of pending) hash.update(p);
+    pending = [];
+    pendingLen = 0;
+  };
 
   for await (const chunk of stream) {
-    const buf: Buffer = typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer);
-    total += buf.length;
+    cur = typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer);
+    hashedUpTo = 0;
+    total += cur.length;
     let start = 0;
-    while (start < buf.length) {
-      const nl = buf.indexOf(10, start);
+    while (start < cur.length) {
+      const nl = cur.indexOf(10, start);
       if (nl === -1) {
-        const rest = buf.subarray(start);
+        catchUp(start);
+        const rest = cur.subarray(start);
         if (discarding) {
-          hash.update(rest);
+          catchUp(cur.length);
         } else if (pendingLen + rest.length > maxLineBytes) {
-          for (const p of pending) hash.update(p);
-          hash.update(rest);
-          pending = [];
-          pendingLen = 0;
+          hashPending();
+          catchUp(cur.length);
           discarding = true;
         } else {
-          // Copy: the stream may reuse the chunk's memory.
+          // Copy: the stream may reuse the chunk's memory. Hashed when the line completes.
           pending.push(Buffer.from(rest));
           pendingLen += rest.length;
+          hashedUpTo = cur.length;
         }
         break;
       }
-      const piece = buf.subarray(start, nl);
+      const piece = cur.subarray(start, nl);
+      // The line's earlier pieces (if any) are unhashed and precede cur: prefix = hash as is.
+      lineStart = start;
       if (discarding) {
-        // The oversize line ends here; it was hashed as it went, the callback sees it before
-        // its last bytes enter the hash (it cannot be a stop record anyway).
-        emit(Buffer.alloc(0), true, true);
-        hash.update(buf.subarray(start, nl + 1));
+        // End of an oversize line; it cannot be a stop record, the digest is not asked for.
+        emit(EMPTY, true, true);
         discarding = false;
       } else if (pendingLen > 0) {
         const line = Buffer.concat([...pending, piece]);
-        pending = [];
-        pendingLen = 0;
-        if (line.length > maxLineBytes) {
-          emit(Buffer.alloc(0), true, true);
-        } else {
-          emit(line, true, false);
-        }
-        hash.update(line);
-        hash.update(NEWLINE);
+        emit(line.length > maxLineBytes ? EMPTY : line, true, line.length > maxLineBytes);
+        hashPending();
       } else if (piece.length > maxLineBytes) {
-        emit(Buffer.alloc(0), true, true);
-        hash.update(buf.subarray(start, nl + 1));
+        emit(EMPTY, true, true);
       } else {
         emit(piece, true, false);
-        hash.update(buf.subarray(start, nl + 1));
       }
       start = nl + 1;
     }
+    catchUp(start);
   }
   // A final line without "\n": still part of the log, still hashed.
+  cur = EMPTY;
+  hashedUpTo = 0;
+  lineStart = 0;
   if (discarding) {
-    emit(Buffer.alloc(0), false, true);
+    emit(EMPTY, false, true);
   } else if (pendingLen > 0) {
     const line = Buffer.concat(pending);
     emit(line, false, false);
-    hash.update(line);
+    hashPending();
   }
   return { sha256: hash.digest("hex"), bytes: total, lines: lineNo };
 }
 
-const NEWLINE = Buffer.from([10]);
+const EMPTY = Buffer.alloc(0);

@@ -32,8 +32,10 @@ export interface SummarizeOptions {
 const MAX_PROBLEMS_LISTED = 10;
 
 export async function summarizeFile(path: string, opts: SummarizeOptions = {}): Promise<Predicate> {
-  // 1 MiB reads: fewer, larger chunks are what makes hashing and splitting cheap.
-  const stream = createReadStream(path, { highWaterMark: 1 << 20 });
+  // 256 KiB reads: large enough that hashing and splitting work on long spans, small enough
+  // that the chunks V8 has not collected yet do not show up as resident memory (1 MiB chunks
+  // cost ~70 MB more peak RSS on the 2M-event bench for no speed gain).
+  const stream = createReadStream(path, { highWaterMark: 256 * 1024 });
   return summarizeStream(stream, { ...opts, logName: opts.logName ?? basename(path) });
 }
 

