@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // dpndncy CLI dispatcher: `dpndncy <command> …`. Kept tiny on purpose; each command lives in
 // src/cli/<command>.ts as `(argv, io) => Promise<exitCode>`. Register new commands (start,
 // stop, …) in COMMANDS.
@@ -5,10 +6,14 @@ import { pathToFileURL } from "node:url";
 import pkg from "../package.json" with { type: "json" };
 import { attest } from "./cli/attest.js";
 import { EXIT, type Io, type Subcommand } from "./cli/io.js";
+import { start } from "./cli/start.js";
+import { stop } from "./cli/stop.js";
 import { summarize } from "./cli/summarize.js";
 import { verify } from "./cli/verify.js";
 
 export const COMMANDS: Record<string, { run: Subcommand; about: string }> = {
+  start: { run: start, about: "start the agent for this job (any CI); returns once armed" },
+  stop: { run: stop, about: "stop the agent, print and write the job summary" },
   summarize: {
     run: summarize,
     about: "summarize an agent log (text, or --json for the predicate)",

@@ -1,0 +1,142 @@
+// dpndncy start: what the action's pre stage does, on any CI. Detect the platform, locate or
+// download the agent and verify its SHA-256 before running it, start it armed, and leave a
+// session file for `dpndncy stop` (which may run in another shell).
+import { createHash } from "node:crypto";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { renderAgentConfig } from "../agent/config.js";
+import { type Mode, startAgent } from "../agent/control.js";
+import { assertSha256, normaliseSha256 } from "../agent/verify-binary.js";
+import { detectPlatform } from "../platform/detect.js";
+import { loadPolicy } from "../policy/load.js";
+import { EXIT, type Io, parse, UsageError } from "./io.js";
+import { writeSession } from "./session.js";
+
+export const START_USAGE = `usage: dpndncy start [options]
+  Start the agent in the background for this job; returns once every hook is attached.
+  --dir DIR               where the log, session and results go (default $CI_PROJECT_DIR/.dpndncy,
+                          else ./.dpndncy)
+  --agent PATH            the agent binary (default: DIR/bin/dpndncy-agent after --agent-url)
+  --agent-url URL         download the agent from URL (needs --agent-sha256)
+  --agent-sha256 HEX      the SHA-256 the agent must have; checked before it is executed
+  --mode MODE             observe | learn | enforce (default observe)
+  --policy FILE           policy file (YAML); its sensitive paths and readers go to the agent
+  --sensitive-path P      extra sensitive path (repeatable)
+exit: 0 armed, 2 usage error, 3 bad input (policy, checksum), 5 the agent did not start`;
+
+const OPTIONS = {
+  dir: { type: "string" },
+  agent: { type: "string" },
+  "agent-url": { type: "string" },
+  "agent-sha256": { type: "string" },
+  mode: { type: "string" },
+  policy: { type: "string" },
+  "sensitive-path": { type: "string", multiple: true },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+export const defaultDir = (env: Io["env"]) => resolve(env.CI_PROJECT_DIR ?? ".", ".dpndncy");
+
+async function download(url: string, dest: string, sha256: string): Promise<void> {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`downloading the agent from ${url}: HTTP ${res.status}`);
+  const body = Buffer.from(await res.arrayBuffer());
+  const actual = createHash("sha256").update(body).digest("hex");
+  if (actual !== sha256) {
+    throw new Error(
+      `agent from ${url} has SHA-256 ${actual}, expected ${sha256}: refusing to run it`,
+    );
+  }
+  writeFileSync(dest, body, { mode: 0o600 });
+  chmodSync(dest, 0o755); // executable only once verified
+}
+
+export async function start(argv: string[], io: Io): Promise<number> {
+  let v: ReturnType<typeof parse<typeof OPTIONS>>["values"];
+  let mode: Mode;
+  try {
+    const p = parse(argv, OPTIONS);
+    v = p.values;
+    if (v.help) {
+      io.out(`${START_USAGE}\n`);
+      return EXIT.OK;
+    }
+    if (p.positionals.length) throw new UsageError(`unexpected argument ${p.positionals[0]}`);
+    mode = (v.mode ?? "observe") as Mode;
+    if (!["observe", "learn", "enforce"].includes(mode)) {
+      throw new UsageError(`--mode: "${v.mode}" is not one of observe, learn, enforce`);
+    }
+    if (!v.agent && !v["agent-url"]) throw new UsageError("give --agent PATH or --agent-url URL");
+    if (v["agent-url"] && !v["agent-sha256"]) {
+      throw new UsageError(
+        "--agent-url needs --agent-sha256: dpndncy never runs an unverified binary",
+      );
+    }
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    io.err(`dpndncy start: ${e.message}\n${START_USAGE}\n`);
+    return EXIT.USAGE;
+  }
+
+  const dir = resolve(v.dir ?? defaultDir(io.env));
+  mkdirSync(join(dir, "bin"), { recursive: true });
+  let agent: string;
+  let config: string | undefined;
+  try {
+    const sha = v["agent-sha256"]
+      ? normaliseSha256(v["agent-sha256"], "--agent-sha256")
+      : undefined;
+    if (v["agent-url"] && sha) {
+      agent = join(dir, "bin", "dpndncy-agent");
+      await download(v["agent-url"], agent, sha);
+    } else {
+      agent = resolve(v.agent ?? "");
+      if (sha) await assertSha256(agent, sha);
+    }
+    const policy = v.policy ? await loadPolicy(v.policy) : undefined;
+    config = join(dir, "agent.conf");
+    writeFileSync(
+      config,
+      renderAgentConfig({
+        mode,
+        sensitivePaths: [
+          ...(policy?.policy.files?.sensitive ?? []),
+          ...(v["sensitive-path"] ?? []),
+        ],
+        benignReaders: policy?.policy.files?.["benign-readers"] ?? [],
+      }),
+    );
+  } catch (e) {
+    io.err(`dpndncy start: ${(e as Error).message}\n`);
+    return EXIT.INPUT;
+  }
+
+  const detection = detectPlatform(io.env);
+  const elevate = process.getuid?.() === 0 ? [] : ["sudo", "-n"];
+  const log = join(dir, "events.ndjson");
+  const stateDir = join(dir, "state");
+  try {
+    const started = await startAgent({ agent, log, stateDir, mode, config, elevate });
+    writeSession(dir, {
+      version: 1,
+      agent,
+      log,
+      stateDir,
+      mode,
+      elevate,
+      startedAt: new Date().toISOString(),
+      pid: started.pid,
+      detection,
+    });
+    const also = detection.alsoMatched.length
+      ? ` (also looked like: ${detection.alsoMatched.join(", ")})`
+      : "";
+    io.out(
+      `dpndncy: agent armed (pid ${started.pid}, mode ${mode}, platform ${detection.identity.platform}${also}); log ${log}\n`,
+    );
+    return EXIT.OK;
+  } catch (e) {
+    io.err(`dpndncy start: ${(e as Error).message}\n`);
+    return 5;
+  }
+}
