@@ -47345,6 +47345,7 @@ var package_default = {
     "@actions/tool-cache": "^4.0.0",
     "@sigstore/bundle": "^4.0.0",
     "@sigstore/core": "^3.2.1",
+    "@sigstore/protobuf-specs": "^0.5.2",
     "@sigstore/sign": "^4.1.1",
     "@sigstore/verify": "^3.1.1",
     ajv: "^8.20.0",

@@ -2,7 +2,7 @@
 // not sigstore-js — Debian's python3-cryptography and python3-securesystemslib, with the PAE
 // computed in Python from the spec. Needs /usr/bin/python3 with both packages (scripts/prereqs).
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { SerializedBundle } from "@sigstore/bundle";
@@ -86,7 +86,10 @@ beforeAll(async () => {
   logSha = p.log.sha256;
   statement = serializeStatement(buildStatement(p));
 });
-afterAll(() => standIn.close());
+afterAll(async () => {
+  await standIn.close();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 describe("independent DSSE verification in Python (cryptography + securesystemslib)", () => {
   it("accepts a keyless envelope with the Fulcio certificate's key", async () => {

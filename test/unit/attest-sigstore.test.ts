@@ -1,7 +1,7 @@
 // Keyless and key signing end to end through the real @sigstore/sign client against the local
 // stand-in (test/support/sigstore-stand-in.ts), verified with @sigstore/verify against the
 // stand-in's trusted root; then each way a bundle can fail, with its exact code.
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { SerializedBundle } from "@sigstore/bundle";
@@ -70,7 +70,10 @@ beforeAll(async () => {
     identityProvider: staticToken(token),
   });
 });
-afterAll(() => standIn.close());
+afterAll(async () => {
+  await standIn.close();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 describe("keyless (Fulcio + Rekor + TSA stand-in)", () => {
   it("produces a v0.3 DSSE bundle with a certificate, a tlog entry with proof, and a timestamp", () => {

@@ -4,6 +4,7 @@ import {
   existsSync,
   mkdtempSync,
   readFileSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from "node:fs";
@@ -50,7 +51,10 @@ beforeAll(async () => {
   rootPath = join(dir, "trusted_root.json");
   writeFileSync(rootPath, JSON.stringify(standIn.trustedRoot));
 });
-afterAll(() => standIn.close());
+afterAll(async () => {
+  await standIn.close();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 describe("dpndncy (dispatcher)", () => {
   it("prints version and help, rejects unknown commands with exit 2", async () => {
