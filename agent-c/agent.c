@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <malloc.h>
 #include <sha2.h>
 
 #include <bpf/libbpf.h>
@@ -125,6 +126,20 @@ struct session {
 	char kernel[128];
 };
 
+static void hwm(const char *where)
+{
+	char *st;
+
+	if (!getenv("DPNDNCY_DEBUG_RSS"))
+		return;
+	st = read_file_str("/proc/self/status", 8192);
+	if (st) {
+		char *h = strstr(st, "VmHWM:"), *r = strstr(st, "VmRSS:");
+		fprintf(stderr, "rss %s: %.24s %.24s\n", where, h ? h : "", r ? r : "");
+		free(st);
+	}
+}
+
 static int session_start(struct session *s, struct prep *p, int pin, char *err, size_t errn)
 {
 	memset(s, 0, sizeof(*s));
@@ -135,10 +150,14 @@ static int session_start(struct session *s, struct prep *p, int pin, char *err, 
 	if (mounts_setup(&s->m, pin, err, errn) < 0)
 		goto fail_out;
 	snprintf(s->pr.kernel, sizeof(s->pr.kernel), "%s", s->kernel);
+	hwm("begin");
 	if (probe_all(&s->pr, p->force_file, s->m.cgroup2, err, errn) < 0)
 		goto fail_mounts;
+	malloc_trim(0); /* the probes parsed the kernel's BTF: give that memory back */
+	hwm("probed");
 	proc_init();
 	proc_seed();
+	hwm("seeded");
 	/* the start record is dated before the first hook is attached: every event follows it */
 	G.start_real_ns = now_realtime_ns();
 	G.start_boot_ns = now_boottime_ns();
@@ -146,12 +165,15 @@ static int session_start(struct session *s, struct prep *p, int pin, char *err, 
 	s->bpf = bpf_setup(&G.cfg, &s->pr, s->m.cgroup2, pin, err, errn, &s->ai);
 	if (!s->bpf)
 		goto fail_mounts;
+	malloc_trim(0);
+	hwm("loaded");
 	s->rb = ring_buffer__new(bpf_ringbuf_fd(s->bpf), handle_event, NULL, NULL);
 	if (!s->rb) {
 		snprintf(err, errn, "cannot open the ring buffer: %s", strerror(errno));
 		goto fail_bpf;
 	}
 	write_agent_start(&G, &s->ai, s->kernel);
+	hwm("started");
 	if (G.out.lost_lines) {
 		snprintf(err, errn, "cannot write the log %s: %s", G.out.path, strerror(G.out.last_errno));
 		goto fail_rb;
@@ -332,6 +354,9 @@ int cmd_run(struct opts *o)
 		}
 	}
 	session_stop(&s, NULL);
+	if (G.out.lost_lines)
+		err_msg("warning: %llu log lines could not be written to %s (%s); the trace is incomplete",
+			(unsigned long long)G.out.lost_lines, p.log, strerror(G.out.last_errno));
 	return code;
 }
 

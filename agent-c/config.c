@@ -3,7 +3,8 @@
  *
  * Format: one directive per line, '#' starts a comment, fields split by blanks.
  *   mode observe                   observe | learn | enforce (only observe is implemented)
- *   ringbuf-mb 8                   ring buffer size in MiB (power of two, 1..256)
+ *   ringbuf-mb 4                   ring buffer size in MiB (power of two, 1..256); the agent's
+ *                                  RSS grows by twice this (the data pages are mapped twice)
  *   file <rule-name> <pattern>     report opens of paths matching <pattern> as <rule-name>
  *   file-exclude <pattern>         never report paths matching <pattern>
  *   allow-comm <comm>              benign reader: drop file matches by this comm (kernel side)
@@ -222,7 +223,7 @@ void config_defaults(struct config *c)
 
 	memset(c, 0, sizeof(*c));
 	c->mode = DP_MODE_OBSERVE;
-	c->ringbuf_mb = 8;
+	c->ringbuf_mb = 4;
 	for (size_t i = 0; i < sizeof(default_rules) / sizeof(default_rules[0]); i++)
 		add_rule(c, default_rules[i].name, default_rules[i].pattern, err, sizeof(err));
 	for (size_t i = 0; i < sizeof(default_excludes) / sizeof(default_excludes[0]); i++)

@@ -1,5 +1,6 @@
 /* Ring buffer records -> NDJSON lines (schema/event.v1.json). */
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -277,10 +278,14 @@ int handle_event(void *ctx, void *data, size_t len)
 	if (len < sizeof(*h))
 		return 0;
 	switch (h->kind) {
-	case DP_EXEC:
-		if (len >= sizeof(struct dp_exec))
-			on_exec(data);
+	case DP_EXEC: {
+		/* trimmed to the argv bytes used */
+		const struct dp_exec *e = data;
+
+		if (len >= offsetof(struct dp_exec, args) && e->args_len <= len - offsetof(struct dp_exec, args))
+			on_exec(e);
 		break;
+	}
 	case DP_EXIT:
 		if (len >= sizeof(struct dp_exit))
 			on_exit_ev(data);
@@ -293,10 +298,14 @@ int handle_event(void *ctx, void *data, size_t len)
 		if (len >= sizeof(struct dp_connect))
 			on_connect(data);
 		break;
-	case DP_FILE:
-		if (len >= sizeof(struct dp_file))
-			on_file(data);
+	case DP_FILE: {
+		/* trimmed to the path bytes used */
+		const struct dp_file *f = data;
+
+		if (len >= offsetof(struct dp_file, path) && f->path_len <= len - offsetof(struct dp_file, path))
+			on_file(f);
 		break;
+	}
 	case DP_DNS_LIBC:
 		if (len >= sizeof(struct dp_dns_libc))
 			on_dns_libc(data);

@@ -2,6 +2,14 @@
 /* exec / exit / fork: the process tree. */
 #include "common.bpf.h"
 
+/* exec records are built here and sent trimmed to their used length */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dp_exec);
+} exec_scratch SEC(".maps");
+
 SEC("tp/sched/sched_process_exec")
 int dp_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
@@ -11,13 +19,14 @@ int dp_exec(struct trace_event_raw_sched_process_exec *ctx)
 	unsigned long start, end, len;
 	unsigned int off;
 
+	__u32 zero = 0;
+	__u64 size;
+
 	if (is_agent(id))
 		return 0;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_drop(DP_EXEC);
+	e = bpf_map_lookup_elem(&exec_scratch, &zero);
+	if (!e)
 		return 0;
-	}
 	fill_hdr_task(&e->h, DP_EXEC, id);
 	off = ctx->__data_loc_filename & 0xFFFF;
 	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)ctx + off) < 0)
@@ -36,7 +45,12 @@ int dp_exec(struct trace_event_raw_sched_process_exec *ctx)
 	if (len && bpf_probe_read_user(e->args, len, (void *)start) < 0)
 		len = 0;
 	e->args_len = len;
-	bpf_ringbuf_submit(e, 0);
+	size = sizeof(*e) - DP_ARGS_MAX + len;
+	barrier_var(size);
+	if (size > sizeof(*e))
+		size = sizeof(*e);
+	if (bpf_ringbuf_output(&events, e, size, 0))
+		count_drop(DP_EXEC);
 	return 0;
 }
 

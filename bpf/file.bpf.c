@@ -46,6 +46,14 @@ struct {
 	__type(value, struct dp_file_key);
 } key_scratch SEC(".maps");
 
+/* file records are built here and sent trimmed to the path's length */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dp_file);
+} file_scratch SEC(".maps");
+
 static __always_inline int len_bit(__u64 mask, __u32 len)
 {
 	if (len > 63)
@@ -269,7 +277,8 @@ static __always_inline int handle_file(struct file *f, __u32 flags, __u64 id)
 {
 	struct dentry *d;
 	struct dp_file *e;
-	__u32 rule;
+	__u32 rule, zero = 0;
+	__u64 size;
 	char comm[16];
 
 	if (!f)
@@ -283,16 +292,19 @@ static __always_inline int handle_file(struct file *f, __u32 flags, __u64 id)
 	bpf_get_current_comm(comm, sizeof(comm));
 	if (bpf_map_lookup_elem(&allow_comm, comm))
 		return 0;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_drop(DP_FILE);
+	e = bpf_map_lookup_elem(&file_scratch, &zero);
+	if (!e)
 		return 0;
-	}
 	fill_hdr_task(&e->h, DP_FILE, id);
 	e->flags = flags;
 	e->rule = rule;
 	build_path(e, f);
-	bpf_ringbuf_submit(e, 0);
+	size = sizeof(*e) - DP_PATH_BUF + e->path_len;
+	barrier_var(size);
+	if (size > sizeof(*e))
+		size = sizeof(*e);
+	if (bpf_ringbuf_output(&events, e, size, 0))
+		count_drop(DP_FILE);
 	return 0;
 }
 
