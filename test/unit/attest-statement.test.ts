@@ -32,7 +32,7 @@ describe("DSSE PAE", () => {
 describe("in-toto v1 Statement", () => {
   it("binds the log by SHA-256 under its basename, and the commit where known", async () => {
     const ci = {
-      platform: "github",
+      platform: "github" as const,
       serverUrl: "https://github.com",
       repository: "acme/app",
       commit: SHA,
@@ -72,7 +72,7 @@ describe("in-toto v1 Statement", () => {
 
   it("maps onto the standard runtime-trace v0.2 shape", async () => {
     const ci = {
-      platform: "github",
+      platform: "github" as const,
       repository: "acme/app",
       runId: "77",
       runAttempt: "2",
