@@ -9,7 +9,7 @@ const esc = (s: string): string => s.replace(/[|\\`*_<>[\]]/g, (c) => `\\${c}`).
 function table(head: string[], rows: string[][]): string {
   if (rows.length === 0) return "_none_\n";
   const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
-  return [line(head), line(head.map(() => "---")), ...rows.map(line)].join("\n") + "\n";
+  return `${[line(head), line(head.map(() => "---")), ...rows.map(line)].join("\n")}\n`;
 }
 
 export interface SummaryContext {

@@ -44,7 +44,8 @@ describeKernel("dpndncy start / stop", () => {
 
     const stopped = await cli(["stop", "--dir", dir], gitlab);
     expect(stopped.code, stopped.stderr).toBe(0);
-    expect(stopped.stdout).toMatch(/\x1b\[0Ksection_start:\d+:dpndncy_summary\[collapsed=true\]/);
+    expect(stopped.stdout).toContain("\x1b[0Ksection_start:");
+    expect(stopped.stdout).toMatch(/section_start:\d+:dpndncy_summary\[collapsed=true\]/);
     expect(stopped.stdout).toMatch(/section_end:\d+:dpndncy_summary/);
     const log = readLog(join(dir, "events.ndjson"));
     expect(log.events.at(-1)).toMatchObject({ kind: "agent", event: "stop", complete: true });

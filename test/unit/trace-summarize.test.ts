@@ -127,7 +127,12 @@ describe("summarize: the attack-shaped fixture", () => {
   });
 
   it("passes the CI identity through untouched", async () => {
-    const ci = { platform: "github" as const, repository: "acme/app", runId: "42", commit: "a".repeat(40) };
+    const ci = {
+      platform: "github" as const,
+      repository: "acme/app",
+      runId: "42",
+      commit: "a".repeat(40),
+    };
     const p = await summarizeFile(FIXTURE, { ci, logName: "trace.ndjson" });
     expect(p.ci).toEqual(ci);
     expect(p.log.name).toBe("trace.ndjson");
