@@ -335,6 +335,28 @@ bad:
 
 /* ---- kernel filter ---- */
 
+/* the first 16 bytes of a name as the two little-endian words the kernel compares */
+static void name_words(const char *name, size_t len, __u64 *lo, __u64 *hi)
+{
+	uint8_t b[16] = {0};
+
+	memcpy(b, name, len < 16 ? len : 16);
+	*lo = *hi = 0;
+	for (int i = 7; i >= 0; i--) {
+		*lo = *lo << 8 | b[i];
+		*hi = *hi << 8 | b[8 + i];
+	}
+}
+
+static void bloom_set(__u64 bloom[4], const char *name, size_t len)
+{
+	__u64 lo, hi, h, l = len > 255 ? 255 : len;
+
+	name_words(name, len, &lo, &hi);
+	h = DP_NAME_HASH(lo, hi, l);
+	bloom[(h >> 6) & 3] |= 1ull << (h & 63);
+}
+
 static void key_name(struct dp_file_key *k, const char *name, size_t len)
 {
 	memcpy(k->name, name, len < DP_FK_NAME ? len : DP_FK_NAME);
@@ -393,6 +415,7 @@ int config_push_file_rules(const struct config *c, int rules_fd, int cfg_fd, int
 		if (!has_wild(pp.last, ll)) {
 			key_name(&k, pp.last, ll);
 			fc.exact_lens |= 1ull << (ll > 63 ? 63 : ll);
+			bloom_set(fc.exact_bloom, pp.last, ll);
 			if (lit_parent) {
 				k.type = DP_FK_EXACT;
 				if (put_rule(rules_fd, &k, 0, 0, DP_FV_HAS_P) < 0)
@@ -406,19 +429,24 @@ int config_push_file_rules(const struct config *c, int rules_fd, int cfg_fd, int
 				goto fail;
 		} else if (pp.last[0] != '*' && pp.last[0] != '?' && pp.last[0] != '[') {
 			size_t pl = strcspn(pp.last, "*?[");
+			struct dp_file_prefix px;
 			unsigned j;
 
 			if (pl > DP_FK_NAME)
 				pl = DP_FK_NAME;
+			memset(&px, 0, sizeof(px));
+			name_words(pp.last, pl, &px.lo, &px.hi);
+			name_words("\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", pl, &px.mlo, &px.mhi);
+			px.len = (uint32_t)pl;
 			for (j = 0; j < fc.nprefix; j++)
-				if (fc.prefix_len[j] == pl)
+				if (fc.prefix[j].len == px.len && fc.prefix[j].lo == px.lo && fc.prefix[j].hi == px.hi)
 					break;
 			if (j == fc.nprefix) {
-				if (fc.nprefix >= DP_MAX_PREFIX_LENS) {
-					snprintf(errbuf, errn, "too many distinct prefix lengths in file rules (max %d)", DP_MAX_PREFIX_LENS);
+				if (fc.nprefix >= DP_MAX_PREFIXES) {
+					snprintf(errbuf, errn, "too many distinct \"prefix*\" file rules (max %d)", DP_MAX_PREFIXES);
 					return -1;
 				}
-				fc.prefix_len[fc.nprefix++] = (uint8_t)pl;
+				fc.prefix[fc.nprefix++] = px;
 			}
 			memcpy(k.name, pp.last, pl);
 			k.len = (uint8_t)pl;
@@ -439,6 +467,7 @@ int config_push_file_rules(const struct config *c, int rules_fd, int cfg_fd, int
 			k.type = DP_FK_DIR;
 			key_name(&k, pp.parent, pl);
 			fc.dir_lens |= 1ull << (pl > 63 ? 63 : pl);
+			bloom_set(fc.dir_bloom, pp.parent, pl);
 			if (put_rule(rules_fd, &k, rid, r->kflags, 0) < 0)
 				goto fail;
 		}

@@ -167,6 +167,11 @@ static void on_file(const struct dp_file *f)
 		path[w++] = '/';
 	path[w] = 0;
 
+	/* O_PATH fds cannot read, O_DIRECTORY ones only list: not a secret read */
+	if (f->flags & (010000000 /* O_PATH */ | 0200000 /* O_DIRECTORY */)) {
+		G.file_filtered++;
+		return;
+	}
 	memcpy(commbuf, f->h.comm, 16);
 	commbuf[16] = 0;
 	comm = commbuf;

@@ -179,16 +179,33 @@ struct dp_file_val {
 	__u16 flags;
 };
 
-#define DP_MAX_PREFIX_LENS 6
+#define DP_MAX_PREFIXES 8
+
+/* a "prefix*" rule compared in registers: (name & mask) == value */
+struct dp_file_prefix {
+	__u64 lo, hi;      /* prefix bytes, zero padded (little endian words of name[0..16)) */
+	__u64 mlo, mhi;    /* masks covering the prefix length */
+	__u32 len;
+	__u32 pad;
+};
+
+/*
+ * Bloom bit of a name for the miss path: one bit of a 256-bit set per
+ * (length, first 16 bytes). Must match dp_name_hash() in agent-c/config.c.
+ */
+#define DP_HASH_K 0x9E3779B97F4A7C15ULL
+#define DP_NAME_HASH(lo, hi, len) \
+	(((((lo) ^ ((hi) * DP_HASH_K) ^ (__u64)(len)) * DP_HASH_K) >> 56) & 0xff)
 
 /* single-entry array map file_cfg */
 struct dp_file_cfg {
 	__u64 exact_lens;      /* bit n: an EXACT(_P) rule with name length n (63 = >= 63) */
 	__u64 dir_lens;        /* bit n: a DIR rule with name length n */
+	__u64 exact_bloom[4];  /* DP_NAME_HASH bits of EXACT(_P) basenames */
+	__u64 dir_bloom[4];    /* DP_NAME_HASH bits of DIR names */
 	__u32 nprefix;
 	__u32 pad;
-	__u8 prefix_len[DP_MAX_PREFIX_LENS];
-	__u8 pad2[2];
+	struct dp_file_prefix prefix[DP_MAX_PREFIXES];
 };
 
 /* single-entry array map agent_cfg: knobs enforce mode will grow into */

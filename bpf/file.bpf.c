@@ -61,6 +61,13 @@ static __always_inline int len_bit(__u64 mask, __u32 len)
 	return (mask >> len) & 1;
 }
 
+static __always_inline int bloom_bit(const __u64 *bloom, __u64 lo, __u64 hi, __u32 len)
+{
+	__u64 h = DP_NAME_HASH(lo, hi, len > 255 ? 255 : len);
+
+	return (bloom[(h >> 6) & 3] >> (h & 63)) & 1;
+}
+
 static __always_inline void read_name16(__u8 *dst, const unsigned char *name, __u32 len)
 {
 	__builtin_memset(dst, 0, DP_FK_NAME);
@@ -125,101 +132,119 @@ static __always_inline int proc_other(struct dentry *d, __u32 self)
 	return pid != self;
 }
 
-/* returns rule id (> 0) or 0 */
+/* rule that needs the parent dir: look it up with the parent's name */
+static __always_inline __u32 match_parent(struct dp_file_key *k, struct dentry *p, __u8 type)
+{
+	struct dp_file_val *v;
+	struct qstr q;
+
+	if (BPF_CORE_READ_INTO(&q, p, d_name))
+		return 0;
+	k->type = type;
+	k->plen = q.len > 255 ? 255 : q.len;
+	read_name16(k->parent, q.name, q.len);
+	v = bpf_map_lookup_elem(&file_rules, k);
+	return v ? v->rule : 0;
+}
+
+/*
+ * Rule id (> 0) for the dentry, or 0. The miss path costs a handful of
+ * kernel reads and register compares: a map lookup happens only when a
+ * name's length and bloom bit (or a prefix) say it may match.
+ */
 static __always_inline __u32 match(struct dentry *d, __u32 self)
 {
-	__u32 zero = 0;
+	__u32 zero = 0, len;
 	struct dp_file_cfg *cfg = bpf_map_lookup_elem(&file_cfg, &zero);
-	struct dp_file_key *k = bpf_map_lookup_elem(&key_scratch, &zero);
+	struct dp_file_key *k;
 	struct dp_file_val *v;
 	struct dentry *p;
-	__u32 len, plen;
-	__u64 lo, hi;
-	int has_p = 0;
+	struct qstr q;
+	__u64 lo = 0, hi = 0;
+	__u32 r;
 
-	if (!cfg || !k)
+	if (!cfg)
 		return 0;
-	len = BPF_CORE_READ(d, d_name.len);
+	if (BPF_CORE_READ_INTO(&q, d, d_name))
+		return 0;
+	len = q.len;
 	p = BPF_CORE_READ(d, d_parent);
 
 	if (len_bit(cfg->exact_lens, len) || cfg->nprefix) {
 		__u8 name[DP_FK_NAME];
 
-		read_name16(name, BPF_CORE_READ(d, d_name.name), len);
-		__builtin_memset(k, 0, sizeof(*k));
-		__builtin_memcpy(k->name, name, DP_FK_NAME);
-		k->len = len > 255 ? 255 : len;
-		if (len_bit(cfg->exact_lens, len)) {
+		read_name16(name, q.name, len);
+		__builtin_memcpy(&lo, &name[0], 8);
+		__builtin_memcpy(&hi, &name[8], 8);
+
+		if (len_bit(cfg->exact_lens, len) && bloom_bit(cfg->exact_bloom, lo, hi, len)) {
+			k = bpf_map_lookup_elem(&key_scratch, &zero);
+			if (!k)
+				return 0;
+			__builtin_memset(k, 0, sizeof(*k));
+			__builtin_memcpy(k->name, name, DP_FK_NAME);
+			k->len = len > 255 ? 255 : len;
 			k->type = DP_FK_EXACT;
 			v = bpf_map_lookup_elem(&file_rules, k);
 			if (v) {
 				if (v->rule && (!(v->flags & DP_FV_PROC) || proc_other(d, self)))
 					return v->rule;
-				if (v->flags & DP_FV_HAS_P) {
-					plen = BPF_CORE_READ(p, d_name.len);
-					k->type = DP_FK_EXACT_P;
-					k->plen = plen > 255 ? 255 : plen;
-					read_name16(k->parent, BPF_CORE_READ(p, d_name.name), plen);
-					v = bpf_map_lookup_elem(&file_rules, k);
-					if (v && v->rule)
-						return v->rule;
-					has_p = 1;
-				}
+				if ((v->flags & DP_FV_HAS_P) && (r = match_parent(k, p, DP_FK_EXACT_P)))
+					return r;
 			}
 		}
-		for (int i = 0; i < DP_MAX_PREFIX_LENS; i++) {
-			__u32 pl;
+		for (int i = 0; i < DP_MAX_PREFIXES; i++) {
+			struct dp_file_prefix *px;
 
 			if (i >= cfg->nprefix)
 				break;
-			pl = cfg->prefix_len[i];
-			if (pl == 0 || pl > len || pl > DP_FK_NAME)
+			px = &cfg->prefix[i];
+			if (px->len > len || (lo & px->mlo) != px->lo || (hi & px->mhi) != px->hi)
 				continue;
-			__builtin_memcpy(&lo, &name[0], 8);
-			__builtin_memcpy(&hi, &name[8], 8);
-			if (pl < 8) {
-				lo &= (1ULL << (pl * 8)) - 1;
-				hi = 0;
-			} else if (pl < 16) {
-				hi &= (1ULL << ((pl - 8) * 8)) - 1;
-			}
+			k = bpf_map_lookup_elem(&key_scratch, &zero);
+			if (!k)
+				return 0;
 			__builtin_memset(k, 0, sizeof(*k));
-			__builtin_memcpy(&k->name[0], &lo, 8);
-			__builtin_memcpy(&k->name[8], &hi, 8);
-			k->len = pl;
+			__builtin_memcpy(&k->name[0], &px->lo, 8);
+			__builtin_memcpy(&k->name[8], &px->hi, 8);
+			k->len = px->len;
 			k->type = DP_FK_PREFIX;
 			v = bpf_map_lookup_elem(&file_rules, k);
 			if (!v)
 				continue;
 			if (v->rule)
 				return v->rule;
-			if (v->flags & DP_FV_HAS_P) {
-				plen = BPF_CORE_READ(p, d_name.len);
-				k->type = DP_FK_PREFIX_P;
-				k->plen = plen > 255 ? 255 : plen;
-				read_name16(k->parent, BPF_CORE_READ(p, d_name.name), plen);
-				v = bpf_map_lookup_elem(&file_rules, k);
-				if (v && v->rule)
-					return v->rule;
-			}
+			if ((v->flags & DP_FV_HAS_P) && (r = match_parent(k, p, DP_FK_PREFIX_P)))
+				return r;
 		}
 	}
-	(void)has_p;
 
 	/* directory rules: parent, then grandparent */
 	if (cfg->dir_lens) {
 		for (int i = 0; i < 2; i++) {
-			plen = BPF_CORE_READ(p, d_name.len);
-			if (len_bit(cfg->dir_lens, plen)) {
-				__builtin_memset(k, 0, sizeof(*k));
-				k->type = DP_FK_DIR;
-				k->len = plen > 255 ? 255 : plen;
-				read_name16(k->name, BPF_CORE_READ(p, d_name.name), plen);
-				v = bpf_map_lookup_elem(&file_rules, k);
-				if (v && v->rule)
-					return v->rule;
+			if (BPF_CORE_READ_INTO(&q, p, d_name))
+				return 0;
+			if (len_bit(cfg->dir_lens, q.len)) {
+				__u8 name[DP_FK_NAME];
+
+				read_name16(name, q.name, q.len);
+				__builtin_memcpy(&lo, &name[0], 8);
+				__builtin_memcpy(&hi, &name[8], 8);
+				if (bloom_bit(cfg->dir_bloom, lo, hi, q.len)) {
+					k = bpf_map_lookup_elem(&key_scratch, &zero);
+					if (!k)
+						return 0;
+					__builtin_memset(k, 0, sizeof(*k));
+					__builtin_memcpy(k->name, name, DP_FK_NAME);
+					k->type = DP_FK_DIR;
+					k->len = q.len > 255 ? 255 : q.len;
+					v = bpf_map_lookup_elem(&file_rules, k);
+					if (v && v->rule)
+						return v->rule;
+				}
 			}
-			p = BPF_CORE_READ(p, d_parent);
+			if (i == 0)
+				p = BPF_CORE_READ(p, d_parent);
 		}
 	}
 	return 0;
@@ -273,7 +298,30 @@ static __always_inline void build_path(struct dp_file *e, struct file *f)
 	}
 }
 
-static __always_inline int handle_file(struct file *f, __u32 flags, __u64 id)
+/* flags: known (LSM/fentry/kprobe: the file's f_flags) or read from the syscall's registers on a hit */
+#define FLAGS_FROM_FILE   0
+#define FLAGS_OPENAT      1
+#define FLAGS_OPENAT2     2
+#define FLAGS_OPEN        3
+
+static __always_inline __u32 open_flags(struct file *f, int how)
+{
+	struct pt_regs *regs;
+	__u64 fl = 0;
+
+	if (how == FLAGS_FROM_FILE)
+		return BPF_CORE_READ(f, f_flags);
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (how == FLAGS_OPENAT)       /* openat(dfd, path, flags, mode) */
+		return BPF_CORE_READ(regs, dx);
+	if (how == FLAGS_OPEN)         /* open(path, flags, mode) */
+		return BPF_CORE_READ(regs, si);
+	/* openat2(dfd, path, struct open_how *how, size): how->flags is the first u64 */
+	bpf_probe_read_user(&fl, sizeof(fl), (void *)BPF_CORE_READ(regs, dx));
+	return fl;
+}
+
+static __always_inline int handle_file(struct file *f, int how, __u64 id)
 {
 	struct dentry *d;
 	struct dp_file *e;
@@ -296,7 +344,7 @@ static __always_inline int handle_file(struct file *f, __u32 flags, __u64 id)
 	if (!e)
 		return 0;
 	fill_hdr_task(&e->h, DP_FILE, id);
-	e->flags = flags;
+	e->flags = open_flags(f, how);
 	e->rule = rule;
 	build_path(e, f);
 	size = sizeof(*e) - DP_PATH_BUF + e->path_len;
@@ -314,7 +362,7 @@ int BPF_PROG(dp_lsm_file_open, struct file *file)
 	__u64 id = bpf_get_current_pid_tgid();
 
 	if (!is_agent(id))
-		handle_file(file, BPF_CORE_READ(file, f_flags), id);
+		handle_file(file, FLAGS_FROM_FILE, id);
 	return 0; /* never deny */
 }
 
@@ -324,7 +372,7 @@ int BPF_PROG(dp_fentry_file_open, struct file *file)
 	__u64 id = bpf_get_current_pid_tgid();
 
 	if (!is_agent(id))
-		handle_file(file, BPF_CORE_READ(file, f_flags), id);
+		handle_file(file, FLAGS_FROM_FILE, id);
 	return 0;
 }
 
@@ -334,58 +382,48 @@ int BPF_KPROBE(dp_kprobe_file_open, struct file *file)
 	__u64 id = bpf_get_current_pid_tgid();
 
 	if (!is_agent(id))
-		handle_file(file, BPF_CORE_READ(file, f_flags), id);
+		handle_file(file, FLAGS_FROM_FILE, id);
 	return 0;
 }
 
-/* tracepoint fallback: the opened fd -> struct file; flags from the saved user registers */
-static __always_inline int handle_exit_open(struct trace_event_raw_sys_exit *ctx, int which)
+/* tracepoint fallback: the opened fd -> struct file */
+static __always_inline int handle_exit_open(struct trace_event_raw_sys_exit *ctx, int how)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	long fd = ctx->ret;
 	struct task_struct *task;
+	struct fdtable *fdt;
 	struct file **fds;
 	struct file *f = 0;
-	struct pt_regs *regs;
-	__u32 flags = 0;
 	unsigned int max;
 
 	if (fd < 0 || is_agent(id))
 		return 0;
 	task = (struct task_struct *)bpf_get_current_task();
-	max = BPF_CORE_READ(task, files, fdt, max_fds);
-	if (fd >= max)
+	fdt = BPF_CORE_READ(task, files, fdt);
+	if (BPF_CORE_READ_INTO(&max, fdt, max_fds) || fd >= max)
 		return 0;
-	fds = BPF_CORE_READ(task, files, fdt, fd);
+	if (BPF_CORE_READ_INTO(&fds, fdt, fd))
+		return 0;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) < 0 || !f)
 		return 0;
-	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	if (which == 0) /* openat(dfd, path, flags, mode) */
-		flags = BPF_CORE_READ(regs, dx);
-	else if (which == 1) { /* openat2(dfd, path, how, size) */
-		__u64 fl = 0;
-
-		bpf_probe_read_user(&fl, sizeof(fl), (void *)BPF_CORE_READ(regs, dx));
-		flags = fl;
-	} else /* open(path, flags, mode) */
-		flags = BPF_CORE_READ(regs, si);
-	return handle_file(f, flags, id);
+	return handle_file(f, how, id);
 }
 
 SEC("tp/syscalls/sys_exit_openat")
 int dp_exit_openat(struct trace_event_raw_sys_exit *ctx)
 {
-	return handle_exit_open(ctx, 0);
+	return handle_exit_open(ctx, FLAGS_OPENAT);
 }
 
 SEC("tp/syscalls/sys_exit_openat2")
 int dp_exit_openat2(struct trace_event_raw_sys_exit *ctx)
 {
-	return handle_exit_open(ctx, 1);
+	return handle_exit_open(ctx, FLAGS_OPENAT2);
 }
 
 SEC("tp/syscalls/sys_exit_open")
 int dp_exit_open(struct trace_event_raw_sys_exit *ctx)
 {
-	return handle_exit_open(ctx, 2);
+	return handle_exit_open(ctx, FLAGS_OPEN);
 }
