@@ -336,6 +336,15 @@ int probe_all(struct probe_result *r, int force_file, const char *cgroup_path, c
 	}
 	r->fork_raw_tp = probe_fork_raw(r->fork_why, sizeof(r->fork_why)) == 0;
 	r->cgroup_ok = probe_cgroup(cgroup_path, r->cgroup_why, sizeof(r->cgroup_why)) == 0;
+	{
+		/* for tests of the fallback: DPNDNCY_FORCE_CONNECT_HOOK=tracepoint */
+		const char *fc = getenv("DPNDNCY_FORCE_CONNECT_HOOK");
+
+		if (fc && strcmp(fc, "tracepoint") == 0 && r->cgroup_ok) {
+			r->cgroup_ok = 0;
+			snprintf(r->cgroup_why, sizeof(r->cgroup_why), "not used: DPNDNCY_FORCE_CONNECT_HOOK=tracepoint");
+		}
+	}
 	r->nlibc = find_libcs(r->libc, 8);
 	if (r->nlibc == 0) {
 		snprintf(r->uprobe_why, sizeof(r->uprobe_why), "no libc found (ld.so.cache / common paths)");

@@ -371,7 +371,23 @@ int dp_enter_connect_tp(struct trace_event_raw_sys_enter *ctx)
 	c.op = DP_OP_CONNECT;
 	c.source = DP_SRC_TRACEPOINT;
 	c.verdict = 1;
-	c.proto = 0; /* unknown from the syscall arguments */
+	{
+		/* protocol from the socket behind the fd */
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+		long fd = (long)ctx->args[0];
+		struct file **fds = BPF_CORE_READ(fdt, fd);
+		struct file *f = 0;
+		struct socket *sock;
+		short type = 0;
+
+		if (fd >= 0 && fd < BPF_CORE_READ(fdt, max_fds) &&
+		    bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) == 0 && f) {
+			sock = BPF_CORE_READ(f, private_data);
+			type = BPF_CORE_READ(sock, type);
+		}
+		c.proto = type == SOCK_STREAM ? IPPROTO_TCP : type == SOCK_DGRAM ? IPPROTO_UDP : 0;
+	}
 	fill_hdr_task(&c.h, DP_CONNECT, id);
 	bpf_map_update_elem(&pending, &tid, &c, BPF_ANY);
 	return 0;
