@@ -48,7 +48,9 @@ export async function agentRun(opts: RunOpts): Promise<AgentRun> {
     expect(log.errors, `log ${logPath} breaks the contract`).toEqual([]);
   }
   expect(await leaksSettled(before), "left behind by `dpndncy-agent run`").toEqual([]);
-  const agentPid = res.pid;
+  // the agent's own pid as its start record says (res.pid would be a wrapper's, if any)
+  const startRec = log.events.find((e) => e.kind === "agent" && e.event === "start");
+  const agentPid = startRec?.pid ?? res.pid;
   const root = log.events.find(
     (e): e is ExecEv => e.kind === "exec" && e.ppid === agentPid && e.pid !== agentPid,
   )?.pid;

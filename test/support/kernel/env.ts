@@ -74,11 +74,19 @@ async function drain(list: Cleanup[]): Promise<void> {
   }
 }
 
+const madeDirs = new Set<string>();
+
 /** A fresh temp directory (realpath, so paths in events compare equal), removed at cleanup. */
 export function tempDir(tag: string): string {
   const d = realpathSync(mkdtempSync(join(tmpdir(), `dpndncy-kt-${tag}-`)));
+  madeDirs.add(d);
   onCleanup(() => rmSync(d, { recursive: true, force: true }));
   return d;
+}
+
+/** Temp dirs made by tempDir() in this process that still exist. */
+export function leftoverTempDirs(): string[] {
+  return [...madeDirs].filter((d) => existsSync(d));
 }
 
 /** Runs the current test's cleanups (afterEach) or the file's (afterAll). */
