@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -125,24 +126,33 @@ static int tp_exists(const char *cat, const char *name)
 	return stat(p, &st) == 0;
 }
 
+/* is "bpf" among the active LSMs? securityfs is mounted privately for a moment if need be */
 static int lsm_bpf_active(char *reason, size_t n)
 {
 	char *s = read_file_str("/sys/kernel/security/lsm", 4096);
 	int on;
 
 	if (!s) {
-		/* securityfs may not be mounted: the kernel command line is the other witness */
-		char *cmd = read_file_str("/proc/cmdline", 4096);
+		char dir[] = "/tmp/dpndncy-secfs-XXXXXX";
 
-		on = cmd && strstr(cmd, "lsm=") && strstr(strstr(cmd, "lsm="), "bpf");
-		free(cmd);
-		if (!on)
-			snprintf(reason, n, "BPF LSM not active (bpf not in /sys/kernel/security/lsm nor lsm= on the command line)");
-		return on;
+		if (mkdtemp(dir)) {
+			if (mount("securityfs", dir, "securityfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0) {
+				char path[64];
+
+				snprintf(path, sizeof(path), "%s/lsm", dir);
+				s = read_file_str(path, 4096);
+				umount2(dir, MNT_DETACH);
+			}
+			rmdir(dir);
+		}
+	}
+	if (!s) {
+		snprintf(reason, n, "cannot read the active LSM list (securityfs)");
+		return 0;
 	}
 	on = strstr(s, "bpf") != NULL;
 	if (!on)
-		snprintf(reason, n, "BPF LSM not active (active LSMs: %.120s)", s);
+		snprintf(reason, n, "BPF LSM not active (active LSMs: %.120s; boot with lsm=...,bpf)", s);
 	free(s);
 	return on;
 }

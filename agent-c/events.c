@@ -401,22 +401,26 @@ void write_agent_stop(struct agent_ctx *g, const uint64_t drops[DP_KIND_MAX], st
 	char sha[65];
 	double dur = (double)(now_realtime_ns() - g->start_real_ns) / 1e9;
 	uint64_t lost_before;
+	struct sbuf body;
 
 	out_flush(&G.out);
 	out_sha_hex(&G.out, sha);
+	sb_init(&body);
+	stats_body(&body, drops, sha, dur);
 	agent_line("stop", now_realtime_ns());
 	sb_putc(&line, ',');
-	stats_body(&line, drops, sha, dur);
+	sb_put(&line, body.p, body.len);
 	commit(SK_AGENT);
 	lost_before = G.out.lost_lines;
 	out_flush(&G.out);
 	if (statsb) {
+		/* the same figures as the stop record */
 		sb_puts(statsb, "{\"running\":false,\"log\":");
 		sb_json_cstr(statsb, G.out.path);
 		sb_putc(statsb, ',');
-		stats_body(statsb, drops, sha, dur);
-		if (G.out.lost_lines != lost_before)
-			sb_puts(statsb, ",\"stop_record_written\":false");
+		sb_put(statsb, body.p, body.len);
+		sb_printf(statsb, ",\"stop_record_written\":%s", G.out.lost_lines != lost_before ? "false" : "true");
 		sb_putc(statsb, '}');
 	}
+	sb_free(&body);
 }

@@ -237,11 +237,12 @@ int dp_dns_ingress(struct __sk_buff *skb)
 	__builtin_memcpy(e->saddr, saddr, 16);
 	__builtin_memcpy(e->daddr, daddr, 16);
 	{
+		/* plen >= 1 here; written so that older verifiers (6.1) see 1 <= cl <= DP_PKT_MAX */
 		__u64 cl = plen > DP_PKT_MAX ? DP_PKT_MAX : plen;
 
 		barrier_var(cl);
-		cl &= 0x3ff;
-		if (cl > DP_PKT_MAX || cl == 0 || bpf_skb_load_bytes(skb, off, e->data, cl) < 0)
+		cl = ((cl - 1) & (DP_PKT_MAX - 1)) + 1;
+		if (bpf_skb_load_bytes(skb, off, e->data, cl) < 0)
 			cl = 0;
 		e->caplen = cl;
 	}
