@@ -5,7 +5,8 @@
 // Workloads (each its own small C program, compiled here, timing itself with CLOCK_MONOTONIC):
 //   2,000 fork+exec of /bin/true; 20,000 loopback TCP connects (accepted, closed);
 //   1,000,000 open+close of a non-sensitive file; a real build (make -B build/dpndncy-agent in a
-//   temporary copy of bpf/, agent-c/ and the Makefile).
+//   temporary copy of bpf/, agent-c/ and the Makefile); and, to read the others against,
+//   1,000,000 getppid() calls that no hook looks at (the tax of the syscall tracepoints alone).
 // Rounds alternate off and on (one `dpndncy-agent start` ... `stop` session per "on" round); the
 // figures are medians over rounds. Lost events come from the stop records, peak RSS from VmHWM.
 import { spawnSync } from "node:child_process";
@@ -24,7 +25,7 @@ import { fileURLToPath } from "node:url";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const AGENT = process.env.DPNDNCY_AGENT ?? join(REPO, "build/dpndncy-agent");
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const N_EXEC = Number(process.env.BENCH_EXECS ?? 2000);
 const N_CONNECT = Number(process.env.BENCH_CONNECTS ?? 20000);
 const N_OPEN = Number(process.env.BENCH_OPENS ?? 1000000);
@@ -90,11 +91,20 @@ function buildOnce(src: string): number {
 
 interface Session {
   vmhwmKb: number;
+  cpuS: number;
   lost: Record<string, number>;
   events: Record<string, number>;
   durationS: number;
   complete: boolean | undefined;
   logPath: string;
+}
+
+/** user + system CPU seconds of a process (/proc/<pid>/stat fields 14 and 15, in clock ticks). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(sh(["getconf", "CLK_TCK"]).stdout.trim()) || 100;
+  return (Number(f[11]) + Number(f[12])) / ticks;
 }
 
 function vmhwm(pid: number): number {
@@ -167,6 +177,12 @@ function main(): void {
         unit: "open",
         targetNs: 250,
       },
+      {
+        name: `${fmtInt(N_OPEN)} getppid() (not hooked)`,
+        argv: [bin("syscall_loop"), String(N_OPEN)],
+        n: N_OPEN,
+        unit: "syscall",
+      },
     ];
     let src = "";
     if (DO_BUILD) {
@@ -208,6 +224,7 @@ function main(): void {
       }
       if (DO_BUILD) buildOn.push(buildOnce(src));
       const hwm = vmhwm(running.pid);
+      const cpu = cpuSeconds(running.pid);
       const stop = sh([AGENT, "stop", "--state-dir", stateDir]);
       running = undefined;
       let stats: {
@@ -223,6 +240,7 @@ function main(): void {
       }
       sessions.push({
         vmhwmKb: hwm,
+        cpuS: cpu,
         lost: stats.lost ?? {},
         events: stats.events ?? {},
         durationS: stats.duration_s ?? Number.NaN,
@@ -318,6 +336,14 @@ function main(): void {
     console.log(
       `events per session: ${totalEvents.map(fmtInt).join(", ")} over ${sessions.map((s) => `${s.durationS.toFixed(1)} s`).join(", ")}; ` +
         `complete: ${sessions.map((s) => String(s.complete)).join(", ")}`,
+    );
+    console.log(
+      `agent CPU (user+sys) per session: ${sessions
+        .map(
+          (s, i) =>
+            `${s.cpuS.toFixed(2)} s = ${((s.cpuS * 1e6) / (totalEvents[i] as number) || 0).toFixed(1)} µs/event`,
+        )
+        .join(", ")}`,
     );
     const hwm = Math.max(...sessions.map((s) => s.vmhwmKb));
     console.log(

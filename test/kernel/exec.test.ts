@@ -181,7 +181,9 @@ describeKernel("exec and exit", () => {
             .map((e) => e.code),
         ).toEqual([4]);
         // each event carries its ancestry, nearest first (DESIGN §2), even for these
-        expect((file[0]?.ancestry as Array<{ pid: number; comm: string }>).slice(0, 3)).toEqual([
+        expect(
+          ((file[0]?.ancestry ?? []) as Array<{ pid: number; comm: string }>).slice(0, 3),
+        ).toEqual([
           { pid: k.child, comm: "fork_fast" },
           { pid: parent, comm: "fork_fast" },
           { pid: r.agentPid, comm: "dpndncy-agent" },

@@ -1,11 +1,13 @@
 // The background agent: start (armed on return) -> status -> stop (drain, stop record,
 // teardown), and the SIGKILL -> stop recovery path.
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { expect, it } from "vitest";
 import { agentCli, agentStart, alive, parseJson } from "../support/kernel/agent.js";
+import { AGENT, onCleanup, tempDir } from "../support/kernel/env.js";
 import type { AgentEv, Log } from "../support/kernel/log.js";
 import { byKind, lineOffset, readLog, sha256 } from "../support/kernel/log.js";
-import { poll, run } from "../support/kernel/proc.js";
+import { poll, run, runOk, spawnBackground } from "../support/kernel/proc.js";
 import { describeKernel } from "../support/kernel/suite.js";
 import { bpffsHasDpndncy, leaksSettled, snapshot } from "../support/kernel/sysstate.js";
 
@@ -164,4 +166,69 @@ describeKernel("start / status / stop", () => {
     await agentCli(["stop", "--state-dir", s.stateDir]);
     expect(await leaksSettled(before)).toEqual([]);
   });
+
+  it("SIGINT to `run` stops it cleanly with a complete log", async () => {
+    const d = tempDir("sigint");
+    const logPath = join(d, "events.ndjson");
+    const before = await snapshot();
+    const bg = spawnBackground([AGENT, "run", "--log", logPath, "--", "/bin/sleep", "30"]);
+    onCleanup(() => bg.stop());
+    const sleepPid = await poll(() => sleepPidIn(logPath), 15_000);
+    expect(sleepPid, "exec of /bin/sleep in the log").toBeDefined();
+    onCleanup(() => {
+      // the workload is ours to end if the agent left it running
+      if (sleepPid !== undefined && alive(sleepPid)) process.kill(sleepPid, "SIGKILL");
+    });
+    process.kill(bg.pid, "SIGINT");
+    const exited = await poll(
+      () => bg.child.exitCode !== null || bg.child.signalCode !== null,
+      10_000,
+    );
+    expect(exited, "agent still running 10 s after SIGINT").toBe(true);
+    expectSealedLog(readLog(logPath), true);
+    expect(await leaksSettled(before)).toEqual([]);
+  });
+
+  it("disk full while logging: keeps running, counts and reports the loss, never a torn line", async () => {
+    const d = tempDir("full");
+    const mnt = join(d, "tiny");
+    mkdirSync(mnt);
+    await runOk(["mount", "-t", "tmpfs", "-o", "size=64k", "dpndncy-kt-full", mnt]);
+    onCleanup(async () => {
+      await run(["umount", "-l", mnt]);
+    });
+    const st = await agentStart([], join(mnt, "events.ndjson"));
+    expect(st.res.code, st.res.stderr).toBe(0);
+    const pid = st.pid as number;
+    // ~1,000 exec + exit events: far more than 64 KiB of log
+    const w = await run([
+      "/bin/sh",
+      "-c",
+      "i=0; while [ $i -lt 500 ]; do /bin/true; i=$((i+1)); done",
+    ]);
+    expect(w.code).toBe(0);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(alive(pid), "agent died on a full disk").toBe(true);
+    const status = parseJson<Status>(
+      (await agentCli(["status", "--state-dir", st.stateDir])).stdout,
+      "status",
+    );
+    expect(status.running).toBe(true);
+    const stop = await agentCli(["stop", "--state-dir", st.stateDir]);
+    const stats = parseJson<{ lost?: Record<string, number> }>(stop.stdout, "stop output");
+    const lost = Object.values(stats.lost ?? {}).reduce((a, b) => a + b, 0);
+    expect(lost, `loss reported by stop: ${stop.stdout}`).toBeGreaterThan(0);
+    // what did reach the file is whole lines of valid events
+    const log = readLog(join(mnt, "events.ndjson"));
+    expect(log.errors.filter((e) => !/seq \d+, expected/.test(e))).toEqual([]);
+    expect(log.events.length).toBeGreaterThan(0);
+  });
 });
+
+function sleepPidIn(path: string): number | undefined {
+  try {
+    return readLog(path).events.find((e) => e.kind === "exec" && e.filename === "/bin/sleep")?.pid;
+  } catch {
+    return undefined;
+  }
+}

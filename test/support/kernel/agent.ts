@@ -78,10 +78,10 @@ export interface Started {
 }
 
 /** Background agent with its own state dir; stopped (or killed) at cleanup whatever happens. */
-export async function agentStart(extra: string[] = []): Promise<Started> {
+export async function agentStart(extra: string[] = [], log?: string): Promise<Started> {
   const dir = tempDir("state");
   const stateDir = join(dir, "state");
-  const logPath = join(dir, "events.ndjson");
+  const logPath = log ?? join(dir, "events.ndjson");
   const res = await agentCli(["start", "--log", logPath, "--state-dir", stateDir, ...extra]);
   const pid = parsePid(res.stdout);
   onCleanup(async () => {
