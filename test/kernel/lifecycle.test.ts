@@ -76,7 +76,18 @@ describeKernel("start / status / stop", () => {
     const status = parseJson<Status>(st.stdout, "status");
     expect(status.running).toBe(true);
     expect(status.pid).toBe(pid);
-    expect(JSON.stringify(status)).toMatch(/"since"|"started"|"start/);
+    const since = Date.parse(String(status.since));
+    expect(since).toBeGreaterThan(Date.now() - 120_000);
+    expect(since).toBeLessThanOrEqual(Date.now());
+    // counters: refreshed by the agent while it runs; the marker's two execs are in them
+    const counted = await poll(async () => {
+      const c = parseJson<{ counters?: { events?: Record<string, number> } }>(
+        (await agentCli(["status", "--state-dir", s.stateDir])).stdout,
+        "status",
+      );
+      return (c.counters?.events?.exec ?? 0) >= 2;
+    }, 5000);
+    expect(counted, "status counters.events.exec counts the marker's execs").toBe(true);
 
     const stop = await agentCli(["stop", "--state-dir", s.stateDir]);
     expect(stop.code, stop.stderr).toBe(0);

@@ -1,0 +1,56 @@
+// A machine where nothing the agent needs is mounted — no cgroup v2 (CI machines with only v1
+// controllers), no bpffs, no tracefs: the agent mounts what it needs, still gets its best
+// hooks, and unmounts exactly what it mounted. Run in a private mount namespace so the host's
+// mounts are never touched.
+import { join } from "node:path";
+import { expect, it } from "vitest";
+import { AGENT, FIXTURES, PYTHON, tempDir } from "../support/kernel/env.js";
+import type { AgentEv } from "../support/kernel/log.js";
+import { byKind, readLog } from "../support/kernel/log.js";
+import { Netns } from "../support/kernel/netns.js";
+import { run } from "../support/kernel/proc.js";
+import { startServers } from "../support/kernel/servers.js";
+import { describeKernel } from "../support/kernel/suite.js";
+import { leaksSettled, snapshot } from "../support/kernel/sysstate.js";
+
+const MOUNTS = `awk '$0 ~ / - (cgroup2|bpf|tracefs|debugfs) / {print $5}' /proc/self/mountinfo | sort`;
+
+describeKernel("mounts", () => {
+  it("without cgroup v2, bpffs and tracefs mounted: mounts them, attaches the cgroup hooks, unmounts them after", async () => {
+    const ns = await Netns.create();
+    const p = await startServers(ns, ["tcp:127.0.0.1:0"]);
+    const port = p["tcp:127.0.0.1:0"] as number;
+    const logPath = join(tempDir("mnt"), "events.ndjson");
+    const before = await snapshot();
+    const script = [
+      "set -e",
+      // unmount every cgroup2, bpffs, tracefs and debugfs mount (innermost first)
+      `for m in $(${MOUNTS} | sort -r); do umount -l "$m"; done`,
+      `echo "BEFORE $(${MOUNTS} | tr "\\n" " ")"`,
+      `${AGENT} run --log ${logPath} -- ${ns.exec(PYTHON, join(FIXTURES, "netclient.py"), `tcp:127.0.0.1:${port}`).join(" ")}`,
+      `echo "AFTER $(${MOUNTS} | tr "\\n" " ")"`,
+    ].join("\n");
+    const r = await run([
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "/bin/sh",
+      "-c",
+      script,
+    ]);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.stdout).toMatch(/^BEFORE\s*$/m); // really nothing mounted
+    expect(r.stdout).toMatch(/^AFTER\s*$/m); // and nothing left mounted
+    const log = readLog(logPath);
+    expect(log.errors).toEqual([]);
+    const start = log.events.find((e) => e.kind === "agent" && e.event === "start") as AgentEv;
+    expect(start.attach?.connect).toMatch(/^cgroup\//);
+    const conns = byKind.connect(log.events).filter((e) => e.port === port && e.comm === "python3");
+    expect(conns.map((e) => `${e.proto} ${e.addr} ${e.port} ${e.result}`)).toEqual([
+      `tcp 127.0.0.1 ${port} 0`,
+    ]);
+    expect(conns[0]?.cgroup).toBeGreaterThan(0);
+    expect(await leaksSettled(before)).toEqual([]);
+  });
+});
