@@ -212,7 +212,8 @@ static void stats_json(struct sbuf *b, struct session *s)
 	bpf_read_drops(s->bpf, drops);
 	sb_puts(b, "{\"events\":{");
 	for (int k = 0; k < SK_COUNT; k++)
-		sb_printf(b, "%s\"%s\":%llu", k ? "," : "", stat_kind_names[k], (unsigned long long)G.events[k]);
+		sb_printf(b, "%s\"%s\":%llu", k ? "," : "", stat_kind_names[k],
+			  (unsigned long long)G.out.kind_written[k]);
 	sb_printf(b,
 		  "},\"lost\":{\"exec\":%llu,\"exit\":%llu,\"fork\":%llu,\"connect\":%llu,\"file\":%llu,\"dns\":%llu,"
 		  "\"write\":%llu},\"lines\":%llu,\"bytes\":%llu,\"duration_s\":%.3f}",
@@ -461,7 +462,7 @@ static void daemon_main(struct opts *o, struct prep *p, const char *dir, int not
 	fmt_ts(ts, G.start_real_ns);
 	sb_printf(&b, "pid=%d\nsince=%s\nstart_real_ns=%llu\nlog=%s\nmounted_tracefs=%d\nmounted_bpffs=%d\nmounted_cgroup2=%s\npin_dir=%s\n",
 		  (int)getpid(), ts, (unsigned long long)G.start_real_ns, G.out.path, s.m.mounted_tracefs,
-		  s.m.mounted_bpffs, s.m.mounted_cgroup2 ? s.m.cgroup2 : "", PIN_DIR);
+		  s.m.mounted_bpffs, s.m.mounted_cgroup2 ? s.m.cgroup2 : "", bpf_pin_dir(s.bpf));
 	state_path(path, sizeof(path), dir, "state");
 	if (write_file(path, b.p, b.len) < 0) {
 		fprintf(nf, "ERR cannot write state file %s: %s\n", path, strerror(errno));

@@ -132,12 +132,14 @@ struct output {
 	int last_errno;
 	struct sbuf buf;         /* pending complete lines */
 	uint64_t buf_lines;
+	uint64_t buf_kind[8];    /* pending lines per kind (index given to out_commit) */
+	uint64_t kind_written[8];/* lines per kind that reached the file */
 	void *sha;               /* SHA2_CTX */
 };
 int out_open(struct output *o, const char *path, int truncate, char *errbuf, size_t errn);
 /* start a line: writes {"v":1,"kind":...,"ts":...,"seq":N */
 void out_begin(struct output *o, struct sbuf *line, const char *kind, uint64_t real_ns);
-void out_commit(struct output *o, struct sbuf *line);
+void out_commit(struct output *o, struct sbuf *line, unsigned kind);
 int out_flush(struct output *o);
 void out_sha_hex(struct output *o, char hex[65]);
 void out_close(struct output *o);
@@ -185,6 +187,7 @@ void bpf_flush_pending(struct agent_bpf *a);
 void bpf_read_drops(struct agent_bpf *a, uint64_t drops[DP_KIND_MAX]);
 void bpf_teardown(struct agent_bpf *a);
 void unpin_all(const char *dir);
+const char *bpf_pin_dir(struct agent_bpf *a);
 void attach_json(const struct attach_info *ai, struct sbuf *b);
 
 /* ---- events.c ---- */

@@ -32,6 +32,7 @@ struct agent_bpf {
 	int nlinks;
 	int cgroup_fd;
 	int pinned;
+	char pin_dir[128];
 };
 
 const char *const file_hook_names[FH_COUNT] = {"lsm", "fentry", "kprobe", "tracepoint"};
@@ -598,13 +599,15 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	if (pin) {
 		char path[512];
 
-		unpin_all(PIN_DIR);
-		if (mkdir_p(PIN_DIR, 0700) < 0) {
-			snprintf(errbuf, errn, "cannot create %s: %s", PIN_DIR, strerror(errno));
+		/* one directory per agent: several agents (other state dirs) may run side by side */
+		snprintf(a->pin_dir, sizeof(a->pin_dir), "%s/%u", PIN_DIR, self);
+		unpin_all(a->pin_dir);
+		if (mkdir_p(a->pin_dir, 0700) < 0) {
+			snprintf(errbuf, errn, "cannot create %s: %s", a->pin_dir, strerror(errno));
 			goto fail;
 		}
 		for (int i = 0; i < a->nlinks; i++) {
-			snprintf(path, sizeof(path), "%s/%s", PIN_DIR, a->link_names[i]);
+			snprintf(path, sizeof(path), "%s/%s", a->pin_dir, a->link_names[i]);
 			if (bpf_link__pin(a->links[i], path) < 0) {
 				/* legacy (non-bpf_link) attachments cannot be pinned: fd-only, dies with us */
 				continue;
@@ -700,6 +703,14 @@ void unpin_all(const char *dir)
 	}
 	closedir(d);
 	rmdir(dir);
+	/* and the common parent when this was the last agent's directory */
+	if (strncmp(dir, PIN_DIR "/", sizeof(PIN_DIR)) == 0)
+		rmdir(PIN_DIR);
+}
+
+const char *bpf_pin_dir(struct agent_bpf *a)
+{
+	return a && a->pinned ? a->pin_dir : "";
 }
 
 void bpf_teardown(struct agent_bpf *a)
@@ -714,7 +725,7 @@ void bpf_teardown(struct agent_bpf *a)
 	}
 	a->nlinks = 0;
 	if (a->pinned)
-		unpin_all(PIN_DIR);
+		unpin_all(a->pin_dir);
 	if (a->cgroup_fd >= 0)
 		close(a->cgroup_fd);
 	dns_bpf__destroy(a->dns);

@@ -51,7 +51,7 @@ static void begin(const char *kind, const struct dp_hdr *h, uint32_t *ppid_out)
 
 static void commit(enum stat_kind k)
 {
-	out_commit(&G.out, &line);
+	out_commit(&G.out, &line, k);
 	G.events[k]++;
 }
 
@@ -384,7 +384,8 @@ static void stats_body(struct sbuf *b, const uint64_t drops[DP_KIND_MAX], const 
 {
 	sb_puts(b, "\"events\":{");
 	for (int k = 0; k < SK_COUNT; k++)
-		sb_printf(b, "%s\"%s\":%llu", k ? "," : "", stat_kind_names[k], (unsigned long long)G.events[k]);
+		sb_printf(b, "%s\"%s\":%llu", k ? "," : "", stat_kind_names[k],
+			  (unsigned long long)G.out.kind_written[k]);
 	sb_printf(b,
 		  "},\"lost\":{\"exec\":%llu,\"exit\":%llu,\"fork\":%llu,\"connect\":%llu,\"file\":%llu,\"dns\":%llu,"
 		  "\"write\":%llu}",

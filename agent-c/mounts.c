@@ -1,4 +1,5 @@
 /* tracefs, cgroup v2 and bpffs: mount what is missing, unmount only that. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,9 +79,29 @@ int mounts_setup(struct mounts *m, int need_bpffs, char *errbuf, size_t errn)
 	return 0;
 }
 
+/* anything in bpffs besides the kernel's own debug files (another agent's or anyone's pins)? */
+static int bpffs_in_use(void)
+{
+	DIR *d = opendir("/sys/fs/bpf");
+	struct dirent *de;
+	int used = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, "maps.debug") ||
+		    !strcmp(de->d_name, "progs.debug"))
+			continue;
+		used = 1;
+	}
+	closedir(d);
+	return used;
+}
+
 void mounts_teardown(const struct mounts *m)
 {
-	if (m->mounted_bpffs)
+	/* never pull bpffs from under pins that are not ours */
+	if (m->mounted_bpffs && !bpffs_in_use())
 		umount2("/sys/fs/bpf", MNT_DETACH);
 	if (m->mounted_cgroup2) {
 		umount2(m->cgroup2, MNT_DETACH);

@@ -49,11 +49,12 @@ void out_begin(struct output *o, struct sbuf *line, const char *kind, uint64_t r
 		  (unsigned long long)o->seq++);
 }
 
-void out_commit(struct output *o, struct sbuf *line)
+void out_commit(struct output *o, struct sbuf *line, unsigned kind)
 {
 	sb_put(&o->buf, line->p, line->len);
 	sb_put(&o->buf, "}\n", 2);
 	o->buf_lines++;
+	o->buf_kind[kind & 7]++;
 	if (o->buf.len >= FLUSH_AT)
 		out_flush(o);
 }
@@ -85,11 +86,16 @@ int out_flush(struct output *o)
 	}
 	SHA256Update((SHA2_CTX *)o->sha, (const uint8_t *)o->buf.p, o->buf.len);
 	o->bytes += o->buf.len;
+	for (int k = 0; k < 8; k++) {
+		o->kind_written[k] += o->buf_kind[k];
+		o->buf_kind[k] = 0;
+	}
 	o->buf_lines = 0;
 	sb_reset(&o->buf);
 	return 0;
 lost:
 	o->lost_lines += o->buf_lines;
+	memset(o->buf_kind, 0, sizeof(o->buf_kind));
 	o->buf_lines = 0;
 	sb_reset(&o->buf);
 	return -1;
