@@ -1,0 +1,414 @@
+// The GitLab CI/CD component (templates/agent.yml, templates/sign.yml) in real pipelines:
+// gitlab-ci-local with the shell executor runs the jobs as root on this machine; the
+// before_script downloads the real agent and the bundled CLI from a release server on
+// 127.0.0.1 and checks their SHA-256 before running anything; the agent traces the job; the
+// after_script (a separate shell) stops it, prints the summary, signs keyless against the local
+// Sigstore stand-in (SIGSTORE_ID_TOKEN passed as a variable: gitlab-ci-local mints no
+// id_tokens) and leaves the files as artifacts; then `dpndncy verify` checks the bundle.
+import { generateKeyPairSync } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import {
+  CLI,
+  component,
+  handOver,
+  newProject,
+  pathWithNode,
+  pathWithoutNode,
+  type Release,
+  runPipeline,
+  serveRelease,
+} from "../support/gitlab/pipeline.js";
+import { tempDir } from "../support/kernel/env.js";
+import { readLog } from "../support/kernel/log.js";
+import { run } from "../support/kernel/proc.js";
+import { describeKernel } from "../support/kernel/suite.js";
+import {
+  mintIdentityToken,
+  type SigstoreStandIn,
+  startSigstoreStandIn,
+} from "../support/sigstore-stand-in.js";
+
+const ISSUER = "https://gitlab.example.com";
+// What Fulcio puts in the certificate for a GitLab job (ci_config_ref_uri); the stand-in's
+// Fulcio takes the identity from `sub`.
+const IDENTITY = "https://gitlab.example.com/dpndncy/agent//.gitlab-ci.yml@refs/heads/main";
+
+let release: Release;
+let sigstore: SigstoreStandIn;
+let tcp: Server;
+let tcpPort = 0;
+let tcpHits = 0;
+
+beforeAll(async () => {
+  release = await serveRelease();
+  sigstore = await startSigstoreStandIn();
+  tcp = createServer((_req, res) => {
+    tcpHits++;
+    res.end("ok");
+  });
+  await new Promise<void>((r) => tcp.listen(0, "127.0.0.1", r));
+  tcpPort = (tcp.address() as AddressInfo).port;
+});
+afterAll(async () => {
+  await release?.close();
+  await sigstore?.close();
+  await new Promise((r) => tcp?.close(r));
+});
+
+/** The include of the agent component, with the release pinned and extra inputs. */
+function includeAgent(inputs: Record<string, string | boolean> = {}): string {
+  const all = {
+    "agent-url": release.agentUrl,
+    "agent-sha256": release.agentSha256,
+    "cli-url": release.cliUrl,
+    "cli-sha256": release.cliSha256,
+    ...inputs,
+  };
+  return [
+    "include:",
+    `  - component: ${component("agent")}`,
+    "    inputs:",
+    ...Object.entries(all).map(([k, v]) => `      ${k}: ${JSON.stringify(v)}`),
+  ].join("\n");
+}
+
+const cli = (args: string[]) =>
+  run([process.execPath, CLI, ...args], { env: { PATH: process.env.PATH } });
+
+/** The workload: an exec, a loopback connect, a name lookup, a credential read. */
+const WORKLOAD = [
+  "    - /bin/true gl-marker-exec",
+  "    - curl -fsS -o /dev/null http://127.0.0.1:$TCP_PORT/",
+  "    - getent ahostsv4 localhost >/dev/null",
+  '    - cat "$HOME/.aws/credentials" >/dev/null',
+];
+
+/** A credential where a poisoned dependency would look for one, under the jobs' HOME. */
+function fakeCredential(home: string): void {
+  mkdirSync(join(home, ".aws"), { recursive: true });
+  writeFileSync(join(home, ".aws/credentials"), "[default]\naws_secret_access_key=FAKE\n");
+}
+
+describeKernel("GitLab component (gitlab-ci-local, shell executor)", () => {
+  it("traces a job, prints the summary, signs keyless in after_script; dpndncy verify accepts it", async () => {
+    const ci = `${includeAgent({
+      "fulcio-url": sigstore.fulcioURL,
+      "rekor-url": sigstore.rekorURL,
+    })}
+traced:
+  stage: test
+  extends: .dpndncy
+  script:
+${WORKLOAD.join("\n")}
+`;
+    const p = newProject("keyless", ci);
+    fakeCredential(p.home);
+    const token = mintIdentityToken({ iss: ISSUER, sub: IDENTITY });
+    const before = release.requests.length;
+
+    const r = await runPipeline(p, {
+      path: pathWithNode(),
+      variables: { SIGSTORE_ID_TOKEN: token, TCP_PORT: String(tcpPort) },
+    });
+    const log = r.jobLog("traced");
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toContain("PASS  traced");
+
+    // before_script: both downloads from the release server, both checked.
+    expect(release.requests.slice(before)).toEqual(["/dpndncy-agent", "/cli.js"]);
+    expect(log).toContain("dpndncy-agent: OK");
+    expect(log).toContain("dpndncy.mjs: OK");
+    expect(log).toMatch(/dpndncy: agent armed \(pid \d+, mode observe, platform gitlab\)/);
+    expect(tcpHits).toBeGreaterThan(0);
+
+    // after_script: the collapsible summary section (gitlab-ci-local renders the section
+    // markers as "<name>_started" / "<name> took"), signed, no warnings.
+    expect(log).toContain("dpndncy_summary_started");
+    expect(log).toMatch(/dpndncy_summary took/);
+    expect(log).toContain("integrity: agent stopped cleanly");
+    expect(log).toContain(`ci: gitlab (dpndncy/agent, run `);
+    expect(log).toContain(`127.0.0.1`);
+    expect(log).toContain(".aws/credentials");
+    expect(log).toContain(`signer: certificate ${IDENTITY}`);
+    expect(log).not.toContain("[dpndncy] WARNING");
+    expect(log).not.toContain("dpndncy FAILED");
+
+    // Artifacts, collected by gitlab-ci-local through the job's artifacts: paths only.
+    const a = join(r.artifacts("traced"), ".dpndncy");
+    for (const f of [
+      "events.ndjson",
+      "events.ndjson.sigstore.json",
+      "statement.json",
+      "summary.md",
+      "job.env",
+    ]) {
+      expect(existsSync(join(a, f)), `artifact ${f}`).toBe(true);
+    }
+    expect(existsSync(join(a, "bin")), "the downloaded binaries are not artifacts").toBe(false);
+    expect(existsSync(join(a, "session.json"))).toBe(false);
+
+    // The log is complete and holds the workload.
+    const trace = readLog(join(a, "events.ndjson"));
+    expect(trace.events.at(-1)).toMatchObject({ kind: "agent", event: "stop", complete: true });
+    const execs = trace.events
+      .filter((e) => e.kind === "exec")
+      .map((e) => (e.argv as string[]).join(" "));
+    expect(execs).toContain("/bin/true gl-marker-exec");
+    expect(
+      trace.events.some(
+        (e) => e.kind === "connect" && e.addr === "127.0.0.1" && e.port === tcpPort,
+      ),
+    ).toBe(true);
+    expect(
+      trace.events.some(
+        (e) => e.kind === "file" && String(e.path).endsWith("/home/.aws/credentials"),
+      ),
+    ).toBe(true);
+    expect(readFileSync(join(a, "summary.md"), "utf8")).toContain("## dpndncy runtime trace");
+
+    // The statement is the one in the bundle, and names the GitLab job.
+    const statement = JSON.parse(readFileSync(join(a, "statement.json"), "utf8"));
+    expect(statement.predicateType).toBe("https://dpndncy.io/agent/runtime-trace/v1");
+    expect(statement.predicate.ci).toMatchObject({
+      platform: "gitlab",
+      repository: "dpndncy/agent",
+      jobName: "traced",
+      commit: p.commit,
+    });
+    expect(statement.predicate.integrity.stopped_cleanly).toBe(true);
+    // Private (gitlab-ci-local says "internal") with our own Fulcio and Rekor: those were used.
+    expect(sigstore.requests.some((x) => x.includes("signingCert"))).toBe(true);
+
+    const rootFile = join(tempDir("gitlab-root"), "trusted-root.json");
+    writeFileSync(rootFile, JSON.stringify(sigstore.trustedRoot));
+    const v = await cli([
+      "verify",
+      join(a, "events.ndjson.sigstore.json"),
+      "--log",
+      join(a, "events.ndjson"),
+      "--certificate-identity",
+      IDENTITY,
+      "--certificate-oidc-issuer",
+      ISSUER,
+      "--trusted-root",
+      rootFile,
+      "--require-clean",
+    ]);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+    const wrong = await cli([
+      "verify",
+      join(a, "events.ndjson.sigstore.json"),
+      "--log",
+      join(a, "events.ndjson"),
+      "--certificate-identity",
+      "https://gitlab.example.com/other/project//.gitlab-ci.yml@refs/heads/main",
+      "--certificate-oidc-issuer",
+      ISSUER,
+      "--trusted-root",
+      rootFile,
+    ]);
+    expect(wrong.code).toBe(1);
+  });
+
+  it("a failing script still yields the trace; a refused signature is loud, not fatal", async () => {
+    // No Fulcio named, and the project is not public (gitlab-ci-local: "internal"): signing
+    // must be refused before any request, and say so; the job's own failure stays the status.
+    const ci = `${includeAgent()}
+failing:
+  stage: test
+  extends: .dpndncy
+  script:
+    - /bin/true gl-before-failure
+    - exit 7
+    - /bin/true gl-never-reached
+`;
+    const p = newProject("failing", ci);
+    const before = sigstore.requests.length;
+    const r = await runPipeline(p, {
+      path: pathWithNode(),
+      variables: { SIGSTORE_ID_TOKEN: mintIdentityToken({ iss: ISSUER, sub: IDENTITY }) },
+    });
+    const log = r.jobLog("failing");
+    expect(r.code).not.toBe(0);
+    expect(r.out).toContain("FAIL  failing");
+    expect(log).toContain("dpndncy_summary_started");
+    expect(log).toContain("integrity: agent stopped cleanly");
+    expect(log).toContain("ENDPOINT_REQUIRED");
+    expect(log).toContain("NOT SIGNED");
+    expect(log).toContain("dpndncy FAILED in this job");
+    expect(sigstore.requests.length).toBe(before);
+
+    const a = join(r.artifacts("failing"), ".dpndncy");
+    expect(existsSync(join(a, "summary.md"))).toBe(true);
+    expect(existsSync(join(a, "events.ndjson.sigstore.json"))).toBe(false);
+    const trace = readLog(join(a, "events.ndjson"));
+    expect(trace.events.at(-1)).toMatchObject({ kind: "agent", event: "stop", complete: true });
+    const execs = trace.events
+      .filter((e) => e.kind === "exec")
+      .map((e) => (e.argv as string[]).join(" "));
+    expect(execs).toContain("/bin/true gl-before-failure");
+    expect(execs).not.toContain("/bin/true gl-never-reached");
+  });
+
+  it("a wrong checksum fails before_script: nothing runs, after_script says the job was not traced", async () => {
+    const ci = `${includeAgent({ "agent-sha256": "0".repeat(64), sign: "none" })}
+pinned-wrong:
+  stage: test
+  extends: .dpndncy
+  script:
+    - echo gl-script-ran
+`;
+    const p = newProject("badsum", ci);
+    const before = release.requests.length;
+    const r = await runPipeline(p, { path: pathWithNode() });
+    const log = r.jobLog("pinned-wrong");
+    expect(r.code).not.toBe(0);
+    expect(release.requests.slice(before)).toContain("/dpndncy-agent");
+    expect(log).toMatch(/dpndncy-agent: FAILED/);
+    expect(log).toContain("does not have its pinned SHA-256");
+    expect(log).not.toContain("gl-script-ran");
+    expect(log).not.toContain("agent armed");
+    expect(log).toContain("this job was NOT traced");
+    const d = join(r.build, ".dpndncy");
+    expect(existsSync(join(d, "bin/dpndncy-agent")), "the unverified download is deleted").toBe(
+      false,
+    );
+    expect(existsSync(join(d, "session.json"))).toBe(false);
+    expect(existsSync(join(d, "state"))).toBe(false);
+  });
+
+  it("unpinned release and invalid inputs: a clear refusal, GitLab's spec messages", async () => {
+    // No agent-url / agent-sha256 (the component's defaults until a release is pinned).
+    const unpinned = newProject(
+      "unpinned",
+      `include:\n  - component: ${component("agent")}\njob:\n  extends: .dpndncy\n  script: [echo gl-script-ran]\n`,
+    );
+    const r = await runPipeline(unpinned, { path: pathWithNode() });
+    expect(r.code).not.toBe(0);
+    const log = r.jobLog("job");
+    expect(log).toContain("the agent-url and agent-sha256 inputs are not set");
+    expect(log).not.toContain("gl-script-ran");
+
+    for (const [inputs, message] of [
+      [
+        { mode: "spy" },
+        "`mode` input: `spy` cannot be used because it is not in the list of allowed options",
+      ],
+      [{ "agent-sha256": "ABC" }, "`agent-sha256` input: `ABC` does not match required regex"],
+      [
+        { sign: "maybe" },
+        "`sign` input: `maybe` cannot be used because it is not in the list of allowed options",
+      ],
+      [{ dir: "../out" }, "`dir` input: `../out` does not match required regex"],
+      [
+        { "allow-public-rekor": "yes" },
+        "`allow-public-rekor` input: provided value is not a boolean",
+      ],
+    ] as const) {
+      const p = newProject(
+        "badinput",
+        `${includeAgent(inputs)}\njob:\n  extends: .dpndncy\n  script: [echo gl-script-ran]\n`,
+      );
+      const bad = await runPipeline(p, { path: pathWithNode() });
+      expect(bad.code, bad.out).not.toBe(0);
+      expect(bad.out).toContain("This GitLab CI configuration is invalid");
+      expect(bad.out).toContain(message);
+      expect(bad.out).not.toContain("gl-script-ran");
+    }
+  });
+
+  it("no Node in the image: the agent runs alone, a later job signs the artifacts", async () => {
+    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+    const pem = privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+    const nonode = pathWithoutNode();
+    const ci = `${includeAgent({ sign: "keyless" })}
+  - component: ${component("sign")}
+    inputs:
+      sign: key
+      cli-url: ${JSON.stringify(release.cliUrl)}
+      cli-sha256: ${JSON.stringify(release.cliSha256)}
+traced-nonode:
+  stage: test
+  extends: .dpndncy
+  variables:
+    PATH: ${nonode}
+  script:
+    - if command -v node; then echo "node is here"; exit 1; fi
+${WORKLOAD.join("\n")}
+sign-trace:
+  stage: deploy
+  extends: .dpndncy-sign
+  needs: [traced-nonode]
+`;
+    const p = newProject("nonode", ci);
+    fakeCredential(p.home);
+    const before = release.requests.length;
+    const r = await runPipeline(p, {
+      jobs: ["traced-nonode"],
+      path: pathWithNode(),
+      variables: { TCP_PORT: String(tcpPort) },
+    });
+    expect(r.code, r.out).toBe(0);
+    const traced = r.jobLog("traced-nonode");
+    // The traced job fetched only the agent (no Node, so no CLI), and said what happens next.
+    expect(release.requests.slice(before)).toEqual(["/dpndncy-agent"]);
+    expect(traced).toContain("dpndncy-agent: OK");
+    expect(traced).not.toContain("dpndncy.mjs");
+    expect(traced).toContain("no Node.js (>= 20) in this image");
+    expect(traced).toContain("agent stopped:");
+    expect(traced).toContain("UNSIGNED");
+    expect(traced).not.toContain("[dpndncy] WARNING");
+
+    const a = join(r.artifacts("traced-nonode"), ".dpndncy");
+    const trace = readLog(join(a, "events.ndjson"));
+    expect(trace.events.at(-1)).toMatchObject({ kind: "agent", event: "stop", complete: true });
+    expect(
+      trace.events.some(
+        (e) => e.kind === "exec" && (e.argv as string[]).join(" ") === "/bin/true gl-marker-exec",
+      ),
+    ).toBe(true);
+    expect(existsSync(join(a, "events.ndjson.sigstore.json"))).toBe(false);
+
+    // The later job (this machine's Node on its PATH) gets a clean checkout plus the artifacts.
+    handOver(p, "traced-nonode");
+    const r2 = await runPipeline(p, {
+      jobs: ["sign-trace"],
+      path: pathWithNode(),
+      variablesFile: `DPNDNCY_SIGNING_KEY: |\n${pem
+        .trim()
+        .split("\n")
+        .map((l) => `  ${l}`)
+        .join("\n")}\n`,
+    });
+    expect(r2.code, r2.out).toBe(0);
+    expect(release.requests.slice(before)).toEqual(["/dpndncy-agent", "/cli.js"]);
+
+    // The signing job got the log through artifacts, summarized and signed it, naming the
+    // traced job in the predicate.
+    const signLog = r2.jobLog("sign-trace");
+    expect(signLog).toContain("dpndncy.mjs: OK");
+    expect(signLog).toContain("signing the trace of job");
+    expect(signLog).toContain("dpndncy_summary_started");
+    expect(signLog).toContain("integrity: agent stopped cleanly");
+    const s = join(r2.artifacts("sign-trace"), ".dpndncy");
+    const statement = JSON.parse(readFileSync(join(s, "statement.json"), "utf8"));
+    expect(statement.predicate.ci).toMatchObject({ platform: "gitlab", jobName: "traced-nonode" });
+    expect(readFileSync(join(s, "events.ndjson.pub.pem"), "utf8")).toBe(
+      publicKey.export({ format: "pem", type: "spki" }).toString(),
+    );
+    const v = await cli([
+      "verify",
+      join(s, "events.ndjson.sigstore.json"),
+      "--log",
+      join(a, "events.ndjson"),
+      "--key",
+      join(s, "events.ndjson.pub.pem"),
+      "--require-clean",
+    ]);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+  });
+});
