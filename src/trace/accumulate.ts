@@ -51,6 +51,36 @@ interface CountedSteps {
   steps: Set<string>;
 }
 
+type ExecState = CountedSteps & { binary: string; arg1: string | null };
+type DnsState = CountedSteps & { failed: number };
+type FileState = CountedSteps & { path: string; rule: string; comms: Set<string> };
+
+/** Everything a fold holds, as plain data (a worker posts it; structured clone keeps Maps/Sets). */
+export interface AccumulatorState {
+  counts: Partial<Record<EventKind, number>>;
+  destinations: Map<string, DestState>;
+  answerNames: Map<string, Set<string>>;
+  execs: Map<string, ExecState>;
+  dnsNames: Map<string, DnsState>;
+  files: Map<string, FileState>;
+  start: AgentEvent | null;
+  stop: AgentEvent | null;
+  startRecords: number;
+  stopRecords: number;
+  tamper: { what: string; detail: string | null; ts: string }[];
+  tamperCount: number;
+}
+
+/** For a batch's fold: a batch is bounded by its size, and merge() applies the real limits. */
+export const UNCAPPED: Limits = {
+  destinations: Number.POSITIVE_INFINITY,
+  execs: Number.POSITIVE_INFINITY,
+  dns_names: Number.POSITIVE_INFINITY,
+  files: Number.POSITIVE_INFINITY,
+  hostnames_per_addr: Number.POSITIVE_INFINITY,
+  steps_per_entry: Number.POSITIVE_INFINITY,
+};
+
 export class Accumulator {
   readonly counts: Partial<Record<EventKind, number>> = {};
   readonly overflow: Partial<Record<keyof Limits, number>> = {};
@@ -58,15 +88,9 @@ export class Accumulator {
   // addr -> names whose answers contained it; joined onto destinations at the end, so a DNS
   // answer logged after the connect (packet-path DNS can be) still names it.
   private readonly answerNames = new Map<string, Set<string>>();
-  private readonly execs = new Map<
-    string,
-    CountedSteps & { binary: string; arg1: string | null }
-  >();
-  private readonly dnsNames = new Map<string, CountedSteps & { failed: number }>();
-  private readonly files = new Map<
-    string,
-    CountedSteps & { path: string; rule: string; comms: Set<string> }
-  >();
+  private readonly execs = new Map<string, ExecState>();
+  private readonly dnsNames = new Map<string, DnsState>();
+  private readonly files = new Map<string, FileState>();
   start: AgentEvent | null = null;
   stop: AgentEvent | null = null;
   startRecords = 0;
@@ -233,6 +257,116 @@ export class Accumulator {
     if (this.tamper.length < MAX_TAMPER_EVENTS) {
       this.tamper.push({ what: e.what, detail: e.detail ?? null, ts: e.ts });
     }
+  }
+
+  state(): AccumulatorState {
+    return {
+      counts: this.counts,
+      destinations: this.destinations,
+      answerNames: this.answerNames,
+      execs: this.execs,
+      dnsNames: this.dnsNames,
+      files: this.files,
+      start: this.start,
+      stop: this.stop,
+      startRecords: this.startRecords,
+      stopRecords: this.stopRecords,
+      tamper: this.tamper,
+      tamperCount: this.tamperCount,
+    };
+  }
+
+  /**
+   * Folds in the uncapped state of the events that follow all those added so far, with the
+   * result add() would have given them one by one — as long as nothing overflows. Why exact:
+   * a Map's or Set's insertion order is first-occurrence order, and limits only decide which
+   * *first* occurrences are admitted, so walking the batch's entries in insertion order admits
+   * the same ones. On overflow add() would also record *when* each kind of limit was first hit
+   * (the key order of `overflow`), which a batch does not keep: merge() then stops and returns
+   * false (state partly merged), and the caller redoes the log in-thread. That only happens
+   * on logs past the limits, i.e. pathological or hostile ones.
+   */
+  merge(b: AccumulatorState): boolean {
+    const lim = this.limits;
+    for (const k of Object.keys(b.counts) as EventKind[]) {
+      this.counts[k] = (this.counts[k] ?? 0) + (b.counts[k] ?? 0);
+    }
+    for (const [key, bd] of b.destinations) {
+      let d = this.destinations.get(key);
+      if (!d) {
+        if (this.destinations.size >= lim.destinations) return false;
+        d = { ...bd, verdicts: {}, count: 0, failed: 0, steps: new Set(), rules: new Set() };
+        this.destinations.set(key, d);
+      }
+      d.count += bd.count;
+      d.failed += bd.failed;
+      for (const v of Object.keys(bd.verdicts) as Verdict[]) {
+        d.verdicts[v] = (d.verdicts[v] ?? 0) + (bd.verdicts[v] ?? 0);
+      }
+      for (const r of bd.rules) if (d.rules.size < lim.steps_per_entry) d.rules.add(r);
+      if (!this.mergeSteps(d.steps, bd.steps)) return false;
+    }
+    for (const [addr, names] of b.answerNames) {
+      let mine = this.answerNames.get(addr);
+      if (!mine) {
+        if (this.answerNames.size >= lim.destinations * 4) return false;
+        mine = new Set();
+        this.answerNames.set(addr, mine);
+      }
+      for (const n of names) {
+        if (mine.has(n)) continue;
+        if (mine.size >= lim.hostnames_per_addr) return false;
+        mine.add(n);
+      }
+    }
+    for (const [key, bx] of b.execs) {
+      let x = this.execs.get(key);
+      if (!x) {
+        if (this.execs.size >= lim.execs) return false;
+        x = { ...bx, count: 0, steps: new Set() };
+        this.execs.set(key, x);
+      }
+      x.count += bx.count;
+      if (!this.mergeSteps(x.steps, bx.steps)) return false;
+    }
+    for (const [name, bn] of b.dnsNames) {
+      let n = this.dnsNames.get(name);
+      if (!n) {
+        if (this.dnsNames.size >= lim.dns_names) return false;
+        n = { count: 0, failed: 0, steps: new Set() };
+        this.dnsNames.set(name, n);
+      }
+      n.count += bn.count;
+      n.failed += bn.failed;
+      if (!this.mergeSteps(n.steps, bn.steps)) return false;
+    }
+    for (const [key, bf] of b.files) {
+      let f = this.files.get(key);
+      if (!f) {
+        if (this.files.size >= lim.files) return false;
+        f = { ...bf, count: 0, comms: new Set(), steps: new Set() };
+        this.files.set(key, f);
+      }
+      f.count += bf.count;
+      for (const c of bf.comms) if (f.comms.size < lim.steps_per_entry) f.comms.add(c);
+      if (!this.mergeSteps(f.steps, bf.steps)) return false;
+    }
+    this.start ??= b.start;
+    this.stop ??= b.stop;
+    this.startRecords += b.startRecords;
+    this.stopRecords += b.stopRecords;
+    for (const t of b.tamper) if (this.tamper.length < MAX_TAMPER_EVENTS) this.tamper.push(t);
+    this.tamperCount += b.tamperCount;
+    return true;
+  }
+
+  private mergeSteps(mine: Set<string>, theirs: Set<string>): boolean {
+    for (const s of theirs) {
+      if (mine.has(s)) continue;
+      if (mine.size >= this.limits.steps_per_entry) return false;
+      mine.add(s);
+    }
+    return true;
   }
 
   egress(): Destination[] {
