@@ -75,6 +75,34 @@ describeKernel("bad input", () => {
     expect(existsSync(log)).toBe(false);
   });
 
+  it("a forced file hook the kernel cannot attach (--file-hook kprobe here) or does not know", async () => {
+    const d = tempDir("bad");
+    const sentinel = join(d, "ran");
+    const log = join(d, "events.ndjson");
+    const probe = JSON.parse((await agentCli(["probe"])).stdout) as {
+      hooks: { file: { available: Record<string, boolean> } };
+    };
+    const unavailable = Object.entries(probe.hooks.file.available)
+      .filter(([, ok]) => !ok)
+      .map(([point]) => point.split("/")[0] as string);
+    for (const hook of unavailable) {
+      await expectRefused(
+        `--file-hook ${hook}`,
+        () =>
+          agentCli(["run", "--file-hook", hook, "--log", log, "--", "/usr/bin/touch", sentinel]),
+        new RegExp(hook),
+        sentinel,
+      );
+    }
+    await expectRefused(
+      "--file-hook bogus",
+      () =>
+        agentCli(["run", "--file-hook", "bogus", "--log", log, "--", "/usr/bin/touch", sentinel]),
+      /bogus/,
+      sentinel,
+    );
+  });
+
   it("malformed or missing config file", async () => {
     const d = tempDir("bad");
     const sentinel = join(d, "ran");

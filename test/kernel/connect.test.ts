@@ -49,6 +49,8 @@ describeKernel("connect", () => {
       "udp:127.0.0.1:0",
       "udp:127.0.0.1:0#b",
       "udp:[::1]:0",
+      "udp:127.0.0.1:0#c",
+      "tcp:127.0.0.1:0#nb",
     ]);
     // two UDP servers on IPv4 so the mapped sendto goes to a destination of its own
     const tcp4 = p["tcp:127.0.0.1:0"] as number;
@@ -56,6 +58,8 @@ describeKernel("connect", () => {
     const udp4 = p["udp:127.0.0.1:0"] as number;
     const udp4b = p["udp:127.0.0.1:0#b"] as number;
     const udp6 = p["udp:[::1]:0"] as number;
+    const udp4c = p["udp:127.0.0.1:0#c"] as number;
+    const tcp4nb = p["tcp:127.0.0.1:0#nb"] as number;
     const ops = [
       `tcp:127.0.0.1:${tcp4}`,
       `tcp:[::1]:${tcp6}`,
@@ -63,6 +67,8 @@ describeKernel("connect", () => {
       `udp2:127.0.0.1:${udp4}`, // two datagrams, one destination: one event
       `udp:[::1]:${udp6}`,
       `udp:[::ffff:127.0.0.1]:${udp4b}`,
+      `udpc:127.0.0.1:${udp4c}`, // connect()ed UDP socket: the connect is the event
+      `tcpnb:127.0.0.1:${tcp4nb}`, // non-blocking: EINPROGRESS is not the outcome
       "tcpfail:127.0.0.1:1",
     ];
     const r = await agentRun({ cmd: ns.exec(PYTHON, join(FIXTURES, "netclient.py"), ...ops) });
@@ -103,6 +109,22 @@ describeKernel("connect", () => {
           addr: "127.0.0.1",
           port: udp4b,
           mapped: true,
+          result: "0-or-null",
+        },
+        {
+          proto: "udp",
+          family: "inet",
+          addr: "127.0.0.1",
+          port: udp4c,
+          mapped: false,
+          result: "0-or-null",
+        },
+        {
+          proto: "tcp",
+          family: "inet",
+          addr: "127.0.0.1",
+          port: tcp4nb,
+          mapped: false,
           result: "0-or-null",
         },
         {
@@ -195,5 +217,68 @@ describeKernel("connect", () => {
     expect(got[0]?.comm).toBe("uring_connect");
     // the syscall tracepoints do not see io_uring: the result may be unknown, never wrong
     expect([0, null]).toContain(got[0]?.result);
+  });
+
+  it("fallback hook (syscall tracepoints, DPNDNCY_FORCE_CONNECT_HOOK=tracepoint): TCP v4/v6/mapped, connected UDP, results", async () => {
+    const ns = await Netns.create();
+    const p = await startServers(ns, [
+      "tcp:127.0.0.1:0",
+      "tcp:[::1]:0",
+      "udp:127.0.0.1:0",
+      "tcp:127.0.0.1:0#nb",
+    ]);
+    const tcp4 = p["tcp:127.0.0.1:0"] as number;
+    const tcp6 = p["tcp:[::1]:0"] as number;
+    const udp4 = p["udp:127.0.0.1:0"] as number;
+    const tcp4nb = p["tcp:127.0.0.1:0#nb"] as number;
+    const ops = [
+      `tcp:127.0.0.1:${tcp4}`,
+      `tcp:[::1]:${tcp6}`,
+      `tcp:[::ffff:127.0.0.1]:${tcp4}`,
+      `udpc:127.0.0.1:${udp4}`,
+      `tcpnb:127.0.0.1:${tcp4nb}`,
+      "tcpfail:127.0.0.1:1",
+    ];
+    const r = await agentRun({
+      cmd: ns.exec(PYTHON, join(FIXTURES, "netclient.py"), ...ops),
+      env: { ...process.env, DPNDNCY_FORCE_CONNECT_HOOK: "tracepoint" },
+    });
+    expectRunOk(r);
+    const start = byKind.agent(r.log.events).find((e) => e.event === "start");
+    expect(start?.attach?.connect).toBe("tracepoint/syscalls/sys_enter_connect");
+    expectConnects(
+      byKind.connect(r.workload),
+      [
+        { proto: "tcp", family: "inet", addr: "127.0.0.1", port: tcp4, mapped: false, result: 0 },
+        { proto: "tcp", family: "inet6", addr: "::1", port: tcp6, mapped: false, result: 0 },
+        {
+          proto: "tcp",
+          family: "inet-or-inet6",
+          addr: "127.0.0.1",
+          port: tcp4,
+          mapped: true,
+          result: 0,
+        },
+        { proto: "udp", family: "inet", addr: "127.0.0.1", port: udp4, mapped: false, result: 0 },
+        // EINPROGRESS is not a failure: the schema says null when not known
+        {
+          proto: "tcp",
+          family: "inet",
+          addr: "127.0.0.1",
+          port: tcp4nb,
+          mapped: false,
+          result: "0-or-null",
+        },
+        {
+          proto: "tcp",
+          family: "inet",
+          addr: "127.0.0.1",
+          port: 1,
+          mapped: false,
+          result: -ECONNREFUSED,
+        },
+      ],
+      r.rootPid as number,
+    );
   });
 });

@@ -56,9 +56,11 @@ export function pins(): string[] {
   return out.sort();
 }
 
-/** Paths under any bpffs whose name says they are dpndncy's. */
+/** Pins under any bpffs whose name says they are dpndncy's and that no live agent owns. */
 export function ourPins(): string[] {
-  return pins().filter((p) => /dpndncy/i.test(p));
+  const all = pins();
+  const live = livePinDirs(all);
+  return all.filter((p) => /dpndncy/i.test(p) && !ownedByLiveAgent(p, live));
 }
 
 function ownership(): { progs: Set<number>; links: Set<number> } {
@@ -122,9 +124,32 @@ export async function snapshot(): Promise<SysState> {
   };
 }
 
+/**
+ * Pin directories of agents that are alive right now (the agent pins under
+ * <bpffs>/dpndncy/<pid>/): a running agent owns them, so they are not leaks — the agent of
+ * a test has always exited or been stopped and checked dead before its leaks are looked at.
+ */
+function livePinDirs(pinList: string[]): string[] {
+  const dirs = new Set<string>();
+  for (const p of pinList) {
+    const m = /^(.*\/dpndncy\/(\d+))(\/|$)/.exec(p);
+    if (m?.[1] && m[2] && existsSync(`/proc/${m[2]}`)) dirs.add(m[1]);
+  }
+  return [...dirs];
+}
+
+function ownedByLiveAgent(p: string, live: string[]): boolean {
+  return (
+    live.some((d) => p === d || p.startsWith(`${d}/`)) ||
+    // the shared parent directory and the bpffs itself, while some agent lives in them
+    (live.length > 0 && (/\/dpndncy$/.test(p) || /\/(maps|progs)\.debug$/.test(p)))
+  );
+}
+
 /** What appeared between two snapshots and is not held by any live process. */
 export function leaks(before: SysState, after: SysState): string[] {
   const out: string[] = [];
+  const live = livePinDirs(after.pins);
   for (const [id, desc] of after.progs) {
     if (!before.progs.has(id) && !after.ownedProgs.has(id)) {
       out.push(`BPF program ${id} (${desc}) left loaded, held by no process (pinned or attached)`);
@@ -136,9 +161,14 @@ export function leaks(before: SysState, after: SysState): string[] {
     }
   }
   const pinsBefore = new Set(before.pins);
-  for (const p of after.pins) if (!pinsBefore.has(p)) out.push(`new pin ${p}`);
+  for (const p of after.pins)
+    if (!pinsBefore.has(p) && !ownedByLiveAgent(p, live)) out.push(`new pin ${p}`);
   const mountsBefore = new Set(before.mounts);
-  for (const m of after.mounts) if (!mountsBefore.has(m)) out.push(`new mount: ${m}`);
+  for (const m of after.mounts) {
+    if (mountsBefore.has(m)) continue;
+    if (m.startsWith("bpf ") && live.some((d) => d.startsWith(`${m.slice(4)}/`))) continue;
+    out.push(`new mount: ${m}`);
+  }
   return out;
 }
 
@@ -155,6 +185,7 @@ export async function leaksSettled(before: SysState, graceMs = 2000): Promise<st
   }
 }
 
+/** Whether dpndncy pins are left that no running agent owns (a dead or stopped agent's). */
 export function bpffsHasDpndncy(): boolean {
-  return bpffsMounts().some((m) => existsSync(join(m, "dpndncy")));
+  return ourPins().length > 0;
 }
