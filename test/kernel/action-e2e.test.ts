@@ -118,6 +118,7 @@ describeKernel("GitHub Action end to end (dist/ pre → steps → post)", () => 
     });
     expect(pre.code, pre.stdout + pre.stderr).toBe(0);
     expect(pre.stdout).toMatch(/dpndncy agent armed in \d+ ms/);
+    console.log(`pre: ${/dpndncy agent armed in \d+ ms[^\n]*binary/.exec(pre.stdout)?.[0]}`);
     const main = await job.stage("main");
     expect(main.code).toBe(0);
     expect(main.stdout).not.toContain("pre stage did not run");
