@@ -22528,8 +22528,8 @@ var require_utils = __commonJS({
         if (typeof value === "string") {
           try {
             const url = ctx?.url || new URL(value);
-            const { predicate, pattern } = matcher;
-            const predicateValue = predicate({ url });
+            const { predicate: predicate2, pattern } = matcher;
+            const predicateValue = predicate2({ url });
             if (predicateValue) {
               value = value.replace(pattern({ url }), matcher.replacement);
             }
@@ -22542,9 +22542,9 @@ var require_utils = __commonJS({
       [TYPE_PATH]: (matcher) => (value, ctx) => {
         const rawPath = ctx?.path;
         const path = rawPath.join(".").toLowerCase();
-        const { predicate, replacement } = matcher;
+        const { predicate: predicate2, replacement } = matcher;
         const replace = typeof replacement === "function" ? replacement : () => replacement;
-        const shouldRun = predicate({ rawPath, path });
+        const shouldRun = predicate2({ rawPath, path });
         if (shouldRun) {
           value = replace(value, { rawPath, path });
         }
@@ -47408,11 +47408,11 @@ var PREDICATE_TYPE = "https://dpndncy.io/agent/runtime-trace/v1";
 var STANDARD_PREDICATE_TYPE = "https://in-toto.io/attestation/runtime-trace/v0.2";
 var INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json";
 var GIT_COMMIT = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
-function subjects(predicate) {
+function subjects(predicate2) {
   const out = [
-    { name: basename(predicate.log.name), digest: { sha256: predicate.log.sha256 } }
+    { name: basename(predicate2.log.name), digest: { sha256: predicate2.log.sha256 } }
   ];
-  const commit = commitSubject(predicate.ci);
+  const commit = commitSubject(predicate2.ci);
   if (commit) out.push(commit);
   return out;
 }
@@ -47428,12 +47428,12 @@ function repoUrl(ci) {
   const server = ci.serverUrl ?? (ci.platform === "github" ? "https://github.com" : null);
   return server ? `${server.replace(/\/+$/, "")}/${ci.repository}` : null;
 }
-function buildStatement(predicate) {
+function buildStatement(predicate2) {
   return {
     _type: STATEMENT_TYPE,
-    subject: subjects(predicate),
+    subject: subjects(predicate2),
     predicateType: PREDICATE_TYPE,
-    predicate
+    predicate: predicate2
   };
 }
 function standardRuntimeTraceStatement(p) {
@@ -47658,7 +47658,6 @@ function repositoryVisibility(ci, env, readFile2) {
 }
 
 // src/trace/summarize.ts
-import { isUtf8 } from "node:buffer";
 import { createReadStream } from "node:fs";
 import { basename as basename2 } from "node:path";
 
@@ -47917,103 +47916,8 @@ function cmp(a, b) {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-// src/trace/lines.ts
-import { createHash as createHash3 } from "node:crypto";
-var DEFAULT_MAX_LINE_BYTES = 1 << 20;
-async function readLines(stream, sink, maxLineBytes = DEFAULT_MAX_LINE_BYTES) {
-  const hash = createHash3("sha256");
-  let total = 0;
-  let lineNo = 0;
-  let cur = Buffer.alloc(0);
-  let hashedUpTo = 0;
-  let lineStart = 0;
-  let pending = [];
-  let pendingLen = 0;
-  let discarding = false;
-  const catchUp = (to) => {
-    if (to > hashedUpTo) {
-      hash.update(cur.subarray(hashedUpTo, to));
-      hashedUpTo = to;
-    }
-  };
-  const prefixDigest = () => {
-    catchUp(lineStart);
-    return hash.copy().digest("hex");
-  };
-  const emit = (bytes, terminated, oversize) => {
-    lineNo += 1;
-    sink.line(bytes, { number: lineNo, terminated, oversize }, prefixDigest);
-  };
-  const hashPending = () => {
-    for (const p of pending) hash.update(p);
-    pending = [];
-    pendingLen = 0;
-  };
-  for await (const chunk of stream) {
-    cur = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
-    hashedUpTo = 0;
-    total += cur.length;
-    let start2 = 0;
-    while (start2 < cur.length) {
-      const nl = cur.indexOf(10, start2);
-      if (nl === -1) {
-        catchUp(start2);
-        const rest = cur.subarray(start2);
-        if (discarding) {
-          catchUp(cur.length);
-        } else if (pendingLen + rest.length > maxLineBytes) {
-          hashPending();
-          catchUp(cur.length);
-          discarding = true;
-        } else {
-          pending.push(Buffer.from(rest));
-          pendingLen += rest.length;
-          hashedUpTo = cur.length;
-        }
-        break;
-      }
-      const piece = cur.subarray(start2, nl);
-      lineStart = start2;
-      if (discarding) {
-        emit(EMPTY, true, true);
-        discarding = false;
-      } else if (pendingLen > 0) {
-        const line = Buffer.concat([...pending, piece]);
-        emit(line.length > maxLineBytes ? EMPTY : line, true, line.length > maxLineBytes);
-        hashPending();
-      } else if (piece.length > maxLineBytes) {
-        emit(EMPTY, true, true);
-      } else {
-        emit(piece, true, false);
-      }
-      start2 = nl + 1;
-    }
-    catchUp(start2);
-  }
-  cur = EMPTY;
-  hashedUpTo = 0;
-  lineStart = 0;
-  if (discarding) {
-    emit(EMPTY, false, true);
-  } else if (pendingLen > 0) {
-    const line = Buffer.concat(pending);
-    emit(line, false, false);
-    hashPending();
-  }
-  return { sha256: hash.digest("hex"), bytes: total, lines: lineNo };
-}
-var EMPTY = Buffer.alloc(0);
-
-// src/trace/types.ts
-var EVENT_KINDS = [
-  "exec",
-  "exit",
-  "connect",
-  "file",
-  "dns",
-  "agent",
-  "tamper"
-];
+// src/trace/fold.ts
+import { isUtf8 } from "node:buffer";
 
 // src/trace/validate.ts
 var import__ = __toESM(require__(), 1);
@@ -48087,7 +47991,9 @@ var event_v1_default = {
           result: { type: ["integer", "null"], description: "0 on success, negative errno on failure, null when not known (non-blocking, sendmsg)." },
           source: { enum: ["tracepoint", "cgroup"], description: "Which hook saw it." },
           verdict: { enum: ["allow", "deny", "audit"] },
-          rule: { type: "string", description: "Policy rule that decided the verdict." }
+          rule: { type: "string", description: "Policy rule that decided the verdict." },
+          op: { enum: ["connect", "sendmsg"], description: "connect: connect4/6 (also io_uring); sendmsg: first datagram of an unconnected UDP socket to this destination." },
+          pending: { type: "boolean", description: "Still unresolved (e.g. TCP in SYN_SENT) when the agent stopped; result is null." }
         }
       }
     },
@@ -48098,7 +48004,8 @@ var event_v1_default = {
         properties: {
           path: { type: "string" },
           flags: { type: "integer" },
-          rule: { type: "string", description: "Sensitive-path rule that matched." }
+          rule: { type: "string", description: "Sensitive-path rule that matched." },
+          path_truncated: { type: "boolean", description: "The kernel-side path walk hit its bound; the top of the path is missing." }
         }
       }
     },
@@ -48112,7 +48019,10 @@ var event_v1_default = {
           answers: { type: "array", items: { type: "string" } },
           source: { enum: ["libc", "packet"] },
           rcode: { type: "integer" },
-          server: { type: "string" }
+          server: { type: "string" },
+          gai_error: { type: "integer", description: "libc: getaddrinfo() return value when it failed (EAI_*)." },
+          transport: { enum: ["udp", "tcp"], description: "packet: transport of the DNS response." },
+          truncated: { type: "boolean", description: "packet: response longer than the bytes copied in the kernel (512); answers may be incomplete." }
         }
       }
     },
@@ -48137,7 +48047,12 @@ var event_v1_default = {
           duration_s: { type: "number" },
           log_sha256: { type: "string", pattern: "^[0-9a-f]{64}$", description: "SHA-256 of every byte written before this line." },
           complete: { type: "boolean", description: "false when the agent was killed and stop recovered the log." },
-          reason: { type: "string" }
+          reason: { type: "string" },
+          config: { type: ["string", "null"], description: "start: the --config file." },
+          ringbuf_mb: { type: "integer", description: "start: ring buffer size in MiB." },
+          forks: { type: "integer", description: "stop: processes created (fork without exec included); they feed the process table, not the log." },
+          file_filtered: { type: "integer", description: "stop: kernel file-filter candidates dropped by the full-path check, excludes or benign-reader allowlist." },
+          dns_unparsed: { type: "integer", description: "stop: port-53 packets that were not a parseable DNS response." }
         }
       }
     },
@@ -48151,11 +48066,74 @@ var event_v1_default = {
   ]
 };
 
+// src/trace/fastcheck.ts
+var TS = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{9}Z$/u;
+var HEX64 = /^[0-9a-f]{64}$/u;
+var isInt = (x) => typeof x === "number" && Number.isInteger(x);
+var isUint = (x) => isInt(x) && x >= 0;
+var isStr = (x) => typeof x === "string";
+var optional = (x, ok) => x === void 0 || ok(x);
+var isObject = (x) => typeof x === "object" && x !== null && !Array.isArray(x);
+function isStrArray(x) {
+  if (!Array.isArray(x)) return false;
+  for (const s of x) if (typeof s !== "string") return false;
+  return true;
+}
+function isMapOf(x, ok) {
+  if (!isObject(x)) return false;
+  for (const k in x) if (!ok(x[k])) return false;
+  return true;
+}
+function isAncestry(x) {
+  if (!Array.isArray(x)) return false;
+  for (const a of x) if (!isObject(a) || !isInt(a.pid) || !isStr(a.comm)) return false;
+  return true;
+}
+function certainlyValid(v2) {
+  if (!isObject(v2)) return false;
+  if (v2.v !== 1 || !isStr(v2.ts) || !isUint(v2.pid) || !isUint(v2.ppid) || !isUint(v2.uid) || !isStr(v2.comm) || // maxLength counts code points; UTF-16 length is never fewer.
+  v2.comm.length > 64 || !isUint(v2.cgroup) || !(v2.step === null || isStr(v2.step)) || !optional(v2.seq, isUint) || !optional(v2.tid, isUint) || !optional(v2.ancestry, isAncestry) || !TS.test(v2.ts)) {
+    return false;
+  }
+  switch (v2.kind) {
+    case "exec":
+      return isStr(v2.filename) && isStrArray(v2.argv) && optional(v2.truncated, isBool);
+    case "exit":
+      return isInt(v2.code) && optional(v2.signal, isInt);
+    case "connect":
+      return (v2.proto === "tcp" || v2.proto === "udp" || v2.proto === "other") && (v2.family === "inet" || v2.family === "inet6") && isStr(v2.addr) && isInt(v2.port) && v2.port >= 0 && v2.port <= 65535 && (v2.result === null || isInt(v2.result)) && optional(v2.mapped, isBool) && optional(v2.source, (s) => s === "tracepoint" || s === "cgroup") && optional(v2.verdict, (s) => s === "allow" || s === "deny" || s === "audit") && optional(v2.rule, isStr);
+    case "file":
+      return isStr(v2.path) && isInt(v2.flags) && isStr(v2.rule);
+    case "dns":
+      return isStr(v2.name) && isStr(v2.qtype) && isStrArray(v2.answers) && (v2.source === "libc" || v2.source === "packet") && optional(v2.rcode, isInt) && optional(v2.server, isStr);
+    case "agent":
+      return (v2.event === "start" || v2.event === "stop") && isStr(v2.version) && optional(v2.commit, isStr) && optional(v2.kernel, isStr) && optional(v2.mode, (m) => m === "observe" || m === "learn" || m === "enforce") && optional(v2.policy_sha256, (s) => s === null || isStr(s)) && optional(v2.attach, (m) => isMapOf(m, isStr)) && optional(v2.events, (m) => isMapOf(m, isInt)) && optional(v2.lost, (m) => isMapOf(m, isInt)) && optional(v2.duration_s, (n) => typeof n === "number" && Number.isFinite(n)) && optional(v2.log_sha256, (s) => isStr(s) && HEX64.test(s)) && optional(v2.complete, isBool) && optional(v2.reason, isStr);
+    case "tamper":
+      return isStr(v2.what) && optional(v2.detail, isStr);
+    default:
+      return false;
+  }
+}
+function isBool(x) {
+  return typeof x === "boolean";
+}
+
+// src/trace/types.ts
+var EVENT_KINDS = [
+  "exec",
+  "exit",
+  "connect",
+  "file",
+  "dns",
+  "agent",
+  "tamper"
+];
+
 // src/trace/validate.ts
 var ajv = new import__.Ajv2020({ strictTypes: false, allErrors: false });
 var validateEvent = ajv.compile(event_v1_default);
 function validate(value) {
-  if (validateEvent(value)) return { ok: true, event: value };
+  if (certainlyValid(value) || validateEvent(value)) return { ok: true, event: value };
   return { ok: false, reason: describe(value, validateEvent.errors ?? []) };
 }
 function describe(value, errors) {
@@ -48172,16 +48150,32 @@ function describe(value, errors) {
   return `schema: ${where} ${e.message ?? e.keyword}`;
 }
 
-// src/trace/summarize.ts
+// src/trace/fold.ts
 var MAX_PROBLEMS_LISTED = 10;
-async function summarizeFile(path, opts = {}) {
-  const stream = createReadStream(path, { highWaterMark: 256 * 1024 });
-  return summarizeStream(stream, { ...opts, logName: opts.logName ?? basename2(path) });
+var EMPTY_LINE = { ok: false, kind: "corrupt", reason: "empty line" };
+function parseLine(text, bytes, info, maxLineBytes) {
+  if (info.oversize) {
+    return { ok: false, kind: "corrupt", reason: `line longer than ${maxLineBytes} bytes` };
+  }
+  if (text === null) {
+    if (bytes === null || bytes.length === 0) return EMPTY_LINE;
+    if (!isUtf8(bytes)) return { ok: false, kind: "corrupt", reason: "not valid UTF-8" };
+    text = bytes.toString("utf8");
+  } else if (text.length === 0) {
+    return EMPTY_LINE;
+  }
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    return { ok: false, kind: "corrupt", reason: `not JSON: ${e.message}` };
+  }
+  const v2 = validate(value);
+  return v2.ok ? { ok: true, event: v2.event } : { ok: false, kind: "invalid", reason: v2.reason };
 }
-async function summarizeStream(stream, opts) {
-  const maxLineBytes = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-  const acc = new Accumulator({ ...DEFAULT_LIMITS, ...opts.limits });
-  const lines = {
+var TraceFold = class {
+  acc;
+  lines = {
     total: 0,
     valid: 0,
     corrupt: 0,
@@ -48189,39 +48183,210 @@ async function summarizeStream(stream, opts) {
     truncated: 0,
     first_problems: []
   };
-  const problem = (line, reason) => {
-    if (lines.first_problems.length < MAX_PROBLEMS_LISTED) {
-      lines.first_problems.push({ line, reason });
+  seq = new SeqTracker();
+  stopLine = 0;
+  digestBeforeStop = null;
+  linesAfterStop = 0;
+  maxLineBytes;
+  constructor(limits, maxLineBytes) {
+    this.acc = new Accumulator(limits);
+    this.maxLineBytes = maxLineBytes;
+  }
+  problem(line, reason) {
+    if (this.lines.first_problems.length < MAX_PROBLEMS_LISTED) {
+      this.lines.first_problems.push({ line, reason });
     }
-  };
-  const seq = new SeqTracker();
-  let stopLine = 0;
-  let digestBeforeStop = null;
-  let linesAfterStop = 0;
-  const onLine = (bytes, info, prefixDigest) => {
+  }
+  line(text, bytes, info, prefixDigest) {
+    const lines = this.lines;
     lines.total += 1;
-    if (stopLine > 0) linesAfterStop += 1;
+    if (this.stopLine > 0) this.linesAfterStop += 1;
     if (!info.terminated) lines.truncated += 1;
-    const parsed = parseLine(bytes, info, maxLineBytes);
+    const parsed = parseLine(text, bytes, info, this.maxLineBytes);
     if (!parsed.ok) {
       if (info.terminated || parsed.kind === "invalid") lines[parsed.kind] += 1;
-      problem(
+      this.problem(
         info.number,
         info.terminated ? parsed.reason : `truncated (no final newline): ${parsed.reason}`
       );
       return;
     }
-    if (!info.terminated) problem(info.number, "truncated (no final newline)");
+    if (!info.terminated) this.problem(info.number, "truncated (no final newline)");
     lines.valid += 1;
     const e = parsed.event;
-    if (e.seq !== void 0) seq.see(info.number, e.seq);
-    if (e.kind === "agent" && e.event === "stop" && stopLine === 0) {
-      stopLine = info.number;
-      digestBeforeStop = prefixDigest();
+    if (e.seq !== void 0) this.seq.see(info.number, e.seq);
+    if (e.kind === "agent" && e.event === "stop" && this.stopLine === 0) {
+      this.stopLine = info.number;
+      this.digestBeforeStop = prefixDigest();
     }
-    acc.add(e);
+    this.acc.add(e);
+  }
+};
+var SeqTracker = class {
+  gaps = 0;
+  first = [];
+  last = null;
+  see(line, seq) {
+    const expected = this.last ? this.last.seq + (line - this.last.line) : line - 1;
+    if (seq !== expected) {
+      this.gaps += 1;
+      if (this.first.length < MAX_PROBLEMS_LISTED) this.first.push({ line, expected, got: seq });
+    }
+    this.last = { line, seq };
+  }
+};
+
+// src/trace/lines.ts
+import { isAscii } from "node:buffer";
+import { createHash as createHash3 } from "node:crypto";
+var DEFAULT_MAX_LINE_BYTES = 1 << 20;
+async function readLines(stream, sink, maxLineBytes = DEFAULT_MAX_LINE_BYTES) {
+  const hash = createHash3("sha256");
+  let total = 0;
+  const info = { number: 0, terminated: true, oversize: false };
+  let cur = Buffer.alloc(0);
+  let hashedUpTo = 0;
+  let lineStart = 0;
+  let pending = [];
+  let pendingLen = 0;
+  let discarding = false;
+  const catchUp = (to) => {
+    if (to > hashedUpTo) {
+      hash.update(cur.subarray(hashedUpTo, to));
+      hashedUpTo = to;
+    }
   };
-  const read = await readLines(stream, { line: onLine }, maxLineBytes);
+  const prefixDigest = () => {
+    catchUp(lineStart);
+    return hash.copy().digest("hex");
+  };
+  const emit = (text, bytes, terminated, oversize) => {
+    info.number += 1;
+    info.terminated = terminated;
+    info.oversize = oversize;
+    sink.line(text, bytes, info, prefixDigest);
+  };
+  const emitBytes = (bytes, terminated) => {
+    if (bytes.length > maxLineBytes) emit(null, EMPTY, terminated, true);
+    else emit(null, bytes, terminated, false);
+  };
+  const hashPending = () => {
+    for (const p of pending) hash.update(p);
+    pending = [];
+    pendingLen = 0;
+  };
+  const onLine = (text, bytes, oversize, at) => {
+    lineStart = at;
+    emit(text, text === null ? bytes : null, true, oversize);
+  };
+  for await (const chunk of stream) {
+    cur = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    hashedUpTo = 0;
+    total += cur.length;
+    let start2 = 0;
+    if (pendingLen > 0 || discarding) {
+      const nl = cur.indexOf(10);
+      if (nl !== -1) {
+        lineStart = 0;
+        if (discarding) {
+          emit(null, EMPTY, true, true);
+          discarding = false;
+        } else {
+          emitBytes(Buffer.concat([...pending, cur.subarray(0, nl)]), true);
+          hashPending();
+        }
+        start2 = nl + 1;
+      } else {
+        start2 = cur.length;
+        if (discarding) {
+          catchUp(cur.length);
+        } else if (pendingLen + cur.length > maxLineBytes) {
+          hashPending();
+          catchUp(cur.length);
+          discarding = true;
+        } else {
+          pending.push(Buffer.from(cur));
+          pendingLen += cur.length;
+          hashedUpTo = cur.length;
+        }
+      }
+    }
+    const last = start2 < cur.length ? cur.lastIndexOf(10) : -1;
+    if (last >= start2) {
+      forEachLine(cur, start2, last, maxLineBytes, onLine);
+      start2 = last + 1;
+    }
+    if (start2 < cur.length) {
+      catchUp(start2);
+      const rest = cur.subarray(start2);
+      if (rest.length > maxLineBytes) {
+        catchUp(cur.length);
+        discarding = true;
+      } else {
+        pending.push(Buffer.from(rest));
+        pendingLen += rest.length;
+        hashedUpTo = cur.length;
+      }
+    }
+    catchUp(cur.length);
+  }
+  cur = EMPTY;
+  hashedUpTo = 0;
+  lineStart = 0;
+  if (discarding) {
+    emit(null, EMPTY, false, true);
+  } else if (pendingLen > 0) {
+    emitBytes(Buffer.concat(pending), false);
+    hashPending();
+  }
+  return { sha256: hash.digest("hex"), bytes: total, lines: info.number };
+}
+var EMPTY = Buffer.alloc(0);
+function forEachLine(buf, from, to, maxLineBytes, each) {
+  let start2 = from;
+  while (start2 <= to) {
+    let end = start2 + RUN_BYTES >= to ? to : buf.lastIndexOf(10, start2 + RUN_BYTES);
+    if (end < start2) end = buf.indexOf(10, start2);
+    eachLineOfRun(buf, start2, end, maxLineBytes, each);
+    start2 = end + 1;
+  }
+}
+var RUN_BYTES = 64 * 1024;
+function eachLineOfRun(buf, from, to, maxLineBytes, each) {
+  const run4 = buf.subarray(from, to + 1);
+  if (isAscii(run4)) {
+    const text = run4.toString("latin1");
+    let p = 0;
+    while (p < text.length) {
+      const nl = text.indexOf("\n", p);
+      if (nl - p > maxLineBytes) each(null, EMPTY, true, from + p);
+      else each(text.slice(p, nl), EMPTY, false, from + p);
+      p = nl + 1;
+    }
+    return;
+  }
+  let start2 = from;
+  while (start2 <= to) {
+    const nl = buf.indexOf(10, start2);
+    if (nl - start2 > maxLineBytes) each(null, EMPTY, true, start2);
+    else each(null, buf.subarray(start2, nl), false, start2);
+    start2 = nl + 1;
+  }
+}
+
+// src/trace/summarize.ts
+async function summarizeFile(path, opts = {}) {
+  const stream = createReadStream(path, { highWaterMark: 256 * 1024 });
+  return summarizeStream(stream, { ...opts, logName: opts.logName ?? basename2(path) });
+}
+async function summarizeStream(stream, opts) {
+  const maxLineBytes = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+  const fold = new TraceFold({ ...DEFAULT_LIMITS, ...opts.limits }, maxLineBytes);
+  const read = await readLines(stream, fold, maxLineBytes);
+  return predicate(fold, read, opts);
+}
+function predicate(fold, read, opts) {
+  const acc = fold.acc;
   const start2 = acc.start;
   const stop2 = acc.stop;
   return {
@@ -48238,7 +48403,7 @@ async function summarizeStream(stream, opts) {
       duration_s: stop2?.duration_s ?? null
     },
     policy: { sha256: start2?.policy_sha256 ?? null, mode: start2?.mode ?? null },
-    lines,
+    lines: fold.lines,
     counts: orderedCounts(acc.counts),
     lost: stop2?.lost ?? {},
     egress: acc.egress(),
@@ -48250,29 +48415,14 @@ async function summarizeStream(stream, opts) {
       start: start2,
       stop: stop2,
       stopRecords: acc.stopRecords,
-      digestBeforeStop,
-      linesAfterStop,
-      seq,
-      lines,
+      digestBeforeStop: fold.digestBeforeStop,
+      linesAfterStop: fold.linesAfterStop,
+      seq: fold.seq,
+      lines: fold.lines,
       tamper: acc.tamper,
       tamperCount: acc.tamperCount
     })
   };
-}
-function parseLine(bytes, info, maxLineBytes) {
-  if (info.oversize) {
-    return { ok: false, kind: "corrupt", reason: `line longer than ${maxLineBytes} bytes` };
-  }
-  if (bytes.length === 0) return { ok: false, kind: "corrupt", reason: "empty line" };
-  if (!isUtf8(bytes)) return { ok: false, kind: "corrupt", reason: "not valid UTF-8" };
-  let value;
-  try {
-    value = JSON.parse(bytes.toString("utf8"));
-  } catch (e) {
-    return { ok: false, kind: "corrupt", reason: `not JSON: ${e.message}` };
-  }
-  const v2 = validate(value);
-  return v2.ok ? { ok: true, event: v2.event } : { ok: false, kind: "invalid", reason: v2.reason };
 }
 function orderedCounts(c) {
   const out = {};
@@ -48282,19 +48432,6 @@ function orderedCounts(c) {
   }
   return out;
 }
-var SeqTracker = class {
-  gaps = 0;
-  first = [];
-  last = null;
-  see(line, seq) {
-    const expected = this.last ? this.last.seq + (line - this.last.line) : line - 1;
-    if (seq !== expected) {
-      this.gaps += 1;
-      if (this.first.length < MAX_PROBLEMS_LISTED) this.first.push({ line, expected, got: seq });
-    }
-    this.last = { line, seq };
-  }
-};
 function integrity(i) {
   const problems = [];
   const claimed = i.stop?.log_sha256 ?? null;
@@ -48775,17 +48912,17 @@ function checkCombination(v2) {
   }
 }
 async function run(file, v2, io) {
-  let predicate;
+  let predicate2;
   try {
-    predicate = await summarizeFile(file, { ci: ciIdentity(io.env) });
+    predicate2 = await summarizeFile(file, { ci: ciIdentity(io.env) });
   } catch (e) {
     throw new InputError("UNREADABLE", `cannot read ${file}: ${e.message}`);
   }
   const out = v2.out ?? `${file}.sigstore.json`;
-  const statements = [buildStatement(predicate)];
-  if (v2["standard-trace"]) statements.push(standardRuntimeTraceStatement(predicate));
+  const statements = [buildStatement(predicate2)];
+  if (v2["standard-trace"]) statements.push(standardRuntimeTraceStatement(predicate2));
   const paths = [out, `${file}.runtime-trace.sigstore.json`];
-  const sign = await signerFor(v2, predicate, io, out);
+  const sign = await signerFor(v2, predicate2, io, out);
   const bundles = [];
   for (const s of statements) bundles.push(await sign.sign(serializeStatement(s)));
   for (const [i, b] of bundles.entries())
@@ -48806,7 +48943,7 @@ async function run(file, v2, io) {
 `
     );
   } else {
-    io.out(`signed ${file} (sha256 ${predicate.log.sha256})
+    io.out(`signed ${file} (sha256 ${predicate2.log.sha256})
 `);
     io.out(`  bundle: ${out}${result.extra ? `, ${result.extra}` : ""}
 `);
@@ -48814,12 +48951,12 @@ async function run(file, v2, io) {
 `);
     if (result.publicKey) io.out(`  public key: ${result.publicKey}
 `);
-    io.out(`  ${integrityLine(predicate)}
+    io.out(`  ${integrityLine(predicate2)}
 `);
   }
   return EXIT.OK;
 }
-async function signerFor(v2, predicate, io, out) {
+async function signerFor(v2, predicate2, io, out) {
   const witnesses2 = { rekorURL: v2["rekor-url"], tsaURL: v2["tsa-url"] };
   if (v2.key !== void 0) {
     let pem;
@@ -48850,10 +48987,10 @@ async function signerFor(v2, predicate, io, out) {
       publicKeyPath: pubPath
     };
   }
-  const visibility = v2.private ? "private" : v2.public ? "public" : repositoryVisibility(predicate.ci, io.env, (p) => readFileSync(p, "utf8"));
+  const visibility = v2.private ? "private" : v2.public ? "public" : repositoryVisibility(predicate2.ci, io.env, (p) => readFileSync(p, "utf8"));
   const endpoints = resolveEndpoints({
     private: visibility !== "public",
-    platform: predicate.ci?.platform,
+    platform: predicate2.ci?.platform,
     fulcioURL: v2["fulcio-url"],
     rekorURL: v2["rekor-url"],
     tsaURL: v2["tsa-url"],
@@ -49010,10 +49147,10 @@ var ChecksumError = class extends Error {
   expected;
   actual;
 };
-var HEX64 = /^[0-9a-f]{64}$/;
+var HEX642 = /^[0-9a-f]{64}$/;
 function normaliseSha256(input, where) {
   const s = input.trim().toLowerCase().replace(/^sha256:/, "");
-  if (!HEX64.test(s))
+  if (!HEX642.test(s))
     throw new Error(`${where}: expected 64 hex digits of SHA-256, got "${input}"`);
   return s;
 }
@@ -49372,7 +49509,8 @@ var esc = (s) => s.replace(/[|\\`*_<>[\]]/g, (c) => `\\${c}`).replace(/\n/g, " "
 function table(head, rows) {
   if (rows.length === 0) return "_none_\n";
   const line = (cells) => `| ${cells.join(" | ")} |`;
-  return [line(head), line(head.map(() => "---")), ...rows.map(line)].join("\n") + "\n";
+  return `${[line(head), line(head.map(() => "---")), ...rows.map(line)].join("\n")}
+`;
 }
 function renderSummary(p, ctx = {}) {
   const max = ctx.maxRows ?? 50;
@@ -49540,12 +49678,12 @@ ${STOP_USAGE}
 `
     );
   }
-  const predicate = await summarizeFile(session.log, { ci: ciIdentity(io.env) });
-  writeFileSync4(join3(dir, "summary.md"), renderSummary(predicate));
-  section(io, "dpndncy runtime trace", formatSummary(predicate));
-  if (!predicate.integrity.stopped_cleanly || !agentComplete) {
+  const predicate2 = await summarizeFile(session.log, { ci: ciIdentity(io.env) });
+  writeFileSync4(join3(dir, "summary.md"), renderSummary(predicate2));
+  section(io, "dpndncy runtime trace", formatSummary(predicate2));
+  if (!predicate2.integrity.stopped_cleanly || !agentComplete) {
     io.err(
-      `dpndncy stop: WARNING: trace problems: ${predicate.integrity.problems.join(", ") || "agent stop failed"}
+      `dpndncy stop: WARNING: trace problems: ${predicate2.integrity.problems.join(", ") || "agent stop failed"}
 `
     );
     return EXIT.FAILED;
@@ -49581,16 +49719,16 @@ ${SUMMARIZE_USAGE}
 `);
     return EXIT.USAGE;
   }
-  let predicate;
+  let predicate2;
   try {
-    predicate = await summarizeFile(file, { ci: ciIdentity(io.env) });
+    predicate2 = await summarizeFile(file, { ci: ciIdentity(io.env) });
   } catch (e) {
     io.err(`dpndncy summarize: cannot read ${file}: ${e.message}
 `);
     return EXIT.INPUT;
   }
-  io.out(json ? `${JSON.stringify(predicate, null, 2)}
-` : formatSummary(predicate));
+  io.out(json ? `${JSON.stringify(predicate2, null, 2)}
+` : formatSummary(predicate2));
   return EXIT.OK;
 }
 

@@ -1,9 +1,7 @@
 // The per-line state machine of the summarizer: line statistics, the first problems, seq
-// continuity, the stop record's position, and the event fold (Accumulator). The in-thread path
-// feeds it every line of the log; the parallel path (parallel.ts) gives each batch of lines its
-// own fold, numbered from the batch's first line, and merges the batch states here in log order.
+// continuity, the stop record's position and digest, and the event fold (Accumulator).
 import { isUtf8 } from "node:buffer";
-import { Accumulator, type AccumulatorState } from "./accumulate.js";
+import { Accumulator } from "./accumulate.js";
 import type { LineInfo } from "./lines.js";
 import type { Limits, LineStats, SeqGap, TraceEvent } from "./types.js";
 import { validate } from "./validate.js";
@@ -44,17 +42,6 @@ export function parseLine(
   return v.ok ? { ok: true, event: v.event } : { ok: false, kind: "invalid", reason: v.reason };
 }
 
-/** A batch's fold, as posted by a worker (structured-clone friendly: plain data, Maps, Sets). */
-export interface FoldState {
-  lines: LineStats;
-  seq: SeqState;
-  /** Line of the first stop record (0 if none), and the byte offset where that line starts. */
-  stopLine: number;
-  stopOffset: number;
-  linesAfterStop: number;
-  acc: AccumulatorState;
-}
-
 export class TraceFold {
   readonly acc: Accumulator;
   readonly lines: LineStats = {
@@ -65,19 +52,15 @@ export class TraceFold {
     truncated: 0,
     first_problems: [],
   };
-  readonly seq: SeqTracker;
+  readonly seq = new SeqTracker();
   stopLine = 0;
-  /** Byte offset of the stop line, as told by the caller's prefixDigest (batch folds only). */
-  stopOffset = -1;
   digestBeforeStop: string | null = null;
   linesAfterStop = 0;
   private readonly maxLineBytes: number;
 
-  /** `batch`: lines are numbered within a batch whose predecessors are folded elsewhere. */
-  constructor(limits: Limits, maxLineBytes: number, batch = false) {
+  constructor(limits: Limits, maxLineBytes: number) {
     this.acc = new Accumulator(limits);
     this.maxLineBytes = maxLineBytes;
-    this.seq = new SeqTracker(batch);
   }
 
   private problem(line: number, reason: string): void {
@@ -117,50 +100,6 @@ export class TraceFold {
     }
     this.acc.add(e);
   }
-
-  state(): FoldState {
-    return {
-      lines: this.lines,
-      seq: this.seq.state(),
-      stopLine: this.stopLine,
-      stopOffset: this.stopOffset,
-      linesAfterStop: this.linesAfterStop,
-      acc: this.acc.state(),
-    };
-  }
-
-  /**
-   * Appends the fold of the batch that follows everything merged so far. `lineBase` is the
-   * number of lines before the batch; `digestAt(offset)` gives the log's SHA-256 up to a byte
-   * offset within the batch. Returns false, having merged only part, when a capped collection
-   * would overflow (see Accumulator.merge): the caller must then start over in-thread.
-   */
-  merge(b: FoldState, lineBase: number, digestAt: (offset: number) => string): boolean {
-    const lines = this.lines;
-    lines.total += b.lines.total;
-    lines.valid += b.lines.valid;
-    lines.corrupt += b.lines.corrupt;
-    lines.invalid += b.lines.invalid;
-    lines.truncated += b.lines.truncated;
-    for (const p of b.lines.first_problems) this.problem(p.line + lineBase, p.reason);
-    this.seq.merge(b.seq, lineBase);
-    if (this.stopLine > 0) {
-      this.linesAfterStop += b.lines.total;
-    } else if (b.stopLine > 0) {
-      this.stopLine = b.stopLine + lineBase;
-      this.digestBeforeStop = digestAt(b.stopOffset);
-      this.linesAfterStop = b.linesAfterStop;
-    }
-    return this.acc.merge(b.acc);
-  }
-}
-
-interface SeqState {
-  gaps: number;
-  first: SeqGap[];
-  /** The first and the last (line, seq) seen; in a batch the first is left for merge to check. */
-  head: { line: number; seq: number } | null;
-  last: { line: number; seq: number } | null;
 }
 
 /**
@@ -170,45 +109,14 @@ interface SeqState {
 export class SeqTracker {
   gaps = 0;
   readonly first: SeqGap[] = [];
-  private head: { line: number; seq: number } | null = null;
   private last: { line: number; seq: number } | null = null;
-  /** In a batch the line before the first is unknown: its check is deferred to merge(). */
-  private readonly deferFirst: boolean;
-
-  constructor(deferFirst = false) {
-    this.deferFirst = deferFirst;
-  }
 
   see(line: number, seq: number): void {
-    if (this.last === null && this.deferFirst) {
-      this.head = { line, seq };
-    } else {
-      this.check(line, seq);
-    }
-    this.last = { line, seq };
-  }
-
-  private check(line: number, seq: number): void {
     const expected = this.last ? this.last.seq + (line - this.last.line) : line - 1;
     if (seq !== expected) {
       this.gaps += 1;
       if (this.first.length < MAX_PROBLEMS_LISTED) this.first.push({ line, expected, got: seq });
     }
-  }
-
-  state(): SeqState {
-    return { gaps: this.gaps, first: this.first, head: this.head, last: this.last };
-  }
-
-  /** Continues with a batch's seq lines (numbered from lineBase + 1), in order. */
-  merge(b: SeqState, lineBase: number): void {
-    if (b.head === null || b.last === null) return;
-    this.check(b.head.line + lineBase, b.head.seq);
-    this.gaps += b.gaps;
-    for (const g of b.first) {
-      if (this.first.length < MAX_PROBLEMS_LISTED)
-        this.first.push({ ...g, line: g.line + lineBase });
-    }
-    this.last = { line: b.last.line + lineBase, seq: b.last.seq };
+    this.last = { line, seq };
   }
 }

@@ -172,7 +172,7 @@ const EMPTY = Buffer.alloc(0);
  * and decoded in one call each and its lines arrive as `text`; otherwise every line arrives as
  * a `bytes` view. An oversize line arrives with `oversize` set and empty bytes.
  */
-export function forEachLine(
+function forEachLine(
   buf: Buffer,
   from: number,
   to: number,

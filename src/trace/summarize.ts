@@ -6,7 +6,6 @@ import type { Readable } from "node:stream";
 import { DEFAULT_LIMITS } from "./accumulate.js";
 import { TraceFold } from "./fold.js";
 import { DEFAULT_MAX_LINE_BYTES, readLines } from "./lines.js";
-import { summarizeParallel } from "./parallel.js";
 import {
   type AgentEvent,
   type CiIdentity,
@@ -26,21 +25,14 @@ export interface SummarizeOptions {
   logName?: string;
   limits?: Partial<Limits>;
   maxLineBytes?: number;
-  /** Worker threads for large logs: 0 never, a number always (tests); default one per CPU. */
-  threads?: number;
 }
 
 export async function summarizeFile(path: string, opts: SummarizeOptions = {}): Promise<Predicate> {
-  const named = { ...opts, logName: opts.logName ?? basename(path) };
-  // Large logs are split across worker threads (parallel.ts); it answers null when it declines
-  // (small log, one CPU) or gives up (a limit overflowed, a huge line), and we read in-thread.
-  const fast = await summarizeParallel(path, named);
-  if ("fold" in fast) return predicate(fast.fold, fast.read, named);
   // 256 KiB reads: large enough that hashing and splitting work on long spans, small enough
   // that the chunks V8 has not collected yet do not show up as resident memory (1 MiB chunks
   // cost ~70 MB more peak RSS on the 2M-event bench for no speed gain).
   const stream = createReadStream(path, { highWaterMark: 256 * 1024 });
-  return summarizeStream(stream, named);
+  return summarizeStream(stream, { ...opts, logName: opts.logName ?? basename(path) });
 }
 
 export async function summarizeStream(
