@@ -321,6 +321,93 @@ pinned-wrong:
     }
   });
 
+  it("sign: key from a File-type variable; allowed-endpoints, sensitive-paths and DPNDNCY_STEP reach the job", async () => {
+    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+    const pem = privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+    const ci = `${includeAgent({
+      sign: "key",
+      "signing-key": "TRACE_SIGNING_KEY",
+      "allowed-endpoints": "127.0.0.1, *.example.com:443 [2001:db8::1]:443",
+      "sensitive-paths": "~/.gl-fake/token.txt",
+    })}
+keyed:
+  stage: test
+  extends: .dpndncy
+  script:
+    - echo "step=$DPNDNCY_STEP"
+    - cat "$HOME/.gl-fake/token.txt" >/dev/null
+`;
+    const p = newProject("key", ci);
+    mkdirSync(join(p.home, ".gl-fake"));
+    writeFileSync(join(p.home, ".gl-fake/token.txt"), "not a real token\n");
+    const r = await runPipeline(p, {
+      path: pathWithNode(),
+      // A File-type CI/CD variable: the job sees a path to a file holding the PEM.
+      variablesFile: `TRACE_SIGNING_KEY:\n  type: file\n  values:\n    "*": |\n${pem
+        .trim()
+        .split("\n")
+        .map((l) => `      ${l}`)
+        .join("\n")}\n`,
+    });
+    const log = r.jobLog("keyed");
+    expect(r.code, r.out).toBe(0);
+    expect(log).toContain("step=script");
+    expect(log).toContain("signer: key ");
+    expect(log).not.toContain("[dpndncy] WARNING");
+    expect(readFileSync(join(r.build, ".dpndncy/policy.yml"), "utf8")).toBe(
+      'version: 1\negress:\n  allow:\n    - "127.0.0.1"\n    - "*.example.com:443"\n    - "[2001:db8::1]:443"\n',
+    );
+    const a = join(r.artifacts("keyed"), ".dpndncy");
+    expect(readFileSync(join(a, "events.ndjson.pub.pem"), "utf8")).toBe(
+      publicKey.export({ format: "pem", type: "spki" }).toString(),
+    );
+    const trace = readLog(join(a, "events.ndjson"));
+    expect(
+      trace.events.some((e) => e.kind === "file" && String(e.path).endsWith("/.gl-fake/token.txt")),
+    ).toBe(true);
+    const v = await cli([
+      "verify",
+      join(a, "events.ndjson.sigstore.json"),
+      "--log",
+      join(a, "events.ndjson"),
+      "--key",
+      join(a, "events.ndjson.pub.pem"),
+      "--require-clean",
+    ]);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+  });
+
+  it("an agent left running by a job whose after_script never ran is stopped by the next job", async () => {
+    // A job timeout skips after_script; a job that replaces after_script does the same to ours.
+    const ci = `${includeAgent({ sign: "none" })}
+again:
+  stage: test
+  extends: .dpndncy
+  script: [/bin/true gl-again]
+  after_script: ["echo not the dpndncy after_script"]
+`;
+    const p = newProject("stale", ci);
+    const first = await runPipeline(p, { path: pathWithNode() });
+    expect(first.code, first.out).toBe(0);
+    const state = join(p.dir, ".dpndncy/state");
+    const status = await run([
+      join(p.dir, ".dpndncy/bin/dpndncy-agent"),
+      "status",
+      "--state-dir",
+      state,
+    ]);
+    expect(status.stdout).toContain('"running":true');
+
+    // Same build directory (shell executor), now with the component's after_script.
+    writeFileSync(join(p.dir, ".gitlab-ci.yml"), ci.replace(/ {2}after_script: .*\n/, ""));
+    const second = await runPipeline(p, { path: pathWithNode() });
+    const log = second.jobLog("again");
+    expect(second.code, second.out).toBe(0);
+    expect(log).toContain("the agent of an earlier job is still running");
+    expect(log).toContain("agent armed");
+    expect(log).toContain("integrity: agent stopped cleanly");
+  });
+
   it("no Node in the image: the agent runs alone, a later job signs the artifacts", async () => {
     const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
     const pem = privateKey.export({ format: "pem", type: "pkcs8" }).toString();

@@ -18,6 +18,7 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
@@ -211,6 +212,15 @@ export async function runPipeline(p: Project, o: PipelineOptions = {}): Promise<
     ...Object.entries(vars).flatMap(([k, v]) => ["--variable", `${k}=${v}`]),
     ...(o.jobs ?? []),
   ];
+  // gitlab-ci-local writes File-type variables (a signing key, say) to /tmp/gitlab-ci-local-file-variables-*
+  // (a fixed path) and leaves them there.
+  const fileVars = () =>
+    new Set(readdirSync("/tmp").filter((n) => n.startsWith("gitlab-ci-local-file-variables-")));
+  const had = fileVars();
+  onCleanup(() => {
+    for (const n of fileVars())
+      if (!had.has(n)) rmSync(join("/tmp", n), { recursive: true, force: true });
+  });
   const r = await run([GCL_NODE, ...args], {
     cwd: p.dir,
     env: { PATH: o.path ?? process.env.PATH, HOME: p.home, LANG: "C.UTF-8" },
