@@ -4,8 +4,9 @@ import { readFileSync, statSync } from "node:fs";
 import { release } from "node:os";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import { agentCli, parseJson } from "../support/kernel/agent.js";
+import { agentCli, agentRun, parseJson } from "../support/kernel/agent.js";
 import { AGENT, REPO } from "../support/kernel/env.js";
+import { byKind } from "../support/kernel/log.js";
 import { run } from "../support/kernel/proc.js";
 import { describeKernel } from "../support/kernel/suite.js";
 import { leaksSettled, snapshot } from "../support/kernel/sysstate.js";
@@ -124,6 +125,12 @@ describeKernel("agent CLI", () => {
     }
     // probe only looks: it attaches nothing and leaves nothing mounted
     expect(await leaksSettled(before)).toEqual([]);
+    // and what it predicts is what an agent then attaches
+    const r2 = await agentRun({ cmd: ["/bin/true"] });
+    const start = byKind.agent(r2.log.events).find((e) => e.event === "start");
+    for (const hook of ["exec", "connect", "file", "dns"]) {
+      expect(start?.attach?.[hook], `start record attach.${hook}`).toBe(p.attach[hook]);
+    }
   });
 
   it("build/dpndncy-agent is a static executable under 3 MB", async () => {

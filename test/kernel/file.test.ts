@@ -1,6 +1,6 @@
 // file events: sensitive-path opens under a temp HOME reach the log with an absolute path and
 // the rule that matched; non-sensitive opens do not.
-import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { agentRun, expectRunOk } from "../support/kernel/agent.js";
@@ -115,6 +115,45 @@ describeKernel("file", () => {
       [
         `cat deploy-token ${join(home, ".deploy-token")}`,
         `cat ssh-key ${join(home, ".ssh/id_rsa")}`,
+      ].sort(),
+    );
+  });
+
+  it("ways around a path filter: a symlink, '..' components, open(2) and openat2(2) syscalls", async () => {
+    const home = fakeHome(tempDir("home"));
+    const key = join(home, ".ssh/id_rsa");
+    const elsewhere = tempDir("link");
+    symlinkSync(key, join(elsewhere, "harmless.txt"));
+    const prog = [
+      "import ctypes, os, struct, sys",
+      "libc = ctypes.CDLL(None, use_errno=True)",
+      "libc.syscall.restype = ctypes.c_long",
+      "key = os.environ['HOME'].encode() + b'/.ssh/id_rsa'",
+      "fd = libc.syscall(2, key, os.O_RDONLY)  # SYS_open",
+      "assert fd >= 0, ctypes.get_errno(); os.close(fd)",
+      "how = struct.pack('QQQ', os.O_RDONLY, 0, 0)  # struct open_how",
+      "fd = libc.syscall(437, -100, key, how, len(how))  # SYS_openat2, AT_FDCWD",
+      "assert fd >= 0, ctypes.get_errno(); os.close(fd)",
+    ].join("\n");
+    const script = [
+      `cat "${join(elsewhere, "harmless.txt")}" >/dev/null`,
+      'cd "$HOME/.aws" && cat ../.ssh/./id_rsa >/dev/null',
+      `${PYTHON} -c "$0"`,
+    ].join("\n");
+    const r = await agentRun({
+      cmd: ["/bin/sh", "-c", script, prog],
+      env: { ...process.env, HOME: home },
+    });
+    expectRunOk(r);
+    const files = byKind.file(r.workload);
+    const execs = byKind.exec(r.workload);
+    const who = (f: FileEv) => execOf(execs, f.pid)?.argv.slice(0, 2).join(" ") ?? `pid ${f.pid}`;
+    expect(files.map((f) => `${who(f)} ${f.rule} ${f.path}`).sort()).toEqual(
+      [
+        `cat ${join(elsewhere, "harmless.txt")} ssh-key ${key}`,
+        `cat ../.ssh/./id_rsa ssh-key ${key}`,
+        `${PYTHON} -c ssh-key ${key}`,
+        `${PYTHON} -c ssh-key ${key}`,
       ].sort(),
     );
   });

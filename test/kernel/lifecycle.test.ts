@@ -5,8 +5,7 @@ import { join } from "node:path";
 import { expect, it } from "vitest";
 import { agentCli, agentStart, alive, parseJson } from "../support/kernel/agent.js";
 import { AGENT, onCleanup, tempDir } from "../support/kernel/env.js";
-import type { AgentEv, Log } from "../support/kernel/log.js";
-import { byKind, lineOffset, readLog, sha256 } from "../support/kernel/log.js";
+import { expectSealedLog, readLog } from "../support/kernel/log.js";
 import { poll, run, runOk, spawnBackground } from "../support/kernel/proc.js";
 import { describeKernel } from "../support/kernel/suite.js";
 import { bpffsHasDpndncy, leaksSettled, snapshot } from "../support/kernel/sysstate.js";
@@ -14,28 +13,6 @@ import { bpffsHasDpndncy, leaksSettled, snapshot } from "../support/kernel/sysst
 interface Status {
   running: boolean;
   [k: string]: unknown;
-}
-
-/** The checks a consumer makes of a finished log: start first, stop last, counts and hash agree. */
-function expectSealedLog(log: Log, complete: boolean): AgentEv {
-  expect(log.errors).toEqual([]);
-  const first = log.events[0] as AgentEv;
-  const last = log.events[log.events.length - 1] as AgentEv;
-  expect(first).toMatchObject({ kind: "agent", event: "start" });
-  expect(last).toMatchObject({ kind: "agent", event: "stop", complete });
-  expect(byKind.agent(log.events).filter((e) => e.event === "stop")).toHaveLength(1);
-  // log_sha256 covers every byte before the stop line
-  const off = lineOffset(log.bytes, log.events.length - 1);
-  expect(last.log_sha256).toBe(sha256(log.bytes.subarray(0, off)));
-  // per-kind counts match the lines actually in the log
-  const counts: Record<string, number> = {};
-  for (const e of log.events) if (e.kind !== "agent") counts[e.kind] = (counts[e.kind] ?? 0) + 1;
-  for (const [k, n] of Object.entries(last.events ?? {})) {
-    if (k === "agent") continue;
-    expect(n, `events.${k} in the stop record`).toBe(counts[k] ?? 0);
-  }
-  for (const [k, n] of Object.entries(counts)) expect(last.events?.[k], `events.${k}`).toBe(n);
-  return last;
 }
 
 async function markerRun(marker: string): Promise<void> {

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect } from "vitest";
 import { AGENT, onCleanup, tempDir } from "./env.js";
-import { type Ev, type ExecEv, type Log, readLog, subtree } from "./log.js";
+import { type Ev, type ExecEv, expectSealedLog, type Log, readLog, subtree } from "./log.js";
 import { type RunResult, run } from "./proc.js";
 import { leaksSettled, snapshot } from "./sysstate.js";
 
@@ -46,6 +46,11 @@ export async function agentRun(opts: RunOpts): Promise<AgentRun> {
   const log = readLog(logPath);
   if (opts.validate ?? true) {
     expect(log.errors, `log ${logPath} breaks the contract`).toEqual([]);
+    // every finished run: start first, one stop last, counts and hash right, nothing lost
+    const stop = expectSealedLog(log, true);
+    expect(stop.lost, "events lost").toEqual(
+      Object.fromEntries(Object.keys(stop.lost ?? {}).map((k) => [k, 0])),
+    );
   }
   expect(await leaksSettled(before), "left behind by `dpndncy-agent run`").toEqual([]);
   // the agent's own pid as its start record says (res.pid would be a wrapper's, if any)

@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Ajv2020 } from "ajv/dist/2020.js";
+import { expect } from "vitest";
 import { SCHEMA } from "./env.js";
 
 export interface Ev {
@@ -170,4 +171,26 @@ export function lineOffset(bytes: Buffer, index: number): number {
     off = nl + 1;
   }
   return off;
+}
+
+/** The checks a consumer makes of a finished log: start first, stop last, counts and hash agree. */
+export function expectSealedLog(log: Log, complete: boolean): AgentEv {
+  expect(log.errors).toEqual([]);
+  const first = log.events[0] as AgentEv;
+  const last = log.events[log.events.length - 1] as AgentEv;
+  expect(first).toMatchObject({ kind: "agent", event: "start" });
+  expect(last).toMatchObject({ kind: "agent", event: "stop", complete });
+  expect(byKind.agent(log.events).filter((e) => e.event === "stop")).toHaveLength(1);
+  // log_sha256 covers every byte before the stop line
+  const off = lineOffset(log.bytes, log.events.length - 1);
+  expect(last.log_sha256).toBe(sha256(log.bytes.subarray(0, off)));
+  // per-kind counts match the lines actually in the log
+  const counts: Record<string, number> = {};
+  for (const e of log.events) if (e.kind !== "agent") counts[e.kind] = (counts[e.kind] ?? 0) + 1;
+  for (const [k, n] of Object.entries(last.events ?? {})) {
+    if (k === "agent") continue;
+    expect(n, `events.${k} in the stop record`).toBe(counts[k] ?? 0);
+  }
+  for (const [k, n] of Object.entries(counts)) expect(last.events?.[k], `events.${k}`).toBe(n);
+  return last;
 }
