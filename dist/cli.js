@@ -48171,7 +48171,7 @@ function parseLine(text, bytes, info, maxLineBytes) {
     return { ok: false, kind: "corrupt", reason: `not JSON: ${e.message}` };
   }
   const v2 = validate(value);
-  return v2.ok ? { ok: true, event: v2.event } : { ok: false, kind: "invalid", reason: v2.reason };
+  return v2.ok ? v2 : { ok: false, kind: "invalid", reason: v2.reason };
 }
 var TraceFold = class {
   acc;

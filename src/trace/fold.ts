@@ -39,7 +39,8 @@ export function parseLine(
     return { ok: false, kind: "corrupt", reason: `not JSON: ${(e as Error).message}` };
   }
   const v = validate(value);
-  return v.ok ? { ok: true, event: v.event } : { ok: false, kind: "invalid", reason: v.reason };
+  // The valid case is returned as is: one allocation per line fewer.
+  return v.ok ? v : { ok: false, kind: "invalid", reason: v.reason };
 }
 
 export class TraceFold {
