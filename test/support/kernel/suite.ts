@@ -25,18 +25,21 @@ export function describeKernel(name: string, body: () => void): void {
     let baseline: SysState | undefined;
     beforeAll(
       async () => {
-        if (missing.length > 0) {
-          throw new Error(
-            `kernel test prerequisites missing (set DPNDNCY_SKIP_KERNEL_TESTS=1 to skip instead):\n  - ${missing.join("\n  - ")}`,
-          );
-        }
+        if (missing.length > 0) return; // every test then fails in beforeEach, with the reason
         await acquireSuiteLock(LOCK_WAIT_MS);
         await waitForNoForeignAgent(FOREIGN_AGENT_WAIT_MS);
         baseline = await snapshot();
       },
       LOCK_WAIT_MS + FOREIGN_AGENT_WAIT_MS + 30_000,
     );
-    beforeEach(() => setInTest(true));
+    beforeEach(() => {
+      if (missing.length > 0) {
+        throw new Error(
+          `kernel test prerequisites missing (set DPNDNCY_SKIP_KERNEL_TESTS=1 to skip instead):\n  - ${missing.join("\n  - ")}`,
+        );
+      }
+      setInTest(true);
+    });
     afterEach(async () => {
       setInTest(false);
       await runCleanups("test");
