@@ -44,6 +44,20 @@ let tcpPort = 0;
 let tcpHits = 0;
 
 beforeAll(async () => {
+  // gitlab-ci-local copies build directories and artifacts with rsync, always; the component
+  // downloads with curl or wget.
+  for (const [check, why] of [
+    [
+      "command -v rsync",
+      "rsync is not installed: gitlab-ci-local needs it (apt-get install rsync)",
+    ],
+    [
+      "command -v curl || command -v wget",
+      "neither curl nor wget is installed: the component downloads with one",
+    ],
+  ] as const) {
+    if ((await run(["sh", "-c", check])).code !== 0) throw new Error(why);
+  }
   release = await serveRelease();
   sigstore = await startSigstoreStandIn();
   tcp = createServer((_req, res) => {
@@ -82,7 +96,7 @@ const cli = (args: string[]) =>
 /** The workload: an exec, a loopback connect, a name lookup, a credential read. */
 const WORKLOAD = [
   "    - /bin/true gl-marker-exec",
-  "    - curl -fsS -o /dev/null http://127.0.0.1:$TCP_PORT/",
+  `    - python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1]).read()' "http://127.0.0.1:$TCP_PORT/"`,
   "    - getent ahostsv4 localhost >/dev/null",
   '    - cat "$HOME/.aws/credentials" >/dev/null',
 ];
