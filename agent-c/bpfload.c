@@ -473,6 +473,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	} else {
 		keep[nk++] = a->conn->progs.dp_enter_connect_tp;
 		keep[nk++] = a->conn->progs.dp_exit_connect_tp;
+		keep[nk++] = a->conn->progs.dp_tcp_state;
 	}
 	only_autoload(a->conn->obj, keep, nk);
 	if ((err = connect_bpf__load(a->conn)))
@@ -548,10 +549,12 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		}
 	} else {
 		if (add_link(a, bpf_program__attach(a->conn->progs.dp_enter_connect_tp), "enter_connect", errbuf, errn) ||
-		    add_link(a, bpf_program__attach(a->conn->progs.dp_exit_connect_tp), "exit_connect", errbuf, errn))
+		    add_link(a, bpf_program__attach(a->conn->progs.dp_exit_connect_tp), "exit_connect", errbuf, errn) ||
+		    add_link(a, bpf_program__attach(a->conn->progs.dp_tcp_state), "tcp_state", errbuf, errn))
 			goto fail;
 		snprintf(ai->connect, sizeof(ai->connect), "tracepoint/syscalls/sys_enter_connect");
-		snprintf(ai->connect_result, sizeof(ai->connect_result), "tracepoint/syscalls/sys_exit_connect");
+		snprintf(ai->connect_result, sizeof(ai->connect_result),
+			 "tracepoint/syscalls/sys_exit_connect+tracepoint/sock/inet_sock_set_state");
 	}
 
 	{

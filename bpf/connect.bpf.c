@@ -217,8 +217,7 @@ int dp_enter_connect(void *ctx)
 	return 0;
 }
 
-SEC("tp/syscalls/sys_exit_connect")
-int dp_exit_connect(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
@@ -281,6 +280,12 @@ int dp_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
+SEC("tp/syscalls/sys_exit_connect")
+int dp_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_connect(ctx);
+}
+
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 
@@ -296,11 +301,14 @@ int dp_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		return 0;
 	sk = (struct sock *)ctx->skaddr;
 	ck = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-	if (!ck)
-		return 0;
-	p = bpf_map_lookup_elem(&tcp_pending, &ck);
-	if (!p)
-		return 0;
+	p = ck ? bpf_map_lookup_elem(&tcp_pending, &ck) : 0;
+	if (!p) {
+		/* the syscall fallback parks by socket address */
+		ck = (__u64)(unsigned long)ctx->skaddr;
+		p = bpf_map_lookup_elem(&tcp_pending, &ck);
+		if (!p)
+			return 0;
+	}
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(DP_CONNECT);
@@ -385,10 +393,17 @@ int dp_enter_connect_tp(struct trace_event_raw_sys_enter *ctx)
 		    bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) == 0 && f) {
 			sock = BPF_CORE_READ(f, private_data);
 			type = BPF_CORE_READ(sock, type);
+			c.cookie = (__u64)(unsigned long)BPF_CORE_READ(sock, sk);
 		}
 		c.proto = type == SOCK_STREAM ? IPPROTO_TCP : type == SOCK_DGRAM ? IPPROTO_UDP : 0;
 	}
 	fill_hdr_task(&c.h, DP_CONNECT, id);
+	if (c.proto == IPPROTO_TCP && c.cookie &&
+	    bpf_map_update_elem(&tcp_pending, &c.cookie, &c, BPF_ANY) == 0) {
+		/* resolved by the state change or by sys_exit_connect, as in the cgroup path */
+		bpf_map_update_elem(&tid_cookie, &tid, &c.cookie, BPF_ANY);
+		return 0;
+	}
 	bpf_map_update_elem(&pending, &tid, &c, BPF_ANY);
 	return 0;
 }
@@ -396,19 +411,5 @@ int dp_enter_connect_tp(struct trace_event_raw_sys_enter *ctx)
 SEC("tp/syscalls/sys_exit_connect")
 int dp_exit_connect_tp(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
-	struct dp_connect *p;
-
-	if (is_agent(id))
-		return 0;
-	p = bpf_map_lookup_elem(&pending, &tid);
-	if (!p)
-		return 0;
-	p->has_result = 1;
-	p->result = (__s32)ctx->ret;
-	if (bpf_ringbuf_output(&events, p, sizeof(*p), 0))
-		count_drop(DP_CONNECT);
-	bpf_map_delete_elem(&pending, &tid);
-	return 0;
+	return exit_connect(ctx);
 }
