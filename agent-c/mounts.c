@@ -1,5 +1,4 @@
 /* tracefs, cgroup v2 and bpffs: mount what is missing, unmount only that. */
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,29 +78,14 @@ int mounts_setup(struct mounts *m, int need_bpffs, char *errbuf, size_t errn)
 	return 0;
 }
 
-/* anything in bpffs besides the kernel's own debug files (another agent's or anyone's pins)? */
-static int bpffs_in_use(void)
-{
-	DIR *d = opendir("/sys/fs/bpf");
-	struct dirent *de;
-	int used = 0;
-
-	if (!d)
-		return 0;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, "maps.debug") ||
-		    !strcmp(de->d_name, "progs.debug"))
-			continue;
-		used = 1;
-	}
-	closedir(d);
-	return used;
-}
-
 void mounts_teardown(const struct mounts *m)
 {
-	/* never pull bpffs from under pins that are not ours */
-	if (m->mounted_bpffs && !bpffs_in_use())
+	/*
+	 * Strictly what we mounted. Another agent that found our bpffs mounted loses its pins
+	 * with it (its links stay held by its fds): acceptable in observe mode, where a pin only
+	 * serves the cleanup after SIGKILL; never a leaked mount.
+	 */
+	if (m->mounted_bpffs)
 		umount2("/sys/fs/bpf", MNT_DETACH);
 	if (m->mounted_cgroup2) {
 		umount2(m->cgroup2, MNT_DETACH);
