@@ -342,7 +342,7 @@ pinned-wrong:
       sign: "key",
       "signing-key": "TRACE_SIGNING_KEY",
       "allowed-endpoints": "127.0.0.1, *.example.com:443 [2001:db8::1]:443",
-      "sensitive-paths": "~/.gl-fake/token.txt",
+      "sensitive-paths": "~/.gl-fake/*.txt",
     })}
 keyed:
   stage: test
@@ -354,6 +354,9 @@ keyed:
     const p = newProject("key", ci);
     mkdirSync(join(p.home, ".gl-fake"));
     writeFileSync(join(p.home, ".gl-fake/token.txt"), "not a real token\n");
+    // A shell glob of the pattern would match this (a directory named "~" in the build dir).
+    mkdirSync(join(p.dir, "~/.gl-fake"), { recursive: true });
+    writeFileSync(join(p.dir, "~/.gl-fake/decoy.txt"), "");
     const r = await runPipeline(p, {
       path: pathWithNode(),
       // A File-type CI/CD variable: the job sees a path to a file holding the PEM.
@@ -368,6 +371,9 @@ keyed:
     expect(log).toContain("step=script");
     expect(log).toContain("signer: key ");
     expect(log).not.toContain("[dpndncy] WARNING");
+    expect(readFileSync(join(r.build, ".dpndncy/agent.conf"), "utf8")).toContain(
+      "file custom ~/.gl-fake/*.txt\n",
+    );
     expect(readFileSync(join(r.build, ".dpndncy/policy.yml"), "utf8")).toBe(
       'version: 1\negress:\n  allow:\n    - "127.0.0.1"\n    - "*.example.com:443"\n    - "[2001:db8::1]:443"\n',
     );
