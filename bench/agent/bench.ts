@@ -14,7 +14,9 @@ import {
   cpSync,
   existsSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -137,6 +139,26 @@ function countLog(path: string): LogCounts {
   return { execByParent, connectByPid };
 }
 
+/** "pid cmdline" of every dpndncy-agent process on the machine. */
+function otherAgents(): string[] {
+  const out: string[] = [];
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      if (
+        !readlinkSync(`/proc/${pid}/exe`)
+          .replace(/ \(deleted\)$/, "")
+          .endsWith("/dpndncy-agent")
+      )
+        continue;
+      out.push(
+        `${pid} ${readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim()}`,
+      );
+    } catch {}
+  }
+  return out;
+}
+
 function main(): void {
   if (process.getuid?.() !== 0) {
     console.log("bench: not root; the agent needs root to load BPF. Nothing measured.");
@@ -146,6 +168,20 @@ function main(): void {
     console.log(`bench: ${AGENT} not found (run \`make agent\`). Nothing measured.`);
     return;
   }
+  // another agent running (someone's test, a CI job) would be measured as "agent off"
+  let others = otherAgents();
+  for (let waited = 0; others.length > 0 && waited < 120; waited++) {
+    if (waited === 0)
+      console.log(
+        `bench: waiting for running dpndncy-agent processes to end: ${others.join("; ")}`,
+      );
+    spawnSync("sleep", ["1"]);
+    others = otherAgents();
+  }
+  if (others.length > 0)
+    console.log(
+      `bench: WARNING: other agents still running, figures are skewed: ${others.join("; ")}`,
+    );
   const tmp = mkdtempSync(join(tmpdir(), "dpndncy-bench-"));
   let running: { stateDir: string; pid: number } | undefined;
   try {
@@ -312,6 +348,15 @@ function main(): void {
           .join("  ")
           .trimEnd(),
       );
+    // the spread says how much of a small difference is noise
+    const spread = (xs: number[]) => `${fmtS(Math.min(...xs))} .. ${fmtS(Math.max(...xs))}`;
+    console.log("spread over rounds (min .. max), off | on:");
+    for (const w of workloads) {
+      console.log(
+        `  ${w.name}: ${spread(off.get(w.name) ?? [])} | ${spread(on.get(w.name) ?? [])}`,
+      );
+    }
+    if (DO_BUILD) console.log(`  real build: ${spread(buildOff)} | ${spread(buildOn)}`);
     console.log("");
 
     for (const unit of ["exec", "connect"]) {
