@@ -2,7 +2,15 @@
 // 2001:db8::/32) live in another reached over a veth pair, and no namespace has a route out of
 // the machine. `ip netns exec` bind-mounts /etc/netns/<name>/resolv.conf over /etc/resolv.conf,
 // which is how a workload gets the test's DNS server.
-import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { onCleanup } from "./env.js";
 import { run, runOk } from "./proc.js";
 
@@ -31,11 +39,22 @@ export class Netns {
     await runOk(["ip", "-n", this.name, ...args]);
   }
 
-  /** /etc/netns/<name>/resolv.conf, seen as /etc/resolv.conf by `ip netns exec`. */
+  /**
+   * /etc/netns/<name>/resolv.conf, seen as /etc/resolv.conf by `ip netns exec`. Also an
+   * nsswitch.conf whose hosts line is "files dns": on hosts with nss-resolve or mdns
+   * (Ubuntu runners), glibc would otherwise ask systemd-resolved over a unix socket, which
+   * no network namespace stops, and the host's upstream resolvers would see our test names.
+   */
   setResolvConf(content: string): void {
     const dir = `/etc/netns/${this.name}`;
     mkdirSync(dir, { recursive: true });
     writeFileSync(`${dir}/resolv.conf`, content);
+    let nss = "";
+    try {
+      nss = readFileSync("/etc/nsswitch.conf", "utf8");
+    } catch {}
+    const lines = nss.split("\n").filter((l) => !/^\s*hosts\s*:/.test(l) && l !== "");
+    writeFileSync(`${dir}/nsswitch.conf`, [...lines, "hosts: files dns", ""].join("\n"));
   }
 
   /**
