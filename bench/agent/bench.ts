@@ -13,6 +13,7 @@ import { spawnSync } from "node:child_process";
 import {
   cpSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -150,6 +151,41 @@ function countLog(path: string): LogCounts {
   return { execByParent, connectByPid };
 }
 
+/** Same lock as test/support/kernel/lock.ts: one user of the kernel's hooks at a time. */
+const LOCK = "/run/dpndncy-kernel-tests.lock";
+const lockToken = `${process.pid} bench`;
+
+function takeSuiteLock(): boolean {
+  const deadline = Date.now() + 600_000;
+  let told = false;
+  for (;;) {
+    try {
+      mkdirSync(LOCK);
+      writeFileSync(join(LOCK, "owner"), lockToken);
+      process.on("exit", () => {
+        try {
+          if (readFileSync(join(LOCK, "owner"), "utf8") === lockToken)
+            rmSync(LOCK, { recursive: true, force: true });
+        } catch {}
+      });
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+    let owner = "";
+    try {
+      owner = readFileSync(join(LOCK, "owner"), "utf8");
+    } catch {}
+    const pid = Number(owner.split(" ")[0]);
+    if (owner !== "" && !(pid > 0 && existsSync(`/proc/${pid}`)))
+      rmSync(LOCK, { recursive: true, force: true });
+    if (Date.now() > deadline) return false;
+    if (!told) console.log(`bench: waiting for the kernel tests holding ${LOCK} (${owner})`);
+    told = true;
+    spawnSync("sleep", ["0.2"]);
+  }
+}
+
 /** "pid cmdline" of every dpndncy-agent process on the machine. */
 function otherAgents(): string[] {
   const out: string[] = [];
@@ -177,6 +213,11 @@ function main(): void {
   }
   if (!existsSync(AGENT)) {
     console.log(`bench: ${AGENT} not found (run \`make agent\`). Nothing measured.`);
+    return;
+  }
+  // the kernel test suite's machine-wide lock: its agents would be measured as "agent off"
+  if (!takeSuiteLock()) {
+    console.log(`bench: ${LOCK} is held by a kernel test run for 10 min; nothing measured.`);
     return;
   }
   // another agent running (someone's test, a CI job) would be measured as "agent off"
