@@ -47316,7 +47316,7 @@ var package_default = {
   license: "Apache-2.0",
   type: "module",
   engines: {
-    node: ">=24"
+    node: ">=20.17"
   },
   bin: {
     dpndncy: "dist/cli.js"
@@ -47324,12 +47324,12 @@ var package_default = {
   scripts: {
     build: "node scripts/bundle.mjs dist",
     typecheck: "tsc -p tsconfig.json --noEmit",
-    lint: "biome check .",
-    format: "biome format --write .",
+    lint: "node_modules/@biomejs/cli-linux-x64/biome check .",
+    format: "node_modules/@biomejs/cli-linux-x64/biome format --write .",
     test: "vitest run"
   },
   devDependencies: {
-    "@biomejs/biome": "^2.6.8",
+    "@biomejs/cli-linux-x64": "2.6.8",
     "@sigstore/mock": "^0.12.1",
     "@types/node": "^24.19.2",
     esbuild: "^0.28.2",
@@ -47938,14 +47938,25 @@ var event_v1_default = {
       description: "UTC wall-clock time, RFC 3339 with nanoseconds, converted from the kernel's monotonic clock.",
       pattern: "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{9}Z$"
     },
-    seq: { type: "integer", minimum: 0, description: "Line number in the log, from 0; a gap means lines were lost between agent and file." },
-    pid: { type: "integer", minimum: 0, description: "Thread-group id (the user-visible pid)." },
+    seq: {
+      type: "integer",
+      minimum: 0,
+      description: "Line number in the log, from 0; a gap means lines were lost between agent and file."
+    },
+    pid: {
+      type: "integer",
+      minimum: 0,
+      description: "Thread-group id (the user-visible pid)."
+    },
     tid: { type: "integer", minimum: 0 },
     ppid: { type: "integer", minimum: 0 },
     uid: { type: "integer", minimum: 0 },
     comm: { type: "string", maxLength: 64 },
     cgroup: { type: "integer", minimum: 0, description: "cgroup v2 id of the task." },
-    step: { type: ["string", "null"], description: "CI step that caused the event; null when unknown." },
+    step: {
+      type: ["string", "null"],
+      description: "CI step that caused the event; null when unknown."
+    },
     ancestry: {
       type: "array",
       description: "Parent chain, nearest first, as known to the agent when the event was written.",
@@ -47964,7 +47975,10 @@ var event_v1_default = {
         properties: {
           filename: { type: "string" },
           argv: { type: "array", items: { type: "string" } },
-          truncated: { type: "boolean", description: "argv was cut at the kernel-side bound." }
+          truncated: {
+            type: "boolean",
+            description: "argv was cut at the kernel-side bound."
+          }
         }
       }
     },
@@ -47973,7 +47987,10 @@ var event_v1_default = {
       then: {
         required: ["code"],
         properties: {
-          code: { type: "integer", description: "Exit status (0-255), or 128+signal when killed." },
+          code: {
+            type: "integer",
+            description: "Exit status (0-255), or 128+signal when killed."
+          },
           signal: { type: "integer" }
         }
       }
@@ -47985,15 +48002,27 @@ var event_v1_default = {
         properties: {
           proto: { enum: ["tcp", "udp", "other"] },
           family: { enum: ["inet", "inet6"] },
-          addr: { type: "string", description: "Destination address; an IPv4-mapped IPv6 address is given as IPv4 with mapped=true." },
+          addr: {
+            type: "string",
+            description: "Destination address; an IPv4-mapped IPv6 address is given as IPv4 with mapped=true."
+          },
           port: { type: "integer", minimum: 0, maximum: 65535 },
           mapped: { type: "boolean" },
-          result: { type: ["integer", "null"], description: "0 on success, negative errno on failure, null when not known (non-blocking, sendmsg)." },
+          result: {
+            type: ["integer", "null"],
+            description: "0 on success, negative errno on failure, null when not known (non-blocking, sendmsg)."
+          },
           source: { enum: ["tracepoint", "cgroup"], description: "Which hook saw it." },
           verdict: { enum: ["allow", "deny", "audit"] },
           rule: { type: "string", description: "Policy rule that decided the verdict." },
-          op: { enum: ["connect", "sendmsg"], description: "connect: connect4/6 (also io_uring); sendmsg: first datagram of an unconnected UDP socket to this destination." },
-          pending: { type: "boolean", description: "Still unresolved (e.g. TCP in SYN_SENT) when the agent stopped; result is null." }
+          op: {
+            enum: ["connect", "sendmsg"],
+            description: "connect: connect4/6 (also io_uring); sendmsg: first datagram of an unconnected UDP socket to this destination."
+          },
+          pending: {
+            type: "boolean",
+            description: "Still unresolved (e.g. TCP in SYN_SENT) when the agent stopped; result is null."
+          }
         }
       }
     },
@@ -48005,7 +48034,10 @@ var event_v1_default = {
           path: { type: "string" },
           flags: { type: "integer" },
           rule: { type: "string", description: "Sensitive-path rule that matched." },
-          path_truncated: { type: "boolean", description: "The kernel-side path walk hit its bound; the top of the path is missing." }
+          path_truncated: {
+            type: "boolean",
+            description: "The kernel-side path walk hit its bound; the top of the path is missing."
+          }
         }
       }
     },
@@ -48015,14 +48047,26 @@ var event_v1_default = {
         required: ["name", "qtype", "answers", "source"],
         properties: {
           name: { type: "string" },
-          qtype: { type: "string", description: "A, AAAA, ANY (getaddrinfo with no family), or TYPE<n>." },
+          qtype: {
+            type: "string",
+            description: "A, AAAA, ANY (getaddrinfo with no family), or TYPE<n>."
+          },
           answers: { type: "array", items: { type: "string" } },
           source: { enum: ["libc", "packet"] },
           rcode: { type: "integer" },
           server: { type: "string" },
-          gai_error: { type: "integer", description: "libc: getaddrinfo() return value when it failed (EAI_*)." },
-          transport: { enum: ["udp", "tcp"], description: "packet: transport of the DNS response." },
-          truncated: { type: "boolean", description: "packet: response longer than the bytes copied in the kernel (512); answers may be incomplete." }
+          gai_error: {
+            type: "integer",
+            description: "libc: getaddrinfo() return value when it failed (EAI_*)."
+          },
+          transport: {
+            enum: ["udp", "tcp"],
+            description: "packet: transport of the DNS response."
+          },
+          truncated: {
+            type: "boolean",
+            description: "packet: response longer than the bytes copied in the kernel (512); answers may be incomplete."
+          }
         }
       }
     },
@@ -48045,14 +48089,30 @@ var event_v1_default = {
           events: { type: "object", additionalProperties: { type: "integer" } },
           lost: { type: "object", additionalProperties: { type: "integer" } },
           duration_s: { type: "number" },
-          log_sha256: { type: "string", pattern: "^[0-9a-f]{64}$", description: "SHA-256 of every byte written before this line." },
-          complete: { type: "boolean", description: "false when the agent was killed and stop recovered the log." },
+          log_sha256: {
+            type: "string",
+            pattern: "^[0-9a-f]{64}$",
+            description: "SHA-256 of every byte written before this line."
+          },
+          complete: {
+            type: "boolean",
+            description: "false when the agent was killed and stop recovered the log."
+          },
           reason: { type: "string" },
           config: { type: ["string", "null"], description: "start: the --config file." },
           ringbuf_mb: { type: "integer", description: "start: ring buffer size in MiB." },
-          forks: { type: "integer", description: "stop: processes created (fork without exec included); they feed the process table, not the log." },
-          file_filtered: { type: "integer", description: "stop: kernel file-filter candidates dropped by the full-path check, excludes or benign-reader allowlist." },
-          dns_unparsed: { type: "integer", description: "stop: port-53 packets that were not a parseable DNS response." }
+          forks: {
+            type: "integer",
+            description: "stop: processes created (fork without exec included); they feed the process table, not the log."
+          },
+          file_filtered: {
+            type: "integer",
+            description: "stop: kernel file-filter candidates dropped by the full-path check, excludes or benign-reader allowlist."
+          },
+          dns_unparsed: {
+            type: "integer",
+            description: "stop: port-53 packets that were not a parseable DNS response."
+          }
         }
       }
     },
