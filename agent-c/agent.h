@@ -89,6 +89,9 @@ struct config {
 	char allow_comm[64][16];
 	int nallow_exe;
 	char allow_exe[64][256];
+	int nstep_markers;     /* step-marker lines (0: the default, DPNDNCY_STEP) */
+	char step_markers[DP_STEP_MARKERS][DP_STEP_NAME];
+	char ci_identity[3072]; /* ci-identity: a validated JSON object, or "" */
 };
 int config_load(struct config *c, const char *path, char *errbuf, size_t errn);
 void config_defaults(struct config *c);
@@ -97,6 +100,14 @@ int config_push_file_rules(const struct config *c, int rules_fd, int cfg_fd, int
 /* user-space check of a resolved path; returns rule name or NULL when dropped */
 const char *config_check_file(const struct config *c, const char *path, const char *exe, const char *comm, uint32_t pid);
 int glob_match(const char *pat, const char *s);
+
+/* ---- steps.c: step attribution (step-marker, ci-identity; step id -> string) ---- */
+int steps_config_line(struct config *c, const char *line, const char *path, int lineno, char *errbuf, size_t errn);
+int json_object_valid(const char *s, size_t n);
+int steps_push_cfg(const struct config *c, int cfg_fd, char *errbuf, size_t errn);
+void steps_start_json(const struct config *c, struct sbuf *b);
+void steps_set_names_fd(int fd);
+const char *step_name(uint32_t id, size_t *n);
 
 /* ---- proctab.c ---- */
 struct proc_ent;

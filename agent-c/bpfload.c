@@ -430,6 +430,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	if (!a->exec)
 		goto open_fail;
 	a->exec->rodata->agent_tgid = self;
+	a->exec->rodata->fork_tp = pr->fork_raw_tp ? 0 : 1;
 	bpf_map__set_max_entries(a->exec->maps.events, cfg->ringbuf_mb << 20);
 	nk = 0;
 	keep[nk++] = a->exec->progs.dp_exec;
@@ -440,12 +441,17 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		goto load_fail;
 	if (bpf_map_update_elem(bpf_map__fd(a->exec->maps.agent_cfg), &zero, &acfg, 0) < 0)
 		goto load_fail;
+	/* step attribution: markers before the exec hook is attached */
+	if (steps_push_cfg(cfg, bpf_map__fd(a->exec->maps.step_cfg), errbuf, errn) < 0)
+		goto fail;
+	steps_set_names_fd(bpf_map__fd(a->exec->maps.step_names));
 
 #define SHARE(skel)                                                                  \
 	do {                                                                         \
 		if (reuse(skel->maps.events, a->exec->maps.events) ||               \
 		    reuse(skel->maps.drops, a->exec->maps.drops) ||                 \
 		    reuse(skel->maps.sock_owner, a->exec->maps.sock_owner) ||       \
+		    reuse(skel->maps.steps, a->exec->maps.steps) ||                 \
 		    reuse(skel->maps.agent_cfg, a->exec->maps.agent_cfg))           \
 			goto load_fail;                                              \
 		skel->rodata->agent_tgid = self;                                     \

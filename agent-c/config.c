@@ -233,7 +233,7 @@ void config_defaults(struct config *c)
 int config_load(struct config *c, const char *path, char *errbuf, size_t errn)
 {
 	FILE *f;
-	char line[1024], why[256];
+	char line[4096], why[256];
 	int lineno = 0;
 
 	snprintf(c->path, sizeof(c->path), "%s", path);
@@ -250,6 +250,10 @@ int config_load(struct config *c, const char *path, char *errbuf, size_t errn)
 		if (!strchr(line, '\n') && !feof(f)) {
 			snprintf(errbuf, errn, "%s:%d: line too long", path, lineno);
 			goto bad;
+		}
+		switch (steps_config_line(c, line, path, lineno, errbuf, errn)) {
+		case 1: continue;   /* step-marker, ci-identity (agent-c/steps.c) */
+		case -1: goto bad;
 		}
 		hash = strchr(line, '#');
 		if (hash)

@@ -20,11 +20,19 @@ static uint64_t to_real(uint64_t boot_ns)
 }
 
 static void put_common(struct sbuf *l, uint32_t pid, uint32_t tid, uint32_t ppid, uint32_t uid, const char *comm,
-		       size_t commlen, uint64_t cgroup)
+		       size_t commlen, uint64_t cgroup, uint32_t step)
 {
+	const char *sname;
+	size_t sn = 0;
+
 	sb_printf(l, ",\"pid\":%u,\"tid\":%u,\"ppid\":%u,\"uid\":%u,\"comm\":", pid, tid, ppid, uid);
 	sb_json_str(l, comm, strnlen(comm, commlen));
-	sb_printf(l, ",\"cgroup\":%llu,\"step\":null", (unsigned long long)cgroup);
+	sb_printf(l, ",\"cgroup\":%llu,\"step\":", (unsigned long long)cgroup);
+	sname = step_name(step, &sn);
+	if (sname)
+		sb_json_str(l, sname, sn);
+	else
+		sb_puts(l, "null");
 }
 
 static uint32_t hdr_ppid(const struct dp_hdr *h)
@@ -44,7 +52,7 @@ static void begin(const char *kind, const struct dp_hdr *h, uint32_t *ppid_out)
 	if (h->tid != h->pid && h->pid && proc_get(h->pid, NULL, &pcomm, NULL) == 0 && pcomm[0])
 		comm = pcomm;
 	out_begin(&G.out, &line, kind, to_real(h->ts));
-	put_common(&line, h->pid, h->tid, ppid, h->uid, comm, sizeof(h->comm), h->cgroup);
+	put_common(&line, h->pid, h->tid, ppid, h->uid, comm, sizeof(h->comm), h->cgroup, h->step);
 	if (ppid_out)
 		*ppid_out = ppid;
 }
@@ -354,7 +362,7 @@ static void agent_line(const char *event, uint64_t ts)
 	snprintf(me, sizeof(me), "%s", PROG);
 	out_begin(&G.out, &line, "agent", ts);
 	put_common(&line, G.self_pid, G.self_pid, (uint32_t)getppid(), (uint32_t)getuid(), me, sizeof(me),
-		   own_cgroup_id());
+		   own_cgroup_id(), 0);
 	sb_printf(&line, ",\"event\":\"%s\",\"version\":", event);
 	sb_json_cstr(&line, DPNDNCY_VERSION);
 	sb_puts(&line, ",\"commit\":");
@@ -375,6 +383,7 @@ void write_agent_start(struct agent_ctx *g, const struct attach_info *ai, const 
 	else
 		sb_puts(&line, "null");
 	sb_printf(&line, ",\"ringbuf_mb\":%u", G.cfg.ringbuf_mb);
+	steps_start_json(&G.cfg, &line);
 	commit(SK_AGENT);
 	out_flush(&G.out);
 }

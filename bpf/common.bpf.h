@@ -54,6 +54,14 @@ struct {
 	__type(value, struct dp_agent_cfg);
 } agent_cfg SEC(".maps");
 
+/* tgid -> step id (bpf/exec.bpf.c writes it at exec and fork, deletes it at exit) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, __u32);
+} steps SEC(".maps");
+
 /* set before load: the agent's own tgid, whose events are not reported */
 const volatile __u32 agent_tgid = 0;
 
@@ -64,6 +72,14 @@ static __always_inline void count_drop(__u32 kind)
 	__u64 *n = bpf_map_lookup_elem(&drops, &kind);
 	if (n)
 		*n += 1;
+}
+
+/* step id of a process, 0 when it has none */
+static __always_inline __u32 step_of(__u32 tgid)
+{
+	__u32 *s = bpf_map_lookup_elem(&steps, &tgid);
+
+	return s ? *s : 0;
 }
 
 static __always_inline int is_agent(__u64 pid_tgid)
@@ -85,6 +101,8 @@ static __always_inline void fill_hdr_task(struct dp_hdr *h, __u32 kind, __u64 pi
 	h->ts = bpf_ktime_get_boot_ns();
 	h->cgroup = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	h->step = step_of(h->pid);
+	h->hpad = 0;
 }
 
 #endif

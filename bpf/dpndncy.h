@@ -38,6 +38,8 @@ struct dp_hdr {
 	__u64 ts;    /* bpf_ktime_get_boot_ns() */
 	__u64 cgroup;
 	char comm[16];
+	__u32 step;  /* step id (0 = none): key of the step_names map, see DP_STEP_MAX */
+	__u32 hpad;
 };
 
 #define DP_FNAME_MAX 256
@@ -148,7 +150,7 @@ struct dp_sock_owner {
 	__u32 pid;
 	__u32 tid;
 	__u32 uid;
-	__u32 pad;
+	__u32 step;        /* the owner's step id when it connected / sent */
 	__u64 cgroup;
 	char comm[16];
 };
@@ -216,6 +218,36 @@ struct dp_file_cfg {
 struct dp_agent_cfg {
 	__u32 mode;        /* observe: programs never deny */
 	__u32 agent_tgid;
+};
+
+/*
+ * Step attribution (bpf/exec.bpf.c). A process exec'd with a configured
+ * marker variable in its environment (and no step yet) gets the step named by
+ * the variable's value; fork copies the step to the child; exec keeps it.
+ * steps: tgid -> step id. step_names: step id -> value (NUL padded), written
+ * once by the kernel (BPF_NOEXIST) before any record carries the id; the agent
+ * reads it to print the string. Ids are a hash of the value, probed linearly.
+ */
+#define DP_STEP_MAX      64   /* value bytes kept, NUL included */
+#define DP_STEP_MARKERS  8    /* marker variables, in priority order */
+#define DP_STEP_NAME     64   /* marker "NAME=" bytes, NUL included */
+
+struct dp_step_name {
+	char s[DP_STEP_MAX];
+};
+
+struct dp_step_marker {
+	__u64 w[DP_STEP_NAME / 8];     /* "NAME=" as little-endian words, zero padded */
+	__u64 mask[DP_STEP_NAME / 8];  /* the bytes of w that count (strlen("NAME=") of them) */
+	__u32 len;                     /* strlen("NAME=") */
+	__u32 pad;
+};
+
+/* single-entry array map step_cfg */
+struct dp_step_cfg {
+	__u32 nmarkers;    /* 0: attribution off (no env walk) */
+	__u32 max_vars;    /* environment strings examined per exec */
+	struct dp_step_marker m[DP_STEP_MARKERS];
 };
 
 #endif /* DPNDNCY_H */

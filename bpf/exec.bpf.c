@@ -10,6 +10,190 @@ struct {
 	__type(value, struct dp_exec);
 } exec_scratch SEC(".maps");
 
+/* ---- step attribution (see bpf/dpndncy.h) ---------------------------------- */
+
+/* set before load: fork is seen by the tp fallback (reports threads too) */
+const volatile __u8 fork_tp = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dp_step_cfg);
+} step_cfg SEC(".maps");
+
+/* step id -> value; entries are written once and never change */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct dp_step_name);
+} step_names SEC(".maps");
+
+#define ENV_BUF 4096  /* one environment string per read; longer ones take several */
+
+struct step_scratch {
+	char buf[ENV_BUF];
+	struct dp_step_name val;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct step_scratch);
+} step_scratch SEC(".maps");
+
+struct env_walk {
+	__u64 pos, end;
+	__u64 val;       /* user address of the best marker's value */
+	__u32 best;      /* index of the best marker found so far; DP_STEP_MARKERS: none */
+	__u32 at_start;  /* pos is the start of a string */
+};
+
+/*
+ * Does the string in buf (n bytes read, NUL included) start with marker m's
+ * "NAME=" and a non-empty value? Branch-free masked compare of the first 64
+ * bytes; bytes after the string's NUL are stale, but a string shorter than
+ * "NAME=" has its NUL where the name has a non-NUL byte, so it cannot match.
+ */
+static __always_inline int match_marker(const char *buf, const struct dp_step_marker *m, long n)
+{
+	const __u64 *x = (const __u64 *)buf;
+	__u64 d;
+
+	if ((x[0] & m->mask[0]) != m->w[0])
+		return 0;
+	d = ((x[1] ^ m->w[1]) & m->mask[1]) | ((x[2] ^ m->w[2]) & m->mask[2]) |
+	    ((x[3] ^ m->w[3]) & m->mask[3]) | ((x[4] ^ m->w[4]) & m->mask[4]) |
+	    ((x[5] ^ m->w[5]) & m->mask[5]) | ((x[6] ^ m->w[6]) & m->mask[6]) |
+	    ((x[7] ^ m->w[7]) & m->mask[7]);
+	/* an empty value is no step: attribution degrades to the job, never to a wrong step */
+	return d == 0 && m->len >= 2 && n - 1 > (long)m->len;
+}
+
+static long env_walk_one(__u64 i, void *arg)
+{
+	struct env_walk *w = arg;
+	struct dp_step_cfg *cfg;
+	struct step_scratch *sc;
+	__u32 zero = 0;
+	long n;
+
+	cfg = bpf_map_lookup_elem(&step_cfg, &zero);
+	sc = bpf_map_lookup_elem(&step_scratch, &zero);
+	if (!cfg || !sc || w->pos >= w->end)
+		return 1;
+	n = bpf_probe_read_user_str(sc->buf, ENV_BUF, (void *)w->pos);
+	if (n <= 0)
+		return 1;
+	if (w->at_start && n > 2) {
+		for (__u32 j = 0; j < DP_STEP_MARKERS; j++) {
+			if (j >= cfg->nmarkers || j >= w->best)
+				break;
+			if (match_marker(sc->buf, &cfg->m[j], n)) {
+				w->best = j;
+				w->val = w->pos + (cfg->m[j].len & (DP_STEP_NAME - 1));
+				break;
+			}
+		}
+	}
+	/* n == ENV_BUF: no NUL yet (or exactly at the end): continue inside the same string */
+	if (n == ENV_BUF) {
+		w->pos += ENV_BUF - 1;
+		w->at_start = 0;
+	} else {
+		w->pos += n;
+		w->at_start = 1;
+	}
+	return w->best == 0; /* the first marker wins: stop */
+}
+
+static __always_inline int name_eq(const struct dp_step_name *a, const struct dp_step_name *b)
+{
+	const __u64 *x = (const __u64 *)a->s, *y = (const __u64 *)b->s;
+
+	for (int k = 0; k < DP_STEP_MAX / 8; k++)
+		if (x[k] != y[k])
+			return 0;
+	return 1;
+}
+
+/* id of a step value: a hash of it, probed linearly past other values; 0 when the table is full */
+static __always_inline __u32 intern_step(const struct dp_step_name *val)
+{
+	const __u64 *x = (const __u64 *)val->s;
+	__u64 h = 0xcbf29ce484222325ULL;
+	__u32 id;
+
+	for (int k = 0; k < DP_STEP_MAX / 8; k++)
+		h = (h ^ x[k]) * 0x100000001b3ULL;
+	id = (__u32)(h ^ (h >> 32));
+	for (int k = 0; k < 4; k++, id++) {
+		struct dp_step_name *cur;
+
+		if (!id)
+			id = 1;
+		cur = bpf_map_lookup_elem(&step_names, &id);
+		if (!cur && bpf_map_update_elem(&step_names, &id, val, BPF_NOEXIST) == 0)
+			return id;
+		if (!cur)
+			cur = bpf_map_lookup_elem(&step_names, &id); /* lost a race: who won? */
+		if (cur && name_eq(cur, val))
+			return id;
+	}
+	return 0;
+}
+
+/*
+ * A process that has a step keeps it. One that has none takes it from its
+ * new environment: the first configured marker present with a non-empty value.
+ */
+static __always_inline void step_at_exec(struct task_struct *task, __u32 tgid)
+{
+	struct env_walk w = {};
+	struct dp_step_cfg *cfg;
+	struct step_scratch *sc;
+	__u32 zero = 0, id;
+
+	if (bpf_map_lookup_elem(&steps, &tgid))
+		return;
+	cfg = bpf_map_lookup_elem(&step_cfg, &zero);
+	if (!cfg || !cfg->nmarkers)
+		return;
+	w.pos = BPF_CORE_READ(task, mm, env_start);
+	w.end = BPF_CORE_READ(task, mm, env_end);
+	w.best = DP_STEP_MARKERS;
+	w.at_start = 1;
+	bpf_loop(cfg->max_vars, env_walk_one, &w, 0);
+	if (w.best >= DP_STEP_MARKERS)
+		return;
+	sc = bpf_map_lookup_elem(&step_scratch, &zero);
+	if (!sc)
+		return;
+	/* the value, cut at DP_STEP_MAX - 1 bytes, NUL padded (the padding is part of the key) */
+	__builtin_memset(&sc->val, 0, sizeof(sc->val));
+	if (bpf_probe_read_user_str(sc->val.s, sizeof(sc->val.s), (void *)w.val) <= 1)
+		return;
+	id = intern_step(&sc->val);
+	if (id)
+		bpf_map_update_elem(&steps, &tgid, &id, BPF_ANY);
+}
+
+/* fork: the child process gets the parent's step, or none (clears a stale entry of a reused pid) */
+static __always_inline void step_at_fork(__u32 ptgid, __u32 child)
+{
+	__u32 *s = bpf_map_lookup_elem(&steps, &ptgid);
+
+	if (s) {
+		__u32 v = *s;
+
+		bpf_map_update_elem(&steps, &child, &v, BPF_ANY);
+	} else {
+		bpf_map_delete_elem(&steps, &child);
+	}
+}
+
 SEC("tp/sched/sched_process_exec")
 int dp_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
@@ -24,6 +208,7 @@ int dp_exec(struct trace_event_raw_sched_process_exec *ctx)
 
 	if (is_agent(id))
 		return 0;
+	step_at_exec((struct task_struct *)bpf_get_current_task(), id >> 32);
 	e = bpf_map_lookup_elem(&exec_scratch, &zero);
 	if (!e)
 		return 0;
@@ -58,21 +243,27 @@ SEC("tp/sched/sched_process_exit")
 int dp_exit(void *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct task_struct *task;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 tgid = id >> 32, tid = (__u32)id;
+	/* do_exit() has decremented signal->live: 0 means the last thread of the process */
+	int group_dead = BPF_CORE_READ(task, signal, live.counter) == 0;
 	struct dp_exit *e;
 
-	if ((__u32)id != (__u32)(id >> 32) || is_agent(id))
-		return 0; /* threads other than the group leader */
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_drop(DP_EXIT);
-		return 0;
+	if (tid == tgid && !is_agent(id)) { /* threads other than the group leader: no record */
+		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (e) {
+			fill_hdr_task(&e->h, DP_EXIT, id);
+			e->exit_code = BPF_CORE_READ(task, exit_code);
+			e->pad = 0;
+			bpf_ringbuf_submit(e, 0);
+		} else {
+			count_drop(DP_EXIT);
+		}
 	}
-	fill_hdr_task(&e->h, DP_EXIT, id);
-	task = (struct task_struct *)bpf_get_current_task();
-	e->exit_code = BPF_CORE_READ(task, exit_code);
-	e->pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	if (group_dead)
+		bpf_map_delete_elem(&steps, &tgid);
+	else if (fork_tp && tid != tgid)
+		bpf_map_delete_elem(&steps, &tid); /* the tp fallback gave this thread an entry */
 	return 0;
 }
 
@@ -86,7 +277,10 @@ int BPF_PROG(dp_fork, struct task_struct *parent, struct task_struct *child)
 
 	cpid = BPF_CORE_READ(child, pid);
 	ctgid = BPF_CORE_READ(child, tgid);
-	if (cpid != ctgid || is_agent(id))
+	if (cpid != ctgid)
+		return 0;
+	step_at_fork(id >> 32, cpid);
+	if (is_agent(id))
 		return 0;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -107,6 +301,7 @@ int dp_fork_tp(struct trace_event_raw_sched_process_fork *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct dp_fork *e;
 
+	step_at_fork(id >> 32, ctx->child_pid); /* threads too: their entries go at thread exit */
 	if (is_agent(id))
 		return 0;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
