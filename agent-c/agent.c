@@ -25,6 +25,7 @@
 #include <bpf/libbpf.h>
 
 #include "agent.h"
+#include "enforce_agent.h"
 
 static volatile sig_atomic_t got_stop_signal;
 static volatile sig_atomic_t last_signal;
@@ -72,9 +73,9 @@ static int preflight(struct opts *o, struct prep *p, int need_log)
 
 	memset(p, 0, sizeof(*p));
 	p->force_file = -1;
-	if (o->mode && strcmp(o->mode, "observe") != 0) {
-		if (strcmp(o->mode, "learn") == 0 || strcmp(o->mode, "enforce") == 0)
-			err_msg("--mode %s is not implemented yet (only observe)", o->mode);
+	if (o->mode && strcmp(o->mode, "observe") != 0 && strcmp(o->mode, "enforce") != 0) {
+		if (strcmp(o->mode, "learn") == 0)
+			err_msg("--mode %s is not implemented yet (observe, enforce)", o->mode);
 		else
 			err_msg("unknown --mode '%s' (observe, learn, enforce)", o->mode);
 		return EX_USAGE;
@@ -110,6 +111,18 @@ static int preflight(struct opts *o, struct prep *p, int need_log)
 			return EX_FAIL;
 		}
 	}
+	/* enforce mode: --mode enforce or "mode enforce" in the config; never silently observe */
+	if (o->mode && strcmp(o->mode, "enforce") == 0) {
+		G.cfg.mode = DP_MODE_ENFORCE;
+	} else if (o->mode && G.cfg.mode == DP_MODE_ENFORCE) {
+		err_msg("--mode %s conflicts with 'mode enforce' in %s", o->mode, p->config);
+		return EX_USAGE;
+	}
+	if (o->cgroup && G.cfg.mode != DP_MODE_ENFORCE) {
+		err_msg("--cgroup is only for --mode enforce");
+		return EX_USAGE;
+	}
+	enforce_set_cgroup(o->cgroup);
 	if (o->log)
 		abs_path(o->log, p->log, sizeof(p->log));
 	return 0;
@@ -153,6 +166,8 @@ static int session_start(struct session *s, struct prep *p, int pin, char *err, 
 	hwm("begin");
 	if (probe_all(&s->pr, p->force_file, s->m.cgroup2, err, errn) < 0)
 		goto fail_mounts;
+	if (G.cfg.mode == DP_MODE_ENFORCE && enforce_prepare(s->m.cgroup2, err, errn) < 0)
+		goto fail_mounts;
 	malloc_trim(0); /* the probes parsed the kernel's BTF: give that memory back */
 	hwm("probed");
 	proc_init();
@@ -184,6 +199,7 @@ fail_rb:
 fail_bpf:
 	bpf_teardown(s->bpf);
 fail_mounts:
+	enforce_cleanup();
 	mounts_teardown(&s->m);
 fail_out:
 	out_close(&G.out);
@@ -202,6 +218,7 @@ static void session_stop(struct session *s, struct sbuf *stats)
 	out_close(&G.out);
 	ring_buffer__free(s->rb);
 	bpf_teardown(s->bpf);
+	enforce_cleanup();
 	mounts_teardown(&s->m);
 }
 
@@ -324,6 +341,11 @@ int cmd_run(struct opts *o)
 		signal(SIGPIPE, SIG_DFL);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (G.cfg.mode == DP_MODE_ENFORCE && enforce_join(err, sizeof(err)) < 0) {
+			/* never run CMD unconfined */
+			err_msg("%s; not running %s", err, o->cmd[0]);
+			_exit(126);
+		}
 		execvp(o->cmd[0], o->cmd);
 		err_msg("cannot run %s: %s", o->cmd[0], strerror(errno));
 		_exit(errno == ENOENT ? 127 : 126);
@@ -416,7 +438,7 @@ static int state_read(const char *dir, struct state *st)
 
 static void state_remove(const char *dir)
 {
-	static const char *const files[] = {"state", "stats.json", "stop.json", "agent.pid"};
+	static const char *const files[] = {"state", "stats.json", "stop.json", "agent.pid", "enforce"};
 	char path[4200];
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
@@ -475,6 +497,7 @@ static void daemon_main(struct opts *o, struct prep *p, const char *dir, int not
 	sb_printf(&b, "%d\n", (int)getpid());
 	state_path(path, sizeof(path), dir, "agent.pid");
 	write_file(path, b.p, b.len);
+	enforce_write_state(dir);
 	state_path(path, sizeof(path), dir, "stop.json");
 	unlink(path);
 
@@ -483,10 +506,16 @@ static void daemon_main(struct opts *o, struct prep *p, const char *dir, int not
 	sb_json_cstr(&b, G.out.path);
 	sb_puts(&b, ",\"state_dir\":");
 	sb_json_cstr(&b, dir);
-	sb_puts(&b, ",\"mode\":\"observe\",\"kernel\":");
+	sb_printf(&b, ",\"mode\":\"%s\",\"kernel\":", G.cfg.mode == DP_MODE_ENFORCE ? "enforce" : "observe");
 	sb_json_cstr(&b, s.kernel);
 	sb_puts(&b, ",\"attach\":");
 	attach_json(&s.ai, &b);
+	if (G.cfg.mode == DP_MODE_ENFORCE) {
+		sb_puts(&b, ",\"cgroup\":");
+		sb_json_cstr(&b, enforce_cgroup_path());
+		sb_puts(&b, ",\"enforce\":");
+		enforce_json(&b);
+	}
 	sb_putc(&b, '}');
 	fprintf(nf, "OK %s\n", b.p);
 	fclose(nf);
@@ -649,6 +678,7 @@ static int recover(const char *dir, struct state *st)
 		 st->pid);
 	if (st->pin_dir[0])
 		unpin_all(st->pin_dir);
+	enforce_recover(dir);
 	{
 		struct mounts m;
 

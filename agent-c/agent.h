@@ -232,6 +232,7 @@ struct opts {
 	const char *config;
 	const char *mode;
 	const char *file_hook;
+	const char *cgroup;      /* start --mode enforce: the cgroup to enforce on */
 	char **cmd;
 	int foreground;
 };

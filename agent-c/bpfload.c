@@ -15,6 +15,7 @@
 #include <bpf/libbpf.h>
 
 #include "agent.h"
+#include "enforce_agent.h"
 #include "exec.skel.h"
 #include "connect.skel.h"
 #include "file.skel.h"
@@ -411,7 +412,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 			    int pin, char *errbuf, size_t errn, struct attach_info *ai)
 {
 	struct agent_bpf *a = calloc(1, sizeof(*a));
-	const struct bpf_program *keep[8];
+	const struct bpf_program *keep[16];
 	uint32_t self = (uint32_t)getpid(), zero = 0;
 	struct dp_agent_cfg acfg = {.mode = (uint32_t)cfg->mode, .agent_tgid = self};
 	int err, nk, want_result;
@@ -481,9 +482,23 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		keep[nk++] = a->conn->progs.dp_exit_connect_tp;
 		keep[nk++] = a->conn->progs.dp_tcp_state;
 	}
+	if (cfg->mode == DP_MODE_ENFORCE) {
+		/* the verdict programs, attached to the job's cgroup below (agent-c/enforce.c) */
+		if (!pr->cgroup_ok) {
+			snprintf(errbuf, errn, "enforce mode needs cgroup connect4/6 + sendmsg4/6 programs: %s", pr->cgroup_why);
+			goto fail;
+		}
+		keep[nk++] = a->conn->progs.dp_enf_connect4;
+		keep[nk++] = a->conn->progs.dp_enf_connect6;
+		keep[nk++] = a->conn->progs.dp_enf_sendmsg4;
+		keep[nk++] = a->conn->progs.dp_enf_sendmsg6;
+		keep[nk++] = a->conn->progs.dp_enf_dns;
+	}
 	only_autoload(a->conn->obj, keep, nk);
 	if ((err = connect_bpf__load(a->conn)))
 		goto load_fail;
+	if (cfg->mode == DP_MODE_ENFORCE && enforce_push(a->conn, errbuf, errn) < 0)
+		goto fail;
 
 	/* file */
 	a->file = file_bpf__open();
@@ -543,6 +558,21 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_sendmsg6, a->cgroup_fd), "sendmsg6", errbuf, errn))
 			goto fail;
 		snprintf(ai->connect, sizeof(ai->connect), "cgroup/connect4,connect6,sendmsg4,sendmsg6");
+		if (cfg->mode == DP_MODE_ENFORCE) {
+			int efd = enforce_cgroup_fd();
+
+			/* job cgroup only (never the root); the DNS learner first, then the verdicts */
+			if (efd < 0) {
+				snprintf(errbuf, errn, "enforce: no job cgroup");
+				goto fail;
+			}
+			if (add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_dns, efd), "enf_dns", errbuf, errn) ||
+			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_connect4, efd), "enf_connect4", errbuf, errn) ||
+			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_connect6, efd), "enf_connect6", errbuf, errn) ||
+			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sendmsg4, efd), "enf_sendmsg4", errbuf, errn) ||
+			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sendmsg6, efd), "enf_sendmsg6", errbuf, errn))
+				goto fail;
+		}
 		if (want_result) {
 			if (add_link(a, bpf_program__attach(a->conn->progs.dp_enter_connect), "enter_connect", errbuf, errn) ||
 			    add_link(a, bpf_program__attach(a->conn->progs.dp_exit_connect), "exit_connect", errbuf, errn) ||

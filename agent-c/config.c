@@ -2,7 +2,8 @@
  * Config file and the sensitive-path rules.
  *
  * Format: one directive per line, '#' starts a comment, fields split by blanks.
- *   mode observe                   observe | learn | enforce (only observe is implemented)
+ *   mode observe                   observe | enforce (learn is not implemented); policy directives of
+ *                                  enforce mode: agent-c/enforce.c
  *   ringbuf-mb 4                   ring buffer size in MiB (power of two, 1..256); the agent's
  *                                  RSS grows by twice this (the data pages are mapped twice)
  *   file <rule-name> <pattern>     report opens of paths matching <pattern> as <rule-name>
@@ -22,6 +23,7 @@
 #include <bpf/bpf.h>
 
 #include "agent.h"
+#include "enforce_agent.h"
 
 static const struct {
 	const char *name, *pattern;
@@ -244,7 +246,7 @@ int config_load(struct config *c, const char *path, char *errbuf, size_t errn)
 	}
 	while (fgets(line, sizeof(line), f)) {
 		char *tok[4] = {0}, *save = NULL, *p, *hash;
-		int n = 0;
+		int n = 0, pol;
 
 		lineno++;
 		if (!strchr(line, '\n') && !feof(f)) {
@@ -270,8 +272,10 @@ int config_load(struct config *c, const char *path, char *errbuf, size_t errn)
 		if (strcmp(tok[0], "mode") == 0 && n == 2) {
 			if (strcmp(tok[1], "observe") == 0)
 				c->mode = DP_MODE_OBSERVE;
-			else if (strcmp(tok[1], "learn") == 0 || strcmp(tok[1], "enforce") == 0) {
-				snprintf(errbuf, errn, "%s:%d: mode %s is not implemented yet (only observe)", path, lineno, tok[1]);
+			else if (strcmp(tok[1], "enforce") == 0)
+				c->mode = DP_MODE_ENFORCE;
+			else if (strcmp(tok[1], "learn") == 0) {
+				snprintf(errbuf, errn, "%s:%d: mode %s is not implemented yet (observe, enforce)", path, lineno, tok[1]);
 				goto bad;
 			} else {
 				snprintf(errbuf, errn, "%s:%d: unknown mode '%s' (observe, learn, enforce)", path, lineno, tok[1]);
@@ -316,6 +320,12 @@ int config_load(struct config *c, const char *path, char *errbuf, size_t errn)
 				goto bad;
 			}
 			snprintf(c->allow_exe[c->nallow_exe++], sizeof(c->allow_exe[0]), "%s", tok[1]);
+		} else if ((pol = policy_config_line(tok, n, why, sizeof(why))) != 0) {
+			/* egress policy: allow-host, allow-suffix, allow-cidr, dns-resolver, ... (agent-c/enforce.c) */
+			if (pol < 0) {
+				snprintf(errbuf, errn, "%s:%d: %s", path, lineno, why);
+				goto bad;
+			}
 		} else {
 			static const char *const known[] = {"mode", "ringbuf-mb", "file", "file-exclude", "allow-comm", "allow-exe"};
 			int k = 0;

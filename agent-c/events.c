@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "enforce_agent.h"
 
 struct agent_ctx G;
 
@@ -139,8 +140,12 @@ static void on_connect(const struct dp_connect *c)
 		sb_printf(&line, ",\"result\":%d", c->result);
 	else
 		sb_puts(&line, ",\"result\":null");
-	sb_printf(&line, ",\"op\":\"%s\",\"source\":\"%s\",\"verdict\":\"allow\"", c->op == DP_OP_SENDMSG ? "sendmsg" : "connect",
-		  c->source == DP_SRC_TRACEPOINT ? "tracepoint" : "cgroup");
+	sb_printf(&line, ",\"op\":\"%s\",\"source\":\"%s\",\"verdict\":\"%s\"", c->op == DP_OP_SENDMSG ? "sendmsg" : "connect",
+		  c->source == DP_SRC_TRACEPOINT ? "tracepoint" : "cgroup", c->verdict ? "allow" : "deny");
+	if (c->rule) {
+		sb_puts(&line, ",\"rule\":");
+		sb_json_cstr(&line, enforce_rule_name(c->rule));
+	}
 	sb_puts(&line, ",\"ancestry\":");
 	proc_ancestry(&line, c->h.pid, ppid);
 	commit(SK_CONNECT);
@@ -375,8 +380,12 @@ void write_agent_start(struct agent_ctx *g, const struct attach_info *ai, const 
 	agent_line("start", g->start_real_ns);
 	sb_puts(&line, ",\"kernel\":");
 	sb_json_cstr(&line, kernel);
-	sb_puts(&line, ",\"mode\":\"observe\",\"attach\":");
+	sb_printf(&line, ",\"mode\":\"%s\",\"attach\":", G.cfg.mode == DP_MODE_ENFORCE ? "enforce" : "observe");
 	attach_json(ai, &line);
+	if (G.cfg.mode == DP_MODE_ENFORCE) {
+		sb_puts(&line, ",\"enforce\":");
+		enforce_json(&line);
+	}
 	sb_puts(&line, ",\"policy_sha256\":null,\"config\":");
 	if (G.cfg.path[0])
 		sb_json_cstr(&line, G.cfg.path);

@@ -30,16 +30,23 @@ static const char usage_run[] =
 	"Attach every hook, run CMD as a child, stop when it exits, and exit with its\n"
 	"code (128+N when killed by signal N). The log is complete and fsynced on return.\n"
 	"  --log FILE        NDJSON output (truncated)\n"
-	"  --mode MODE       observe (default; learn and enforce are not implemented yet)\n"
+	"  --mode MODE       observe (default) or enforce: default-deny egress for CMD, which runs\n"
+	"                    in a new cgroup <cgroup2>/dpndncy-<pid>; the policy comes from --config\n"
+	"                    (allow-host, allow-suffix, allow-cidr, dns-resolver, allow-metadata)\n"
 	"  --config FILE     extra file rules, excludes, benign readers (see README)\n"
 	"  --file-hook H     force the file attach point: lsm, fentry, kprobe, tracepoint\n"
 	"                    (also DPNDNCY_FORCE_FILE_HOOK)\n";
 
 static const char usage_start[] =
-	"usage: " PROG " start --log FILE [--state-dir DIR] [--mode observe] [--config FILE] [--file-hook H]\n"
+	"usage: " PROG " start --log FILE [--state-dir DIR] [--mode observe|enforce] [--cgroup PATH] [--config FILE]\n"
+	"                     [--file-hook H]\n"
 	"Detach into the background; exit 0 only when every hook is attached and the\n"
 	"log is open, printing {\"pid\":..,\"attach\":{..},\"log\":..}.\n"
-	"  --state-dir DIR   default " DEFAULT_STATE_DIR "\n";
+	"  --state-dir DIR   default " DEFAULT_STATE_DIR "\n"
+	"  --cgroup PATH     enforce mode: the cgroup v2 directory (absolute, or relative to the\n"
+	"                    cgroup2 mount) whose processes are judged; never the root. Default:\n"
+	"                    a new <cgroup2>/dpndncy-<pid>, printed as \"cgroup\"; move the job in\n"
+	"                    by writing its pids to cgroup.procs\n";
 
 static const char usage_stop[] =
 	"usage: " PROG " stop [--state-dir DIR]\n"
@@ -52,7 +59,7 @@ static const char usage_status[] =
 	"usage: " PROG " status [--state-dir DIR]\n"
 	"Prints {\"running\":..,\"pid\":..,\"since\":..,\"counters\":{..}}.\n";
 
-enum { O_LOG = 1, O_STATE = 2, O_MODE = 4, O_CONFIG = 8, O_FILEHOOK = 16, O_CMD = 32 };
+enum { O_LOG = 1, O_STATE = 2, O_MODE = 4, O_CONFIG = 8, O_FILEHOOK = 16, O_CMD = 32, O_CGROUP = 64 };
 
 static void version(void)
 {
@@ -105,6 +112,9 @@ static int parse(int argc, char **argv, unsigned allowed, const char *cmd, const
 		} else if (!strcmp(a, "--file-hook")) {
 			dst = &o->file_hook;
 			need = O_FILEHOOK;
+		} else if (!strcmp(a, "--cgroup")) {
+			dst = &o->cgroup;
+			need = O_CGROUP;
 		}
 		if (!dst || !(allowed & need)) {
 			err_msg("%s: unknown option '%s' (see %s %s --help)", cmd, a, PROG, cmd);
@@ -156,7 +166,8 @@ int main(int argc, char **argv)
 		return rc || done ? rc : cmd_run(&o);
 	}
 	if (!strcmp(cmd, "start")) {
-		rc = parse(argc - 2, argv + 2, O_LOG | O_STATE | O_MODE | O_CONFIG | O_FILEHOOK, cmd, usage_start, &o, &done);
+		rc = parse(argc - 2, argv + 2, O_LOG | O_STATE | O_MODE | O_CONFIG | O_FILEHOOK | O_CGROUP, cmd, usage_start, &o,
+			   &done);
 		return rc || done ? rc : cmd_start(&o);
 	}
 	if (!strcmp(cmd, "stop")) {

@@ -70,13 +70,23 @@ struct {
 	__type(value, __u8);
 } udp_seen SEC(".maps");
 
+#include "enforce.bpf.h"
+
 /* set at load time: whether sys_enter/exit_connect are attached */
 const volatile __u8 want_result = 0;
 
 static __always_inline int verdict(void)
 {
-	/* observe mode: never deny. enforce mode will consult agent_cfg + allow maps. */
+	/* the root's programs never deny: enforce mode denies in the job cgroup's programs */
 	return 1;
+}
+
+static __always_inline int enforcing(void)
+{
+	__u32 zero = 0;
+	struct dp_agent_cfg *cfg = bpf_map_lookup_elem(&agent_cfg, &zero);
+
+	return cfg && cfg->mode == DP_MODE_ENFORCE;
 }
 
 static __always_inline void fill_hdr_sock(struct dp_hdr *h, __u64 id)
@@ -112,6 +122,7 @@ static __always_inline int handle(struct bpf_sock_addr *ctx, int v6, __u8 op)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct dp_connect c = {};
 	__u32 tid = (__u32)id;
+	struct dp_judged *j;
 
 	if (is_agent(id))
 		return verdict();
@@ -152,11 +163,22 @@ static __always_inline int handle(struct bpf_sock_addr *ctx, int v6, __u8 op)
 			c.mapped = 1;
 	}
 
+	/* enforce mode: the job cgroup's program ran just before us and left its verdict */
+	j = bpf_map_lookup_elem(&judged, &tid);
+	if (j && j->cookie == c.cookie) {
+		c.verdict = j->verdict;
+		c.rule = j->rule;
+		bpf_map_delete_elem(&judged, &tid);
+	} else if (enforcing()) {
+		c.rule = DP_R_EXEMPT_CG;
+	}
+
 	if (op == DP_OP_SENDMSG) {
 		struct udp_dest k = {};
 		__u8 one = 1;
 
 		k.cookie = c.cookie;
+		k.pad = c.verdict;
 		k.family = c.family;
 		k.port = c.port;
 		__builtin_memcpy(k.addr, c.addr, 16);
@@ -168,7 +190,11 @@ static __always_inline int handle(struct bpf_sock_addr *ctx, int v6, __u8 op)
 	fill_hdr_sock(&c.h, id);
 	remember_owner(&c);
 
-	if (op == DP_OP_CONNECT && want_result && bpf_map_lookup_elem(&inflight, &tid)) {
+	if (!c.verdict) {
+		/* denied: the caller gets EPERM, known now */
+		c.has_result = 1;
+		c.result = -1;
+	} else if (op == DP_OP_CONNECT && want_result && bpf_map_lookup_elem(&inflight, &tid)) {
 		if (c.proto == IPPROTO_TCP) {
 			if (bpf_map_update_elem(&tcp_pending, &c.cookie, &c, BPF_ANY) == 0) {
 				bpf_map_update_elem(&tid_cookie, &tid, &c.cookie, BPF_ANY);

@@ -83,8 +83,8 @@ struct dp_connect {
 	__u8 has_result;
 	__s32 result;      /* 0 or -errno, valid when has_result */
 	__u8 source;
-	__u8 verdict;      /* 1 allow (observe mode: always) */
-	__u16 pad;
+	__u8 verdict;      /* 1 allow (observe mode: always), 0 deny (enforce mode) */
+	__u16 rule;        /* enforce mode: DP_R_* of bpf/enforce.h, 0 in observe mode */
 	__u8 addr[16];     /* IPv4 in the first 4 bytes, network order */
 	__u8 pending;      /* 1: flushed at stop while still unresolved */
 	__u8 pad2[7];

@@ -1,0 +1,784 @@
+/*
+ * Enforce mode: the egress policy from the config file, the job cgroup, and the
+ * kernel maps of bpf/enforce.bpf.h.
+ *
+ * Config directives (agent-c/README.md):
+ *   allow-host NAME[:PORT]        exact DNS name (also "*.DOMAIN[:PORT]" = allow-suffix)
+ *   allow-suffix DOMAIN[:PORT]    every name below DOMAIN (not DOMAIN itself)
+ *   allow-cidr CIDR[:PORT]        IPv4/IPv6 address or prefix; IPv6 with a port: [2001:db8::/32]:443
+ *   dns-resolver IP               sanctioned resolver (repeatable); default: /etc/resolv.conf
+ *   allow-metadata                do not block the cloud metadata addresses
+ *   exempt-pid PID                a process inside the enforced cgroup that is not judged
+ *                                 (the CI runner's own worker); its children are judged
+ *
+ * Names become addresses only through DNS answers from a sanctioned resolver that reach a
+ * process of the enforced cgroup (the kernel learns them before the answer is delivered).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "agent.h"
+#include "enforce.h"
+#include "enforce_agent.h"
+#include "connect.skel.h"
+
+#define MAX_ENTRIES 4096
+#define MAX_RESOLVERS 16
+#define MAX_EXEMPT 32
+
+enum ent_kind { E_HOST, E_SUFFIX, E_CIDR };
+
+struct entry {
+	enum ent_kind kind;
+	char name[256];        /* host / suffix, lower case, no trailing dot */
+	uint8_t addr[16];      /* cidr: mapped form for IPv4 */
+	int prefix;            /* cidr: bits over the 16-byte form */
+	uint16_t port;         /* 0 = any */
+	char text[300];        /* rule name as reported */
+};
+
+static struct {
+	int n;
+	struct entry e[MAX_ENTRIES];
+	int nres;
+	uint8_t res[MAX_RESOLVERS][16];
+	int res_from_conf;
+	int allow_metadata;
+	int nexempt;
+	uint32_t exempt[MAX_EXEMPT];
+	int directives;
+	/* job cgroup */
+	const char *want_cgroup;
+	char cgroup[4096];
+	int created;
+	int cg_fd;
+} P = {.cg_fd = -1};
+
+static const char *const metadata_addrs[] = {"169.254.169.254", "169.254.170.2", "fd00:ec2::254"};
+
+/* known DNS-over-HTTPS services: names (denied in the DNS path) and their well-known addresses */
+static const struct {
+	const char *name;
+	const char *addrs[4];
+} doh[] = {
+	{"dns.google", {"8.8.8.8", "8.8.4.4", "2001:4860:4860::8888", "2001:4860:4860::8844"}},
+	{"cloudflare-dns.com", {"1.1.1.1", "1.0.0.1", "2606:4700:4700::1111", "2606:4700:4700::1001"}},
+	{"one.one.one.one", {"1.1.1.1", "1.0.0.1", NULL, NULL}},
+	{"mozilla.cloudflare-dns.com", {NULL, NULL, NULL, NULL}},
+	{"dns.quad9.net", {"9.9.9.9", "149.112.112.112", "2620:fe::fe", "2620:fe::9"}},
+	{"doh.opendns.com", {"208.67.222.222", "208.67.220.220", NULL, NULL}},
+	{"dns.adguard-dns.com", {"94.140.14.14", "94.140.15.15", NULL, NULL}},
+	{"dns.nextdns.io", {NULL, NULL, NULL, NULL}},
+};
+
+static const char *const fixed_rules[DP_R_USER] = {
+	[DP_R_NONE] = "",
+	[DP_R_DEFAULT_DENY] = "default-deny",
+	[DP_R_METADATA] = "metadata",
+	[DP_R_DNS_RESOLVER] = "dns-resolver",
+	[DP_R_DOT] = "dot",
+	[DP_R_DOH] = "doh",
+	[DP_R_LOOPBACK] = "loopback",
+	[DP_R_EXEMPT_CG] = "exempt-cgroup",
+	[DP_R_EXEMPT_PID] = "exempt-process",
+	[DP_R_RESOLVER] = "sanctioned-resolver",
+};
+
+const char *enforce_rule_name(uint16_t rule)
+{
+	if (rule < DP_R_USER)
+		return fixed_rules[rule] ? fixed_rules[rule] : "unknown";
+	if (rule - DP_R_USER < P.n)
+		return P.e[rule - DP_R_USER].text;
+	return "unknown";
+}
+
+int policy_entries(void)
+{
+	return P.n;
+}
+
+/* ---- parsing ---- */
+
+static int parse_ip16(const char *s, uint8_t out[16], int *is4)
+{
+	struct in_addr a4;
+
+	if (inet_pton(AF_INET, s, &a4) == 1) {
+		memset(out, 0, 10);
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, &a4, 4);
+		*is4 = 1;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, out) == 1) {
+		*is4 = 0;
+		return 0;
+	}
+	return -1;
+}
+
+static int parse_port(const char *s, uint16_t *port)
+{
+	char *end;
+	unsigned long v;
+
+	if (!*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 5)
+		return -1;
+	v = strtoul(s, &end, 10);
+	if (v < 1 || v > 65535)
+		return -1;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+static int label_ok(const char *l, size_t n)
+{
+	if (n < 1 || n > 63 || l[0] == '-' || l[n - 1] == '-')
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = l[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+			return 0;
+	}
+	return 1;
+}
+
+/* lower-cased, validated DNS name (no wildcard) into out; NULL ok, else why */
+static const char *name_check(const char *in, size_t len, char *out, size_t outn)
+{
+	size_t i, start = 0;
+
+	if (len == 0)
+		return "empty name";
+	if (len >= outn || len > 253)
+		return "name longer than 253 bytes";
+	for (i = 0; i < len; i++)
+		out[i] = (char)((in[i] >= 'A' && in[i] <= 'Z') ? in[i] + 32 : in[i]);
+	out[len] = 0;
+	if (len && out[len - 1] == '.')
+		out[--len] = 0;
+	if (strchr(out, '*'))
+		return "'*' is only allowed as a leading \"*.\" label";
+	for (i = 0; i <= len; i++) {
+		if (i == len || out[i] == '.') {
+			if (!label_ok(out + start, i - start))
+				return "not a valid DNS name (labels: a-z 0-9 - _, 1-63 bytes, no leading or trailing -)";
+			start = i + 1;
+		}
+	}
+	if (len >= DP_ENF_NAME)
+		return "names of 128 bytes or more cannot be matched in the kernel";
+	return NULL;
+}
+
+static struct entry *new_entry(char *errbuf, size_t errn)
+{
+	if (P.n >= MAX_ENTRIES) {
+		snprintf(errbuf, errn, "too many allow entries (max %d)", MAX_ENTRIES);
+		return NULL;
+	}
+	memset(&P.e[P.n], 0, sizeof(P.e[0]));
+	return &P.e[P.n++];
+}
+
+static int add_name(const char *arg, int suffix, char *errbuf, size_t errn)
+{
+	char host[300];
+	const char *colon, *why;
+	uint16_t port = 0;
+	size_t hl;
+	struct entry *e;
+
+	snprintf(host, sizeof(host), "%s", arg);
+	colon = strchr(host, ':');
+	if (colon) {
+		if (parse_port(colon + 1, &port) < 0) {
+			snprintf(errbuf, errn, "invalid port in \"%s\" (1-65535)", arg);
+			return -1;
+		}
+		hl = (size_t)(colon - host);
+	} else {
+		hl = strlen(host);
+	}
+	if (!suffix && hl >= 2 && host[0] == '*' && host[1] == '.') {
+		suffix = 1;
+		memmove(host, host + 2, strlen(host + 2) + 1);
+		hl -= 2;
+	}
+	e = new_entry(errbuf, errn);
+	if (!e)
+		return -1;
+	why = name_check(host, hl, e->name, sizeof(e->name));
+	if (why) {
+		P.n--;
+		snprintf(errbuf, errn, "invalid name \"%s\": %s", arg, why);
+		return -1;
+	}
+	if (suffix && !strchr(e->name, '.')) {
+		P.n--;
+		snprintf(errbuf, errn, "invalid name \"%s\": a wildcard needs a domain with at least two labels", arg);
+		return -1;
+	}
+	e->kind = suffix ? E_SUFFIX : E_HOST;
+	e->port = port;
+	if (port)
+		snprintf(e->text, sizeof(e->text), "%s %s%s:%u", suffix ? "allow-suffix" : "allow-host",
+			 suffix ? "*." : "", e->name, port);
+	else
+		snprintf(e->text, sizeof(e->text), "%s %s%s", suffix ? "allow-suffix" : "allow-host",
+			 suffix ? "*." : "", e->name);
+	return 0;
+}
+
+static int add_cidr(const char *arg, char *errbuf, size_t errn)
+{
+	char s[300], *slash, *portp = NULL;
+	uint16_t port = 0;
+	int is4, prefix;
+	struct entry *e;
+
+	snprintf(s, sizeof(s), "%s", arg);
+	if (s[0] == '[') {
+		char *rb = strchr(s, ']');
+
+		if (!rb || (rb[1] && rb[1] != ':')) {
+			snprintf(errbuf, errn, "invalid CIDR \"%s\" (IPv6 with a port: [2001:db8::/32]:443)", arg);
+			return -1;
+		}
+		*rb = 0;
+		if (rb[1] == ':')
+			portp = rb + 2;
+		memmove(s, s + 1, strlen(s + 1) + 1);
+	} else {
+		char *c1 = strchr(s, ':');
+
+		if (c1 && !strchr(c1 + 1, ':')) { /* exactly one colon: IPv4:PORT */
+			*c1 = 0;
+			portp = c1 + 1;
+		}
+	}
+	if (portp && parse_port(portp, &port) < 0) {
+		snprintf(errbuf, errn, "invalid port in \"%s\" (1-65535)", arg);
+		return -1;
+	}
+	slash = strchr(s, '/');
+	if (slash)
+		*slash = 0;
+	e = new_entry(errbuf, errn);
+	if (!e)
+		return -1;
+	if (parse_ip16(s, e->addr, &is4) < 0) {
+		P.n--;
+		snprintf(errbuf, errn, "invalid CIDR \"%s\": \"%s\" is not an IPv4 or IPv6 address", arg, s);
+		return -1;
+	}
+	prefix = is4 ? 32 : 128;
+	if (slash) {
+		char *end;
+		long v = strtol(slash + 1, &end, 10);
+
+		if (!slash[1] || *end || v < 0 || v > prefix) {
+			P.n--;
+			snprintf(errbuf, errn, "invalid CIDR \"%s\": prefix length must be 0-%d", arg, prefix);
+			return -1;
+		}
+		prefix = (int)v;
+	}
+	e->kind = E_CIDR;
+	e->prefix = is4 ? 96 + prefix : prefix;
+	/* host bits must be zero: 192.0.2.1/24 is almost always a typo */
+	for (int b = e->prefix; b < 128; b++) {
+		if (e->addr[b / 8] & (0x80 >> (b % 8))) {
+			P.n--;
+			snprintf(errbuf, errn, "invalid CIDR \"%s\": host bits set (did you mean the network address?)", arg);
+			return -1;
+		}
+	}
+	e->port = port;
+	{
+		char a[64];
+
+		inet_ntop(is4 ? AF_INET : AF_INET6, is4 ? (void *)(e->addr + 12) : (void *)e->addr, a, sizeof(a));
+		if (port)
+			snprintf(e->text, sizeof(e->text), is4 ? "allow-cidr %s/%d:%u" : "allow-cidr [%s/%d]:%u", a,
+				 prefix, port);
+		else
+			snprintf(e->text, sizeof(e->text), "allow-cidr %s/%d", a, prefix);
+	}
+	return 0;
+}
+
+static int add_resolver(const char *s, char *errbuf, size_t errn)
+{
+	uint8_t a[16];
+	int is4;
+
+	if (parse_ip16(s, a, &is4) < 0) {
+		snprintf(errbuf, errn, "invalid resolver address \"%s\"", s);
+		return -1;
+	}
+	for (int i = 0; i < P.nres; i++)
+		if (!memcmp(P.res[i], a, 16))
+			return 0;
+	if (P.nres >= MAX_RESOLVERS) {
+		snprintf(errbuf, errn, "too many DNS resolvers (max %d)", MAX_RESOLVERS);
+		return -1;
+	}
+	memcpy(P.res[P.nres++], a, 16);
+	return 0;
+}
+
+int policy_config_line(char **tok, int n, char *errbuf, size_t errn)
+{
+	const char *d = tok[0];
+	int takes_arg;
+
+	if (!strcmp(d, "allow-host") || !strcmp(d, "allow-suffix") || !strcmp(d, "allow-cidr") ||
+	    !strcmp(d, "dns-resolver") || !strcmp(d, "exempt-pid"))
+		takes_arg = 1;
+	else if (!strcmp(d, "allow-metadata"))
+		takes_arg = 0;
+	else
+		return 0;
+	if (n != 1 + takes_arg) {
+		snprintf(errbuf, errn, "wrong number of arguments for '%s'", d);
+		return -1;
+	}
+	P.directives++;
+	if (!strcmp(d, "allow-host"))
+		return add_name(tok[1], 0, errbuf, errn) < 0 ? -1 : 1;
+	if (!strcmp(d, "allow-suffix")) {
+		const char *a = tok[1];
+
+		if (a[0] == '*' && a[1] == '.')
+			a += 2;
+		return add_name(a, 1, errbuf, errn) < 0 ? -1 : 1;
+	}
+	if (!strcmp(d, "allow-cidr"))
+		return add_cidr(tok[1], errbuf, errn) < 0 ? -1 : 1;
+	if (!strcmp(d, "dns-resolver"))
+		return add_resolver(tok[1], errbuf, errn) < 0 ? -1 : 1;
+	if (!strcmp(d, "exempt-pid")) {
+		char *end;
+		long v = strtol(tok[1], &end, 10);
+
+		if (!tok[1][0] || *end || v <= 1 || v > 0x3fffffff) {
+			snprintf(errbuf, errn, "exempt-pid needs a process id greater than 1");
+			return -1;
+		}
+		if (P.nexempt >= MAX_EXEMPT) {
+			snprintf(errbuf, errn, "too many exempt-pid (max %d)", MAX_EXEMPT);
+			return -1;
+		}
+		P.exempt[P.nexempt++] = (uint32_t)v;
+		return 1;
+	}
+	P.allow_metadata = 1;
+	return 1;
+}
+
+/* ---- the job cgroup ---- */
+
+void enforce_set_cgroup(const char *path)
+{
+	P.want_cgroup = path;
+}
+
+const char *enforce_cgroup_path(void)
+{
+	return P.cgroup;
+}
+
+int enforce_cgroup_fd(void)
+{
+	return P.cg_fd;
+}
+
+int enforce_prepare(const char *root, char *errbuf, size_t errn)
+{
+	struct statfs sf;
+	struct stat st, rst;
+
+	if (P.want_cgroup) {
+		if (P.want_cgroup[0] == '/')
+			snprintf(P.cgroup, sizeof(P.cgroup), "%s", P.want_cgroup);
+		else
+			snprintf(P.cgroup, sizeof(P.cgroup), "%s/%s", root, P.want_cgroup);
+	} else {
+		snprintf(P.cgroup, sizeof(P.cgroup), "%s/dpndncy-%d", root, (int)getpid());
+		if (mkdir(P.cgroup, 0755) < 0) {
+			snprintf(errbuf, errn, "enforce: cannot create cgroup %s: %s", P.cgroup, strerror(errno));
+			P.cgroup[0] = 0;
+			return -1;
+		}
+		P.created = 1;
+	}
+	if (statfs(P.cgroup, &sf) < 0 || stat(P.cgroup, &st) < 0) {
+		snprintf(errbuf, errn, "enforce: cgroup %s: %s", P.cgroup, strerror(errno));
+		goto fail;
+	}
+	if (sf.f_type != CGROUP2_SUPER_MAGIC || !S_ISDIR(st.st_mode)) {
+		snprintf(errbuf, errn, "enforce: %s is not a cgroup v2 directory", P.cgroup);
+		goto fail;
+	}
+	/* never the root: a default-deny there would cut the whole machine off */
+	if (stat(root, &rst) == 0 && rst.st_ino == st.st_ino && rst.st_dev == st.st_dev) {
+		snprintf(errbuf, errn, "enforce: refusing to enforce on the cgroup v2 root %s", P.cgroup);
+		goto fail;
+	}
+	if (st.st_ino == 1) {
+		snprintf(errbuf, errn, "enforce: refusing to enforce on a cgroup v2 root (%s)", P.cgroup);
+		goto fail;
+	}
+	P.cg_fd = open(P.cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (P.cg_fd < 0) {
+		snprintf(errbuf, errn, "enforce: cannot open cgroup %s: %s", P.cgroup, strerror(errno));
+		goto fail;
+	}
+	return 0;
+fail:
+	enforce_cleanup();
+	return -1;
+}
+
+int enforce_join(char *errbuf, size_t errn)
+{
+	char path[4200], pid[32];
+	int fd, n;
+	ssize_t w;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", P.cgroup);
+	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(errbuf, errn, "enforce: cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	w = write(fd, pid, (size_t)n);
+	if (w != n) {
+		snprintf(errbuf, errn, "enforce: cannot move into cgroup %s: %s", P.cgroup, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* move every process still in cg to its parent cgroup, then remove cg */
+static void remove_cgroup(const char *cg)
+{
+	char path[4200], parent[4200], *s, *line, *save = NULL, *slash;
+
+	if (rmdir(cg) == 0 || errno == ENOENT)
+		return;
+	snprintf(parent, sizeof(parent), "%s", cg);
+	slash = strrchr(parent, '/');
+	if (!slash)
+		return;
+	*slash = 0;
+	snprintf(path, sizeof(path), "%s/cgroup.procs", cg);
+	s = read_file_str(path, 1 << 20);
+	if (s) {
+		snprintf(path, sizeof(path), "%s/cgroup.procs", parent);
+		for (line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+			int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+			if (fd >= 0) {
+				if (write(fd, line, strlen(line)) < 0) {
+					/* gone meanwhile */
+				}
+				close(fd);
+			}
+		}
+		free(s);
+	}
+	for (int i = 0; i < 20 && rmdir(cg) < 0 && errno == EBUSY; i++)
+		usleep(10000);
+}
+
+void enforce_cleanup(void)
+{
+	if (P.cg_fd >= 0) {
+		close(P.cg_fd);
+		P.cg_fd = -1;
+	}
+	if (P.created && P.cgroup[0])
+		remove_cgroup(P.cgroup);
+	P.created = 0;
+}
+
+void enforce_write_state(const char *dir)
+{
+	char path[4200], buf[4200];
+	int n;
+
+	if (!P.cgroup[0])
+		return;
+	snprintf(path, sizeof(path), "%s/enforce", dir);
+	n = snprintf(buf, sizeof(buf), "cgroup=%s\ncreated=%d\n", P.cgroup, P.created);
+	write_file(path, buf, (size_t)n);
+}
+
+void enforce_recover(const char *dir)
+{
+	char path[4200], *s, *c, *nl;
+
+	snprintf(path, sizeof(path), "%s/enforce", dir);
+	s = read_file_str(path, 8192);
+	if (!s)
+		return;
+	c = strstr(s, "cgroup=");
+	if (c && strstr(s, "created=1")) {
+		c += 7;
+		nl = strchr(c, '\n');
+		if (nl)
+			*nl = 0;
+		if (strncmp(c, "/", 1) == 0 && strstr(c, "/dpndncy-"))
+			remove_cgroup(c);
+	}
+	free(s);
+	unlink(path);
+}
+
+/* ---- maps ---- */
+
+static void resolv_conf_defaults(void)
+{
+	char *s = read_file_str("/etc/resolv.conf", 65536), *line, *save = NULL;
+	char err[128];
+
+	if (!s)
+		return;
+	for (line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char a[128];
+
+		if (sscanf(line, " nameserver %127s", a) == 1) {
+			char *pct = strchr(a, '%'); /* fe80::1%eth0 */
+
+			if (pct)
+				*pct = 0;
+			if (add_resolver(a, err, sizeof(err)) == 0)
+				P.res_from_conf = 1;
+		}
+	}
+	free(s);
+}
+
+/* name reversed for the trie; exact names end with their NUL */
+static void name_key(struct dp_name_key *k, const char *name, int exact)
+{
+	size_t n = strlen(name);
+
+	memset(k, 0, sizeof(*k));
+	for (size_t i = 0; i < n; i++)
+		k->name[i] = (uint8_t)name[n - 1 - i];
+	if (exact) {
+		k->prefixlen = (uint32_t)(n + 1) * 8;
+	} else {
+		k->name[n] = '.';
+		k->prefixlen = (uint32_t)(n + 1) * 8;
+	}
+}
+
+/* does a suffix entry's domain cover name (a strict subdomain)? */
+static int covers(const char *domain, const char *name)
+{
+	size_t dl = strlen(domain), nl = strlen(name);
+
+	return nl > dl + 1 && name[nl - dl - 1] == '.' && !strcmp(name + nl - dl, domain);
+}
+
+/* ports a name entry gets: its own, plus those of every wildcard that also matches it */
+static int name_ports(int idx, struct dp_name_val *v, char *errbuf, size_t errn)
+{
+	const struct entry *e = &P.e[idx];
+	int any = 0;
+
+	v->nports = 0;
+	for (int i = 0; i < P.n; i++) {
+		const struct entry *o = &P.e[i];
+		int match;
+
+		if (o->kind == E_CIDR)
+			continue;
+		if (o->kind == e->kind && !strcmp(o->name, e->name))
+			match = 1;
+		else if (o->kind == E_SUFFIX)
+			match = covers(o->name, e->name) ;
+		else
+			match = 0;
+		if (!match)
+			continue;
+		if (!o->port) {
+			any = 1;
+			continue;
+		}
+		{
+			int dup = 0;
+
+			for (int j = 0; j < v->nports; j++)
+				if (v->ports[j] == o->port)
+					dup = 1;
+			if (dup)
+				continue;
+		}
+		if (v->nports >= DP_ENF_PORTS) {
+			snprintf(errbuf, errn, "enforce: more than %d ports for %s%s", DP_ENF_PORTS,
+				 e->kind == E_SUFFIX ? "*." : "", e->name);
+			return -1;
+		}
+		v->ports[v->nports++] = o->port;
+	}
+	if (any)
+		v->nports = 0;
+	return 0;
+}
+
+static int explicitly_allowed_name(const char *name)
+{
+	for (int i = 0; i < P.n; i++)
+		if (P.e[i].kind == E_HOST && !strcmp(P.e[i].name, name))
+			return 1;
+	return 0;
+}
+
+static int explicitly_allowed_addr(const uint8_t a[16])
+{
+	for (int i = 0; i < P.n; i++)
+		if (P.e[i].kind == E_CIDR && P.e[i].prefix == 128 && !memcmp(P.e[i].addr, a, 16))
+			return 1;
+	return 0;
+}
+
+#define PUT(fd, k, v, what)                                                                       \
+	do {                                                                                      \
+		if (bpf_map_update_elem(fd, k, v, BPF_NOEXIST) < 0 && errno != EEXIST) {          \
+			snprintf(errbuf, errn, "enforce: cannot fill %s: %s", what, strerror(errno)); \
+			return -1;                                                                \
+		}                                                                                 \
+	} while (0)
+
+int enforce_push(struct connect_bpf *conn, char *errbuf, size_t errn)
+{
+	int fd_any = bpf_map__fd(conn->maps.allow_any), fd_port = bpf_map__fd(conn->maps.allow_port);
+	int fd_names = bpf_map__fd(conn->maps.names), fd_deny = bpf_map__fd(conn->maps.deny_addr);
+	int fd_res = bpf_map__fd(conn->maps.resolvers), fd_ex = bpf_map__fd(conn->maps.exempt);
+	int has_names = 0;
+	uint8_t one = 1;
+
+	if (P.nres == 0)
+		resolv_conf_defaults();
+	for (int i = 0; i < P.n; i++) {
+		const struct entry *e = &P.e[i];
+		struct dp_enf_val v = {.rule = (uint16_t)(DP_R_USER + i)};
+
+		if (e->kind == E_CIDR) {
+			if (e->port) {
+				struct dp_lpm_port k = {.prefixlen = 16 + (uint32_t)e->prefix};
+				uint16_t pbe = htons(e->port);
+
+				memcpy(k.port, &pbe, 2);
+				memcpy(k.addr, e->addr, 16);
+				PUT(fd_port, &k, &v, "allow_port");
+			} else {
+				struct dp_lpm_any k = {.prefixlen = (uint32_t)e->prefix};
+
+				memcpy(k.addr, e->addr, 16);
+				PUT(fd_any, &k, &v, "allow_any");
+			}
+		} else {
+			struct dp_name_key k;
+			struct dp_name_val nv;
+
+			memset(&nv, 0, sizeof(nv));
+			nv.rule = (uint16_t)(DP_R_USER + i);
+			if (name_ports(i, &nv, errbuf, errn) < 0)
+				return -1;
+			name_key(&k, e->name, e->kind == E_HOST);
+			PUT(fd_names, &k, &nv, "names");
+			has_names = 1;
+		}
+	}
+	if (has_names && P.nres == 0) {
+		snprintf(errbuf, errn,
+			 "enforce: allowed names need a sanctioned DNS resolver: none in /etc/resolv.conf, add dns-resolver IP");
+		return -1;
+	}
+	for (int i = 0; i < P.nres; i++)
+		PUT(fd_res, P.res[i], &one, "resolvers");
+	for (int i = 0; i < P.nexempt; i++)
+		PUT(fd_ex, &P.exempt[i], &one, "exempt");
+	if (!P.allow_metadata) {
+		for (size_t i = 0; i < sizeof(metadata_addrs) / sizeof(metadata_addrs[0]); i++) {
+			struct dp_enf_val v = {.rule = DP_R_METADATA};
+			uint8_t a[16];
+			int is4;
+
+			parse_ip16(metadata_addrs[i], a, &is4);
+			PUT(fd_deny, a, &v, "deny_addr");
+		}
+	}
+	for (size_t i = 0; i < sizeof(doh) / sizeof(doh[0]); i++) {
+		int name_ok = explicitly_allowed_name(doh[i].name);
+
+		if (!name_ok) {
+			struct dp_name_key k;
+			struct dp_name_val nv;
+
+			memset(&nv, 0, sizeof(nv));
+			nv.rule = DP_R_DOH;
+			nv.flags = DP_NV_DENY;
+			name_key(&k, doh[i].name, 1);
+			PUT(fd_names, &k, &nv, "names");
+		}
+		for (int j = 0; j < 4 && doh[i].addrs[j]; j++) {
+			struct dp_enf_val v = {.rule = DP_R_DOH};
+			uint8_t a[16];
+			int is4, res = 0;
+
+			parse_ip16(doh[i].addrs[j], a, &is4);
+			for (int r = 0; r < P.nres; r++)
+				if (!memcmp(P.res[r], a, 16))
+					res = 1;
+			/* a sanctioned resolver stays reachable on port 53 (judged before deny_addr) */
+			if (name_ok || explicitly_allowed_addr(a))
+				continue;
+			(void)res;
+			PUT(fd_deny, a, &v, "deny_addr");
+		}
+	}
+	return 0;
+}
+
+void enforce_json(struct sbuf *b)
+{
+	int first = 1;
+
+	sb_puts(b, "{\"cgroup\":");
+	sb_json_cstr(b, P.cgroup);
+	sb_printf(b, ",\"entries\":%d,\"allow_metadata\":%s,\"resolvers\":[", P.n, P.allow_metadata ? "true" : "false");
+	for (int i = 0; i < P.nres; i++) {
+		char a[64];
+		int is4 = !memcmp(P.res[i], "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12);
+
+		fmt_addr(a, sizeof(a), is4 ? 2 : 10, is4 ? P.res[i] + 12 : P.res[i]);
+		sb_printf(b, "%s\"%s\"", first ? "" : ",", a);
+		first = 0;
+	}
+	sb_printf(b, "],\"resolvers_from\":\"%s\",\"exempt_pids\":[", P.res_from_conf ? "/etc/resolv.conf" : "config");
+	for (int i = 0; i < P.nexempt; i++)
+		sb_printf(b, "%s%u", i ? "," : "", P.exempt[i]);
+	sb_puts(b, "]}");
+}

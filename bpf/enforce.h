@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * dpndncy enforce mode: map keys and values shared by bpf/enforce.bpf.h and
+ * agent-c/enforce.c. Every address is kept as 16 bytes, IPv4 as IPv4-mapped
+ * IPv6 (::ffff:a.b.c.d), so a mapped destination is judged exactly like the
+ * IPv4 one, and one trie serves both families.
+ */
+#ifndef DPNDNCY_ENFORCE_H
+#define DPNDNCY_ENFORCE_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* dp_connect.rule: fixed rules below DP_R_USER, policy entries from DP_R_USER on */
+#define DP_R_NONE          0   /* observe mode: no rule */
+#define DP_R_DEFAULT_DENY  1   /* enforced, nothing allowed it */
+#define DP_R_METADATA      2   /* cloud metadata address */
+#define DP_R_DNS_RESOLVER  3   /* port 53 to a resolver that is not sanctioned */
+#define DP_R_DOT           4   /* port 853 (DNS over TLS) */
+#define DP_R_DOH           5   /* known DNS-over-HTTPS address */
+#define DP_R_LOOPBACK      6   /* allow: loopback */
+#define DP_R_EXEMPT_CG     7   /* allow: process outside the enforced cgroup */
+#define DP_R_EXEMPT_PID    8   /* allow: exempt process (CI runner) */
+#define DP_R_RESOLVER      9   /* allow: port 53 to a sanctioned resolver */
+#define DP_R_USER          16  /* DP_R_USER + i: the agent's policy entry i */
+
+#define DP_ENF_NAME   128  /* DNS names longer than 127 bytes are never allowed */
+#define DP_ENF_PORTS  8    /* ports per name entry */
+#define DP_ENF_BUF    512  /* DNS payload bytes parsed in the kernel */
+
+/* LPM trie allow_any: address prefix, any port. prefixlen in bits over addr (IPv4: 96 + n) */
+struct dp_lpm_any {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* LPM trie allow_port: port (network order) then address; prefixlen = 16 + address bits */
+struct dp_lpm_port {
+	__u32 prefixlen;
+	__u8 port[2];
+	__u8 addr[16];
+};
+
+struct dp_enf_val {
+	__u16 rule;
+	__u16 pad;
+};
+
+/* hash learned: an address a DNS answer gave an allowed name; port 0 = any port */
+struct dp_learn_key {
+	__u8 addr[16];
+	__u16 port;        /* host order */
+	__u16 pad;
+};
+
+/*
+ * LPM trie names: the DNS name lower-cased, reversed byte by byte ("www.example.com" ->
+ * "moc.elpmaxe.www"), so a domain suffix is a key prefix. An exact name is stored with its
+ * terminating NUL ("moc.elpmaxe.www\0"), a "*.example.com" wildcard as "moc.elpmaxe." (the
+ * dot keeps label boundaries: it matches every subdomain, never the apex, never
+ * "badexample.com"). Lookups use the whole key; the longest match decides.
+ */
+struct dp_name_key {
+	__u32 prefixlen;
+	__u8 name[DP_ENF_NAME];
+};
+
+#define DP_NV_DENY 0x1     /* a known DoH name: answers are never learned */
+
+struct dp_name_val {
+	__u16 rule;
+	__u8 flags;
+	__u8 nports;       /* 0: any port */
+	__u16 ports[DP_ENF_PORTS];   /* host order */
+};
+
+/* per-thread verdict of the enforce program, read by the observe program that runs next */
+struct dp_judged {
+	__u64 cookie;
+	__u8 verdict;      /* 1 allow, 0 deny */
+	__u8 pad;
+	__u16 rule;
+	__u32 pad2;
+};
+
+/* single-entry array enforce_stats (per cpu) */
+struct dp_enf_stats {
+	__u64 learned;       /* addresses inserted from DNS answers */
+	__u64 learn_fail;    /* inserts that failed (map full) */
+	__u64 dns_allowed;   /* answers of allowed names parsed */
+	__u64 dns_other;     /* answers of names not allowed */
+};
+
+#endif
