@@ -2,11 +2,13 @@
  * Shared by pre and main: acquire the verified agent, start it, and record in the action's
  * state where everything lives so post can find it (STATE_* reaches post as env).
  */
-import { mkdir } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as core from "@actions/core";
 import { acquireAgent, agentSource } from "../agent/acquire.js";
+import { renderAgentConfig } from "../agent/config.js";
 import { startAgent } from "../agent/control.js";
+import { detectPlatform } from "../platform/detect.js";
 import { parseInputs } from "./inputs.js";
 import { STATE } from "./state.js";
 
@@ -27,11 +29,24 @@ export async function startMonitoring(stage: "pre" | "main"): Promise<void> {
   );
   const log = join(dir, "events.ndjson");
   const stateDir = join(dir, "state");
+  // step attribution: the platform's step markers and the job identity for the start record
+  const detected = detectPlatform(process.env);
+  const config = join(dir, "agent.conf");
+  await writeFile(
+    config,
+    renderAgentConfig({
+      mode: inputs.mode,
+      sensitivePaths: inputs.sensitivePaths,
+      stepMarkers: detected.step.markers,
+      ci: { ...detected.identity, alsoMatched: detected.alsoMatched },
+    }),
+  );
   const started = await startAgent({
     agent,
     log,
     stateDir,
     mode: inputs.mode,
+    config,
     elevate: elevation(),
   });
   core.saveState(STATE.agent, agent);

@@ -11,6 +11,26 @@ export interface AgentConfigInput {
   sensitivePaths?: string[];
   /** Executables (absolute path) or process names (comm) whose sensitive reads are benign. */
   benignReaders?: string[];
+  /**
+   * Environment variables that name the CI step, first present wins (`detectPlatform().step.markers`).
+   * None: the agent's default, DPNDNCY_STEP only.
+   */
+  stepMarkers?: readonly string[];
+  /** The CI job identity for the agent's start record (`ci`): one JSON object. */
+  ci?: Record<string, unknown>;
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,61}$/;
+/** agent-c/steps.c: at most 8 markers, a ci-identity line of at most 3071 bytes. */
+const MAX_MARKERS = 8;
+const MAX_CI_BYTES = 3071;
+
+/** The identity as one JSON line the agent accepts: long strings cut, dropped when still too long. */
+function ciLine(ci: Record<string, unknown>): string | undefined {
+  const cut = (x: unknown): unknown =>
+    typeof x === "string" ? x.slice(0, 256) : Array.isArray(x) ? x.map(cut) : x;
+  const json = JSON.stringify(Object.fromEntries(Object.entries(ci).map(([k, x]) => [k, cut(x)])));
+  return Buffer.byteLength(json) <= MAX_CI_BYTES ? json : undefined;
 }
 
 const SAFE_TOKEN = /^[^\s#]+$/;
@@ -25,5 +45,14 @@ export function renderAgentConfig(c: AgentConfigInput): string {
     if (!SAFE_TOKEN.test(r)) throw new Error(`benign reader "${r}" contains blanks or '#'`);
     lines.push(r.startsWith("/") ? `allow-exe ${r}` : `allow-comm ${r.slice(0, 15)}`);
   }
+  const markers = [...new Set(c.stepMarkers ?? [])];
+  if (markers.length > MAX_MARKERS) throw new Error(`at most ${MAX_MARKERS} step markers`);
+  for (const m of markers) {
+    if (!ENV_NAME.test(m))
+      throw new Error(`step marker "${m}" is not an environment variable name`);
+    lines.push(`step-marker ${m}`);
+  }
+  const ci = c.ci ? ciLine(c.ci) : undefined;
+  if (ci) lines.push(`ci-identity ${ci}`);
   return `${lines.join("\n")}\n`;
 }

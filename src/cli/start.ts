@@ -94,6 +94,7 @@ export async function start(argv: string[], io: Io): Promise<number> {
       if (sha) await assertSha256(agent, sha);
     }
     const policy = v.policy ? await loadPolicy(v.policy) : undefined;
+    const detected = detectPlatform(io.env);
     config = join(dir, "agent.conf");
     writeFileSync(
       config,
@@ -104,6 +105,8 @@ export async function start(argv: string[], io: Io): Promise<number> {
           ...(v["sensitive-path"] ?? []),
         ],
         benignReaders: policy?.policy.files?.["benign-readers"] ?? [],
+        stepMarkers: detected.step.markers,
+        ci: { ...detected.identity, alsoMatched: detected.alsoMatched },
       }),
     );
   } catch (e) {
