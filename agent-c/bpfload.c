@@ -560,10 +560,17 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		snprintf(ai->connect, sizeof(ai->connect), "cgroup/connect4,connect6,sendmsg4,sendmsg6");
 		if (cfg->mode == DP_MODE_ENFORCE) {
 			int efd = enforce_cgroup_fd();
-
 			/* job cgroup only (never the root); the DNS learner first, then the verdicts */
+			struct stat es, rs;
+
 			if (efd < 0) {
 				snprintf(errbuf, errn, "enforce: no job cgroup");
+				goto fail;
+			}
+			/* second guard (enforce_prepare checked the path): never the root we observe on */
+			if (fstat(efd, &es) < 0 || fstat(a->cgroup_fd, &rs) < 0 ||
+			    (es.st_ino == rs.st_ino && es.st_dev == rs.st_dev)) {
+				snprintf(errbuf, errn, "enforce: refusing to attach to the cgroup v2 root");
 				goto fail;
 			}
 			if (add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_dns, efd), "enf_dns", errbuf, errn) ||

@@ -607,6 +607,7 @@ static int name_ports(int idx, struct dp_name_val *v, char *errbuf, size_t errn)
 	int any = 0;
 
 	v->nports = 0;
+	v->flags = 0;
 	for (int i = 0; i < P.n; i++) {
 		const struct entry *o = &P.e[i];
 		int match;
@@ -642,7 +643,7 @@ static int name_ports(int idx, struct dp_name_val *v, char *errbuf, size_t errn)
 		v->ports[v->nports++] = o->port;
 	}
 	if (any)
-		v->nports = 0;
+		v->flags |= DP_NV_ANY;
 	return 0;
 }
 

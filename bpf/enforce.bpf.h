@@ -282,13 +282,12 @@ static __always_inline void learn(const __u8 a[16], const struct dp_name_val *nv
 	__u32 n = nv->nports;
 
 	__builtin_memcpy(k.addr, a, 16);
-	if (n == 0) {
+	if (nv->flags & DP_NV_ANY) {
 		k.port = 0;
 		if (bpf_map_update_elem(&learned, &k, &v, BPF_ANY) == 0)
 			enf_stat(0);
 		else
 			enf_stat(1);
-		return;
 	}
 	for (__u32 i = 0; i < DP_ENF_PORTS; i++) {
 		if (i >= n)

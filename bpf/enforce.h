@@ -67,11 +67,12 @@ struct dp_name_key {
 };
 
 #define DP_NV_DENY 0x1     /* a known DoH name: answers are never learned */
+#define DP_NV_ANY  0x2     /* learned for any port (but 853, which needs an explicit port) */
 
 struct dp_name_val {
 	__u16 rule;
 	__u8 flags;
-	__u8 nports;       /* 0: any port */
+	__u8 nports;       /* explicit ports in ports[] */
 	__u16 ports[DP_ENF_PORTS];   /* host order */
 };
 
