@@ -12127,8 +12127,8 @@ var require_policy = __commonJS({
         if (!["GET", "HEAD"].includes(request.method)) {
           return false;
         }
-        const policy = new CacheSemantics(requestObject(request), emptyResponse, policyOptions);
-        return policy.storable();
+        const policy2 = new CacheSemantics(requestObject(request), emptyResponse, policyOptions);
+        return policy2.storable();
       }
       // returns true if the policy satisfies the request
       satisfies(request) {
@@ -12186,8 +12186,8 @@ var require_policy = __commonJS({
       revalidated(request, response) {
         const _req = requestObject(request);
         const _res = responseObject(response);
-        const policy = this.policy.revalidatedPolicy(_req, _res);
-        return !policy.modified;
+        const policy2 = this.policy.revalidatedPolicy(_req, _res);
+        return !policy2.modified;
       }
     };
     module.exports = CachePolicy;
@@ -34474,8 +34474,8 @@ var require_utils3 = __commonJS({
     var HOST_DELIMS = { "@": "%40", "/": "%2F", "?": "%3F", "#": "%23", ":": "%3A" };
     var HOST_DELIM_RE = /[@/?#:]/g;
     var HOST_DELIM_NO_COLON_RE = /[@/?#]/g;
-    function reescapeHostDelimiters(host, isIP2) {
-      const re = isIP2 ? HOST_DELIM_NO_COLON_RE : HOST_DELIM_RE;
+    function reescapeHostDelimiters(host, isIP3) {
+      const re = isIP3 ? HOST_DELIM_NO_COLON_RE : HOST_DELIM_RE;
       re.lastIndex = 0;
       return host.replace(re, (ch) => HOST_DELIMS[ch]);
     }
@@ -35172,12 +35172,12 @@ var require_fast_uri = __commonJS({
       const host = matches[4];
       return hasMalformedPercentEncoding(matches[3]) || host !== void 0 && !isIPLiteral(host) && hasMalformedPercentEncoding(host) || hasMalformedPercentEncoding(matches[6]) || hasMalformedPercentEncoding(matches[7]) || hasMalformedPercentEncoding(matches[8]);
     }
-    function canonicalizeHost(parsed, options, schemeHandler, isIP2) {
-      if (hasForbiddenDomainHost(parsed, options, schemeHandler, isIP2)) {
+    function canonicalizeHost(parsed, options, schemeHandler, isIP3) {
+      if (hasForbiddenDomainHost(parsed, options, schemeHandler, isIP3)) {
         parsed.error = parsed.error || MALFORMED_HOST_ERROR;
         return true;
       }
-      if (!options.unicodeSupport && (!schemeHandler || !schemeHandler.unicodeSupport) && parsed.host && !isIPLiteral(parsed.host) && (options.domainHost || schemeHandler && schemeHandler.domainHost) && isIP2 === false && nonSimpleDomain(parsed.host)) {
+      if (!options.unicodeSupport && (!schemeHandler || !schemeHandler.unicodeSupport) && parsed.host && !isIPLiteral(parsed.host) && (options.domainHost || schemeHandler && schemeHandler.domainHost) && isIP3 === false && nonSimpleDomain(parsed.host)) {
         let url;
         try {
           url = new URL("http://" + parsed.host);
@@ -35193,9 +35193,9 @@ var require_fast_uri = __commonJS({
       }
       return false;
     }
-    function hasForbiddenDomainHost(parsed, options, schemeHandler, isIP2) {
+    function hasForbiddenDomainHost(parsed, options, schemeHandler, isIP3) {
       return Boolean(
-        parsed.host && isIP2 === false && !isIPLiteral(parsed.host) && (options.domainHost || schemeHandler && schemeHandler.domainHost) && FORBIDDEN_DOMAIN_HOST_CHARACTER.test(parsed.host)
+        parsed.host && isIP3 === false && !isIPLiteral(parsed.host) && (options.domainHost || schemeHandler && schemeHandler.domainHost) && FORBIDDEN_DOMAIN_HOST_CHARACTER.test(parsed.host)
       );
     }
     function isHostOnlyURL(url) {
@@ -35218,7 +35218,7 @@ var require_fast_uri = __commonJS({
       let malformedHost = false;
       let malformedIPLiteral = false;
       let malformedScheme = false;
-      let isIP2 = false;
+      let isIP3 = false;
       if (options.reference === "suffix") {
         if (options.scheme) {
           uri = options.scheme + ":" + uri;
@@ -35280,15 +35280,15 @@ var require_fast_uri = __commonJS({
             const bracketedIPLiteral = isIPLiteral(parsed.host);
             const hasIPLiteralBracket = parsed.host.indexOf("[") !== -1 || parsed.host.indexOf("]") !== -1;
             const ipv6result = normalizeIPv6(parsed.host);
-            isIP2 = ipv6result.isIPV6 || ipv6result.isIPVFuture === true;
+            isIP3 = ipv6result.isIPV6 || ipv6result.isIPVFuture === true;
             malformedIPLiteral = hasIPLiteralBracket && (!bracketedIPLiteral || ipv6result.error === true);
-            parsed.host = isIP2 ? ipv6result.host : ipv6result.host.toLowerCase();
+            parsed.host = isIP3 ? ipv6result.host : ipv6result.host.toLowerCase();
             if (malformedIPLiteral) {
               parsed.error = parsed.error || MALFORMED_HOST_ERROR;
               malformedAuthorityOrPort = true;
             }
           } else {
-            isIP2 = true;
+            isIP3 = true;
           }
         }
         if (parsed.scheme === void 0 && parsed.userinfo === void 0 && parsed.host === void 0 && parsed.port === void 0 && parsed.query === void 0 && !parsed.path) {
@@ -35305,14 +35305,14 @@ var require_fast_uri = __commonJS({
         }
         const schemeHandler = getSchemeHandler(options.scheme || parsed.scheme);
         if (!malformedIPLiteral) {
-          malformedHost = canonicalizeHost(parsed, options, schemeHandler, isIP2);
+          malformedHost = canonicalizeHost(parsed, options, schemeHandler, isIP3);
         }
         if (uri.indexOf("%") !== -1 && parsed.host !== void 0 && !malformedIPLiteral) {
-          let host = isIP2 ? parsed.host : normalizePercentEncoding(parsed.host, true);
-          if (!isIP2) {
+          let host = isIP3 ? parsed.host : normalizePercentEncoding(parsed.host, true);
+          if (!isIP3) {
             host = normalizePercentEncoding(host.toLowerCase());
           }
-          parsed.host = isIP2 || options.scheme !== "null" ? reescapeHostDelimiters(host, isIP2) : host;
+          parsed.host = isIP3 || options.scheme !== "null" ? reescapeHostDelimiters(host, isIP3) : host;
         }
         if (!schemeHandler || schemeHandler && !schemeHandler.skipNormalize) {
           if (parsed.path) {
@@ -47160,13 +47160,13 @@ var require_verifier2 = __commonJS({
           tsaThreshold: 0
         };
       }
-      verify(entity, policy) {
+      verify(entity, policy2) {
         const timestamps = this.verifyTimestamps(entity);
         const signer = this.verifySigningKey(entity, timestamps);
         this.verifyTLogs(entity);
         this.verifySignature(entity, signer);
-        if (policy) {
-          this.verifyPolicy(policy, signer.identity || {});
+        if (policy2) {
+          this.verifyPolicy(policy2, signer.identity || {});
         }
         return signer;
       }
@@ -47250,15 +47250,15 @@ var require_verifier2 = __commonJS({
           });
         }
       }
-      verifyPolicy(policy, identity) {
-        if (policy.subjectAlternativeName) {
-          (0, policy_1.verifySubjectAlternativeName)(policy.subjectAlternativeName, identity.subjectAlternativeName);
+      verifyPolicy(policy2, identity) {
+        if (policy2.subjectAlternativeName) {
+          (0, policy_1.verifySubjectAlternativeName)(policy2.subjectAlternativeName, identity.subjectAlternativeName);
         }
-        if (policy.extensions) {
-          (0, policy_1.verifyExtensions)(policy.extensions, identity.extensions);
+        if (policy2.extensions) {
+          (0, policy_1.verifyExtensions)(policy2.extensions, identity.extensions);
         }
-        if (policy.oids) {
-          (0, policy_1.verifyOIDs)(policy.oids, identity.oids);
+        if (policy2.oids) {
+          (0, policy_1.verifyOIDs)(policy2.oids, identity.oids);
         }
       }
     };
@@ -49093,12 +49093,15 @@ async function identityToken(flag, env) {
   );
 }
 
-// src/cli/start.ts
-import { createHash as createHash6 } from "node:crypto";
-import { chmodSync, mkdirSync, writeFileSync as writeFileSync3 } from "node:fs";
-import { join as join2, resolve } from "node:path";
-
 // src/agent/config.ts
+import { isIP } from "node:net";
+function endpointDirective(e) {
+  const port = e.port ? `:${e.port}` : "";
+  if (e.kind === "host")
+    return e.wildcard ? `allow-suffix ${e.host}${port}` : `allow-host ${e.host}${port}`;
+  const cidr = `${e.addr}/${e.prefix}`;
+  return e.family === 6 && e.port ? `allow-cidr [${cidr}]${port}` : `allow-cidr ${cidr}${port}`;
+}
 var ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,61}$/;
 var MAX_MARKERS = 8;
 var MAX_CI_BYTES = 3071;
@@ -49127,9 +49130,270 @@ function renderAgentConfig(c) {
   }
   const ci = c.ci ? ciLine(c.ci) : void 0;
   if (ci) lines.push(`ci-identity ${ci}`);
+  for (const e of c.allow ?? []) lines.push(endpointDirective(e));
+  for (const r of c.dnsResolvers ?? []) {
+    if (isIP(r) === 0) throw new Error(`DNS resolver "${r}" is not an IP address`);
+    lines.push(`dns-resolver ${r}`);
+  }
+  if (c.allowMetadata) lines.push("allow-metadata");
+  for (const p of c.exemptPids ?? []) {
+    if (!Number.isInteger(p) || p <= 1) throw new Error(`exempt pid ${p} is not a process id`);
+    lines.push(`exempt-pid ${p}`);
+  }
   return `${lines.join("\n")}
 `;
 }
+
+// src/policy/endpoint.ts
+import { isIP as isIP2 } from "node:net";
+var EndpointError = class extends Error {
+  constructor(input, where, reason) {
+    super(`${where}: invalid endpoint "${input}": ${reason}`);
+    this.input = input;
+    this.where = where;
+    this.name = "EndpointError";
+  }
+  input;
+  where;
+};
+var LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+function parsePort(s, input, where) {
+  if (!/^\d{1,5}$/.test(s) || Number(s) < 1 || Number(s) > 65535) {
+    throw new EndpointError(input, where, `port "${s}" is not 1-65535`);
+  }
+  return Number(s);
+}
+function parseEndpoint(raw, where = "allowed-endpoints") {
+  const input = raw.trim();
+  if (input === "") throw new EndpointError(raw, where, "empty");
+  let rest = input;
+  let port;
+  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(rest);
+  if (bracket) {
+    rest = bracket[1] ?? "";
+    if (bracket[2] !== void 0) port = parsePort(bracket[2], input, where);
+  } else if ((rest.match(/:/g) ?? []).length === 1) {
+    const i = rest.lastIndexOf(":");
+    port = parsePort(rest.slice(i + 1), input, where);
+    rest = rest.slice(0, i);
+  }
+  const [addrPart, prefixPart, extra] = rest.split("/");
+  if (extra !== void 0) throw new EndpointError(input, where, "more than one '/'");
+  const family = isIP2(addrPart ?? "");
+  if (family === 4 || family === 6) {
+    const max = family === 4 ? 32 : 128;
+    let prefix = max;
+    if (prefixPart !== void 0) {
+      if (!/^\d{1,3}$/.test(prefixPart) || Number(prefixPart) > max) {
+        throw new EndpointError(input, where, `prefix length must be 0-${max}`);
+      }
+      prefix = Number(prefixPart);
+    }
+    return {
+      kind: "ip",
+      addr: (addrPart ?? "").toLowerCase(),
+      family,
+      prefix,
+      ...port ? { port } : {}
+    };
+  }
+  if (prefixPart !== void 0) throw new EndpointError(input, where, "a CIDR needs an IP address");
+  let host = rest.toLowerCase().replace(/\.$/, "");
+  const wildcard = host.startsWith("*.");
+  if (wildcard) host = host.slice(2);
+  if (host.includes("*")) {
+    throw new EndpointError(input, where, "'*' is only allowed as a leading '*.' label");
+  }
+  const labels = host.split(".");
+  if (host.length > 253 || labels.length < (wildcard ? 2 : 1) || !labels.every((l) => LABEL.test(l))) {
+    throw new EndpointError(input, where, "not a valid host name, IP address or CIDR");
+  }
+  return { kind: "host", host, wildcard, ...port ? { port } : {} };
+}
+
+// src/policy/load.ts
+var import__2 = __toESM(require__(), 1);
+var import_yaml = __toESM(require_dist10(), 1);
+import { createHash as createHash4 } from "node:crypto";
+import { readFile } from "node:fs/promises";
+
+// schema/policy.v1.json
+var policy_v1_default = {
+  $schema: "https://json-schema.org/draft/2020-12/schema",
+  $id: "https://dpndncy.io/schema/policy.v1.json",
+  title: "dpndncy policy, version 1",
+  description: "What a job may reach and which files are sensitive. Written by hand or printed by learn mode; read by the action, the CLI and (translated) the agent.",
+  type: "object",
+  additionalProperties: false,
+  required: ["version"],
+  properties: {
+    version: { const: 1 },
+    mode: { enum: ["observe", "learn", "enforce"] },
+    egress: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        allow: {
+          type: "array",
+          description: "Endpoints: `host`, `*.domain`, `host:port`, IP, `[v6]:port`, CIDR.",
+          items: { type: "string", minLength: 1 }
+        },
+        "allow-metadata": {
+          type: "boolean",
+          description: "Allow cloud metadata endpoints (169.254.169.254, 169.254.170.2, fd00:ec2::254). Default false."
+        }
+      }
+    },
+    dns: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        resolvers: {
+          type: "array",
+          description: "The sanctioned resolvers; DNS to any other is blocked in enforce mode. Default: those in /etc/resolv.conf at start.",
+          items: { type: "string" }
+        }
+      }
+    },
+    files: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        sensitive: {
+          type: "array",
+          description: "Extra sensitive paths (absolute or ~/), added to the built-in list.",
+          items: { type: "string", pattern: "^(/|~/)" }
+        },
+        "benign-readers": {
+          type: "array",
+          description: "Executables (absolute path) or process names whose reads of sensitive paths are not reported.",
+          items: { type: "string", minLength: 1 }
+        }
+      }
+    }
+  }
+};
+
+// src/policy/load.ts
+var PolicyError = class extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "PolicyError";
+  }
+};
+var validatePolicy = new import__2.Ajv2020({ allErrors: true, strict: true }).compile(policy_v1_default);
+function canonicalJson(v2) {
+  if (Array.isArray(v2)) return `[${v2.map(canonicalJson).join(",")}]`;
+  if (v2 !== null && typeof v2 === "object") {
+    const entries = Object.entries(v2).filter(([, x]) => x !== void 0).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
+  }
+  return JSON.stringify(v2);
+}
+function parsePolicy(text, file) {
+  const lines = new import_yaml.LineCounter();
+  const doc = (0, import_yaml.parseDocument)(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const at = (offset) => {
+    if (offset === void 0) return file;
+    const { line, col } = lines.linePos(offset);
+    return `${file}:${line}:${col}`;
+  };
+  const first = doc.errors[0];
+  if (first)
+    throw new PolicyError(`${at(first.pos[0])}: invalid YAML: ${first.message.split("\n")[0]}`);
+  const value = doc.toJS();
+  if (!validatePolicy(value)) {
+    const err = validatePolicy.errors?.[0];
+    const path = (err?.instancePath ?? "").split("/").filter(Boolean);
+    const node = doc.getIn(path, true);
+    const where = path.length ? ` at ${path.join(".")}` : "";
+    const extra = err?.keyword === "additionalProperties" ? ` "${err.params.additionalProperty}"` : "";
+    throw new PolicyError(
+      `${at(node?.range?.[0])}: policy${where} ${err?.message ?? "is invalid"}${extra}`
+    );
+  }
+  const allowNodes = doc.getIn(["egress", "allow"], true);
+  const allow = (value.egress?.allow ?? []).map((s, i) => {
+    const item = (0, import_yaml.isSeq)(allowNodes) ? allowNodes.items[i] : void 0;
+    return parseEndpoint(s, at(item?.range?.[0]));
+  });
+  if (!(0, import_yaml.isMap)(doc.contents)) throw new PolicyError(`${file}: policy must be a mapping`);
+  return {
+    policy: value,
+    allow,
+    sha256: createHash4("sha256").update(canonicalJson(value)).digest("hex")
+  };
+}
+async function loadPolicy(file) {
+  let text;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (e) {
+    throw new PolicyError(
+      `${file}: cannot read policy: ${e.code ?? e.message}`
+    );
+  }
+  return parsePolicy(text, file);
+}
+
+// src/cli/policy.ts
+var POLICY_USAGE = `usage: dpndncy policy check FILE [--print]
+  Validate a policy file; print its version (SHA-256 of the canonical form).
+  --print   also print the egress directives the agent gets in enforce mode
+exit: 0 valid, 1 invalid (FILE:LINE:COLUMN: reason on stderr), 2 usage error`;
+var OPTIONS2 = { print: { type: "boolean" }, help: { type: "boolean", short: "h" } };
+async function policy(argv, io) {
+  let file;
+  let print = false;
+  try {
+    const p = parse(argv, OPTIONS2);
+    if (p.values.help) {
+      io.out(`${POLICY_USAGE}
+`);
+      return EXIT.OK;
+    }
+    const [sub, f, ...extra] = p.positionals;
+    if (sub !== "check")
+      throw new UsageError(sub ? `unknown subcommand "${sub}"` : "missing subcommand");
+    if (!f) throw new UsageError("missing FILE");
+    if (extra.length) throw new UsageError(`unexpected argument ${extra[0]}`);
+    file = f;
+    print = p.values.print === true;
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    io.err(`dpndncy policy: ${e.message}
+${POLICY_USAGE}
+`);
+    return EXIT.USAGE;
+  }
+  try {
+    const loaded = await loadPolicy(file);
+    io.out(
+      `${file}: valid (policy version ${loaded.sha256}, ${loaded.allow.length} egress allow entries)
+`
+    );
+    if (print) {
+      for (const e of loaded.allow) io.out(`${endpointDirective(e)}
+`);
+      for (const r of loaded.policy.dns?.resolvers ?? []) io.out(`dns-resolver ${r}
+`);
+      if (loaded.policy.egress?.["allow-metadata"]) io.out("allow-metadata\n");
+    }
+    return EXIT.OK;
+  } catch (e) {
+    if (e instanceof PolicyError || e instanceof EndpointError) {
+      io.err(`${e.message}
+`);
+      return EXIT.FAILED;
+    }
+    throw e;
+  }
+}
+
+// src/cli/start.ts
+import { createHash as createHash6 } from "node:crypto";
+import { chmodSync, mkdirSync, writeFileSync as writeFileSync3 } from "node:fs";
+import { join as join2, resolve } from "node:path";
 
 // src/agent/control.ts
 import { spawn } from "node:child_process";
@@ -49215,12 +49479,35 @@ async function stopAgent(agent, stateDir, elevate = []) {
   if (typeof raw.duration_s === "number") stats.duration_s = raw.duration_s;
   return { stats, stderr: r.stderr, exitCode: r.code };
 }
+async function joinEnforcedCgroup(startOutput, pid, elevate = []) {
+  const cg = startOutput.cgroup;
+  if (typeof cg !== "string" || !cg.startsWith("/")) {
+    throw new AgentError("enforce mode: the agent printed no cgroup to enforce on", 0, "");
+  }
+  const r = await run2([
+    ...elevate,
+    "/bin/sh",
+    "-c",
+    'echo "$1" > "$2/cgroup.procs"',
+    "sh",
+    String(pid),
+    cg
+  ]);
+  if (r.code !== 0) {
+    throw new AgentError(
+      `enforce mode: cannot move process ${pid} into ${cg}: ${firstLine(r.stderr)}`,
+      r.code,
+      r.stderr
+    );
+  }
+  return cg;
+}
 
 // src/agent/verify-binary.ts
-import { createHash as createHash4 } from "node:crypto";
+import { createHash as createHash5 } from "node:crypto";
 import { createReadStream as createReadStream2 } from "node:fs";
 async function sha256File(path) {
-  const hash = createHash4("sha256");
+  const hash = createHash5("sha256");
   for await (const chunk of createReadStream2(path)) hash.update(chunk);
   return hash.digest("hex");
 }
@@ -49248,198 +49535,6 @@ function normaliseSha256(input, where) {
 async function assertSha256(path, expected) {
   const actual = await sha256File(path);
   if (actual !== expected) throw new ChecksumError(path, expected, actual);
-}
-
-// src/policy/load.ts
-var import__2 = __toESM(require__(), 1);
-var import_yaml = __toESM(require_dist10(), 1);
-import { createHash as createHash5 } from "node:crypto";
-import { readFile } from "node:fs/promises";
-
-// schema/policy.v1.json
-var policy_v1_default = {
-  $schema: "https://json-schema.org/draft/2020-12/schema",
-  $id: "https://dpndncy.io/schema/policy.v1.json",
-  title: "dpndncy policy, version 1",
-  description: "What a job may reach and which files are sensitive. Written by hand or printed by learn mode; read by the action, the CLI and (translated) the agent.",
-  type: "object",
-  additionalProperties: false,
-  required: ["version"],
-  properties: {
-    version: { const: 1 },
-    mode: { enum: ["observe", "learn", "enforce"] },
-    egress: {
-      type: "object",
-      additionalProperties: false,
-      properties: {
-        allow: {
-          type: "array",
-          description: "Endpoints: `host`, `*.domain`, `host:port`, IP, `[v6]:port`, CIDR.",
-          items: { type: "string", minLength: 1 }
-        },
-        "allow-metadata": {
-          type: "boolean",
-          description: "Allow cloud metadata endpoints (169.254.169.254, 169.254.170.2, fd00:ec2::254). Default false."
-        }
-      }
-    },
-    dns: {
-      type: "object",
-      additionalProperties: false,
-      properties: {
-        resolvers: {
-          type: "array",
-          description: "The sanctioned resolvers; DNS to any other is blocked in enforce mode. Default: those in /etc/resolv.conf at start.",
-          items: { type: "string" }
-        }
-      }
-    },
-    files: {
-      type: "object",
-      additionalProperties: false,
-      properties: {
-        sensitive: {
-          type: "array",
-          description: "Extra sensitive paths (absolute or ~/), added to the built-in list.",
-          items: { type: "string", pattern: "^(/|~/)" }
-        },
-        "benign-readers": {
-          type: "array",
-          description: "Executables (absolute path) or process names whose reads of sensitive paths are not reported.",
-          items: { type: "string", minLength: 1 }
-        }
-      }
-    }
-  }
-};
-
-// src/policy/endpoint.ts
-import { isIP } from "node:net";
-var EndpointError = class extends Error {
-  constructor(input, where, reason) {
-    super(`${where}: invalid endpoint "${input}": ${reason}`);
-    this.input = input;
-    this.where = where;
-    this.name = "EndpointError";
-  }
-  input;
-  where;
-};
-var LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
-function parsePort(s, input, where) {
-  if (!/^\d{1,5}$/.test(s) || Number(s) < 1 || Number(s) > 65535) {
-    throw new EndpointError(input, where, `port "${s}" is not 1-65535`);
-  }
-  return Number(s);
-}
-function parseEndpoint(raw, where = "allowed-endpoints") {
-  const input = raw.trim();
-  if (input === "") throw new EndpointError(raw, where, "empty");
-  let rest = input;
-  let port;
-  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(rest);
-  if (bracket) {
-    rest = bracket[1] ?? "";
-    if (bracket[2] !== void 0) port = parsePort(bracket[2], input, where);
-  } else if ((rest.match(/:/g) ?? []).length === 1) {
-    const i = rest.lastIndexOf(":");
-    port = parsePort(rest.slice(i + 1), input, where);
-    rest = rest.slice(0, i);
-  }
-  const [addrPart, prefixPart, extra] = rest.split("/");
-  if (extra !== void 0) throw new EndpointError(input, where, "more than one '/'");
-  const family = isIP(addrPart ?? "");
-  if (family === 4 || family === 6) {
-    const max = family === 4 ? 32 : 128;
-    let prefix = max;
-    if (prefixPart !== void 0) {
-      if (!/^\d{1,3}$/.test(prefixPart) || Number(prefixPart) > max) {
-        throw new EndpointError(input, where, `prefix length must be 0-${max}`);
-      }
-      prefix = Number(prefixPart);
-    }
-    return {
-      kind: "ip",
-      addr: (addrPart ?? "").toLowerCase(),
-      family,
-      prefix,
-      ...port ? { port } : {}
-    };
-  }
-  if (prefixPart !== void 0) throw new EndpointError(input, where, "a CIDR needs an IP address");
-  let host = rest.toLowerCase().replace(/\.$/, "");
-  const wildcard = host.startsWith("*.");
-  if (wildcard) host = host.slice(2);
-  if (host.includes("*")) {
-    throw new EndpointError(input, where, "'*' is only allowed as a leading '*.' label");
-  }
-  const labels = host.split(".");
-  if (host.length > 253 || labels.length < (wildcard ? 2 : 1) || !labels.every((l) => LABEL.test(l))) {
-    throw new EndpointError(input, where, "not a valid host name, IP address or CIDR");
-  }
-  return { kind: "host", host, wildcard, ...port ? { port } : {} };
-}
-
-// src/policy/load.ts
-var PolicyError = class extends Error {
-  constructor(message) {
-    super(message);
-    this.name = "PolicyError";
-  }
-};
-var validatePolicy = new import__2.Ajv2020({ allErrors: true, strict: true }).compile(policy_v1_default);
-function canonicalJson(v2) {
-  if (Array.isArray(v2)) return `[${v2.map(canonicalJson).join(",")}]`;
-  if (v2 !== null && typeof v2 === "object") {
-    const entries = Object.entries(v2).filter(([, x]) => x !== void 0).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0);
-    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
-  }
-  return JSON.stringify(v2);
-}
-function parsePolicy(text, file) {
-  const lines = new import_yaml.LineCounter();
-  const doc = (0, import_yaml.parseDocument)(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const at = (offset) => {
-    if (offset === void 0) return file;
-    const { line, col } = lines.linePos(offset);
-    return `${file}:${line}:${col}`;
-  };
-  const first = doc.errors[0];
-  if (first)
-    throw new PolicyError(`${at(first.pos[0])}: invalid YAML: ${first.message.split("\n")[0]}`);
-  const value = doc.toJS();
-  if (!validatePolicy(value)) {
-    const err = validatePolicy.errors?.[0];
-    const path = (err?.instancePath ?? "").split("/").filter(Boolean);
-    const node = doc.getIn(path, true);
-    const where = path.length ? ` at ${path.join(".")}` : "";
-    const extra = err?.keyword === "additionalProperties" ? ` "${err.params.additionalProperty}"` : "";
-    throw new PolicyError(
-      `${at(node?.range?.[0])}: policy${where} ${err?.message ?? "is invalid"}${extra}`
-    );
-  }
-  const allowNodes = doc.getIn(["egress", "allow"], true);
-  const allow = (value.egress?.allow ?? []).map((s, i) => {
-    const item = (0, import_yaml.isSeq)(allowNodes) ? allowNodes.items[i] : void 0;
-    return parseEndpoint(s, at(item?.range?.[0]));
-  });
-  if (!(0, import_yaml.isMap)(doc.contents)) throw new PolicyError(`${file}: policy must be a mapping`);
-  return {
-    policy: value,
-    allow,
-    sha256: createHash5("sha256").update(canonicalJson(value)).digest("hex")
-  };
-}
-async function loadPolicy(file) {
-  let text;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (e) {
-    throw new PolicyError(
-      `${file}: cannot read policy: ${e.code ?? e.message}`
-    );
-  }
-  return parsePolicy(text, file);
 }
 
 // src/cli/session.ts
@@ -49477,7 +49572,7 @@ var START_USAGE = `usage: dpndncy start [options]
   --policy FILE           policy file (YAML); its sensitive paths and readers go to the agent
   --sensitive-path P      extra sensitive path (repeatable)
 exit: 0 armed, 2 usage error, 3 bad input (policy, checksum), 5 the agent did not start`;
-var OPTIONS2 = {
+var OPTIONS3 = {
   dir: { type: "string" },
   agent: { type: "string" },
   "agent-url": { type: "string" },
@@ -49505,7 +49600,7 @@ async function start(argv, io) {
   let v2;
   let mode;
   try {
-    const p = parse(argv, OPTIONS2);
+    const p = parse(argv, OPTIONS3);
     v2 = p.values;
     if (v2.help) {
       io.out(`${START_USAGE}
@@ -49543,7 +49638,7 @@ ${START_USAGE}
       agent = resolve(v2.agent ?? "");
       if (sha) await assertSha256(agent, sha);
     }
-    const policy = v2.policy ? await loadPolicy(v2.policy) : void 0;
+    const policy2 = v2.policy ? await loadPolicy(v2.policy) : void 0;
     const detected = detectPlatform(io.env);
     config = join2(dir, "agent.conf");
     writeFileSync3(
@@ -49551,10 +49646,13 @@ ${START_USAGE}
       renderAgentConfig({
         mode,
         sensitivePaths: [
-          ...policy?.policy.files?.sensitive ?? [],
+          ...policy2?.policy.files?.sensitive ?? [],
           ...v2["sensitive-path"] ?? []
         ],
-        benignReaders: policy?.policy.files?.["benign-readers"] ?? [],
+        benignReaders: policy2?.policy.files?.["benign-readers"] ?? [],
+        allow: policy2?.allow ?? [],
+        allowMetadata: policy2?.policy.egress?.["allow-metadata"] === true,
+        dnsResolvers: policy2?.policy.dns?.resolvers ?? [],
         stepMarkers: detected.step.markers,
         ci: { ...detected.identity, alsoMatched: detected.alsoMatched }
       })
@@ -49570,6 +49668,14 @@ ${START_USAGE}
   const stateDir = join2(dir, "state");
   try {
     const started = await startAgent({ agent, log, stateDir, mode, config, elevate });
+    if (mode === "enforce") {
+      try {
+        await joinEnforcedCgroup(started.raw, process.ppid, elevate);
+      } catch (e) {
+        await stopAgent(agent, stateDir, elevate).catch(() => void 0);
+        throw e;
+      }
+    }
     writeSession(dir, {
       version: 1,
       agent,
@@ -49720,7 +49826,7 @@ var STOP_USAGE = `usage: dpndncy stop [--dir DIR]
   --dir DIR   as given to dpndncy start (default $CI_PROJECT_DIR/.dpndncy, else ./.dpndncy)
 exit: 0 complete trace, 1 trace incomplete or tampered (files still written), 2 usage,
       3 no session in DIR`;
-var OPTIONS3 = { dir: { type: "string" }, help: { type: "boolean", short: "h" } };
+var OPTIONS4 = { dir: { type: "string" }, help: { type: "boolean", short: "h" } };
 function section(io, title, body) {
   if (io.env.GITLAB_CI === "true") {
     const t = Math.floor(Date.now() / 1e3);
@@ -49736,7 +49842,7 @@ ${body}`);
 async function stop(argv, io) {
   let dir;
   try {
-    const p = parse(argv, OPTIONS3);
+    const p = parse(argv, OPTIONS4);
     if (p.values.help) {
       io.out(`${STOP_USAGE}
 `);
@@ -49904,8 +50010,8 @@ function verifyAttestation(input) {
         "a certificate-signed bundle needs --trusted-root (the Sigstore instance's trusted_root.json)"
       );
     }
-    const policy = input.policy ?? {};
-    if (!policy.identity && !policy.identityRegExp || !policy.issuer) {
+    const policy2 = input.policy ?? {};
+    if (!policy2.identity && !policy2.identityRegExp || !policy2.issuer) {
       throw new InputError(
         "POLICY_REQUIRED",
         "a certificate-signed bundle needs an expected identity (exact or regexp) and OIDC issuer"
@@ -50140,7 +50246,7 @@ other:
   --json                            print the result as JSON
 exit: 0 verified, 1 verification failed (code on stderr / in JSON), 2 usage error,
       3 an input (log, bundle, key, trusted root) could not be read or parsed`;
-var OPTIONS4 = {
+var OPTIONS5 = {
   log: { type: "string" },
   "certificate-identity": { type: "string" },
   "certificate-identity-regexp": { type: "string" },
@@ -50156,7 +50262,7 @@ async function verify(argv, io) {
   let bundlePath;
   let v2;
   try {
-    const parsed = parse(argv, OPTIONS4);
+    const parsed = parse(argv, OPTIONS5);
     v2 = parsed.values;
     if (v2.help) {
       io.out(`${VERIFY_USAGE}
@@ -50306,7 +50412,8 @@ var COMMANDS = {
     about: "summarize an agent log (text, or --json for the predicate)"
   },
   attest: { run: attest, about: "sign the summary into a Sigstore bundle (keyless or local key)" },
-  verify: { run: verify, about: "verify a bundle against the log, identity or key" }
+  verify: { run: verify, about: "verify a bundle against the log, identity or key" },
+  policy: { run: policy, about: "policy check FILE: validate a policy (FILE:LINE:COLUMN errors)" }
 };
 function usage() {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));

@@ -11640,7 +11640,7 @@ var require_dump = __commonJS({
 var require_dns = __commonJS({
   "node_modules/undici/lib/interceptor/dns.js"(exports, module) {
     "use strict";
-    var { isIP: isIP2 } = __require("node:net");
+    var { isIP: isIP3 } = __require("node:net");
     var { lookup } = __require("node:dns");
     var DecoratorHandler = require_decorator_handler();
     var { InvalidArgumentError, InformationalError } = require_errors();
@@ -11895,7 +11895,7 @@ var require_dns = __commonJS({
       return (dispatch) => {
         return function dnsInterceptor(origDispatchOpts, handler) {
           const origin = origDispatchOpts.origin.constructor === URL ? origDispatchOpts.origin : new URL(origDispatchOpts.origin);
-          if (isIP2(origin.hostname) !== 0) {
+          if (isIP3(origin.hostname) !== 0) {
             return dispatch(origDispatchOpts, handler);
           }
           instance.runLookup(origin, origDispatchOpts, (err, newOrigin) => {
@@ -23087,6 +23087,14 @@ async function acquireAgent(src) {
 }
 
 // src/agent/config.ts
+import { isIP } from "node:net";
+function endpointDirective(e) {
+  const port = e.port ? `:${e.port}` : "";
+  if (e.kind === "host")
+    return e.wildcard ? `allow-suffix ${e.host}${port}` : `allow-host ${e.host}${port}`;
+  const cidr = `${e.addr}/${e.prefix}`;
+  return e.family === 6 && e.port ? `allow-cidr [${cidr}]${port}` : `allow-cidr ${cidr}${port}`;
+}
 var ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,61}$/;
 var MAX_MARKERS = 8;
 var MAX_CI_BYTES = 3071;
@@ -23115,6 +23123,16 @@ function renderAgentConfig(c) {
   }
   const ci = c.ci ? ciLine(c.ci) : void 0;
   if (ci) lines.push(`ci-identity ${ci}`);
+  for (const e of c.allow ?? []) lines.push(endpointDirective(e));
+  for (const r of c.dnsResolvers ?? []) {
+    if (isIP(r) === 0) throw new Error(`DNS resolver "${r}" is not an IP address`);
+    lines.push(`dns-resolver ${r}`);
+  }
+  if (c.allowMetadata) lines.push("allow-metadata");
+  for (const p of c.exemptPids ?? []) {
+    if (!Number.isInteger(p) || p <= 1) throw new Error(`exempt pid ${p} is not a process id`);
+    lines.push(`exempt-pid ${p}`);
+  }
   return `${lines.join("\n")}
 `;
 }
@@ -23180,6 +23198,29 @@ async function startAgent(o) {
   const raw = parseJsonOutput(r.stdout);
   if (typeof raw.pid !== "number") throw new AgentError("agent start printed no pid", 0, r.stderr);
   return { pid: raw.pid, attach: raw.attach ?? {}, raw };
+}
+async function joinEnforcedCgroup(startOutput, pid, elevate = []) {
+  const cg = startOutput.cgroup;
+  if (typeof cg !== "string" || !cg.startsWith("/")) {
+    throw new AgentError("enforce mode: the agent printed no cgroup to enforce on", 0, "");
+  }
+  const r = await run([
+    ...elevate,
+    "/bin/sh",
+    "-c",
+    'echo "$1" > "$2/cgroup.procs"',
+    "sh",
+    String(pid),
+    cg
+  ]);
+  if (r.code !== 0) {
+    throw new AgentError(
+      `enforce mode: cannot move process ${pid} into ${cg}: ${firstLine(r.stderr)}`,
+      r.code,
+      r.stderr
+    );
+  }
+  return cg;
 }
 
 // src/platform/detect.ts
@@ -23397,7 +23438,7 @@ function detectPlatform(env, host = {}) {
 }
 
 // src/policy/endpoint.ts
-import { isIP } from "node:net";
+import { isIP as isIP2 } from "node:net";
 var EndpointError = class extends Error {
   constructor(input, where, reason) {
     super(`${where}: invalid endpoint "${input}": ${reason}`);
@@ -23431,7 +23472,7 @@ function parseEndpoint(raw, where = "allowed-endpoints") {
   }
   const [addrPart, prefixPart, extra] = rest.split("/");
   if (extra !== void 0) throw new EndpointError(input, where, "more than one '/'");
-  const family = isIP(addrPart ?? "");
+  const family = isIP2(addrPart ?? "");
   if (family === 4 || family === 6) {
     const max = family === 4 ? 32 : 128;
     let prefix = max;
@@ -23590,7 +23631,11 @@ async function startMonitoring(stage) {
       mode: inputs.mode,
       sensitivePaths: inputs.sensitivePaths,
       stepMarkers: detected.step.markers,
-      ci: { ...detected.identity, alsoMatched: detected.alsoMatched }
+      ci: { ...detected.identity, alsoMatched: detected.alsoMatched },
+      allow: inputs.allowedEndpoints,
+      // enforce: Runner.Worker (our parent) joins the enforced cgroup so every later step is
+      // judged, but is itself exempt: its own traffic to GitHub keeps working
+      ...inputs.mode === "enforce" ? { exemptPids: [process.ppid] } : {}
     })
   );
   const started = await startAgent({
@@ -23601,6 +23646,12 @@ async function startMonitoring(stage) {
     config,
     elevate: elevation()
   });
+  if (inputs.mode === "enforce") {
+    const cg = await joinEnforcedCgroup(started.raw, process.ppid, elevation());
+    info(
+      `dpndncy enforce: runner worker ${process.ppid} (exempt) moved into ${cg}; its steps are judged`
+    );
+  }
   saveState(STATE.agent, agent);
   saveState(STATE.log, log);
   saveState(STATE.stateDir, stateDir);

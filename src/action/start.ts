@@ -7,7 +7,7 @@ import { join } from "node:path";
 import * as core from "@actions/core";
 import { acquireAgent, agentSource } from "../agent/acquire.js";
 import { renderAgentConfig } from "../agent/config.js";
-import { startAgent } from "../agent/control.js";
+import { joinEnforcedCgroup, startAgent } from "../agent/control.js";
 import { detectPlatform } from "../platform/detect.js";
 import { parseInputs } from "./inputs.js";
 import { STATE } from "./state.js";
@@ -39,6 +39,10 @@ export async function startMonitoring(stage: "pre" | "main"): Promise<void> {
       sensitivePaths: inputs.sensitivePaths,
       stepMarkers: detected.step.markers,
       ci: { ...detected.identity, alsoMatched: detected.alsoMatched },
+      allow: inputs.allowedEndpoints,
+      // enforce: Runner.Worker (our parent) joins the enforced cgroup so every later step is
+      // judged, but is itself exempt: its own traffic to GitHub keeps working
+      ...(inputs.mode === "enforce" ? { exemptPids: [process.ppid] } : {}),
     }),
   );
   const started = await startAgent({
@@ -49,6 +53,12 @@ export async function startMonitoring(stage: "pre" | "main"): Promise<void> {
     config,
     elevate: elevation(),
   });
+  if (inputs.mode === "enforce") {
+    const cg = await joinEnforcedCgroup(started.raw, process.ppid, elevation());
+    core.info(
+      `dpndncy enforce: runner worker ${process.ppid} (exempt) moved into ${cg}; its steps are judged`,
+    );
+  }
   core.saveState(STATE.agent, agent);
   core.saveState(STATE.log, log);
   core.saveState(STATE.stateDir, stateDir);

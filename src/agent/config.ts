@@ -3,6 +3,8 @@
  * typed policy and inputs. The agent stays free of YAML and JSON parsing; this is the one
  * place that translates.
  */
+import { isIP } from "node:net";
+import type { Endpoint } from "../policy/endpoint.js";
 import type { Mode } from "./control.js";
 
 export interface AgentConfigInput {
@@ -18,6 +20,23 @@ export interface AgentConfigInput {
   stepMarkers?: readonly string[];
   /** The CI job identity for the agent's start record (`ci`): one JSON object. */
   ci?: Record<string, unknown>;
+  /** enforce mode: allowed egress (policy `egress.allow` + input `allowed-endpoints`). */
+  allow?: readonly Endpoint[];
+  /** enforce mode: do not block the cloud metadata addresses. */
+  allowMetadata?: boolean;
+  /** enforce mode: sanctioned DNS resolvers (IP); none: the agent reads /etc/resolv.conf. */
+  dnsResolvers?: readonly string[];
+  /** enforce mode: processes inside the enforced cgroup that are not judged (the CI runner's own). */
+  exemptPids?: readonly number[];
+}
+
+/** One allowed endpoint as an agent directive (agent-c/enforce.c). */
+export function endpointDirective(e: Endpoint): string {
+  const port = e.port ? `:${e.port}` : "";
+  if (e.kind === "host")
+    return e.wildcard ? `allow-suffix ${e.host}${port}` : `allow-host ${e.host}${port}`;
+  const cidr = `${e.addr}/${e.prefix}`;
+  return e.family === 6 && e.port ? `allow-cidr [${cidr}]${port}` : `allow-cidr ${cidr}${port}`;
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,61}$/;
@@ -54,5 +73,15 @@ export function renderAgentConfig(c: AgentConfigInput): string {
   }
   const ci = c.ci ? ciLine(c.ci) : undefined;
   if (ci) lines.push(`ci-identity ${ci}`);
+  for (const e of c.allow ?? []) lines.push(endpointDirective(e));
+  for (const r of c.dnsResolvers ?? []) {
+    if (isIP(r) === 0) throw new Error(`DNS resolver "${r}" is not an IP address`);
+    lines.push(`dns-resolver ${r}`);
+  }
+  if (c.allowMetadata) lines.push("allow-metadata");
+  for (const p of c.exemptPids ?? []) {
+    if (!Number.isInteger(p) || p <= 1) throw new Error(`exempt pid ${p} is not a process id`);
+    lines.push(`exempt-pid ${p}`);
+  }
   return `${lines.join("\n")}\n`;
 }

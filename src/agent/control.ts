@@ -133,3 +133,36 @@ export async function agentStatus(agent: string, stateDir: string, elevate: stri
   const r = await run([...elevate, agent, "status", "--state-dir", stateDir]);
   return parseJsonOutput(r.stdout) as { running?: boolean; pid?: number };
 }
+
+/**
+ * Enforce mode: move `pid` (and so every process it starts from now on) into the cgroup the
+ * agent enforces on, printed by `dpndncy-agent start` as "cgroup". Fails loudly: a job left
+ * outside the cgroup would run unconfined while the agent looked armed.
+ */
+export async function joinEnforcedCgroup(
+  startOutput: unknown,
+  pid: number,
+  elevate: string[] = [],
+): Promise<string> {
+  const cg = (startOutput as { cgroup?: unknown }).cgroup;
+  if (typeof cg !== "string" || !cg.startsWith("/")) {
+    throw new AgentError("enforce mode: the agent printed no cgroup to enforce on", 0, "");
+  }
+  const r = await run([
+    ...elevate,
+    "/bin/sh",
+    "-c",
+    'echo "$1" > "$2/cgroup.procs"',
+    "sh",
+    String(pid),
+    cg,
+  ]);
+  if (r.code !== 0) {
+    throw new AgentError(
+      `enforce mode: cannot move process ${pid} into ${cg}: ${firstLine(r.stderr)}`,
+      r.code,
+      r.stderr,
+    );
+  }
+  return cg;
+}

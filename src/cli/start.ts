@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { renderAgentConfig } from "../agent/config.js";
-import { type Mode, startAgent } from "../agent/control.js";
+import { joinEnforcedCgroup, type Mode, startAgent, stopAgent } from "../agent/control.js";
 import { assertSha256, normaliseSha256 } from "../agent/verify-binary.js";
 import { detectPlatform } from "../platform/detect.js";
 import { loadPolicy } from "../policy/load.js";
@@ -105,6 +105,9 @@ export async function start(argv: string[], io: Io): Promise<number> {
           ...(v["sensitive-path"] ?? []),
         ],
         benignReaders: policy?.policy.files?.["benign-readers"] ?? [],
+        allow: policy?.allow ?? [],
+        allowMetadata: policy?.policy.egress?.["allow-metadata"] === true,
+        dnsResolvers: policy?.policy.dns?.resolvers ?? [],
         stepMarkers: detected.step.markers,
         ci: { ...detected.identity, alsoMatched: detected.alsoMatched },
       }),
@@ -120,6 +123,15 @@ export async function start(argv: string[], io: Io): Promise<number> {
   const stateDir = join(dir, "state");
   try {
     const started = await startAgent({ agent, log, stateDir, mode, config, elevate });
+    if (mode === "enforce") {
+      // the agent enforces on a fresh cgroup of its own; the job is the shell that ran us
+      try {
+        await joinEnforcedCgroup(started.raw, process.ppid, elevate);
+      } catch (e) {
+        await stopAgent(agent, stateDir, elevate).catch(() => undefined);
+        throw e;
+      }
+    }
     writeSession(dir, {
       version: 1,
       agent,

@@ -239,7 +239,9 @@ describeKernel("enforce", () => {
     // processes outside the job's cgroup are never judged: none of them got a deny
     const outside = connects(r.log.events).filter((e) => !r.workload.includes(e));
     expect(outside.filter((e) => e.verdict === "deny")).toEqual([]);
-    const start = r.log.events.find((e) => e.kind === "agent" && e.event === "start") as unknown as {
+    const start = r.log.events.find(
+      (e) => e.kind === "agent" && e.event === "start",
+    ) as unknown as {
       mode: string;
       enforce: { cgroup: string; resolvers: string[] };
     };
@@ -296,12 +298,15 @@ describeKernel("enforce", () => {
       "tcp:169.254.169.254:80": EPERM,
     });
     // outside the cgroup nothing is judged
-    const free = await run(work.exec(PYTHON, join(FIXTURES, "enforce_client.py"), "tcp:198.51.100.1:80"));
+    const free = await run(
+      work.exec(PYTHON, join(FIXTURES, "enforce_client.py"), "tcp:198.51.100.1:80"),
+    );
     expect(results(free.stdout)).toEqual({ "tcp:198.51.100.1:80": 0 });
 
     expect(st.pid).toBeDefined();
     process.kill(st.pid as number, "SIGKILL");
-    for (let i = 0; i < 100 && alive(st.pid as number); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 100 && alive(st.pid as number); i++)
+      await new Promise((r) => setTimeout(r, 50));
     expect(alive(st.pid as number)).toBe(false);
     // fail-closed: still denied, and names still learned in the kernel without the agent
     const after = results((await client(...ops)).stdout);
@@ -351,7 +356,9 @@ describeKernel("enforce", () => {
       const logPath = join(tempDir("log"), "events.ndjson");
       const r = await run([AGENT, "run", "--log", logPath, "--config", conf, "--", "true"]);
       expect(r.code, line).toBe(1);
-      expect(r.stderr, line).toMatch(new RegExp(`${conf.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}${re.source}`));
+      expect(r.stderr, line).toMatch(
+        new RegExp(`${conf.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}${re.source}`),
+      );
     }
     // --cgroup naming the root (or anything not a cgroup v2 directory) is refused
     for (const cg of ["/", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"]) {
