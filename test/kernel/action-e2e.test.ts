@@ -151,6 +151,12 @@ describeKernel("GitHub Action end to end (dist/ pre → steps → post)", () => 
     expect(summary).toContain(`| 127.0.0.1 | ${tcpPort} | tcp |`);
     expect(summary).toContain(`${home}/.aws/credentials`);
     expect(summary).toContain("aws-credentials");
+    // Step attribution: each row names the steps (GITHUB_ACTION) that caused it.
+    const row = (needle: string) => summary.split("\n").find((l) => l.includes(needle)) ?? "";
+    for (const r of [row(`| 127.0.0.1 | ${tcpPort} | tcp |`), row(`${home}/.aws/credentials`)]) {
+      expect(r).toContain("install");
+      expect(r).toContain("\\_\\_run\\_2"); // __run_2, markdown-escaped
+    }
     expect(summary).toContain(`--certificate-identity '${IDENTITY}'`);
     expect(oidc.audiences).toEqual(["sigstore"]);
     expect(sigstore.requests.some((p) => p.includes("signingCert"))).toBe(true);
