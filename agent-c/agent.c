@@ -352,9 +352,10 @@ int cmd_run(struct opts *o)
 	}
 	G.wait_pid = (uint32_t)child;
 	for (;;) {
-		int n = ring_buffer__poll(s.rb, 100);
-
-		(void)n;
+		/* records are submitted without wakeup until a batch waits (dp_rb_flags): the
+		 * timeout is what drains a quiet trickle, and poll alone consumes only on wakeup */
+		ring_buffer__poll(s.rb, 100);
+		ring_buffer__consume(s.rb);
 		out_flush(&G.out);
 		if (got_stop_signal) {
 			got_stop_signal = 0;
@@ -524,6 +525,7 @@ static void daemon_main(struct opts *o, struct prep *p, const char *dir, int not
 	sb_init(&stats);
 	while (!got_stop_signal) {
 		ring_buffer__poll(s.rb, 200);
+		ring_buffer__consume(s.rb); /* see the run loop: no wakeup per record */
 		out_flush(&G.out);
 		if (now_boottime_ns() >= next_stats) {
 			sb_reset(&stats);

@@ -31,6 +31,18 @@ struct {
 	__uint(max_entries, 8 << 20);
 } events SEC(".maps");
 
+/*
+ * Wake the agent only once a batch is waiting. A wakeup per record costs the traced process
+ * an IPI and the agent a poll and a write per event (measured: ~19 us per loopback connect on
+ * 2 vCPUs). The agent polls with a short timeout, so a quiet trickle is still drained within it.
+ */
+#define DP_WAKE_AT (256 << 10)
+static __always_inline __u64 dp_rb_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= DP_WAKE_AT ? BPF_RB_FORCE_WAKEUP
+									   : BPF_RB_NO_WAKEUP;
+}
+
 /* per-kind count of records lost because the ring buffer was full */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -204,7 +204,7 @@ static __always_inline int handle(struct bpf_sock_addr *ctx, int v6, __u8 op)
 			return verdict();
 		}
 	}
-	if (bpf_ringbuf_output(&events, &c, sizeof(c), 0))
+	if (bpf_ringbuf_output(&events, &c, sizeof(c), dp_rb_flags()))
 		count_drop(DP_CONNECT);
 	return verdict();
 }
@@ -286,7 +286,7 @@ static __always_inline int exit_connect(struct trace_event_raw_sys_exit *ctx)
 		e->h.flags &= ~DP_HF_NO_PPID;
 		e->has_result = 1;
 		e->result = (__s32)ctx->ret;
-		bpf_ringbuf_submit(e, 0);
+		bpf_ringbuf_submit(e, dp_rb_flags());
 		return 0;
 	}
 	p = bpf_map_lookup_elem(&pending, &tid);
@@ -304,7 +304,7 @@ static __always_inline int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	e->h.flags &= ~DP_HF_NO_PPID;
 	e->has_result = 1;
 	e->result = (__s32)ctx->ret;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, dp_rb_flags());
 	bpf_map_delete_elem(&pending, &tid);
 	return 0;
 }
@@ -357,7 +357,7 @@ int dp_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		e->has_result = err != 0;
 		e->result = -err;
 	}
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, dp_rb_flags());
 	return 0;
 }
 

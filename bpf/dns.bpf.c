@@ -140,7 +140,7 @@ int BPF_KRETPROBE(dp_gai_exit, int ret)
 		__builtin_memcpy(e->addrs[cnt].addr, a, 16);
 		*pn = cnt + 1;
 	}
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, dp_rb_flags());
 	bpf_map_delete_elem(&gai_calls, &tid);
 	return 0;
 }
@@ -249,6 +249,6 @@ int dp_dns_ingress(struct __sk_buff *skb)
 			cl = 0;
 		e->caplen = cl;
 	}
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, dp_rb_flags());
 	return 1;
 }

@@ -234,7 +234,7 @@ int dp_exec(struct trace_event_raw_sched_process_exec *ctx)
 	barrier_var(size);
 	if (size > sizeof(*e))
 		size = sizeof(*e);
-	if (bpf_ringbuf_output(&events, e, size, 0))
+	if (bpf_ringbuf_output(&events, e, size, dp_rb_flags()))
 		count_drop(DP_EXEC);
 	return 0;
 }
@@ -255,7 +255,7 @@ int dp_exit(void *ctx)
 			fill_hdr_task(&e->h, DP_EXIT, id);
 			e->exit_code = BPF_CORE_READ(task, exit_code);
 			e->pad = 0;
-			bpf_ringbuf_submit(e, 0);
+			bpf_ringbuf_submit(e, dp_rb_flags());
 		} else {
 			count_drop(DP_EXIT);
 		}
@@ -290,7 +290,7 @@ int BPF_PROG(dp_fork, struct task_struct *parent, struct task_struct *child)
 	fill_hdr_task(&e->h, DP_FORK, id);
 	e->child_pid = cpid;
 	e->pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, dp_rb_flags());
 	return 0;
 }
 
@@ -312,6 +312,6 @@ int dp_fork_tp(struct trace_event_raw_sched_process_fork *ctx)
 	fill_hdr_task(&e->h, DP_FORK, id);
 	e->child_pid = ctx->child_pid;
 	e->pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, dp_rb_flags());
 	return 0;
 }

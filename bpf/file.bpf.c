@@ -351,7 +351,7 @@ static __always_inline int handle_file(struct file *f, int how, __u64 id)
 	barrier_var(size);
 	if (size > sizeof(*e))
 		size = sizeof(*e);
-	if (bpf_ringbuf_output(&events, e, size, 0))
+	if (bpf_ringbuf_output(&events, e, size, dp_rb_flags()))
 		count_drop(DP_FILE);
 	return 0;
 }
