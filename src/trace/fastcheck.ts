@@ -52,7 +52,7 @@ export function certainlyValid(v: unknown): v is TraceEvent {
     v.comm.length > 64 ||
     !isUint(v.cgroup) ||
     !(v.step === null || isStr(v.step)) ||
-    !optional(v.seq, isUint) ||
+    !isUint(v.seq) ||
     !optional(v.tid, isUint) ||
     !optional(v.ancestry, isAncestry) ||
     !TS.test(v.ts)
