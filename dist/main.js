@@ -23549,6 +23549,13 @@ function url(get, name) {
   }
   return raw;
 }
+function learnJobs(raw) {
+  const v2 = raw.trim();
+  if (v2 === "") return 5;
+  if (!/^\d{1,3}$/.test(v2) || Number(v2) < 1 || Number(v2) > 100)
+    throw new InputError("learn-jobs", `"${v2}" is not a number 1-100`);
+  return Number(v2);
+}
 function optional(get, name) {
   const raw = get(name).trim();
   return raw === "" ? void 0 : raw;
@@ -23569,7 +23576,8 @@ function parseInputs(get) {
     sensitivePaths: get("sensitive-paths").split("\n").map((s) => s.trim()).filter((s) => s !== "" && !s.startsWith("#")),
     sign,
     failOn: oneOf(get, "fail-on", ["none", "blocked", "sensitive-file"], "none"),
-    uploadArtifact: bool(get, "upload-artifact", true)
+    uploadArtifact: bool(get, "upload-artifact", true),
+    learnJobs: learnJobs(get("learn-jobs"))
   };
   const policy = optional(get, "policy");
   if (policy) inputs.policy = policy;

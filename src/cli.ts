@@ -6,6 +6,7 @@ import { pathToFileURL } from "node:url";
 import pkg from "../package.json" with { type: "json" };
 import { attest } from "./cli/attest.js";
 import { EXIT, type Io, type Subcommand } from "./cli/io.js";
+import { learn } from "./cli/learn.js";
 import { policy } from "./cli/policy.js";
 import { start } from "./cli/start.js";
 import { stop } from "./cli/stop.js";
@@ -22,6 +23,7 @@ export const COMMANDS: Record<string, { run: Subcommand; about: string }> = {
   attest: { run: attest, about: "sign the summary into a Sigstore bundle (keyless or local key)" },
   verify: { run: verify, about: "verify a bundle against the log, identity or key" },
   policy: { run: policy, about: "policy check FILE: validate a policy (FILE:LINE:COLUMN errors)" },
+  learn: { run: learn, about: "learn the egress policy enforce needs from logs (--baseline FILE)" },
 };
 
 export function usage(): string {

@@ -7,6 +7,7 @@ import { dirname } from "node:path";
 import * as core from "@actions/core";
 import { stopAgent } from "../agent/control.js";
 import { finishTrace, type SignChoice } from "../job/finish.js";
+import { learnInPost } from "../learn/action.js";
 import { detectPlatform } from "../platform/detect.js";
 import { renderSummary } from "../report/markdown.js";
 import { annotate } from "./annotations.js";
@@ -67,18 +68,36 @@ export async function runPost(): Promise<void> {
     .write();
   annotate(p);
 
+  // learn mode, and anomalies in any mode once a baseline exists; cache trouble only warns
+  let learned: Awaited<ReturnType<typeof learnInPost>> = null;
+  try {
+    learned = await learnInPost({
+      mode: inputs.mode,
+      window: inputs.learnJobs,
+      predicate: p,
+      log,
+      dir: dirname(log),
+      env: process.env,
+    });
+    if (learned?.markdown) await core.summary.addRaw(learned.markdown).write();
+  } catch (e) {
+    core.warning(`dpndncy learn: ${(e as Error).message}`);
+  }
+
   const blocked = p.egress.filter((d) => d.verdict === "deny").reduce((n, d) => n + d.count, 0);
   core.setOutput("log", log);
   core.setOutput("statement", finished.statementPath);
   core.setOutput("bundle", finished.bundlePath ?? "");
   core.setOutput("events", JSON.stringify(p.counts));
   core.setOutput("blocked", String(blocked));
+  core.setOutput("policy", learned?.policy?.file ?? "");
 
   if (inputs.uploadArtifact) {
     const files = [
       log,
       finished.statementPath,
       ...(finished.bundlePath ? [finished.bundlePath] : []),
+      ...(learned?.policy ? [learned.policy.file] : []),
     ];
     await uploadTrace(files, dirname(log));
   }

@@ -21,6 +21,8 @@ export interface ActionInputs {
   tsaUrl?: string;
   failOn: FailOn;
   uploadArtifact: boolean;
+  /** learn mode: the window N (stable after N jobs in a row add nothing new). */
+  learnJobs: number;
   agentUrl?: string;
   agentSha256?: string;
 }
@@ -64,6 +66,14 @@ function url(get: Getter, name: string): string | undefined {
   return raw;
 }
 
+function learnJobs(raw: string): number {
+  const v = raw.trim();
+  if (v === "") return 5;
+  if (!/^\d{1,3}$/.test(v) || Number(v) < 1 || Number(v) > 100)
+    throw new InputError("learn-jobs", `"${v}" is not a number 1-100`);
+  return Number(v);
+}
+
 function optional(get: Getter, name: string): string | undefined {
   const raw = get(name).trim();
   return raw === "" ? undefined : raw;
@@ -90,6 +100,7 @@ export function parseInputs(get: Getter): ActionInputs {
     sign,
     failOn: oneOf(get, "fail-on", ["none", "blocked", "sensitive-file"] as const, "none"),
     uploadArtifact: bool(get, "upload-artifact", true),
+    learnJobs: learnJobs(get("learn-jobs")),
   };
   const policy = optional(get, "policy");
   if (policy) inputs.policy = policy;

@@ -14,6 +14,7 @@ describe("parseInputs", () => {
       sign: "keyless",
       failOn: "none",
       uploadArtifact: true,
+      learnJobs: 5,
     });
   });
 
