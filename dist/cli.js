@@ -50076,8 +50076,8 @@ function normaliseName(name) {
     return null;
   }
 }
-function destinationKeys(d) {
-  if (d.verdict === "deny" || isLocalAddr(d.addr)) return [];
+function destinationKeys(d, opts = {}) {
+  if (d.verdict === "deny" && !opts.denied || isLocalAddr(d.addr)) return [];
   const names = [...new Set(d.hostnames.map(normaliseName).filter((n) => n !== null))];
   if (names.length > 0) return names.sort().map((key) => ({ key, kind: "name" }));
   return [{ key: canonicalAddr(d.addr), kind: "ip" }];
@@ -50275,7 +50275,7 @@ function anomalies(baseline, predicate2) {
   const known = new Map(baseline.destinations.map((e) => [e.key, e]));
   const out = /* @__PURE__ */ new Map();
   for (const d of predicate2.egress) {
-    for (const { key } of destinationKeys(d)) {
+    for (const { key } of destinationKeys(d, { denied: true })) {
       const e = known.get(key);
       const why = !e ? "new destination" : !e.ports_overflow && !e.ports.includes(d.port) ? "new port" : void 0;
       if (!why) continue;

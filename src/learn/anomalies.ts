@@ -29,7 +29,7 @@ export function anomalies(baseline: Baseline, predicate: Predicate): Anomaly[] {
   const known = new Map(baseline.destinations.map((e) => [e.key, e]));
   const out = new Map<string, Anomaly>();
   for (const d of predicate.egress) {
-    for (const { key } of destinationKeys(d)) {
+    for (const { key } of destinationKeys(d, { denied: true })) {
       const e = known.get(key);
       const why = !e
         ? "new destination"

@@ -118,11 +118,14 @@ export function normaliseName(name: string): string | null {
 /**
  * The baseline keys one predicate destination contributes: every valid name its address was
  * resolved from (the connect cannot tell which of them the process asked for, and allowing all
- * keeps the workload passing), else the address itself. None for loopback and for connects the
- * agent denied (enforce mode must not learn what it blocked).
+ * keeps the workload passing), else the address itself. None for loopback, nor for connects the
+ * agent denied unless `denied` (enforce mode must not learn what it blocked, but flags it).
  */
-export function destinationKeys(d: Destination): { key: string; kind: "name" | "ip" }[] {
-  if (d.verdict === "deny" || isLocalAddr(d.addr)) return [];
+export function destinationKeys(
+  d: Destination,
+  opts: { denied?: boolean } = {},
+): { key: string; kind: "name" | "ip" }[] {
+  if ((d.verdict === "deny" && !opts.denied) || isLocalAddr(d.addr)) return [];
   const names = [...new Set(d.hostnames.map(normaliseName).filter((n): n is string => n !== null))];
   if (names.length > 0) return names.sort().map((key) => ({ key, kind: "name" as const }));
   return [{ key: canonicalAddr(d.addr), kind: "ip" }];

@@ -2,6 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { anomalies } from "../../src/learn/anomalies.js";
 import { type Baseline, emptyBaseline, mergeBaseline } from "../../src/learn/baseline.js";
 import { derive, derivePolicy, policySha256, renderPolicyYaml } from "../../src/learn/derive.js";
 import { parsePolicy } from "../../src/policy/load.js";
@@ -133,6 +134,8 @@ describe("derivation rules", () => {
       egress: p.egress.map((e) => ({ ...e, verdict: "deny" as const })),
     };
     expect(mergeBaseline(emptyBaseline(), denied, "j", 5).baseline.destinations).toEqual([]);
+    // ...but a denied connect to something new is still an anomaly (enforce mode with a baseline)
+    expect(anomalies(b, denied).map((x) => x.key)).toEqual(["evil.example"]);
   });
 
   it("an empty baseline gives a valid, empty allowlist", () => {
