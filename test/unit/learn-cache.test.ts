@@ -203,6 +203,38 @@ describe("cache failures are warnings", () => {
     expect(w[1]).toBe("dpndncy learn: saving the baseline to the cache failed: boom");
   });
 
+  it("once stable, the summary shows the exact lines to switch to enforce", async () => {
+    const log = writeJobLog(dir, "stable.ndjson", THREE_JOBS[0] ?? []);
+    const p = await summarizeFile(log);
+    let stored: string | null = null;
+    const store: BaselineStore = {
+      load: async () => stored,
+      save: async (t) => {
+        stored = t;
+        return true;
+      },
+    };
+    let last: Awaited<ReturnType<typeof learnJob>> = null;
+    for (let i = 0; i < 3; i++) {
+      last = await learnJob({
+        mode: "learn",
+        window: 2,
+        predicate: p,
+        log,
+        jobId: `run:${i}.1`,
+        policyFile: join(dir, "stable.yml"),
+        store,
+        warn: () => {},
+      });
+      expect(last?.stability.stable, `after job ${i}`).toBe(i === 2);
+    }
+    expect(last?.markdown).toContain("**The policy is stable.**");
+    expect(last?.markdown).toContain(
+      "      mode: enforce\n      policy: .github/dpndncy-policy.yml",
+    );
+    expect(readFileSync(join(dir, "stable.yml"), "utf8")).toMatch(/from 3 jobs \(stable\)/);
+  });
+
   it("outside learn mode with no baseline, nothing happens; with one, anomalies but no policy", async () => {
     const log = writeJobLog(dir, "observe.ndjson", THREE_JOBS[1] ?? []);
     const p = await summarizeFile(log);
