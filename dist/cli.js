@@ -48943,6 +48943,18 @@ var event_v1_default = {
           kernel: { type: "string" },
           mode: { enum: ["observe", "learn", "enforce"] },
           policy_sha256: { type: ["string", "null"] },
+          enforce: {
+            type: "object",
+            description: "start, enforce mode: the cgroup enforced on, allow entries, sanctioned resolvers, exempt pids.",
+            properties: {
+              cgroup: { type: "string" },
+              entries: { type: "integer" },
+              allow_metadata: { type: "boolean" },
+              resolvers: { type: "array", items: { type: "string" } },
+              resolvers_from: { type: "string" },
+              exempt_pids: { type: "array", items: { type: "integer" } }
+            }
+          },
           attach: {
             type: "object",
             additionalProperties: { type: "string" },

@@ -303,6 +303,16 @@ describeKernel("enforce", () => {
     );
     expect(results(free.stdout)).toEqual({ "tcp:198.51.100.1:80": 0 });
 
+    // the denies reach the log (the agent drains its ring buffer every 200 ms) before the kill
+    const logged = () =>
+      connects(readLog(st.logPath).events)
+        .filter((e) => e.verdict === "deny")
+        .map((e) => `${e.addr} ${e.rule}`);
+    for (let i = 0; i < 50 && logged().length < 2; i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(logged()).toEqual(
+      expect.arrayContaining(["198.51.100.1 default-deny", "169.254.169.254 metadata"]),
+    );
     expect(st.pid).toBeDefined();
     process.kill(st.pid as number, "SIGKILL");
     for (let i = 0; i < 100 && alive(st.pid as number); i++)
@@ -318,12 +328,6 @@ describeKernel("enforce", () => {
     expect(existsSync(out.cgroup)).toBe(false);
     const tree = await run(["bpftool", "cgroup", "tree"]);
     expect(tree.stdout).not.toContain("dpndncy-");
-    // and the log recorded the denies before the kill
-    const log = readLog(st.logPath);
-    const denies = connects(log.events).filter((e) => e.verdict === "deny");
-    expect(denies.map((e) => `${e.addr} ${e.rule}`)).toEqual(
-      expect.arrayContaining(["198.51.100.1 default-deny", "169.254.169.254 metadata"]),
-    );
   });
 
   it("start --mode enforce then stop: nothing pinned, attached or left in the cgroup tree", async () => {
