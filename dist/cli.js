@@ -50693,6 +50693,16 @@ ${LEARN_USAGE}
 
 // src/agent/config.ts
 import { isIP as isIP4 } from "node:net";
+function policyConfig(policy2, extra = {}) {
+  const p = policy2?.policy;
+  return {
+    sensitivePaths: [...p?.files?.sensitive ?? [], ...extra.sensitivePaths ?? []],
+    benignReaders: p?.files?.["benign-readers"] ?? [],
+    allow: [...policy2?.allow ?? [], ...extra.allow ?? []],
+    allowMetadata: p?.egress?.["allow-metadata"] === true,
+    dnsResolvers: p?.dns?.resolvers ?? []
+  };
+}
 function endpointDirective(e) {
   const port = e.port ? `:${e.port}` : "";
   if (e.kind === "host")
@@ -51051,14 +51061,7 @@ ${START_USAGE}
       config,
       renderAgentConfig({
         mode,
-        sensitivePaths: [
-          ...policy2?.policy.files?.sensitive ?? [],
-          ...v2["sensitive-path"] ?? []
-        ],
-        benignReaders: policy2?.policy.files?.["benign-readers"] ?? [],
-        allow: policy2?.allow ?? [],
-        allowMetadata: policy2?.policy.egress?.["allow-metadata"] === true,
-        dnsResolvers: policy2?.policy.dns?.resolvers ?? [],
+        ...policyConfig(policy2, { sensitivePaths: v2["sensitive-path"] ?? [] }),
         stepMarkers: detected.step.markers,
         ci: { ...detected.identity, alsoMatched: detected.alsoMatched }
       })

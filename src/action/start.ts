@@ -3,12 +3,13 @@
  * state where everything lives so post can find it (STATE_* reaches post as env).
  */
 import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import * as core from "@actions/core";
 import { acquireAgent, agentSource } from "../agent/acquire.js";
-import { renderAgentConfig } from "../agent/config.js";
+import { policyConfig, renderAgentConfig } from "../agent/config.js";
 import { joinEnforcedCgroup, startAgent } from "../agent/control.js";
 import { detectPlatform } from "../platform/detect.js";
+import { loadPolicy } from "../policy/load.js";
 import { parseInputs } from "./inputs.js";
 import { STATE } from "./state.js";
 
@@ -31,15 +32,22 @@ export async function startMonitoring(stage: "pre" | "main"): Promise<void> {
   const stateDir = join(dir, "state");
   // step attribution: the platform's step markers and the job identity for the start record
   const detected = detectPlatform(process.env);
+  // A policy file in the repository (as learn mode prints it); `allowed-endpoints` and
+  // `sensitive-paths` add to it. A bad policy fails here, before anything is attached.
+  const policy = inputs.policy
+    ? await loadPolicy(resolve(process.env.GITHUB_WORKSPACE ?? ".", inputs.policy))
+    : undefined;
   const config = join(dir, "agent.conf");
   await writeFile(
     config,
     renderAgentConfig({
       mode: inputs.mode,
-      sensitivePaths: inputs.sensitivePaths,
+      ...policyConfig(policy, {
+        sensitivePaths: inputs.sensitivePaths,
+        allow: inputs.allowedEndpoints,
+      }),
       stepMarkers: detected.step.markers,
       ci: { ...detected.identity, alsoMatched: detected.alsoMatched },
-      allow: inputs.allowedEndpoints,
       // enforce: Runner.Worker (our parent) joins the enforced cgroup so every later step is
       // judged, but is itself exempt: its own traffic to GitHub keeps working
       ...(inputs.mode === "enforce" ? { exemptPids: [process.ppid] } : {}),

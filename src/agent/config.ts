@@ -5,6 +5,7 @@
  */
 import { isIP } from "node:net";
 import type { Endpoint } from "../policy/endpoint.js";
+import type { LoadedPolicy } from "../policy/load.js";
 import type { Mode } from "./control.js";
 
 export interface AgentConfigInput {
@@ -28,6 +29,28 @@ export interface AgentConfigInput {
   dnsResolvers?: readonly string[];
   /** enforce mode: processes inside the enforced cgroup that are not judged (the CI runner's own). */
   exemptPids?: readonly number[];
+}
+
+/**
+ * What a policy file contributes to the agent's config, merged with the command line's or the
+ * action's own lists (those add to the policy, never replace it). Used by `dpndncy start` and
+ * the action alike, so one policy means the same thing everywhere.
+ */
+export function policyConfig(
+  policy: LoadedPolicy | undefined,
+  extra: { sensitivePaths?: readonly string[]; allow?: readonly Endpoint[] } = {},
+): Pick<
+  AgentConfigInput,
+  "sensitivePaths" | "benignReaders" | "allow" | "allowMetadata" | "dnsResolvers"
+> {
+  const p = policy?.policy;
+  return {
+    sensitivePaths: [...(p?.files?.sensitive ?? []), ...(extra.sensitivePaths ?? [])],
+    benignReaders: p?.files?.["benign-readers"] ?? [],
+    allow: [...(policy?.allow ?? []), ...(extra.allow ?? [])],
+    allowMetadata: p?.egress?.["allow-metadata"] === true,
+    dnsResolvers: p?.dns?.resolvers ?? [],
+  };
 }
 
 /** One allowed endpoint as an agent directive (agent-c/enforce.c). */

@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { renderAgentConfig } from "../agent/config.js";
+import { policyConfig, renderAgentConfig } from "../agent/config.js";
 import { joinEnforcedCgroup, type Mode, startAgent, stopAgent } from "../agent/control.js";
 import { assertSha256, normaliseSha256 } from "../agent/verify-binary.js";
 import { detectPlatform } from "../platform/detect.js";
@@ -100,14 +100,7 @@ export async function start(argv: string[], io: Io): Promise<number> {
       config,
       renderAgentConfig({
         mode,
-        sensitivePaths: [
-          ...(policy?.policy.files?.sensitive ?? []),
-          ...(v["sensitive-path"] ?? []),
-        ],
-        benignReaders: policy?.policy.files?.["benign-readers"] ?? [],
-        allow: policy?.allow ?? [],
-        allowMetadata: policy?.policy.egress?.["allow-metadata"] === true,
-        dnsResolvers: policy?.policy.dns?.resolvers ?? [],
+        ...policyConfig(policy, { sensitivePaths: v["sensitive-path"] ?? [] }),
         stepMarkers: detected.step.markers,
         ci: { ...detected.identity, alsoMatched: detected.alsoMatched },
       }),

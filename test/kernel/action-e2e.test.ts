@@ -205,6 +205,31 @@ describeKernel("GitHub Action end to end (dist/ pre → steps → post)", () => 
     }
   });
 
+  it("a malformed policy file fails pre with its file:line:col, before the agent starts", async () => {
+    const root = tempDir("action-policy");
+    writeFileSync(
+      join(root, "policy.yml"),
+      "version: 1\negress:\n  allow:\n    - registry.npmjs.org\n    - '*bad.example'\n",
+    );
+    const job = newJob(
+      root,
+      {
+        policy: "policy.yml",
+        "agent-url": `${filesUrl}/dpndncy-agent`,
+        "agent-sha256": agentSha,
+        sign: "none",
+      },
+      { ...githubEnv(root), GITHUB_WORKSPACE: root },
+    );
+    const pre = await job.stage("pre");
+    expect(pre.code).not.toBe(0);
+    expect(pre.stdout).toContain(
+      `${join(root, "policy.yml")}:5:7: invalid endpoint "*bad.example"`,
+    );
+    expect(job.state()).toEqual({});
+    expect(existsSync(join(root, "temp/dpndncy/state"))).toBe(false);
+  });
+
   it("sign: keyless without id-token permission says exactly how to fix it, and still reports", async () => {
     const root = tempDir("action-noid");
     const env = githubEnv(root);
