@@ -38454,6 +38454,40 @@ async function loadPolicy(file) {
   return parsePolicy(text, file);
 }
 
+// src/action/github-endpoints.ts
+var GITHUB_JOB_ENDPOINTS = [
+  "github.com:443",
+  // git over HTTPS (actions/checkout)
+  "api.github.com:443",
+  // REST API used by checkout and most actions
+  "codeload.github.com:443",
+  // archive downloads (checkout without git, `uses:` of actions)
+  "objects.githubusercontent.com:443",
+  // release assets and LFS objects
+  "*.actions.githubusercontent.com:443",
+  // results service (cache v2, artifacts v4), OIDC token, pipelines
+  "*.blob.core.windows.net:443"
+  // storage behind cache and artifact signed URLs
+];
+var SIGSTORE_ENDPOINTS = [
+  "fulcio.sigstore.dev:443",
+  "rekor.sigstore.dev:443",
+  "fulcio.githubapp.com:443",
+  "timestamp.githubapp.com:443"
+];
+function defaultGithubAllow(sign, custom) {
+  const extra = custom.filter((u) => u !== void 0).map((u) => {
+    const url2 = new URL(u);
+    return `${url2.hostname}${url2.port ? `:${url2.port}` : url2.protocol === "https:" ? ":443" : ":80"}`;
+  });
+  const list = [
+    ...GITHUB_JOB_ENDPOINTS,
+    ...sign === "keyless" ? SIGSTORE_ENDPOINTS : [],
+    ...extra
+  ];
+  return list.map((e) => parseEndpoint(e, "built-in GitHub endpoint list"));
+}
+
 // src/action/inputs.ts
 var InputError = class extends Error {
   constructor(input, message) {
@@ -38516,6 +38550,7 @@ function parseInputs(get) {
     sign,
     failOn: oneOf(get, "fail-on", ["none", "blocked", "sensitive-file"], "none"),
     uploadArtifact: bool(get, "upload-artifact", true),
+    allowGithubEndpoints: bool(get, "allow-github-endpoints", true),
     learnJobs: learnJobs(get("learn-jobs"))
   };
   const policy = optional(get, "policy");
@@ -38585,7 +38620,10 @@ async function startMonitoring(stage) {
       mode: inputs.mode,
       ...policyConfig(policy, {
         sensitivePaths: inputs.sensitivePaths,
-        allow: inputs.allowedEndpoints
+        allow: [
+          ...inputs.allowedEndpoints,
+          ...inputs.mode === "enforce" && inputs.allowGithubEndpoints && detected.identity.platform === "github" ? defaultGithubAllow(inputs.sign, [inputs.fulcioUrl, inputs.rekorUrl, inputs.tsaUrl]) : []
+        ]
       }),
       stepMarkers: detected.step.markers,
       ci: { ...detected.identity, alsoMatched: detected.alsoMatched },

@@ -21,6 +21,8 @@ export interface ActionInputs {
   tsaUrl?: string;
   failOn: FailOn;
   uploadArtifact: boolean;
+  /** enforce mode on GitHub: allow the endpoints the job itself needs (github-endpoints.ts). */
+  allowGithubEndpoints: boolean;
   /** learn mode: the window N (stable after N jobs in a row add nothing new). */
   learnJobs: number;
   agentUrl?: string;
@@ -100,6 +102,7 @@ export function parseInputs(get: Getter): ActionInputs {
     sign,
     failOn: oneOf(get, "fail-on", ["none", "blocked", "sensitive-file"] as const, "none"),
     uploadArtifact: bool(get, "upload-artifact", true),
+    allowGithubEndpoints: bool(get, "allow-github-endpoints", true),
     learnJobs: learnJobs(get("learn-jobs")),
   };
   const policy = optional(get, "policy");

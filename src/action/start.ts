@@ -10,6 +10,7 @@ import { policyConfig, renderAgentConfig } from "../agent/config.js";
 import { joinEnforcedCgroup, startAgent } from "../agent/control.js";
 import { detectPlatform } from "../platform/detect.js";
 import { loadPolicy } from "../policy/load.js";
+import { defaultGithubAllow } from "./github-endpoints.js";
 import { parseInputs } from "./inputs.js";
 import { STATE } from "./state.js";
 
@@ -44,7 +45,14 @@ export async function startMonitoring(stage: "pre" | "main"): Promise<void> {
       mode: inputs.mode,
       ...policyConfig(policy, {
         sensitivePaths: inputs.sensitivePaths,
-        allow: inputs.allowedEndpoints,
+        allow: [
+          ...inputs.allowedEndpoints,
+          ...(inputs.mode === "enforce" &&
+          inputs.allowGithubEndpoints &&
+          detected.identity.platform === "github"
+            ? defaultGithubAllow(inputs.sign, [inputs.fulcioUrl, inputs.rekorUrl, inputs.tsaUrl])
+            : []),
+        ],
       }),
       stepMarkers: detected.step.markers,
       ci: { ...detected.identity, alsoMatched: detected.alsoMatched },

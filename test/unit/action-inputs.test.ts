@@ -15,6 +15,7 @@ describe("parseInputs", () => {
       failOn: "none",
       uploadArtifact: true,
       learnJobs: 5,
+      allowGithubEndpoints: true,
     });
   });
 
