@@ -26,6 +26,7 @@
 
 #include "agent.h"
 #include "enforce_agent.h"
+#include "integrity.h"
 
 static volatile sig_atomic_t got_stop_signal;
 static volatile sig_atomic_t last_signal;
@@ -187,6 +188,10 @@ static int session_start(struct session *s, struct prep *p, int pin, char *err, 
 		snprintf(err, errn, "cannot open the ring buffer: %s", strerror(errno));
 		goto fail_bpf;
 	}
+	if (integrity_start(s->bpf, err, errn) < 0) { /* tamper evidence (agent-c/integrity.c) */
+		ring_buffer__free(s->rb);
+		goto fail_bpf;
+	}
 	write_agent_start(&G, &s->ai, s->kernel);
 	hwm("started");
 	if (G.out.lost_lines) {
@@ -195,6 +200,7 @@ static int session_start(struct session *s, struct prep *p, int pin, char *err, 
 	}
 	return 0;
 fail_rb:
+	integrity_fini();
 	ring_buffer__free(s->rb);
 fail_bpf:
 	bpf_teardown(s->bpf);
@@ -213,9 +219,11 @@ static void session_stop(struct session *s, struct sbuf *stats)
 	ring_buffer__consume(s->rb);
 	bpf_flush_pending(s->bpf);
 	ring_buffer__consume(s->rb);
+	integrity_final(s->bpf); /* last tamper checks, log size and hash against the file */
 	bpf_read_drops(s->bpf, drops);
 	write_agent_stop(&G, drops, stats);
 	out_close(&G.out);
+	integrity_fini();
 	ring_buffer__free(s->rb);
 	bpf_teardown(s->bpf);
 	enforce_cleanup();
@@ -357,6 +365,7 @@ int cmd_run(struct opts *o)
 		ring_buffer__poll(s.rb, 100);
 		ring_buffer__consume(s.rb);
 		out_flush(&G.out);
+		integrity_tick(s.bpf);
 		if (got_stop_signal) {
 			got_stop_signal = 0;
 			if (!child_done)
@@ -527,6 +536,7 @@ static void daemon_main(struct opts *o, struct prep *p, const char *dir, int not
 		ring_buffer__poll(s.rb, 200);
 		ring_buffer__consume(s.rb); /* see the run loop: no wakeup per record */
 		out_flush(&G.out);
+		integrity_tick(s.bpf);
 		if (now_boottime_ns() >= next_stats) {
 			sb_reset(&stats);
 			stats_json(&stats, &s);
@@ -661,6 +671,20 @@ int cmd_start(struct opts *o)
 }
 
 /* ---------- stop ---------- */
+
+/* 'T' when the process is stopped (SIGSTOP) or traced, else its state letter, 0 when unknown */
+static char proc_state(pid_t pid)
+{
+	char path[64], *s, *p;
+	char c = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	s = read_file_str(path, 4096);
+	if (s && (p = strrchr(s, ')')) && p[1] == ' ')
+		c = p[2];
+	free(s);
+	return c == 't' ? 'T' : c;
+}
 
 /* the agent is gone: undo its pins and mounts, close its log with complete:false */
 static int recover(const char *dir, struct state *st)
@@ -799,6 +823,11 @@ int cmd_stop(struct opts *o)
 			err_msg("cannot signal agent pid %ld: %s", st.pid, strerror(errno));
 			return EX_FAIL;
 		}
+		if (proc_state((pid_t)st.pid) == 'T') {
+			/* stopped (SIGSTOP): it records the stall itself (agent-stalled) once it runs again */
+			err_msg("warning: the agent (pid %ld) was stopped (SIGSTOP?); continuing it so it can stop", st.pid);
+			kill((pid_t)st.pid, SIGCONT);
+		}
 		/* it drains, writes the stop record, detaches, unmounts, then exits */
 		for (int i = 0; i < 1200 && lock_held(dir); i++)
 			usleep(50000);
@@ -857,7 +886,10 @@ int cmd_status(struct opts *o)
 	sb_json_cstr(&b, st.log);
 	sb_puts(&b, ",\"state_dir\":");
 	sb_json_cstr(&b, dir);
-	sb_printf(&b, ",\"counters\":%s}", stats && stats[0] == '{' ? stats : "null");
+	sb_printf(&b, ",\"counters\":%s", stats && stats[0] == '{' ? stats : "null");
+	if (proc_state((pid_t)st.pid) == 'T')
+		sb_puts(&b, ",\"stopped\":true,\"warning\":\"the agent is stopped (SIGSTOP?): it sees nothing until continued\"");
+	sb_putc(&b, '}');
 	puts(b.p);
 	free(stats);
 	sb_free(&b);

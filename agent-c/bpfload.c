@@ -803,3 +803,28 @@ void attach_json(const struct attach_info *ai, struct sbuf *b)
 	}
 	sb_putc(b, '}');
 }
+
+/* ---- accessors for agent-c/integrity.c ---- */
+int bpf_link_at(struct agent_bpf *a, int i, struct bpf_link **l, const char **name)
+{
+	if (!a || i < 0 || i >= a->nlinks)
+		return -1;
+	*l = a->links[i];
+	*name = a->link_names[i];
+	return 0;
+}
+
+int bpf_root_cgroup_fd(struct agent_bpf *a)
+{
+	return a ? a->cgroup_fd : -1;
+}
+
+int bpf_exec_map_fd(struct agent_bpf *a, const char *name)
+{
+	return a && a->exec ? bpf_object__find_map_fd_by_name(a->exec->obj, name) : -1;
+}
+
+int bpf_file_map_fd(struct agent_bpf *a, const char *name)
+{
+	return a && a->file ? bpf_object__find_map_fd_by_name(a->file->obj, name) : -1;
+}

@@ -23,6 +23,7 @@
 #include <bpf/bpf.h>
 
 #include "agent.h"
+#include "integrity.h"
 #include "enforce_agent.h"
 
 static const struct {
@@ -59,6 +60,15 @@ static const struct {
 	{"proc-mem", "/proc/*/task/*/mem"},
 	{"proc-environ", "/proc/*/environ"},
 	{"proc-environ", "/proc/*/task/*/environ"},
+	/* tamper evidence: reported only when opened for writing (agent-c/integrity.c) */
+	{"resolver-config", "/etc/resolv.conf"},
+	{"resolver-config", "/run/systemd/resolve/stub-resolv.conf"},
+	{"resolver-config", "/run/systemd/resolve/resolv.conf"},
+	{"resolver-config", "/etc/systemd/resolved.conf"},
+	{"resolver-config", "/etc/systemd/resolved.conf.d/**"},
+	{"hosts-file", "/etc/hosts"},
+	{"nsswitch-config", "/etc/nsswitch.conf"},
+	{"docker-daemon-config", "/etc/docker/daemon.json"},
 };
 
 static const char *const default_excludes[] = {
@@ -320,6 +330,12 @@ int config_load(struct config *c, const char *path, char *errbuf, size_t errn)
 				goto bad;
 			}
 			snprintf(c->allow_exe[c->nallow_exe++], sizeof(c->allow_exe[0]), "%s", tok[1]);
+		} else if ((pol = integrity_config_line(tok, n, why, sizeof(why))) != 0) {
+			/* protect-pid (agent-c/integrity.c) */
+			if (pol < 0) {
+				snprintf(errbuf, errn, "%s:%d: %s", path, lineno, why);
+				goto bad;
+			}
 		} else if ((pol = policy_config_line(tok, n, why, sizeof(why))) != 0) {
 			/* egress policy: allow-host, allow-suffix, allow-cidr, dns-resolver, ... (agent-c/enforce.c) */
 			if (pol < 0) {

@@ -8,6 +8,7 @@
 
 #include "agent.h"
 #include "enforce_agent.h"
+#include "integrity.h"
 
 struct agent_ctx G;
 
@@ -216,6 +217,7 @@ static void on_file(const struct dp_file *f)
 	sb_puts(&line, ",\"ancestry\":");
 	proc_ancestry(&line, f->h.pid, ppid);
 	commit(SK_FILE);
+	integrity_on_file(rule, path, f->flags, &f->h, ppid);
 }
 
 static void on_dns_libc(const struct dp_dns_libc *d)
@@ -411,6 +413,9 @@ static void stats_body(struct sbuf *b, const uint64_t drops[DP_KIND_MAX], const 
 		  (unsigned long long)drops[DP_CONNECT], (unsigned long long)drops[DP_FILE],
 		  (unsigned long long)(drops[DP_DNS_LIBC] + drops[DP_DNS_PKT]), (unsigned long long)G.out.lost_lines);
 	sb_printf(b, ",\"duration_s\":%.3f,\"log_sha256\":\"%s\",\"complete\":true", dur, sha);
+	sb_printf(b, ",\"log_intact\":%s", integrity_log_intact() ? "true" : "false");
+	if (!integrity_log_intact())
+		sb_puts(b, ",\"reason\":\"log-modified: the log file on disk is not what the agent wrote\"");
 	sb_printf(b, ",\"forks\":%llu,\"file_filtered\":%llu,\"dns_unparsed\":%llu", (unsigned long long)G.forks,
 		  (unsigned long long)G.file_filtered, (unsigned long long)G.dns_unparsed);
 }

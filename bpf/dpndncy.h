@@ -250,4 +250,34 @@ struct dp_step_cfg {
 	struct dp_step_marker m[DP_STEP_MARKERS];
 };
 
+/*
+ * Tamper evidence (bpf/tamper.bpf.c): ptrace / process_vm_readv / writev aimed
+ * at a protected pid, counted per (tracer, target, syscall, request) in the
+ * tamper_hits hash; the agent polls it and writes `tamper` events.
+ */
+#define DP_TS_PTRACE    1
+#define DP_TS_VM_READV  2
+#define DP_TS_VM_WRITEV 3
+
+struct dp_tamper_key {
+	__u32 tracer;      /* tgid of the caller */
+	__u32 target;      /* the protected pid */
+	__u32 sys;         /* DP_TS_* */
+	__u32 req;         /* ptrace request (0 for process_vm_*) */
+};
+
+struct dp_tamper_hit {
+	__u64 ts;          /* first hit, bpf_ktime_get_boot_ns() */
+	__u64 count;
+	__u64 cgroup;
+	__u32 tid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 step;
+	char comm[16];
+};
+
+/* file_rule_wr (bpf/file.bpf.c): rule id -> 1 when the rule reports only opens for writing */
+#define DP_OPEN_WRITE_FLAGS 01103  /* O_WRONLY | O_RDWR | O_CREAT | O_TRUNC */
+
 #endif /* DPNDNCY_H */

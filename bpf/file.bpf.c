@@ -54,6 +54,14 @@ struct {
 	__type(value, struct dp_file);
 } file_scratch SEC(".maps");
 
+/* rule id -> 1: report only opens for writing (resolver config, /etc/hosts: tamper evidence) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 512);
+	__type(key, __u32);
+	__type(value, __u8);
+} file_rule_wr SEC(".maps");
+
 static __always_inline int len_bit(__u64 mask, __u32 len)
 {
 	if (len > 63)
@@ -337,6 +345,12 @@ static __always_inline int handle_file(struct file *f, int how, __u64 id)
 	rule = match(d, id >> 32);
 	if (!rule)
 		return 0;
+	{
+		__u8 *wr = bpf_map_lookup_elem(&file_rule_wr, &rule);
+
+		if (wr && *wr && !(open_flags(f, how) & DP_OPEN_WRITE_FLAGS))
+			return 0;
+	}
 	bpf_get_current_comm(comm, sizeof(comm));
 	if (bpf_map_lookup_elem(&allow_comm, comm))
 		return 0;

@@ -1,0 +1,647 @@
+/*
+ * Tamper evidence. Everything found here becomes a `tamper` line in the log
+ * ({"what": short stable code, "detail": human text}), so the signed trace
+ * carries it and the summarizer's integrity section reports it.
+ *
+ * Checked about once a second (integrity_tick) and once more before the stop
+ * record (integrity_final):
+ *   link-detached        one of our cgroup links was detached (bpftool link detach)
+ *   pin-removed          a pin under our pin dir was unlinked
+ *   program-detached     one of our programs is no longer attached to its cgroup hook
+ *   foreign-bpf-program  another program appeared on a cgroup hook we use (connect4/6,
+ *                        sendmsg4/6, ingress, egress) of the cgroup v2 root or the
+ *                        enforced cgroup after the agent started
+ *   ptrace / process-vm-access   ptrace or process_vm_readv/writev aimed at the agent or a
+ *                        `protect-pid` (bpf/tamper.bpf.c counts them in the kernel)
+ *   clock-jump           CLOCK_REALTIME moved more than 2 s against CLOCK_BOOTTIME
+ *   agent-stalled        the agent did not run for more than 5 s (SIGSTOP, or starved)
+ *   log-modified         the log on disk is not what the agent wrote (size each second;
+ *                        size and SHA-256 at stop, which also sets log_intact:false)
+ * From the file hook (integrity_on_file):
+ *   proc-mem-access / proc-environ-access   /proc/<pid>/mem or environ of a protected pid
+ *   resolver-config-write, hosts-write, nsswitch-write, docker-config-write
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sha2.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "agent.h"
+#include "enforce_agent.h"
+#include "integrity.h"
+#include "tamper.skel.h"
+
+#define MAX_PROTECT 32
+#define MAX_OURS 96
+#define MAX_SEEN 128
+#define CLOCK_JUMP_NS 2000000000ll
+#define STALL_NS 5000000000ull
+
+static uint32_t protect[MAX_PROTECT];
+static int nprotect;
+
+static struct tamper_bpf *tskel;
+static struct bpf_link *tlinks[3];
+static int ntlinks;
+
+static uint32_t our_ids[MAX_OURS];
+static uint8_t our_tags[MAX_OURS][BPF_TAG_SIZE];
+static int nours;
+/* foreign program ids already reported, or present before we started */
+static uint32_t seen_ids[MAX_SEEN];
+static int nseen;
+static uint8_t link_reported[64];
+static uint8_t pin_reported[64];
+static uint8_t prog_missing_reported[MAX_OURS];
+static uint8_t integrity_cg_prog[MAX_OURS]; /* our_ids[k] was attached to a cgroup hook at start */
+
+static uint64_t last_check_boot, last_check_real, last_tick_boot;
+static uint64_t reported_size = (uint64_t)-1;
+static uint64_t tamper_written;
+static uint64_t overflow_reported;
+static int log_intact = 1;
+static int active;
+
+static struct sbuf tl;
+
+/* ---------- config ---------- */
+
+int integrity_config_line(char **tok, int n, char *why, size_t whyn)
+{
+	char *end;
+	long v;
+
+	if (strcmp(tok[0], "protect-pid") != 0)
+		return 0;
+	if (n != 2) {
+		snprintf(why, whyn, "protect-pid takes one pid");
+		return -1;
+	}
+	errno = 0;
+	v = strtol(tok[1], &end, 10);
+	if (errno || *end || v <= 0 || v > 0x3fffffff) {
+		snprintf(why, whyn, "protect-pid: '%s' is not a process id", tok[1]);
+		return -1;
+	}
+	if (nprotect >= MAX_PROTECT - 1) {
+		snprintf(why, whyn, "protect-pid: too many (max %d)", MAX_PROTECT - 1);
+		return -1;
+	}
+	protect[nprotect++] = (uint32_t)v;
+	return 1;
+}
+
+static int is_protected(uint32_t pid)
+{
+	if (pid == G.self_pid)
+		return 1;
+	for (int i = 0; i < nprotect; i++)
+		if (protect[i] == pid)
+			return 1;
+	return 0;
+}
+
+/* ---------- the tamper line ---------- */
+
+struct actor {
+	uint32_t pid, tid, ppid, uid, step;
+	uint64_t cgroup;
+	const char *comm;
+	size_t commlen;
+	uint64_t boot_ts; /* 0: now */
+};
+
+static void emit(const struct actor *a, const char *what, const char *detail)
+{
+	struct actor self = {.pid = G.self_pid, .tid = G.self_pid, .ppid = (uint32_t)getppid(),
+			     .uid = (uint32_t)getuid(), .comm = PROG, .commlen = sizeof(PROG)};
+	uint64_t real = now_realtime_ns();
+	const char *sname;
+	size_t sn = 0;
+
+	if (!a)
+		a = &self;
+	if (a->boot_ts)
+		real = (uint64_t)((int64_t)a->boot_ts + G.boot_to_real);
+	out_begin(&G.out, &tl, "tamper", real);
+	sb_printf(&tl, ",\"pid\":%u,\"tid\":%u,\"ppid\":%u,\"uid\":%u,\"comm\":", a->pid, a->tid, a->ppid, a->uid);
+	sb_json_str(&tl, a->comm, strnlen(a->comm, a->commlen));
+	sb_printf(&tl, ",\"cgroup\":%llu,\"step\":", (unsigned long long)a->cgroup);
+	sname = a->step ? step_name(a->step, &sn) : NULL;
+	if (sname)
+		sb_json_str(&tl, sname, sn);
+	else
+		sb_puts(&tl, "null");
+	sb_puts(&tl, ",\"what\":");
+	sb_json_cstr(&tl, what);
+	sb_puts(&tl, ",\"detail\":");
+	sb_json_cstr(&tl, detail);
+	if (a != &self) {
+		sb_puts(&tl, ",\"ancestry\":");
+		proc_ancestry(&tl, a->pid, a->ppid);
+	}
+	out_commit(&G.out, &tl, SK_COUNT); /* not one of the stat kinds */
+	tamper_written++;
+}
+
+/* ---------- file hook: /proc/<pid>/mem of a protected pid, resolver config writes ---------- */
+
+static const struct {
+	const char *rule, *what;
+} write_rules[] = {
+	{"resolver-config", "resolver-config-write"},
+	{"hosts-file", "hosts-write"},
+	{"nsswitch-config", "nsswitch-write"},
+	{"docker-daemon-config", "docker-config-write"},
+};
+
+int integrity_write_rule(const char *rule_name)
+{
+	for (size_t i = 0; i < sizeof(write_rules) / sizeof(write_rules[0]); i++)
+		if (strcmp(rule_name, write_rules[i].rule) == 0)
+			return 1;
+	return 0;
+}
+
+/* /proc/<pid>/<leaf> or /proc/<pid>/task/<tid>/<leaf> -> pid, leaf */
+static long proc_target(const char *path, const char **leaf)
+{
+	const char *p;
+	char *end;
+	long pid;
+
+	if (strncmp(path, "/proc/", 6) != 0)
+		return -1;
+	pid = strtol(path + 6, &end, 10);
+	if (end == path + 6 || *end != '/')
+		return -1;
+	p = end + 1;
+	if (strncmp(p, "task/", 5) == 0) {
+		p = strchr(p + 5, '/');
+		if (!p)
+			return -1;
+		p++;
+	}
+	*leaf = p;
+	return pid;
+}
+
+void integrity_on_file(const char *rule, const char *path, uint32_t flags, const struct dp_hdr *h, uint32_t ppid)
+{
+	struct actor a = {.pid = h->pid, .tid = h->tid, .ppid = ppid, .uid = h->uid, .step = h->step,
+			  .cgroup = h->cgroup, .comm = h->comm, .commlen = sizeof(h->comm), .boot_ts = h->ts};
+	char detail[1200];
+	const char *leaf = NULL;
+	long target;
+
+	if (!rule)
+		return;
+	if (strcmp(rule, "proc-mem") == 0 || strcmp(rule, "proc-environ") == 0) {
+		target = proc_target(path, &leaf);
+		if (target <= 0 || !is_protected((uint32_t)target))
+			return;
+		snprintf(detail, sizeof(detail), "%.16s (pid %u) opened %s of %s pid %ld (flags 0x%x)", h->comm, h->pid,
+			 path, (uint32_t)target == G.self_pid ? "the agent," : "protected", target, flags);
+		emit(&a, strcmp(rule, "proc-mem") == 0 ? "proc-mem-access" : "proc-environ-access", detail);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(write_rules) / sizeof(write_rules[0]); i++) {
+		if (strcmp(rule, write_rules[i].rule) != 0)
+			continue;
+		if (!(flags & DP_OPEN_WRITE_FLAGS))
+			return;
+		snprintf(detail, sizeof(detail), "%.16s (pid %u) opened %s for writing during the job (flags 0%o)", h->comm,
+			 h->pid, path, flags);
+		emit(&a, write_rules[i].what, detail);
+		return;
+	}
+}
+
+/* ---------- setup ---------- */
+
+static int prog_info(int fd, struct bpf_prog_info *pi)
+{
+	uint32_t len = sizeof(*pi);
+
+	memset(pi, 0, sizeof(*pi));
+	return bpf_obj_get_info_by_fd(fd, pi, &len);
+}
+
+static int ours_by_id(uint32_t id)
+{
+	for (int i = 0; i < nours; i++)
+		if (our_ids[i] == id)
+			return i;
+	return -1;
+}
+
+static void remember_ours(uint32_t prog_id)
+{
+	struct bpf_prog_info pi;
+	int fd;
+
+	if (!prog_id || ours_by_id(prog_id) >= 0 || nours >= MAX_OURS)
+		return;
+	fd = bpf_prog_get_fd_by_id(prog_id);
+	if (fd < 0)
+		return;
+	if (prog_info(fd, &pi) == 0) {
+		our_ids[nours] = prog_id;
+		memcpy(our_tags[nours], pi.tag, BPF_TAG_SIZE);
+		nours++;
+	}
+	close(fd);
+}
+
+static const enum bpf_attach_type cg_types[] = {
+	BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_UDP4_SENDMSG,
+	BPF_CGROUP_UDP6_SENDMSG,  BPF_CGROUP_INET_INGRESS,  BPF_CGROUP_INET_EGRESS,
+};
+static const char *const cg_type_names[] = {"connect4", "connect6", "sendmsg4", "sendmsg6", "ingress", "egress"};
+
+static int seen(uint32_t id)
+{
+	for (int i = 0; i < nseen; i++)
+		if (seen_ids[i] == id)
+			return 1;
+	return 0;
+}
+
+static void add_seen(uint32_t id)
+{
+	if (nseen < MAX_SEEN)
+		seen_ids[nseen++] = id;
+}
+
+/* ids attached at a cgroup hook; returns count or -1 */
+static int query(int cgfd, enum bpf_attach_type t, uint32_t *ids, uint32_t max)
+{
+	uint32_t cnt = max, aflags = 0;
+
+	if (bpf_prog_query(cgfd, t, 0, &aflags, ids, &cnt) < 0)
+		return -1;
+	return (int)cnt;
+}
+
+static void check_cgroup(int cgfd, const char *where, int baseline)
+{
+	uint32_t ids[64];
+
+	if (cgfd < 0)
+		return;
+	for (size_t t = 0; t < sizeof(cg_types) / sizeof(cg_types[0]); t++) {
+		int n = query(cgfd, cg_types[t], ids, 64);
+
+		for (int i = 0; i < n; i++) {
+			struct bpf_prog_info pi;
+			char detail[512];
+			int fd, same_tag = 0;
+
+			if (ours_by_id(ids[i]) >= 0 || seen(ids[i]))
+				continue;
+			add_seen(ids[i]);
+			if (baseline)
+				continue;
+			fd = bpf_prog_get_fd_by_id(ids[i]);
+			memset(&pi, 0, sizeof(pi));
+			if (fd >= 0) {
+				prog_info(fd, &pi);
+				close(fd);
+				/* the same bytecode as one of ours: another dpndncy agent side by side */
+				for (int k = 0; k < nours; k++)
+					if (!memcmp(our_tags[k], pi.tag, BPF_TAG_SIZE))
+						same_tag = 1;
+			}
+			if (same_tag)
+				continue;
+			snprintf(detail, sizeof(detail),
+				 "BPF program id %u (name '%.16s', type %u) was attached to the %s hook of %s after the agent started",
+				 ids[i], pi.name, pi.type, cg_type_names[t], where);
+			emit(NULL, "foreign-bpf-program", detail);
+		}
+	}
+}
+
+static void check_tamper_hits(void)
+{
+	struct dp_tamper_key k, next, *prev = NULL;
+	struct dp_tamper_hit hit;
+	int fd;
+	uint32_t zero = 0;
+	uint64_t ov = 0;
+
+	if (!tskel)
+		return;
+	fd = bpf_map__fd(tskel->maps.tamper_hits);
+	/* collect, report, delete: a repeat after the report is a new entry (reported again) */
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		k = next;
+		prev = &k;
+		if (bpf_map_lookup_elem(fd, &k, &hit) == 0) {
+			struct actor a = {.pid = k.tracer, .tid = hit.tid, .ppid = hit.ppid, .uid = hit.uid, .step = hit.step,
+					  .cgroup = hit.cgroup, .comm = hit.comm, .commlen = sizeof(hit.comm), .boot_ts = hit.ts};
+			char detail[512];
+			const char *whom = k.target == G.self_pid ? "the agent" : "protected process";
+
+			if (k.sys == DP_TS_PTRACE)
+				snprintf(detail, sizeof(detail), "%.16s (pid %u) called ptrace(request %u) on %s (pid %u), %llu time(s)",
+					 hit.comm, k.tracer, k.req, whom, k.target, (unsigned long long)hit.count);
+			else
+				snprintf(detail, sizeof(detail), "%.16s (pid %u) called process_vm_%s on %s (pid %u), %llu time(s)",
+					 hit.comm, k.tracer, k.sys == DP_TS_VM_READV ? "readv" : "writev", whom, k.target,
+					 (unsigned long long)hit.count);
+			emit(&a, k.sys == DP_TS_PTRACE ? "ptrace" : "process-vm-access", detail);
+		}
+	}
+	while (bpf_map_get_next_key(fd, NULL, &next) == 0)
+		if (bpf_map_delete_elem(fd, &next) < 0)
+			break;
+	if (bpf_map_lookup_elem(bpf_map__fd(tskel->maps.tamper_overflow), &zero, &ov) == 0 && ov > overflow_reported) {
+		char detail[200];
+
+		snprintf(detail, sizeof(detail), "%llu more ptrace/process_vm calls on protected processes (table full)",
+			 (unsigned long long)(ov - overflow_reported));
+		emit(NULL, "ptrace", detail);
+		overflow_reported = ov;
+	}
+}
+
+static void check_links(struct agent_bpf *a)
+{
+	struct bpf_link *l;
+	const char *name;
+
+	for (int i = 0; bpf_link_at(a, i, &l, &name) == 0 && i < 64; i++) {
+		struct bpf_link_info li;
+		uint32_t len = sizeof(li);
+		const char *pin = bpf_link__pin_path(l);
+		struct stat st;
+		char detail[600];
+
+		memset(&li, 0, sizeof(li));
+		if (!link_reported[i] && bpf_obj_get_info_by_fd(bpf_link__fd(l), &li, &len) == 0 &&
+		    li.type == BPF_LINK_TYPE_CGROUP && li.cgroup.cgroup_id == 0) {
+			link_reported[i] = 1;
+			snprintf(detail, sizeof(detail), "the agent's cgroup link '%s' (link id %u, program id %u) was detached",
+				 name, li.id, li.prog_id);
+			emit(NULL, "link-detached", detail);
+		}
+		if (pin && !pin_reported[i] && stat(pin, &st) < 0 && errno == ENOENT) {
+			pin_reported[i] = 1;
+			snprintf(detail, sizeof(detail), "the pin %s of the agent's link '%s' was removed", pin, name);
+			emit(NULL, "pin-removed", detail);
+		}
+	}
+	/* every program of ours that was attached to a cgroup hook at start is still listed there */
+	{
+		int cgfd = bpf_root_cgroup_fd(a), efd = enforce_cgroup_fd();
+		int fds[2] = {cgfd, efd};
+		static uint8_t present[MAX_OURS];
+
+		memset(present, 0, sizeof(present));
+		for (int c = 0; c < 2; c++) {
+			uint32_t ids[64];
+
+			if (fds[c] < 0)
+				continue;
+			for (size_t t = 0; t < sizeof(cg_types) / sizeof(cg_types[0]); t++) {
+				int n = query(fds[c], cg_types[t], ids, 64);
+
+				for (int i = 0; i < n; i++) {
+					int k = ours_by_id(ids[i]);
+
+					if (k >= 0)
+						present[k] = 1;
+				}
+			}
+		}
+		for (int k = 0; k < nours; k++) {
+			char detail[300];
+
+			if (!integrity_cg_prog[k] || present[k] || prog_missing_reported[k])
+				continue;
+			prog_missing_reported[k] = 1;
+			snprintf(detail, sizeof(detail), "the agent's program id %u is no longer attached to its cgroup hook",
+				 our_ids[k]);
+			emit(NULL, "program-detached", detail);
+		}
+	}
+}
+
+
+int integrity_start(struct agent_bpf *a, char *errbuf, size_t errn)
+{
+	struct bpf_link *l;
+	const char *name;
+	uint8_t one = 1;
+	int fd, err;
+
+	sb_init(&tl);
+	active = 1;
+	last_check_boot = last_tick_boot = now_boottime_ns();
+	last_check_real = now_realtime_ns();
+	protect[nprotect++] = G.self_pid;
+
+	/* write-only file rules (resolver config, /etc/hosts, ...) */
+	fd = bpf_file_map_fd(a, "file_rule_wr");
+	if (fd >= 0)
+		for (int i = 0; i < G.cfg.nrules; i++) {
+			uint32_t rid = (uint32_t)(i + 1);
+			int nid = G.cfg.rules[i].id;
+
+			if (nid >= 1 && nid <= G.cfg.nnames && integrity_write_rule(G.cfg.rule_names[nid - 1]))
+				bpf_map_update_elem(fd, &rid, &one, BPF_ANY);
+		}
+
+	/* our programs: the ids behind our links (cgroup ones are checked for presence) */
+	for (int i = 0; bpf_link_at(a, i, &l, &name) == 0; i++) {
+		struct bpf_link_info li;
+		uint32_t len = sizeof(li);
+
+		memset(&li, 0, sizeof(li));
+		if (bpf_obj_get_info_by_fd(bpf_link__fd(l), &li, &len) == 0) {
+			remember_ours(li.prog_id);
+			if (li.type == BPF_LINK_TYPE_CGROUP) {
+				int k = ours_by_id(li.prog_id);
+
+				if (k >= 0)
+					integrity_cg_prog[k] = 1;
+			}
+		}
+	}
+
+	/* ptrace / process_vm_* on protected pids */
+	tskel = tamper_bpf__open();
+	if (!tskel) {
+		snprintf(errbuf, errn, "cannot open the tamper BPF object: %s", strerror(errno));
+		return -1;
+	}
+	fd = bpf_exec_map_fd(a, "steps");
+	if (fd < 0 || bpf_map__reuse_fd(tskel->maps.steps, fd) < 0 || (err = tamper_bpf__load(tskel))) {
+		snprintf(errbuf, errn, "cannot load the tamper BPF programs: %s", strerror(errno));
+		tamper_bpf__destroy(tskel);
+		tskel = NULL;
+		return -1;
+	}
+	for (int i = 0; i < nprotect; i++)
+		bpf_map_update_elem(bpf_map__fd(tskel->maps.protect_pids), &protect[i], &one, BPF_ANY);
+	{
+		struct bpf_program *progs[3] = {tskel->progs.dp_ptrace, tskel->progs.dp_vm_readv, tskel->progs.dp_vm_writev};
+
+		for (int i = 0; i < 3; i++) {
+			tlinks[ntlinks] = bpf_program__attach(progs[i]);
+			if (!tlinks[ntlinks]) {
+				snprintf(errbuf, errn, "cannot attach %s: %s", bpf_program__name(progs[i]), strerror(errno));
+				integrity_fini();
+				return -1;
+			}
+			ntlinks++;
+		}
+	}
+	/* programs already on the hooks are not the job's doing: only new ones are reported */
+	check_cgroup(bpf_root_cgroup_fd(a), "the cgroup v2 root", 1);
+	check_cgroup(enforce_cgroup_fd(), "the enforced cgroup", 1);
+	return 0;
+}
+
+static void check_log_size(void)
+{
+	struct stat st;
+	char detail[300];
+
+	if (G.out.fd < 0 || G.out.buf.len || fstat(G.out.fd, &st) < 0)
+		return;
+	if ((uint64_t)st.st_size == G.out.bytes || (uint64_t)st.st_size == reported_size)
+		return;
+	reported_size = (uint64_t)st.st_size;
+	log_intact = 0;
+	snprintf(detail, sizeof(detail), "the log %s is %llu bytes on disk; the agent wrote %llu (truncated or appended to by someone else)",
+		 G.out.path, (unsigned long long)st.st_size, (unsigned long long)G.out.bytes);
+	emit(NULL, "log-modified", detail);
+}
+
+static void checks(struct agent_bpf *a, uint64_t boot)
+{
+	uint64_t real = now_realtime_ns();
+	int64_t skew = ((int64_t)real - (int64_t)last_check_real) - ((int64_t)boot - (int64_t)last_check_boot);
+
+	if (skew > CLOCK_JUMP_NS || skew < -CLOCK_JUMP_NS) {
+		char detail[300];
+
+		snprintf(detail, sizeof(detail),
+			 "the wall clock (CLOCK_REALTIME) moved %+.3f s against CLOCK_BOOTTIME within %.3f s; event times stay on the start's offset",
+			 (double)skew / 1e9, (double)(boot - last_check_boot) / 1e9);
+		emit(NULL, "clock-jump", detail);
+	}
+	last_check_real = real;
+	last_check_boot = boot;
+	check_tamper_hits();
+	check_links(a);
+	check_cgroup(bpf_root_cgroup_fd(a), "the cgroup v2 root", 0);
+	check_cgroup(enforce_cgroup_fd(), "the enforced cgroup", 0);
+	out_flush(&G.out);
+	check_log_size();
+}
+
+void integrity_tick(struct agent_bpf *a)
+{
+	uint64_t boot = now_boottime_ns();
+
+	if (!active)
+		return;
+	if (boot - last_tick_boot > STALL_NS) {
+		char detail[200];
+
+		snprintf(detail, sizeof(detail), "the agent did not run for %.1f s (stopped with SIGSTOP, or starved of CPU)",
+			 (double)(boot - last_tick_boot) / 1e9);
+		emit(NULL, "agent-stalled", detail);
+	}
+	last_tick_boot = boot;
+	if (boot - last_check_boot >= 1000000000ull)
+		checks(a, boot);
+}
+
+/* the log on disk against what the agent wrote: size and SHA-256 */
+static void check_log_hash(void)
+{
+	char want[65], got[65], detail[600];
+	SHA2_CTX ctx;
+	uint8_t d[32], *buf;
+	uint64_t off = 0;
+	struct stat st;
+	int fd;
+
+	out_flush(&G.out);
+	if (G.out.fd < 0 || fstat(G.out.fd, &st) < 0)
+		return;
+	out_sha_hex(&G.out, want);
+	fd = open(G.out.path, O_RDONLY | O_CLOEXEC);
+	buf = malloc(1 << 16);
+	if (fd < 0 || !buf) {
+		snprintf(detail, sizeof(detail), "cannot reopen the log %s to check it: %s", G.out.path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		free(buf);
+		log_intact = 0;
+		emit(NULL, "log-modified", detail);
+		return;
+	}
+	SHA256Init(&ctx);
+	while (off < G.out.bytes) {
+		size_t want_n = G.out.bytes - off > (1 << 16) ? (1 << 16) : (size_t)(G.out.bytes - off);
+		ssize_t r = pread(fd, buf, want_n, (off_t)off);
+
+		if (r <= 0)
+			break;
+		SHA256Update(&ctx, buf, (size_t)r);
+		off += (uint64_t)r;
+	}
+	close(fd);
+	free(buf);
+	SHA256Final(d, &ctx);
+	for (int i = 0; i < 32; i++)
+		snprintf(got + 2 * i, 3, "%02x", d[i]);
+	if ((uint64_t)st.st_size == G.out.bytes && off == G.out.bytes && strcmp(want, got) == 0)
+		return;
+	log_intact = 0;
+	snprintf(detail, sizeof(detail),
+		 "at stop the log %s on disk (%llu bytes, sha256 of the first %llu: %s) is not what the agent wrote (%llu bytes, sha256 %s)",
+		 G.out.path, (unsigned long long)st.st_size, (unsigned long long)off, got, (unsigned long long)G.out.bytes,
+		 want);
+	emit(NULL, "log-modified", detail);
+}
+
+void integrity_final(struct agent_bpf *a)
+{
+	if (!active)
+		return;
+	integrity_tick(a);
+	checks(a, now_boottime_ns());
+	check_log_hash();
+}
+
+int integrity_log_intact(void)
+{
+	return log_intact;
+}
+
+uint64_t integrity_tamper_count(void)
+{
+	return tamper_written;
+}
+
+void integrity_fini(void)
+{
+	for (int i = ntlinks - 1; i >= 0; i--)
+		bpf_link__destroy(tlinks[i]);
+	ntlinks = 0;
+	tamper_bpf__destroy(tskel);
+	tskel = NULL;
+	active = 0;
+}

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Tamper evidence: ptrace and process_vm_readv/writev aimed at a protected
+ * process (the agent itself, and the pids named by `protect-pid`). The filter
+ * is in the kernel: a syscall whose target is not in protect_pids costs one
+ * hash lookup. Hits are not sent through the ring buffer; they are counted in
+ * tamper_hits (one entry per tracer, target, syscall and request), which the
+ * agent's once-a-second integrity check reads and turns into `tamper` events.
+ * A full hits table still counts in tamper_overflow, so a flood cannot hide.
+ *
+ * Only the maps below: no ring buffer, no drop counters (the shared `steps`
+ * map is handed over by the agent so a hit names the tracer's CI step).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "dpndncy.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define PTRACE_TRACEME 0
+
+/* pid -> 1: the agent and the protected processes */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} protect_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct dp_tamper_key);
+	__type(value, struct dp_tamper_hit);
+} tamper_hits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} tamper_overflow SEC(".maps");
+
+/* the shared step table (reused from the exec object) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, __u32);
+} steps SEC(".maps");
+
+static __always_inline int hit(__u32 target, __u32 sys, __u32 req)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct dp_tamper_key k = {};
+	struct dp_tamper_hit *h, nh = {};
+	struct task_struct *task;
+	__u32 tgid = id >> 32, *st, zero = 0;
+	__u64 *ov;
+
+	if (!bpf_map_lookup_elem(&protect_pids, &target))
+		return 0;
+	k.tracer = tgid;
+	k.target = target;
+	k.sys = sys;
+	k.req = req;
+	h = bpf_map_lookup_elem(&tamper_hits, &k);
+	if (h) {
+		__sync_fetch_and_add(&h->count, 1);
+		return 0;
+	}
+	task = (struct task_struct *)bpf_get_current_task();
+	nh.ts = bpf_ktime_get_boot_ns();
+	nh.count = 1;
+	nh.tid = (__u32)id;
+	nh.ppid = BPF_CORE_READ(task, real_parent, tgid);
+	nh.uid = (__u32)bpf_get_current_uid_gid();
+	nh.cgroup = bpf_get_current_cgroup_id();
+	st = bpf_map_lookup_elem(&steps, &tgid);
+	nh.step = st ? *st : 0;
+	bpf_get_current_comm(nh.comm, sizeof(nh.comm));
+	if (bpf_map_update_elem(&tamper_hits, &k, &nh, BPF_NOEXIST) < 0) {
+		h = bpf_map_lookup_elem(&tamper_hits, &k);
+		if (h) {
+			__sync_fetch_and_add(&h->count, 1);
+		} else {
+			ov = bpf_map_lookup_elem(&tamper_overflow, &zero);
+			if (ov)
+				__sync_fetch_and_add(ov, 1);
+		}
+	}
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_ptrace")
+int dp_ptrace(struct trace_event_raw_sys_enter *ctx)
+{
+	long req = (long)ctx->args[0];
+
+	if (req == PTRACE_TRACEME)
+		return 0;
+	return hit((__u32)ctx->args[1], DP_TS_PTRACE, (__u32)req);
+}
+
+SEC("tp/syscalls/sys_enter_process_vm_readv")
+int dp_vm_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	return hit((__u32)ctx->args[0], DP_TS_VM_READV, 0);
+}
+
+SEC("tp/syscalls/sys_enter_process_vm_writev")
+int dp_vm_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	return hit((__u32)ctx->args[0], DP_TS_VM_WRITEV, 0);
+}
