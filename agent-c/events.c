@@ -406,6 +406,8 @@ static void stats_body(struct sbuf *b, const uint64_t drops[DP_KIND_MAX], const 
 	for (int k = 0; k < SK_COUNT; k++)
 		sb_printf(b, "%s\"%s\":%llu", k ? "," : "", stat_kind_names[k],
 			  (unsigned long long)G.out.kind_written[k]);
+	if (G.out.kind_written[SK_COUNT]) /* tamper lines (agent-c/integrity.c) */
+		sb_printf(b, ",\"tamper\":%llu", (unsigned long long)G.out.kind_written[SK_COUNT]);
 	sb_printf(b,
 		  "},\"lost\":{\"exec\":%llu,\"exit\":%llu,\"fork\":%llu,\"connect\":%llu,\"file\":%llu,\"dns\":%llu,"
 		  "\"write\":%llu}",

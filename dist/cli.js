@@ -48972,6 +48972,10 @@ var event_v1_default = {
             type: "boolean",
             description: "false when the agent was killed and stop recovered the log."
           },
+          log_intact: {
+            type: "boolean",
+            description: "stop: false when the log on disk (size and SHA-256, checked by the agent) is not what the agent wrote."
+          },
           reason: { type: "string" },
           config: { type: ["string", "null"], description: "start: the --config file." },
           ringbuf_mb: { type: "integer", description: "start: ring buffer size in MiB." },
@@ -49055,7 +49059,7 @@ function certainlyValid(v2) {
     case "dns":
       return isStr(v2.name) && isStr(v2.qtype) && isStrArray(v2.answers) && (v2.source === "libc" || v2.source === "packet") && optional(v2.rcode, isInt) && optional(v2.server, isStr);
     case "agent":
-      return (v2.event === "start" || v2.event === "stop") && isStr(v2.version) && optional(v2.commit, isStr) && optional(v2.kernel, isStr) && optional(v2.mode, (m) => m === "observe" || m === "learn" || m === "enforce") && optional(v2.policy_sha256, (s) => s === null || isStr(s)) && optional(v2.attach, (m) => isMapOf(m, isStr)) && optional(v2.events, (m) => isMapOf(m, isInt)) && optional(v2.lost, (m) => isMapOf(m, isInt)) && optional(v2.duration_s, (n) => typeof n === "number" && Number.isFinite(n)) && optional(v2.log_sha256, (s) => isStr(s) && HEX64.test(s)) && optional(v2.complete, isBool) && optional(v2.reason, isStr);
+      return (v2.event === "start" || v2.event === "stop") && isStr(v2.version) && optional(v2.commit, isStr) && optional(v2.kernel, isStr) && optional(v2.mode, (m) => m === "observe" || m === "learn" || m === "enforce") && optional(v2.policy_sha256, (s) => s === null || isStr(s)) && optional(v2.attach, (m) => isMapOf(m, isStr)) && optional(v2.events, (m) => isMapOf(m, isInt)) && optional(v2.lost, (m) => isMapOf(m, isInt)) && optional(v2.duration_s, (n) => typeof n === "number" && Number.isFinite(n)) && optional(v2.log_sha256, (s) => isStr(s) && HEX64.test(s)) && optional(v2.complete, isBool) && optional(v2.log_intact, isBool) && optional(v2.reason, isStr);
     case "tamper":
       return isStr(v2.what) && optional(v2.detail, isStr);
     default:
@@ -49396,6 +49400,7 @@ function integrity(i) {
   const lost2 = Object.values(i.stop?.lost ?? {}).reduce((a, b) => a + b, 0);
   if (lost2 > 0) problems.push("EVENTS_LOST");
   if (i.tamperCount > 0) problems.push("TAMPER_EVENTS");
+  if (i.stop && i.stop.log_intact === false) problems.push("LOG_MODIFIED");
   const aliveToEnd = i.stop !== null && i.stop.complete === true;
   const tamperSigns = [
     "NO_STOP_RECORD",
@@ -49405,7 +49410,8 @@ function integrity(i) {
     "SEQ_GAP",
     "CORRUPT_LINES",
     "TRUNCATED_LAST_LINE",
-    "TAMPER_EVENTS"
+    "TAMPER_EVENTS",
+    "LOG_MODIFIED"
   ];
   const untampered = !problems.some((p) => tamperSigns.includes(p));
   return {
@@ -51651,7 +51657,10 @@ key bundles:
   --key PUB.pem                     the signer's P-256 public key
   --trusted-root FILE               optional: also check the bundle's tlog entries/timestamps
 other:
-  --require-clean                   also fail unless the trace says the agent stopped cleanly
+  --require-complete                also fail unless the predicate says the trace is complete
+                                    (integrity.complete: the agent ran to the end) and untampered
+                                    (integrity.untampered): codes TRACE_TAMPERED, TRACE_INCOMPLETE
+  --require-clean                   the same check, one code for both: TRACE_NOT_CLEAN
   --json                            print the result as JSON
 exit: 0 verified, 1 verification failed (code on stderr / in JSON), 2 usage error,
       3 an input (log, bundle, key, trusted root) could not be read or parsed`;
@@ -51664,6 +51673,7 @@ var OPTIONS6 = {
   "trusted-root": { type: "string" },
   "insecure-ignore-tlog": { type: "boolean" },
   "require-clean": { type: "boolean" },
+  "require-complete": { type: "boolean" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" }
 };
@@ -51690,6 +51700,7 @@ ${VERIFY_USAGE}
   const json = v2.json ?? false;
   try {
     const result = await run3(bundlePath, v2);
+    if (v2["require-complete"]) requireComplete(result);
     if (v2["require-clean"]) requireClean(result);
     io.out(
       json ? `${JSON.stringify({ ok: true, ...result }, null, 2)}
@@ -51782,6 +51793,26 @@ async function run3(bundlePath, v2) {
 }
 function ourPredicate(r) {
   return r.predicateType === PREDICATE_TYPE ? r.predicate : null;
+}
+function requireComplete(r) {
+  const p = ourPredicate(r);
+  if (!p)
+    throw new VerifyError("TRACE_INCOMPLETE", "--require-complete needs the dpndncy predicate");
+  const i = p.integrity;
+  const problems = (i?.problems ?? []).join(", ");
+  if (i?.untampered !== true) {
+    const what = (i?.tamper_events ?? []).map((t) => t.what);
+    throw new VerifyError(
+      "TRACE_TAMPERED",
+      `signature verified, but the trace is not untampered: ${problems || "integrity.untampered is not true"}${what.length ? ` (tamper: ${[...new Set(what)].join(", ")})` : ""}`
+    );
+  }
+  if (i.complete !== true || i.alive_to_end !== true) {
+    throw new VerifyError(
+      "TRACE_INCOMPLETE",
+      `signature verified, but the trace is not complete: ${problems || "integrity.complete is not true"}${i.stop_reason ? ` (${i.stop_reason})` : ""}`
+    );
+  }
 }
 function requireClean(r) {
   const p = ourPredicate(r);

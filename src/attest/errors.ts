@@ -17,7 +17,9 @@ export type VerifyErrorCode =
   | "TLOG_INVALID" // transparency-log entry or inclusion proof does not verify
   | "TLOG_MISMATCH" // transparency-log entry is for different content
   | "TIMESTAMP_INVALID" // no verifiable timestamp (tlog integrated time or TSA)
-  | "TRACE_NOT_CLEAN"; // signature fine, but --require-clean and the trace reports problems
+  | "TRACE_NOT_CLEAN" // signature fine, but --require-clean and the trace reports problems
+  | "TRACE_TAMPERED" // --require-complete: the trace says it was tampered with (integrity.untampered false)
+  | "TRACE_INCOMPLETE"; // --require-complete: the agent did not run to the end (integrity.complete not true)
 
 export type InputErrorCode =
   | "TRUSTED_ROOT_REQUIRED"

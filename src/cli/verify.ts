@@ -21,7 +21,10 @@ key bundles:
   --key PUB.pem                     the signer's P-256 public key
   --trusted-root FILE               optional: also check the bundle's tlog entries/timestamps
 other:
-  --require-clean                   also fail unless the trace says the agent stopped cleanly
+  --require-complete                also fail unless the predicate says the trace is complete
+                                    (integrity.complete: the agent ran to the end) and untampered
+                                    (integrity.untampered): codes TRACE_TAMPERED, TRACE_INCOMPLETE
+  --require-clean                   the same check, one code for both: TRACE_NOT_CLEAN
   --json                            print the result as JSON
 exit: 0 verified, 1 verification failed (code on stderr / in JSON), 2 usage error,
       3 an input (log, bundle, key, trusted root) could not be read or parsed`;
@@ -35,6 +38,7 @@ const OPTIONS = {
   "trusted-root": { type: "string" },
   "insecure-ignore-tlog": { type: "boolean" },
   "require-clean": { type: "boolean" },
+  "require-complete": { type: "boolean" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -61,6 +65,7 @@ export async function verify(argv: string[], io: Io): Promise<number> {
   const json = v.json ?? false;
   try {
     const result = await run(bundlePath, v);
+    if (v["require-complete"]) requireComplete(result);
     if (v["require-clean"]) requireClean(result);
     io.out(
       json
@@ -157,6 +162,28 @@ async function run(bundlePath: string, v: Values): Promise<Verified> {
 
 function ourPredicate(r: Verified): Predicate | null {
   return r.predicateType === PREDICATE_TYPE ? (r.predicate as Predicate) : null;
+}
+
+/** --require-complete: the signed predicate must say complete and untampered, plainly. */
+function requireComplete(r: Verified): void {
+  const p = ourPredicate(r);
+  if (!p)
+    throw new VerifyError("TRACE_INCOMPLETE", "--require-complete needs the dpndncy predicate");
+  const i = p.integrity;
+  const problems = (i?.problems ?? []).join(", ");
+  if (i?.untampered !== true) {
+    const what = (i?.tamper_events ?? []).map((t) => t.what);
+    throw new VerifyError(
+      "TRACE_TAMPERED",
+      `signature verified, but the trace is not untampered: ${problems || "integrity.untampered is not true"}${what.length ? ` (tamper: ${[...new Set(what)].join(", ")})` : ""}`,
+    );
+  }
+  if (i.complete !== true || i.alive_to_end !== true) {
+    throw new VerifyError(
+      "TRACE_INCOMPLETE",
+      `signature verified, but the trace is not complete: ${problems || "integrity.complete is not true"}${i.stop_reason ? ` (${i.stop_reason})` : ""}`,
+    );
+  }
 }
 
 function requireClean(r: Verified): void {

@@ -103,6 +103,7 @@ export function certainlyValid(v: unknown): v is TraceEvent {
         optional(v.duration_s, (n) => typeof n === "number" && Number.isFinite(n)) &&
         optional(v.log_sha256, (s) => isStr(s) && HEX64.test(s)) &&
         optional(v.complete, isBool) &&
+        optional(v.log_intact, isBool) &&
         optional(v.reason, isStr)
       );
     case "tamper":

@@ -129,6 +129,7 @@ export function integrity(i: IntegrityInput): Integrity {
   const lost = Object.values(i.stop?.lost ?? {}).reduce((a, b) => a + b, 0);
   if (lost > 0) problems.push("EVENTS_LOST");
   if (i.tamperCount > 0) problems.push("TAMPER_EVENTS");
+  if (i.stop && i.stop.log_intact === false) problems.push("LOG_MODIFIED");
 
   const aliveToEnd = i.stop !== null && i.stop.complete === true;
   // Lost events are a visibility gap reported on their own; they are not evidence of tampering.
@@ -141,6 +142,7 @@ export function integrity(i: IntegrityInput): Integrity {
     "CORRUPT_LINES",
     "TRUNCATED_LAST_LINE",
     "TAMPER_EVENTS",
+    "LOG_MODIFIED",
   ];
   const untampered = !problems.some((p) => tamperSigns.includes(p));
   return {

@@ -87,6 +87,8 @@ export interface AgentEvent extends EventBase {
   duration_s?: number;
   log_sha256?: string;
   complete?: boolean;
+  /** stop: false when the log on disk was not what the agent wrote (truncated or edited). */
+  log_intact?: boolean;
   reason?: string;
 }
 export interface TamperEvent extends EventBase {
@@ -174,17 +176,19 @@ export type IntegrityProblem =
   | "CORRUPT_LINES"
   | "TRUNCATED_LAST_LINE"
   | "EVENTS_LOST"
-  | "TAMPER_EVENTS";
+  | "TAMPER_EVENTS"
+  | "LOG_MODIFIED";
 
 export interface Integrity {
   /** Stop record present with complete:true. */
   alive_to_end: boolean;
-  /** log_sha256 matched, no seq gaps, nothing after stop, no corrupt lines, no tamper events. */
+  /** log_sha256 matched, no seq gaps, nothing after stop, no corrupt lines, no tamper events, log_intact not false. */
   untampered: boolean;
   /** alive_to_end && untampered. */
   stopped_cleanly: boolean;
   start_record: boolean;
   stop_record: boolean;
+  /** The stop record's `complete`: the agent ran to the end (false: killed, recovered by stop; null: no stop record). */
   complete: boolean | null;
   stop_reason: string | null;
   /** log_sha256 claimed by the stop record. */
