@@ -353,6 +353,7 @@ describeVm("kernel matrix: Debian 6.1 under qemu", (missing) => {
   const results = new Results();
   let kernel: VmKernel | undefined;
   let setupError: Error | undefined;
+  let skipTold = false;
   let full: BootResult | undefined;
   let degraded: BootResult | undefined;
   const timings: Record<string, number> = {};
@@ -416,9 +417,12 @@ describeVm("kernel matrix: Debian 6.1 under qemu", (missing) => {
     }
     if (setupError !== undefined) {
       if (skipRequested()) {
-        console.warn(
-          `SKIPPED "${ctx.task.name}" (DPNDNCY_SKIP_KERNEL_TESTS=1) because: ${setupError.message}`,
-        );
+        if (!skipTold) {
+          console.warn(
+            `SKIPPED the VM matrix (DPNDNCY_SKIP_KERNEL_TESTS=1) because: ${setupError.message}`,
+          );
+          skipTold = true;
+        }
         ctx.skip();
       }
       throw setupError;
@@ -427,7 +431,12 @@ describeVm("kernel matrix: Debian 6.1 under qemu", (missing) => {
 
   afterAll(() => {
     if (full === undefined && degraded === undefined) return;
-    const file = results.write({ timings });
+    let agent = "?";
+    try {
+      const p = JSON.parse(full?.scenarios.get("probe")?.stdout ?? "") as Record<string, string>;
+      agent = `${p.version} (${p.commit})`;
+    } catch {}
+    const file = results.write({ agent, timings });
     console.log(
       `vm matrix: total ${Date.now() - results.started} ms; results in ${file} ` +
         "(`node scripts/kernel-table.mjs` prints the README table)",
@@ -443,7 +452,7 @@ describeVm("kernel matrix: Debian 6.1 under qemu", (missing) => {
     }
     return s;
   };
-  const check = (row: string, c: Omit<Check, "pass" | "error">, fn: () => void) =>
+  const check = (row: string, c: Omit<Check, "pass" | "error" | "detail">, fn: () => unknown) =>
     results.check(rows[row], c, fn);
 
   it("boots Debian's 6.1 kernel with the BPF LSM on the list and runs every scenario", () => {
@@ -669,7 +678,7 @@ describeVm("kernel matrix: Debian 6.1 under qemu", (missing) => {
       "degraded",
       { hook: "refusal", attach: "--file-hook lsm", scenario: "lsm-forced" },
       () => {
-        expectRefused(scen(degraded, "lsm-forced"), "run", /lsm/);
+        return expectRefused(scen(degraded, "lsm-forced"), "run", /lsm/);
       },
     );
   });
@@ -687,11 +696,12 @@ describeVm("kernel matrix: Debian 6.1 under qemu", (missing) => {
         },
         () => {
           expect(s.rc, s.stderr).toBe(0);
-          expectRefused(s, "run", /BTF/);
+          const msg = expectRefused(s, "run", /BTF/);
           const rc = Number(s.files["probe.rc"]?.toString() ?? "NaN");
           expect(rc, "probe without BTF exits 1").toBe(1);
           const p = JSON.parse(s.files["probe.stdout"]?.toString() || "{}") as Partial<Probe>;
           expect(p.btf ?? false).toBe(false);
+          return msg;
         },
       );
     }

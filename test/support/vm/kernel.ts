@@ -107,7 +107,16 @@ async function fetchOne(pkg: string): Promise<VmKernel> {
  */
 export async function ensureKernel(): Promise<VmKernel> {
   const pinned = process.env.DPNDNCY_VM_KERNEL_PKG;
-  if (pinned) return cached(pinned) ?? (await fetchOne(pinned));
+  const errors: string[] = [];
+  if (pinned) {
+    const k = cached(pinned);
+    if (k) return k;
+    try {
+      return await fetchOne(pinned);
+    } catch (e) {
+      throw cannotFetch([`DPNDNCY_VM_KERNEL_PKG=${pinned}: ${(e as Error).message}`]);
+    }
+  }
   if (existsSync(KERNEL_CACHE)) {
     const have = readdirSync(KERNEL_CACHE)
       .filter((p) => PKG_RE.test(p))
@@ -117,7 +126,6 @@ export async function ensureKernel(): Promise<VmKernel> {
       if (k) return k;
     }
   }
-  const errors: string[] = [];
   let list: string[] = [];
   try {
     list = await candidates();
@@ -136,7 +144,11 @@ export async function ensureKernel(): Promise<VmKernel> {
       errors.push((e as Error).message);
     }
   }
-  throw new Error(
+  throw cannotFetch(errors);
+}
+
+function cannotFetch(errors: string[]): Error {
+  return new Error(
     `cannot fetch Debian's 6.1 cloud kernel for the VM matrix into ${KERNEL_CACHE}:\n  - ${errors.join("\n  - ")}\n` +
       "Fix apt (or put an unpacked package there, or set DPNDNCY_VM_KERNEL_PKG), or set DPNDNCY_SKIP_KERNEL_TESTS=1 to skip the kernel tests.",
   );

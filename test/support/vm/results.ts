@@ -12,6 +12,8 @@ export interface Check {
   scenario: string;
   pass: boolean;
   error?: string;
+  /** e.g. the agent's refusal message */
+  detail?: string;
 }
 
 export interface KernelResult {
@@ -40,10 +42,14 @@ export class Results {
   }
 
   /** Runs the assertions of one check and records whether they held (rethrows). */
-  check(k: KernelResult | undefined, c: Omit<Check, "pass" | "error">, fn: () => void): void {
+  check(
+    k: KernelResult | undefined,
+    c: Omit<Check, "pass" | "error" | "detail">,
+    fn: () => unknown,
+  ): void {
     try {
-      fn();
-      k?.checks.push({ ...c, pass: true });
+      const detail = fn();
+      k?.checks.push({ ...c, pass: true, ...(typeof detail === "string" ? { detail } : {}) });
     } catch (e) {
       k?.checks.push({ ...c, pass: false, error: String((e as Error).message).slice(0, 500) });
       throw e;
