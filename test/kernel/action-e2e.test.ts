@@ -1,14 +1,20 @@
 // The GitHub Action end to end, through the bundled dist/ entry points exactly as the runner
 // runs them: pre (download + verify + start the real agent), two steps, post (stop,
 // summarize, keyless signing through a local OIDC + Fulcio/Rekor stand-in, job summary,
-// outputs), then `dpndncy verify` on what post wrote.
+// outputs, the trace artifact uploaded to a local artifact service stand-in), then
+// `dpndncy verify` on what post wrote.
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { newJob, startOidcStandIn } from "../support/action/runner.js";
+import {
+  type ArtifactStandIn,
+  startArtifactStandIn,
+} from "../support/artifact/artifact-stand-in.js";
+import { readZip } from "../support/artifact/zip.js";
 import { AGENT, onCleanup, tempDir } from "../support/kernel/env.js";
 import { readLog } from "../support/kernel/log.js";
 import { run } from "../support/kernel/proc.js";
@@ -24,6 +30,7 @@ const WORKFLOW_REF = "acme/app/.github/workflows/ci.yml@refs/heads/main";
 const IDENTITY = `https://github.com/${WORKFLOW_REF}`;
 
 let sigstore: SigstoreStandIn;
+let artifacts: ArtifactStandIn;
 let oidc: Awaited<ReturnType<typeof startOidcStandIn>>;
 let files: Server;
 let filesUrl = "";
@@ -33,6 +40,7 @@ let tcpPort = 0;
 
 beforeAll(async () => {
   sigstore = await startSigstoreStandIn();
+  artifacts = await startArtifactStandIn();
   oidc = await startOidcStandIn("req-token", (aud) =>
     mintIdentityToken({ iss: ISSUER, sub: IDENTITY, aud }),
   );
@@ -51,6 +59,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await sigstore?.close();
+  await artifacts?.close();
   await oidc?.close();
   await new Promise((r) => files?.close(r));
   await new Promise((r) => tcp?.close(r));
@@ -106,9 +115,13 @@ describeKernel("GitHub Action end to end (dist/ pre → steps → post)", () => 
         "rekor-url": sigstore.rekorURL,
         "agent-url": `${filesUrl}/dpndncy-agent`,
         "agent-sha256": agentSha,
-        "upload-artifact": "false",
+        "upload-artifact": "true",
       },
-      githubEnv(root),
+      {
+        ...githubEnv(root),
+        ACTIONS_RUNTIME_TOKEN: artifacts.token,
+        ACTIONS_RESULTS_URL: artifacts.url,
+      },
     );
     const pre = await job.stage("pre");
     onCleanup(async () => {
@@ -145,6 +158,25 @@ describeKernel("GitHub Action end to end (dist/ pre → steps → post)", () => 
     expect(execs).toContain("/bin/true m-install");
     expect(execs).toContain("/bin/true m-run2");
 
+    // The artifact went through the service's protocol (Twirp + Azure block upload) and holds
+    // exactly the three files, byte for byte.
+    expect(post.stdout).toContain("dpndncy: uploaded artifact dpndncy-trace-build-attempt1");
+    expect(artifacts.calls).toEqual([
+      "CreateArtifact",
+      "PUT block",
+      "PUT blocklist",
+      "FinalizeArtifact",
+    ]);
+    const zip = readZip(artifacts.content("dpndncy-trace-build-attempt1") ?? Buffer.alloc(0));
+    expect([...zip.keys()].sort()).toEqual([
+      "events.ndjson",
+      "events.ndjson.intoto.json",
+      "events.ndjson.sigstore.json",
+    ]);
+    for (const f of [out.log, out.statement, out.bundle]) {
+      expect(zip.get(basename(f ?? ""))?.equals(readFileSync(f ?? ""))).toBe(true);
+    }
+
     const summary = job.summary();
     expect(summary).toContain("## dpndncy runtime trace");
     expect(summary).not.toContain("incomplete");
@@ -178,6 +210,35 @@ describeKernel("GitHub Action end to end (dist/ pre → steps → post)", () => 
       rootFile,
     ]);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+  });
+
+  it("an artifact service that answers 500 leaves post green with a warning naming the files", async () => {
+    const down = await startArtifactStandIn();
+    onCleanup(() => down.close());
+    down.failWith = 500;
+    const root = tempDir("action-artifact-500");
+    const job = newJob(
+      root,
+      { "agent-url": `${filesUrl}/dpndncy-agent`, "agent-sha256": agentSha, sign: "none" },
+      { ...githubEnv(root), ACTIONS_RUNTIME_TOKEN: down.token, ACTIONS_RESULTS_URL: down.url },
+    );
+    const pre = await job.stage("pre");
+    onCleanup(async () => {
+      const s = job.state();
+      if (s.agent && s.state_dir) await run([s.agent, "stop", "--state-dir", s.state_dir]);
+    });
+    expect(pre.code, pre.stdout + pre.stderr).toBe(0);
+    const post = await job.stage("post"); // the client retries 5 times over ~30 s
+    expect(post.code, post.stdout + post.stderr).toBe(0);
+    const out = job.outputs();
+    const warning = post.stdout.split("\n").find((l) => l.includes("could not upload")) ?? "";
+    expect(warning).toMatch(/^::warning::dpndncy: could not upload the trace artifact \(.*500/);
+    expect(warning).toContain(`the files are at ${out.log}, ${out.statement}`);
+    expect(existsSync(out.log ?? "")).toBe(true);
+    expect(existsSync(out.statement ?? "")).toBe(true);
+    expect(down.calls.filter((c) => c === "CreateArtifact")).toHaveLength(5);
+    expect(down.artifacts).toEqual([]);
+    expect(post.stdout).not.toMatch(/::error::/);
   });
 
   it("a wrong agent-sha256 or a tampered download fails pre and never starts the agent", async () => {

@@ -1,10 +1,11 @@
 // A local stand-in of the GitHub Actions cache service v2, enough for @actions/cache 6:
 // Twirp JSON at ACTIONS_RESULTS_URL (CreateCacheEntry, FinalizeCacheEntryUpload,
 // GetCacheEntryDownloadURL: exact key first, then the newest entry whose key starts with a
-// restore key, same version only) and a blob store on signed URLs (the Azure SDK's
-// single-shot PUT for upload; a plain GET for download, since the host is not Azure).
-import { createServer, type IncomingMessage, type Server } from "node:http";
+// restore key, same version only) and a blob store on signed URLs (../azure-blob-stand-in.ts:
+// the Azure SDK's single-shot PUT for upload; a plain GET for download).
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { createBlobStore, readBody } from "../azure-blob-stand-in.js";
 
 interface Entry {
   key: string;
@@ -25,21 +26,16 @@ export interface CacheStandIn {
 
 const SERVICE = "/twirp/github.actions.results.api.v1.CacheService/";
 
-async function body(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of req) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-
 export async function startCacheStandIn(): Promise<CacheStandIn> {
   const token = "stand-in-runtime-token";
   const entries: Entry[] = [];
-  const blobs = new Map<string, Buffer>();
   const calls: string[] = [];
+  const store = createBlobStore(calls);
+  const blobs = store.blobs;
   let order = 0;
   let base = "";
   const server: Server = createServer(async (req, res) => {
-    const data = await body(req);
+    const data = await readBody(req);
     const url = new URL(req.url ?? "/", base);
     const json = (status: number, o: unknown) => {
       res.writeHead(status, { "content-type": "application/json" });
@@ -66,7 +62,7 @@ export async function startCacheStandIn(): Promise<CacheStandIn> {
           finalized: false,
           order,
         });
-        json(200, { ok: true, signed_upload_url: `${base}/${blob}?sig=upload` });
+        json(200, { ok: true, signed_upload_url: store.signedUrl(base, blob, "w") });
         return;
       }
       if (method === "FinalizeCacheEntryUpload") {
@@ -93,7 +89,7 @@ export async function startCacheStandIn(): Promise<CacheStandIn> {
         }
         json(200, {
           ok: true,
-          signed_download_url: `${base}/${hit.blob}?sig=download`,
+          signed_download_url: store.signedUrl(base, hit.blob, "r"),
           matched_key: hit.key,
         });
         return;
@@ -101,25 +97,7 @@ export async function startCacheStandIn(): Promise<CacheStandIn> {
       json(404, { code: "bad_route", msg: method });
       return;
     }
-    const blob = url.pathname.slice(1);
-    if (req.method === "PUT" && url.searchParams.get("sig") === "upload") {
-      calls.push("PUT blob");
-      blobs.set(blob, data);
-      res.writeHead(201, {
-        etag: `"0x${blobs.size}"`,
-        "last-modified": new Date().toUTCString(),
-        "x-ms-request-server-encrypted": "true",
-      });
-      res.end();
-      return;
-    }
-    if (req.method === "GET" && url.searchParams.get("sig") === "download" && blobs.has(blob)) {
-      calls.push("GET blob");
-      const b = blobs.get(blob) ?? Buffer.alloc(0);
-      res.writeHead(200, { "content-length": String(b.length) });
-      res.end(b);
-      return;
-    }
+    if (store.handle(req, res, url, data)) return;
     res.writeHead(404);
     res.end();
   });
