@@ -31,7 +31,7 @@ const SHORT = {
   "tracepoint/sched/sched_process_exec": "tracepoint sched_process_exec",
   "cgroup/connect4,connect6,sendmsg4,sendmsg6": "cgroup connect4/6+sendmsg4/6",
   "cgroup/connect4,connect6,sendmsg4,sendmsg6 (no result tracepoints)":
-    "cgroup (no result tracepoints)",
+    "cgroup, results unknown (no syscall tracepoints)",
   "tracepoint/syscalls/sys_enter_connect": "tracepoint sys_enter_connect",
   "lsm/file_open": "lsm",
   "fentry/security_file_open": "fentry",
@@ -41,7 +41,9 @@ const SHORT = {
   "cgroup_skb/ingress": "packets (cgroup_skb)",
   "uprobe/getaddrinfo+cgroup_skb/ingress": "uprobe getaddrinfo + packets (cgroup_skb)",
 };
-const short = (a) => SHORT[a] ?? a;
+const short = (a) =>
+  SHORT[a] ??
+  (a.startsWith("enforce: ") ? `enforce verdicts (${SHORT[a.slice(9)] ?? a.slice(9)})` : a);
 const mark = (pass) => (pass ? "✓" : "✗ FAIL");
 const esc = (s) => String(s).replace(/\|/g, "\\|").replace(/\n/g, " ");
 
@@ -52,8 +54,12 @@ for (const k of results.kernels ?? []) {
   const cells = {};
   for (const h of HOOKS) {
     const seen = new Map();
-    for (const c of k.checks.filter((x) => x.hook === h)) {
-      seen.set(c.attach, (seen.get(c.attach) ?? true) && c.pass);
+    // enforce mode's verdicts come from the connect hook's cgroup programs
+    for (const c of k.checks.filter(
+      (x) => x.hook === h || (h === "connect" && x.hook === "enforce"),
+    )) {
+      const a = c.hook === "enforce" ? `enforce: ${c.attach}` : c.attach;
+      seen.set(a, (seen.get(a) ?? true) && c.pass);
     }
     cells[h] = [...seen].map(([a, p]) => `${short(a)} ${mark(p)}`).join("<br>");
   }

@@ -42,6 +42,9 @@ const ZONE: Zone = {
   "gai-v6.dpndncy.test": { A: ["192.0.2.83"], AAAA: ["2001:db8::83"] },
   "raw-a.dpndncy.test": { A: ["203.0.113.24"], AAAA: ["2001:db8::24"] },
   "raw-aaaa.dpndncy.test": { A: ["203.0.113.25"], AAAA: ["2001:db8::25", "2001:db8::26"] },
+  // enforce mode: documentation addresses put on the VM's lo (loopback itself is always allowed)
+  "allowed.dpndncy.test": { A: ["192.0.2.1"] },
+  "denied.dpndncy.test": { A: ["198.51.100.1"] },
 };
 const zoneFile = Object.entries(ZONE)
   .flatMap(([n, r]) => [
@@ -70,11 +73,17 @@ const SERVERS = [
   `udp:127.0.0.1:${P.udp4c}`,
   "dns:127.0.0.1:53",
   "dns:[::1]:53",
+  "dns:192.0.2.53:53",
+  "tcp:192.0.2.1:80",
+  "tcp:198.51.100.1:80",
+  "tcp:192.0.2.2:7001",
 ];
+const LO_ADDRS = ["192.0.2.1", "192.0.2.2", "192.0.2.53", "198.51.100.1", "198.51.100.53"];
 
 const SETUP = [
   `mkdir -p ${HOME}/.ssh /srv/link && chmod 700 ${HOME}/.ssh`,
   `ln -s ${KEY} ${LINK}`,
+  ...LO_ADDRS.map((a) => `ip addr add ${a}/32 dev lo`),
   `vmserve --zone /etc/zone --ready /run/vmserve.ready ${SERVERS.join(" ")} >/run/vmserve.log 2>&1 &`,
   "i=0; while [ ! -e /run/vmserve.ready ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done",
 ].join("\n");
@@ -84,6 +93,16 @@ const IMAGE_FILES = [
   { path: CREDS, content: "[default]\naws_access_key_id = AKIAEXAMPLE\n" },
   { path: NOTES, content: "nothing to see\n" },
   { path: "/etc/zone", content: `${zoneFile}\n` },
+  {
+    path: "/etc/enforce.conf",
+    content: [
+      "mode enforce",
+      "dns-resolver 192.0.2.53",
+      "allow-host allowed.dpndncy.test",
+      "allow-cidr 192.0.2.2/32:7001",
+      "",
+    ].join("\n"),
+  },
 ];
 
 // ---- scenarios --------------------------------------------------------------------------------
@@ -158,6 +177,19 @@ const FALLBACK_OPS = [
   "tcpfail:127.0.0.1:1",
 ];
 
+const EPERM = 1;
+/** op -> expected errno (0 = connected), verdict and rule of its connect record */
+const ENFORCE: Array<[string, number, "allow" | "deny", string]> = [
+  ["tcp:192.0.2.1:80", 0, "allow", "allow-host allowed.dpndncy.test"],
+  ["tcp:198.51.100.1:80", EPERM, "deny", "default-deny"], // resolved, not allowed
+  ["tcp:192.0.2.2:7001", 0, "allow", "allow-cidr 192.0.2.2/32:7001"],
+  ["tcp:192.0.2.2:7002", EPERM, "deny", "default-deny"], // the CIDR's other port
+  ["udp:198.51.100.1:9999", EPERM, "deny", "default-deny"],
+  ["udp:198.51.100.53:53", EPERM, "deny", "dns-resolver"], // a rogue resolver
+  [`tcp:127.0.0.1:${P.tcp4}`, 0, "allow", "loopback"],
+];
+const ENFORCE_OPS = ENFORCE.map(([op]) => op);
+
 const FULL_SCENARIOS: Scenario[] = [
   { name: "probe", script: "dpndncy-agent probe" },
   ...(Object.keys(FILE_HOOKS) as FileHook[]).map(fileScenario),
@@ -178,6 +210,27 @@ const FULL_SCENARIOS: Scenario[] = [
     name: "connect-tracepoint",
     env: { DPNDNCY_FORCE_CONNECT_HOOK: "tracepoint" },
     script: agentRunCmd("", `netclient ${FALLBACK_OPS.join(" ")}`),
+  },
+  {
+    // enforce.test.ts in small: names learned from the sanctioned resolver's answers, a CIDR with
+    // a port, default-deny (EPERM), a rogue resolver, loopback; the resolver is 192.0.2.53 here
+    name: "enforce",
+    script: [
+      "cp /etc/resolv.conf /tmp/resolv.conf.keep",
+      "echo nameserver 192.0.2.53 > /etc/resolv.conf",
+      agentRunCmd(
+        "--mode enforce --config /etc/enforce.conf",
+        [
+          "raw_dns-static allowed.dpndncy.test A",
+          "raw_dns-static denied.dpndncy.test A",
+          `netclient ${ENFORCE_OPS.join(" ")}`,
+          "echo netclient=$?",
+        ].join("\n"),
+      ),
+      "rc=$?",
+      "cp /tmp/resolv.conf.keep /etc/resolv.conf",
+      "exit $rc",
+    ].join("\n"),
   },
   { name: "servers", script: "cat /run/vmserve.log" },
 ];
@@ -652,6 +705,49 @@ describeVm("kernel matrix: Debian 6.1 under qemu", (missing) => {
           ],
           r.rootPid as number,
         );
+      },
+    );
+  });
+
+  it("enforce mode (cgroup connect4/6 + sendmsg4/6 verdicts): learned names and CIDRs connect, the rest gets EPERM and a deny record with its rule", () => {
+    const r = vmRun(scen(full, "enforce"));
+    check(
+      "full",
+      {
+        hook: "enforce",
+        attach: "cgroup/connect4,connect6,sendmsg4,sendmsg6",
+        scenario: "enforce",
+      },
+      () => {
+        expectVmRunOk(r);
+        expect(r.start?.mode).toBe("enforce");
+        // the workload's own view: connected, or EPERM
+        const got = Object.fromEntries(
+          r.scen.stdout
+            .split("\n")
+            .map((l) => /^(OK|ERR (\d+)) (\S+)$/.exec(l))
+            .filter((m) => m !== null)
+            .map((m) => [m[3], m[2] === undefined ? 0 : Number(m[2])]),
+        );
+        expect(got, r.scen.stdout).toEqual(Object.fromEntries(ENFORCE.map(([op, e]) => [op, e])));
+        expect(r.scen.stdout).toContain("192.0.2.1"); // raw_dns printed the allowed answer
+        const ev = byKind.connect(r.workload);
+        for (const [op, , verdict, rule] of ENFORCE) {
+          const [proto, rest] = op.split(/:(.*)/) as [string, string];
+          const port = Number(rest.slice(rest.lastIndexOf(":") + 1));
+          const addr = rest.slice(0, rest.lastIndexOf(":"));
+          const recs = ev.filter((e) => e.addr === addr && e.port === port && e.proto === proto);
+          expect(recs.length, `connect records for ${op}`).toBeGreaterThanOrEqual(1);
+          for (const e of recs) {
+            expect(e, op).toMatchObject({ verdict, rule, comm: "netclient" });
+            if (verdict === "deny") expect(e.result, op).toBe(-EPERM);
+          }
+        }
+        // the DNS queries went to the sanctioned resolver, and were allowed as such
+        const dnsq = ev.filter((e) => e.addr === "192.0.2.53" && e.port === 53);
+        expect(dnsq.length).toBeGreaterThanOrEqual(2);
+        for (const e of dnsq)
+          expect(e).toMatchObject({ verdict: "allow", rule: "sanctioned-resolver" });
       },
     );
   });

@@ -7,7 +7,8 @@
 //   @@DONE@@
 //
 // The kernel's console (ttyS0) stays separate, so kernel messages cannot tear the data.
-// One VM at a time on the machine (a lock in /tmp), whoever starts it.
+// One VM at a time on the machine (a lock in /tmp), whoever starts it. DPNDNCY_VM_KEEP=DIR keeps
+// every file that came back, and the console, under DIR/<boot>/ for a human to read.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -280,6 +281,17 @@ export async function bootScenarios(spec: BootSpec): Promise<BootResult> {
           stderr: str(s.name, "stderr"),
           files: Object.fromEntries(f ?? []),
         });
+      }
+      const keep = process.env.DPNDNCY_VM_KEEP;
+      if (keep) {
+        // for a human: every file that came back, and the console, under $DPNDNCY_VM_KEEP/<boot>/
+        const dir = join(keep, spec.name);
+        mkdirSync(dir, { recursive: true });
+        writeFileSync(join(dir, "console.txt"), text);
+        for (const [scen, fs] of parsed.files) {
+          mkdirSync(join(dir, scen), { recursive: true });
+          for (const [f, b] of fs) writeFileSync(join(dir, scen, f), b);
+        }
       }
       return {
         name: spec.name,
