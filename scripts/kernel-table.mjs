@@ -116,7 +116,7 @@ if (withHost) {
     cells[h] = cell;
   }
   rows.push([
-    `${p.kernel} (this machine)`,
+    `${p.kernel} (host)`,
     "host, `dpndncy-agent probe`",
     ...HOOKS.map((h) => cells[h]),
     p.btf ? "probe only; events: host suite (`test/kernel/`)" : "refused: no BTF",
