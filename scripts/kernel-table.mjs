@@ -33,6 +33,7 @@ const SHORT = {
   "cgroup/connect4,connect6,sendmsg4,sendmsg6 (no result tracepoints)":
     "cgroup, results unknown (no syscall tracepoints)",
   "tracepoint/syscalls/sys_enter_connect": "tracepoint sys_enter_connect",
+  "cgroup/connect4 (io_uring)": "cgroup connect4 via io_uring",
   "lsm/file_open": "lsm",
   "fentry/security_file_open": "fentry",
   "kprobe/security_file_open": "kprobe",

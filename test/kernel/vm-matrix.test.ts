@@ -211,6 +211,7 @@ const FULL_SCENARIOS: Scenario[] = [
     env: { DPNDNCY_FORCE_CONNECT_HOOK: "tracepoint" },
     script: agentRunCmd("", `netclient ${FALLBACK_OPS.join(" ")}`),
   },
+  { name: "connect-uring", script: agentRunCmd("", `uring_connect 127.0.0.1 ${P.tcp4}`) },
   {
     // enforce.test.ts in small: names learned from the sanctioned resolver's answers, a CIDR with
     // a port, default-deny (EPERM), a rogue resolver, loopback; the resolver is 192.0.2.53 here
@@ -677,6 +678,25 @@ describeVm("kernel matrix: Debian 6.1 under qemu", (missing) => {
         expectVmRunOk(r);
         expect(r.start?.attach?.connect).toBe("cgroup/connect4,connect6,sendmsg4,sendmsg6");
         expectConnects(byKind.connect(r.workload), cgroupWant(false), r.rootPid as number);
+      },
+    );
+  });
+
+  it("connect submitted through io_uring (no connect syscall) is seen by the cgroup hook", () => {
+    const r = vmRun(scen(full, "connect-uring"));
+    check(
+      "full",
+      { hook: "connect", attach: "cgroup/connect4 (io_uring)", scenario: "connect-uring" },
+      () => {
+        expectVmRunOk(r);
+        expect(r.scen.stdout).toContain("RESULT 0");
+        const got = byKind.connect(r.workload);
+        expect(got.map((e) => `${e.proto} ${e.family} ${e.addr} ${e.port}`)).toEqual([
+          `tcp inet 127.0.0.1 ${P.tcp4}`,
+        ]);
+        expect(got[0]?.pid).toBe(r.rootPid);
+        expect(got[0]?.comm).toBe("uring_connect");
+        expect([0, null]).toContain(got[0]?.result);
       },
     );
   });

@@ -29,10 +29,12 @@ export async function buildWorkloads(): Promise<Workloads> {
     ...STATIC.map((n) => cc(join(WORKLOAD_SRC, `${n}.c`), n, ["-static"])),
     // the host suite's libc-bypassing DNS client, under the same name (its comm is asserted)
     cc(join(FIXTURES, "raw_dns.c"), "raw_dns-static", ["-static"]),
+    cc(join(FIXTURES, "uring_connect.c"), "uring_connect", ["-static"]),
     cc(join(WORKLOAD_SRC, "gai.c"), "gai", []),
   ]);
   const bins: Record<string, string> = {};
-  for (const n of [...STATIC, "raw_dns-static", "gai"]) bins[`/opt/w/${n}`] = join(out, n);
+  for (const n of [...STATIC, "raw_dns-static", "uring_connect", "gai"])
+    bins[`/opt/w/${n}`] = join(out, n);
   return { bins, libs: await sharedObjects(join(out, "gai")) };
 }
 
