@@ -15876,9 +15876,9 @@ var require_polyfill = __commonJS({
       utimes
     } = __require("fs/promises");
     var {
-      dirname,
+      dirname: dirname2,
       isAbsolute,
-      join: join4,
+      join: join5,
       parse: parse2,
       resolve: resolve3,
       sep,
@@ -15974,7 +15974,7 @@ var require_polyfill = __commonJS({
       ]);
     }
     async function checkParentDir(destStat, src, dest, opts) {
-      const destParent = dirname(dest);
+      const destParent = dirname2(dest);
       const dirExists = await pathExists(destParent);
       if (dirExists) {
         return getStatsForCopy(destStat, src, dest, opts);
@@ -15990,8 +15990,8 @@ var require_polyfill = __commonJS({
       );
     }
     async function checkParentPaths(src, srcStat, dest) {
-      const srcParent = resolve3(dirname(src));
-      const destParent = resolve3(dirname(dest));
+      const srcParent = resolve3(dirname2(src));
+      const destParent = resolve3(dirname2(dest));
       if (destParent === srcParent || destParent === parse2(destParent).root) {
         return;
       }
@@ -16135,8 +16135,8 @@ var require_polyfill = __commonJS({
       const dir = await readdir(src);
       for (let i = 0; i < dir.length; i++) {
         const item = dir[i];
-        const srcItem = join4(src, item);
-        const destItem = join4(dest, item);
+        const srcItem = join5(src, item);
+        const destItem = join5(dest, item);
         const { destStat } = await checkPaths(srcItem, destItem, opts);
         await startCopy(destStat, srcItem, destItem, opts);
       }
@@ -16144,7 +16144,7 @@ var require_polyfill = __commonJS({
     async function onLink(destStat, src, dest) {
       let resolvedSrc = await readlink(src);
       if (!isAbsolute(resolvedSrc)) {
-        resolvedSrc = resolve3(dirname(src), resolvedSrc);
+        resolvedSrc = resolve3(dirname2(src), resolvedSrc);
       }
       if (!destStat) {
         return symlink(resolvedSrc, dest);
@@ -16159,7 +16159,7 @@ var require_polyfill = __commonJS({
         throw err;
       }
       if (!isAbsolute(resolvedDest)) {
-        resolvedDest = resolve3(dirname(dest), resolvedDest);
+        resolvedDest = resolve3(dirname2(dest), resolvedDest);
       }
       if (isSrcSubdir(resolvedSrc, resolvedDest)) {
         throw new ERR_FS_CP_EINVAL({
@@ -16209,7 +16209,7 @@ var require_cp = __commonJS({
 // node_modules/@npmcli/fs/lib/with-temp-dir.js
 var require_with_temp_dir = __commonJS({
   "node_modules/@npmcli/fs/lib/with-temp-dir.js"(exports, module) {
-    var { join: join4, sep } = __require("path");
+    var { join: join5, sep } = __require("path");
     var getOptions = require_get_options();
     var { mkdir, mkdtemp, rm } = __require("fs/promises");
     var withTempDir = async (root, fn, opts) => {
@@ -16217,7 +16217,7 @@ var require_with_temp_dir = __commonJS({
         copy: ["tmpPrefix"]
       });
       await mkdir(root, { recursive: true });
-      const target = await mkdtemp(join4(`${root}${sep}`, options.tmpPrefix || ""));
+      const target = await mkdtemp(join5(`${root}${sep}`, options.tmpPrefix || ""));
       let err;
       let result;
       try {
@@ -16242,13 +16242,13 @@ var require_with_temp_dir = __commonJS({
 var require_readdir_scoped = __commonJS({
   "node_modules/@npmcli/fs/lib/readdir-scoped.js"(exports, module) {
     var { readdir } = __require("fs/promises");
-    var { join: join4 } = __require("path");
+    var { join: join5 } = __require("path");
     var readdirScoped = async (dir) => {
       const results = [];
       for (const item of await readdir(dir)) {
         if (item.startsWith("@")) {
-          for (const scopedItem of await readdir(join4(dir, item))) {
-            results.push(join4(item, scopedItem));
+          for (const scopedItem of await readdir(join5(dir, item))) {
+            results.push(join5(item, scopedItem));
           }
         } else {
           results.push(item);
@@ -16263,7 +16263,7 @@ var require_readdir_scoped = __commonJS({
 // node_modules/@npmcli/fs/lib/move-file.js
 var require_move_file = __commonJS({
   "node_modules/@npmcli/fs/lib/move-file.js"(exports, module) {
-    var { dirname, join: join4, resolve: resolve3, relative, isAbsolute } = __require("path");
+    var { dirname: dirname2, join: join5, resolve: resolve3, relative, isAbsolute } = __require("path");
     var fs = __require("fs/promises");
     var pathExists = async (path) => {
       try {
@@ -16284,7 +16284,7 @@ var require_move_file = __commonJS({
       if (!options.overwrite && await pathExists(destination2)) {
         throw new Error(`The destination file exists: ${destination2}`);
       }
-      await fs.mkdir(dirname(destination2), { recursive: true });
+      await fs.mkdir(dirname2(destination2), { recursive: true });
       try {
         await fs.rename(source, destination2);
       } catch (error) {
@@ -16293,7 +16293,7 @@ var require_move_file = __commonJS({
           if (sourceStat.isDirectory()) {
             const files = await fs.readdir(source);
             await Promise.all(files.map(
-              (file) => moveFile(join4(source, file), join4(destination2, file), options, false, symlinks)
+              (file) => moveFile(join5(source, file), join5(destination2, file), options, false, symlinks)
             ));
           } else if (sourceStat.isSymbolicLink()) {
             symlinks.push({ source, destination: destination2 });
@@ -16312,7 +16312,7 @@ var require_move_file = __commonJS({
           }
           let targetStat = "file";
           try {
-            targetStat = await fs.stat(resolve3(dirname(symSource), target));
+            targetStat = await fs.stat(resolve3(dirname2(symSource), target));
             if (targetStat.isDirectory()) {
               targetStat = "junction";
             }
@@ -49973,6 +49973,307 @@ async function identityToken(flag, env) {
   );
 }
 
+// src/harden/index.ts
+var DROP_IN_NAME = "zzzz-dpndncy-harden";
+var USER_RE = /^[a-z_][a-z0-9_-]{0,31}$/i;
+var SAFE_ARG = /^[A-Za-z0-9_./@+-]+$/;
+var HardenError = class extends Error {
+  name = "HardenError";
+};
+function sudoersDropIn(user, allow) {
+  if (!USER_RE.test(user)) throw new HardenError(`"${user}" is not a user name`);
+  const lines = [
+    "# written by dpndncy harden: later steps of this job lose sudo.",
+    "# sudo applies the last matching rule; this file sorts last in sudoers.d.",
+    `${user} ALL=(ALL:ALL) !ALL`
+  ];
+  for (const argv of allow) {
+    const [cmd, ...args] = argv;
+    if (!cmd?.startsWith("/") || !SAFE_ARG.test(cmd))
+      throw new HardenError(`allowed command "${cmd}" must be an absolute path without blanks`);
+    for (const a of args)
+      if (!SAFE_ARG.test(a))
+        throw new HardenError(
+          `allowed command argument "${a}" has characters sudoers would interpret`
+        );
+    lines.push(`${user} ALL=(root) NOPASSWD: ${[cmd, ...args].join(" ")}`);
+  }
+  return `${lines.join("\n")}
+`;
+}
+function rootOnlyPath(sys, path) {
+  const parts = path.split("/").filter(Boolean);
+  for (let i = 0; i <= parts.length; i++) {
+    const p = `/${parts.slice(0, i).join("/")}`;
+    const st = sys.stat(p);
+    if (!st) return `${p} does not exist`;
+    if (st.uid !== 0) return `${p} is not owned by root`;
+    const stickyAncestor = st.isDirectory && (st.mode & 512) !== 0 && i < parts.length;
+    if (st.mode & 18 && !stickyAncestor) return `${p} is writable by group or others`;
+  }
+  return void 0;
+}
+function installAgent(sys, src, dir) {
+  sys.mkdir(dir, 493);
+  sys.chown(dir, 0, 0);
+  sys.chmod(dir, 493);
+  const why = rootOnlyPath(sys, dir);
+  if (why) throw new HardenError(`cannot install the agent in ${dir}: ${why}`);
+  const dst = `${dir}/dpndncy-agent`;
+  sys.copyFile(src, dst, 493);
+  sys.chown(dst, 0, 0);
+  sys.chmod(dst, 493);
+  return dst;
+}
+function groupsOf(sys, user) {
+  const r = sys.run(["id", "-nG", user]);
+  return r.code === 0 ? r.stdout.trim().split(/\s+/) : [];
+}
+function harden(sys, o) {
+  const uid = sys.uidOf(o.user);
+  if (uid === void 0) throw new HardenError(`no user "${o.user}"`);
+  if (uid === 0) throw new HardenError(`refusing to harden root ("${o.user}" has uid 0)`);
+  const dir = o.sudoersDir ?? "/etc/sudoers.d";
+  const dropIn = `${dir}/${DROP_IN_NAME}`;
+  const recordPath = o.recordPath ?? `/var/lib/dpndncy/harden-${o.user}.json`;
+  const allow = o.allowCommands ?? [];
+  const notes = [];
+  const content = sudoersDropIn(o.user, allow);
+  if (!sys.stat(dir)) {
+    sys.mkdir(dir, 488);
+    notes.push(`created ${dir}`);
+  }
+  const tmp = `${dir}/.${DROP_IN_NAME}.tmp`;
+  sys.writeFile(tmp, content, 288);
+  const check = sys.run(["visudo", "-c", "-q", "-f", tmp]);
+  if (check.code !== 0) {
+    sys.remove(tmp);
+    throw new HardenError(`visudo rejected the drop-in: ${(check.stderr || check.stdout).trim()}`);
+  }
+  sys.remove(tmp);
+  const record = { user: o.user, level: o.level, dropIn };
+  sys.mkdir(recordPath.slice(0, recordPath.lastIndexOf("/")) || "/", 448);
+  sys.writeFile(recordPath, `${JSON.stringify(record)}
+`, 384);
+  sys.writeFile(dropIn, content, 288);
+  const all = sys.run(["visudo", "-c", "-q"]);
+  if (all.code !== 0) {
+    sys.remove(dropIn);
+    throw new HardenError(
+      `visudo -c failed with the drop-in: ${(all.stderr || all.stdout).trim()}`
+    );
+  }
+  if (o.level === "sudo-and-containers") {
+    const sock = o.dockerSocket ?? "/var/run/docker.sock";
+    const st = sys.stat(sock);
+    if (st) {
+      record.socket = { path: sock, uid: st.uid, gid: st.gid, mode: st.mode & 4095 };
+      sys.writeFile(recordPath, `${JSON.stringify(record)}
+`, 384);
+      sys.chown(sock, 0, 0);
+      sys.chmod(sock, 432);
+    } else {
+      notes.push(`no Docker socket at ${sock}`);
+    }
+    if (groupsOf(sys, o.user).includes("docker")) {
+      record.removedFromGroup = "docker";
+      sys.writeFile(recordPath, `${JSON.stringify(record)}
+`, 384);
+      const g = sys.run(["gpasswd", "-d", o.user, "docker"]);
+      if (g.code !== 0) notes.push(`gpasswd -d ${o.user} docker: ${g.stderr.trim()}`);
+    }
+  }
+  const probe = sys.run(["sudo", "-n", "-l", "-U", o.user, "/usr/bin/true"]);
+  const sudoDenied = probe.code !== 0;
+  const allowed = allow.filter((argv) => sys.run(["sudo", "-n", "-l", "-U", o.user, ...argv]).code === 0).map((a) => a.join(" "));
+  if (!sudoDenied)
+    notes.push(`sudo still allows ${o.user} to run /usr/bin/true: ${probe.stdout.trim()}`);
+  return { record, recordPath, sudoDenied, allowed, notes };
+}
+function restoreHarden(sys, recordPath) {
+  const text = sys.readFile(recordPath);
+  if (text === void 0) throw new HardenError(`no restore record at ${recordPath}`);
+  const r = JSON.parse(text);
+  if (!r.dropIn.endsWith(`/${DROP_IN_NAME}`))
+    throw new HardenError(`restore record names an unexpected file ${r.dropIn}`);
+  sys.remove(r.dropIn);
+  if (r.socket && sys.stat(r.socket.path)) {
+    sys.chown(r.socket.path, r.socket.uid, r.socket.gid);
+    sys.chmod(r.socket.path, r.socket.mode);
+  }
+  if (r.removedFromGroup) sys.run(["gpasswd", "-a", r.user, r.removedFromGroup]);
+  sys.remove(recordPath);
+  return r;
+}
+
+// src/harden/node-sys.ts
+import { spawnSync } from "node:child_process";
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  mkdirSync,
+  readFileSync as readFileSync2,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync as writeFileSync2
+} from "node:fs";
+import { dirname, join } from "node:path";
+var nodeSys = {
+  readFile(path) {
+    try {
+      return readFileSync2(path, "utf8");
+    } catch {
+      return void 0;
+    }
+  },
+  writeFile(path, data, mode) {
+    const tmp = join(dirname(path), `.dpndncy-${process.pid}.tmp`);
+    writeFileSync2(tmp, data, { mode });
+    chmodSync(tmp, mode);
+    renameSync(tmp, path);
+  },
+  remove(path) {
+    rmSync(path, { force: true });
+  },
+  stat(path) {
+    try {
+      const s = statSync(path);
+      return { uid: s.uid, gid: s.gid, mode: s.mode & 4095, isDirectory: s.isDirectory() };
+    } catch {
+      return void 0;
+    }
+  },
+  chown: (path, uid, gid) => chownSync(path, uid, gid),
+  chmod: (path, mode) => chmodSync(path, mode),
+  mkdir(path, mode) {
+    mkdirSync(path, { recursive: true, mode });
+  },
+  copyFile(src, dst, mode) {
+    const tmp = `${dst}.${process.pid}.tmp`;
+    copyFileSync(src, tmp);
+    chmodSync(tmp, mode);
+    renameSync(tmp, dst);
+  },
+  run(argv) {
+    const [cmd, ...args] = argv;
+    const r = spawnSync(cmd, args, {
+      encoding: "utf8",
+      env: { ...process.env, LC_ALL: "C" }
+    });
+    return {
+      code: r.status ?? 1,
+      stdout: r.stdout ?? "",
+      stderr: r.stderr ?? String(r.error ?? "")
+    };
+  },
+  uidOf(user) {
+    const r = spawnSync("id", ["-u", user], { encoding: "utf8" });
+    return r.status === 0 ? Number(r.stdout.trim()) : void 0;
+  }
+};
+
+// src/cli/harden.ts
+var HARDEN_USAGE = `usage: dpndncy harden --user USER [options]     (as root)
+       dpndncy harden --restore [--user USER | --record FILE]
+  Takes sudo away from USER for the rest of the job: a sudoers drop-in (validated with visudo)
+  that denies USER everything except the commands listed below, checked with sudo -l.
+  --containers              also take the Docker socket away (root:root 0660) and remove USER
+                            from the docker group: docker, container actions and service
+                            containers stop working for USER
+  --install-agent PATH      copy the agent to --install-dir (root-owned) and keep exactly
+                            "AGENT stop --state-dir DIR" allowed, so the job can still stop it
+  --state-dir DIR           the agent's state dir (must be root-owned, e.g. under /run)
+  --install-dir DIR         default /usr/local/lib/dpndncy
+  --allow-command "ARGV"    another exact command (absolute path, blank-separated) to keep
+  --sudoers-dir DIR         default /etc/sudoers.d
+  --docker-socket PATH      default /var/run/docker.sock
+  --record FILE             restore record (default /var/lib/dpndncy/harden-USER.json)
+  --restore                 undo what the record says was done
+prints JSON: {"user","sudo_denied","allowed":[...],"agent"?,"record","notes":[...]}
+exit: 0 done (and sudo verified denied), 1 failed or sudo still allowed, 2 usage`;
+var OPTIONS2 = {
+  user: { type: "string" },
+  containers: { type: "boolean" },
+  "install-agent": { type: "string" },
+  "state-dir": { type: "string" },
+  "install-dir": { type: "string" },
+  "allow-command": { type: "string", multiple: true },
+  "sudoers-dir": { type: "string" },
+  "docker-socket": { type: "string" },
+  record: { type: "string" },
+  restore: { type: "boolean" },
+  help: { type: "boolean", short: "h" }
+};
+async function hardenCmd(argv, io) {
+  let v2;
+  try {
+    v2 = parse(argv, OPTIONS2).values;
+    if (v2.help) {
+      io.out(`${HARDEN_USAGE}
+`);
+      return EXIT.OK;
+    }
+    if (!v2.restore && !v2.user) throw new UsageError("--user USER is required");
+    if (v2["install-agent"] === void 0 !== (v2["state-dir"] === void 0))
+      throw new UsageError("--install-agent and --state-dir go together");
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    io.err(`dpndncy harden: ${e.message}
+${HARDEN_USAGE}
+`);
+    return EXIT.USAGE;
+  }
+  if (process.getuid?.() !== 0) {
+    io.err("dpndncy harden: must run as root\n");
+    return EXIT.FAILED;
+  }
+  const record = v2.record ?? (v2.user ? `/var/lib/dpndncy/harden-${v2.user}.json` : void 0);
+  try {
+    if (v2.restore) {
+      if (!record) throw new HardenError("--restore needs --user or --record");
+      const r2 = restoreHarden(nodeSys, record);
+      io.out(`${JSON.stringify({ restored: true, user: r2.user, record })}
+`);
+      return EXIT.OK;
+    }
+    const allow = (v2["allow-command"] ?? []).map((c) => c.trim().split(/\s+/));
+    let agent;
+    if (v2["install-agent"] !== void 0 && v2["state-dir"] !== void 0) {
+      agent = installAgent(
+        nodeSys,
+        v2["install-agent"],
+        v2["install-dir"] ?? "/usr/local/lib/dpndncy"
+      );
+      allow.unshift([agent, "stop", "--state-dir", v2["state-dir"]]);
+    }
+    const r = harden(nodeSys, {
+      user: v2.user,
+      level: v2.containers ? "sudo-and-containers" : "sudo",
+      allowCommands: allow,
+      ...v2["sudoers-dir"] ? { sudoersDir: v2["sudoers-dir"] } : {},
+      ...v2["docker-socket"] ? { dockerSocket: v2["docker-socket"] } : {},
+      ...record ? { recordPath: record } : {}
+    });
+    io.out(
+      `${JSON.stringify({ user: r.record.user, sudo_denied: r.sudoDenied, allowed: r.allowed, ...agent ? { agent } : {}, record: r.recordPath, docker: { socket: r.record.socket ?? null, removed_from_group: r.record.removedFromGroup ?? null }, notes: r.notes })}
+`
+    );
+    if (!r.sudoDenied) {
+      io.err(`dpndncy harden: sudo is still allowed for ${r.record.user}: ${r.notes.join("; ")}
+`);
+      return EXIT.FAILED;
+    }
+    return EXIT.OK;
+  } catch (e) {
+    if (!(e instanceof HardenError) && !(e instanceof Error)) throw e;
+    io.err(`dpndncy harden: ${e.message}
+`);
+    return EXIT.FAILED;
+  }
+}
+
 // src/cli/learn.ts
 import { readFile as readFile2, rename, writeFile } from "node:fs/promises";
 
@@ -50592,7 +50893,7 @@ var LEARN_USAGE = `usage: dpndncy learn LOG\u2026 [--baseline FILE] [--jobs N] [
   --jobs N         the window: stable once N jobs in a row added nothing new (default 5)
   --out FILE       write the policy to FILE instead of stdout
 exit: 0 learned, 2 usage error, 3 a log or the baseline could not be read or written`;
-var OPTIONS2 = {
+var OPTIONS3 = {
   baseline: { type: "string" },
   jobs: { type: "string" },
   out: { type: "string" },
@@ -50604,7 +50905,7 @@ async function learn(argv, io) {
   let out;
   let window2 = 5;
   try {
-    const p = parse(argv, OPTIONS2);
+    const p = parse(argv, OPTIONS3);
     if (p.values.help) {
       io.out(`${LEARN_USAGE}
 `);
@@ -50754,6 +51055,10 @@ function renderAgentConfig(c) {
     if (!Number.isInteger(p) || p <= 1) throw new Error(`exempt pid ${p} is not a process id`);
     lines.push(`exempt-pid ${p}`);
   }
+  for (const p of c.protectPids ?? []) {
+    if (!Number.isInteger(p) || p <= 1) throw new Error(`protect pid ${p} is not a process id`);
+    lines.push(`protect-pid ${p}`);
+  }
   return `${lines.join("\n")}
 `;
 }
@@ -50763,12 +51068,12 @@ var POLICY_USAGE = `usage: dpndncy policy check FILE [--print]
   Validate a policy file; print its version (SHA-256 of the canonical form).
   --print   also print the egress directives the agent gets in enforce mode
 exit: 0 valid, 1 invalid (FILE:LINE:COLUMN: reason on stderr), 2 usage error`;
-var OPTIONS3 = { print: { type: "boolean" }, help: { type: "boolean", short: "h" } };
+var OPTIONS4 = { print: { type: "boolean" }, help: { type: "boolean", short: "h" } };
 async function policy(argv, io) {
   let file;
   let print = false;
   try {
-    const p = parse(argv, OPTIONS3);
+    const p = parse(argv, OPTIONS4);
     if (p.values.help) {
       io.out(`${POLICY_USAGE}
 `);
@@ -50814,8 +51119,8 @@ ${POLICY_USAGE}
 
 // src/cli/start.ts
 import { createHash as createHash7 } from "node:crypto";
-import { chmodSync, mkdirSync, writeFileSync as writeFileSync3 } from "node:fs";
-import { join as join2, resolve } from "node:path";
+import { chmodSync as chmodSync2, mkdirSync as mkdirSync2, writeFileSync as writeFileSync4 } from "node:fs";
+import { join as join3, resolve } from "node:path";
 
 // src/agent/control.ts
 import { spawn } from "node:child_process";
@@ -50960,18 +51265,18 @@ async function assertSha256(path, expected) {
 }
 
 // src/cli/session.ts
-import { readFileSync as readFileSync2, writeFileSync as writeFileSync2 } from "node:fs";
-import { join } from "node:path";
-var sessionFile = (dir) => join(dir, "session.json");
+import { readFileSync as readFileSync3, writeFileSync as writeFileSync3 } from "node:fs";
+import { join as join2 } from "node:path";
+var sessionFile = (dir) => join2(dir, "session.json");
 function writeSession(dir, s) {
-  writeFileSync2(sessionFile(dir), `${JSON.stringify(s, null, 2)}
+  writeFileSync3(sessionFile(dir), `${JSON.stringify(s, null, 2)}
 `);
 }
 function readSession(dir) {
   const path = sessionFile(dir);
   let raw;
   try {
-    raw = readFileSync2(path, "utf8");
+    raw = readFileSync3(path, "utf8");
   } catch {
     throw new Error(`no session at ${path}: was \`dpndncy start --dir ${dir}\` run in this job?`);
   }
@@ -50994,7 +51299,7 @@ var START_USAGE = `usage: dpndncy start [options]
   --policy FILE           policy file (YAML); its sensitive paths and readers go to the agent
   --sensitive-path P      extra sensitive path (repeatable)
 exit: 0 armed, 2 usage error, 3 bad input (policy, checksum), 5 the agent did not start`;
-var OPTIONS4 = {
+var OPTIONS5 = {
   dir: { type: "string" },
   agent: { type: "string" },
   "agent-url": { type: "string" },
@@ -51015,14 +51320,14 @@ async function download(url, dest, sha256) {
       `agent from ${url} has SHA-256 ${actual}, expected ${sha256}: refusing to run it`
     );
   }
-  writeFileSync3(dest, body, { mode: 384 });
-  chmodSync(dest, 493);
+  writeFileSync4(dest, body, { mode: 384 });
+  chmodSync2(dest, 493);
 }
 async function start(argv, io) {
   let v2;
   let mode;
   try {
-    const p = parse(argv, OPTIONS4);
+    const p = parse(argv, OPTIONS5);
     v2 = p.values;
     if (v2.help) {
       io.out(`${START_USAGE}
@@ -51048,13 +51353,13 @@ ${START_USAGE}
     return EXIT.USAGE;
   }
   const dir = resolve(v2.dir ?? defaultDir(io.env));
-  mkdirSync(join2(dir, "bin"), { recursive: true });
+  mkdirSync2(join3(dir, "bin"), { recursive: true });
   let agent;
   let config;
   try {
     const sha = v2["agent-sha256"] ? normaliseSha256(v2["agent-sha256"], "--agent-sha256") : void 0;
     if (v2["agent-url"] && sha) {
-      agent = join2(dir, "bin", "dpndncy-agent");
+      agent = join3(dir, "bin", "dpndncy-agent");
       await download(v2["agent-url"], agent, sha);
     } else {
       agent = resolve(v2.agent ?? "");
@@ -51062,8 +51367,8 @@ ${START_USAGE}
     }
     const policy2 = v2.policy ? await loadPolicy(v2.policy) : void 0;
     const detected = detectPlatform(io.env);
-    config = join2(dir, "agent.conf");
-    writeFileSync3(
+    config = join3(dir, "agent.conf");
+    writeFileSync4(
       config,
       renderAgentConfig({
         mode,
@@ -51079,8 +51384,8 @@ ${START_USAGE}
   }
   const detection = detectPlatform(io.env);
   const elevate = process.getuid?.() === 0 ? [] : ["sudo", "-n"];
-  const log = join2(dir, "events.ndjson");
-  const stateDir = join2(dir, "state");
+  const log = join3(dir, "events.ndjson");
+  const stateDir = join3(dir, "state");
   try {
     const started = await startAgent({ agent, log, stateDir, mode, config, elevate });
     if (mode === "enforce") {
@@ -51116,8 +51421,8 @@ ${START_USAGE}
 }
 
 // src/cli/stop.ts
-import { writeFileSync as writeFileSync4 } from "node:fs";
-import { join as join3, resolve as resolve2 } from "node:path";
+import { writeFileSync as writeFileSync5 } from "node:fs";
+import { join as join4, resolve as resolve2 } from "node:path";
 
 // src/report/markdown.ts
 var esc = (s) => s.replace(/[|\\`*_<>[\]]/g, (c) => `\\${c}`).replace(/\n/g, " ");
@@ -51241,7 +51546,7 @@ var STOP_USAGE = `usage: dpndncy stop [--dir DIR]
   --dir DIR   as given to dpndncy start (default $CI_PROJECT_DIR/.dpndncy, else ./.dpndncy)
 exit: 0 complete trace, 1 trace incomplete or tampered (files still written), 2 usage,
       3 no session in DIR`;
-var OPTIONS5 = { dir: { type: "string" }, help: { type: "boolean", short: "h" } };
+var OPTIONS6 = { dir: { type: "string" }, help: { type: "boolean", short: "h" } };
 function section(io, title, body) {
   if (io.env.GITLAB_CI === "true") {
     const t = Math.floor(Date.now() / 1e3);
@@ -51257,7 +51562,7 @@ ${body}`);
 async function stop(argv, io) {
   let dir;
   try {
-    const p = parse(argv, OPTIONS5);
+    const p = parse(argv, OPTIONS6);
     if (p.values.help) {
       io.out(`${STOP_USAGE}
 `);
@@ -51294,7 +51599,7 @@ ${STOP_USAGE}
     );
   }
   const predicate2 = await summarizeFile(session.log, { ci: ciIdentity(io.env) });
-  writeFileSync4(join3(dir, "summary.md"), renderSummary(predicate2));
+  writeFileSync5(join4(dir, "summary.md"), renderSummary(predicate2));
   section(io, "dpndncy runtime trace", formatSummary(predicate2));
   if (!predicate2.integrity.stopped_cleanly || !agentComplete) {
     io.err(
@@ -51348,7 +51653,7 @@ ${SUMMARIZE_USAGE}
 }
 
 // src/cli/verify.ts
-import { readFileSync as readFileSync3 } from "node:fs";
+import { readFileSync as readFileSync4 } from "node:fs";
 
 // src/attest/verify.ts
 var import_bundle2 = __toESM(require_dist3(), 1);
@@ -51664,7 +51969,7 @@ other:
   --json                            print the result as JSON
 exit: 0 verified, 1 verification failed (code on stderr / in JSON), 2 usage error,
       3 an input (log, bundle, key, trusted root) could not be read or parsed`;
-var OPTIONS6 = {
+var OPTIONS7 = {
   log: { type: "string" },
   "certificate-identity": { type: "string" },
   "certificate-identity-regexp": { type: "string" },
@@ -51681,7 +51986,7 @@ async function verify(argv, io) {
   let bundlePath;
   let v2;
   try {
-    const parsed = parse(argv, OPTIONS6);
+    const parsed = parse(argv, OPTIONS7);
     v2 = parsed.values;
     if (v2.help) {
       io.out(`${VERIFY_USAGE}
@@ -51750,7 +52055,7 @@ function checkCombination2(v2) {
 function readJson(path, what) {
   let text;
   try {
-    text = readFileSync3(path, "utf8");
+    text = readFileSync4(path, "utf8");
   } catch (e) {
     throw new InputError("UNREADABLE", `cannot read ${what} ${path}: ${e.message}`);
   }
@@ -51767,7 +52072,7 @@ async function run3(bundlePath, v2) {
   let publicKeyPem;
   if (v2.key !== void 0) {
     try {
-      publicKeyPem = readFileSync3(v2.key, "utf8");
+      publicKeyPem = readFileSync4(v2.key, "utf8");
     } catch (e) {
       throw new InputError("UNREADABLE", `cannot read key ${v2.key}: ${e.message}`);
     }
@@ -51854,7 +52159,8 @@ var COMMANDS = {
   attest: { run: attest, about: "sign the summary into a Sigstore bundle (keyless or local key)" },
   verify: { run: verify, about: "verify a bundle against the log, identity or key" },
   policy: { run: policy, about: "policy check FILE: validate a policy (FILE:LINE:COLUMN errors)" },
-  learn: { run: learn, about: "learn the egress policy enforce needs from logs (--baseline FILE)" }
+  learn: { run: learn, about: "learn the egress policy enforce needs from logs (--baseline FILE)" },
+  harden: { run: hardenCmd, about: "take sudo (and the Docker socket) away from the job's user" }
 };
 function usage() {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));

@@ -37499,7 +37499,7 @@ function saveState(name, value) {
 
 // src/action/start.ts
 import { mkdir as mkdir2, writeFile as writeFile2 } from "node:fs/promises";
-import { join as join3, resolve } from "node:path";
+import { join as join4, resolve } from "node:path";
 
 // src/agent/acquire.ts
 import { chmod as chmod2 } from "node:fs/promises";
@@ -37952,6 +37952,10 @@ function renderAgentConfig(c) {
   for (const p of c.exemptPids ?? []) {
     if (!Number.isInteger(p) || p <= 1) throw new Error(`exempt pid ${p} is not a process id`);
     lines.push(`exempt-pid ${p}`);
+  }
+  for (const p of c.protectPids ?? []) {
+    if (!Number.isInteger(p) || p <= 1) throw new Error(`protect pid ${p} is not a process id`);
+    lines.push(`protect-pid ${p}`);
   }
   return `${lines.join("\n")}
 `;
@@ -38488,6 +38492,44 @@ function defaultGithubAllow(sign, custom) {
   return list.map((e) => parseEndpoint(e, "built-in GitHub endpoint list"));
 }
 
+// src/action/harden.ts
+import { spawnSync } from "node:child_process";
+import { userInfo } from "node:os";
+import { dirname as dirname3, join as join3 } from "node:path";
+import { fileURLToPath } from "node:url";
+function hardenStateDir(level) {
+  if (level === "none") return void 0;
+  const id = [process.env.GITHUB_RUN_ID, process.env.GITHUB_RUN_ATTEMPT, process.env.GITHUB_JOB].filter(Boolean).join("-").replace(/[^A-Za-z0-9_.-]/g, "_");
+  return `/run/dpndncy-state/${id || process.pid}`;
+}
+function hardenJob(level, agent, stateDir, elevate) {
+  if (level === "none") return void 0;
+  const user = process.env.SUDO_USER || userInfo().username;
+  const cli = join3(dirname3(fileURLToPath(import.meta.url)), "cli.js");
+  const argv = [
+    ...elevate,
+    process.execPath,
+    cli,
+    "harden",
+    "--user",
+    user,
+    "--install-agent",
+    agent,
+    "--state-dir",
+    stateDir,
+    ...level === "sudo-and-containers" ? ["--containers"] : []
+  ];
+  const [cmd, ...args] = argv;
+  const r = spawnSync(cmd, args, { encoding: "utf8" });
+  if (r.status !== 0)
+    throw new Error(`dpndncy harden failed (exit ${r.status}): ${(r.stderr ?? "").trim()}`);
+  const out = JSON.parse(r.stdout);
+  info(
+    `dpndncy harden: ${user} has no sudo for the rest of the job${level === "sudo-and-containers" ? " and no Docker socket" : ""}${out.notes.length ? ` (${out.notes.join("; ")})` : ""}`
+  );
+  return out.agent;
+}
+
 // src/action/inputs.ts
 var InputError = class extends Error {
   constructor(input, message) {
@@ -38551,7 +38593,8 @@ function parseInputs(get) {
     failOn: oneOf(get, "fail-on", ["none", "blocked", "sensitive-file"], "none"),
     uploadArtifact: bool(get, "upload-artifact", true),
     allowGithubEndpoints: bool(get, "allow-github-endpoints", true),
-    learnJobs: learnJobs(get("learn-jobs"))
+    learnJobs: learnJobs(get("learn-jobs")),
+    harden: oneOf(get, "harden", ["none", "sudo", "sudo-and-containers"], "none")
   };
   const policy = optional(get, "policy");
   if (policy) inputs.policy = policy;
@@ -38604,16 +38647,16 @@ async function startMonitoring(stage) {
   const inputs = parseInputs((n) => getInput(n));
   const temp = process.env.RUNNER_TEMP;
   if (!temp) throw new Error("RUNNER_TEMP is not set: is this running under a GitHub runner?");
-  const dir = join3(temp, "dpndncy");
+  const dir = join4(temp, "dpndncy");
   await mkdir2(dir, { recursive: true });
   const { path: agent, cached } = await acquireAgent(
     agentSource(inputs.agentUrl, inputs.agentSha256)
   );
-  const log = join3(dir, "events.ndjson");
-  const stateDir = join3(dir, "state");
+  const log = join4(dir, "events.ndjson");
+  const stateDir = hardenStateDir(inputs.harden) ?? join4(dir, "state");
   const detected = detectPlatform(process.env);
   const policy = inputs.policy ? await loadPolicy(resolve(process.env.GITHUB_WORKSPACE ?? ".", inputs.policy)) : void 0;
-  const config = join3(dir, "agent.conf");
+  const config = join4(dir, "agent.conf");
   await writeFile2(
     config,
     renderAgentConfig({
@@ -38629,7 +38672,9 @@ async function startMonitoring(stage) {
       ci: { ...detected.identity, alsoMatched: detected.alsoMatched },
       // enforce: Runner.Worker (our parent) joins the enforced cgroup so every later step is
       // judged, but is itself exempt: its own traffic to GitHub keeps working
-      ...inputs.mode === "enforce" ? { exemptPids: [process.ppid] } : {}
+      ...inputs.mode === "enforce" ? { exemptPids: [process.ppid] } : {},
+      // tamper evidence: the runner worker (our parent) holds the job's secrets
+      protectPids: [process.ppid]
     })
   );
   const started = await startAgent({
@@ -38646,7 +38691,8 @@ async function startMonitoring(stage) {
       `dpndncy enforce: runner worker ${process.ppid} (exempt) moved into ${cg}; its steps are judged`
     );
   }
-  saveState(STATE.agent, agent);
+  const hardened = hardenJob(inputs.harden, agent, stateDir, elevation());
+  saveState(STATE.agent, hardened ?? agent);
   saveState(STATE.log, log);
   saveState(STATE.stateDir, stateDir);
   saveState(STATE.startedIn, stage);

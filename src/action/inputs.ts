@@ -27,6 +27,8 @@ export interface ActionInputs {
   learnJobs: number;
   agentUrl?: string;
   agentSha256?: string;
+  /** Take sudo (and the Docker socket) away from later steps (src/harden). */
+  harden: "none" | "sudo" | "sudo-and-containers";
 }
 
 export class InputError extends Error {
@@ -104,6 +106,7 @@ export function parseInputs(get: Getter): ActionInputs {
     uploadArtifact: bool(get, "upload-artifact", true),
     allowGithubEndpoints: bool(get, "allow-github-endpoints", true),
     learnJobs: learnJobs(get("learn-jobs")),
+    harden: oneOf(get, "harden", ["none", "sudo", "sudo-and-containers"] as const, "none"),
   };
   const policy = optional(get, "policy");
   if (policy) inputs.policy = policy;

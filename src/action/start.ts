@@ -11,6 +11,7 @@ import { joinEnforcedCgroup, startAgent } from "../agent/control.js";
 import { detectPlatform } from "../platform/detect.js";
 import { loadPolicy } from "../policy/load.js";
 import { defaultGithubAllow } from "./github-endpoints.js";
+import { hardenJob, hardenStateDir } from "./harden.js";
 import { parseInputs } from "./inputs.js";
 import { STATE } from "./state.js";
 
@@ -30,7 +31,8 @@ export async function startMonitoring(stage: "pre" | "main"): Promise<void> {
     agentSource(inputs.agentUrl, inputs.agentSha256),
   );
   const log = join(dir, "events.ndjson");
-  const stateDir = join(dir, "state");
+  // harden: a root-owned state dir (the one sudo rule left names it; the user must not swap it)
+  const stateDir = hardenStateDir(inputs.harden) ?? join(dir, "state");
   // step attribution: the platform's step markers and the job identity for the start record
   const detected = detectPlatform(process.env);
   // A policy file in the repository (as learn mode prints it); `allowed-endpoints` and
@@ -59,6 +61,8 @@ export async function startMonitoring(stage: "pre" | "main"): Promise<void> {
       // enforce: Runner.Worker (our parent) joins the enforced cgroup so every later step is
       // judged, but is itself exempt: its own traffic to GitHub keeps working
       ...(inputs.mode === "enforce" ? { exemptPids: [process.ppid] } : {}),
+      // tamper evidence: the runner worker (our parent) holds the job's secrets
+      protectPids: [process.ppid],
     }),
   );
   const started = await startAgent({
@@ -75,7 +79,8 @@ export async function startMonitoring(stage: "pre" | "main"): Promise<void> {
       `dpndncy enforce: runner worker ${process.ppid} (exempt) moved into ${cg}; its steps are judged`,
     );
   }
-  core.saveState(STATE.agent, agent);
+  const hardened = hardenJob(inputs.harden, agent, stateDir, elevation());
+  core.saveState(STATE.agent, hardened ?? agent);
   core.saveState(STATE.log, log);
   core.saveState(STATE.stateDir, stateDir);
   core.saveState(STATE.startedIn, stage);

@@ -29,6 +29,8 @@ export interface AgentConfigInput {
   dnsResolvers?: readonly string[];
   /** enforce mode: processes inside the enforced cgroup that are not judged (the CI runner's own). */
   exemptPids?: readonly number[];
+  /** Processes whose /proc/<pid>/mem|environ, ptrace and process_vm_* by others are tamper events. */
+  protectPids?: readonly number[];
 }
 
 /**
@@ -105,6 +107,10 @@ export function renderAgentConfig(c: AgentConfigInput): string {
   for (const p of c.exemptPids ?? []) {
     if (!Number.isInteger(p) || p <= 1) throw new Error(`exempt pid ${p} is not a process id`);
     lines.push(`exempt-pid ${p}`);
+  }
+  for (const p of c.protectPids ?? []) {
+    if (!Number.isInteger(p) || p <= 1) throw new Error(`protect pid ${p} is not a process id`);
+    lines.push(`protect-pid ${p}`);
   }
   return `${lines.join("\n")}\n`;
 }

@@ -16,7 +16,18 @@ describe("parseInputs", () => {
       uploadArtifact: true,
       learnJobs: 5,
       allowGithubEndpoints: true,
+      harden: "none",
     });
+  });
+
+  it("harden: none | sudo | sudo-and-containers", () => {
+    expect(parseInputs(getter({ harden: "sudo" })).harden).toBe("sudo");
+    expect(parseInputs(getter({ harden: "sudo-and-containers" })).harden).toBe(
+      "sudo-and-containers",
+    );
+    expect(() => parseInputs(getter({ harden: "yes" }))).toThrow(
+      'input `harden`: "yes" is not one of none, sudo, sudo-and-containers',
+    );
   });
 
   it("names the input and the bad value", () => {
