@@ -49974,6 +49974,7 @@ async function identityToken(flag, env) {
 }
 
 // src/harden/index.ts
+var HARDEN_LEVELS = ["none", "sudo", "sudo-and-containers"];
 var DROP_IN_NAME = "zzzz-dpndncy-harden";
 var USER_RE = /^[a-z_][a-z0-9_-]{0,31}$/i;
 var SAFE_ARG = /^[A-Za-z0-9_./@+-]+$/;
@@ -51264,6 +51265,37 @@ async function assertSha256(path, expected) {
   if (actual !== expected) throw new ChecksumError(path, expected, actual);
 }
 
+// src/harden/job.ts
+import { spawnSync as spawnSync2 } from "node:child_process";
+import { userInfo } from "node:os";
+function hardenStateDir(level, env) {
+  if (level === "none") return void 0;
+  const id = [env.GITHUB_RUN_ID, env.GITHUB_RUN_ATTEMPT, env.GITHUB_JOB, env.CI_JOB_ID].filter(Boolean).join("-").replace(/[^A-Za-z0-9_.-]/g, "_");
+  return `/run/dpndncy-state/${id || process.pid}`;
+}
+function hardenJob(o) {
+  const user = process.env.SUDO_USER || userInfo().username;
+  const argv = [
+    ...o.elevate,
+    process.execPath,
+    o.cli,
+    "harden",
+    "--user",
+    user,
+    "--install-agent",
+    o.agent,
+    "--state-dir",
+    o.stateDir,
+    ...o.level === "sudo-and-containers" ? ["--containers"] : []
+  ];
+  const [cmd, ...args] = argv;
+  const r = spawnSync2(cmd, args, { encoding: "utf8" });
+  if (r.status !== 0)
+    throw new Error(`dpndncy harden failed (exit ${r.status}): ${(r.stderr ?? "").trim()}`);
+  const out = JSON.parse(r.stdout);
+  return { agent: out.agent, user, notes: out.notes };
+}
+
 // src/cli/session.ts
 import { readFileSync as readFileSync3, writeFileSync as writeFileSync3 } from "node:fs";
 import { join as join2 } from "node:path";
@@ -51298,6 +51330,8 @@ var START_USAGE = `usage: dpndncy start [options]
   --mode MODE             observe | learn | enforce (default observe)
   --policy FILE           policy file (YAML); its sensitive paths and readers go to the agent
   --sensitive-path P      extra sensitive path (repeatable)
+  --harden LEVEL          none | sudo | sudo-and-containers: once armed, take sudo (and the
+                          Docker socket) away from this user; only stopping the agent stays
 exit: 0 armed, 2 usage error, 3 bad input (policy, checksum), 5 the agent did not start`;
 var OPTIONS5 = {
   dir: { type: "string" },
@@ -51307,6 +51341,7 @@ var OPTIONS5 = {
   mode: { type: "string" },
   policy: { type: "string" },
   "sensitive-path": { type: "string", multiple: true },
+  harden: { type: "string" },
   help: { type: "boolean", short: "h" }
 };
 var defaultDir = (env) => resolve(env.CI_PROJECT_DIR ?? ".", ".dpndncy");
@@ -51385,7 +51420,13 @@ ${START_USAGE}
   const detection = detectPlatform(io.env);
   const elevate = process.getuid?.() === 0 ? [] : ["sudo", "-n"];
   const log = join3(dir, "events.ndjson");
-  const stateDir = join3(dir, "state");
+  const hardenLevel = v2.harden ?? "none";
+  if (!HARDEN_LEVELS.includes(hardenLevel)) {
+    io.err(`dpndncy start: --harden ${v2.harden}: not one of ${HARDEN_LEVELS.join(", ")}
+`);
+    return EXIT.USAGE;
+  }
+  const stateDir = hardenStateDir(hardenLevel, io.env) ?? join3(dir, "state");
   try {
     const started = await startAgent({ agent, log, stateDir, mode, config, elevate });
     if (mode === "enforce") {
@@ -51395,6 +51436,20 @@ ${START_USAGE}
         await stopAgent(agent, stateDir, elevate).catch(() => void 0);
         throw e;
       }
+    }
+    if (hardenLevel !== "none") {
+      let h;
+      try {
+        h = hardenJob({ level: hardenLevel, agent, stateDir, elevate, cli: process.argv[1] ?? "" });
+      } catch (e) {
+        await stopAgent(agent, stateDir, elevate).catch(() => void 0);
+        throw e;
+      }
+      agent = h.agent;
+      io.err(
+        `dpndncy start: harden ${hardenLevel}: ${h.user} has no sudo for the rest of the job
+`
+      );
     }
     writeSession(dir, {
       version: 1,

@@ -38493,41 +38493,52 @@ function defaultGithubAllow(sign, custom) {
 }
 
 // src/action/harden.ts
-import { spawnSync } from "node:child_process";
-import { userInfo } from "node:os";
 import { dirname as dirname3, join as join3 } from "node:path";
 import { fileURLToPath } from "node:url";
-function hardenStateDir(level) {
+
+// src/harden/job.ts
+import { spawnSync } from "node:child_process";
+import { userInfo } from "node:os";
+function hardenStateDir(level, env) {
   if (level === "none") return void 0;
-  const id = [process.env.GITHUB_RUN_ID, process.env.GITHUB_RUN_ATTEMPT, process.env.GITHUB_JOB].filter(Boolean).join("-").replace(/[^A-Za-z0-9_.-]/g, "_");
+  const id = [env.GITHUB_RUN_ID, env.GITHUB_RUN_ATTEMPT, env.GITHUB_JOB, env.CI_JOB_ID].filter(Boolean).join("-").replace(/[^A-Za-z0-9_.-]/g, "_");
   return `/run/dpndncy-state/${id || process.pid}`;
 }
-function hardenJob(level, agent, stateDir, elevate) {
-  if (level === "none") return void 0;
+function hardenJob(o) {
   const user = process.env.SUDO_USER || userInfo().username;
-  const cli = join3(dirname3(fileURLToPath(import.meta.url)), "cli.js");
   const argv = [
-    ...elevate,
+    ...o.elevate,
     process.execPath,
-    cli,
+    o.cli,
     "harden",
     "--user",
     user,
     "--install-agent",
-    agent,
+    o.agent,
     "--state-dir",
-    stateDir,
-    ...level === "sudo-and-containers" ? ["--containers"] : []
+    o.stateDir,
+    ...o.level === "sudo-and-containers" ? ["--containers"] : []
   ];
   const [cmd, ...args] = argv;
   const r = spawnSync(cmd, args, { encoding: "utf8" });
   if (r.status !== 0)
     throw new Error(`dpndncy harden failed (exit ${r.status}): ${(r.stderr ?? "").trim()}`);
   const out = JSON.parse(r.stdout);
+  return { agent: out.agent, user, notes: out.notes };
+}
+
+// src/action/harden.ts
+function hardenStateDir2(level) {
+  return hardenStateDir(level, process.env);
+}
+function hardenJob2(level, agent, stateDir, elevate) {
+  if (level === "none") return void 0;
+  const cli = join3(dirname3(fileURLToPath(import.meta.url)), "cli.js");
+  const h = hardenJob({ level, agent, stateDir, elevate, cli });
   info(
-    `dpndncy harden: ${user} has no sudo for the rest of the job${level === "sudo-and-containers" ? " and no Docker socket" : ""}${out.notes.length ? ` (${out.notes.join("; ")})` : ""}`
+    `dpndncy harden: ${h.user} has no sudo for the rest of the job${level === "sudo-and-containers" ? " and no Docker socket" : ""}; only stopping the agent stays allowed${h.notes.length ? ` (${h.notes.join("; ")})` : ""}`
   );
-  return out.agent;
+  return h.agent;
 }
 
 // src/action/inputs.ts
@@ -38653,7 +38664,7 @@ async function startMonitoring(stage) {
     agentSource(inputs.agentUrl, inputs.agentSha256)
   );
   const log = join4(dir, "events.ndjson");
-  const stateDir = hardenStateDir(inputs.harden) ?? join4(dir, "state");
+  const stateDir = hardenStateDir2(inputs.harden) ?? join4(dir, "state");
   const detected = detectPlatform(process.env);
   const policy = inputs.policy ? await loadPolicy(resolve(process.env.GITHUB_WORKSPACE ?? ".", inputs.policy)) : void 0;
   const config = join4(dir, "agent.conf");
@@ -38691,7 +38702,7 @@ async function startMonitoring(stage) {
       `dpndncy enforce: runner worker ${process.ppid} (exempt) moved into ${cg}; its steps are judged`
     );
   }
-  const hardened = hardenJob(inputs.harden, agent, stateDir, elevation());
+  const hardened = hardenJob2(inputs.harden, agent, stateDir, elevation());
   saveState(STATE.agent, hardened ?? agent);
   saveState(STATE.log, log);
   saveState(STATE.stateDir, stateDir);

@@ -7,6 +7,8 @@ import { join, resolve } from "node:path";
 import { policyConfig, renderAgentConfig } from "../agent/config.js";
 import { joinEnforcedCgroup, type Mode, startAgent, stopAgent } from "../agent/control.js";
 import { assertSha256, normaliseSha256 } from "../agent/verify-binary.js";
+import { HARDEN_LEVELS, type HardenLevel } from "../harden/index.js";
+import { hardenJob, hardenStateDir } from "../harden/job.js";
 import { detectPlatform } from "../platform/detect.js";
 import { loadPolicy } from "../policy/load.js";
 import { EXIT, type Io, parse, UsageError } from "./io.js";
@@ -22,6 +24,8 @@ export const START_USAGE = `usage: dpndncy start [options]
   --mode MODE             observe | learn | enforce (default observe)
   --policy FILE           policy file (YAML); its sensitive paths and readers go to the agent
   --sensitive-path P      extra sensitive path (repeatable)
+  --harden LEVEL          none | sudo | sudo-and-containers: once armed, take sudo (and the
+                          Docker socket) away from this user; only stopping the agent stays
 exit: 0 armed, 2 usage error, 3 bad input (policy, checksum), 5 the agent did not start`;
 
 const OPTIONS = {
@@ -32,6 +36,7 @@ const OPTIONS = {
   mode: { type: "string" },
   policy: { type: "string" },
   "sensitive-path": { type: "string", multiple: true },
+  harden: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -113,7 +118,13 @@ export async function start(argv: string[], io: Io): Promise<number> {
   const detection = detectPlatform(io.env);
   const elevate = process.getuid?.() === 0 ? [] : ["sudo", "-n"];
   const log = join(dir, "events.ndjson");
-  const stateDir = join(dir, "state");
+  const hardenLevel = (v.harden ?? "none") as HardenLevel;
+  if (!HARDEN_LEVELS.includes(hardenLevel)) {
+    io.err(`dpndncy start: --harden ${v.harden}: not one of ${HARDEN_LEVELS.join(", ")}\n`);
+    return EXIT.USAGE;
+  }
+  // harden: a root-owned state dir, since the one sudo rule left names it (src/harden/job.ts)
+  const stateDir = hardenStateDir(hardenLevel, io.env) ?? join(dir, "state");
   try {
     const started = await startAgent({ agent, log, stateDir, mode, config, elevate });
     if (mode === "enforce") {
@@ -124,6 +135,19 @@ export async function start(argv: string[], io: Io): Promise<number> {
         await stopAgent(agent, stateDir, elevate).catch(() => undefined);
         throw e;
       }
+    }
+    if (hardenLevel !== "none") {
+      let h: ReturnType<typeof hardenJob>;
+      try {
+        h = hardenJob({ level: hardenLevel, agent, stateDir, elevate, cli: process.argv[1] ?? "" });
+      } catch (e) {
+        await stopAgent(agent, stateDir, elevate).catch(() => undefined);
+        throw e;
+      }
+      agent = h.agent; // stop goes through the root-owned copy
+      io.err(
+        `dpndncy start: harden ${hardenLevel}: ${h.user} has no sudo for the rest of the job\n`,
+      );
     }
     writeSession(dir, {
       version: 1,
