@@ -183,13 +183,15 @@ static int session_start(struct session *s, struct prep *p, int pin, char *err, 
 		goto fail_mounts;
 	malloc_trim(0);
 	hwm("loaded");
+	/* tamper evidence (agent-c/integrity.c) first: loading its object parses the kernel's BTF
+	 * again, and that transient heap should not stack on top of the mapped ring buffer */
+	if (integrity_start(s->bpf, err, errn) < 0)
+		goto fail_bpf;
+	malloc_trim(0);
 	s->rb = ring_buffer__new(bpf_ringbuf_fd(s->bpf), handle_event, NULL, NULL);
 	if (!s->rb) {
 		snprintf(err, errn, "cannot open the ring buffer: %s", strerror(errno));
-		goto fail_bpf;
-	}
-	if (integrity_start(s->bpf, err, errn) < 0) { /* tamper evidence (agent-c/integrity.c) */
-		ring_buffer__free(s->rb);
+		integrity_fini();
 		goto fail_bpf;
 	}
 	write_agent_start(&G, &s->ai, s->kernel);
