@@ -73,7 +73,10 @@ lint:
 test: prereqs
 	$(MAKE) agent
 	$(MAKE) lint
-	$(NODE) node_modules/.bin/vitest run
+	@mkdir -p $(BUILD)
+	$(NODE) node_modules/.bin/vitest run --reporter=default --reporter=json \
+	  --outputFile.json=$(BUILD)/vitest-results.json; rc=$$?; \
+	  $(NODE) scripts/test-summary.mjs $(BUILD)/vitest-results.json; exit $$rc
 
 demo: prereqs
 	$(MAKE) agent
