@@ -51490,6 +51490,8 @@ function table(head, rows) {
 function renderSummary(p, ctx = {}) {
   const max = ctx.maxRows ?? 50;
   const cap = (xs) => xs.slice(0, max);
+  const names = ctx.stepNames ?? {};
+  const steps = (ids) => esc(ids.map((id) => names[id] ? `${names[id]} (${id})` : id).join(", "));
   const more2 = (xs) => xs.length > max ? `
 _\u2026and ${xs.length - max} more (see the log)_
 ` : "";
@@ -51527,7 +51529,7 @@ _\u2026and ${xs.length - max} more (see the log)_
           esc(d.addr),
           String(d.port),
           String(d.count),
-          esc(d.steps.join(", ")),
+          steps(d.steps),
           esc(d.rules.join(", "))
         ])
       ) + more2(blocked)
@@ -51545,7 +51547,7 @@ _\u2026and ${xs.length - max} more (see the log)_
         d.proto,
         d.verdict ?? "observed",
         String(d.count),
-        esc(d.steps.join(", "))
+        steps(d.steps)
       ])
     ) + more2(p.egress)
   );
@@ -51559,7 +51561,7 @@ _\u2026and ${xs.length - max} more (see the log)_
         esc(f.rule),
         esc(f.comms.join(", ")),
         String(f.count),
-        esc(f.steps.join(", "))
+        steps(f.steps)
       ])
     ) + more2(p.files)
   );
@@ -51569,7 +51571,7 @@ _\u2026and ${xs.length - max} more (see the log)_
   out.push(
     table(
       ["binary", "runs", "steps"],
-      cap(top).slice(0, 20).map((e) => [esc(e.binary), String(e.count), esc(e.steps.join(", "))])
+      cap(top).slice(0, 20).map((e) => [esc(e.binary), String(e.count), steps(e.steps)])
     )
   );
   out.push(`### DNS names resolved (${p.dns.length})
@@ -51577,12 +51579,7 @@ _\u2026and ${xs.length - max} more (see the log)_
   out.push(
     table(
       ["name", "lookups", "failed", "steps"],
-      cap(p.dns).map((d) => [
-        esc(d.name),
-        String(d.count),
-        String(d.failed),
-        esc(d.steps.join(", "))
-      ])
+      cap(p.dns).map((d) => [esc(d.name), String(d.count), String(d.failed), steps(d.steps)])
     ) + more2(p.dns)
   );
   if (ctx.verifyCommand) {

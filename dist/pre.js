@@ -38607,6 +38607,8 @@ function parseInputs(get) {
     learnJobs: learnJobs(get("learn-jobs")),
     harden: oneOf(get, "harden", ["none", "sudo", "sudo-and-containers"], "none")
   };
+  const githubToken = optional(get, "github-token");
+  if (githubToken) inputs.githubToken = githubToken;
   const policy = optional(get, "policy");
   if (policy) inputs.policy = policy;
   if (signingKey) inputs.signingKey = signingKey;

@@ -16,6 +16,7 @@ import { parseInputs } from "./inputs.js";
 import { signChoice, verifyCommand } from "./sign-choice.js";
 import { elevation } from "./start.js";
 import { STATE } from "./state.js";
+import { stepNamesFor } from "./step-names.js";
 
 export async function runPost(): Promise<void> {
   const log = core.getState(STATE.log);
@@ -64,7 +65,12 @@ export async function runPost(): Promise<void> {
   }
 
   await core.summary
-    .addRaw(renderSummary(p, { verifyCommand: verifyCommand(sign, process.env) }))
+    .addRaw(
+      renderSummary(p, {
+        verifyCommand: verifyCommand(sign, process.env),
+        stepNames: await stepNamesFor(log, inputs.githubToken),
+      }),
+    )
     .write();
   annotate(p);
 

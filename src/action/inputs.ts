@@ -26,6 +26,8 @@ export interface ActionInputs {
   /** learn mode: the window N (stable after N jobs in a row add nothing new). */
   learnJobs: number;
   agentUrl?: string;
+  /** Token to read this run's jobs (step names); needs `actions: read`. */
+  githubToken?: string;
   agentSha256?: string;
   /** Take sudo (and the Docker socket) away from later steps (src/harden). */
   harden: "none" | "sudo" | "sudo-and-containers";
@@ -108,6 +110,8 @@ export function parseInputs(get: Getter): ActionInputs {
     learnJobs: learnJobs(get("learn-jobs")),
     harden: oneOf(get, "harden", ["none", "sudo", "sudo-and-containers"] as const, "none"),
   };
+  const githubToken = optional(get, "github-token");
+  if (githubToken) inputs.githubToken = githubToken;
   const policy = optional(get, "policy");
   if (policy) inputs.policy = policy;
   if (signingKey) inputs.signingKey = signingKey;

@@ -17,11 +17,16 @@ export interface SummaryContext {
   verifyCommand?: string;
   /** Rows per table; a noisy job must not produce a summary GitHub refuses (1 MiB). */
   maxRows?: number;
+  /** Step id -> the name the user wrote (src/report/step-names.ts); ids are shown otherwise. */
+  stepNames?: Record<string, string>;
 }
 
 export function renderSummary(p: Predicate, ctx: SummaryContext = {}): string {
   const max = ctx.maxRows ?? 50;
   const cap = <T>(xs: T[]) => xs.slice(0, max);
+  const names = ctx.stepNames ?? {};
+  const steps = (ids: string[]) =>
+    esc(ids.map((id) => (names[id] ? `${names[id]} (${id})` : id)).join(", "));
   const more = (xs: unknown[]) =>
     xs.length > max ? `\n_…and ${xs.length - max} more (see the log)_\n` : "";
   const out: string[] = [];
@@ -57,7 +62,7 @@ export function renderSummary(p: Predicate, ctx: SummaryContext = {}): string {
           esc(d.addr),
           String(d.port),
           String(d.count),
-          esc(d.steps.join(", ")),
+          steps(d.steps),
           esc(d.rules.join(", ")),
         ]),
       ) + more(blocked),
@@ -74,7 +79,7 @@ export function renderSummary(p: Predicate, ctx: SummaryContext = {}): string {
         d.proto,
         d.verdict ?? "observed",
         String(d.count),
-        esc(d.steps.join(", ")),
+        steps(d.steps),
       ]),
     ) + more(p.egress),
   );
@@ -87,7 +92,7 @@ export function renderSummary(p: Predicate, ctx: SummaryContext = {}): string {
         esc(f.rule),
         esc(f.comms.join(", ")),
         String(f.count),
-        esc(f.steps.join(", ")),
+        steps(f.steps),
       ]),
     ) + more(p.files),
   );
@@ -98,19 +103,14 @@ export function renderSummary(p: Predicate, ctx: SummaryContext = {}): string {
       ["binary", "runs", "steps"],
       cap(top)
         .slice(0, 20)
-        .map((e) => [esc(e.binary), String(e.count), esc(e.steps.join(", "))]),
+        .map((e) => [esc(e.binary), String(e.count), steps(e.steps)]),
     ),
   );
   out.push(`### DNS names resolved (${p.dns.length})\n`);
   out.push(
     table(
       ["name", "lookups", "failed", "steps"],
-      cap(p.dns).map((d) => [
-        esc(d.name),
-        String(d.count),
-        String(d.failed),
-        esc(d.steps.join(", ")),
-      ]),
+      cap(p.dns).map((d) => [esc(d.name), String(d.count), String(d.failed), steps(d.steps)]),
     ) + more(p.dns),
   );
   if (ctx.verifyCommand) {

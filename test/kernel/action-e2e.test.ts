@@ -36,6 +36,13 @@ let files: Server;
 let filesUrl = "";
 let agentSha = "";
 let tcp: Server;
+/** A stand-in of the REST jobs API: GET /repos/{repo}/actions/runs/{id}/attempts/{n}/jobs. */
+const jobsApi = {
+  url: "",
+  steps: [] as unknown[],
+  auth: [] as string[],
+  server: undefined as Server | undefined,
+};
 let tcpPort = 0;
 
 beforeAll(async () => {
@@ -53,6 +60,22 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => files.listen(0, "127.0.0.1", r));
   filesUrl = `http://127.0.0.1:${(files.address() as AddressInfo).port}`;
+  jobsApi.server = createServer((req, res) => {
+    jobsApi.auth.push(req.headers.authorization ?? "");
+    if (req.url?.startsWith("/repos/acme/app/actions/runs/4242/attempts/1/jobs")) {
+      const other = { name: "lint", status: "in_progress", runner_name: "runner-9", steps: [] };
+      const self = {
+        name: "build",
+        status: "in_progress",
+        runner_name: "runner-7",
+        steps: jobsApi.steps,
+      };
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ total_count: 2, jobs: [other, self] }));
+    } else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => jobsApi.server?.listen(0, "127.0.0.1", r));
+  jobsApi.url = `http://127.0.0.1:${(jobsApi.server.address() as AddressInfo).port}`;
   tcp = createServer((_req, res) => res.end("ok"));
   await new Promise<void>((r) => tcp.listen(0, "127.0.0.1", r));
   tcpPort = (tcp.address() as AddressInfo).port;
@@ -63,6 +86,7 @@ afterAll(async () => {
   await oidc?.close();
   await new Promise((r) => files?.close(r));
   await new Promise((r) => tcp?.close(r));
+  await new Promise((r) => jobsApi.server?.close(r));
 });
 
 function githubEnv(root: string): NodeJS.ProcessEnv {
@@ -121,6 +145,9 @@ describeKernel("GitHub Action end to end (dist/ pre → steps → post)", () => 
         ...githubEnv(root),
         ACTIONS_RUNTIME_TOKEN: artifacts.token,
         ACTIONS_RESULTS_URL: artifacts.url,
+        GITHUB_API_URL: jobsApi.url,
+        RUNNER_NAME: "runner-7",
+        "INPUT_GITHUB-TOKEN": "ghs_jobs_read",
       },
     );
     const pre = await job.stage("pre");
@@ -136,8 +163,20 @@ describeKernel("GitHub Action end to end (dist/ pre → steps → post)", () => 
     expect(main.code).toBe(0);
     expect(main.stdout).not.toContain("pre stage did not run");
 
+    // The jobs API reports whole seconds: keep the two steps in different seconds.
+    const t0 = new Date();
     await step(job.env, "install", home, "m-install");
+    const t1 = new Date();
+    await new Promise((r) => setTimeout(r, 1100 - (Date.now() % 1000)));
+    const t2 = new Date();
     await step(job.env, "__run_2", home, "m-run2");
+    const t3 = new Date();
+    const sec = (d: Date) => `${d.toISOString().slice(0, 19)}Z`;
+    jobsApi.steps = [
+      { name: "Install dependencies", number: 2, started_at: sec(t0), completed_at: sec(t1) },
+      { name: "Run the tests", number: 3, started_at: sec(t2), completed_at: sec(t3) },
+      { name: "Post dpndncy", number: 4, started_at: sec(new Date()), completed_at: null },
+    ];
 
     const post = await job.stage("post");
     expect(post.code, post.stdout + post.stderr).toBe(0);
@@ -186,9 +225,11 @@ describeKernel("GitHub Action end to end (dist/ pre → steps → post)", () => 
     // Step attribution: each row names the steps (GITHUB_ACTION) that caused it.
     const row = (needle: string) => summary.split("\n").find((l) => l.includes(needle)) ?? "";
     for (const r of [row(`| 127.0.0.1 | ${tcpPort} | tcp |`), row(`${home}/.aws/credentials`)]) {
-      expect(r).toContain("install");
-      expect(r).toContain("\\_\\_run\\_2"); // __run_2, markdown-escaped
+      // ids mapped to the names the user wrote, through the jobs API (a local stand-in)
+      expect(r).toContain("Install dependencies (install)");
+      expect(r).toContain("Run the tests (\\_\\_run\\_2)"); // __run_2, markdown-escaped
     }
+    expect(jobsApi.auth).toEqual(["Bearer ghs_jobs_read"]);
     expect(summary).toContain(`--certificate-identity '${IDENTITY}'`);
     expect(oidc.audiences).toEqual(["sigstore"]);
     expect(sigstore.requests.some((p) => p.includes("signingCert"))).toBe(true);
