@@ -17,7 +17,8 @@ export const PYTHON = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "pyt
 
 const TOOLS = ["ip", "dig", "gcc", "bpftool", "file", "ldd", "setpriv", "unshare", "getent"];
 
-function which(tool: string): string | undefined {
+/** The executable PATH resolves `tool` to, if any. */
+export function which(tool: string): string | undefined {
   for (const d of (process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
     const p = join(d, tool);
     try {

@@ -3,24 +3,14 @@
 // asks to skip, which is then said loudly. Not being able to fetch the kernel counts as a
 // missing prerequisite. The VM needs no root on the host and touches no host kernel state.
 import { accessSync, constants, existsSync } from "node:fs";
-import { join } from "node:path";
 import { describe } from "vitest";
-import { AGENT } from "../kernel/env.js";
+import { AGENT, which } from "../kernel/env.js";
 import { isStaticElf } from "./workloads.js";
 
 const TOOLS = ["qemu-system-x86_64", "cpio", "gzip", "gcc", "ldd"];
 const FETCH_TOOLS = ["apt-get", "apt-cache", "dpkg-deb"];
 
-export function which(tool: string): string | undefined {
-  for (const d of (process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
-    const p = join(d, tool);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {}
-  }
-  return undefined;
-}
+export { which };
 
 /** Reasons the VM matrix cannot run here; empty when it can (the kernel download aside). */
 export function vmPrerequisites(): string[] {
