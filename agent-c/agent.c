@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -320,7 +321,7 @@ int cmd_run(struct opts *o)
 	struct session s;
 	struct prep p;
 	char err[600];
-	pid_t child;
+	pid_t child, parent;
 	int rc, status = 0, code = 0, child_done = 0;
 	uint64_t deadline = 0;
 
@@ -336,6 +337,7 @@ int cmd_run(struct opts *o)
 		return EX_FAIL;
 	}
 	fflush(NULL);
+	parent = getpid();
 	child = fork();
 	if (child < 0) {
 		err_msg("fork: %s", strerror(errno));
@@ -344,6 +346,16 @@ int cmd_run(struct opts *o)
 	}
 	if (child == 0) {
 		sigset_t none;
+
+		/*
+		 * enforce: `run` holds its programs by fd, not by pin, so if this agent dies its
+		 * verdicts go with it. Fail closed: the command dies with the agent.
+		 */
+		if (G.cfg.mode == DP_MODE_ENFORCE &&
+		    (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)) {
+			err_msg("cannot tie %s to the agent's life; not running it unconfined", o->cmd[0]);
+			_exit(126);
+		}
 
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGINT, SIG_DFL);

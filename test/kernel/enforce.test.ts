@@ -3,7 +3,7 @@
 // locally) and a workload namespace, joined by a veth pair, with no route out of the machine.
 // The workload runs under `dpndncy-agent run --mode enforce`, i.e. in a cgroup the agent
 // creates for it; nothing else on the machine is ever enforced on.
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import {
@@ -18,7 +18,7 @@ import { compileC } from "../support/kernel/cbuild.js";
 import { AGENT, FIXTURES, PYTHON, tempDir } from "../support/kernel/env.js";
 import { type ConnectEv, readLog } from "../support/kernel/log.js";
 import { Netns } from "../support/kernel/netns.js";
-import { run } from "../support/kernel/proc.js";
+import { run, sleep, spawnBackground } from "../support/kernel/proc.js";
 import { startDns, startServers, type Zone } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
 import { leaksSettled, ourPins, snapshot } from "../support/kernel/sysstate.js";
@@ -269,6 +269,50 @@ describeKernel("enforce", () => {
     const ev = connects(r.workload).filter((e) => e.comm === "dns_race" && e.port === 80);
     expect(ev).toHaveLength(1000);
     expect(ev.filter((e) => e.verdict !== "allow")).toEqual([]);
+  });
+
+  it("run --mode enforce fails closed: when the agent is SIGKILLed the command dies with it", async () => {
+    const dir = tempDir("enf-run-kill");
+    const log = join(dir, "events.ndjson");
+    const marker = join(dir, "still-running");
+    // The command would keep writing the marker if it outlived the agent unconfined.
+    const agent = spawnBackground([
+      AGENT,
+      "run",
+      "--mode",
+      "enforce",
+      "--config",
+      policyFile(),
+      "--log",
+      log,
+      "--",
+      "/bin/sh",
+      "-c",
+      `echo started; while :; do date +%s%N > ${marker}; sleep 0.1; done`,
+    ]);
+    await agent.waitForLine(/^started$/, 30_000);
+    const cmd = (await run(["pgrep", "-f", `date \\+%s%N > ${marker}`])).stdout.trim();
+    process.kill(agent.pid, "SIGKILL");
+    await agent.stop();
+    await sleep(500);
+    const before = readFileSync(marker, "utf8");
+    await sleep(500);
+    expect(readFileSync(marker, "utf8"), "the command kept running after the agent died").toBe(
+      before,
+    );
+    expect(
+      (await run(["pgrep", "-f", `date \\+%s%N > ${marker}`])).stdout.trim(),
+      `pid(s) ${cmd}`,
+    ).toBe("");
+    // The dead agent could not remove its job cgroup: it must be empty (the command is gone),
+    // and the test removes it.
+    const mounts = readFileSync("/proc/self/mounts", "utf8").split("\n");
+    const cg2 = mounts.map((l) => l.split(" ")).find((f) => f[2] === "cgroup2")?.[1];
+    const jobCg = cg2 ? join(cg2, `dpndncy-${agent.pid}`) : undefined;
+    if (jobCg && existsSync(jobCg)) {
+      expect(readFileSync(join(jobCg, "cgroup.procs"), "utf8").trim()).toBe("");
+      await run(["rmdir", jobCg]);
+    }
   });
 
   it("start --mode enforce: blocking survives SIGKILL of the agent (pinned); stop removes every pin and the cgroup", async () => {
