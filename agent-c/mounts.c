@@ -1,5 +1,8 @@
 /* tracefs, cgroup v2 and bpffs: mount what is missing, unmount only that. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -78,19 +81,127 @@ int mounts_setup(struct mounts *m, int need_bpffs, char *errbuf, size_t errn)
 	return 0;
 }
 
+/*
+ * Mounts are shared by every agent on the machine: one that found tracefs mounted by another
+ * relies on it. So an agent that mounted something and stops while another agent still runs
+ * does not unmount it; it leaves an "adopted" marker instead, and whichever agent stops last
+ * (seeing the marker and no other agent alive) unmounts it. Markers are per mount namespace.
+ */
+#define ADOPT_DIR "/run/dpndncy-mounts"
+
+/* does pid hold BPF programs or links (an armed agent, not a `stop` client or a `start`
+ * still waiting for its daemon)? */
+static int holds_bpf(long pid)
+{
+	char dir[64], path[128], target[64];
+	struct dirent *de;
+	DIR *d;
+	int found = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%ld/fd", pid);
+	d = opendir(dir);
+	if (!d)
+		return 0;
+	while (!found && (de = readdir(d))) {
+		ssize_t n;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		n = readlink(path, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		found = !strcmp(target, "anon_inode:bpf-link") || !strcmp(target, "anon_inode:bpf-prog");
+	}
+	closedir(d);
+	return found;
+}
+
+static int other_agent_alive(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	int found = 0;
+	pid_t self = getpid();
+
+	if (!d)
+		return 0;
+	while (!found && (de = readdir(d))) {
+		char path[64], comm[32] = "";
+		long pid = strtol(de->d_name, NULL, 10);
+		FILE *f;
+
+		if (pid <= 0 || pid == self)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f) && !strcmp(comm, "dpndncy-agent\n"))
+			found = holds_bpf(pid);
+		fclose(f);
+	}
+	closedir(d);
+	return found;
+}
+
+static void adopt_path(char *out, size_t n, const char *what)
+{
+	struct stat st;
+	unsigned long long ns = stat("/proc/self/ns/mnt", &st) == 0 ? (unsigned long long)st.st_ino : 0;
+
+	snprintf(out, n, ADOPT_DIR "/%llu-%s", ns, what);
+}
+
+static int adopted(const char *what)
+{
+	char p[128];
+
+	adopt_path(p, sizeof(p), what);
+	return access(p, F_OK) == 0;
+}
+
+static void set_adopted(const char *what, int on)
+{
+	char p[128];
+	int fd;
+
+	adopt_path(p, sizeof(p), what);
+	if (!on) {
+		unlink(p);
+		rmdir(ADOPT_DIR); /* only when empty */
+		return;
+	}
+	mkdir(ADOPT_DIR, 0700);
+	fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* 1: unmount it now; 0: leave it (not ours, or handed over to an agent still running) */
+static int release(int mounted_by_us, const char *what)
+{
+	if (!mounted_by_us && !adopted(what))
+		return 0;
+	if (other_agent_alive()) {
+		set_adopted(what, 1);
+		return 0;
+	}
+	set_adopted(what, 0);
+	return 1;
+}
+
 void mounts_teardown(const struct mounts *m)
 {
-	/*
-	 * Strictly what we mounted. Another agent that found our bpffs mounted loses its pins
-	 * with it (its links stay held by its fds): acceptable in observe mode, where a pin only
-	 * serves the cleanup after SIGKILL; never a leaked mount.
-	 */
-	if (m->mounted_bpffs)
+	if (release(m->mounted_bpffs, "bpffs"))
 		umount2("/sys/fs/bpf", MNT_DETACH);
-	if (m->mounted_cgroup2) {
-		umount2(m->cgroup2, MNT_DETACH);
-		rmdir(m->cgroup2);
+	if (release(m->mounted_cgroup2, "cgroup2")) {
+		const char *path = m->mounted_cgroup2 ? m->cgroup2 : PRIVATE_CGROUP2;
+
+		umount2(path, MNT_DETACH);
+		rmdir(path);
 	}
-	if (m->mounted_tracefs)
+	if (release(m->mounted_tracefs, "tracefs"))
 		umount2("/sys/kernel/tracing", MNT_DETACH);
 }

@@ -273,6 +273,9 @@ describeKernel("enforce", () => {
 
   it("run --mode enforce fails closed: when the agent is SIGKILLed the command dies with it", async () => {
     const dir = tempDir("enf-run-kill");
+    const tracefsBefore = readFileSync("/proc/self/mounts", "utf8").includes(
+      " /sys/kernel/tracing ",
+    );
     const log = join(dir, "events.ndjson");
     const marker = join(dir, "still-running");
     // The command would keep writing the marker if it outlived the agent unconfined.
@@ -312,6 +315,14 @@ describeKernel("enforce", () => {
     if (jobCg && existsSync(jobCg)) {
       expect(readFileSync(join(jobCg, "cgroup.procs"), "utf8").trim()).toBe("");
       await run(["rmdir", jobCg]);
+    }
+    // A SIGKILLed `run` cannot unmount the tracefs it mounted either (`start` can recover it
+    // through its state dir; `run` has none): undo that too.
+    if (
+      !tracefsBefore &&
+      readFileSync("/proc/self/mounts", "utf8").includes(" /sys/kernel/tracing ")
+    ) {
+      await run(["umount", "/sys/kernel/tracing"]);
     }
   });
 

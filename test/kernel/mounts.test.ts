@@ -53,4 +53,44 @@ describeKernel("mounts", () => {
     expect(conns[0]?.cgroup).toBeGreaterThan(0);
     expect(await leaksSettled(before)).toEqual([]);
   });
+
+  it("two agents: the one that mounted hands its mounts to the one still running, the last out unmounts", async () => {
+    const dir = tempDir("mnt2");
+    const a = join(dir, "a");
+    const b = join(dir, "b");
+    const script = [
+      "set -e",
+      `for m in $(${MOUNTS} | sort -r); do umount -l "$m"; done`,
+      `${AGENT} start --log ${a}.ndjson --state-dir ${a} >/dev/null`, // mounts what is missing
+      `echo "A $(${MOUNTS} | tr "\\n" " ")"`,
+      `${AGENT} start --log ${b}.ndjson --state-dir ${b} >/dev/null`, // finds it all mounted
+      `${AGENT} stop --state-dir ${a} >/dev/null`, // B still runs: nothing unmounted
+      `echo "AFTER_A $(${MOUNTS} | tr "\\n" " ")"`,
+      `${AGENT} status --state-dir ${b} | grep -q '"running":true'`,
+      `${AGENT} stop --state-dir ${b} >/dev/null`, // last out
+      `echo "AFTER_B $(${MOUNTS} | tr "\\n" " ")"`,
+    ].join("\n");
+    const r = await run([
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "/bin/sh",
+      "-c",
+      script,
+    ]);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const line = (k: string) =>
+      (r.stdout.split("\n").find((l) => l.startsWith(`${k} `)) ?? "").slice(k.length + 1).trim();
+    expect(line("A")).toMatch(/\/sys\/kernel\/tracing/);
+    expect(line("AFTER_A")).toBe(line("A"));
+    expect(line("AFTER_B")).toBe("");
+    for (const f of [`${a}.ndjson`, `${b}.ndjson`]) {
+      expect(readLog(f).events.at(-1)).toMatchObject({
+        kind: "agent",
+        event: "stop",
+        complete: true,
+      });
+    }
+  });
 });
