@@ -13,11 +13,8 @@ import { spawnSync } from "node:child_process";
 import {
   cpSync,
   existsSync,
-  mkdirSync,
   mkdtempSync,
-  readdirSync,
   readFileSync,
-  readlinkSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -25,6 +22,8 @@ import {
 import { cpus, release, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { DirLock } from "../../test/support/dirlock.js";
+import { runningAgents } from "../../test/support/kernel/lock.js";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const AGENT = process.env.DPNDNCY_AGENT ?? join(REPO, "build/dpndncy-agent");
@@ -153,57 +152,22 @@ function countLog(path: string): LogCounts {
 
 /** Same lock as test/support/kernel/lock.ts: one user of the kernel's hooks at a time. */
 const LOCK = "/run/dpndncy-kernel-tests.lock";
-const lockToken = `${process.pid} bench`;
+const suiteLock = new DirLock(LOCK, "bench");
 
 function takeSuiteLock(): boolean {
   const deadline = Date.now() + 600_000;
   let told = false;
   for (;;) {
-    try {
-      mkdirSync(LOCK);
-      writeFileSync(join(LOCK, "owner"), lockToken);
-      process.on("exit", () => {
-        try {
-          if (readFileSync(join(LOCK, "owner"), "utf8") === lockToken)
-            rmSync(LOCK, { recursive: true, force: true });
-        } catch {}
-      });
+    const t = suiteLock.tryTake();
+    if (t.taken) {
+      process.on("exit", () => suiteLock.release());
       return true;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     }
-    let owner = "";
-    try {
-      owner = readFileSync(join(LOCK, "owner"), "utf8");
-    } catch {}
-    const pid = Number(owner.split(" ")[0]);
-    if (owner !== "" && !(pid > 0 && existsSync(`/proc/${pid}`)))
-      rmSync(LOCK, { recursive: true, force: true });
     if (Date.now() > deadline) return false;
-    if (!told) console.log(`bench: waiting for the kernel tests holding ${LOCK} (${owner})`);
+    if (!told) console.log(`bench: waiting for the kernel tests holding ${LOCK} (${t.owner})`);
     told = true;
     spawnSync("sleep", ["0.2"]);
   }
-}
-
-/** "pid cmdline" of every dpndncy-agent process on the machine. */
-function otherAgents(): string[] {
-  const out: string[] = [];
-  for (const pid of readdirSync("/proc")) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      if (
-        !readlinkSync(`/proc/${pid}/exe`)
-          .replace(/ \(deleted\)$/, "")
-          .endsWith("/dpndncy-agent")
-      )
-        continue;
-      out.push(
-        `${pid} ${readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim()}`,
-      );
-    } catch {}
-  }
-  return out;
 }
 
 function main(): void {
@@ -221,14 +185,14 @@ function main(): void {
     return;
   }
   // another agent running (someone's test, a CI job) would be measured as "agent off"
-  let others = otherAgents();
+  let others = runningAgents();
   for (let waited = 0; others.length > 0 && waited < 120; waited++) {
     if (waited === 0)
       console.log(
         `bench: waiting for running dpndncy-agent processes to end: ${others.join("; ")}`,
       );
     spawnSync("sleep", ["1"]);
-    others = otherAgents();
+    others = runningAgents();
   }
   if (others.length > 0)
     console.log(

@@ -2,43 +2,20 @@
 // every process, the pin directory /sys/fs/bpf/dpndncy, bpffs/tracefs mounts), so two files —
 // or two vitest processes — must not interleave. vitest's fileParallelism setting does not
 // cover every way the suite is started, so each file takes this lock for its whole run.
-import { randomBytes } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { DirLock } from "../dirlock.js";
 
 const LOCK = "/run/dpndncy-kernel-tests.lock";
-const token = `${process.pid} ${randomBytes(6).toString("hex")}`;
-
-function ownerAlive(owner: string): boolean {
-  const pid = Number(owner.split(" ")[0]);
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const lock = new DirLock(LOCK);
 
 export async function acquireSuiteLock(timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    try {
-      mkdirSync(LOCK);
-      writeFileSync(join(LOCK, "owner"), token);
-      return;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    }
-    let owner = "";
-    try {
-      owner = readFileSync(join(LOCK, "owner"), "utf8");
-    } catch {}
-    // a lock whose owner died (or that never got an owner line within a moment) is stale
-    if (owner !== "" && !ownerAlive(owner)) rmSync(LOCK, { recursive: true, force: true });
+    const t = lock.tryTake();
+    if (t.taken) return;
     if (Date.now() > deadline) {
       throw new Error(
-        `another kernel test run holds ${LOCK} (${owner || "no owner"}) for too long`,
+        `another kernel test run holds ${LOCK} (${t.owner || "no owner"}) for too long`,
       );
     }
     await new Promise((r) => setTimeout(r, 100));
@@ -46,10 +23,7 @@ export async function acquireSuiteLock(timeoutMs: number): Promise<void> {
 }
 
 export function releaseSuiteLock(): void {
-  try {
-    if (readFileSync(join(LOCK, "owner"), "utf8") === token)
-      rmSync(LOCK, { recursive: true, force: true });
-  } catch {}
+  lock.release();
 }
 
 /** dpndncy-agent processes on the machine ("pid cmdline"), whoever started them. */

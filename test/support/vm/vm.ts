@@ -10,9 +10,9 @@
 // One VM at a time on the machine (a lock in /tmp), whoever starts it. DPNDNCY_VM_KEEP=DIR keeps
 // every file that came back, and the console, under DIR/<boot>/ for a human to read.
 import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { DirLock } from "../dirlock.js";
 import { AGENT } from "../kernel/env.js";
 import { buildInitramfs, type ImageFile } from "./initramfs.js";
 import type { VmKernel } from "./kernel.js";
@@ -139,32 +139,18 @@ export function parseData(data: string): {
 }
 
 const LOCK = "/tmp/dpndncy-vm.lock";
-const token = `${process.pid} ${randomBytes(6).toString("hex")}`;
+const vmLock = new DirLock(LOCK);
 
 async function withVmLock<T>(fn: () => Promise<T>, waitMs = 15 * 60_000): Promise<T> {
   const deadline = Date.now() + waitMs;
   let told = false;
   for (;;) {
-    try {
-      mkdirSync(LOCK);
-      writeFileSync(join(LOCK, "owner"), token);
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    }
-    let owner = "";
-    try {
-      owner = readFileSync(join(LOCK, "owner"), "utf8");
-    } catch {}
-    const pid = Number(owner.split(" ")[0]);
-    let alive = false;
-    try {
-      if (pid > 0) alive = process.kill(pid, 0);
-    } catch {}
-    if (owner !== "" && !alive) rmSync(LOCK, { recursive: true, force: true });
-    if (Date.now() > deadline) throw new Error(`another VM run holds ${LOCK} (${owner}) too long`);
+    const t = vmLock.tryTake();
+    if (t.taken) break;
+    if (Date.now() > deadline)
+      throw new Error(`another VM run holds ${LOCK} (${t.owner}) too long`);
     if (!told) {
-      console.warn(`vm: waiting for the VM lock ${LOCK} held by ${owner || "?"}`);
+      console.warn(`vm: waiting for the VM lock ${LOCK} held by ${t.owner || "?"}`);
       told = true;
     }
     await new Promise((r) => setTimeout(r, 200));
@@ -172,11 +158,7 @@ async function withVmLock<T>(fn: () => Promise<T>, waitMs = 15 * 60_000): Promis
   try {
     return await fn();
   } finally {
-    try {
-      if (readFileSync(join(LOCK, "owner"), "utf8") === token) {
-        rmSync(LOCK, { recursive: true, force: true });
-      }
-    } catch {}
+    vmLock.release();
   }
 }
 
