@@ -19,11 +19,27 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
+import { registerHooks } from "node:module";
 import { cpus, release, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DirLock } from "../../test/support/dirlock.js";
-import { runningAgents } from "../../test/support/kernel/lock.js";
+
+// Run by node's type stripping, which does not map the `.js` of TypeScript imports to `.ts`:
+// resolve them here, then load the shared test helpers.
+registerHooks({
+  resolve(specifier, context, next) {
+    try {
+      return next(specifier, context);
+    } catch (e) {
+      if (specifier.startsWith(".") && specifier.endsWith(".js")) {
+        return next(`${specifier.slice(0, -3)}.ts`, context);
+      }
+      throw e;
+    }
+  },
+});
+const { DirLock } = await import("../../test/support/dirlock.js");
+const { runningAgents } = await import("../../test/support/kernel/lock.js");
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const AGENT = process.env.DPNDNCY_AGENT ?? join(REPO, "build/dpndncy-agent");

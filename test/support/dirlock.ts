@@ -5,13 +5,14 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
+// Plain fields, no parameter properties: the benchmark loads this file with node's type
+// stripping, which only erases types.
 export class DirLock {
+  readonly path: string;
   readonly token: string;
 
-  constructor(
-    readonly path: string,
-    tag = randomBytes(6).toString("hex"),
-  ) {
+  constructor(path: string, tag = randomBytes(6).toString("hex")) {
+    this.path = path;
     this.token = `${process.pid} ${tag}`;
   }
 
