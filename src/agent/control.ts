@@ -7,6 +7,14 @@ import { spawn } from "node:child_process";
 
 export type Mode = "observe" | "learn" | "enforce";
 
+/**
+ * What the kernel side does in each job mode: learn records exactly like observe (the policy is
+ * derived from the log afterwards), so the agent runs in observe mode for it.
+ */
+export function agentMode(mode: Mode): "observe" | "enforce" {
+  return mode === "enforce" ? "enforce" : "observe";
+}
+
 export interface StartOptions {
   agent: string;
   log: string;
@@ -90,7 +98,7 @@ export async function startAgent(o: StartOptions): Promise<Started> {
     "--state-dir",
     o.stateDir,
     "--mode",
-    o.mode,
+    agentMode(o.mode),
     ...(o.config ? ["--config", o.config] : []),
   ];
   const r = await run(argv, o.env);

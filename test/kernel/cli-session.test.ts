@@ -70,6 +70,21 @@ describeKernel("dpndncy start / stop", () => {
     expect(v.code, v.stdout + v.stderr).toBe(0);
   });
 
+  it("--mode learn arms the agent (it records as in observe mode; the policy comes from the log)", async () => {
+    const dir = join(tempDir("cli-learn"), "trace");
+    const started = await cli(["start", "--dir", dir, "--agent", AGENT, "--mode", "learn"]);
+    onCleanup(async () => {
+      await run([AGENT, "stop", "--state-dir", join(dir, "state")]);
+    });
+    expect(started.code, started.stderr).toBe(0);
+    expect(started.stdout).toMatch(/agent armed \(pid \d+, mode learn,/);
+    const stopped = await cli(["stop", "--dir", dir]);
+    expect(stopped.code, stopped.stderr).toBe(0);
+    const log = readLog(join(dir, "events.ndjson"));
+    expect(log.events[0]).toMatchObject({ kind: "agent", event: "start", mode: "observe" });
+    expect(log.events.at(-1)).toMatchObject({ kind: "agent", event: "stop", complete: true });
+  });
+
   it("refuses an agent whose checksum does not match, before running it", async () => {
     const dir = join(tempDir("cli-bad"), "trace");
     const r = await cli([

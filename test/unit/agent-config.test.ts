@@ -55,4 +55,11 @@ describe("renderAgentConfig: step attribution", () => {
       true,
     );
   });
+
+  it("learn mode runs the agent as observe (the agent has no learn mode; the policy comes from the log)", () => {
+    const conf = renderAgentConfig({ mode: "learn" });
+    expect(conf).toContain("\nmode observe\n");
+    expect(conf).not.toContain("mode learn");
+    expect(renderAgentConfig({ mode: "enforce" })).toContain("\nmode enforce\n");
+  });
 });
