@@ -26,6 +26,7 @@
 #include <bpf/libbpf.h>
 
 #include "agent.h"
+#include "containers.h"
 #include "enforce_agent.h"
 #include "integrity.h"
 
@@ -182,6 +183,8 @@ static int session_start(struct session *s, struct prep *p, int pin, char *err, 
 	s->bpf = bpf_setup(&G.cfg, &s->pr, s->m.cgroup2, pin, err, errn, &s->ai);
 	if (!s->bpf)
 		goto fail_mounts;
+	if (s->pr.uprobe_ok)
+		containers_init(s->bpf, &s->pr);
 	malloc_trim(0);
 	hwm("loaded");
 	/* tamper evidence (agent-c/integrity.c) first: loading its object parses the kernel's BTF

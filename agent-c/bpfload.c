@@ -453,6 +453,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		    reuse(skel->maps.drops, a->exec->maps.drops) ||                 \
 		    reuse(skel->maps.sock_owner, a->exec->maps.sock_owner) ||       \
 		    reuse(skel->maps.steps, a->exec->maps.steps) ||                 \
+		    reuse(skel->maps.jobs, a->exec->maps.jobs) ||                   \
 		    reuse(skel->maps.agent_cfg, a->exec->maps.agent_cfg))           \
 			goto load_fail;                                              \
 		skel->rodata->agent_tgid = self;                                     \
@@ -827,4 +828,40 @@ int bpf_exec_map_fd(struct agent_bpf *a, const char *name)
 int bpf_file_map_fd(struct agent_bpf *a, const char *name)
 {
 	return a && a->file ? bpf_object__find_map_fd_by_name(a->file->obj, name) : -1;
+}
+
+/* ---- container libcs (agent-c/containers.c): one more libc gets the getaddrinfo probes ---- */
+int bpf_attach_libc(struct agent_bpf *a, const char *path, char *errbuf, size_t errn);
+
+int bpf_attach_libc(struct agent_bpf *a, const char *path, char *errbuf, size_t errn)
+{
+	LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "getaddrinfo");
+	LIBBPF_OPTS(bpf_uprobe_opts, ur, .func_name = "getaddrinfo", .retprobe = true);
+	char nm[64], pinp[512];
+	int first = a ? a->nlinks : 0;
+
+	if (!a || !a->dns) {
+		snprintf(errbuf, errn, "no DNS programs loaded");
+		return -1;
+	}
+	if (a->nlinks + 2 > MAX_LINKS) {
+		snprintf(errbuf, errn, "too many links (%d)", MAX_LINKS);
+		return -1;
+	}
+	last_libbpf_msg[0] = 0;
+	/* the path (/proc/<pid>/root/...) is resolved to its inode now: the probe outlives the process */
+	snprintf(nm, sizeof(nm), "gai_enter_c%d", first);
+	if (add_link(a, bpf_program__attach_uprobe_opts(a->dns->progs.dp_gai_enter, -1, path, 0, &uo), nm, errbuf, errn))
+		return -1;
+	snprintf(nm, sizeof(nm), "gai_exit_c%d", first);
+	if (add_link(a, bpf_program__attach_uprobe_opts(a->dns->progs.dp_gai_exit, -1, path, 0, &ur), nm, errbuf, errn)) {
+		bpf_link__destroy(a->links[--a->nlinks]);
+		return -1;
+	}
+	if (a->pinned)
+		for (int i = first; i < a->nlinks; i++) {
+			snprintf(pinp, sizeof(pinp), "%s/%s", a->pin_dir, a->link_names[i]);
+			bpf_link__pin(a->links[i], pinp); /* legacy attachments cannot be pinned: fd-only */
+		}
+	return 0;
 }

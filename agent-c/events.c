@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "containers.h"
 #include "enforce_agent.h"
 #include "integrity.h"
 
@@ -35,6 +36,7 @@ static void put_common(struct sbuf *l, uint32_t pid, uint32_t tid, uint32_t ppid
 		sb_json_str(l, sname, sn);
 	else
 		sb_puts(l, "null");
+	container_json(l, cgroup);
 }
 
 static uint32_t hdr_ppid(const struct dp_hdr *h)
@@ -77,6 +79,7 @@ static void on_exec(const struct dp_exec *e)
 	fname[flen] = 0;
 	begin("exec", &e->h, &ppid);
 	proc_set(e->h.pid, ppid, e->h.comm, fname);
+	containers_on_exec(e->h.pid);
 	sb_key(&line, "filename");
 	sb_json_str(&line, e->filename, flen);
 	sb_puts(&line, ",\"argv\":[");
