@@ -245,6 +245,47 @@ int steps_config_line(struct config *c, const char *line, const char *path, int 
 		c->ci_identity[n] = 0;
 		return 1;
 	}
+	if (strncmp(p, "job-marker", 10) == 0 && (p[10] == ' ' || p[10] == '\t' || p[10] == '\n' || !p[10])) {
+		char name[128] = "", extra[8] = "";
+
+		if (sscanf(p + 10, "%127s %7s", name, extra) != 1 || name[0] == '#' || !valid_var_name(name)) {
+			snprintf(errbuf, errn, "%s:%d: job-marker needs one environment variable name ([A-Za-z_][A-Za-z0-9_]*, at most %d bytes)",
+				 path, lineno, DP_STEP_NAME - 2);
+			return -1;
+		}
+		for (int i = 0; i < c->njob_markers; i++)
+			if (strcmp(c->job_markers[i], name) == 0) {
+				snprintf(errbuf, errn, "%s:%d: job-marker %s given twice", path, lineno, name);
+				return -1;
+			}
+		if (c->njob_markers >= DP_JOB_MARKERS) {
+			snprintf(errbuf, errn, "%s:%d: at most %d job-marker lines", path, lineno, DP_JOB_MARKERS);
+			return -1;
+		}
+		snprintf(c->job_markers[c->njob_markers++], DP_STEP_NAME, "%s", name);
+		return 1;
+	}
+	if (strncmp(p, "job-identity", 12) == 0 && (p[12] == ' ' || p[12] == '\t' || p[12] == '\n' || !p[12])) {
+		char what[16] = "", name[128] = "", extra[8] = "";
+		int proj;
+
+		if (sscanf(p + 12, "%15s %127s %7s", what, name, extra) != 2 ||
+		    (strcmp(what, "project") && strcmp(what, "name")) || !valid_var_name(name)) {
+			snprintf(errbuf, errn, "%s:%d: job-identity needs 'project' or 'name' and one environment variable name",
+				 path, lineno);
+			return -1;
+		}
+		proj = !strcmp(what, "project");
+		if ((proj ? c->nid_project : c->nid_name) >= 8) {
+			snprintf(errbuf, errn, "%s:%d: at most 8 job-identity %s lines", path, lineno, what);
+			return -1;
+		}
+		if (proj)
+			snprintf(c->id_project[c->nid_project++], 64, "%s", name);
+		else
+			snprintf(c->id_name[c->nid_name++], 64, "%s", name);
+		return 1;
+	}
 	if (strncmp(p, "step-marker", 11) == 0 && (p[11] == ' ' || p[11] == '\t' || p[11] == '\n' || !p[11])) {
 		char name[128] = "", extra[8] = "";
 		const char *hash = strchr(p, '#');
@@ -290,6 +331,23 @@ static int markers(const struct config *c, const char *out[DP_STEP_MARKERS])
 	return n;
 }
 
+/* "NAME=" as masked little-endian words for the kernel's compare */
+static void marker_words(struct dp_step_marker *d, const char *var)
+{
+	size_t len = strlen(var);
+	char name[DP_STEP_NAME] = {0};
+
+	memcpy(name, var, len);
+	name[len] = '=';
+	d->len = (uint32_t)len + 1;
+	for (unsigned b = 0; b < d->len; b++) {
+		d->w[b / 8] |= (uint64_t)(unsigned char)name[b] << (8 * (b % 8));
+		d->mask[b / 8] |= (uint64_t)0xff << (8 * (b % 8));
+	}
+}
+
+static const char *const default_job_marker = "DPNDNCY_JOB";
+
 int steps_push_cfg(const struct config *c, int cfg_fd, char *errbuf, size_t errn)
 {
 	struct dp_step_cfg k;
@@ -300,18 +358,17 @@ int steps_push_cfg(const struct config *c, int cfg_fd, char *errbuf, size_t errn
 	memset(&k, 0, sizeof(k));
 	k.nmarkers = (uint32_t)n;
 	k.max_vars = 4096;
-	for (int i = 0; i < n; i++) {
-		struct dp_step_marker *d = &k.m[i];
-		size_t len = strlen(m[i]);
-
-		char name[DP_STEP_NAME] = {0};
-
-		memcpy(name, m[i], len);
-		name[len] = '=';
-		d->len = (uint32_t)len + 1;
-		for (unsigned b = 0; b < d->len; b++) {
-			d->w[b / 8] |= (uint64_t)(unsigned char)name[b] << (8 * (b % 8));
-			d->mask[b / 8] |= (uint64_t)0xff << (8 * (b % 8));
+	for (int i = 0; i < n; i++)
+		marker_words(&k.m[i], m[i]);
+	/* job markers only in daemon mode: a single-job agent has no use for them */
+	if (c->daemon) {
+		if (c->njob_markers) {
+			k.njob = (uint32_t)c->njob_markers;
+			for (int i = 0; i < c->njob_markers; i++)
+				marker_words(&k.j[i], c->job_markers[i]);
+		} else {
+			k.njob = 1;
+			marker_words(&k.j[0], default_job_marker);
 		}
 	}
 	if (bpf_map_update_elem(cfg_fd, &zero, &k, 0) < 0) {
@@ -323,7 +380,8 @@ int steps_push_cfg(const struct config *c, int cfg_fd, char *errbuf, size_t errn
 
 /* ---- start record ---- */
 
-void steps_start_json(const struct config *c, struct sbuf *b)
+/* skip_ci: a daemon's job log carries the job's own identity instead */
+void steps_start_json(const struct config *c, struct sbuf *b, int skip_ci)
 {
 	const char *m[DP_STEP_MARKERS];
 	int n = markers(c, m);
@@ -335,7 +393,7 @@ void steps_start_json(const struct config *c, struct sbuf *b)
 		sb_json_cstr(b, m[i]);
 	}
 	sb_putc(b, ']');
-	if (c->ci_identity[0]) {
+	if (c->ci_identity[0] && !skip_ci) {
 		sb_puts(b, ",\"ci\":");
 		sb_puts(b, c->ci_identity);
 	}

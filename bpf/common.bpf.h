@@ -74,6 +74,14 @@ struct {
 	__type(value, __u32);
 } steps SEC(".maps");
 
+/* tgid -> job id (daemon mode; bpf/exec.bpf.c, like steps) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, __u32);
+} jobs SEC(".maps");
+
 /* set before load: the agent's own tgid, whose events are not reported */
 const volatile __u32 agent_tgid = 0;
 
@@ -92,6 +100,14 @@ static __always_inline __u32 step_of(__u32 tgid)
 	__u32 *s = bpf_map_lookup_elem(&steps, &tgid);
 
 	return s ? *s : 0;
+}
+
+/* job id of a process, 0 when it has none */
+static __always_inline __u32 job_of(__u32 tgid)
+{
+	__u32 *j = bpf_map_lookup_elem(&jobs, &tgid);
+
+	return j ? *j : 0;
 }
 
 static __always_inline int is_agent(__u64 pid_tgid)
@@ -114,7 +130,7 @@ static __always_inline void fill_hdr_task(struct dp_hdr *h, __u32 kind, __u64 pi
 	h->cgroup = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 	h->step = step_of(h->pid);
-	h->hpad = 0;
+	h->job = job_of(h->pid);
 }
 
 #endif

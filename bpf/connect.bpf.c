@@ -101,7 +101,7 @@ static __always_inline void fill_hdr_sock(struct dp_hdr *h, __u64 id)
 	h->cgroup = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 	h->step = step_of(h->pid);
-	h->hpad = 0;
+	h->job = job_of(h->pid);
 }
 
 static __always_inline void remember_owner(struct dp_connect *c)
@@ -112,6 +112,7 @@ static __always_inline void remember_owner(struct dp_connect *c)
 	o.tid = c->h.tid;
 	o.uid = c->h.uid;
 	o.step = c->h.step;
+	o.job = c->h.job;
 	o.cgroup = c->h.cgroup;
 	__builtin_memcpy(o.comm, c->h.comm, sizeof(o.comm));
 	bpf_map_update_elem(&sock_owner, &c->cookie, &o, BPF_ANY);

@@ -219,6 +219,7 @@ int dp_dns_ingress(struct __sk_buff *skb)
 		e->h.cgroup = o->cgroup;
 		__builtin_memcpy(e->h.comm, o->comm, sizeof(e->h.comm));
 		e->h.step = o->step;
+		e->h.job = o->job;
 	} else {
 		e->h.pid = 0;
 		e->h.tid = 0;
@@ -227,8 +228,8 @@ int dp_dns_ingress(struct __sk_buff *skb)
 		__builtin_memset(e->h.comm, 0, sizeof(e->h.comm));
 		e->h.flags |= DP_HF_NO_OWNER;
 		e->h.step = 0;
+		e->h.job = 0;
 	}
-	e->h.hpad = 0;
 	e->h.ppid = 0;
 	e->cookie = cookie;
 	e->family = family;

@@ -39,7 +39,7 @@ struct dp_hdr {
 	__u64 cgroup;
 	char comm[16];
 	__u32 step;  /* step id (0 = none): key of the step_names map, see DP_STEP_MAX */
-	__u32 hpad;
+	__u32 job;   /* job id (0 = none): daemon mode, key of step_names too, see DP_JOB_MARKERS */
 };
 
 #define DP_FNAME_MAX 256
@@ -153,6 +153,8 @@ struct dp_sock_owner {
 	__u32 step;        /* the owner's step id when it connected / sent */
 	__u64 cgroup;
 	char comm[16];
+	__u32 job;         /* the owner's job id (daemon mode) */
+	__u32 pad;
 };
 
 /* file filter: key of the file_rules hash map */
@@ -243,11 +245,21 @@ struct dp_step_marker {
 	__u32 pad;
 };
 
+/*
+ * Job attribution (daemon mode, docs/daemon.md): the same walk also looks for job markers.
+ * A job's id names the whole "NAME=value" string (so CI_JOB_ID=7 and BUILDKITE_JOB_ID=7
+ * differ); jobs: tgid -> job id, inherited and kept exactly like steps.
+ */
+#define DP_JOB_MARKERS   4
+
 /* single-entry array map step_cfg */
 struct dp_step_cfg {
-	__u32 nmarkers;    /* 0: attribution off (no env walk) */
+	__u32 nmarkers;    /* step markers in m[]; with njob == 0 too: no env walk */
 	__u32 max_vars;    /* environment strings examined per exec */
 	struct dp_step_marker m[DP_STEP_MARKERS];
+	__u32 njob;        /* job markers in j[] */
+	__u32 jpad;
+	struct dp_step_marker j[DP_JOB_MARKERS];
 };
 
 /*

@@ -49,6 +49,11 @@ struct env_walk {
 	__u64 val;       /* user address of the best marker's value */
 	__u32 best;      /* index of the best marker found so far; DP_STEP_MARKERS: none */
 	__u32 at_start;  /* pos is the start of a string */
+	__u64 jval;      /* user address of the best job marker's whole "NAME=value" string */
+	__u32 jbest;     /* index of the best job marker so far; DP_JOB_MARKERS: none */
+	__u8 want_step;  /* the process has no step yet */
+	__u8 want_job;   /* the process has no job yet */
+	__u16 pad;
 };
 
 /*
@@ -89,11 +94,20 @@ static long env_walk_one(__u64 i, void *arg)
 		return 1;
 	if (w->at_start && n > 2) {
 		for (__u32 j = 0; j < DP_STEP_MARKERS; j++) {
-			if (j >= cfg->nmarkers || j >= w->best)
+			if (!w->want_step || j >= cfg->nmarkers || j >= w->best)
 				break;
 			if (match_marker(sc->buf, &cfg->m[j], n)) {
 				w->best = j;
 				w->val = w->pos + (cfg->m[j].len & (DP_STEP_NAME - 1));
+				break;
+			}
+		}
+		for (__u32 j = 0; j < DP_JOB_MARKERS; j++) {
+			if (!w->want_job || j >= cfg->njob || j >= w->jbest)
+				break;
+			if (match_marker(sc->buf, &cfg->j[j], n)) {
+				w->jbest = j;
+				w->jval = w->pos;
 				break;
 			}
 		}
@@ -106,7 +120,8 @@ static long env_walk_one(__u64 i, void *arg)
 		w->pos += n;
 		w->at_start = 1;
 	}
-	return w->best == 0; /* the first marker wins: stop */
+	/* the first marker wins: stop once every wanted walk has found its first one */
+	return (!w->want_step || w->best == 0) && (!w->want_job || w->jbest == 0);
 }
 
 static __always_inline int name_eq(const struct dp_step_name *a, const struct dp_step_name *b)
@@ -145,53 +160,73 @@ static __always_inline __u32 intern_step(const struct dp_step_name *val)
 	return 0;
 }
 
+/* intern the string at user address uaddr (cut at DP_STEP_MAX - 1 bytes) into map m[tgid] */
+static __always_inline void attrib_set(void *m, __u32 tgid, __u64 uaddr)
+{
+	struct step_scratch *sc;
+	__u32 zero = 0, id;
+
+	sc = bpf_map_lookup_elem(&step_scratch, &zero);
+	if (!sc)
+		return;
+	/* NUL padded: the padding is part of the key */
+	__builtin_memset(&sc->val, 0, sizeof(sc->val));
+	if (bpf_probe_read_user_str(sc->val.s, sizeof(sc->val.s), (void *)uaddr) <= 1)
+		return;
+	id = intern_step(&sc->val);
+	if (id)
+		bpf_map_update_elem(m, &tgid, &id, BPF_ANY);
+}
+
 /*
  * A process that has a step keeps it. One that has none takes it from its
  * new environment: the first configured marker present with a non-empty value.
+ * Jobs (daemon mode) likewise, from the job markers, in the same walk.
  */
 static __always_inline void step_at_exec(struct task_struct *task, __u32 tgid)
 {
 	struct env_walk w = {};
 	struct dp_step_cfg *cfg;
-	struct step_scratch *sc;
-	__u32 zero = 0, id;
+	__u32 zero = 0;
 
-	if (bpf_map_lookup_elem(&steps, &tgid))
-		return;
 	cfg = bpf_map_lookup_elem(&step_cfg, &zero);
-	if (!cfg || !cfg->nmarkers)
+	if (!cfg)
+		return;
+	w.want_step = cfg->nmarkers && !bpf_map_lookup_elem(&steps, &tgid);
+	w.want_job = cfg->njob && !bpf_map_lookup_elem(&jobs, &tgid);
+	if (!w.want_step && !w.want_job)
 		return;
 	w.pos = BPF_CORE_READ(task, mm, env_start);
 	w.end = BPF_CORE_READ(task, mm, env_end);
 	w.best = DP_STEP_MARKERS;
+	w.jbest = DP_JOB_MARKERS;
 	w.at_start = 1;
 	bpf_loop(cfg->max_vars, env_walk_one, &w, 0);
-	if (w.best >= DP_STEP_MARKERS)
-		return;
-	sc = bpf_map_lookup_elem(&step_scratch, &zero);
-	if (!sc)
-		return;
-	/* the value, cut at DP_STEP_MAX - 1 bytes, NUL padded (the padding is part of the key) */
-	__builtin_memset(&sc->val, 0, sizeof(sc->val));
-	if (bpf_probe_read_user_str(sc->val.s, sizeof(sc->val.s), (void *)w.val) <= 1)
-		return;
-	id = intern_step(&sc->val);
-	if (id)
-		bpf_map_update_elem(&steps, &tgid, &id, BPF_ANY);
+	if (w.want_step && w.best < DP_STEP_MARKERS)
+		attrib_set(&steps, tgid, w.val);
+	if (w.want_job && w.jbest < DP_JOB_MARKERS)
+		attrib_set(&jobs, tgid, w.jval);
 }
 
-/* fork: the child process gets the parent's step, or none (clears a stale entry of a reused pid) */
-static __always_inline void step_at_fork(__u32 ptgid, __u32 child)
+/* fork: the child gets the parent's entry in m, or none (clears a stale entry of a reused pid) */
+static __always_inline void inherit(void *m, __u32 ptgid, __u32 child)
 {
-	__u32 *s = bpf_map_lookup_elem(&steps, &ptgid);
+	__u32 *s = bpf_map_lookup_elem(m, &ptgid);
 
 	if (s) {
 		__u32 v = *s;
 
-		bpf_map_update_elem(&steps, &child, &v, BPF_ANY);
+		bpf_map_update_elem(m, &child, &v, BPF_ANY);
 	} else {
-		bpf_map_delete_elem(&steps, &child);
+		bpf_map_delete_elem(m, &child);
 	}
+}
+
+/* fork: the child process gets the parent's step and job */
+static __always_inline void step_at_fork(__u32 ptgid, __u32 child)
+{
+	inherit(&steps, ptgid, child);
+	inherit(&jobs, ptgid, child);
 }
 
 SEC("tp/sched/sched_process_exec")
@@ -260,10 +295,14 @@ int dp_exit(void *ctx)
 			count_drop(DP_EXIT);
 		}
 	}
-	if (group_dead)
+	if (group_dead) {
 		bpf_map_delete_elem(&steps, &tgid);
-	else if (fork_tp && tid != tgid)
-		bpf_map_delete_elem(&steps, &tid); /* the tp fallback gave this thread an entry */
+		bpf_map_delete_elem(&jobs, &tgid);
+	} else if (fork_tp && tid != tgid) {
+		/* the tp fallback gave this thread entries */
+		bpf_map_delete_elem(&steps, &tid);
+		bpf_map_delete_elem(&jobs, &tid);
+	}
 	return 0;
 }
 
