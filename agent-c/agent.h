@@ -92,6 +92,12 @@ struct config {
 	int nstep_markers;     /* step-marker lines (0: the default, DPNDNCY_STEP) */
 	char step_markers[DP_STEP_MARKERS][DP_STEP_NAME];
 	char ci_identity[3072]; /* ci-identity: a validated JSON object, or "" */
+	/* daemon mode (docs/daemon.md) */
+	int daemon;            /* set by `daemon`: job markers are pushed to the kernel */
+	int njob_markers;      /* job-marker lines (0: DPNDNCY_JOB) */
+	char job_markers[DP_JOB_MARKERS][DP_STEP_NAME];
+	int nid_project, nid_name;  /* job-identity project|name VAR (0: DPNDNCY_PROJECT / DPNDNCY_JOB_NAME) */
+	char id_project[8][64], id_name[8][64];
 };
 int config_load(struct config *c, const char *path, char *errbuf, size_t errn);
 void config_defaults(struct config *c);
@@ -105,7 +111,7 @@ int glob_match(const char *pat, const char *s);
 int steps_config_line(struct config *c, const char *line, const char *path, int lineno, char *errbuf, size_t errn);
 int json_object_valid(const char *s, size_t n);
 int steps_push_cfg(const struct config *c, int cfg_fd, char *errbuf, size_t errn);
-void steps_start_json(const struct config *c, struct sbuf *b);
+void steps_start_json(const struct config *c, struct sbuf *b, int skip_ci);
 void steps_set_names_fd(int fd);
 const char *step_name(uint32_t id, size_t *n);
 
@@ -212,6 +218,7 @@ struct agent_ctx {
 	uint64_t forks;
 	uint64_t file_filtered;   /* kernel candidates dropped by the user-space check */
 	uint64_t dns_unparsed;
+	uint64_t unattributed;    /* daemon mode: records of processes without a job (not logged) */
 	uint32_t self_pid;
 	/* exit tracking for `run` */
 	uint32_t wait_pid;
@@ -220,10 +227,27 @@ struct agent_ctx {
 	uint64_t start_boot_ns;
 };
 extern struct agent_ctx G;
+
+/* daemon mode (agent-c/daemon.c) plugs in here; all NULL otherwise */
+struct event_hooks {
+	/* the log a record goes to; NULL: nobody's (dropped, counted in G.unattributed) */
+	struct output *(*route)(const struct dp_hdr *h);
+	void (*fork)(const struct dp_hdr *parent, uint32_t child);
+	void (*exit)(const struct dp_hdr *h);
+	/* a denied connect, its line (without the closing brace) as it goes into log o */
+	void (*deny)(const struct dp_hdr *h, struct output *o, const char *line, size_t n);
+};
+extern struct event_hooks EH;
+
 int handle_event(void *ctx, void *data, size_t len);
 void write_agent_start(struct agent_ctx *g, const struct attach_info *ai, const char *kernel);
+/* the start record into log o at ts; job_json (daemon): ",\"job\":{..}" appended */
+void write_agent_start_to(struct output *o, uint64_t ts, const struct attach_info *ai, const char *kernel,
+			  const char *job_json);
 /* stop record; fills stats JSON (events/lost/duration/log_sha256/complete) into statsb too */
 void write_agent_stop(struct agent_ctx *g, const uint64_t drops[DP_KIND_MAX], struct sbuf *statsb);
+void write_agent_stop_to(struct output *o, uint64_t start_real_ns, const uint64_t drops[DP_KIND_MAX],
+			 const char *job_json, struct sbuf *statsb);
 
 /* ---- agent.c: the main loop, run/start/stop/status ---- */
 struct opts {

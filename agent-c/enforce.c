@@ -15,6 +15,7 @@
  * process of the enforced cgroup (the kernel learns them before the answer is delivered).
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -32,9 +33,11 @@
 #include "enforce_agent.h"
 #include "connect.skel.h"
 
-#define MAX_ENTRIES 4096
+/* entries of every policy, over every reload (rule ids stay stable: a reload appends) */
+#define MAX_ENTRIES 16384
 #define MAX_RESOLVERS 16
 #define MAX_EXEMPT 32
+#define MAX_SLOTS 256
 
 enum ent_kind { E_HOST, E_SUFFIX, E_CIDR };
 
@@ -44,7 +47,19 @@ struct entry {
 	uint8_t addr[16];      /* cidr: mapped form for IPv4 */
 	int prefix;            /* cidr: bits over the 16-byte form */
 	uint16_t port;         /* 0 = any */
+	uint16_t slot;         /* the policy it belongs to (0: the config file / default.conf) */
+	uint8_t live;          /* 0: replaced by a reload (kept so old rule ids keep their names) */
+	uint8_t from_dir;      /* read from the policy directory (replaced when its file changes) */
 	char text[300];        /* rule name as reported */
+};
+
+/* daemon mode: a policy file of the policy directory is a slot; slot 0 is the default */
+struct slot {
+	char rel[512];         /* path relative to the policy dir ("" = unused, "default.conf" for 0) */
+	uint64_t hash;         /* of the file's bytes: an unchanged file keeps its entries */
+	int used;
+	int dirty;             /* kernel entries must be replaced */
+	int seen;              /* present in the directory read now */
 };
 
 static struct {
@@ -57,6 +72,9 @@ static struct {
 	int nexempt;
 	uint32_t exempt[MAX_EXEMPT];
 	int directives;
+	int cur_slot;          /* slot new entries go to */
+	int nslots;
+	struct slot slots[MAX_SLOTS];
 	/* job cgroup */
 	const char *want_cgroup;
 	char cgroup[4096];
@@ -64,6 +82,7 @@ static struct {
 } P; /* zero-initialised on purpose: a non-zero initialiser would put its ~2.4 MB in .data */
 
 static int cg_fd = -1; /* the job cgroup, once opened */
+static struct connect_bpf *CONN; /* the loaded connect object, once pushed */
 
 static const char *const metadata_addrs[] = {"169.254.169.254", "169.254.170.2", "fd00:ec2::254"};
 
@@ -191,6 +210,9 @@ static struct entry *new_entry(char *errbuf, size_t errn)
 		return NULL;
 	}
 	memset(&P.e[P.n], 0, sizeof(P.e[0]));
+	P.e[P.n].slot = (uint16_t)P.cur_slot;
+	P.e[P.n].live = 1;
+	P.e[P.n].from_dir = P.cur_slot != 0 || P.nslots > 0;
 	return &P.e[P.n++];
 }
 
@@ -578,19 +600,17 @@ static void resolv_conf_defaults(void)
 }
 
 /* name reversed for the trie; exact names end with their NUL */
-static void name_key(struct dp_name_key *k, const char *name, int exact)
+static void name_key(struct dp_name_key *k, int slot, const char *name, int exact)
 {
 	size_t n = strlen(name);
 
 	memset(k, 0, sizeof(*k));
+	k->slot = (uint32_t)slot;
 	for (size_t i = 0; i < n; i++)
 		k->name[i] = (uint8_t)name[n - 1 - i];
-	if (exact) {
-		k->prefixlen = (uint32_t)(n + 1) * 8;
-	} else {
+	if (!exact)
 		k->name[n] = '.';
-		k->prefixlen = (uint32_t)(n + 1) * 8;
-	}
+	k->prefixlen = DP_SLOT_BITS + (uint32_t)(n + 1) * 8;
 }
 
 /* does a suffix entry's domain cover name (a strict subdomain)? */
@@ -613,7 +633,7 @@ static int name_ports(int idx, struct dp_name_val *v, char *errbuf, size_t errn)
 		const struct entry *o = &P.e[i];
 		int match;
 
-		if (o->kind == E_CIDR)
+		if (o->kind == E_CIDR || !o->live || o->slot != e->slot)
 			continue;
 		if (o->kind == e->kind && !strcmp(o->name, e->name))
 			match = 1;
@@ -648,18 +668,19 @@ static int name_ports(int idx, struct dp_name_val *v, char *errbuf, size_t errn)
 	return 0;
 }
 
-static int explicitly_allowed_name(const char *name)
+static int explicitly_allowed_name(int slot, const char *name)
 {
 	for (int i = 0; i < P.n; i++)
-		if (P.e[i].kind == E_HOST && !strcmp(P.e[i].name, name))
+		if (P.e[i].live && P.e[i].slot == slot && P.e[i].kind == E_HOST && !strcmp(P.e[i].name, name))
 			return 1;
 	return 0;
 }
 
-static int explicitly_allowed_addr(const uint8_t a[16])
+static int explicitly_allowed_addr(int slot, const uint8_t a[16])
 {
 	for (int i = 0; i < P.n; i++)
-		if (P.e[i].kind == E_CIDR && P.e[i].prefix == 128 && !memcmp(P.e[i].addr, a, 16))
+		if (P.e[i].live && P.e[i].slot == slot && P.e[i].kind == E_CIDR && P.e[i].prefix == 128 &&
+		    !memcmp(P.e[i].addr, a, 16))
 			return 1;
 	return 0;
 }
@@ -672,30 +693,30 @@ static int explicitly_allowed_addr(const uint8_t a[16])
 		}                                                                                 \
 	} while (0)
 
-int enforce_push(struct connect_bpf *conn, char *errbuf, size_t errn)
+/* the kernel entries of one slot: its allow entries, and metadata / DoH denials */
+static int push_slot(struct connect_bpf *conn, int slot, char *errbuf, size_t errn)
 {
 	int fd_any = bpf_map__fd(conn->maps.allow_any), fd_port = bpf_map__fd(conn->maps.allow_port);
 	int fd_names = bpf_map__fd(conn->maps.names), fd_deny = bpf_map__fd(conn->maps.deny_addr);
-	int fd_res = bpf_map__fd(conn->maps.resolvers), fd_ex = bpf_map__fd(conn->maps.exempt);
 	int has_names = 0;
-	uint8_t one = 1;
 
-	if (P.nres == 0)
-		resolv_conf_defaults();
 	for (int i = 0; i < P.n; i++) {
 		const struct entry *e = &P.e[i];
 		struct dp_enf_val v = {.rule = (uint16_t)(DP_R_USER + i)};
 
+		if (!e->live || e->slot != slot)
+			continue;
 		if (e->kind == E_CIDR) {
 			if (e->port) {
-				struct dp_lpm_port k = {.prefixlen = 16 + (uint32_t)e->prefix};
+				struct dp_lpm_port k = {.prefixlen = DP_SLOT_BITS + 16 + (uint32_t)e->prefix,
+							.slot = (uint32_t)slot};
 				uint16_t pbe = htons(e->port);
 
 				memcpy(k.port, &pbe, 2);
 				memcpy(k.addr, e->addr, 16);
 				PUT(fd_port, &k, &v, "allow_port");
 			} else {
-				struct dp_lpm_any k = {.prefixlen = (uint32_t)e->prefix};
+				struct dp_lpm_any k = {.prefixlen = DP_SLOT_BITS + (uint32_t)e->prefix, .slot = (uint32_t)slot};
 
 				memcpy(k.addr, e->addr, 16);
 				PUT(fd_any, &k, &v, "allow_any");
@@ -708,7 +729,7 @@ int enforce_push(struct connect_bpf *conn, char *errbuf, size_t errn)
 			nv.rule = (uint16_t)(DP_R_USER + i);
 			if (name_ports(i, &nv, errbuf, errn) < 0)
 				return -1;
-			name_key(&k, e->name, e->kind == E_HOST);
+			name_key(&k, slot, e->name, e->kind == E_HOST);
 			PUT(fd_names, &k, &nv, "names");
 			has_names = 1;
 		}
@@ -718,22 +739,18 @@ int enforce_push(struct connect_bpf *conn, char *errbuf, size_t errn)
 			 "enforce: allowed names need a sanctioned DNS resolver: none in /etc/resolv.conf, add dns-resolver IP");
 		return -1;
 	}
-	for (int i = 0; i < P.nres; i++)
-		PUT(fd_res, P.res[i], &one, "resolvers");
-	for (int i = 0; i < P.nexempt; i++)
-		PUT(fd_ex, &P.exempt[i], &one, "exempt");
 	if (!P.allow_metadata) {
 		for (size_t i = 0; i < sizeof(metadata_addrs) / sizeof(metadata_addrs[0]); i++) {
 			struct dp_enf_val v = {.rule = DP_R_METADATA};
-			uint8_t a[16];
+			struct dp_deny_key k = {.slot = (uint32_t)slot};
 			int is4;
 
-			parse_ip16(metadata_addrs[i], a, &is4);
-			PUT(fd_deny, a, &v, "deny_addr");
+			parse_ip16(metadata_addrs[i], k.addr, &is4);
+			PUT(fd_deny, &k, &v, "deny_addr");
 		}
 	}
 	for (size_t i = 0; i < sizeof(doh) / sizeof(doh[0]); i++) {
-		int name_ok = explicitly_allowed_name(doh[i].name);
+		int name_ok = explicitly_allowed_name(slot, doh[i].name);
 
 		if (!name_ok) {
 			struct dp_name_key k;
@@ -742,26 +759,384 @@ int enforce_push(struct connect_bpf *conn, char *errbuf, size_t errn)
 			memset(&nv, 0, sizeof(nv));
 			nv.rule = DP_R_DOH;
 			nv.flags = DP_NV_DENY;
-			name_key(&k, doh[i].name, 1);
+			name_key(&k, slot, doh[i].name, 1);
 			PUT(fd_names, &k, &nv, "names");
 		}
 		for (int j = 0; j < 4 && doh[i].addrs[j]; j++) {
 			struct dp_enf_val v = {.rule = DP_R_DOH};
-			uint8_t a[16];
-			int is4, res = 0;
+			struct dp_deny_key k = {.slot = (uint32_t)slot};
+			int is4;
 
-			parse_ip16(doh[i].addrs[j], a, &is4);
-			for (int r = 0; r < P.nres; r++)
-				if (!memcmp(P.res[r], a, 16))
-					res = 1;
+			parse_ip16(doh[i].addrs[j], k.addr, &is4);
 			/* a sanctioned resolver stays reachable on port 53 (judged before deny_addr) */
-			if (name_ok || explicitly_allowed_addr(a))
+			if (name_ok || explicitly_allowed_addr(slot, k.addr))
 				continue;
-			(void)res;
-			PUT(fd_deny, a, &v, "deny_addr");
+			PUT(fd_deny, &k, &v, "deny_addr");
 		}
 	}
 	return 0;
+}
+
+int enforce_push(struct connect_bpf *conn, char *errbuf, size_t errn)
+{
+	int fd_res = bpf_map__fd(conn->maps.resolvers), fd_ex = bpf_map__fd(conn->maps.exempt);
+	uint8_t one = 1;
+
+	CONN = conn;
+	if (P.nres == 0)
+		resolv_conf_defaults();
+	for (int i = 0; i < P.nres; i++)
+		PUT(fd_res, P.res[i], &one, "resolvers");
+	for (int i = 0; i < P.nexempt; i++)
+		PUT(fd_ex, &P.exempt[i], &one, "exempt");
+	if (push_slot(conn, 0, errbuf, errn) < 0)
+		return -1;
+	for (int s = 1; s < P.nslots; s++)
+		if (P.slots[s].used && push_slot(conn, s, errbuf, errn) < 0)
+			return -1;
+	for (int s = 0; s < P.nslots; s++)
+		P.slots[s].dirty = 0;
+	return 0;
+}
+
+/* ---- daemon mode: the policy directory (docs/daemon.md) ---- */
+
+/* remove every key of `slot` from a map whose keys carry the slot at byte offset off */
+static void purge_map(int fd, size_t keysz, size_t off, uint32_t slot)
+{
+	uint8_t next[sizeof(struct dp_name_key)], cur[sizeof(struct dp_name_key)];
+	uint8_t *del = NULL;
+	size_t ndel = 0, cap = 0;
+	int have = 0;
+
+	if (fd < 0 || keysz > sizeof(next))
+		return;
+	/* collect first: deleting while iterating would restart the walk */
+	while (bpf_map_get_next_key(fd, have ? cur : NULL, next) == 0) {
+		uint32_t ks;
+
+		memcpy(&ks, next + off, 4);
+		if (ks == slot) {
+			if (ndel == cap) {
+				uint8_t *n = realloc(del, (cap ? cap * 2 : 64) * keysz);
+
+				if (!n)
+					break;
+				del = n;
+				cap = cap ? cap * 2 : 64;
+			}
+			memcpy(del + ndel * keysz, next, keysz);
+			ndel++;
+		}
+		memcpy(cur, next, keysz);
+		have = 1;
+	}
+	for (size_t i = 0; i < ndel; i++)
+		bpf_map_delete_elem(fd, del + i * keysz);
+	free(del);
+}
+
+static void purge_slot(struct connect_bpf *conn, uint32_t slot)
+{
+	purge_map(bpf_map__fd(conn->maps.allow_any), sizeof(struct dp_lpm_any), offsetof(struct dp_lpm_any, slot), slot);
+	purge_map(bpf_map__fd(conn->maps.allow_port), sizeof(struct dp_lpm_port), offsetof(struct dp_lpm_port, slot), slot);
+	purge_map(bpf_map__fd(conn->maps.names), sizeof(struct dp_name_key), offsetof(struct dp_name_key, slot), slot);
+	purge_map(bpf_map__fd(conn->maps.deny_addr), sizeof(struct dp_deny_key), offsetof(struct dp_deny_key, slot), slot);
+	purge_map(bpf_map__fd(conn->maps.learned), sizeof(struct dp_learn_key), offsetof(struct dp_learn_key, slot), slot);
+}
+
+static uint64_t fnv64(const char *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)p[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+static int slot_by_rel(const char *rel)
+{
+	for (int i = 1; i < P.nslots; i++)
+		if (P.slots[i].used && !strcmp(P.slots[i].rel, rel))
+			return i;
+	return -1;
+}
+
+/* parse one policy file into P.cur_slot; only allow-* lines (the rest is host-wide) */
+static int parse_policy_file(const char *path, const char *text, char *errbuf, size_t errn)
+{
+	char *copy = strdup(text), *line, *p;
+	int lineno = 0;
+
+	if (!copy) {
+		snprintf(errbuf, errn, "%s: out of memory", path);
+		return -1;
+	}
+	/* strtok_r would skip empty lines and lose the line numbers: walk by hand */
+	for (line = copy; line; line = p) {
+		char *tok[4] = {0}, *tsave = NULL, *t, *hash, err[300];
+		int n = 0, r;
+
+		p = strchr(line, '\n');
+		if (p)
+			*p++ = 0;
+		lineno++;
+		hash = strchr(line, '#');
+		if (hash)
+			*hash = 0;
+		for (t = strtok_r(line, " \t\r", &tsave); t; t = strtok_r(NULL, " \t\r", &tsave)) {
+			if (n == 4) {
+				n++;
+				break;
+			}
+			tok[n++] = t;
+		}
+		if (n == 0)
+			continue;
+		if (n > 4 || (strcmp(tok[0], "allow-host") && strcmp(tok[0], "allow-suffix") && strcmp(tok[0], "allow-cidr"))) {
+			snprintf(errbuf, errn, "%s:%d: only allow-host, allow-suffix and allow-cidr belong in a job policy "
+				 "(resolvers, metadata and exempt pids are host-wide: the daemon's --config)", path, lineno);
+			free(copy);
+			return -1;
+		}
+		r = policy_config_line(tok, n, err, sizeof(err));
+		if (r < 0) {
+			snprintf(errbuf, errn, "%s:%d: %s", path, lineno, err);
+			free(copy);
+			return -1;
+		}
+	}
+	free(copy);
+	return 0;
+}
+
+struct found {
+	char rel[512];
+};
+
+/* every *.conf below dir (relative paths), depth-limited; -1 on a read error */
+static int find_confs(const char *dir, const char *rel, struct found *out, int *n, int max, int depth,
+		      char *errbuf, size_t errn)
+{
+	char path[4200];
+	DIR *d;
+	struct dirent *de;
+
+	snprintf(path, sizeof(path), "%s%s%s", dir, rel[0] ? "/" : "", rel);
+	d = opendir(path);
+	if (!d) {
+		snprintf(errbuf, errn, "policy directory %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while ((de = readdir(d))) {
+		char sub[600];
+		struct stat st;
+		size_t l = strlen(de->d_name);
+
+		if (de->d_name[0] == '.')
+			continue; /* also the supervisor's temporary trees */
+		snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", de->d_name);
+		snprintf(path, sizeof(path), "%s/%s", dir, sub);
+		if (stat(path, &st) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			if (depth < 8 && find_confs(dir, sub, out, n, max, depth + 1, errbuf, errn) < 0) {
+				closedir(d);
+				return -1;
+			}
+		} else if (S_ISREG(st.st_mode) && l > 5 && !strcmp(de->d_name + l - 5, ".conf")) {
+			if (*n >= max) {
+				snprintf(errbuf, errn, "policy directory %s: more than %d policies", dir, max - 1);
+				closedir(d);
+				return -1;
+			}
+			snprintf(out[(*n)++].rel, sizeof(out[0].rel), "%s", sub);
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+int enforce_load_dir(const char *dir, int *changed, char *errbuf, size_t errn)
+{
+	static struct found f[MAX_SLOTS];
+	static struct slot saved[MAX_SLOTS];
+	int nf = 0, old_n = P.n, old_nslots = P.nslots ? P.nslots : 1, nchanged = 0;
+	uint8_t live_before[MAX_ENTRIES / 8 + 1];
+
+	if (changed)
+		*changed = 0;
+	if (find_confs(dir, "", f, &nf, MAX_SLOTS, 0, errbuf, errn) < 0)
+		return -1;
+	memcpy(saved, P.slots, sizeof(saved));
+	for (int i = 0; i < P.n; i++)
+		live_before[i / 8] = (uint8_t)((live_before[i / 8] & ~(1 << (i % 8))) | (P.e[i].live << (i % 8)));
+	if (P.nslots == 0) {
+		P.nslots = 1;
+		snprintf(P.slots[0].rel, sizeof(P.slots[0].rel), "default.conf");
+		P.slots[0].used = 1;
+	}
+	for (int i = 0; i < P.nslots; i++)
+		P.slots[i].seen = 0;
+	P.slots[0].seen = 1;
+	for (int i = 0; i < nf; i++) {
+		char path[4200], *text;
+		uint64_t h;
+		int slot;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, f[i].rel);
+		text = read_file_str(path, 1 << 20);
+		if (!text) {
+			snprintf(errbuf, errn, "%s: %s", path, strerror(errno ? errno : EIO));
+			goto fail;
+		}
+		h = fnv64(text, strlen(text));
+		slot = !strcmp(f[i].rel, "default.conf") ? 0 : slot_by_rel(f[i].rel);
+		if (slot < 0) {
+			for (slot = 1; slot < P.nslots && P.slots[slot].used; slot++)
+				;
+			if (slot >= MAX_SLOTS) {
+				free(text);
+				snprintf(errbuf, errn, "policy directory %s: more than %d policies", dir, MAX_SLOTS - 1);
+				goto fail;
+			}
+			if (slot == P.nslots)
+				P.nslots++;
+			memset(&P.slots[slot], 0, sizeof(P.slots[slot]));
+			snprintf(P.slots[slot].rel, sizeof(P.slots[slot].rel), "%s", f[i].rel);
+			P.slots[slot].used = 1;
+			P.slots[slot].hash = h ^ 1; /* new: differs */
+		}
+		P.slots[slot].seen = 1;
+		if (P.slots[slot].hash != h) {
+			/* changed: the file's old entries stop counting, the new ones are appended */
+			for (int e = 0; e < old_n; e++)
+				if (P.e[e].slot == slot && P.e[e].from_dir)
+					P.e[e].live = 0;
+			P.cur_slot = slot;
+			if (parse_policy_file(path, text, errbuf, errn) < 0) {
+				free(text);
+				goto fail;
+			}
+			P.slots[slot].hash = h;
+			P.slots[slot].dirty = 1;
+			nchanged++;
+		}
+		free(text);
+	}
+	/* files gone: their slots go, and so does a default.conf that was removed */
+	for (int i = 0; i < P.nslots; i++) {
+		if (P.slots[i].seen || !P.slots[i].used)
+			continue;
+		for (int e = 0; e < old_n; e++)
+			if (P.e[e].slot == i && P.e[e].from_dir)
+				P.e[e].live = 0;
+		P.slots[i].used = 0;
+		P.slots[i].dirty = 1;
+		nchanged++;
+	}
+	{
+		int has_default = 0;
+
+		for (int i = 0; i < nf; i++)
+			if (!strcmp(f[i].rel, "default.conf"))
+				has_default = 1;
+		if (!has_default && saved[0].hash) {
+			for (int e = 0; e < old_n; e++)
+				if (P.e[e].slot == 0 && P.e[e].from_dir)
+					P.e[e].live = 0;
+			P.slots[0].hash = 0;
+			P.slots[0].dirty = 1;
+			nchanged++;
+		}
+	}
+	P.cur_slot = 0;
+	P.slots[0].used = 1;
+	if (changed)
+		*changed = nchanged;
+	return 0;
+fail:
+	/* nothing changes: the policies in force stay (a reload never fails open) */
+	P.cur_slot = 0;
+	P.n = old_n;
+	memcpy(P.slots, saved, sizeof(saved));
+	P.nslots = old_nslots;
+	for (int i = 0; i < old_n; i++)
+		P.e[i].live = (uint8_t)((live_before[i / 8] >> (i % 8)) & 1);
+	return -1;
+}
+
+int enforce_apply(char *errbuf, size_t errn)
+{
+	int rc = 0;
+
+	if (!CONN)
+		return 0;
+	for (int s = 0; s < P.nslots; s++) {
+		if (!P.slots[s].dirty)
+			continue;
+		purge_slot(CONN, (uint32_t)s);
+		if ((s == 0 || P.slots[s].used) && push_slot(CONN, s, errbuf, errn) < 0)
+			rc = -1;
+		P.slots[s].dirty = 0;
+	}
+	return rc;
+}
+
+int enforce_policies(void)
+{
+	int n = 0;
+
+	for (int s = 1; s < P.nslots; s++)
+		n += P.slots[s].used;
+	return n + (P.slots[0].hash != 0);
+}
+
+/* a path component we accept from a job's environment: no "..", no "/" in a job name */
+static int safe_rel(const char *s, int allow_slash)
+{
+	if (!s || !s[0] || s[0] == '/' || s[0] == '.')
+		return 0;
+	if (strstr(s, "/.") || strstr(s, "//") || (!allow_slash && strchr(s, '/')))
+		return 0;
+	return strlen(s) < 400;
+}
+
+int enforce_slot_for(const char *project, const char *name, const char **rel)
+{
+	char want[512];
+	int s;
+
+	if (rel)
+		*rel = "default";
+	if (!safe_rel(project, 1))
+		return 0;
+	if (safe_rel(name, 0)) {
+		snprintf(want, sizeof(want), "%s/%s.conf", project, name);
+		if ((s = slot_by_rel(want)) > 0) {
+			if (rel)
+				*rel = P.slots[s].rel;
+			return s;
+		}
+	}
+	snprintf(want, sizeof(want), "%s/default.conf", project);
+	if ((s = slot_by_rel(want)) > 0) {
+		if (rel)
+			*rel = P.slots[s].rel;
+		return s;
+	}
+	return 0;
+}
+
+int enforce_set_job(uint32_t job, int slot)
+{
+	uint32_t v = (uint32_t)slot;
+
+	if (!CONN || !job)
+		return 0;
+	if (slot == 0)
+		return bpf_map_delete_elem(bpf_map__fd(CONN->maps.job_slot), &job) < 0 && errno != ENOENT ? -1 : 0;
+	return bpf_map_update_elem(bpf_map__fd(CONN->maps.job_slot), &job, &v, BPF_ANY);
 }
 
 void enforce_json(struct sbuf *b)

@@ -39,4 +39,19 @@ const char *enforce_rule_name(uint16_t rule);
 /* JSON object describing the armed policy, for the start record / start output */
 void enforce_json(struct sbuf *b);
 
+/*
+ * Daemon mode (docs/daemon.md): policy slots from a directory of *.conf files.
+ * enforce_load_dir (re)reads DIR: unchanged files keep their slot and entries, changed ones
+ * are replaced; on any error nothing changes (-1, FILE:LINE in errbuf). *changed: slots
+ * touched. enforce_apply then replaces the kernel entries of the touched slots (after
+ * enforce_push armed the maps). enforce_slot_for: the most specific policy for a job
+ * (DIR/<project>/<name>.conf, DIR/<project>/default.conf, else 0 = default), *rel its file.
+ * enforce_set_job: job_slot[job] = slot (0 deletes).
+ */
+int enforce_load_dir(const char *dir, int *changed, char *errbuf, size_t errn);
+int enforce_apply(char *errbuf, size_t errn);
+int enforce_policies(void);
+int enforce_slot_for(const char *project, const char *name, const char **rel);
+int enforce_set_job(uint32_t job, int slot);
+
 #endif

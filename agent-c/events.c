@@ -12,6 +12,10 @@
 #include "integrity.h"
 
 struct agent_ctx G;
+struct event_hooks EH;
+
+/* the log the record being built goes to: G.out, or in daemon mode its job's (NULL: none) */
+static struct output *CUR = &G.out;
 
 const char *const stat_kind_names[SK_COUNT] = {"exec", "exit", "connect", "file", "dns", "agent"};
 
@@ -55,7 +59,11 @@ static void begin(const char *kind, const struct dp_hdr *h, uint32_t *ppid_out)
 	/* a non-leader thread (dig's isc workers, io_uring's iou-wrk) is named by its process */
 	if (h->tid != h->pid && h->pid && proc_get(h->pid, NULL, &pcomm, NULL) == 0 && pcomm[0])
 		comm = pcomm;
-	out_begin(&G.out, &line, kind, to_real(h->ts));
+	CUR = EH.route ? EH.route(h) : &G.out;
+	if (CUR)
+		out_begin(CUR, &line, kind, to_real(h->ts));
+	else
+		sb_reset(&line); /* built and dropped: no job's log takes it */
 	put_common(&line, h->pid, h->tid, ppid, h->uid, comm, sizeof(h->comm), h->cgroup, h->step);
 	if (ppid_out)
 		*ppid_out = ppid;
@@ -63,7 +71,11 @@ static void begin(const char *kind, const struct dp_hdr *h, uint32_t *ppid_out)
 
 static void commit(enum stat_kind k)
 {
-	out_commit(&G.out, &line, k);
+	if (!CUR) {
+		G.unattributed++;
+		return;
+	}
+	out_commit(CUR, &line, k);
 	G.events[k]++;
 }
 
@@ -113,6 +125,8 @@ static void on_exit_ev(const struct dp_exit *e)
 	if (sig)
 		sb_printf(&line, ",\"signal\":%u", sig);
 	commit(SK_EXIT);
+	if (EH.exit)
+		EH.exit(&e->h);
 	proc_exit(e->h.pid);
 	if (G.wait_pid && e->h.pid == G.wait_pid)
 		G.wait_exit_seen = 1;
@@ -128,6 +142,8 @@ static void on_fork(const struct dp_fork *e)
 	proc_get(e->h.pid, NULL, NULL, &fn);
 	proc_set(e->child_pid, e->h.pid, comm, fn);
 	G.forks++;
+	if (EH.fork)
+		EH.fork(&e->h, e->child_pid);
 }
 
 static void on_connect(const struct dp_connect *c)
@@ -152,6 +168,8 @@ static void on_connect(const struct dp_connect *c)
 	}
 	sb_puts(&line, ",\"ancestry\":");
 	proc_ancestry(&line, c->h.pid, ppid);
+	if (EH.deny && CUR && !c->verdict)
+		EH.deny(&c->h, CUR, line.p, line.len);
 	commit(SK_CONNECT);
 }
 
@@ -370,7 +388,7 @@ static void agent_line(const char *event, uint64_t ts)
 	char me[64];
 
 	snprintf(me, sizeof(me), "%s", PROG);
-	out_begin(&G.out, &line, "agent", ts);
+	out_begin(CUR, &line, "agent", ts);
 	put_common(&line, G.self_pid, G.self_pid, (uint32_t)getppid(), (uint32_t)getuid(), me, sizeof(me),
 		   own_cgroup_id(), 0);
 	sb_printf(&line, ",\"event\":\"%s\",\"version\":", event);
@@ -381,8 +399,14 @@ static void agent_line(const char *event, uint64_t ts)
 
 void write_agent_start(struct agent_ctx *g, const struct attach_info *ai, const char *kernel)
 {
-	(void)g;
-	agent_line("start", g->start_real_ns);
+	write_agent_start_to(&G.out, g->start_real_ns, ai, kernel, NULL);
+}
+
+void write_agent_start_to(struct output *o, uint64_t ts, const struct attach_info *ai, const char *kernel,
+			  const char *job_json)
+{
+	CUR = o;
+	agent_line("start", ts);
 	sb_puts(&line, ",\"kernel\":");
 	sb_json_cstr(&line, kernel);
 	sb_printf(&line, ",\"mode\":\"%s\",\"attach\":", G.cfg.mode == DP_MODE_ENFORCE ? "enforce" : "observe");
@@ -397,58 +421,74 @@ void write_agent_start(struct agent_ctx *g, const struct attach_info *ai, const 
 	else
 		sb_puts(&line, "null");
 	sb_printf(&line, ",\"ringbuf_mb\":%u", G.cfg.ringbuf_mb);
-	steps_start_json(&G.cfg, &line);
+	steps_start_json(&G.cfg, &line, job_json != NULL);
+	if (job_json)
+		sb_puts(&line, job_json); /* daemon mode: ,"job":{..},"ci":{..} */
 	commit(SK_AGENT);
-	out_flush(&G.out);
+	out_flush(CUR);
+	CUR = &G.out;
 }
 
 /* {"events":{..},"lost":{..},"duration_s":..,"log_sha256":..,"complete":true} body, without braces */
-static void stats_body(struct sbuf *b, const uint64_t drops[DP_KIND_MAX], const char *sha, double dur)
+static void stats_body(struct sbuf *b, const struct output *o, const uint64_t drops[DP_KIND_MAX], const char *sha,
+		       double dur)
 {
 	sb_puts(b, "\"events\":{");
 	for (int k = 0; k < SK_COUNT; k++)
-		sb_printf(b, "%s\"%s\":%llu", k ? "," : "", stat_kind_names[k],
-			  (unsigned long long)G.out.kind_written[k]);
-	if (G.out.kind_written[SK_COUNT]) /* tamper lines (agent-c/integrity.c) */
-		sb_printf(b, ",\"tamper\":%llu", (unsigned long long)G.out.kind_written[SK_COUNT]);
+		sb_printf(b, "%s\"%s\":%llu", k ? "," : "", stat_kind_names[k], (unsigned long long)o->kind_written[k]);
+	if (o->kind_written[SK_COUNT]) /* tamper lines (agent-c/integrity.c) */
+		sb_printf(b, ",\"tamper\":%llu", (unsigned long long)o->kind_written[SK_COUNT]);
 	sb_printf(b,
 		  "},\"lost\":{\"exec\":%llu,\"exit\":%llu,\"fork\":%llu,\"connect\":%llu,\"file\":%llu,\"dns\":%llu,"
 		  "\"write\":%llu}",
 		  (unsigned long long)drops[DP_EXEC], (unsigned long long)drops[DP_EXIT], (unsigned long long)drops[DP_FORK],
 		  (unsigned long long)drops[DP_CONNECT], (unsigned long long)drops[DP_FILE],
-		  (unsigned long long)(drops[DP_DNS_LIBC] + drops[DP_DNS_PKT]), (unsigned long long)G.out.lost_lines);
+		  (unsigned long long)(drops[DP_DNS_LIBC] + drops[DP_DNS_PKT]), (unsigned long long)o->lost_lines);
 	sb_printf(b, ",\"duration_s\":%.3f,\"log_sha256\":\"%s\",\"complete\":true", dur, sha);
-	sb_printf(b, ",\"log_intact\":%s", integrity_log_intact() ? "true" : "false");
-	if (!integrity_log_intact())
-		sb_puts(b, ",\"reason\":\"log-modified: the log file on disk is not what the agent wrote\"");
+	/* the integrity checks watch the agent's own log; a daemon's job logs are sealed by the hash */
+	if (o == &G.out) {
+		sb_printf(b, ",\"log_intact\":%s", integrity_log_intact() ? "true" : "false");
+		if (!integrity_log_intact())
+			sb_puts(b, ",\"reason\":\"log-modified: the log file on disk is not what the agent wrote\"");
+	}
 	sb_printf(b, ",\"forks\":%llu,\"file_filtered\":%llu,\"dns_unparsed\":%llu", (unsigned long long)G.forks,
 		  (unsigned long long)G.file_filtered, (unsigned long long)G.dns_unparsed);
 }
 
 void write_agent_stop(struct agent_ctx *g, const uint64_t drops[DP_KIND_MAX], struct sbuf *statsb)
 {
+	write_agent_stop_to(&G.out, g->start_real_ns, drops, NULL, statsb);
+}
+
+void write_agent_stop_to(struct output *o, uint64_t start_real_ns, const uint64_t drops[DP_KIND_MAX],
+			 const char *job_json, struct sbuf *statsb)
+{
 	char sha[65];
-	double dur = (double)(now_realtime_ns() - g->start_real_ns) / 1e9;
+	double dur = (double)(now_realtime_ns() - start_real_ns) / 1e9;
 	uint64_t lost_before;
 	struct sbuf body;
 
-	out_flush(&G.out);
-	out_sha_hex(&G.out, sha);
+	CUR = o;
+	out_flush(o);
+	out_sha_hex(o, sha);
 	sb_init(&body);
-	stats_body(&body, drops, sha, dur);
+	stats_body(&body, o, drops, sha, dur);
 	agent_line("stop", now_realtime_ns());
 	sb_putc(&line, ',');
 	sb_put(&line, body.p, body.len);
+	if (job_json)
+		sb_puts(&line, job_json);
 	commit(SK_AGENT);
-	lost_before = G.out.lost_lines;
-	out_flush(&G.out);
+	lost_before = o->lost_lines;
+	out_flush(o);
+	CUR = &G.out;
 	if (statsb) {
 		/* the same figures as the stop record */
 		sb_puts(statsb, "{\"running\":false,\"log\":");
-		sb_json_cstr(statsb, G.out.path);
+		sb_json_cstr(statsb, o->path);
 		sb_putc(statsb, ',');
 		sb_put(statsb, body.p, body.len);
-		sb_printf(statsb, ",\"stop_record_written\":%s", G.out.lost_lines != lost_before ? "false" : "true");
+		sb_printf(statsb, ",\"stop_record_written\":%s", o->lost_lines != lost_before ? "false" : "true");
 		sb_putc(statsb, '}');
 	}
 	sb_free(&body);

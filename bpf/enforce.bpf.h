@@ -46,13 +46,28 @@ struct {
 	__type(value, struct dp_enf_val);
 } learned SEC(".maps");
 
-/* always-denied addresses (metadata, DoH) -> rule */
+/* always-denied addresses (metadata, DoH) of a slot -> rule */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 256);
-	__type(key, __u8[16]);
+	__uint(max_entries, 8192);
+	__type(key, struct dp_deny_key);
 	__type(value, struct dp_enf_val);
 } deny_addr SEC(".maps");
+
+/* daemon mode: job id -> policy slot (missing: slot 0) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} job_slot SEC(".maps");
+
+static __always_inline __u32 slot_of_job(__u32 job)
+{
+	__u32 *s = job ? bpf_map_lookup_elem(&job_slot, &job) : 0;
+
+	return s ? *s : 0;
+}
 
 /* sanctioned DNS resolvers */
 struct {
@@ -72,7 +87,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 16384);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct dp_name_key);
 	__type(value, struct dp_name_val);
@@ -148,7 +163,9 @@ static __always_inline int enf_judge(const __u8 a[16], __u16 port_be, __u32 tgid
 	struct dp_lpm_port kp = {};
 	struct dp_lpm_any ka = {};
 	struct dp_learn_key kl = {};
+	struct dp_deny_key kd = {};
 	__u16 port = bpf_ntohs(port_be);
+	__u32 slot = slot_of_job(job_of(tgid));
 
 	if (bpf_map_lookup_elem(&exempt, &tgid)) {
 		*rule = DP_R_EXEMPT_PID;
@@ -166,13 +183,16 @@ static __always_inline int enf_judge(const __u8 a[16], __u16 port_be, __u32 tgid
 		*rule = DP_R_DNS_RESOLVER;
 		return 0;
 	}
-	v = bpf_map_lookup_elem(&deny_addr, a);
+	kd.slot = slot;
+	__builtin_memcpy(kd.addr, a, 16);
+	v = bpf_map_lookup_elem(&deny_addr, &kd);
 	if (v) {
 		*rule = v->rule;
 		return 0;
 	}
 	/* a rule naming this very port */
-	kp.prefixlen = 16 + 128;
+	kp.prefixlen = DP_SLOT_BITS + 16 + 128;
+	kp.slot = slot;
 	__builtin_memcpy(kp.port, &port_be, 2);
 	__builtin_memcpy(kp.addr, a, 16);
 	v = bpf_map_lookup_elem(&allow_port, &kp);
@@ -182,6 +202,7 @@ static __always_inline int enf_judge(const __u8 a[16], __u16 port_be, __u32 tgid
 	}
 	__builtin_memcpy(kl.addr, a, 16);
 	kl.port = port;
+	kl.slot = slot;
 	v = bpf_map_lookup_elem(&learned, &kl);
 	if (v) {
 		*rule = v->rule;
@@ -192,7 +213,8 @@ static __always_inline int enf_judge(const __u8 a[16], __u16 port_be, __u32 tgid
 		*rule = DP_R_DOT;
 		return 0;
 	}
-	ka.prefixlen = 128;
+	ka.prefixlen = DP_SLOT_BITS + 128;
+	ka.slot = slot;
 	__builtin_memcpy(ka.addr, a, 16);
 	v = bpf_map_lookup_elem(&allow_any, &ka);
 	if (v) {
@@ -275,12 +297,13 @@ static __always_inline void enf_stat(int which)
 		st->dns_other++;
 }
 
-static __always_inline void learn(const __u8 a[16], const struct dp_name_val *nv)
+static __always_inline void learn(const __u8 a[16], const struct dp_name_val *nv, __u32 slot)
 {
 	struct dp_learn_key k = {};
 	struct dp_enf_val v = {.rule = nv->rule};
 	__u32 n = nv->nports;
 
+	k.slot = slot;
 	__builtin_memcpy(k.addr, a, 16);
 	if (nv->flags & DP_NV_ANY) {
 		k.port = 0;
@@ -303,7 +326,7 @@ static __always_inline void learn(const __u8 a[16], const struct dp_name_val *nv
 struct ans_ctx {
 	__u32 len;
 	__u32 ancount;
-	__u32 pad;
+	__u32 slot;
 	struct dp_name_val val;
 };
 
@@ -357,11 +380,11 @@ static long answer_cb(__u64 i, void *data)
 		a[13] = sb(s, p + 1);
 		a[14] = sb(s, p + 2);
 		a[15] = sb(s, p + 3);
-		learn(a, &ac->val);
+		learn(a, &ac->val, ac->slot);
 	} else if (type == 28 && rdlen == 16) {
 		for (j = 0; j < 16; j++)
 			a[j] = sb(s, p + j);
-		learn(a, &ac->val);
+		learn(a, &ac->val, ac->slot);
 	}
 	*(volatile __u32 *)&s->p = p + rdlen;
 	return 0;
@@ -372,8 +395,10 @@ int dp_enf_dns(struct __sk_buff *skb)
 {
 	struct enf_scratch *s;
 	struct dp_name_val *nv, val;
+	struct dp_sock_owner *o;
 	__u8 proto, saddr[16] = {};
-	__u32 off, plen, zero = 0, len, p, next, n, i, ancount, done;
+	__u32 off, plen, zero = 0, len, p, next, n, i, ancount, done, slot;
+	__u64 cookie;
 	struct {
 		__u16 sport;
 		__u16 dport;
@@ -415,6 +440,10 @@ int dp_enf_dns(struct __sk_buff *skb)
 	/* only answers from a sanctioned resolver teach us anything */
 	if (!bpf_map_lookup_elem(&resolvers, saddr))
 		return 1;
+	/* the policy of the job that asked: the socket's owner (recorded at connect / sendmsg) */
+	cookie = bpf_get_socket_cookie(skb);
+	o = cookie ? bpf_map_lookup_elem(&sock_owner, &cookie) : 0;
+	slot = slot_of_job(o ? o->job : 0);
 	off += proto == IPPROTO_TCP ? (l4.doff_res >> 4) * 4 + 2 : 8;  /* TCP: 2-byte length prefix */
 	if (skb->len <= off + 12)
 		return 1;
@@ -480,7 +509,8 @@ int dp_enf_dns(struct __sk_buff *skb)
 			break;
 		s->key.name[i & (DP_ENF_NAME - 1)] = s->dotted[(n - 1 - i) & (DP_ENF_NAME - 1)];
 	}
-	s->key.prefixlen = DP_ENF_NAME * 8;
+	s->key.prefixlen = DP_SLOT_BITS + DP_ENF_NAME * 8;
+	s->key.slot = slot;
 	nv = bpf_map_lookup_elem(&names, &s->key);
 	if (!nv || (nv->flags & DP_NV_DENY)) {
 		enf_stat(3);
@@ -492,7 +522,7 @@ int dp_enf_dns(struct __sk_buff *skb)
 
 	/* answers: every A / AAAA (the chain of CNAMEs answers the allowed question) */
 	{
-		struct ans_ctx ac = {.len = len, .ancount = ancount};
+		struct ans_ctx ac = {.len = len, .ancount = ancount, .slot = slot};
 
 		s->p = p;
 

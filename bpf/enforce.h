@@ -29,16 +29,33 @@
 #define DP_ENF_PORTS  8    /* ports per name entry */
 #define DP_ENF_BUF    512  /* DNS payload bytes parsed in the kernel */
 
-/* LPM trie allow_any: address prefix, any port. prefixlen in bits over addr (IPv4: 96 + n) */
+/*
+ * Policy slots: every allow / deny entry, learned address and name carries the slot of the
+ * policy it belongs to. A single-job agent has one policy, slot 0. In daemon mode each
+ * policy file is a slot and job_slot maps a job id to its slot (missing: 0, the default).
+ * In the tries the slot comes first and always matches in full (32 bits of the prefix).
+ */
+#define DP_SLOT_BITS 32
+
+/* LPM trie allow_any: slot, address prefix, any port. prefixlen = 32 + address bits (IPv4: 96 + n) */
 struct dp_lpm_any {
 	__u32 prefixlen;
+	__u32 slot;
 	__u8 addr[16];
 };
 
-/* LPM trie allow_port: port (network order) then address; prefixlen = 16 + address bits */
+/* LPM trie allow_port: slot, port (network order), address; prefixlen = 32 + 16 + address bits */
 struct dp_lpm_port {
 	__u32 prefixlen;
+	__u32 slot;
 	__u8 port[2];
+	__u8 addr[16];
+	__u8 pad[2];
+};
+
+/* hash deny_addr: always-denied addresses (metadata, DoH) of a slot */
+struct dp_deny_key {
+	__u32 slot;
 	__u8 addr[16];
 };
 
@@ -52,6 +69,7 @@ struct dp_learn_key {
 	__u8 addr[16];
 	__u16 port;        /* host order */
 	__u16 pad;
+	__u32 slot;
 };
 
 /*
@@ -62,7 +80,8 @@ struct dp_learn_key {
  * "badexample.com"). Lookups use the whole key; the longest match decides.
  */
 struct dp_name_key {
-	__u32 prefixlen;
+	__u32 prefixlen;   /* 32 (the slot) + name bits */
+	__u32 slot;
 	__u8 name[DP_ENF_NAME];
 };
 
