@@ -255,6 +255,56 @@ static void stats_json(struct sbuf *b, struct session *s)
 		  (double)(now_realtime_ns() - G.start_real_ns) / 1e9);
 }
 
+/* ---------- the session, for daemon mode (agent-c/daemon.c) ---------- */
+
+static struct prep daemon_prep;
+static struct session daemon_sess;
+
+int agent_preflight(struct opts *o)
+{
+	return preflight(o, &daemon_prep, 1);
+}
+
+struct session *agent_session_start(char *err, size_t errn)
+{
+	/* held by fd like `run`: see docs/daemon.md on what a crash means */
+	return session_start(&daemon_sess, &daemon_prep, 0, err, errn) < 0 ? NULL : &daemon_sess;
+}
+
+void agent_session_poll(struct session *s, int timeout_ms)
+{
+	ring_buffer__poll(s->rb, timeout_ms);
+	ring_buffer__consume(s->rb);
+	integrity_tick(s->bpf);
+}
+
+void agent_session_drain(struct session *s)
+{
+	ring_buffer__consume(s->rb);
+	bpf_flush_pending(s->bpf);
+	ring_buffer__consume(s->rb);
+}
+
+void agent_session_drops(struct session *s, uint64_t drops[DP_KIND_MAX])
+{
+	bpf_read_drops(s->bpf, drops);
+}
+
+const struct attach_info *agent_session_attach(struct session *s)
+{
+	return &s->ai;
+}
+
+const char *agent_session_kernel(struct session *s)
+{
+	return s->kernel;
+}
+
+void agent_session_stop(struct session *s)
+{
+	session_stop(s, NULL);
+}
+
 /* ---------- probe ---------- */
 
 int cmd_probe(struct opts *o)

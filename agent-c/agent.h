@@ -96,6 +96,7 @@ struct config {
 	int daemon;            /* set by `daemon`: job markers are pushed to the kernel */
 	int njob_markers;      /* job-marker lines (0: DPNDNCY_JOB) */
 	char job_markers[DP_JOB_MARKERS][DP_STEP_NAME];
+	char job_platform[DP_JOB_MARKERS][40];  /* job-marker NAME PLATFORM: the start record's ci.platform */
 	int nid_project, nid_name;  /* job-identity project|name VAR (0: DPNDNCY_PROJECT / DPNDNCY_JOB_NAME) */
 	char id_project[8][64], id_name[8][64];
 };
@@ -257,6 +258,9 @@ struct opts {
 	const char *mode;
 	const char *file_hook;
 	const char *cgroup;      /* start --mode enforce: the cgroup to enforce on */
+	const char *jobs_dir;    /* daemon */
+	const char *policy_dir;  /* daemon, enforce */
+	const char *job_idle;    /* daemon: seconds */
 	char **cmd;
 	int foreground;
 };
@@ -265,5 +269,18 @@ int cmd_run(struct opts *o);
 int cmd_start(struct opts *o);
 int cmd_stop(struct opts *o);
 int cmd_status(struct opts *o);
+int cmd_daemon(struct opts *o);   /* agent-c/daemon.c */
+
+/* the session of `run`, for daemon mode: checks (config loaded into G.cfg), then attach */
+struct session;
+int agent_preflight(struct opts *o);
+struct session *agent_session_start(char *err, size_t errn);
+/* drain the ring buffer (timeout ms), tamper checks; 0 */
+void agent_session_poll(struct session *s, int timeout_ms);
+void agent_session_drain(struct session *s);
+void agent_session_drops(struct session *s, uint64_t drops[DP_KIND_MAX]);
+const struct attach_info *agent_session_attach(struct session *s);
+const char *agent_session_kernel(struct session *s);
+void agent_session_stop(struct session *s);
 
 #endif

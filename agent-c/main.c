@@ -16,6 +16,7 @@ static const char usage_main[] =
 	"  start --log FILE             trace in the background until `stop`\n"
 	"  stop                         stop the background agent, print statistics (JSON)\n"
 	"  status                       is an agent running, since when, counters (JSON)\n"
+	"  daemon --jobs-dir DIR        watch every CI job on the host, one log per job\n"
 	"\n"
 	"  --help, --version            on every command\n"
 	"Run `" PROG " <command> --help` for its options.\n";
@@ -59,7 +60,20 @@ static const char usage_status[] =
 	"usage: " PROG " status [--state-dir DIR]\n"
 	"Prints {\"running\":..,\"pid\":..,\"since\":..,\"counters\":{..}}.\n";
 
-enum { O_LOG = 1, O_STATE = 2, O_MODE = 4, O_CONFIG = 8, O_FILEHOOK = 16, O_CMD = 32, O_CGROUP = 64 };
+static const char usage_daemon[] =
+	"usage: " PROG " daemon --jobs-dir DIR [--mode observe|enforce] [--cgroup PATH] [--policy-dir DIR]\n"
+	"                      [--job-idle SECONDS] [--config FILE] [--file-hook H]\n"
+	"Watch every CI job on this host (docs/daemon.md): one log per job in --jobs-dir, named by\n"
+	"the job-marker variables of the config (default DPNDNCY_JOB); a control stream of JSON lines\n"
+	"on stdout. Runs in the foreground until SIGTERM/SIGINT; SIGHUP reloads --policy-dir.\n"
+	"  --jobs-dir DIR    job logs (and the daemon's own log, daemon-*.ndjson)\n"
+	"  --mode MODE       observe (default) or enforce: each job's policy, on --cgroup PATH\n"
+	"  --cgroup PATH     enforce: the cgroup the jobs run under (never a cgroup v2 root)\n"
+	"  --policy-dir DIR  enforce: default.conf, <project>/default.conf, <project>/<job>.conf\n"
+	"  --job-idle S      a job ends S seconds after its last process (default 10)\n";
+
+enum { O_LOG = 1, O_STATE = 2, O_MODE = 4, O_CONFIG = 8, O_FILEHOOK = 16, O_CMD = 32, O_CGROUP = 64,
+       O_DAEMON = 128 };
 
 static void version(void)
 {
@@ -115,6 +129,15 @@ static int parse(int argc, char **argv, unsigned allowed, const char *cmd, const
 		} else if (!strcmp(a, "--cgroup")) {
 			dst = &o->cgroup;
 			need = O_CGROUP;
+		} else if (!strcmp(a, "--jobs-dir")) {
+			dst = &o->jobs_dir;
+			need = O_DAEMON;
+		} else if (!strcmp(a, "--policy-dir")) {
+			dst = &o->policy_dir;
+			need = O_DAEMON;
+		} else if (!strcmp(a, "--job-idle")) {
+			dst = &o->job_idle;
+			need = O_DAEMON;
 		}
 		if (!dst || !(allowed & need)) {
 			err_msg("%s: unknown option '%s' (see %s %s --help)", cmd, a, PROG, cmd);
@@ -178,6 +201,11 @@ int main(int argc, char **argv)
 		rc = parse(argc - 2, argv + 2, O_STATE, cmd, usage_status, &o, &done);
 		return rc || done ? rc : cmd_status(&o);
 	}
-	err_msg("unknown command '%s' (probe, run, start, stop, status; see %s --help)", cmd, PROG);
+	if (!strcmp(cmd, "daemon")) {
+		rc = parse(argc - 2, argv + 2, O_MODE | O_CONFIG | O_FILEHOOK | O_CGROUP | O_DAEMON, cmd, usage_daemon, &o,
+			   &done);
+		return rc || done ? rc : cmd_daemon(&o);
+	}
+	err_msg("unknown command '%s' (probe, run, start, stop, status, daemon; see %s --help)", cmd, PROG);
 	return EX_USAGE;
 }

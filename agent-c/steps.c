@@ -246,10 +246,11 @@ int steps_config_line(struct config *c, const char *line, const char *path, int 
 		return 1;
 	}
 	if (strncmp(p, "job-marker", 10) == 0 && (p[10] == ' ' || p[10] == '\t' || p[10] == '\n' || !p[10])) {
-		char name[128] = "", extra[8] = "";
+		char name[128] = "", plat[40] = "", extra[8] = "";
+		int nt = sscanf(p + 10, "%127s %39s %7s", name, plat, extra);
 
-		if (sscanf(p + 10, "%127s %7s", name, extra) != 1 || name[0] == '#' || !valid_var_name(name)) {
-			snprintf(errbuf, errn, "%s:%d: job-marker needs one environment variable name ([A-Za-z_][A-Za-z0-9_]*, at most %d bytes)",
+		if (nt < 1 || nt > 2 || name[0] == '#' || !valid_var_name(name) || (nt == 2 && !valid_var_name(plat))) {
+			snprintf(errbuf, errn, "%s:%d: job-marker needs an environment variable name ([A-Za-z_][A-Za-z0-9_]*, at most %d bytes) and optionally the platform it belongs to",
 				 path, lineno, DP_STEP_NAME - 2);
 			return -1;
 		}
@@ -262,6 +263,7 @@ int steps_config_line(struct config *c, const char *line, const char *path, int 
 			snprintf(errbuf, errn, "%s:%d: at most %d job-marker lines", path, lineno, DP_JOB_MARKERS);
 			return -1;
 		}
+		snprintf(c->job_platform[c->njob_markers], sizeof(c->job_platform[0]), "%s", nt == 2 ? plat : "");
 		snprintf(c->job_markers[c->njob_markers++], DP_STEP_NAME, "%s", name);
 		return 1;
 	}
