@@ -300,3 +300,94 @@ export function detectPlatform(env: Env, host: HostFacts = {}): Detection {
     alsoMatched: matched.slice(1).map((p) => p.id),
   };
 }
+
+/**
+ * Daemon mode (docs/daemon.md): how one host-wide agent tells jobs apart. `marker` is an
+ * environment variable whose value is unique per job (the kernel keys the job by `NAME=value`);
+ * `project` and `name` are the variables the agent reads from a job's process to pick its
+ * policy (first present wins). Only platforms whose runners set a per-job unique value are
+ * here; their step markers (from PLATFORMS) come with them.
+ */
+export interface JobMarkerSpec {
+  platform: PlatformId;
+  marker: string;
+  project: readonly string[];
+  name: readonly string[];
+}
+
+/**
+ * Every per-job unique variable we know, in priority order. The agent holds at most 4 job
+ * markers (agent-c/daemon.c), so the supervisor uses DEFAULT_JOB_MARKERS unless daemon.yml
+ * names others (`jobMarkers`). Of the other platforms in PLATFORMS: Jenkins' BUILD_TAG is
+ * unique per build (one build may span nodes), Azure's SYSTEM_JOBID per job attempt, CircleCI's
+ * CIRCLE_WORKFLOW_JOB_ID per job (CIRCLE_BUILD_NUM is only per project), Bitbucket's
+ * BITBUCKET_STEP_UUID per step (a step is Bitbucket's job); Drone has no per-job unique value
+ * (DRONE_BUILD_NUMBER is per repository) and Tekton sets no variables at all (a TaskRun is its
+ * pod: attribute it by container, not by marker).
+ */
+export const JOB_MARKERS: readonly JobMarkerSpec[] = [
+  {
+    platform: "gitlab",
+    marker: "CI_JOB_ID",
+    project: ["CI_PROJECT_PATH"],
+    name: ["CI_JOB_NAME"],
+  },
+  {
+    // The runner worker sets it on every process of a job (it finds the job's orphans by it).
+    platform: "github",
+    marker: "RUNNER_TRACKING_ID",
+    project: ["GITHUB_REPOSITORY"],
+    name: ["GITHUB_JOB"],
+  },
+  {
+    platform: "buildkite",
+    marker: "BUILDKITE_JOB_ID",
+    project: ["BUILDKITE_PIPELINE_SLUG"],
+    name: ["BUILDKITE_STEP_KEY", "BUILDKITE_LABEL"],
+  },
+  {
+    // Set by hand (or a wrapper) where no platform marker exists; last, so a CI variable a job
+    // defines cannot move it into another job's log.
+    platform: "local",
+    marker: "DPNDNCY_JOB",
+    project: ["DPNDNCY_PROJECT"],
+    name: ["DPNDNCY_JOB_NAME"],
+  },
+  {
+    platform: "jenkins",
+    marker: "BUILD_TAG",
+    project: ["JOB_NAME"],
+    name: ["STAGE_NAME"],
+  },
+  {
+    platform: "azure",
+    marker: "SYSTEM_JOBID",
+    project: ["BUILD_REPOSITORY_NAME"],
+    name: ["SYSTEM_JOBDISPLAYNAME", "AGENT_JOBNAME"],
+  },
+  {
+    platform: "circleci",
+    marker: "CIRCLE_WORKFLOW_JOB_ID",
+    project: ["CIRCLE_PROJECT_REPONAME"],
+    name: ["CIRCLE_JOB"],
+  },
+  {
+    platform: "bitbucket",
+    marker: "BITBUCKET_STEP_UUID",
+    project: ["BITBUCKET_REPO_FULL_NAME"],
+    name: [],
+  },
+];
+
+/** The job markers a daemon uses unless configured otherwise: GitLab, GitHub, Buildkite, DPNDNCY_JOB. */
+export const DEFAULT_JOB_MARKERS: readonly string[] = [
+  "CI_JOB_ID",
+  "RUNNER_TRACKING_ID",
+  "BUILDKITE_JOB_ID",
+  "DPNDNCY_JOB",
+];
+
+/** The step markers of a platform (LOCAL's DPNDNCY_STEP for "local"). */
+export function stepMarkersOf(platform: PlatformId): readonly string[] {
+  return PLATFORMS.find((p) => p.id === platform)?.step.markers ?? LOCAL.markers;
+}
