@@ -196,10 +196,12 @@ describe("deploy/systemd/daemon.yml", () => {
   const cfg = parse(readFileSync(DAEMON_YML, "utf8")) as Record<string, unknown>;
 
   it("puts job logs in the unit's StateDirectory and names the installed agent", () => {
-    expect(cfg.jobsDir).toBe("/var/lib/dpndncy/jobs");
+    expect(cfg.jobsDir).toBe(`/var/lib/${one("Service.StateDirectory")}/jobs`);
     expect(cfg.agent).toBe("/usr/local/lib/dpndncy/dpndncy-agent");
     expect(cfg.mode).toBe("observe");
     expect(cfg.policyDir).toBe("/etc/dpndncy/policies");
+    // the compiled policies live in the unit's RuntimeDirectory
+    expect(cfg.stateDir).toBe(`/run/${one("Service.RuntimeDirectory")}`);
     expect((cfg.metrics as { listen: string }).listen).toBe("127.0.0.1:9464");
     expect(cfg.signing).toEqual({ key: "/etc/dpndncy/signing-key.pem" });
   });
