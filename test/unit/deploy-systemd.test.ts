@@ -76,7 +76,7 @@ function makeRoot(unitBody: string): string {
   // systemd's own units (targets, sys-kernel-tracing.mount) from the package on this machine
   for (const src of ["/usr/lib/systemd/system", "/lib/systemd/system"]) {
     if (existsSync(src)) {
-      cpSync(src, join(dir, "usr/lib/systemd/system"), { recursive: true, dereference: true });
+      cpSync(src, join(dir, "usr/lib/systemd/system"), { recursive: true, verbatimSymlinks: true });
       break;
     }
   }
