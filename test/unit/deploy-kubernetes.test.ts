@@ -10,6 +10,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
+import { parseDaemonConfig } from "../../src/daemon/config.js";
 import { parsePolicy } from "../../src/policy/load.js";
 import { validateDaemonYml } from "../support/daemon-schema.js";
 import { type Manifest, schemaErrors, strictFieldErrors } from "../support/k8s-validate.js";
@@ -259,6 +260,12 @@ describe("deploy/kubernetes/base: daemon.yml and the default policy", () => {
     expect(validateDaemonYml(DAEMON_SCHEMA, daemon)).toEqual([]);
   });
 
+  it("daemon.yml is accepted by the supervisor's own loader (src/daemon/config.ts)", () => {
+    const c = parseDaemonConfig(cm.data["daemon.yml"], "/etc/dpndncy/daemon.yml");
+    expect(c.mode).toBe("observe");
+    expect(c.signing).toBeUndefined();
+  });
+
   it("the default policy loads as a dpndncy policy and is the systemd example's", () => {
     const text = cm.data["default.yml"] as string;
     expect(parsePolicy(text, "default.yml").allow.length).toBeGreaterThan(0);
@@ -279,6 +286,14 @@ describe("deploy/kubernetes/examples: signing overlays", () => {
 
     it(`${name}: its patches name only fields the Kubernetes API knows`, () => {
       expect(strictFieldErrors(overlayPatches(dir), { partial: true })).toEqual([]);
+    });
+
+    it(`${name}: daemon.yml is accepted by the supervisor's loader`, () => {
+      const c = parseDaemonConfig(
+        readFileSync(join(dir, "daemon.yml"), "utf8"),
+        "/etc/dpndncy/daemon.yml",
+      );
+      expect(c.signing?.kind).toBe(name === "keyless" ? "keyless" : "key");
     });
 
     it.skipIf(!existsSync(DAEMON_SCHEMA))(`${name}: daemon.yml is valid against the schema`, () => {

@@ -23,6 +23,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { parseDaemonConfig } from "../../src/daemon/config.js";
 import { validateDaemonYml } from "../support/daemon-schema.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -204,6 +205,12 @@ describe("deploy/systemd/daemon.yml", () => {
     expect(cfg.stateDir).toBe(`/run/${one("Service.RuntimeDirectory")}`);
     expect((cfg.metrics as { listen: string }).listen).toBe("127.0.0.1:9464");
     expect(cfg.signing).toEqual({ key: "/etc/dpndncy/signing-key.pem" });
+  });
+
+  it("is accepted by the supervisor's own loader (src/daemon/config.ts)", () => {
+    const c = parseDaemonConfig(readFileSync(DAEMON_YML, "utf8"), "/etc/dpndncy/daemon.yml");
+    expect(c.jobsDir).toBe("/var/lib/dpndncy/jobs");
+    expect(c.signing).toEqual({ kind: "key", key: "/etc/dpndncy/signing-key.pem" });
   });
 
   // schema/daemon.v1.json belongs to the supervisor; skipped (and reported so) until it exists
