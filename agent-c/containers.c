@@ -1,19 +1,536 @@
-/* Containers: see containers.h. */
+/*
+ * Containers.
+ *
+ * 1. Attribution. Every record header carries the cgroup v2 id of the task, which is the inode
+ *    number of its cgroup directory. The id is resolved to a path by walking the cgroup2 mount
+ *    (at most once a second: new cgroups appear all the time) and the path is parsed for the
+ *    container runtime, the container id and the Kubernetes pod uid. Results, "not a container"
+ *    included, are cached (set-associative, bounded, least recently used evicted). A miss that
+ *    may not walk yet is answered "not a container" for now; when it was an exec record's, the
+ *    process's /proc/<pid>/cgroup resolves it right after, so its later records are attributed.
+ *
+ * 2. Container libcs. The getaddrinfo uprobes attached at start sit on the host's libc files;
+ *    a container has its own libc (another inode) that they do not see. On every exec the
+ *    process's mount namespace and root are compared with those already handled; a new root
+ *    that is not the host's (pid 1's) is searched for glibc and musl, each new libc file (by
+ *    st_dev/st_ino, the host's included) gets the probes too, up to MAX_CONTAINER_LIBCS.
+ *    Whatever cannot be probed (static binaries, no libc found, the cap) is still covered by
+ *    the packet-level DNS hook on the cgroup v2 root.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/openat2.h>
+
 #include "containers.h"
+
+/* ---------- the path parser (pure) ---------- */
+
+static int is_hex64(const char *s, size_t n)
+{
+	if (n != 64)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* a pod uid: hex digits and dashes ('_' in systemd slice names), 32..36 of them
+ * (36: a UUID; 32: a static pod's hash) */
+static int pod_uid(const char *s, size_t n, char out[37])
+{
+	if (n < 32 || n > 36)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i] == '_' ? '-' : s[i];
+
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || c == '-'))
+			return 0;
+		out[i] = c;
+	}
+	out[n] = 0;
+	return 1;
+}
+
+static int has_prefix(const char *s, size_t n, const char *p, size_t *pl)
+{
+	*pl = strlen(p);
+	return n >= *pl && memcmp(s, p, *pl) == 0;
+}
+
+static int has_suffix(const char *s, size_t n, const char *x)
+{
+	size_t xl = strlen(x);
+
+	return n >= xl && memcmp(s + n - xl, x, xl) == 0;
+}
+
+/* systemd driver: <prefix><64 hex>.scope (cgroupfs: <prefix><64 hex>) */
+static const struct {
+	const char *prefix, *runtime;
+} scopes[] = {
+	{"docker-", "docker"},
+	{"cri-containerd-", "containerd"},
+	{"crio-", "cri-o"},
+	{"libpod-", "podman"},
+};
+
+int container_parse(const char *path, struct container_info *ci)
+{
+	const char *p = path, *prev = NULL;
+	size_t prevn = 0;
+	int kube = 0, found = 0;
+
+	memset(ci, 0, sizeof(*ci));
+	while (*p) {
+		const char *c;
+		size_t n, pl;
+		char uid[37];
+
+		while (*p == '/')
+			p++;
+		c = p;
+		while (*p && *p != '/')
+			p++;
+		n = (size_t)(p - c);
+		if (!n)
+			break;
+		/* Kubernetes: the pod slice (systemd) or pod directory (cgroupfs) */
+		if (n == 8 && memcmp(c, "kubepods", 8) == 0) {
+			kube = 1;
+		} else if (has_prefix(c, n, "kubepods", &pl) && has_suffix(c, n, ".slice")) {
+			const char *q = c + pl;
+			size_t qn = n - pl - 6;
+			const char *pod = qn >= 4 ? memmem(q, qn, "-pod", 4) : NULL;
+
+			kube = 1;
+			/* kubepods-pod<uid>.slice (guaranteed) or kubepods-<qos>-pod<uid>.slice */
+			if (pod && pod_uid(pod + 4, (size_t)(q + qn - (pod + 4)), uid))
+				memcpy(ci->pod, uid, sizeof(uid));
+		} else if (kube && has_prefix(c, n, "pod", &pl) && pod_uid(c + pl, n - pl, uid)) {
+			memcpy(ci->pod, uid, sizeof(uid));
+		}
+		/* the container itself: the innermost match wins (docker in docker) */
+		for (size_t i = 0; i < sizeof(scopes) / sizeof(scopes[0]); i++)
+			if (has_prefix(c, n, scopes[i].prefix, &pl) &&
+			    (is_hex64(c + pl, n - pl) || /* cgroupfs driver: crio-<id> */
+			     (has_suffix(c, n, ".scope") && is_hex64(c + pl, n - pl - 6)))) {
+				ci->runtime = scopes[i].runtime;
+				memcpy(ci->id, c + pl, 64);
+				ci->id[64] = 0;
+				found = 1;
+			}
+		/* cgroupfs driver: /docker/<id>, /kubepods/<qos>/pod<uid>/<id> (runtime unknown) */
+		if (is_hex64(c, n)) {
+			if (prev && prevn == 6 && memcmp(prev, "docker", 6) == 0) {
+				ci->runtime = "docker";
+			} else if (kube && ci->pod[0]) {
+				ci->runtime = "kubernetes";
+			} else {
+				prev = c;
+				prevn = n;
+				continue;
+			}
+			memcpy(ci->id, c, 64);
+			ci->id[64] = 0;
+			found = 1;
+		}
+		prev = c;
+		prevn = n;
+	}
+	if (!found)
+		memset(ci, 0, sizeof(*ci));
+	return found;
+}
+
+/* ---------- cgroup id -> container, cached ---------- */
+
+#define CACHE_SETS 256
+#define CACHE_WAYS 4
+#define WALK_EVERY_NS 1000000000ULL
+#define WALK_MAX_DEPTH 48
+
+struct centry {
+	uint64_t id;              /* 0: empty slot */
+	uint64_t used;            /* LRU clock */
+	int is_ct;
+	struct container_info ci;
+};
+
+static struct centry cache[CACHE_SETS][CACHE_WAYS];
+static uint64_t clock_now;
+static uint64_t last_walk_ns;
+static int walked;
+static char cg_mnt[256];
+static uint64_t miss_id;      /* the last miss that could not walk: resolved at the exec hook */
+
+static struct centry *cache_find(uint64_t id)
+{
+	struct centry *set = cache[(id * 0x9E3779B97F4A7C15ULL) >> 56];
+
+	for (int w = 0; w < CACHE_WAYS; w++)
+		if (set[w].id == id) {
+			set[w].used = ++clock_now;
+			return &set[w];
+		}
+	return NULL;
+}
+
+static void cache_put(uint64_t id, const struct container_info *ci)
+{
+	struct centry *set = cache[(id * 0x9E3779B97F4A7C15ULL) >> 56], *e = NULL;
+
+	for (int w = 0; w < CACHE_WAYS && !e; w++)
+		if (set[w].id == id || set[w].id == 0)
+			e = &set[w];
+	if (!e) {
+		e = &set[0];
+		for (int w = 1; w < CACHE_WAYS; w++)
+			if (set[w].used < e->used)
+				e = &set[w];
+	}
+	e->id = id;
+	e->used = ++clock_now;
+	e->is_ct = ci != NULL;
+	if (ci)
+		e->ci = *ci;
+	else
+		memset(&e->ci, 0, sizeof(e->ci));
+}
+
+static int cgroup_mount(void)
+{
+	if (!cg_mnt[0] && !find_mount("cgroup2", NULL, cg_mnt, sizeof(cg_mnt)))
+		return 0;
+	return 1;
+}
+
+/* depth-first over the cgroup2 mount: every container cgroup goes into the cache; 1 when
+ * `want` was seen (its path in found) */
+static int walk(int dfd, char *path, size_t len, int depth, uint64_t want, char *found, size_t fn)
+{
+	DIR *d = fdopendir(dfd);
+	struct dirent *de;
+	int hit = 0;
+
+	if (!d) {
+		close(dfd);
+		return 0;
+	}
+	while ((de = readdir(d))) {
+		struct stat st;
+		struct container_info ci;
+		size_t nl;
+		int sub;
+
+		if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+			continue;
+		if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2])))
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+			continue;
+		nl = strlen(de->d_name);
+		if (len + 1 + nl + 1 > 4096)
+			continue;
+		path[len] = '/';
+		memcpy(path + len + 1, de->d_name, nl + 1);
+		if ((uint64_t)st.st_ino == want) {
+			snprintf(found, fn, "%s", path);
+			hit = 1;
+		}
+		if (container_parse(path, &ci))
+			cache_put((uint64_t)st.st_ino, &ci);
+		if (depth < WALK_MAX_DEPTH) {
+			sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+			if (sub >= 0 && walk(sub, path, len + 1 + nl, depth + 1, want, found, fn))
+				hit = 1;
+		}
+		path[len] = 0;
+	}
+	closedir(d);
+	return hit;
+}
+
+static void resolve_by_walk(uint64_t id)
+{
+	char path[4096], found[4096];
+	struct container_info ci;
+	int fd;
+
+	last_walk_ns = now_boottime_ns();
+	walked = 1;
+	if (!cgroup_mount())
+		goto none;
+	fd = open(cg_mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		cg_mnt[0] = 0; /* a private mount of ours may be gone (stop): look again next time */
+		goto none;
+	}
+	path[0] = 0;
+	found[0] = 0;
+	if (walk(fd, path, 0, 0, id, found, sizeof(found)) && container_parse(found, &ci)) {
+		cache_put(id, &ci);
+		return;
+	}
+none:
+	cache_put(id, NULL);
+}
+
+static const struct centry *lookup(uint64_t id)
+{
+	const struct centry *e;
+
+	if (!id)
+		return NULL;
+	e = cache_find(id);
+	if (e)
+		return e;
+	if (!walked || now_boottime_ns() - last_walk_ns >= WALK_EVERY_NS) {
+		resolve_by_walk(id);
+		return cache_find(id);
+	}
+	miss_id = id;
+	return NULL;
+}
+
+/* an exec record's cgroup missed and could not walk: the process names its cgroup itself */
+static void resolve_by_pid(uint32_t pid, uint64_t id)
+{
+	char f[64], path[4400];
+	char *s, *p, *e;
+	struct stat st;
+	struct container_info ci;
+
+	if (!cgroup_mount())
+		return;
+	snprintf(f, sizeof(f), "/proc/%u/cgroup", pid);
+	s = read_file_str(f, 16384);
+	if (!s)
+		return;
+	for (p = s; p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (strncmp(p, "0::", 3) == 0)
+			break;
+	if (p) {
+		p += 3;
+		e = strchr(p, '\n');
+		if (e)
+			*e = 0;
+		snprintf(path, sizeof(path), "%s%s", cg_mnt, p);
+		/* only when it is still the cgroup of the record (the process may have moved) */
+		if (stat(path, &st) == 0 && (uint64_t)st.st_ino == id)
+			cache_put(id, container_parse(p, &ci) ? &ci : NULL);
+	}
+	free(s);
+}
 
 void container_json(struct sbuf *b, uint64_t cgid)
 {
-	(void)b;
-	(void)cgid;
+	const struct centry *e = lookup(cgid);
+
+	if (!e || !e->is_ct)
+		return;
+	sb_puts(b, ",\"container\":{\"runtime\":");
+	sb_json_cstr(b, e->ci.runtime);
+	sb_puts(b, ",\"id\":");
+	sb_json_cstr(b, e->ci.id);
+	sb_puts(b, ",\"pod\":");
+	if (e->ci.pod[0])
+		sb_json_cstr(b, e->ci.pod);
+	else
+		sb_puts(b, "null");
+	sb_putc(b, '}');
 }
+
+/* ---------- container libcs ---------- */
+
+#define MAX_CONTAINER_LIBCS 256
+#define MAX_ROOTS 512
+
+struct fid {
+	uint64_t dev, ino;
+};
+
+static struct agent_bpf *abpf;
+static struct fid probed[MAX_CONTAINER_LIBCS + 16];  /* libc files with the probes: host's first */
+static int nprobed, ncontainer_libcs, cap_said;
+static struct fid host_root;
+static struct {
+	uint64_t mntns;
+	struct fid root;
+} roots[MAX_ROOTS];                                 /* (mount namespace, root) already handled */
+static unsigned nroots, roots_next;
 
 void containers_init(struct agent_bpf *a, const struct probe_result *pr)
 {
-	(void)a;
-	(void)pr;
+	struct stat st;
+	const char *off = getenv("DPNDNCY_NO_CONTAINER_LIBC");
+
+	if (off && *off && strcmp(off, "0") != 0)
+		return;
+	/* pid 1's root, not ours: the agent may run in a container (hostPID); ours when pid 1's
+	 * cannot be read (ptrace access checks of a more privileged pid 1) */
+	if (stat("/proc/1/root", &st) < 0 && stat("/proc/self/root", &st) < 0)
+		return;
+	host_root.dev = st.st_dev;
+	host_root.ino = st.st_ino;
+	for (int i = 0; i < pr->nlibc && nprobed < 16; i++)
+		if (stat(pr->libc[i], &st) == 0) {
+			probed[nprobed].dev = st.st_dev;
+			probed[nprobed].ino = st.st_ino;
+			nprobed++;
+		}
+	abpf = a;
+}
+
+static int is_probed(const struct stat *st)
+{
+	for (int i = 0; i < nprobed; i++)
+		if (probed[i].dev == (uint64_t)st->st_dev && probed[i].ino == (uint64_t)st->st_ino)
+			return 1;
+	return 0;
+}
+
+/* a path inside the root: absolute symlinks stay in it (openat2 RESOLVE_IN_ROOT, Linux 5.6) */
+static int open_in_root(int rootfd, const char *rel)
+{
+	static int no_openat2;
+	struct open_how how = {
+		.flags = O_RDONLY | O_CLOEXEC,
+		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	};
+	long fd;
+
+	if (!no_openat2) {
+		fd = syscall(SYS_openat2, rootfd, rel, &how, sizeof(how));
+		if (fd >= 0 || errno != ENOSYS)
+			return (int)fd;
+		no_openat2 = 1;
+	}
+	/* older kernels: a symlink may then lead out to the host's file, which dedupe skips */
+	return openat(rootfd, rel, O_RDONLY | O_CLOEXEC);
+}
+
+static void cap_reached(const char *why)
+{
+	if (cap_said)
+		return;
+	cap_said = 1;
+	err_msg("container libcs: %s; lookups through further container libcs are seen by the "
+		"packet-level DNS hook only", why);
+}
+
+static void try_libc(int rootfd, uint32_t pid, const char *rel)
+{
+	struct stat st;
+	char fdpath[64], err[512];
+	int fd;
+
+	if (ncontainer_libcs >= MAX_CONTAINER_LIBCS) {
+		cap_reached("the cap of 256 probed container libcs is reached");
+		return;
+	}
+	fd = open_in_root(rootfd, rel);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || is_probed(&st)) {
+		close(fd);
+		return;
+	}
+	/* the probe holds the inode: valid after the process and this fd are gone */
+	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
+	if (bpf_attach_libc(abpf, fdpath, err, sizeof(err)) == 0) {
+		probed[nprobed].dev = st.st_dev;
+		probed[nprobed].ino = st.st_ino;
+		nprobed++;
+		ncontainer_libcs++;
+		if (getenv("DPNDNCY_DEBUG"))
+			fprintf(stderr, "container libc probed: /proc/%u/root/%s\n", pid, rel);
+	} else if (strstr(err, "too many links")) {
+		cap_reached(err);
+	} else if (getenv("DPNDNCY_DEBUG")) {
+		fprintf(stderr, "container libc /proc/%u/root/%s not probed: %s\n", pid, rel, err);
+	}
+	close(fd);
+}
+
+/* the container's /etc/ld.so.cache: every path naming libc.so.6 (as probe.c reads the host's) */
+static void libcs_from_ldcache(int rootfd, uint32_t pid)
+{
+	int fd = open_in_root(rootfd, "etc/ld.so.cache");
+	char buf[65536], name[512];
+	size_t len = 0;
+	ssize_t n;
+	int found = 0;
+
+	if (fd < 0)
+		return;
+	while ((n = read(fd, buf, sizeof(buf))) > 0 && found < 8)
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] == 0) {
+				name[len] = 0;
+				if (len > 10 && name[0] == '/' && strcmp(name + len - 10, "/libc.so.6") == 0 &&
+				    found++ < 8)
+					try_libc(rootfd, pid, name + 1);
+				len = 0;
+			} else if (len < sizeof(name) - 1) {
+				name[len++] = buf[i];
+			} else {
+				len = 0;
+			}
+		}
+	close(fd);
 }
 
 void containers_on_exec(uint32_t pid)
 {
-	(void)pid;
+	static const char *const common[] = {
+		"lib/x86_64-linux-gnu/libc.so.6", "usr/lib/x86_64-linux-gnu/libc.so.6",
+		"lib64/libc.so.6", "usr/lib64/libc.so.6", "lib/libc.so.6", "usr/lib/libc.so.6",
+		"lib/ld-musl-x86_64.so.1", "usr/lib/ld-musl-x86_64.so.1",
+	};
+	char path[64];
+	struct stat ns, root;
+	int rootfd;
+
+	if (miss_id) {
+		uint64_t id = miss_id;
+
+		miss_id = 0;
+		resolve_by_pid(pid, id);
+	}
+	if (!abpf)
+		return;
+	/* the hot path: two stats, then a compare with the roots already handled */
+	snprintf(path, sizeof(path), "/proc/%u/ns/mnt", pid);
+	if (stat(path, &ns) < 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/%u/root", pid);
+	if (stat(path, &root) < 0)
+		return;
+	if ((uint64_t)root.st_dev == host_root.dev && (uint64_t)root.st_ino == host_root.ino)
+		return;
+	for (unsigned i = 0; i < nroots; i++)
+		if (roots[i].mntns == (uint64_t)ns.st_ino && roots[i].root.dev == (uint64_t)root.st_dev &&
+		    roots[i].root.ino == (uint64_t)root.st_ino)
+			return;
+	/* a new root (a container's, or a chroot in a namespace): remember it, oldest evicted */
+	roots[roots_next].mntns = ns.st_ino;
+	roots[roots_next].root.dev = root.st_dev;
+	roots[roots_next].root.ino = root.st_ino;
+	roots_next = (roots_next + 1) % MAX_ROOTS;
+	if (nroots < MAX_ROOTS)
+		nroots++;
+	rootfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return;
+	libcs_from_ldcache(rootfd, pid);
+	for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++)
+		try_libc(rootfd, pid, common[i]);
+	close(rootfd);
 }
