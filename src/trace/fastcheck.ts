@@ -32,6 +32,20 @@ function isMapOf(x: unknown, ok: (v: unknown) => boolean): boolean {
   return true;
 }
 
+const RUNTIMES = new Set(["docker", "containerd", "cri-o", "podman", "kubernetes"]);
+const POD = /^[0-9a-f-]{32,36}$/u;
+
+function isContainer(x: unknown): boolean {
+  return (
+    isObject(x) &&
+    typeof x.runtime === "string" &&
+    RUNTIMES.has(x.runtime) &&
+    isStr(x.id) &&
+    HEX64.test(x.id) &&
+    (x.pod === null || (isStr(x.pod) && POD.test(x.pod)))
+  );
+}
+
 function isAncestry(x: unknown): boolean {
   if (!Array.isArray(x)) return false;
   for (const a of x) if (!isObject(a) || !isInt(a.pid) || !isStr(a.comm)) return false;
@@ -55,6 +69,7 @@ export function certainlyValid(v: unknown): v is TraceEvent {
     !isUint(v.seq) ||
     !optional(v.tid, isUint) ||
     !optional(v.ancestry, isAncestry) ||
+    !optional(v.container, isContainer) ||
     !TS.test(v.ts)
   ) {
     return false;

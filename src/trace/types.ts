@@ -33,6 +33,14 @@ interface EventBase {
   cgroup: number;
   step: string | null;
   ancestry?: { pid: number; comm: string }[];
+  /** the container of the task, from its cgroup path (agent-c/containers.c) */
+  container?: ContainerInfo;
+}
+
+export interface ContainerInfo {
+  runtime: "docker" | "containerd" | "cri-o" | "podman" | "kubernetes";
+  id: string;
+  pod: string | null;
 }
 
 export interface ExecEvent extends EventBase {

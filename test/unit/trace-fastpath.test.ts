@@ -218,13 +218,27 @@ describe("fastcheck accepts only what ajv accepts", () => {
     "libc",
     "exec",
     "enforce",
+    { runtime: "docker", id: "a".repeat(64), pod: null },
+    { runtime: "containerd", id: "b".repeat(64), pod: "12345678-1234-1234-1234-123456789abc" },
+    { runtime: "docker", id: "A".repeat(64), pod: null },
+    { runtime: "lxc", id: "a".repeat(64), pod: null },
+    { runtime: "docker", id: "a".repeat(64) },
   ];
 
   it("never says valid where ajv says invalid, and agrees on the samples", () => {
     let checked = 0;
     for (const s of samples) {
       expect(certainlyValid(s) ? ajv(s) : true).toBe(true);
-      const keys = [...Object.keys(s), "seq", "tid", "ancestry", "signal", "mapped", "detail"];
+      const keys = [
+        ...Object.keys(s),
+        "seq",
+        "tid",
+        "ancestry",
+        "signal",
+        "mapped",
+        "detail",
+        "container",
+      ];
       for (const k of keys) {
         for (const v of odd) {
           const m = { ...s, [k]: v };
