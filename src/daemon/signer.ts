@@ -1,0 +1,170 @@
+/**
+ * Signs each closed job log exactly as `dpndncy attest` does (summarize, in-toto Statement,
+ * DSSE, Sigstore bundle) and writes `<log>.sigstore.json` beside it. One job at a time, in
+ * order, so a slow Rekor delays bundles instead of piling up requests. A failure is reported
+ * and counted; it never stops the daemon and never touches the log.
+ */
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import type { IdentityProvider } from "@sigstore/sign";
+import {
+  type Endpoints,
+  loadPrivateKey,
+  resolveEndpoints,
+  signKeyless,
+  signWithKey,
+} from "../attest/sign.js";
+import { buildStatement, serializeStatement } from "../attest/statement.js";
+import { JOB_MARKERS } from "../platform/detect.js";
+import { summarizeFile } from "../trace/summarize.js";
+import type { CiIdentity } from "../trace/types.js";
+import type { Signing } from "./config.js";
+import type { JobEnd, JobStart } from "./control.js";
+import type { DaemonMetrics } from "./metrics.js";
+
+/** The bundle path `dpndncy attest FILE` writes by default. */
+export const bundlePath = (log: string) => `${log}.sigstore.json`;
+
+/** What a job's log is signed as: the platform its marker belongs to, its project and name. */
+export function jobCi(job: string, start?: Pick<JobStart, "project" | "name">): CiIdentity {
+  const eq = job.indexOf("=");
+  const marker = eq > 0 ? job.slice(0, eq) : job;
+  const spec = JOB_MARKERS.find((s) => s.marker === marker);
+  return {
+    platform: spec?.platform ?? "local",
+    ...(start?.project ? { repository: start.project } : {}),
+    jobId: eq > 0 ? job.slice(eq + 1) : job,
+    ...(start?.name ? { jobName: start.name } : {}),
+  };
+}
+
+type Sign = (payload: Buffer) => ReturnType<typeof signWithKey>;
+
+export interface SignerSetup {
+  sign: Sign;
+  /** For the start-up message. */
+  label: string;
+  endpoints?: Endpoints;
+}
+
+/** A token file read at every signing (projected service-account tokens rotate). */
+export function tokenFile(file: string): IdentityProvider {
+  return {
+    getToken: async () => {
+      const t = (await readFile(file, "utf8")).trim();
+      if (!t) throw new Error(`identity token file ${file} is empty`);
+      return t;
+    },
+  };
+}
+
+/** Checks the signing configuration at start-up (the key loads, the endpoints resolve). */
+export function setupSigning(s: Signing): SignerSetup {
+  if (s.kind === "key") {
+    let pem: string;
+    try {
+      pem = readFileSync(s.key, "utf8");
+    } catch (e) {
+      throw new Error(
+        `signing.key ${s.key}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
+    }
+    try {
+      loadPrivateKey(pem);
+    } catch (e) {
+      throw new Error(`signing.key ${s.key}: ${(e as Error).message}`);
+    }
+    return { sign: (p) => signWithKey(p, { privateKeyPem: pem }), label: `key ${s.key}` };
+  }
+  // Named explicitly in daemon.yml, so even the public Rekor is the operator's choice.
+  const endpoints = resolveEndpoints({
+    private: true,
+    fulcioURL: s.fulcioUrl,
+    rekorURL: s.rekorUrl,
+    tsaURL: s.tsaUrl,
+    allowPublicRekor: true,
+  });
+  const identityProvider = tokenFile(s.identityTokenFile);
+  return {
+    sign: (p) => signKeyless(p, { endpoints, identityProvider }),
+    label: `keyless (token ${s.identityTokenFile}, Fulcio ${endpoints.fulcioURL})`,
+    endpoints,
+  };
+}
+
+export interface SignedJob {
+  job: string;
+  log: string;
+  bundle?: string;
+  error?: string;
+}
+
+export class JobSigner {
+  private chain: Promise<void> = Promise.resolve();
+  private queued = 0;
+
+  constructor(
+    private readonly setup: SignerSetup,
+    private readonly o: {
+      log: (line: string) => void;
+      metrics?: DaemonMetrics;
+      onSigned?: (r: SignedJob) => void;
+    },
+  ) {}
+
+  get pending(): number {
+    return this.queued;
+  }
+
+  /** Queues a job log; returns at once. */
+  enqueue(end: JobEnd, logPath: string, start?: JobStart): void {
+    this.queued++;
+    this.chain = this.chain.then(async () => {
+      try {
+        const r = await this.signOne(end, logPath, start);
+        this.o.onSigned?.(r);
+      } finally {
+        this.queued--;
+      }
+    });
+  }
+
+  private async signOne(end: JobEnd, log: string, start?: JobStart): Promise<SignedJob> {
+    try {
+      const predicate = await summarizeFile(log, { ci: jobCi(end.job, start) });
+      if (predicate.log.sha256 !== end.log_sha256) {
+        // The log changed after the agent closed it, or job-end names another file: sign what
+        // is there (the bundle binds the bytes) but say so.
+        this.o.log(
+          `dpndncy daemon: WARNING ${log}: sha256 ${predicate.log.sha256} is not the ${end.log_sha256} the agent reported at job-end`,
+        );
+      }
+      const bundle = await this.setup.sign(serializeStatement(buildStatement(predicate)));
+      const out = bundlePath(log);
+      const tmp = join(dirname(out), `.${basename(out)}.tmp`);
+      writeFileSync(tmp, `${JSON.stringify(bundle)}\n`, { mode: 0o644 });
+      renameSync(tmp, out);
+      this.o.metrics?.attestations.inc({ result: "ok" });
+      return { job: end.job, log, bundle: out };
+    } catch (e) {
+      const msg = (e as Error).message;
+      this.o.metrics?.attestations.inc({ result: "failed" });
+      this.o.log(
+        `dpndncy daemon: SIGNING FAILED for job ${end.job} (${log}): ${msg}; the log is kept unsigned`,
+      );
+      return { job: end.job, log, error: msg };
+    }
+  }
+
+  /** Waits for the queue to empty, at most ms; resolves with how many jobs are left unsigned. */
+  async drain(ms: number): Promise<number> {
+    let timer: NodeJS.Timeout | undefined;
+    const t = new Promise<"timeout">((r) => {
+      timer = setTimeout(() => r("timeout"), ms);
+    });
+    const r = await Promise.race([this.chain, t]);
+    clearTimeout(timer);
+    return r === "timeout" ? this.queued : 0;
+  }
+}
