@@ -454,6 +454,8 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		    reuse(skel->maps.sock_owner, a->exec->maps.sock_owner) ||       \
 		    reuse(skel->maps.steps, a->exec->maps.steps) ||                 \
 		    reuse(skel->maps.jobs, a->exec->maps.jobs) ||                   \
+		    reuse(skel->maps.job_slot, a->exec->maps.job_slot) ||           \
+		    reuse(skel->maps.ident_slot, a->exec->maps.ident_slot) ||       \
 		    reuse(skel->maps.agent_cfg, a->exec->maps.agent_cfg))           \
 			goto load_fail;                                              \
 		skel->rodata->agent_tgid = self;                                     \

@@ -777,6 +777,8 @@ static int push_slot(struct connect_bpf *conn, int slot, char *errbuf, size_t er
 	return 0;
 }
 
+static void push_ident(struct connect_bpf *conn);
+
 int enforce_push(struct connect_bpf *conn, char *errbuf, size_t errn)
 {
 	int fd_res = bpf_map__fd(conn->maps.resolvers), fd_ex = bpf_map__fd(conn->maps.exempt);
@@ -796,6 +798,7 @@ int enforce_push(struct connect_bpf *conn, char *errbuf, size_t errn)
 			return -1;
 	for (int s = 0; s < P.nslots; s++)
 		P.slots[s].dirty = 0;
+	push_ident(conn);
 	return 0;
 }
 
@@ -1066,12 +1069,49 @@ fail:
 	return -1;
 }
 
+/* FNV-1a over a value cut like the kernel cuts it (DP_ID_MAX - 1 bytes), folded into h */
+static uint64_t ident_fold(uint64_t h, const char *s, size_t n)
+{
+	if (n > DP_ID_MAX - 1)
+		n = DP_ID_MAX - 1;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)s[i]) * DP_FNV_PRIME;
+	return h;
+}
+
+/* the kernel's table for a new job's first exec: hash(project/name) or hash(project) -> slot */
+static void push_ident(struct connect_bpf *conn)
+{
+	int fd = bpf_map__fd(conn->maps.ident_slot);
+	uint64_t next;
+
+	/* rebuilt whole: it is small, and a stale entry would name a slot that moved */
+	while (bpf_map_get_next_key(fd, NULL, &next) == 0)
+		if (bpf_map_delete_elem(fd, &next) < 0)
+			break;
+	for (int s = 1; s < P.nslots; s++) {
+		const char *rel = P.slots[s].rel, *slash = strrchr(rel, '/');
+		size_t rl = strlen(rel);
+		uint64_t h;
+		uint32_t v = (uint32_t)s;
+
+		if (!P.slots[s].used || !slash || rl < 6)
+			continue;
+		/* "P/default.conf" -> project P; "P/N.conf" -> project P, name N */
+		h = ident_fold(DP_FNV_OFFSET, rel, (size_t)(slash - rel));
+		if (strcmp(slash + 1, "default.conf") != 0)
+			h = ident_fold((h ^ '/') * DP_FNV_PRIME, slash + 1, rl - (size_t)(slash + 1 - rel) - 5);
+		bpf_map_update_elem(fd, &h, &v, BPF_ANY);
+	}
+}
+
 int enforce_apply(char *errbuf, size_t errn)
 {
 	int rc = 0;
 
 	if (!CONN)
 		return 0;
+	push_ident(CONN);
 	for (int s = 0; s < P.nslots; s++) {
 		if (!P.slots[s].dirty)
 			continue;

@@ -278,8 +278,8 @@ int steps_config_line(struct config *c, const char *line, const char *path, int 
 			return -1;
 		}
 		proj = !strcmp(what, "project");
-		if ((proj ? c->nid_project : c->nid_name) >= 8) {
-			snprintf(errbuf, errn, "%s:%d: at most 8 job-identity %s lines", path, lineno, what);
+		if ((proj ? c->nid_project : c->nid_name) >= DP_ID_MARKERS) {
+			snprintf(errbuf, errn, "%s:%d: at most %d job-identity %s lines", path, lineno, DP_ID_MARKERS, what);
 			return -1;
 		}
 		if (proj)
@@ -372,6 +372,17 @@ int steps_push_cfg(const struct config *c, int cfg_fd, char *errbuf, size_t errn
 			k.njob = 1;
 			marker_words(&k.j[0], default_job_marker);
 		}
+		/* the identity variables, for the kernel's choice of a new job's policy */
+		k.nproj = (uint32_t)(c->nid_project ? c->nid_project : 1);
+		for (uint32_t i = 0; i < k.nproj && i < DP_ID_MARKERS; i++)
+			marker_words(&k.p[i], c->nid_project ? c->id_project[i] : "DPNDNCY_PROJECT");
+		k.nname = (uint32_t)(c->nid_name ? c->nid_name : 1);
+		for (uint32_t i = 0; i < k.nname && i < DP_ID_MARKERS; i++)
+			marker_words(&k.n[i], c->nid_name ? c->id_name[i] : "DPNDNCY_JOB_NAME");
+		if (k.nproj > DP_ID_MARKERS)
+			k.nproj = DP_ID_MARKERS;
+		if (k.nname > DP_ID_MARKERS)
+			k.nname = DP_ID_MARKERS;
 	}
 	if (bpf_map_update_elem(cfg_fd, &zero, &k, 0) < 0) {
 		snprintf(errbuf, errn, "step_cfg map update: %s", strerror(errno));

@@ -82,6 +82,22 @@ struct {
 	__type(value, __u32);
 } jobs SEC(".maps");
 
+/* daemon mode: job id -> policy slot (missing: slot 0, the default policy) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} job_slot SEC(".maps");
+
+/* daemon mode: identity hash (project/name, or project) -> policy slot, see DP_ID_MAX */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u32);
+} ident_slot SEC(".maps");
+
 /* set before load: the agent's own tgid, whose events are not reported */
 const volatile __u32 agent_tgid = 0;
 

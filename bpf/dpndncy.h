@@ -251,6 +251,18 @@ struct dp_step_marker {
  * differ); jobs: tgid -> job id, inherited and kept exactly like steps.
  */
 #define DP_JOB_MARKERS   4
+#define DP_ID_MARKERS    4    /* job-identity project / name variables */
+#define DP_ID_MAX        128  /* identity value bytes hashed (NUL included) */
+
+/*
+ * The policy of a job is chosen in the kernel at its first exec, so that its first connect
+ * is already judged by it: the walk also reads the job's project and name variables, and
+ * ident_slot maps dp_ident_hash(project "/" name) or dp_ident_hash(project) to a slot.
+ * FNV-1a 64 over the bytes (each value cut at DP_ID_MAX - 1 bytes); agent-c/enforce.c
+ * computes the same.
+ */
+#define DP_FNV_OFFSET 0xcbf29ce484222325ULL
+#define DP_FNV_PRIME  0x100000001b3ULL
 
 /* single-entry array map step_cfg */
 struct dp_step_cfg {
@@ -260,6 +272,9 @@ struct dp_step_cfg {
 	__u32 njob;        /* job markers in j[] */
 	__u32 jpad;
 	struct dp_step_marker j[DP_JOB_MARKERS];
+	__u32 nproj, nname;    /* identity markers in p[], n[] (daemon enforce mode) */
+	struct dp_step_marker p[DP_ID_MARKERS];
+	struct dp_step_marker n[DP_ID_MARKERS];
 };
 
 /*

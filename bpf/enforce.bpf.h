@@ -54,14 +54,6 @@ struct {
 	__type(value, struct dp_enf_val);
 } deny_addr SEC(".maps");
 
-/* daemon mode: job id -> policy slot (missing: slot 0) */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, __u32);
-} job_slot SEC(".maps");
-
 static __always_inline __u32 slot_of_job(__u32 job)
 {
 	__u32 *s = job ? bpf_map_lookup_elem(&job_slot, &job) : 0;

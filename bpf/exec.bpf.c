@@ -35,6 +35,7 @@ struct {
 struct step_scratch {
 	char buf[ENV_BUF];
 	struct dp_step_name val;
+	char id[DP_ID_MAX];
 };
 
 struct {
@@ -54,6 +55,8 @@ struct env_walk {
 	__u8 want_step;  /* the process has no step yet */
 	__u8 want_job;   /* the process has no job yet */
 	__u16 pad;
+	__u64 pval, nval;   /* the job's project / name values (user addresses) */
+	__u32 pbest, nbest; /* best identity markers so far; DP_ID_MARKERS: none */
 };
 
 /*
@@ -111,6 +114,24 @@ static long env_walk_one(__u64 i, void *arg)
 				break;
 			}
 		}
+		for (__u32 j = 0; j < DP_ID_MARKERS; j++) {
+			if (!w->want_job || j >= cfg->nproj || j >= w->pbest)
+				break;
+			if (match_marker(sc->buf, &cfg->p[j], n)) {
+				w->pbest = j;
+				w->pval = w->pos + (cfg->p[j].len & (DP_STEP_NAME - 1));
+				break;
+			}
+		}
+		for (__u32 j = 0; j < DP_ID_MARKERS; j++) {
+			if (!w->want_job || j >= cfg->nname || j >= w->nbest)
+				break;
+			if (match_marker(sc->buf, &cfg->n[j], n)) {
+				w->nbest = j;
+				w->nval = w->pos + (cfg->n[j].len & (DP_STEP_NAME - 1));
+				break;
+			}
+		}
 	}
 	/* n == ENV_BUF: no NUL yet (or exactly at the end): continue inside the same string */
 	if (n == ENV_BUF) {
@@ -121,7 +142,8 @@ static long env_walk_one(__u64 i, void *arg)
 		w->at_start = 1;
 	}
 	/* the first marker wins: stop once every wanted walk has found its first one */
-	return (!w->want_step || w->best == 0) && (!w->want_job || w->jbest == 0);
+	return (!w->want_step || w->best == 0) &&
+	       (!w->want_job || (w->jbest == 0 && (!cfg->nproj || w->pbest == 0) && (!cfg->nname || w->nbest == 0)));
 }
 
 static __always_inline int name_eq(const struct dp_step_name *a, const struct dp_step_name *b)
@@ -178,6 +200,46 @@ static __always_inline void attrib_set(void *m, __u32 tgid, __u64 uaddr)
 		bpf_map_update_elem(m, &tgid, &id, BPF_ANY);
 }
 
+/* FNV-1a of the identity value at uaddr (cut at DP_ID_MAX - 1 bytes) folded into h */
+static __always_inline __u64 ident_hash(struct step_scratch *sc, __u64 uaddr, __u64 h)
+{
+	long n = bpf_probe_read_user_str(sc->id, sizeof(sc->id), (void *)uaddr);
+
+	for (int i = 0; i < DP_ID_MAX - 1; i++) {
+		if (i >= n - 1)
+			break;
+		h = (h ^ (__u8)sc->id[i]) * DP_FNV_PRIME;
+	}
+	return h;
+}
+
+/* a new job's policy slot, from its project (and name) when a policy names them */
+static __always_inline void job_policy_at_exec(const struct env_walk *w, __u32 job)
+{
+	struct step_scratch *sc;
+	__u32 zero = 0, *slot;
+	__u64 hp, hn;
+
+	if (w->pbest >= DP_ID_MARKERS)
+		return;
+	sc = bpf_map_lookup_elem(&step_scratch, &zero);
+	if (!sc)
+		return;
+	hp = ident_hash(sc, w->pval, DP_FNV_OFFSET);
+	slot = 0;
+	if (w->nbest < DP_ID_MARKERS) {
+		hn = ident_hash(sc, w->nval, (hp ^ '/') * DP_FNV_PRIME);
+		slot = bpf_map_lookup_elem(&ident_slot, &hn);
+	}
+	if (!slot)
+		slot = bpf_map_lookup_elem(&ident_slot, &hp);
+	if (slot) {
+		__u32 v = *slot;
+
+		bpf_map_update_elem(&job_slot, &job, &v, BPF_ANY);
+	}
+}
+
 /*
  * A process that has a step keeps it. One that has none takes it from its
  * new environment: the first configured marker present with a non-empty value.
@@ -200,12 +262,20 @@ static __always_inline void step_at_exec(struct task_struct *task, __u32 tgid)
 	w.end = BPF_CORE_READ(task, mm, env_end);
 	w.best = DP_STEP_MARKERS;
 	w.jbest = DP_JOB_MARKERS;
+	w.pbest = DP_ID_MARKERS;
+	w.nbest = DP_ID_MARKERS;
 	w.at_start = 1;
 	bpf_loop(cfg->max_vars, env_walk_one, &w, 0);
 	if (w.want_step && w.best < DP_STEP_MARKERS)
 		attrib_set(&steps, tgid, w.val);
-	if (w.want_job && w.jbest < DP_JOB_MARKERS)
+	if (w.want_job && w.jbest < DP_JOB_MARKERS) {
 		attrib_set(&jobs, tgid, w.jval);
+		/* a job already known keeps the slot the agent gave it */
+		__u32 job = job_of(tgid);
+
+		if (job && !bpf_map_lookup_elem(&job_slot, &job))
+			job_policy_at_exec(&w, job);
+	}
 }
 
 /* fork: the child gets the parent's entry in m, or none (clears a stale entry of a reused pid) */

@@ -1,0 +1,303 @@
+// Daemon mode (docs/daemon.md): one `dpndncy-agent daemon` watches every job on the host.
+// Jobs here are shells in cgroups this test creates, named by DPNDNCY_JOB in their
+// environment; enforcement is attached to the test's parent cgroup only.
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { expect, it } from "vitest";
+import { inCgroup, testCgroup } from "../support/kernel/cgroup.js";
+import { AGENT, FIXTURES, onCleanup, PYTHON, tempDir } from "../support/kernel/env.js";
+import {
+  type ConnectEv,
+  type Ev,
+  expectSealedLog,
+  type Log,
+  readLog,
+} from "../support/kernel/log.js";
+import { Netns } from "../support/kernel/netns.js";
+import { type Background, poll, spawnBackground } from "../support/kernel/proc.js";
+import { startServers } from "../support/kernel/servers.js";
+import { describeKernel } from "../support/kernel/suite.js";
+
+type Ctl = Record<string, unknown> & { type: string };
+
+interface Daemon {
+  bg: Background;
+  jobsDir: string;
+  lines(): Ctl[];
+  /** Resolves with the first control line for which pred holds. */
+  waitFor(pred: (c: Ctl) => boolean, what: string, timeoutMs?: number): Promise<Ctl>;
+}
+
+async function startDaemon(args: string[]): Promise<Daemon> {
+  const jobsDir = tempDir("jobs");
+  const bg = spawnBackground([AGENT, "daemon", "--jobs-dir", jobsDir, "--job-idle", "1", ...args]);
+  onCleanup(() => bg.stop());
+  const lines = (): Ctl[] =>
+    bg
+      .stdout()
+      .split("\n")
+      .filter((l) => l.trim() !== "")
+      .map((l) => JSON.parse(l) as Ctl);
+  const waitFor = async (pred: (c: Ctl) => boolean, what: string, timeoutMs = 20_000) => {
+    const got = await poll(() => lines().find(pred), timeoutMs);
+    if (!got)
+      throw new Error(
+        `daemon did not report ${what}\nstdout:\n${bg.stdout()}\nstderr:\n${bg.stderr()}`,
+      );
+    return got;
+  };
+  await waitFor((c) => c.type === "daemon-start", "daemon-start", 30_000);
+  return { bg, jobsDir, lines, waitFor };
+}
+
+/** The workload's events of a job log: everything but the agent's own start/stop records. */
+function workload(log: Log): Ev[] {
+  return log.events.filter((e) => e.kind !== "agent");
+}
+
+describeKernel("daemon", () => {
+  it("two concurrent jobs in their own cgroups: two sealed logs, each with only its own events; processes without a job in neither", async () => {
+    const d = await startDaemon([]);
+    const cg = testCgroup("jobs");
+    const home = { a: tempDir("home-a"), b: tempDir("home-b") };
+    for (const h of Object.values(home)) {
+      mkdirSync(join(h, ".aws"));
+      writeFileSync(join(h, ".aws/credentials"), "[default]\naws_secret_access_key = fake\n");
+    }
+    const port = { a: 47101, b: 47102, none: 47103 };
+    const nonce = `${process.pid}-${Date.now()}`;
+    const job = (name: "a" | "b") => {
+      const dir = cg.child(`job-${name}`);
+      // forks, an `env -i` child (cannot shed the job), a background process, a connect, a credential read
+      const script = [
+        "for i in 1 2 3 4 5 6 7 8 9 10; do /bin/true; done",
+        `env -i /bin/bash -c 'exec 3<>/dev/tcp/127.0.0.1/${port[name]}' 2>/dev/null; true`,
+        `bash -c 'exec 3<>/dev/tcp/127.0.0.1/${port[name]}' 2>/dev/null; true`,
+        `cat "$HOME/.aws/credentials" > /dev/null`,
+        "(sleep 0.3; /bin/true) &",
+        "wait",
+      ].join("\n");
+      // the runner puts the job into its cgroup first; the marker appears with the job's first exec
+      const env = [`DPNDNCY_JOB=${name}-${nonce}`, "DPNDNCY_PROJECT=group/app", `DPNDNCY_JOB_NAME=job-${name}`];
+      return spawnBackground(inCgroup(dir, env, ["/bin/bash", "-c", script]), {
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home[name] },
+      });
+    };
+    // a host process without a job, busy at the same time
+    const stranger = spawnBackground([
+      "/bin/bash",
+      "-c",
+      `for i in 1 2 3; do bash -c 'exec 3<>/dev/tcp/127.0.0.1/${port.none}' 2>/dev/null; /bin/true; done`,
+    ]);
+    const ja = job("a");
+    const jb = job("b");
+    await Promise.all([ja, jb, stranger].map((p) => poll(() => p.child.exitCode !== null, 20_000)));
+    const ends = await poll(() => {
+      const e = d.lines().filter((c) => c.type === "job-end" && String(c.job).endsWith(nonce));
+      return e.length === 2 ? e : undefined;
+    }, 20_000);
+    expect(ends, `job-end lines:\n${d.bg.stdout()}`).toBeDefined();
+
+    const starts = d.lines().filter((c) => c.type === "job-start" && String(c.job).endsWith(nonce));
+    expect(starts.map((s) => s.job).sort()).toEqual([
+      `DPNDNCY_JOB=a-${nonce}`,
+      `DPNDNCY_JOB=b-${nonce}`,
+    ]);
+    for (const name of ["a", "b"] as const) {
+      const key = `DPNDNCY_JOB=${name}-${nonce}`;
+      const start = starts.find((s) => s.job === key);
+      const end = ends?.find((e) => e.job === key);
+      expect(start).toMatchObject({ project: "group/app", name: `job-${name}`, container: null });
+      expect(String(start?.cgroup)).toMatch(new RegExp(`/job-${name}$`));
+      expect(end).toMatchObject({ reason: "idle", complete: true, lost: 0, log: start?.log });
+      const log = readLog(String(start?.log));
+      expect(log.errors, `${log.path} breaks the contract`).toEqual([]);
+      const stop = expectSealedLog(log, true);
+      expect(end?.log_sha256).toBe(stop.log_sha256);
+      const startRec = log.events[0] as Ev & { job?: unknown; ci?: unknown };
+      expect(startRec.job).toEqual({
+        key,
+        project: "group/app",
+        name: `job-${name}`,
+        policy: null,
+      });
+      expect(startRec.ci).toMatchObject({
+        repository: "group/app",
+        jobName: `job-${name}`,
+        jobId: key,
+      });
+
+      const evs = workload(log);
+      // the job's processes (exec'd, or forked by one that was) and nothing else
+      const mine = new Set(evs.filter((e) => e.kind === "exec").map((e) => e.pid));
+      const strays = evs.filter((e) => !mine.has(e.pid) && !mine.has(e.ppid));
+      expect(strays, "events of processes that are not the job's").toEqual([]);
+      expect(
+        evs.filter((e) => e.kind === "exec" && (e as { filename: string }).filename === "/bin/true")
+          .length,
+      ).toBe(11);
+      const conns = evs.filter((e): e is ConnectEv => e.kind === "connect");
+      // the env -i child kept the job: both connects are here, and only to this job's port
+      expect(conns.map((c) => c.port).sort()).toEqual([port[name], port[name]]);
+      const files = evs.filter((e) => e.kind === "file").map((e) => (e as { path: string }).path);
+      expect(files).toEqual([join(home[name], ".aws/credentials")]);
+      // the other job's and the stranger's ports never show up
+      const other = name === "a" ? port.b : port.a;
+      expect(
+        log.lines.some((l) => l.includes(`"port":${other}`) || l.includes(`"port":${port.none}`)),
+      ).toBe(false);
+    }
+    // only the two job logs and the daemon's own log
+    const files = readdirSync(d.jobsDir).sort();
+    expect(files.filter((f) => f.includes(nonce))).toHaveLength(2);
+    expect(files.filter((f) => f.startsWith("daemon-"))).toHaveLength(1);
+    await d.bg.stop();
+    const stop = d.lines().find((c) => c.type === "daemon-stop");
+    expect(stop).toMatchObject({ jobs_closed: 0 });
+  });
+
+  it("enforce: each job is judged by its own policy; a reload changes one job's verdicts and not the other's; a broken reload changes nothing", async () => {
+    const inet = await Netns.create();
+    const work = await Netns.create();
+    await work.vethTo(inet, ["192.0.2.2/24"], ["192.0.2.10/24", "192.0.2.11/24"]);
+    await startServers(inet, ["tcp:[::]:80"]);
+    const cg = testCgroup("enforce");
+    const pol = tempDir("policies");
+    mkdirSync(join(pol, "proj"));
+    writeFileSync(
+      join(pol, "default.conf"),
+      "# nothing: jobs without their own policy reach nothing\n",
+    );
+    writeFileSync(join(pol, "proj/a.conf"), "allow-cidr 192.0.2.10/32\n");
+    writeFileSync(join(pol, "proj/b.conf"), "allow-cidr 192.0.2.10/32\n");
+    const conf = join(tempDir("conf"), "daemon.conf");
+    writeFileSync(conf, "dns-resolver 192.0.2.53\n");
+    const d = await startDaemon([
+      "--mode",
+      "enforce",
+      "--cgroup",
+      cg.path,
+      "--policy-dir",
+      pol,
+      "--config",
+      conf,
+    ]);
+    expect(d.lines()[0]).toMatchObject({ mode: "enforce", cgroup: cg.path, policies: 3 });
+
+    const phase = tempDir("phase");
+    writeFileSync(join(phase, "n"), "1");
+    const nonce = `${process.pid}-${Date.now()}`;
+    const job = (name: "a" | "b" | "c") => {
+      const dir = cg.child(`job-${name}`);
+      const loop = [
+        `while [ ! -e '${phase}/stop' ]; do`,
+        `  echo "ROUND $(cat '${phase}/n')"`,
+        `  ${PYTHON} ${join(FIXTURES, "enforce_client.py")} tcp:192.0.2.10:80 tcp:192.0.2.11:80`,
+        "  sleep 0.2",
+        "done",
+      ].join("\n");
+      const env = [`DPNDNCY_JOB=${name}-${nonce}`, "DPNDNCY_PROJECT=proj", `DPNDNCY_JOB_NAME=${name}`];
+      return spawnBackground(inCgroup(dir, env, work.exec("/bin/sh", "-c", loop)), {
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+      });
+    };
+    const jobs = { a: job("a"), b: job("b"), c: job("c") };
+    onCleanup(() => writeFileSync(join(phase, "stop"), ""));
+    /** "RES op errno" lines of the rounds run in phase n */
+    const verdicts = (bg: Background, n: number) => {
+      const out: Record<string, number[]> = {};
+      let cur = 0;
+      for (const l of bg.stdout().split("\n")) {
+        const r = /^ROUND (\d+)$/.exec(l);
+        if (r) cur = Number(r[1]);
+        const m = /^RES (\S+) (-?\d+)$/.exec(l);
+        if (m?.[1] && cur === n) (out[m[1]] ??= []).push(Number(m[2]));
+      }
+      return out;
+    };
+    const rounds = async (n: number) => {
+      for (const bg of Object.values(jobs)) {
+        const ok = await poll(
+          () => (verdicts(bg, n)["tcp:192.0.2.11:80"]?.length ?? 0) >= 2,
+          20_000,
+        );
+        expect(ok, `two rounds in phase ${n}:\n${bg.stdout()}\n${bg.stderr()}`).toBe(true);
+      }
+    };
+    const EPERM = 1;
+    const expectAll = (bg: Background, n: number, want: Record<string, number>) => {
+      const v = verdicts(bg, n);
+      for (const [op, errno] of Object.entries(want)) {
+        expect(new Set(v[op]), `${op} in phase ${n}`).toEqual(new Set([errno]));
+      }
+    };
+    await rounds(1);
+    expectAll(jobs.a, 1, { "tcp:192.0.2.10:80": 0, "tcp:192.0.2.11:80": EPERM });
+    expectAll(jobs.b, 1, { "tcp:192.0.2.10:80": 0, "tcp:192.0.2.11:80": EPERM });
+    expectAll(jobs.c, 1, { "tcp:192.0.2.10:80": EPERM, "tcp:192.0.2.11:80": EPERM }); // no proj/c.conf: default
+
+    // reload: job a now reaches .11 and no longer .10; b keeps its policy
+    writeFileSync(join(pol, "proj/a.conf"), "allow-cidr 192.0.2.11/32\n");
+    d.bg.child.kill("SIGHUP");
+    await d.waitFor((c) => c.type === "policy-reload", "policy-reload");
+    expect(d.lines().filter((c) => c.type === "policy-reload")[0]).toMatchObject({
+      ok: true,
+      policies: 3,
+    });
+    writeFileSync(join(phase, "n"), "2");
+    await rounds(2);
+    expectAll(jobs.a, 2, { "tcp:192.0.2.10:80": EPERM, "tcp:192.0.2.11:80": 0 });
+    expectAll(jobs.b, 2, { "tcp:192.0.2.10:80": 0, "tcp:192.0.2.11:80": EPERM });
+    expectAll(jobs.c, 2, { "tcp:192.0.2.10:80": EPERM, "tcp:192.0.2.11:80": EPERM });
+
+    // a broken policy: refused with FILE:LINE, nothing changes (b would lose .10 if it applied)
+    writeFileSync(join(pol, "proj/b.conf"), "allow-cidr 192.0.2.11/32\nallow-cidr nonsense\n");
+    d.bg.child.kill("SIGHUP");
+    const bad = await d.waitFor(
+      (c) => c.type === "policy-reload" && c.ok === false,
+      "a refused reload",
+    );
+    expect(String(bad.error)).toMatch(/proj\/b\.conf:2: invalid CIDR "nonsense"/);
+    expect(d.bg.stderr()).toMatch(/policy reload refused, the policies in force stay/);
+    writeFileSync(join(phase, "n"), "3");
+    await rounds(3);
+    expectAll(jobs.a, 3, { "tcp:192.0.2.10:80": EPERM, "tcp:192.0.2.11:80": 0 });
+    expectAll(jobs.b, 3, { "tcp:192.0.2.10:80": 0, "tcp:192.0.2.11:80": EPERM });
+
+    writeFileSync(join(phase, "stop"), "");
+    await Promise.all(
+      Object.values(jobs).map((bg) => poll(() => bg.child.exitCode !== null, 10_000)),
+    );
+    await d.waitFor(
+      (c) => c.type === "job-end" && c.job === `DPNDNCY_JOB=c-${nonce}`,
+      "job-end of c",
+    );
+    // the logs: deny records name the rule; the control stream reported each deny of its job
+    for (const name of ["a", "b", "c"] as const) {
+      const key = `DPNDNCY_JOB=${name}-${nonce}`;
+      const start = d.lines().find((c) => c.type === "job-start" && c.job === key);
+      expect(start).toMatchObject({ policy: name === "c" ? "default" : `proj/${name}.conf` });
+      const log = readLog(String(start?.log));
+      expect(log.errors).toEqual([]);
+      expectSealedLog(log, true);
+      const denies = workload(log).filter(
+        (e): e is ConnectEv => e.kind === "connect" && e.verdict === "deny",
+      );
+      expect(denies.length).toBeGreaterThan(0);
+      for (const e of denies) expect(e.rule).toBe("default-deny");
+      const reported = d.lines().filter((c) => c.type === "deny" && c.job === key);
+      expect(reported.length).toBe(denies.length);
+      expect((reported[0]?.record as ConnectEv).verdict).toBe("deny");
+    }
+    // the stats line (every second) counts the same denies
+    const denies = d.lines().filter((c) => c.type === "deny").length;
+    const counted = await poll(() => {
+      const st = d
+        .lines()
+        .filter((c) => c.type === "stats")
+        .at(-1) as Ctl & { verdicts: { deny: number } };
+      return st?.verdicts.deny === denies;
+    }, 5000);
+    expect(counted, "stats.verdicts.deny equals the deny lines").toBe(true);
+  });
+});
