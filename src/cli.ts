@@ -5,6 +5,7 @@
 import { pathToFileURL } from "node:url";
 import pkg from "../package.json" with { type: "json" };
 import { attest } from "./cli/attest.js";
+import { daemon } from "./cli/daemon.js";
 import { hardenCmd } from "./cli/harden.js";
 import { EXIT, type Io, type Subcommand } from "./cli/io.js";
 import { learn } from "./cli/learn.js";
@@ -26,6 +27,10 @@ export const COMMANDS: Record<string, { run: Subcommand; about: string }> = {
   policy: { run: policy, about: "policy check FILE: validate a policy (FILE:LINE:COLUMN errors)" },
   learn: { run: learn, about: "learn the egress policy enforce needs from logs (--baseline FILE)" },
   harden: { run: hardenCmd, about: "take sudo (and the Docker socket) away from the job's user" },
+  daemon: {
+    run: daemon,
+    about: "one agent per host, one signed trace per job (--config daemon.yml; self-hosted fleets)",
+  },
 };
 
 export function usage(): string {

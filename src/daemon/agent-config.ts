@@ -109,7 +109,7 @@ export function findAgent(
 ): string {
   if (configured !== undefined) {
     if (!isExecutable(configured)) throw new Error(`agent ${configured} is not an executable file`);
-    return configured;
+    return resolve(configured);
   }
   const candidates: string[] = [];
   if (cli) {
