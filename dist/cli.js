@@ -56030,7 +56030,7 @@ var JobSigner = class {
   async signOne(end, log, start2) {
     try {
       const predicate2 = await summarizeFile(log, { ci: jobCi(end.job, start2) });
-      if (predicate2.log.sha256 !== end.log_sha256) {
+      if (end.log_sha256 !== void 0 && predicate2.log.sha256 !== end.log_sha256) {
         this.o.log(
           `dpndncy daemon: WARNING ${log}: sha256 ${predicate2.log.sha256} is not the ${end.log_sha256} the agent reported at job-end`
         );
@@ -56126,12 +56126,10 @@ var daemon_control_v1_default = {
         },
         attach: {
           type: "object",
-          additionalProperties: {
-            type: "string"
-          }
+          description: "the start record's attach"
         },
         kernel: {
-          type: "string"
+          type: ["string", "null"]
         }
       }
     },
@@ -56202,8 +56200,9 @@ var daemon_control_v1_default = {
           type: ["string", "null"]
         },
         policy: {
-          type: "string",
-          minLength: 1
+          type: ["string", "null"],
+          minLength: 1,
+          description: 'the policy file in force, relative to the policy dir, or "default"; null in observe mode'
         }
       }
     },
@@ -56220,7 +56219,6 @@ var daemon_control_v1_default = {
         "complete",
         "events",
         "lost",
-        "log_sha256",
         "duration_s"
       ],
       properties: {
@@ -56252,19 +56250,26 @@ var daemon_control_v1_default = {
         },
         log_sha256: {
           type: "string",
-          pattern: "^[0-9a-f]{64}$"
+          pattern: "^[0-9a-f]{64}$",
+          description: "SHA-256 of every byte before the stop record (as in the stop record); absent when the stop record could not be written"
         },
         duration_s: {
           type: "number",
           minimum: 0
+        },
+        project: {
+          type: ["string", "null"]
+        },
+        name: {
+          type: ["string", "null"]
         }
       }
     },
     {
       title: "deny",
-      description: "a connection a job's policy blocked",
+      description: "a connection a job's policy (or, for a process with no job, the default policy) blocked",
       type: "object",
-      required: ["type", "ts", "job", "project", "name", "record"],
+      required: ["type", "ts", "record"],
       properties: {
         type: {
           const: "deny"
@@ -56273,8 +56278,9 @@ var daemon_control_v1_default = {
           $ref: "#/$defs/ts"
         },
         job: {
-          type: "string",
-          minLength: 1
+          type: ["string", "null"],
+          minLength: 1,
+          description: "absent (or null) for a process under the enforced cgroup that belongs to no job"
         },
         project: {
           type: ["string", "null"]
@@ -56708,9 +56714,9 @@ var WebhookSender = class {
     const { job, project, name, record } = d.deny;
     return JSON.stringify({
       type: "deny",
-      job,
-      project,
-      name,
+      job: job ?? null,
+      project: project ?? null,
+      name: name ?? null,
       record,
       host: this.o.host,
       sent_at: sentAt.toISOString()

@@ -22,8 +22,8 @@ export interface DaemonStart extends Base {
   jobs_dir: string;
   policy_dir: string | null;
   cgroup: string | null;
-  attach: Record<string, string>;
-  kernel: string;
+  attach: Record<string, unknown>;
+  kernel: string | null;
 }
 
 export interface JobStart extends Base {
@@ -35,7 +35,8 @@ export interface JobStart extends Base {
   container: { runtime: string; id: string; pod?: string | null } | null;
   project: string | null;
   name: string | null;
-  policy: string;
+  /** Relative to the policy dir, or "default"; null in observe mode. */
+  policy: string | null;
 }
 
 export interface JobEnd extends Base {
@@ -46,15 +47,19 @@ export interface JobEnd extends Base {
   complete: boolean;
   events: Counts;
   lost: Lost;
-  log_sha256: string;
+  /** Absent when the stop record could not be written. */
+  log_sha256?: string;
   duration_s: number;
+  project?: string | null;
+  name?: string | null;
 }
 
 export interface Deny extends Base {
   type: "deny";
-  job: string;
-  project: string | null;
-  name: string | null;
+  /** Absent for a process under the enforced cgroup that belongs to no job. */
+  job?: string | null;
+  project?: string | null;
+  name?: string | null;
   /** The connect record exactly as written to the job's log (schema/event.v1.json). */
   record: { kind: "connect" } & Record<string, unknown>;
 }

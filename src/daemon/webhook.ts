@@ -116,9 +116,9 @@ export class WebhookSender {
     const { job, project, name, record } = d.deny;
     return JSON.stringify({
       type: "deny",
-      job,
-      project,
-      name,
+      job: job ?? null,
+      project: project ?? null,
+      name: name ?? null,
       record,
       host: this.o.host,
       sent_at: sentAt.toISOString(),

@@ -62,6 +62,18 @@ describe("control lines", () => {
     );
   });
 
+  it("lines shaped as agent-c/daemon.c writes them", () => {
+    const lines = [
+      `{"type":"daemon-start","ts":"${ts}","pid":77,"mode":"observe","jobs_dir":"/j","policy_dir":null,"cgroup":null,"log":"/j/daemon-1.ndjson","attach":{"exec":"tracepoint/sched/sched_process_exec","dns":null},"kernel":null}`,
+      `{"type":"job-start","ts":"${ts}","job":"DPNDNCY_JOB=a","log":"/j/DPNDNCY_JOB_a-1.ndjson","pid":9,"cgroup":null,"container":null,"project":null,"name":null,"policy":null}`,
+      `{"type":"job-end","ts":"${ts}","job":"DPNDNCY_JOB=a","log":"/j/DPNDNCY_JOB_a-1.ndjson","reason":"idle","project":null,"name":null,"complete":false,"events":{"exec":1,"connect":0},"lost":3,"duration_s":1.250}`,
+      `{"type":"deny","ts":"${ts}","record":{"v":1,"kind":"connect","verdict":"deny"}}`,
+      `{"type":"policy-reload","ts":"${ts}","ok":false,"policies":2,"error":"acme/default.conf:3: bad"}`,
+      `{"type":"daemon-stop","ts":"${ts}","jobs_closed":1,"jobs_started":4,"events":{"exec":9},"lost":0}`,
+    ];
+    for (const l of lines) expect(parseControlLine(l), l).toMatchObject({ ok: true });
+  });
+
   it("extra fields are allowed (a newer agent may add some)", () => {
     expect(parseControlLine(JSON.stringify({ ...SAMPLES.error, code: "EMFILE" })).ok).toBe(true);
   });

@@ -197,6 +197,20 @@ describe("deny webhook", () => {
     expect(await count(metrics, "failed")).toBe(1);
   });
 
+  it("a deny of a process with no job says so with nulls", async () => {
+    const r = await receiver((_, __, res) => res.writeHead(200).end());
+    servers.push(r.server);
+    const { s } = sender(r.url);
+    s.enqueue({ type: "deny", ts: SAMPLES.deny.ts, record: { kind: "connect" } });
+    await until(() => s.pending === 0 && r.got.length === 1);
+    expect(JSON.parse(r.got[0]?.body.toString() ?? "")).toMatchObject({
+      job: null,
+      project: null,
+      name: null,
+      record: { kind: "connect" },
+    });
+  });
+
   it("the secret file must exist and not be empty", () => {
     const d = mkdtempSync(join(tmpdir(), "dpndncy-webhook-"));
     dirs.push(d);
