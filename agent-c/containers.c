@@ -12,8 +12,9 @@
  * 2. Container libcs. The getaddrinfo uprobes attached at start sit on the host's libc files;
  *    a container has its own libc (another inode) that they do not see. On every exec the
  *    process's mount namespace and root are compared with those already handled; a new root
- *    that is not the host's (pid 1's) is searched for glibc and musl, each new libc file (by
- *    st_dev/st_ino, the host's included) gets the probes too, up to MAX_CONTAINER_LIBCS.
+ *    that is not the host's (pid 1's) is searched for glibc and musl, and each libc file not
+ *    probed yet (the host's included; containers of one image share the file under their
+ *    overlayfs mounts: see file_id) gets the probes too, up to MAX_CONTAINER_LIBCS.
  *    Whatever cannot be probed (static binaries, no libc found, the cap) is still covered by
  *    the packet-level DNS hook on the cgroup v2 root.
  */
@@ -24,6 +25,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #include <linux/openat2.h>
 
@@ -354,6 +356,7 @@ void container_json(struct sbuf *b, uint64_t cgid)
 
 struct fid {
 	uint64_t dev, ino;
+	uint64_t size, mtime;     /* overlayfs only (dev 0 there) */
 };
 
 static struct agent_bpf *abpf;
@@ -365,6 +368,42 @@ static struct {
 	struct fid root;
 } roots[MAX_ROOTS];                                 /* (mount namespace, root) already handled */
 static unsigned nroots, roots_next;
+
+/*
+ * Which file a probe on fd lands on. A uprobe sits on the real inode under overlayfs (every
+ * container image), which every container of an image shares, while stat() there reports each
+ * mount's own st_dev (with the real st_ino when the layers share a filesystem, as Docker's and
+ * containerd's do). So an overlayfs file is known by inode, size and mtime, without the device;
+ * any other file by device and inode.
+ */
+#define OVERLAYFS_MAGIC 0x794c7630
+
+static int file_id(int fd, struct fid *id)
+{
+	struct stat st;
+	struct statfs sf;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return -1;
+	memset(id, 0, sizeof(*id));
+	id->ino = st.st_ino;
+	if (fstatfs(fd, &sf) == 0 && sf.f_type == OVERLAYFS_MAGIC) {
+		id->size = (uint64_t)st.st_size;
+		id->mtime = (uint64_t)st.st_mtim.tv_sec * 1000000000ULL + (uint64_t)st.st_mtim.tv_nsec;
+	} else {
+		id->dev = st.st_dev;
+	}
+	return 0;
+}
+
+static int is_probed(const struct fid *id)
+{
+	for (int i = 0; i < nprobed; i++)
+		if (probed[i].dev == id->dev && probed[i].ino == id->ino && probed[i].size == id->size &&
+		    probed[i].mtime == id->mtime)
+			return 1;
+	return 0;
+}
 
 void containers_init(struct agent_bpf *a, const struct probe_result *pr)
 {
@@ -379,21 +418,15 @@ void containers_init(struct agent_bpf *a, const struct probe_result *pr)
 		return;
 	host_root.dev = st.st_dev;
 	host_root.ino = st.st_ino;
-	for (int i = 0; i < pr->nlibc && nprobed < 16; i++)
-		if (stat(pr->libc[i], &st) == 0) {
-			probed[nprobed].dev = st.st_dev;
-			probed[nprobed].ino = st.st_ino;
-			nprobed++;
-		}
-	abpf = a;
-}
+	for (int i = 0; i < pr->nlibc && nprobed < 16; i++) {
+		int fd = open(pr->libc[i], O_RDONLY | O_CLOEXEC);
 
-static int is_probed(const struct stat *st)
-{
-	for (int i = 0; i < nprobed; i++)
-		if (probed[i].dev == (uint64_t)st->st_dev && probed[i].ino == (uint64_t)st->st_ino)
-			return 1;
-	return 0;
+		if (fd >= 0 && file_id(fd, &probed[nprobed]) == 0)
+			nprobed++;
+		if (fd >= 0)
+			close(fd);
+	}
+	abpf = a;
 }
 
 /* a path inside the root: absolute symlinks stay in it (openat2 RESOLVE_IN_ROOT, Linux 5.6) */
@@ -427,7 +460,7 @@ static void cap_reached(const char *why)
 
 static void try_libc(int rootfd, uint32_t pid, const char *rel)
 {
-	struct stat st;
+	struct fid id;
 	char fdpath[64], err[512];
 	int fd;
 
@@ -438,16 +471,14 @@ static void try_libc(int rootfd, uint32_t pid, const char *rel)
 	fd = open_in_root(rootfd, rel);
 	if (fd < 0)
 		return;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || is_probed(&st)) {
+	if (file_id(fd, &id) < 0 || is_probed(&id)) {
 		close(fd);
 		return;
 	}
 	/* the probe holds the inode: valid after the process and this fd are gone */
 	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
 	if (bpf_attach_libc(abpf, fdpath, err, sizeof(err)) == 0) {
-		probed[nprobed].dev = st.st_dev;
-		probed[nprobed].ino = st.st_ino;
-		nprobed++;
+		probed[nprobed++] = id;
 		ncontainer_libcs++;
 		if (getenv("DPNDNCY_DEBUG"))
 			fprintf(stderr, "container libc probed: /proc/%u/root/%s\n", pid, rel);

@@ -287,4 +287,53 @@ describeKernel("containers", () => {
       "packet-level events",
     ).toBeGreaterThan(0);
   });
+
+  it("two containers of one image (overlayfs mounts over the same lower layer) share one probed libc, and both lookups are libc events", async () => {
+    const root = await containerRoot();
+    const mnt = tempDir("ctovl");
+    const name = (label: string) => `${label}-${nonce}.dpndncy.test`;
+    const zone: Zone = {
+      [name("ovl-a")]: { A: ["192.0.2.93"], AAAA: [] },
+      [name("ovl-b")]: { A: ["192.0.2.94"], AAAA: [] },
+    };
+    const ns = await Netns.create();
+    await startDns(ns, ["127.0.0.1", "::1"], zone);
+    // in a private mount namespace (the mounts die with it): a tmpfs for the upper layers and two
+    // overlayfs roots over the one lower layer, each run as its own container
+    const container = (i: number, n: string) =>
+      [
+        `mkdir ${mnt}/u${i} ${mnt}/w${i} ${mnt}/m${i}`,
+        `mount -t overlay dpk-ovl -o lowerdir=${root},upperdir=${mnt}/u${i},workdir=${mnt}/w${i} ${mnt}/m${i}`,
+        `unshare --mount --root=${mnt}/m${i} /bin/sh -c 'sleep 1; exec /bin/getent ahosts ${n}' ctr-${i}`,
+      ].join(" && ");
+    const script = [
+      `mount -t tmpfs dpk-tmp ${mnt}`,
+      container(1, name("ovl-a")),
+      container(2, name("ovl-b")),
+    ].join(" && ");
+    const r = await agentRun({
+      cmd: ns.exec("unshare", "--mount", "/bin/sh", "-c", script),
+      env: { ...process.env, DPNDNCY_DEBUG: "1" },
+    });
+    expectRunOk(r);
+    const shells = [1, 2].map((i) => {
+      // unshare execs the shell, which execs getent after its sleep: one pid
+      const ex = byKind
+        .exec(r.workload)
+        .find((e) => e.filename === "/bin/sh" && e.argv[e.argv.length - 1] === `ctr-${i}`);
+      expect(ex, `exec of the shell of container ${i}`).toBeDefined();
+      return ex?.pid as number;
+    });
+    for (const [i, n] of [name("ovl-a"), name("ovl-b")].entries()) {
+      const evs = byKind.dns(r.workload).filter((e) => e.name === n && e.source === "libc");
+      expect(evs, `libc dns event of container ${i + 1}`).toHaveLength(1);
+      expect(evs[0]).toMatchObject({ comm: "getent", pid: shells[i], answers: [zone[n]?.A?.[0]] });
+    }
+    // DPNDNCY_DEBUG names each libc the agent probed: the first container's only
+    const probed = r.res.stderr
+      .split("\n")
+      .map((l) => /^container libc probed: \/proc\/(\d+)\/root\//.exec(l)?.[1])
+      .filter((p) => p !== undefined && shells.includes(Number(p)));
+    expect(probed, "container libcs probed").toEqual([String(shells[0])]);
+  });
 });
