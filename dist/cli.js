@@ -55609,7 +55609,7 @@ import {
   writeFileSync as writeFileSync2
 } from "node:fs";
 import { readFile as readFile2 } from "node:fs/promises";
-import { dirname as dirname3, join as join3, relative, sep } from "node:path";
+import { basename as basename3, dirname as dirname3, join as join3, relative, sep } from "node:path";
 
 // src/policy/load.ts
 var import__3 = __toESM(require__(), 1);
@@ -55810,6 +55810,7 @@ var HOST_WIDE = {
   "dns.resolvers": "dnsResolvers",
   files: "(no daemon equivalent yet)"
 };
+var MAX_POLICIES = 256;
 function isPolicyFile(name) {
   return !name.startsWith(".") && /\.ya?ml$/.test(name);
 }
@@ -55891,6 +55892,11 @@ async function compilePolicies(policyDir) {
       allow: loaded.allow.length
     });
   }
+  if (policies.length > MAX_POLICIES) {
+    throw new PolicyError(
+      `${policyDir}: ${policies.length} policies; the agent holds at most ${MAX_POLICIES} (agent-c/enforce.c)`
+    );
+  }
   if (!seen.has("default.conf")) {
     warnings.push(
       `${join3(policyDir, "default.yml")}: missing: in enforce mode a job with no policy of its own may reach only loopback and the DNS resolvers`
@@ -55934,13 +55940,14 @@ var PolicyTree = class {
         renameSync(this.link, join3(this.stateDir, `policies.old-${id}`));
     } catch {
     }
+    const previous = this.current();
     renameSync(tmpLink, this.link);
-    this.prune(gen);
+    this.prune([gen, ...previous ? [basename3(previous)] : []]);
     return join3(this.stateDir, gen);
   }
   prune(keep) {
     for (const name of readdirSync(this.stateDir)) {
-      if (name.startsWith("policies.") && name !== keep) {
+      if (name.startsWith("policies.") && !keep.includes(name)) {
         rmSync(join3(this.stateDir, name), { recursive: true, force: true });
       }
     }
@@ -55950,7 +55957,7 @@ var PolicyTree = class {
 // src/daemon/signer.ts
 import { readFileSync as readFileSync3, renameSync as renameSync2, writeFileSync as writeFileSync3 } from "node:fs";
 import { readFile as readFile3 } from "node:fs/promises";
-import { basename as basename3, dirname as dirname4, join as join4 } from "node:path";
+import { basename as basename4, dirname as dirname4, join as join4 } from "node:path";
 var bundlePath = (log) => `${log}.sigstore.json`;
 function jobCi(job, start2) {
   const eq = job.indexOf("=");
@@ -56037,7 +56044,7 @@ var JobSigner = class {
       }
       const bundle = await this.setup.sign(serializeStatement(buildStatement(predicate2)));
       const out = bundlePath(log);
-      const tmp = join4(dirname4(out), `.${basename3(out)}.tmp`);
+      const tmp = join4(dirname4(out), `.${basename4(out)}.tmp`);
       writeFileSync3(tmp, `${JSON.stringify(bundle)}
 `, { mode: 420 });
       renameSync2(tmp, out);

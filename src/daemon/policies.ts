@@ -23,7 +23,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { dirname, join, relative, sep } from "node:path";
+import { basename, dirname, join, relative, sep } from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import { endpointDirective } from "../agent/config.js";
 import { type LoadedPolicy, PolicyError, parsePolicy } from "../policy/load.js";
@@ -51,6 +51,9 @@ const HOST_WIDE: Record<string, string> = {
   "dns.resolvers": "dnsResolvers",
   files: "(no daemon equivalent yet)",
 };
+
+/** Policy slots of the agent (agent-c/enforce.c MAX_SLOTS), default.conf included. */
+const MAX_POLICIES = 256;
 
 function isPolicyFile(name: string): boolean {
   return !name.startsWith(".") && /\.ya?ml$/.test(name);
@@ -143,6 +146,11 @@ export async function compilePolicies(policyDir: string): Promise<Compiled> {
       allow: loaded.allow.length,
     });
   }
+  if (policies.length > MAX_POLICIES) {
+    throw new PolicyError(
+      `${policyDir}: ${policies.length} policies; the agent holds at most ${MAX_POLICIES} (agent-c/enforce.c)`,
+    );
+  }
   if (!seen.has("default.conf")) {
     warnings.push(
       `${join(policyDir, "default.yml")}: missing: in enforce mode a job with no policy of its own may reach only loopback and the DNS resolvers`,
@@ -197,14 +205,17 @@ export class PolicyTree {
     } catch {
       // no link yet
     }
+    const previous = this.current();
     renameSync(tmpLink, this.link);
-    this.prune(gen);
+    // the previous generation stays until the next install: the agent may still be reading it
+    // (a reload it has not finished when the next one comes)
+    this.prune([gen, ...(previous ? [basename(previous)] : [])]);
     return join(this.stateDir, gen);
   }
 
-  private prune(keep: string): void {
+  private prune(keep: string[]): void {
     for (const name of readdirSync(this.stateDir)) {
-      if (name.startsWith("policies.") && name !== keep) {
+      if (name.startsWith("policies.") && !keep.includes(name)) {
         rmSync(join(this.stateDir, name), { recursive: true, force: true });
       }
     }

@@ -85,8 +85,11 @@ describe("policy directory", () => {
     expect(second).not.toBe(first);
     expect(join(state, readlinkSync(tree.link))).toBe(second);
     expect(body(read("default.conf"))).toEqual(["allow-host gitlab.com"]);
-    // only the generation in force and the link are left
-    expect(readdirSync(state).sort()).toEqual(["policies", second.slice(state.length + 1)].sort());
+    // the generation in force and the one before (the agent may still be reading it) are left
+    const name = (p: string) => p.slice(state.length + 1);
+    expect(readdirSync(state).sort()).toEqual(["policies", name(first), name(second)].sort());
+    const third = tree.install(await compilePolicies(src));
+    expect(readdirSync(state).sort()).toEqual(["policies", name(second), name(third)].sort());
   });
 
   it("a broken policy refuses the whole directory, names FILE:LINE:COLUMN, and keeps the tree", async () => {
@@ -136,6 +139,15 @@ describe("policy directory", () => {
     rmSync(d);
     expect((await compilePolicies(src)).warnings.at(-1)).toMatch(
       /default\.yml: missing: in enforce mode/,
+    );
+  });
+
+  it("no more policies than the agent holds", async () => {
+    for (let i = 0; i < 252; i++) put(`p${i}/default.yml`, "version: 1\n");
+    expect((await compilePolicies(src)).policies).toHaveLength(256);
+    put("one/more.yml", "version: 1\n");
+    await expect(compilePolicies(src)).rejects.toThrow(
+      `${src}: 257 policies; the agent holds at most 256 (agent-c/enforce.c)`,
     );
   });
 
