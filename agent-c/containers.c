@@ -5,9 +5,10 @@
  *    number of its cgroup directory. The id is resolved to a path by walking the cgroup2 mount
  *    (at most once a second: new cgroups appear all the time) and the path is parsed for the
  *    container runtime, the container id and the Kubernetes pod uid. Results, "not a container"
- *    included, are cached (set-associative, bounded, least recently used evicted). A miss that
- *    may not walk yet is answered "not a container" for now; when it was an exec record's, the
- *    process's /proc/<pid>/cgroup resolves it right after, so its later records are attributed.
+ *    included, are cached (set-associative, bounded, least recently used evicted). A miss first
+ *    asks the record's process (/proc/<pid>/cgroup, checked against the id by the directory's
+ *    inode: one read and one stat), so a container started after the last walk is attributed
+ *    from its first record; only when that fails (the process is gone or moved on) does it walk.
  *
  * 2. Container libcs. The getaddrinfo uprobes attached at start sit on the host's libc files;
  *    a container has its own libc (another inode) that they do not see. On every exec the
@@ -170,7 +171,6 @@ static uint64_t clock_now;
 static uint64_t last_walk_ns;
 static int walked;
 static char cg_mnt[256];
-static uint64_t miss_id;      /* the last miss that could not walk: resolved at the exec hook */
 
 static struct centry *cache_find(uint64_t id)
 {
@@ -284,37 +284,21 @@ none:
 	cache_put(id, NULL);
 }
 
-static const struct centry *lookup(uint64_t id)
-{
-	const struct centry *e;
-
-	if (!id)
-		return NULL;
-	e = cache_find(id);
-	if (e)
-		return e;
-	if (!walked || now_boottime_ns() - last_walk_ns >= WALK_EVERY_NS) {
-		resolve_by_walk(id);
-		return cache_find(id);
-	}
-	miss_id = id;
-	return NULL;
-}
-
-/* an exec record's cgroup missed and could not walk: the process names its cgroup itself */
-static void resolve_by_pid(uint32_t pid, uint64_t id)
+/* the process names its cgroup itself; 1 resolved (cached) */
+static int resolve_by_pid(uint32_t pid, uint64_t id)
 {
 	char f[64], path[4400];
 	char *s, *p, *e;
 	struct stat st;
 	struct container_info ci;
+	int ok = 0;
 
-	if (!cgroup_mount())
-		return;
+	if (!pid || !cgroup_mount())
+		return 0;
 	snprintf(f, sizeof(f), "/proc/%u/cgroup", pid);
 	s = read_file_str(f, 16384);
 	if (!s)
-		return;
+		return 0;
 	for (p = s; p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
 		if (strncmp(p, "0::", 3) == 0)
 			break;
@@ -325,15 +309,49 @@ static void resolve_by_pid(uint32_t pid, uint64_t id)
 			*e = 0;
 		snprintf(path, sizeof(path), "%s%s", cg_mnt, p);
 		/* only when it is still the cgroup of the record (the process may have moved) */
-		if (stat(path, &st) == 0 && (uint64_t)st.st_ino == id)
+		if (stat(path, &st) == 0 && (uint64_t)st.st_ino == id) {
 			cache_put(id, container_parse(p, &ci) ? &ci : NULL);
+			ok = 1;
+		}
 	}
 	free(s);
+	return ok;
+}
+
+static const struct centry *lookup(uint64_t id, uint32_t pid)
+{
+	const struct centry *e;
+
+	if (!id)
+		return NULL;
+	e = cache_find(id);
+	if (e)
+		return e;
+	if (resolve_by_pid(pid, id))
+		return cache_find(id);
+	if (!walked || now_boottime_ns() - last_walk_ns >= WALK_EVERY_NS) {
+		resolve_by_walk(id);
+		return cache_find(id);
+	}
+	return NULL; /* not known yet: asked again at the next record */
+}
+
+/* the pid of the record being written: put_common() writes it right after out_begin()'s
+ * {"v":1,"kind":"..","ts":"..","seq":N (constants and numbers only before it) */
+static uint32_t record_pid(const struct sbuf *b)
+{
+	const char *k = ",\"pid\":";
+	size_t kl = strlen(k);
+
+	for (size_t i = 0; b->p && i + kl < b->len && i < 128; i++)
+		if (memcmp(b->p + i, k, kl) == 0)
+			return (uint32_t)strtoul(b->p + i + kl, NULL, 10);
+	return 0;
 }
 
 void container_json(struct sbuf *b, uint64_t cgid)
 {
-	const struct centry *e = lookup(cgid);
+	const struct centry *e = lookup(cgid, record_pid(b));
 
 	if (!e || !e->is_ct)
 		return;
@@ -529,12 +547,6 @@ void containers_on_exec(uint32_t pid)
 	struct stat ns, root;
 	int rootfd;
 
-	if (miss_id) {
-		uint64_t id = miss_id;
-
-		miss_id = 0;
-		resolve_by_pid(pid, id);
-	}
 	if (!abpf)
 		return;
 	/* the hot path: two stats, then a compare with the roots already handled */

@@ -3,7 +3,9 @@
 // container's root filesystem (another inode than the host's) gets the getaddrinfo probes too.
 //
 // The cgroups are the test's own, under a parent it creates in the cgroup v2 mount and removes
-// afterwards; real docker/kubepods cgroups are never touched. The "container" of the libc test is
+// afterwards; real docker/kubepods cgroups are never touched. Some exist before the agent starts,
+// some are made while it runs (a container started after the agent: attributed from its first
+// record, the exec, on). The "container" of the libc test is
 // a root filesystem with copies of the host's libc, run with its own mount namespace and root
 // (`unshare --mount --root`) inside a network namespace where the test's DNS server answers.
 import { randomBytes, randomUUID } from "node:crypto";
@@ -139,8 +141,10 @@ describeKernel("containers", () => {
     const uid1 = randomUUID();
     const uid2 = randomUUID();
     const uid3 = randomUUID();
-    const ids = Array.from({ length: 8 }, hex64);
-    const cases: { name: string; path: string; want: Container | null }[] = [
+    const uid4 = randomUUID();
+    const ids = Array.from({ length: 10 }, hex64);
+    // late: made by the workload while the agent runs (a container started after the agent)
+    const cases: { name: string; path: string; want: Container | null; late?: boolean }[] = [
       {
         name: "docker-systemd",
         path: `system.slice/docker-${ids[0]}.scope`,
@@ -177,22 +181,29 @@ describeKernel("containers", () => {
         path: `system.slice/docker-${ids[6]}.scope/inner`,
         want: { runtime: "docker", id: ids[6] as string, pod: null },
       },
+      {
+        name: "docker-late",
+        path: `late/docker-${ids[8]}.scope`,
+        want: { runtime: "docker", id: ids[8] as string, pod: null },
+        late: true,
+      },
+      {
+        name: "k8s-late",
+        path: `late/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${uid4.replaceAll("-", "_")}.slice/cri-containerd-${ids[9]}.scope`,
+        want: { runtime: "containerd", id: ids[9] as string, pod: uid4 },
+        late: true,
+      },
       { name: "plain", path: "plain", want: null },
       // look-alikes that are not containers: conmon's scope, a short id
       { name: "crio-conmon", path: `crio-conmon-${ids[7]}.scope`, want: null },
       { name: "short-id", path: `docker-${(ids[7] as string).slice(1)}.scope`, want: null },
     ];
-    const cgid = new Map<string, number>();
-    for (const c of cases) {
-      const dir = join(parent, c.path);
-      mkdirSync(dir, { recursive: true });
-      cgid.set(c.name, statSync(dir).ino);
-    }
+    for (const c of cases) if (!c.late) mkdirSync(join(parent, c.path), { recursive: true });
     // each child moves itself into its cgroup, then execs a reader of the fake credential
     const script = cases
       .map(
         (c) =>
-          `/bin/sh -c 'echo $$ > "${join(parent, c.path)}/cgroup.procs" && exec /bin/cat "$HOME/.aws/credentials"' ${c.name}-${nonce} >/dev/null`,
+          `${c.late ? `mkdir -p "${join(parent, c.path)}" && ` : ""}/bin/sh -c 'echo $$ > "${join(parent, c.path)}/cgroup.procs" && exec /bin/cat "$HOME/.aws/credentials"' ${c.name}-${nonce} >/dev/null`,
       )
       .join("\n");
     const r = await agentRun({
@@ -201,6 +212,7 @@ describeKernel("containers", () => {
     });
     expectRunOk(r);
 
+    const cgid = new Map(cases.map((c) => [c.name, statSync(join(parent, c.path)).ino]));
     const creds = join(home, ".aws/credentials");
     for (const c of cases) {
       const recs = recordsIn(r, `${c.name}-${nonce}`, cgid.get(c.name) as number);
