@@ -237,6 +237,8 @@ struct event_hooks {
 	void (*exit)(const struct dp_hdr *h);
 	/* a denied connect, its line (without the closing brace) as it goes into log o */
 	void (*deny)(const struct dp_hdr *h, struct output *o, const char *line, size_t n);
+	/* a tamper record written to the agent's own log: its fields after "seq" */
+	void (*tamper)(uint64_t real_ns, const char *body, size_t n);
 };
 extern struct event_hooks EH;
 

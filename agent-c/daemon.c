@@ -519,6 +519,21 @@ static void on_deny(const struct dp_hdr *h, struct output *o, const char *line, 
 	ctl_end();
 }
 
+static void on_tamper(uint64_t real_ns, const char *body, size_t n)
+{
+	struct sbuf l;
+
+	sb_init(&l);
+	for (int i = 0; i < njobs_hi; i++) {
+		if (!J[i].used)
+			continue;
+		out_begin(&J[i].out, &l, "tamper", real_ns);
+		sb_put(&l, body, n);
+		out_commit(&J[i].out, &l, SK_COUNT);
+	}
+	sb_free(&l);
+}
+
 /* ---- periodic work ---- */
 
 static void sweep(void)
@@ -679,6 +694,7 @@ int cmd_daemon(struct opts *o)
 	EH.fork = on_fork;
 	EH.exit = on_exit_rec;
 	EH.deny = deny_counting;
+	EH.tamper = on_tamper;
 
 	ctl_begin("daemon-start");
 	sb_printf(&ctl, ",\"pid\":%d,\"mode\":\"%s\"", (int)getpid(), D.enforce ? "enforce" : "observe");
@@ -735,6 +751,7 @@ int cmd_daemon(struct opts *o)
 		EH.fork = NULL;
 		EH.exit = NULL;
 		EH.deny = NULL;
+		EH.tamper = NULL;
 		ctl_begin("daemon-stop");
 		sb_printf(&ctl, ",\"jobs_closed\":%d,\"jobs_started\":%llu", closed, (unsigned long long)D.jobs_started);
 		sb_puts(&ctl, ",\"events\":{");

@@ -129,7 +129,10 @@ static void emit(const struct actor *a, const char *what, const char *detail)
 		a = &self;
 	if (a->boot_ts)
 		real = (uint64_t)((int64_t)a->boot_ts + G.boot_to_real);
+	size_t hl;
+
 	out_begin(&G.out, &tl, "tamper", real);
+	hl = tl.len;
 	sb_printf(&tl, ",\"pid\":%u,\"tid\":%u,\"ppid\":%u,\"uid\":%u,\"comm\":", a->pid, a->tid, a->ppid, a->uid);
 	sb_json_str(&tl, a->comm, strnlen(a->comm, a->commlen));
 	sb_printf(&tl, ",\"cgroup\":%llu,\"step\":", (unsigned long long)a->cgroup);
@@ -146,6 +149,9 @@ static void emit(const struct actor *a, const char *what, const char *detail)
 		sb_puts(&tl, ",\"ancestry\":");
 		proc_ancestry(&tl, a->pid, a->ppid);
 	}
+	/* daemon mode: tampering with the agent concerns every job it watches */
+	if (EH.tamper)
+		EH.tamper(real, tl.p + hl, tl.len - hl);
 	out_commit(&G.out, &tl, SK_COUNT); /* not one of the stat kinds */
 	tamper_written++;
 }

@@ -50,9 +50,9 @@ async function startDaemon(args: string[]): Promise<Daemon> {
   return { bg, jobsDir, lines, waitFor };
 }
 
-/** The workload's events of a job log: everything but the agent's own start/stop records. */
+/** The workload's events of a job log: not the agent's start/stop records, not tamper records. */
 function workload(log: Log): Ev[] {
-  return log.events.filter((e) => e.kind !== "agent");
+  return log.events.filter((e) => e.kind !== "agent" && e.kind !== "tamper");
 }
 
 describeKernel("daemon", () => {
@@ -68,8 +68,10 @@ describeKernel("daemon", () => {
     const nonce = `${process.pid}-${Date.now()}`;
     const job = (name: "a" | "b") => {
       const dir = cg.child(`job-${name}`);
-      // forks, an `env -i` child (cannot shed the job), a background process, a connect, a credential read
+      // forks, an `env -i` child (cannot shed the job), a background process, a connect, a
+      // credential read; job a also reads the agent's environment (tampering)
       const script = [
+        name === "a" ? `head -c1 /proc/${d.bg.pid}/environ > /dev/null` : "true",
         "for i in 1 2 3 4 5 6 7 8 9 10; do /bin/true; done",
         `env -i /bin/bash -c 'exec 3<>/dev/tcp/127.0.0.1/${port[name]}' 2>/dev/null; true`,
         `bash -c 'exec 3<>/dev/tcp/127.0.0.1/${port[name]}' 2>/dev/null; true`,
@@ -140,7 +142,11 @@ describeKernel("daemon", () => {
       // the env -i child kept the job: both connects are here, and only to this job's port
       expect(conns.map((c) => c.port).sort()).toEqual([port[name], port[name]]);
       const files = evs.filter((e) => e.kind === "file").map((e) => (e as { path: string }).path);
-      expect(files).toEqual([join(home[name], ".aws/credentials")]);
+      const agentEnv = name === "a" ? [`/proc/${d.bg.pid}/environ`] : [];
+      expect(files.sort()).toEqual([...agentEnv, join(home[name], ".aws/credentials")].sort());
+      // tampering with the agent is in the log of every job running then (b's may have ended)
+      const tampers = log.events.filter((e) => e.kind === "tamper") as (Ev & { what: string })[];
+      if (name === "a") expect(tampers.map((t) => t.what)).toEqual(["proc-environ-access"]);
       // the other job's and the stranger's ports never show up
       const other = name === "a" ? port.b : port.a;
       expect(
