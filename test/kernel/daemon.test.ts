@@ -1,11 +1,11 @@
 // Daemon mode (docs/daemon.md): one `dpndncy-agent daemon` watches every job on the host.
 // Jobs here are shells in cgroups this test creates, named by DPNDNCY_JOB in their
 // environment; enforcement is attached to the test's parent cgroup only.
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { inCgroup, testCgroup } from "../support/kernel/cgroup.js";
-import { AGENT, FIXTURES, onCleanup, PYTHON, tempDir } from "../support/kernel/env.js";
+import { AGENT, FIXTURES, onCleanup, PYTHON, REPO, tempDir } from "../support/kernel/env.js";
 import {
   type ConnectEv,
   type Ev,
@@ -14,7 +14,7 @@ import {
   readLog,
 } from "../support/kernel/log.js";
 import { Netns } from "../support/kernel/netns.js";
-import { type Background, poll, spawnBackground } from "../support/kernel/proc.js";
+import { type Background, poll, runOk, spawnBackground } from "../support/kernel/proc.js";
 import { startServers } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
 
@@ -28,9 +28,18 @@ interface Daemon {
   waitFor(pred: (c: Ctl) => boolean, what: string, timeoutMs?: number): Promise<Ctl>;
 }
 
-async function startDaemon(args: string[]): Promise<Daemon> {
+async function startDaemon(args: string[], prefix: string[] = []): Promise<Daemon> {
   const jobsDir = tempDir("jobs");
-  const bg = spawnBackground([AGENT, "daemon", "--jobs-dir", jobsDir, "--job-idle", "1", ...args]);
+  const bg = spawnBackground([
+    ...prefix,
+    AGENT,
+    "daemon",
+    "--jobs-dir",
+    jobsDir,
+    "--job-idle",
+    "1",
+    ...args,
+  ]);
   onCleanup(() => bg.stop());
   const lines = (): Ctl[] =>
     bg
@@ -80,7 +89,11 @@ describeKernel("daemon", () => {
         "wait",
       ].join("\n");
       // the runner puts the job into its cgroup first; the marker appears with the job's first exec
-      const env = [`DPNDNCY_JOB=${name}-${nonce}`, "DPNDNCY_PROJECT=group/app", `DPNDNCY_JOB_NAME=job-${name}`];
+      const env = [
+        `DPNDNCY_JOB=${name}-${nonce}`,
+        "DPNDNCY_PROJECT=group/app",
+        `DPNDNCY_JOB_NAME=job-${name}`,
+      ];
       return spawnBackground(inCgroup(dir, env, ["/bin/bash", "-c", script]), {
         env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home[name] },
       });
@@ -202,7 +215,11 @@ describeKernel("daemon", () => {
         "  sleep 0.2",
         "done",
       ].join("\n");
-      const env = [`DPNDNCY_JOB=${name}-${nonce}`, "DPNDNCY_PROJECT=proj", `DPNDNCY_JOB_NAME=${name}`];
+      const env = [
+        `DPNDNCY_JOB=${name}-${nonce}`,
+        "DPNDNCY_PROJECT=proj",
+        `DPNDNCY_JOB_NAME=${name}`,
+      ];
       return spawnBackground(inCgroup(dir, env, work.exec("/bin/sh", "-c", loop)), {
         env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
       });
@@ -305,5 +322,69 @@ describeKernel("daemon", () => {
       return st?.verdicts.deny === denies;
     }, 5000);
     expect(counted, "stats.verdicts.deny equals the deny lines").toBe(true);
+  });
+});
+
+describeKernel("daemon with the systemd unit's capabilities", () => {
+  it("the capability set of deploy/systemd/dpndncy-agent.service is enough to observe and enforce (with the hooks it allows)", async () => {
+    const unit = readFileSync(join(REPO, "deploy/systemd/dpndncy-agent.service"), "utf8");
+    const caps = /^CapabilityBoundingSet=(.*)$/m.exec(unit)?.[1]?.trim().split(/\s+/) ?? [];
+    expect(caps.length).toBeGreaterThan(0);
+    const setpriv = [
+      "setpriv",
+      `--bounding-set=-all,${caps.map((c) => `+${c.replace(/^CAP_/, "").toLowerCase()}`).join(",")}`,
+      "--inh-caps=-all",
+    ];
+    // systemd mounts tracefs at boot (sys-kernel-tracing.mount); without CAP_SYS_ADMIN the agent cannot
+    if (!readFileSync("/proc/self/mounts", "utf8").includes(" /sys/kernel/tracing tracefs ")) {
+      await runOk(["mount", "-t", "tracefs", "tracefs", "/sys/kernel/tracing"]);
+      onCleanup(() => runOk(["umount", "/sys/kernel/tracing"]).then(() => undefined));
+    }
+    const inet = await Netns.create();
+    const work = await Netns.create();
+    await work.vethTo(inet, ["192.0.2.2/24"], ["192.0.2.10/24", "192.0.2.11/24"]);
+    await startServers(inet, ["tcp:[::]:80"]);
+    const cg = testCgroup("caps");
+    const pol = tempDir("policies");
+    writeFileSync(join(pol, "default.conf"), "allow-cidr 192.0.2.10/32\n");
+    const d = await startDaemon(
+      ["--mode", "enforce", "--cgroup", cg.path, "--policy-dir", pol],
+      setpriv,
+    );
+    const attach = d.lines()[0]?.attach as Record<string, string>;
+    // what the reduced set gives up on this kernel, said in the daemon-start line
+    expect(attach.exec).toBe("tracepoint/sched/sched_process_exec");
+    expect(attach.connect).toMatch(/^cgroup\/connect4/);
+    const home = tempDir("home");
+    mkdirSync(join(home, ".ssh"));
+    writeFileSync(join(home, ".ssh/id_rsa"), "fake\n");
+    const nonce = `${process.pid}-${Date.now()}`;
+    const bg = spawnBackground(
+      inCgroup(
+        cg.child("job"),
+        [`DPNDNCY_JOB=caps-${nonce}`, `HOME=${home}`],
+        work.exec(
+          "/bin/sh",
+          "-c",
+          `cat "$HOME/.ssh/id_rsa" >/dev/null; ${PYTHON} ${join(FIXTURES, "enforce_client.py")} tcp:192.0.2.10:80 tcp:192.0.2.11:80`,
+        ),
+      ),
+    );
+    await poll(() => bg.child.exitCode !== null, 20_000);
+    expect(bg.stdout()).toContain("RES tcp:192.0.2.10:80 0");
+    expect(bg.stdout()).toContain("RES tcp:192.0.2.11:80 1");
+    const end = await d.waitFor(
+      (c) => c.type === "job-end" && c.job === `DPNDNCY_JOB=caps-${nonce}`,
+      "job-end",
+    );
+    const log = readLog(String(end.log));
+    expect(log.errors).toEqual([]);
+    expectSealedLog(log, true);
+    const kinds = new Set(workload(log).map((e) => e.kind));
+    expect([...kinds].sort()).toEqual(["connect", "exec", "exit", "file"]);
+    const denied = workload(log).filter(
+      (e): e is ConnectEv => e.kind === "connect" && e.verdict === "deny",
+    );
+    expect(denied.map((e) => e.addr)).toEqual(["192.0.2.11"]);
   });
 });
