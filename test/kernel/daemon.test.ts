@@ -1,6 +1,7 @@
 // Daemon mode (docs/daemon.md): one `dpndncy-agent daemon` watches every job on the host.
 // Jobs here are shells in cgroups this test creates, named by DPNDNCY_JOB in their
 // environment; enforcement is attached to the test's parent cgroup only.
+import { createHash } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
@@ -75,8 +76,11 @@ describeKernel("daemon", () => {
     }
     const port = { a: 47101, b: 47102, none: 47103 };
     const nonce = `${process.pid}-${Date.now()}`;
+    // job b runs in a "container": a cgroup named as Docker's systemd driver names them
+    const cid = createHash("sha256").update(nonce).digest("hex");
+    const cgName = { a: "job-a", b: `docker-${cid}.scope` };
     const job = (name: "a" | "b") => {
-      const dir = cg.child(`job-${name}`);
+      const dir = cg.child(cgName[name]);
       // forks, an `env -i` child (cannot shed the job), a background process, a connect, a
       // credential read; job a also reads the agent's environment (tampering)
       const script = [
@@ -122,8 +126,12 @@ describeKernel("daemon", () => {
       const key = `DPNDNCY_JOB=${name}-${nonce}`;
       const start = starts.find((s) => s.job === key);
       const end = ends?.find((e) => e.job === key);
-      expect(start).toMatchObject({ project: "group/app", name: `job-${name}`, container: null });
-      expect(String(start?.cgroup)).toMatch(new RegExp(`/job-${name}$`));
+      expect(start).toMatchObject({
+        project: "group/app",
+        name: `job-${name}`,
+        container: name === "b" ? { runtime: "docker", id: cid, pod: null } : null,
+      });
+      expect(String(start?.cgroup)).toBe(join(cg.path, cgName[name]));
       expect(end).toMatchObject({ reason: "idle", complete: true, lost: 0, log: start?.log });
       const log = readLog(String(start?.log));
       expect(log.errors, `${log.path} breaks the contract`).toEqual([]);
@@ -151,6 +159,13 @@ describeKernel("daemon", () => {
         evs.filter((e) => e.kind === "exec" && (e as { filename: string }).filename === "/bin/true")
           .length,
       ).toBe(11);
+      // every record of the containerised job names the container; none of the other job's does
+      const containers = new Set(
+        evs.map((e) => JSON.stringify((e as { container?: unknown }).container ?? null)),
+      );
+      expect([...containers]).toEqual([
+        JSON.stringify(name === "b" ? { runtime: "docker", id: cid, pod: null } : null),
+      ]);
       const conns = evs.filter((e): e is ConnectEv => e.kind === "connect");
       // the env -i child kept the job: both connects are here, and only to this job's port
       expect(conns.map((c) => c.port).sort()).toEqual([port[name], port[name]]);
