@@ -10,4 +10,5 @@ if [ ! -x build/dpndncy-agent ]; then
   make -s agent >/dev/null 2>&1 || echo "bench: \`make agent\` failed; measuring what exists"
 fi
 "$NODE" bench/agent/bench.ts || echo "bench: the agent benchmark exited with status $? (ignored)"
+"$NODE" bench/daemon/bench.ts || echo "bench: the daemon benchmark exited with status $? (ignored)"
 exit 0

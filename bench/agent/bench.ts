@@ -171,6 +171,8 @@ const LOCK = "/run/dpndncy-kernel-tests.lock";
 const suiteLock = new DirLock(LOCK, "bench");
 
 function takeSuiteLock(): boolean {
+  // a kernel test that runs this benchmark already holds the machine-wide lock for it
+  if (process.env.DPNDNCY_LOCK_HELD === "1") return true;
   const deadline = Date.now() + 600_000;
   let told = false;
   for (;;) {
