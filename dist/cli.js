@@ -54661,10 +54661,13 @@ var JOB_MARKERS = [
     name: ["GITHUB_JOB"]
   },
   {
+    // The step key, not BUILDKITE_LABEL: a label is display text (emoji, spaces) users change
+    // freely, a poor policy file name; and the agent holds only 4 name variables. A step
+    // without a key gets its project's default policy.
     platform: "buildkite",
     marker: "BUILDKITE_JOB_ID",
     project: ["BUILDKITE_PIPELINE_SLUG"],
-    name: ["BUILDKITE_STEP_KEY", "BUILDKITE_LABEL"]
+    name: ["BUILDKITE_STEP_KEY"]
   },
   {
     // Set by hand (or a wrapper) where no platform marker exists; last, so a CI variable a job
@@ -55223,7 +55226,7 @@ function renderAgentConfig(c) {
 // src/daemon/agent-config.ts
 var MAX_STEP_MARKERS = 8;
 var MAX_JOB_MARKERS = 4;
-var MAX_IDENTITY_VARS = 8;
+var MAX_IDENTITY_VARS = 4;
 var ENV_NAME2 = /^[A-Za-z_][A-Za-z0-9_]{0,61}$/;
 function specs(markers) {
   return markers.map(
@@ -55259,12 +55262,21 @@ function renderDaemonAgentConfig(c) {
     const known = JOB_MARKERS.some((j) => j.marker === s.marker);
     lines.push(known ? `job-marker ${s.marker} ${s.platform}` : `job-marker ${s.marker}`);
   }
-  for (const field of ["project", "name"]) {
-    const vars = [...new Set(all.flatMap((s) => s[field]))].slice(0, MAX_IDENTITY_VARS);
-    for (const v2 of vars) lines.push(`job-identity ${field} ${v2}`);
-  }
+  const ids = identityVars(c.jobMarkers);
+  for (const field of ["project", "name"])
+    for (const v2 of ids[field]) lines.push(`job-identity ${field} ${v2}`);
   return `${base}${lines.join("\n")}
 `;
+}
+function identityVars(markers) {
+  const all = specs(markers);
+  const out = { project: [], name: [], dropped: [] };
+  for (const field of ["project", "name"]) {
+    const vars = [...new Set(all.flatMap((s) => s[field]))];
+    out[field] = vars.slice(0, MAX_IDENTITY_VARS);
+    out.dropped.push(...vars.slice(MAX_IDENTITY_VARS).map((v2) => `${field} ${v2}`));
+  }
+  return out;
 }
 function agentArgs(c, paths) {
   return [
@@ -56022,26 +56034,24 @@ var JobSigner = class {
   get pending() {
     return this.queued;
   }
-  /** Queues a job log; returns at once. */
-  enqueue(end, logPath, start2) {
+  /**
+   * Queues a log; returns at once. `job` is the job key (`CI_JOB_ID=4711`), or `daemon` for the
+   * agent's own host log; `start` gives the project and name.
+   */
+  enqueue(job, logPath, start2) {
     this.queued++;
     this.chain = this.chain.then(async () => {
       try {
-        const r = await this.signOne(end, logPath, start2);
+        const r = await this.signOne(job, logPath, start2);
         this.o.onSigned?.(r);
       } finally {
         this.queued--;
       }
     });
   }
-  async signOne(end, log, start2) {
+  async signOne(job, log, start2) {
     try {
-      const predicate2 = await summarizeFile(log, { ci: jobCi(end.job, start2) });
-      if (end.log_sha256 !== void 0 && predicate2.log.sha256 !== end.log_sha256) {
-        this.o.log(
-          `dpndncy daemon: WARNING ${log}: sha256 ${predicate2.log.sha256} is not the ${end.log_sha256} the agent reported at job-end`
-        );
-      }
+      const predicate2 = await summarizeFile(log, { ci: jobCi(job, start2) });
       const bundle = await this.setup.sign(serializeStatement(buildStatement(predicate2)));
       const out = bundlePath(log);
       const tmp = join4(dirname4(out), `.${basename4(out)}.tmp`);
@@ -56049,14 +56059,14 @@ var JobSigner = class {
 `, { mode: 420 });
       renameSync2(tmp, out);
       this.o.metrics?.attestations.inc({ result: "ok" });
-      return { job: end.job, log, bundle: out };
+      return { job, log, bundle: out };
     } catch (e) {
       const msg = e.message;
       this.o.metrics?.attestations.inc({ result: "failed" });
       this.o.log(
-        `dpndncy daemon: SIGNING FAILED for job ${end.job} (${log}): ${msg}; the log is kept unsigned`
+        `dpndncy daemon: SIGNING FAILED for job ${job} (${log}): ${msg}; the log is kept unsigned`
       );
-      return { job: end.job, log, error: msg };
+      return { job, log, error: msg };
     }
   }
   /** Waits for the queue to empty, at most ms; resolves with how many jobs are left unsigned. */
@@ -56130,6 +56140,10 @@ var daemon_control_v1_default = {
         },
         cgroup: {
           type: ["string", "null"]
+        },
+        log: {
+          type: ["string", "null"],
+          description: "the agent's own host log (start and stop records, tamper events); the supervisor signs it after the agent exited cleanly"
         },
         attach: {
           type: "object",
@@ -56876,6 +56890,12 @@ dpndncy daemon: starting with the policies compiled before (${tree.current()})
       "no policyDir: in enforce mode every job may reach only loopback and the DNS resolvers"
     );
   }
+  const { dropped } = identityVars(c.jobMarkers);
+  if (dropped.length) {
+    warnings.push(
+      `jobMarkers: the agent reads at most 4 identity variables of each kind; not read: ${dropped.join(", ")}`
+    );
+  }
   const agentConfig = renderDaemonAgentConfig(c);
   const agentConfigPath = join5(c.stateDir, "agent.conf");
   writeFileSync4(agentConfigPath, agentConfig, { mode: 420 });
@@ -56918,6 +56938,8 @@ var Daemon = class _Daemon {
   webhook;
   signer;
   jobs = /* @__PURE__ */ new Map();
+  /** The agent's own host log (daemon-start `log`): signed once the agent has closed it. */
+  daemonLog;
   tree;
   c;
   say(line) {
@@ -57030,6 +57052,7 @@ var Daemon = class _Daemon {
   route(line, text) {
     switch (line.type) {
       case "daemon-start":
+        this.daemonLog = line.log ?? void 0;
         this.say(
           `agent pid ${line.pid} watching (mode ${line.mode}, jobs ${line.jobs_dir}, kernel ${line.kernel})`
         );
@@ -57048,7 +57071,7 @@ var Daemon = class _Daemon {
         if (!line.complete)
           this.say(`job ${line.job}: trace INCOMPLETE (events lost: ${JSON.stringify(line.lost)})`);
         const log = isAbsolute(line.log) ? line.log : resolve3(this.c.jobsDir, line.log);
-        this.signer?.enqueue(line, log, start2);
+        this.signer?.enqueue(line.job, log, start2);
         break;
       }
       case "deny":
@@ -57171,6 +57194,9 @@ var Daemon = class _Daemon {
       status = DAEMON_EXIT.OK;
     }
     this.stopping = true;
+    if (status === DAEMON_EXIT.OK && this.daemonLog !== void 0) {
+      this.signer?.enqueue("daemon", resolve3(this.c.jobsDir, this.daemonLog));
+    }
     const drainMs = this.o.drainMs ?? 2e4;
     const [unsigned, undelivered] = await Promise.all([
       this.signer?.drain(drainMs) ?? 0,

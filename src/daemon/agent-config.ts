@@ -9,10 +9,10 @@ import { renderAgentConfig } from "../agent/config.js";
 import { JOB_MARKERS, type JobMarkerSpec, stepMarkersOf } from "../platform/detect.js";
 import type { DaemonConfig } from "./config.js";
 
-/** agent-c/steps.c: at most 8 step markers, 4 job markers, 8 job-identity lines of each kind. */
+/** bpf/dpndncy.h: at most 8 step markers, 4 job markers, 4 job-identity lines of each kind. */
 const MAX_STEP_MARKERS = 8;
 const MAX_JOB_MARKERS = 4;
-const MAX_IDENTITY_VARS = 8;
+const MAX_IDENTITY_VARS = 4;
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,61}$/;
 
@@ -60,11 +60,29 @@ export function renderDaemonAgentConfig(c: DaemonConfig): string {
     const known = JOB_MARKERS.some((j) => j.marker === s.marker);
     lines.push(known ? `job-marker ${s.marker} ${s.platform}` : `job-marker ${s.marker}`);
   }
-  for (const field of ["project", "name"] as const) {
-    const vars = [...new Set(all.flatMap((s) => s[field]))].slice(0, MAX_IDENTITY_VARS);
-    for (const v of vars) lines.push(`job-identity ${field} ${v}`);
-  }
+  const ids = identityVars(c.jobMarkers);
+  for (const field of ["project", "name"] as const)
+    for (const v of ids[field]) lines.push(`job-identity ${field} ${v}`);
   return `${base}${lines.join("\n")}\n`;
+}
+
+/**
+ * The identity variables of the configured markers, first present wins, as many as the agent
+ * holds; `dropped` names the ones that did not fit (the supervisor warns about them).
+ */
+export function identityVars(markers: readonly string[]): {
+  project: string[];
+  name: string[];
+  dropped: string[];
+} {
+  const all = specs(markers);
+  const out = { project: [] as string[], name: [] as string[], dropped: [] as string[] };
+  for (const field of ["project", "name"] as const) {
+    const vars = [...new Set(all.flatMap((s) => s[field]))];
+    out[field] = vars.slice(0, MAX_IDENTITY_VARS);
+    out.dropped.push(...vars.slice(MAX_IDENTITY_VARS).map((v) => `${field} ${v}`));
+  }
+  return out;
 }
 
 /** `dpndncy-agent daemon …` arguments (after the agent's path). */

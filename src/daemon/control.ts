@@ -22,6 +22,8 @@ export interface DaemonStart extends Base {
   jobs_dir: string;
   policy_dir: string | null;
   cgroup: string | null;
+  /** The agent's own host log (start and stop records, tamper events), when it writes one. */
+  log?: string | null;
   attach: Record<string, unknown>;
   kernel: string | null;
 }

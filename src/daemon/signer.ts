@@ -20,7 +20,7 @@ import { JOB_MARKERS } from "../platform/detect.js";
 import { summarizeFile } from "../trace/summarize.js";
 import type { CiIdentity } from "../trace/types.js";
 import type { Signing } from "./config.js";
-import type { JobEnd, JobStart } from "./control.js";
+import type { JobStart } from "./control.js";
 import type { DaemonMetrics } from "./metrics.js";
 
 /** The bundle path `dpndncy attest FILE` writes by default. */
@@ -117,12 +117,15 @@ export class JobSigner {
     return this.queued;
   }
 
-  /** Queues a job log; returns at once. */
-  enqueue(end: JobEnd, logPath: string, start?: JobStart): void {
+  /**
+   * Queues a log; returns at once. `job` is the job key (`CI_JOB_ID=4711`), or `daemon` for the
+   * agent's own host log; `start` gives the project and name.
+   */
+  enqueue(job: string, logPath: string, start?: Pick<JobStart, "project" | "name">): void {
     this.queued++;
     this.chain = this.chain.then(async () => {
       try {
-        const r = await this.signOne(end, logPath, start);
+        const r = await this.signOne(job, logPath, start);
         this.o.onSigned?.(r);
       } finally {
         this.queued--;
@@ -130,30 +133,29 @@ export class JobSigner {
     });
   }
 
-  private async signOne(end: JobEnd, log: string, start?: JobStart): Promise<SignedJob> {
+  private async signOne(
+    job: string,
+    log: string,
+    start?: Pick<JobStart, "project" | "name">,
+  ): Promise<SignedJob> {
     try {
-      const predicate = await summarizeFile(log, { ci: jobCi(end.job, start) });
-      if (end.log_sha256 !== undefined && predicate.log.sha256 !== end.log_sha256) {
-        // The log changed after the agent closed it, or job-end names another file: sign what
-        // is there (the bundle binds the bytes) but say so.
-        this.o.log(
-          `dpndncy daemon: WARNING ${log}: sha256 ${predicate.log.sha256} is not the ${end.log_sha256} the agent reported at job-end`,
-        );
-      }
+      // job-end's log_sha256 covers the bytes before the stop record, as the stop record's own
+      // does: the summary checks that one (integrity), so there is nothing to compare here
+      const predicate = await summarizeFile(log, { ci: jobCi(job, start) });
       const bundle = await this.setup.sign(serializeStatement(buildStatement(predicate)));
       const out = bundlePath(log);
       const tmp = join(dirname(out), `.${basename(out)}.tmp`);
       writeFileSync(tmp, `${JSON.stringify(bundle)}\n`, { mode: 0o644 });
       renameSync(tmp, out);
       this.o.metrics?.attestations.inc({ result: "ok" });
-      return { job: end.job, log, bundle: out };
+      return { job, log, bundle: out };
     } catch (e) {
       const msg = (e as Error).message;
       this.o.metrics?.attestations.inc({ result: "failed" });
       this.o.log(
-        `dpndncy daemon: SIGNING FAILED for job ${end.job} (${log}): ${msg}; the log is kept unsigned`,
+        `dpndncy daemon: SIGNING FAILED for job ${job} (${log}): ${msg}; the log is kept unsigned`,
       );
-      return { job: end.job, log, error: msg };
+      return { job, log, error: msg };
     }
   }
 

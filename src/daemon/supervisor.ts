@@ -13,7 +13,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { type FSWatcher, mkdirSync, watch, writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { agentArgs, renderDaemonAgentConfig } from "./agent-config.js";
+import { agentArgs, identityVars, renderDaemonAgentConfig } from "./agent-config.js";
 import type { DaemonConfig } from "./config.js";
 import { type ControlLine, type JobStart, parseControlLine } from "./control.js";
 import { DaemonMetrics, type MetricsServer, serveMetrics } from "./metrics.js";
@@ -102,6 +102,12 @@ export async function prepare(
       "no policyDir: in enforce mode every job may reach only loopback and the DNS resolvers",
     );
   }
+  const { dropped } = identityVars(c.jobMarkers);
+  if (dropped.length) {
+    warnings.push(
+      `jobMarkers: the agent reads at most 4 identity variables of each kind; not read: ${dropped.join(", ")}`,
+    );
+  }
   const agentConfig = renderDaemonAgentConfig(c);
   const agentConfigPath = join(c.stateDir, "agent.conf");
   writeFileSync(agentConfigPath, agentConfig, { mode: 0o644 });
@@ -135,6 +141,8 @@ export class Daemon {
   private webhook: WebhookSender | undefined;
   private signer: JobSigner | undefined;
   private readonly jobs = new Map<string, JobStart>();
+  /** The agent's own host log (daemon-start `log`): signed once the agent has closed it. */
+  private daemonLog: string | undefined;
   private readonly tree: PolicyTree;
   private readonly c: DaemonConfig;
 
@@ -262,6 +270,7 @@ export class Daemon {
   private route(line: ControlLine, text: string): void {
     switch (line.type) {
       case "daemon-start":
+        this.daemonLog = line.log ?? undefined;
         this.say(
           `agent pid ${line.pid} watching (mode ${line.mode}, jobs ${line.jobs_dir}, kernel ${line.kernel})`,
         );
@@ -280,7 +289,7 @@ export class Daemon {
         if (!line.complete)
           this.say(`job ${line.job}: trace INCOMPLETE (events lost: ${JSON.stringify(line.lost)})`);
         const log = isAbsolute(line.log) ? line.log : resolve(this.c.jobsDir, line.log);
-        this.signer?.enqueue(line, log, start);
+        this.signer?.enqueue(line.job, log, start);
         break;
       }
       case "deny":
@@ -411,6 +420,10 @@ export class Daemon {
       status = DAEMON_EXIT.OK;
     }
     this.stopping = true;
+    if (status === DAEMON_EXIT.OK && this.daemonLog !== undefined) {
+      // complete only now: the agent writes its stop record after daemon-stop
+      this.signer?.enqueue("daemon", resolve(this.c.jobsDir, this.daemonLog));
+    }
     const drainMs = this.o.drainMs ?? 20_000;
     const [unsigned, undelivered] = await Promise.all([
       this.signer?.drain(drainMs) ?? 0,

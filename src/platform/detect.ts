@@ -340,10 +340,13 @@ export const JOB_MARKERS: readonly JobMarkerSpec[] = [
     name: ["GITHUB_JOB"],
   },
   {
+    // The step key, not BUILDKITE_LABEL: a label is display text (emoji, spaces) users change
+    // freely, a poor policy file name; and the agent holds only 4 name variables. A step
+    // without a key gets its project's default policy.
     platform: "buildkite",
     marker: "BUILDKITE_JOB_ID",
     project: ["BUILDKITE_PIPELINE_SLUG"],
-    name: ["BUILDKITE_STEP_KEY", "BUILDKITE_LABEL"],
+    name: ["BUILDKITE_STEP_KEY"],
   },
   {
     // Set by hand (or a wrapper) where no platform marker exists; last, so a CI variable a job

@@ -4,6 +4,7 @@ import {
   agentArgs,
   daemonStepMarkers,
   findAgent,
+  identityVars,
   renderDaemonAgentConfig,
 } from "../../src/daemon/agent-config.js";
 import { parseDaemonConfig } from "../../src/daemon/config.js";
@@ -38,7 +39,6 @@ describe("agent config", () => {
         "job-identity name CI_JOB_NAME",
         "job-identity name GITHUB_JOB",
         "job-identity name BUILDKITE_STEP_KEY",
-        "job-identity name BUILDKITE_LABEL",
         "job-identity name DPNDNCY_JOB_NAME",
         "",
       ].join("\n"),
@@ -54,6 +54,31 @@ describe("agent config", () => {
       "step-marker SYSTEM_TASKDISPLAYNAME\nstep-marker SYSTEM_TASKINSTANCEID\n",
     );
     expect(text).not.toContain("CI_JOB_ID");
+  });
+
+  it("identity variables beyond the agent's 4 are dropped and named", () => {
+    expect(identityVars(DEFAULT_JOB_MARKERS)).toEqual({
+      project: [
+        "CI_PROJECT_PATH",
+        "GITHUB_REPOSITORY",
+        "BUILDKITE_PIPELINE_SLUG",
+        "DPNDNCY_PROJECT",
+      ],
+      name: ["CI_JOB_NAME", "GITHUB_JOB", "BUILDKITE_STEP_KEY", "DPNDNCY_JOB_NAME"],
+      dropped: [],
+    });
+    const many = identityVars(["SYSTEM_JOBID", "CI_JOB_ID", "RUNNER_TRACKING_ID", "BUILD_TAG"]);
+    expect(many.name).toEqual([
+      "SYSTEM_JOBDISPLAYNAME",
+      "AGENT_JOBNAME",
+      "CI_JOB_NAME",
+      "GITHUB_JOB",
+    ]);
+    expect(many.dropped).toEqual(["name STAGE_NAME"]);
+    const text = renderDaemonAgentConfig(
+      cfg("jobsDir: /j\njobMarkers: [SYSTEM_JOBID, CI_JOB_ID, RUNNER_TRACKING_ID, BUILD_TAG]\n"),
+    );
+    expect(text.match(/^job-identity name /gm)).toHaveLength(4);
   });
 
   it("the default markers are known ones, and every known marker's platform is in PLATFORMS", () => {

@@ -96,7 +96,7 @@ describe("job signer", () => {
     writeFileSync(join(dir, "key.pub.pem"), publicKeyPem);
     const { s, metrics, done } = signer(setupSigning({ kind: "key", key: join(dir, "key.pem") }));
     const j = await job(1);
-    s.enqueue(j.end, j.log, j.start);
+    s.enqueue(j.end.job, j.log, j.start);
     expect(await s.drain(30_000)).toBe(0);
     expect(done).toEqual([{ job: "CI_JOB_ID=1", log: j.log, bundle: `${j.log}.sigstore.json` }]);
     expect(bundlePath(j.log)).toBe(`${j.log}.sigstore.json`);
@@ -157,11 +157,11 @@ describe("job signer", () => {
     const subA = "https://kubernetes.io/namespaces/ci/serviceaccounts/runner-a";
     const subB = "https://kubernetes.io/namespaces/ci/serviceaccounts/runner-b";
     writeFileSync(tokenFile, mintIdentityToken({ iss: ISSUER, sub: subA }));
-    s.enqueue(a.end, a.log, a.start);
+    s.enqueue(a.end.job, a.log, a.start);
     expect(await s.drain(30_000)).toBe(0);
     writeFileSync(tokenFile, `${mintIdentityToken({ iss: ISSUER, sub: subB })}\n`);
-    s.enqueue(b.end, b.log, b.start);
-    s.enqueue(a.end, a.log, a.start); // again: queued behind b, never beside it
+    s.enqueue(b.end.job, b.log, b.start);
+    s.enqueue(a.end.job, a.log, a.start); // again: queued behind b, never beside it
     expect(await s.drain(30_000)).toBe(0);
     expect(most).toBe(1);
     expect(done.map((d) => [d.job, d.error])).toEqual([
@@ -209,11 +209,8 @@ describe("job signer", () => {
       }),
     );
     const j = await job(4);
-    s.enqueue(j.end, j.log, j.start);
-    s.enqueue(
-      { ...j.end, job: "CI_JOB_ID=5", log: join(dir, "gone.ndjson") },
-      join(dir, "gone.ndjson"),
-    );
+    s.enqueue(j.end.job, j.log, j.start);
+    s.enqueue("CI_JOB_ID=5", join(dir, "gone.ndjson"));
     expect(await s.drain(30_000)).toBe(0);
     expect(done.map((d) => [d.job, d.bundle, typeof d.error])).toEqual([
       ["CI_JOB_ID=4", undefined, "string"],

@@ -268,8 +268,10 @@ describe("supervisor", () => {
     const end = (job: string, log: string, reason: string) => ({
       print: { ...SAMPLES["job-end"], job, log, reason, log_sha256: sha },
     });
+    const hostLog = join(dir, "jobs", "daemon-1.ndjson");
     const h = await start("signing: {key: key.pem}\n", {
       steps: [
+        { print: { ...SAMPLES["daemon-start"], log: hostLog } },
         { print: { ...SAMPLES["job-start"], job: "CI_JOB_ID=1", log: logA } },
         { print: { ...SAMPLES["job-start"], job: "CI_JOB_ID=2", log: "CI_JOB_ID_2-2.ndjson" } },
         end("CI_JOB_ID=1", logA, "idle"),
@@ -277,6 +279,7 @@ describe("supervisor", () => {
       onTerm: [
         end("CI_JOB_ID=2", "CI_JOB_ID_2-2.ndjson", "daemon-stop"), // relative to jobsDir
         { print: { ...SAMPLES["daemon-stop"], jobs_closed: 1 } },
+        { copy: [FIXTURE, hostLog] }, // the agent closes its own log last
         { exit: 0 },
       ],
     });
@@ -294,6 +297,7 @@ describe("supervisor", () => {
     expect(signed.map((l) => [l.job, l.bundle])).toEqual([
       ["CI_JOB_ID=1", `${logA}.sigstore.json`],
       ["CI_JOB_ID=2", `${logB}.sigstore.json`],
+      ["daemon", `${hostLog}.sigstore.json`],
     ]);
     expect(h.err.join("")).toMatch(/signing each job log: key .*key\.pem/);
   });
