@@ -231,9 +231,17 @@ describeKernel("containers", () => {
           expect(e, `${c.name}: ${e.kind} record has no container`).not.toHaveProperty("container");
       }
     }
-    // nothing else in the run is a container's: the shell, the children before they moved
-    for (const e of r.workload) {
-      if (![...cgid.values()].includes(e.cgroup)) expect(e).not.toHaveProperty("container");
+    // everything else (the shell, the children before they moved) is where the agent is: in no
+    // container, or in the one the tests themselves run in (a CI job in a container)
+    const start = r.log.events.find((e) => e.kind === "agent" && e.event === "start");
+    const outside = r.workload.filter((e) => ![...cgid.values()].includes(e.cgroup));
+    expect(outside.length).toBeGreaterThan(0);
+    for (const e of outside) {
+      expect(e.cgroup, `${e.kind} record of pid ${e.pid} outside the test cgroups`).toBe(
+        start?.cgroup,
+      );
+      if (start?.container === undefined) expect(e).not.toHaveProperty("container");
+      else expect(e.container).toEqual(start.container);
     }
   });
 
