@@ -55991,6 +55991,16 @@ function tokenFile(file) {
     }
   };
 }
+function tokenFileProblem(s) {
+  if (s.kind !== "keyless") return void 0;
+  try {
+    if (readFileSync3(s.identityTokenFile, "utf8").trim() === "")
+      return `signing.identityTokenFile ${s.identityTokenFile} is empty: signing will fail until it has a token`;
+  } catch (e) {
+    return `signing.identityTokenFile ${s.identityTokenFile}: ${e.code ?? e.message}: signing will fail until it can be read`;
+  }
+  return void 0;
+}
 function setupSigning(s) {
   if (s.kind === "key") {
     let pem;
@@ -56982,6 +56992,8 @@ var Daemon = class _Daemon {
           onSigned: (result) => this.onSigned(result)
         });
         this.say(`signing each job log: ${setup.label}`);
+        const problem = tokenFileProblem(c.signing);
+        if (problem) this.say(`WARNING: ${problem}`);
       } else {
         this.say(
           "WARNING: NO SIGNING CONFIGURED: job logs are NOT signed (add signing: to daemon.yml)"
@@ -57231,6 +57243,7 @@ var OPTIONS2 = {
 async function check(c, agent, io) {
   if (c.webhook) readSecret(c.webhook.secretFile);
   const signing = c.signing ? setupSigning(c.signing).label : "NONE: job logs would NOT be signed";
+  const tokenProblem = c.signing ? tokenFileProblem(c.signing) : void 0;
   const out = [`config ${c.file}: ok`, `agent ${agent}`];
   let compiledPolicyDir;
   if (c.policyDir !== void 0) {
@@ -57243,6 +57256,7 @@ async function check(c, agent, io) {
   }
   const config = join6(c.stateDir, "agent.conf");
   out.push(`signing: ${signing}`);
+  if (tokenProblem) out.push(`  WARNING: ${tokenProblem}`);
   out.push(`webhook: ${c.webhook ? c.webhook.url : "none"}`);
   out.push(`metrics: ${c.metrics ? `${c.metrics.host}:${c.metrics.port}` : "none"}`);
   out.push(

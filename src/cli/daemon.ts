@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { agentArgs, findAgent, renderDaemonAgentConfig } from "../daemon/agent-config.js";
 import { type DaemonConfig, loadDaemonConfig } from "../daemon/config.js";
 import { compilePolicies, PolicyTree } from "../daemon/policies.js";
-import { setupSigning } from "../daemon/signer.js";
+import { setupSigning, tokenFileProblem } from "../daemon/signer.js";
 import { DAEMON_EXIT, Daemon, StartError } from "../daemon/supervisor.js";
 import { readSecret } from "../daemon/webhook.js";
 import { EXIT, type Io, parse, UsageError } from "./io.js";
@@ -36,6 +36,7 @@ export interface SignalSource {
 async function check(c: DaemonConfig, agent: string, io: Io): Promise<number> {
   if (c.webhook) readSecret(c.webhook.secretFile);
   const signing = c.signing ? setupSigning(c.signing).label : "NONE: job logs would NOT be signed";
+  const tokenProblem = c.signing ? tokenFileProblem(c.signing) : undefined;
   const out = [`config ${c.file}: ok`, `agent ${agent}`];
   let compiledPolicyDir: string | undefined;
   if (c.policyDir !== undefined) {
@@ -48,6 +49,7 @@ async function check(c: DaemonConfig, agent: string, io: Io): Promise<number> {
   }
   const config = join(c.stateDir, "agent.conf");
   out.push(`signing: ${signing}`);
+  if (tokenProblem) out.push(`  WARNING: ${tokenProblem}`);
   out.push(`webhook: ${c.webhook ? c.webhook.url : "none"}`);
   out.push(`metrics: ${c.metrics ? `${c.metrics.host}:${c.metrics.port}` : "none"}`);
   out.push(

@@ -59,6 +59,18 @@ export function tokenFile(file: string): IdentityProvider {
   };
 }
 
+/** A keyless token file that cannot be read now (a warning at start: it may appear later). */
+export function tokenFileProblem(s: Signing): string | undefined {
+  if (s.kind !== "keyless") return undefined;
+  try {
+    if (readFileSync(s.identityTokenFile, "utf8").trim() === "")
+      return `signing.identityTokenFile ${s.identityTokenFile} is empty: signing will fail until it has a token`;
+  } catch (e) {
+    return `signing.identityTokenFile ${s.identityTokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}: signing will fail until it can be read`;
+  }
+  return undefined;
+}
+
 /** Checks the signing configuration at start-up (the key loads, the endpoints resolve). */
 export function setupSigning(s: Signing): SignerSetup {
   if (s.kind === "key") {

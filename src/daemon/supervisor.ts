@@ -18,7 +18,7 @@ import type { DaemonConfig } from "./config.js";
 import { type ControlLine, type JobStart, parseControlLine } from "./control.js";
 import { DaemonMetrics, type MetricsServer, serveMetrics } from "./metrics.js";
 import { compilePolicies, PolicyTree } from "./policies.js";
-import { JobSigner, type SignedJob, setupSigning } from "./signer.js";
+import { JobSigner, type SignedJob, setupSigning, tokenFileProblem } from "./signer.js";
 import { readSecret, WebhookSender } from "./webhook.js";
 
 export interface DaemonIo {
@@ -197,6 +197,8 @@ export class Daemon {
           onSigned: (result) => this.onSigned(result),
         });
         this.say(`signing each job log: ${setup.label}`);
+        const problem = tokenFileProblem(c.signing);
+        if (problem) this.say(`WARNING: ${problem}`);
       } else {
         this.say(
           "WARNING: NO SIGNING CONFIGURED: job logs are NOT signed (add signing: to daemon.yml)",

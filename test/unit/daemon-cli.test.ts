@@ -144,6 +144,29 @@ describe("dpndncy daemon (process)", () => {
     );
   });
 
+  it("--check reads the webhook secret and the signing material", async () => {
+    writeFileSync(
+      join(dir, "daemon.yml"),
+      "jobsDir: jobs\nwebhook: {url: 'http://127.0.0.1:9/h', secretFile: secret}\n",
+    );
+    const check = () =>
+      cli(["daemon", "--config", join(dir, "daemon.yml"), "--check", "--agent", STAND_IN]);
+    const noSecret = await check();
+    expect(noSecret.code).toBe(3);
+    expect(noSecret.err).toBe(
+      `dpndncy daemon: webhook.secretFile ${join(dir, "secret")}: cannot read: ENOENT\n`,
+    );
+    writeFileSync(
+      join(dir, "daemon.yml"),
+      "jobsDir: jobs\nsigning: {identityTokenFile: token, fulcioUrl: 'https://f.example', tsaUrl: 'https://t.example'}\n",
+    );
+    const noToken = await check();
+    expect(noToken.code).toBe(0);
+    expect(noToken.out).toContain(
+      `signing: keyless (token ${join(dir, "token")}, Fulcio https://f.example)\n  WARNING: signing.identityTokenFile ${join(dir, "token")}: ENOENT: signing will fail until it can be read\n`,
+    );
+  });
+
   it("usage and configuration errors", async () => {
     expect((await cli(["daemon"])).code).toBe(2);
     writeFileSync(join(dir, "daemon.yml"), "jobsDir: jobs\nmode: enforce\n");
