@@ -295,6 +295,11 @@ const struct attach_info *agent_session_attach(struct session *s)
 	return &s->ai;
 }
 
+struct agent_bpf *agent_session_bpf(struct session *s)
+{
+	return s->bpf;
+}
+
 const char *agent_session_kernel(struct session *s)
 {
 	return s->kernel;

@@ -283,6 +283,7 @@ void agent_session_drain(struct session *s);
 void agent_session_drops(struct session *s, uint64_t drops[DP_KIND_MAX]);
 const struct attach_info *agent_session_attach(struct session *s);
 const char *agent_session_kernel(struct session *s);
+struct agent_bpf *agent_session_bpf(struct session *s);
 void agent_session_stop(struct session *s);
 
 #endif

@@ -16,9 +16,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <bpf/bpf.h>
+
 #include "agent.h"
 #include "containers.h"
 #include "enforce_agent.h"
+#include "integrity.h"
 
 #define MAX_JOBS 1024
 #define PT_SIZE (1 << 17)   /* tracked processes (open addressing, power of two) */
@@ -270,6 +273,24 @@ static int read_identity(struct job *j, uint32_t pid)
 	return 1;
 }
 
+/* the identity the kernel read at the job's first exec (values cut at 63 bytes): for jobs
+ * whose processes are gone before their environment could be read */
+static int kernel_identity(struct job *j)
+{
+	struct dp_job_ident ji;
+	int fd = bpf_exec_map_fd(agent_session_bpf(D.s), "job_ident");
+	const char *v;
+	size_t n = 0;
+
+	if (fd < 0 || bpf_map_lookup_elem(fd, &j->id, &ji) < 0)
+		return 0;
+	if (ji.project && (v = step_name(ji.project, &n)))
+		snprintf(j->project, sizeof(j->project), "%.*s", (int)n, v);
+	if (ji.name && (v = step_name(ji.name, &n)))
+		snprintf(j->name, sizeof(j->name), "%.*s", (int)n, v);
+	return ji.project || ji.name;
+}
+
 static void job_assign_policy(struct job *j)
 {
 	if (!D.enforce)
@@ -371,7 +392,7 @@ static int job_open(const struct dp_hdr *h)
 	if (!h->ts || j->start_real_ns > now_realtime_ns())
 		j->start_real_ns = now_realtime_ns();
 	j->policy = "default";
-	j->identity = read_identity(j, h->pid);
+	j->identity = read_identity(j, h->pid) || kernel_identity(j);
 	j->id_tries = 1;
 	sanitize(fname, sizeof(fname) - 40, j->key);
 	snprintf(path, sizeof(path), "%s/%s-%llu.ndjson", D.jobs_dir, fname, (unsigned long long)j->start_real_ns);
@@ -658,10 +679,14 @@ int cmd_daemon(struct opts *o)
 	if (D.enforce && o->policy_dir) {
 		int changed;
 
-		if (!realpath(o->policy_dir, policy_dir)) {
-			err_msg("daemon: --policy-dir %s: %s", o->policy_dir, strerror(errno));
-			return EX_FAIL;
-		}
+		/* not resolved: the supervisor swaps a symlink to the generation in force, and a
+		 * reload must follow it (relative paths are made absolute, that is all) */
+		if (o->policy_dir[0] == '/')
+			snprintf(policy_dir, sizeof(policy_dir), "%s", o->policy_dir);
+		else if (getcwd(policy_dir, sizeof(policy_dir) - 512))
+			snprintf(policy_dir + strlen(policy_dir), 512, "/%s", o->policy_dir);
+		else
+			snprintf(policy_dir, sizeof(policy_dir), "%s", o->policy_dir);
 		D.policy_dir = policy_dir;
 		/* before anything is attached: a broken policy directory refuses to start */
 		if (enforce_load_dir(D.policy_dir, &changed, err, sizeof(err)) < 0) {

@@ -261,6 +261,12 @@ struct dp_step_marker {
  * FNV-1a 64 over the bytes (each value cut at DP_ID_MAX - 1 bytes); agent-c/enforce.c
  * computes the same.
  */
+/* job_ident: job id -> its project and name as step_names ids (0: absent), set at its first exec */
+struct dp_job_ident {
+	__u32 project;
+	__u32 name;
+};
+
 #define DP_FNV_OFFSET 0xcbf29ce484222325ULL
 #define DP_FNV_PRIME  0x100000001b3ULL
 

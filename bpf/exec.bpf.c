@@ -182,20 +182,35 @@ static __always_inline __u32 intern_step(const struct dp_step_name *val)
 	return 0;
 }
 
-/* intern the string at user address uaddr (cut at DP_STEP_MAX - 1 bytes) into map m[tgid] */
-static __always_inline void attrib_set(void *m, __u32 tgid, __u64 uaddr)
+/* job id -> project / name ids (daemon mode): user space names a job even when its processes are gone */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct dp_job_ident);
+} job_ident SEC(".maps");
+
+/* the id of the string at user address uaddr (cut at DP_STEP_MAX - 1 bytes); 0 when none */
+static __always_inline __u32 intern_user(__u64 uaddr)
 {
 	struct step_scratch *sc;
-	__u32 zero = 0, id;
+	__u32 zero = 0;
 
 	sc = bpf_map_lookup_elem(&step_scratch, &zero);
 	if (!sc)
-		return;
+		return 0;
 	/* NUL padded: the padding is part of the key */
 	__builtin_memset(&sc->val, 0, sizeof(sc->val));
 	if (bpf_probe_read_user_str(sc->val.s, sizeof(sc->val.s), (void *)uaddr) <= 1)
-		return;
-	id = intern_step(&sc->val);
+		return 0;
+	return intern_step(&sc->val);
+}
+
+/* intern the string at user address uaddr into map m[tgid] */
+static __always_inline void attrib_set(void *m, __u32 tgid, __u64 uaddr)
+{
+	__u32 id = intern_user(uaddr);
+
 	if (id)
 		bpf_map_update_elem(m, &tgid, &id, BPF_ANY);
 }
@@ -275,6 +290,15 @@ static __always_inline void step_at_exec(struct task_struct *task, __u32 tgid)
 
 		if (job && !bpf_map_lookup_elem(&job_slot, &job))
 			job_policy_at_exec(&w, job);
+		if (job && !bpf_map_lookup_elem(&job_ident, &job)) {
+			struct dp_job_ident ji = {};
+
+			if (w.pbest < DP_ID_MARKERS)
+				ji.project = intern_user(w.pval);
+			if (w.nbest < DP_ID_MARKERS)
+				ji.name = intern_user(w.nval);
+			bpf_map_update_elem(&job_ident, &job, &ji, BPF_NOEXIST);
+		}
 	}
 }
 
