@@ -57035,8 +57035,15 @@ var Daemon = class _Daemon {
       crlfDelay: Infinity
     });
     rl.on("line", (text) => this.onLine(text));
-    child.on("close", (code, signal) => {
+    let gone = false;
+    const done = (code, signal) => {
+      if (gone) return;
+      gone = true;
       void this.onAgentGone(code, signal, spawnError);
+    };
+    child.on("close", done);
+    child.on("exit", (code, signal) => {
+      setTimeout(() => done(code, signal), 2e3).unref();
     });
   }
   onLine(text) {

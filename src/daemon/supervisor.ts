@@ -240,8 +240,17 @@ export class Daemon {
       crlfDelay: Infinity,
     });
     rl.on("line", (text) => this.onLine(text));
-    child.on("close", (code, signal) => {
+    let gone = false;
+    const done = (code: number | null, signal: NodeJS.Signals | null) => {
+      if (gone) return;
+      gone = true;
       void this.onAgentGone(code, signal, spawnError);
+    };
+    // "close" comes once stdout is read to its end (every line routed); a process the agent
+    // left behind holding the pipe must not keep us waiting for it, though
+    child.on("close", done);
+    child.on("exit", (code, signal) => {
+      setTimeout(() => done(code, signal), 2000).unref();
     });
   }
 

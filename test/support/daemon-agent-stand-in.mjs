@@ -7,8 +7,9 @@
 //
 // Scenario: { "record": PATH, "steps": [STEP…], "onTerm": [STEP…], "onHup": [STEP…] }
 // STEP: {"print": object|string} | {"sleep": ms} | {"wait": "SIGTERM"|"SIGHUP"} | {"exit": code}
-//       | {"kill": signal} | {"copy": [from, to]}
+//       | {"kill": signal} | {"copy": [from, to]} | {"leaveBehind": seconds}
 // Default onTerm: print daemon-stop, exit 0. Default onHup: print policy-reload ok.
+import { spawn } from "node:child_process";
 import { copyFileSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 
 // The scenario comes first, or from DPNDNCY_STAND_IN_SCENARIO when the supervisor runs us as
@@ -43,6 +44,13 @@ async function run(steps) {
       process.exit(s.exit);
     } else if ("kill" in s) process.kill(process.pid, s.kill);
     else if ("copy" in s) copyFileSync(s.copy[0], s.copy[1]);
+    else if ("leaveBehind" in s) {
+      // a process that keeps our stdout open after we are gone
+      const c = spawn("sleep", [String(s.leaveBehind)], { stdio: ["ignore", "inherit", "ignore"] });
+      c.unref();
+      record.leftBehind = c.pid;
+      save();
+    }
   }
 }
 

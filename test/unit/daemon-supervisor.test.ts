@@ -219,6 +219,20 @@ describe("supervisor", () => {
     expect(k.err.join("")).toMatch(/THE AGENT DIED UNEXPECTEDLY \(signal SIGKILL\)/);
   });
 
+  it("a process the agent left holding its stdout does not keep the supervisor waiting", async () => {
+    const h = await start("", {
+      steps: [{ print: SAMPLES["daemon-start"] }, { leaveBehind: 30 }, { exit: 3 }],
+    });
+    const t0 = Date.now();
+    try {
+      expect(await stopped(h)).toBe(1);
+      expect(Date.now() - t0).toBeLessThan(10_000);
+    } finally {
+      const pid = (h.record() as Record_ & { leftBehind?: number }).leftBehind;
+      if (pid) process.kill(pid, "SIGKILL");
+    }
+  });
+
   it("an agent that stops on its own with daemon-stop is still unexpected: exit 1", async () => {
     const h = await start("", {
       steps: [{ print: SAMPLES["daemon-stop"] }, { exit: 0 }],
