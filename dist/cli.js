@@ -56708,6 +56708,8 @@ var WebhookSender = class {
   idle = [];
   wake;
   stopping = false;
+  droppedUnsaid = 0;
+  lastDropSaid = Number.NEGATIVE_INFINITY;
   o;
   constructor(o) {
     this.o = {
@@ -56732,9 +56734,15 @@ var WebhookSender = class {
     if (this.queue.length >= this.o.queueLimit) {
       const dropped = this.queue.shift();
       this.o.metrics?.webhookDeliveries.inc({ result: "dropped" });
-      this.o.log(
-        `dpndncy daemon: WEBHOOK QUEUE FULL (${this.o.queueLimit}): dropped the oldest deny (delivery ${dropped?.id}, job ${dropped?.deny.job})`
-      );
+      this.droppedUnsaid++;
+      const now = Date.now();
+      if (now - this.lastDropSaid >= 1e4) {
+        this.o.log(
+          `dpndncy daemon: WEBHOOK QUEUE FULL (${this.o.queueLimit}): dropped ${this.droppedUnsaid} oldest deny(s), the last delivery ${dropped?.id} (job ${dropped?.deny.job})`
+        );
+        this.droppedUnsaid = 0;
+        this.lastDropSaid = now;
+      }
     }
     this.queue.push({ id: randomUUID(), deny, attempts: 0 });
     this.o.metrics?.webhookQueue.set(this.queue.length);

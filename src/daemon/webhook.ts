@@ -75,6 +75,8 @@ export class WebhookSender {
   private idle: (() => void)[] = [];
   private wake: (() => void) | undefined;
   private stopping = false;
+  private droppedUnsaid = 0;
+  private lastDropSaid = Number.NEGATIVE_INFINITY;
   readonly o: Required<Omit<WebhookOptions, "metrics">> & { metrics?: DaemonMetrics };
 
   constructor(o: WebhookOptions) {
@@ -102,9 +104,17 @@ export class WebhookSender {
     if (this.queue.length >= this.o.queueLimit) {
       const dropped = this.queue.shift();
       this.o.metrics?.webhookDeliveries.inc({ result: "dropped" });
-      this.o.log(
-        `dpndncy daemon: WEBHOOK QUEUE FULL (${this.o.queueLimit}): dropped the oldest deny (delivery ${dropped?.id}, job ${dropped?.deny.job})`,
-      );
+      // said at the first drop, then at most every 10 s with the count (a job in a deny loop
+      // must not flood the log as well)
+      this.droppedUnsaid++;
+      const now = Date.now();
+      if (now - this.lastDropSaid >= 10_000) {
+        this.o.log(
+          `dpndncy daemon: WEBHOOK QUEUE FULL (${this.o.queueLimit}): dropped ${this.droppedUnsaid} oldest deny(s), the last delivery ${dropped?.id} (job ${dropped?.deny.job})`,
+        );
+        this.droppedUnsaid = 0;
+        this.lastDropSaid = now;
+      }
     }
     this.queue.push({ id: randomUUID(), deny, attempts: 0 });
     this.o.metrics?.webhookQueue.set(this.queue.length);
