@@ -193,6 +193,8 @@ void probe_json(const struct probe_result *r, struct sbuf *b);
 int find_libcs(char out[][256], int max);
 
 /* ---- bpfload.c ---- */
+/* links an agent holds: its hooks (about 16) and two per probed container libc (256 at most) */
+#define MAX_LINKS (64 + 2 * 256)
 struct agent_bpf;
 struct attach_info {
 	char exec[128], exitp[128], fork[128], connect[160], connect_result[128];

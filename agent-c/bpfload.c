@@ -21,7 +21,6 @@
 #include "file.skel.h"
 #include "dns.skel.h"
 
-#define MAX_LINKS 64
 
 struct agent_bpf {
 	struct exec_bpf *exec;

@@ -336,22 +336,9 @@ static const struct centry *lookup(uint64_t id, uint32_t pid)
 	return NULL; /* not known yet: asked again at the next record */
 }
 
-/* the pid of the record being written: put_common() writes it right after out_begin()'s
- * {"v":1,"kind":"..","ts":"..","seq":N (constants and numbers only before it) */
-static uint32_t record_pid(const struct sbuf *b)
+void container_json(struct sbuf *b, uint64_t cgid, uint32_t pid)
 {
-	const char *k = ",\"pid\":";
-	size_t kl = strlen(k);
-
-	for (size_t i = 0; b->p && i + kl < b->len && i < 128; i++)
-		if (memcmp(b->p + i, k, kl) == 0)
-			return (uint32_t)strtoul(b->p + i + kl, NULL, 10);
-	return 0;
-}
-
-void container_json(struct sbuf *b, uint64_t cgid)
-{
-	const struct centry *e = lookup(cgid, record_pid(b));
+	const struct centry *e = lookup(cgid, pid);
 
 	if (!e || !e->is_ct)
 		return;

@@ -22,7 +22,8 @@ struct container_info {
 int container_parse(const char *path, struct container_info *ci);
 
 /* appends ,"container":{"runtime":..,"id":..,"pod":..|null} when cgid is a container's cgroup */
-void container_json(struct sbuf *b, uint64_t cgid);
+/* pid: the record's process, whose /proc/<pid>/cgroup names a cgroup not seen yet (0: none) */
+void container_json(struct sbuf *b, uint64_t cgid, uint32_t pid);
 
 /* container libcs: the agent's BPF handle + the host libcs already probed (uprobe DNS hook only) */
 void containers_init(struct agent_bpf *a, const struct probe_result *pr);

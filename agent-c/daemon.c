@@ -420,7 +420,7 @@ static int job_open(const struct dp_hdr *h)
 		struct sbuf c;
 
 		sb_init(&c);
-		container_json(&c, h->cgroup); /* ,"container":{..} or nothing */
+		container_json(&c, h->cgroup, h->pid); /* ,"container":{..} or nothing */
 		if (c.len)
 			sb_put(&ctl, c.p, c.len);
 		else

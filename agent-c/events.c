@@ -40,7 +40,7 @@ static void put_common(struct sbuf *l, uint32_t pid, uint32_t tid, uint32_t ppid
 		sb_json_str(l, sname, sn);
 	else
 		sb_puts(l, "null");
-	container_json(l, cgroup);
+	container_json(l, cgroup, pid);
 }
 
 static uint32_t hdr_ppid(const struct dp_hdr *h)

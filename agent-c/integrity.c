@@ -56,8 +56,8 @@ static int nours;
 /* foreign program ids already reported, or present before we started */
 static uint32_t seen_ids[MAX_SEEN];
 static int nseen;
-static uint8_t link_reported[64];
-static uint8_t pin_reported[64];
+static uint8_t link_reported[MAX_LINKS];
+static uint8_t pin_reported[MAX_LINKS];
 static uint8_t prog_missing_reported[MAX_OURS];
 static uint8_t integrity_cg_prog[MAX_OURS]; /* our_ids[k] was attached to a cgroup hook at start */
 
@@ -383,7 +383,7 @@ static void check_links(struct agent_bpf *a)
 	struct bpf_link *l;
 	const char *name;
 
-	for (int i = 0; bpf_link_at(a, i, &l, &name) == 0 && i < 64; i++) {
+	for (int i = 0; i < MAX_LINKS && bpf_link_at(a, i, &l, &name) == 0; i++) {
 		struct bpf_link_info li;
 		uint32_t len = sizeof(li);
 		const char *pin = bpf_link__pin_path(l);
