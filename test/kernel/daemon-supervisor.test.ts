@@ -106,7 +106,10 @@ describeKernel("dpndncy daemon (supervisor)", () => {
     const metricsUrl = (JSON.parse(metricsLine) as { metrics: string }).metrics;
     expect(metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
     // armed once the agent has reported daemon-start (the supervisor says so on stderr)
-    const armed = await poll(() => /agent pid \d+ watching \(mode enforce/.test(sup.stderr()), 30_000);
+    const armed = await poll(
+      () => /agent pid \d+ watching \(mode enforce/.test(sup.stderr()),
+      30_000,
+    );
     expect(armed, sup.stderr()).toBe(true);
 
     const nonce = `${process.pid}-${Date.now()}`;
@@ -121,7 +124,8 @@ describeKernel("dpndncy daemon (supervisor)", () => {
     // job 1: one allowed and one blocked connect (its policy: proj/build.yml)
     const j1 = job("one", "build", ["tcp:192.0.2.10:80", "tcp:192.0.2.11:80"]);
     await poll(() => j1.child.exitCode !== null, 20_000);
-    const said = () => `job:\n${j1.stdout()}${j1.stderr()}\nsupervisor:\n${sup.stdout()}\n${sup.stderr()}`;
+    const said = () =>
+      `job:\n${j1.stdout()}${j1.stderr()}\nsupervisor:\n${sup.stdout()}\n${sup.stderr()}`;
     expect(j1.stdout(), said()).toContain("RES tcp:192.0.2.10:80 0");
     expect(j1.stdout(), said()).toContain("RES tcp:192.0.2.11:80 1");
     // job 2 (default policy: nothing allowed) runs and ends while the webhook still fails
