@@ -265,10 +265,9 @@ int agent_preflight(struct opts *o)
 	return preflight(o, &daemon_prep, 1);
 }
 
-struct session *agent_session_start(char *err, size_t errn)
+struct session *agent_session_start(int pin, char *err, size_t errn)
 {
-	/* held by fd like `run`: see docs/daemon.md on what a crash means */
-	return session_start(&daemon_sess, &daemon_prep, 0, err, errn) < 0 ? NULL : &daemon_sess;
+	return session_start(&daemon_sess, &daemon_prep, pin, err, errn) < 0 ? NULL : &daemon_sess;
 }
 
 void agent_session_poll(struct session *s, int timeout_ms)
@@ -542,6 +541,67 @@ static int lock_held(const char *dir)
 	held = flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK;
 	close(fd);
 	return held;
+}
+
+/* ---------- the daemon's state dir: `stop --state-dir` can recover a daemon that died ---------- */
+
+static int daemon_lockfd = -1;
+static struct state daemon_pred; /* a predecessor that died (pid 0: none) */
+
+int agent_state_claim(const char *dir, long *old_pid, char *old_pin, size_t n)
+{
+	char path[4200];
+	struct state st;
+
+	*old_pid = 0;
+	old_pin[0] = 0;
+	if (mkdir_p(dir, 0700) < 0) {
+		err_msg("cannot create state directory %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	state_path(path, sizeof(path), dir, "agent.lock");
+	daemon_lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (daemon_lockfd < 0 || flock(daemon_lockfd, LOCK_EX | LOCK_NB) < 0) {
+		err_msg("an agent is already running with state dir %s", dir);
+		return -1;
+	}
+	/* a predecessor that died: its pins (its enforcement, kept while it was down) go once we are
+	 * armed, and what it mounted becomes ours to unmount */
+	memset(&daemon_pred, 0, sizeof(daemon_pred));
+	if (state_read(dir, &st) == 0) {
+		daemon_pred = st;
+		*old_pid = st.pid;
+		snprintf(old_pin, n, "%s", st.pin_dir);
+	}
+	return 0;
+}
+
+int agent_state_write(const char *dir, struct session *s)
+{
+	char path[4200], ts[40];
+	struct sbuf b;
+	int rc;
+
+	if (daemon_pred.pid) {
+		s->m.mounted_tracefs |= daemon_pred.mounted_tracefs;
+		s->m.mounted_bpffs |= daemon_pred.mounted_bpffs;
+		if (daemon_pred.mounted_cgroup2[0] && !strcmp(daemon_pred.mounted_cgroup2, s->m.cgroup2))
+			s->m.mounted_cgroup2 = 1;
+	}
+	sb_init(&b);
+	fmt_ts(ts, G.start_real_ns);
+	sb_printf(&b, "pid=%d\nsince=%s\nstart_real_ns=%llu\nlog=%s\nmounted_tracefs=%d\nmounted_bpffs=%d\nmounted_cgroup2=%s\npin_dir=%s\n",
+		  (int)getpid(), ts, (unsigned long long)G.start_real_ns, G.out.path, s->m.mounted_tracefs,
+		  s->m.mounted_bpffs, s->m.mounted_cgroup2 ? s->m.cgroup2 : "", bpf_pin_dir(s->bpf));
+	state_path(path, sizeof(path), dir, "state");
+	rc = write_file(path, b.p, b.len);
+	sb_free(&b);
+	return rc;
+}
+
+void agent_state_clear(const char *dir)
+{
+	state_remove(dir);
 }
 
 /* ---------- start ---------- */

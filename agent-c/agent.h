@@ -278,7 +278,12 @@ int cmd_daemon(struct opts *o);   /* agent-c/daemon.c */
 /* the session of `run`, for daemon mode: checks (config loaded into G.cfg), then attach */
 struct session;
 int agent_preflight(struct opts *o);
-struct session *agent_session_start(char *err, size_t errn);
+/* pin: links pinned (daemon enforce mode: enforcement outlives a crash) */
+struct session *agent_session_start(int pin, char *err, size_t errn);
+/* daemon state dir (the format of `start`): lock it, and name a dead predecessor's pins */
+int agent_state_claim(const char *dir, long *old_pid, char *old_pin, size_t n);
+int agent_state_write(const char *dir, struct session *s);
+void agent_state_clear(const char *dir);
 /* drain the ring buffer (timeout ms), tamper checks; 0 */
 void agent_session_poll(struct session *s, int timeout_ms);
 void agent_session_drain(struct session *s);

@@ -641,6 +641,8 @@ int cmd_daemon(struct opts *o)
 	struct sigaction sa;
 	struct stat st;
 	uint64_t next_stats = 0, next_sweep = 0;
+	char state_dir[4096], old_pin[256];
+	long old_pid = 0;
 	int rc;
 
 	if (!o->jobs_dir) {
@@ -710,11 +712,34 @@ int cmd_daemon(struct opts *o)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	D.s = agent_session_start(err, sizeof(err));
+	{
+		const char *sd = o->state_dir ? o->state_dir : "/run/dpndncy-daemon";
+
+		if (sd[0] == '/')
+			snprintf(state_dir, sizeof(state_dir), "%s", sd);
+		else if (!getcwd(state_dir, sizeof(state_dir) - 512) ||
+			 snprintf(state_dir + strlen(state_dir), 512, "/%s", sd) < 0)
+			snprintf(state_dir, sizeof(state_dir), "%s", sd);
+	}
+	if (agent_state_claim(state_dir, &old_pid, old_pin, sizeof(old_pin)) < 0)
+		return EX_FAIL;
+	/*
+	 * enforce: pinned links, so that the verdicts outlive a crash of this process (jobs are then
+	 * unobserved, never unconfined) until the next daemon takes over or `stop` removes them
+	 */
+	D.s = agent_session_start(D.enforce, err, sizeof(err));
 	if (!D.s) {
 		err_msg("%s", err);
 		return EX_FAIL;
 	}
+	if (agent_state_write(state_dir, D.s) < 0) {
+		err_msg("cannot write the state file in %s: %s", state_dir, strerror(errno));
+		agent_session_stop(D.s);
+		return EX_FAIL;
+	}
+	/* armed: a dead predecessor's enforcement (ANDed with ours until now) can go */
+	if (old_pin[0])
+		unpin_all(old_pin);
 	EH.route = route;
 	EH.fork = on_fork;
 	EH.exit = on_exit_rec;
@@ -732,6 +757,15 @@ int cmd_daemon(struct opts *o)
 	ctl_str_or_null("kernel", agent_session_kernel(D.s));
 	if (D.enforce)
 		sb_printf(&ctl, ",\"policies\":%d", enforce_policies());
+	ctl_str_or_null("state_dir", state_dir);
+	if (old_pid) {
+		/* said loudly: jobs ran unobserved (and, in enforce mode, under the old verdicts) */
+		sb_printf(&ctl, ",\"predecessor\":{\"pid\":%ld,\"pins_removed\":", old_pid);
+		sb_json_cstr(&ctl, old_pin);
+		sb_putc(&ctl, '}');
+		err_msg("a previous daemon (pid %ld) died without stopping; its pinned programs%s%s are removed now",
+			old_pid, old_pin[0] ? " in " : "", old_pin);
+	}
 	ctl_end();
 
 	while (!stop_sig) {
@@ -793,6 +827,7 @@ int cmd_daemon(struct opts *o)
 		ctl_end();
 	}
 	agent_session_stop(D.s);
+	agent_state_clear(state_dir);
 	free(PT);
 	sb_free(&ctl);
 	return 0;

@@ -62,7 +62,7 @@ static const char usage_status[] =
 
 static const char usage_daemon[] =
 	"usage: " PROG " daemon --jobs-dir DIR [--mode observe|enforce] [--cgroup PATH] [--policy-dir DIR]\n"
-	"                      [--job-idle SECONDS] [--config FILE] [--file-hook H]\n"
+	"                      [--job-idle SECONDS] [--state-dir DIR] [--config FILE] [--file-hook H]\n"
 	"Watch every CI job on this host (docs/daemon.md): one log per job in --jobs-dir, named by\n"
 	"the job-marker variables of the config (default DPNDNCY_JOB); a control stream of JSON lines\n"
 	"on stdout. Runs in the foreground until SIGTERM/SIGINT; SIGHUP reloads --policy-dir.\n"
@@ -70,7 +70,10 @@ static const char usage_daemon[] =
 	"  --mode MODE       observe (default) or enforce: each job's policy, on --cgroup PATH\n"
 	"  --cgroup PATH     enforce: the cgroup the jobs run under (never a cgroup v2 root)\n"
 	"  --policy-dir DIR  enforce: default.conf, <project>/default.conf, <project>/<job>.conf\n"
-	"  --job-idle S      a job ends S seconds after its last process (default 10)\n";
+	"  --job-idle S      a job ends S seconds after its last process (default 10)\n"
+	"  --state-dir DIR   lock and state (default /run/dpndncy-daemon); in enforce mode the links\n"
+	"                    are pinned, so enforcement outlives a crash until the next daemon starts\n"
+	"                    (or `stop --state-dir DIR` removes it)\n";
 
 enum { O_LOG = 1, O_STATE = 2, O_MODE = 4, O_CONFIG = 8, O_FILEHOOK = 16, O_CMD = 32, O_CGROUP = 64,
        O_DAEMON = 128 };
@@ -202,8 +205,8 @@ int main(int argc, char **argv)
 		return rc || done ? rc : cmd_status(&o);
 	}
 	if (!strcmp(cmd, "daemon")) {
-		rc = parse(argc - 2, argv + 2, O_MODE | O_CONFIG | O_FILEHOOK | O_CGROUP | O_DAEMON, cmd, usage_daemon, &o,
-			   &done);
+		rc = parse(argc - 2, argv + 2, O_MODE | O_CONFIG | O_FILEHOOK | O_CGROUP | O_DAEMON | O_STATE, cmd,
+			   usage_daemon, &o, &done);
 		return rc || done ? rc : cmd_daemon(&o);
 	}
 	err_msg("unknown command '%s' (probe, run, start, stop, status, daemon; see %s --help)", cmd, PROG);

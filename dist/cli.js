@@ -55285,6 +55285,8 @@ function agentArgs(c, paths) {
     c.jobsDir,
     "--config",
     paths.config,
+    "--state-dir",
+    join(c.stateDir, "agent"),
     "--mode",
     c.mode,
     ...c.cgroup !== void 0 ? ["--cgroup", c.cgroup] : [],

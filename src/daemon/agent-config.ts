@@ -85,7 +85,11 @@ export function identityVars(markers: readonly string[]): {
   return out;
 }
 
-/** `dpndncy-agent daemon …` arguments (after the agent's path). */
+/**
+ * `dpndncy-agent daemon …` arguments (after the agent's path). The agent's own state dir (its
+ * lock, and what `dpndncy-agent stop --state-dir` needs after a crash) is STATEDIR/agent: the
+ * one directory the service may write besides the logs.
+ */
 export function agentArgs(
   c: DaemonConfig,
   paths: { config: string; compiledPolicyDir?: string },
@@ -96,6 +100,8 @@ export function agentArgs(
     c.jobsDir,
     "--config",
     paths.config,
+    "--state-dir",
+    join(c.stateDir, "agent"),
     "--mode",
     c.mode,
     ...(c.cgroup !== undefined ? ["--cgroup", c.cgroup] : []),

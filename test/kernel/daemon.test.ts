@@ -2,7 +2,7 @@
 // Jobs here are shells in cgroups this test creates, named by DPNDNCY_JOB in their
 // environment; enforcement is attached to the test's parent cgroup only.
 import { createHash } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { inCgroup, testCgroup } from "../support/kernel/cgroup.js";
@@ -15,7 +15,7 @@ import {
   readLog,
 } from "../support/kernel/log.js";
 import { Netns } from "../support/kernel/netns.js";
-import { type Background, poll, runOk, spawnBackground } from "../support/kernel/proc.js";
+import { type Background, poll, run, runOk, spawnBackground } from "../support/kernel/proc.js";
 import { startServers } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
 
@@ -401,5 +401,74 @@ describeKernel("daemon with the systemd unit's capabilities", () => {
       (e): e is ConnectEv => e.kind === "connect" && e.verdict === "deny",
     );
     expect(denied.map((e) => e.addr)).toEqual(["192.0.2.11"]);
+  });
+});
+
+describeKernel("daemon: enforcement outlives a crash", () => {
+  it("SIGKILL: the pinned verdicts stay until the next daemon takes over (and removes the old pins); stop --state-dir recovers a dead one", async () => {
+    const inet = await Netns.create();
+    const work = await Netns.create();
+    await work.vethTo(inet, ["192.0.2.2/24"], ["192.0.2.10/24", "192.0.2.11/24"]);
+    await startServers(inet, ["tcp:[::]:80"]);
+    const cg = testCgroup("crash");
+    const pol = tempDir("policies");
+    writeFileSync(join(pol, "default.conf"), "allow-cidr 192.0.2.10/32\n");
+    const stateDir = join(tempDir("state"), "daemon");
+    const args = [
+      "--mode",
+      "enforce",
+      "--cgroup",
+      cg.path,
+      "--policy-dir",
+      pol,
+      "--state-dir",
+      stateDir,
+    ];
+    const nonce = `${process.pid}-${Date.now()}`;
+    let n = 0;
+    const probe = async () => {
+      n += 1;
+      const bg = spawnBackground(
+        inCgroup(
+          cg.child(`job-${n}`),
+          [`DPNDNCY_JOB=crash-${n}-${nonce}`],
+          work.exec(
+            PYTHON,
+            join(FIXTURES, "enforce_client.py"),
+            "tcp:192.0.2.10:80",
+            "tcp:192.0.2.11:80",
+          ),
+        ),
+      );
+      await poll(() => bg.child.exitCode !== null, 20_000);
+      return bg.stdout();
+    };
+    const enforced = "RES tcp:192.0.2.10:80 0\nRES tcp:192.0.2.11:80 1\n";
+
+    const d1 = await startDaemon(args);
+    expect(await probe()).toBe(enforced);
+    const pinDir = `/sys/fs/bpf/dpndncy/${d1.bg.pid}`;
+    expect(existsSync(pinDir), "enforce mode pins its links").toBe(true);
+    d1.bg.child.kill("SIGKILL");
+    await poll(() => d1.bg.child.exitCode !== null || d1.bg.child.signalCode !== null, 10_000);
+    // the daemon is gone: its jobs are no longer logged, but they are still confined
+    expect(await probe()).toBe(enforced);
+
+    // the next daemon takes over and removes its predecessor's pins once armed
+    const d2 = await startDaemon(args);
+    expect(d2.lines()[0]).toMatchObject({ predecessor: { pid: d1.bg.pid, pins_removed: pinDir } });
+    expect(d2.bg.stderr()).toMatch(new RegExp(`a previous daemon \\(pid ${d1.bg.pid}\\) died`));
+    expect(existsSync(pinDir)).toBe(false);
+    expect(await probe()).toBe(enforced);
+
+    // it dies too; `stop --state-dir` removes what it left, and says the trace is incomplete
+    d2.bg.child.kill("SIGKILL");
+    await poll(() => d2.bg.child.exitCode !== null || d2.bg.child.signalCode !== null, 10_000);
+    const stop = await run([AGENT, "stop", "--state-dir", stateDir]);
+    expect(stop.code, stop.stderr).toBe(3);
+    expect(stop.stderr).toMatch(/trace is incomplete/);
+    expect(existsSync(`/sys/fs/bpf/dpndncy/${d2.bg.pid}`)).toBe(false);
+    // nothing confines the cgroup any more
+    expect(await probe()).toBe("RES tcp:192.0.2.10:80 0\nRES tcp:192.0.2.11:80 0\n");
   });
 });

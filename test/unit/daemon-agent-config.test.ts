@@ -89,7 +89,7 @@ describe("agent config", () => {
     expect(daemonStepMarkers(JOB_MARKERS.map((s) => s.marker)).length).toBeLessThanOrEqual(8);
   });
 
-  it("argv: daemon --jobs-dir D --config F --mode M [--cgroup P] [--policy-dir C] --job-idle N", () => {
+  it("argv: daemon --jobs-dir D --config F --state-dir S --mode M [--cgroup P] [--policy-dir C] --job-idle N", () => {
     const observe = cfg("jobsDir: /j\n");
     expect(agentArgs(observe, { config: "/s/agent.conf" })).toEqual([
       "daemon",
@@ -97,6 +97,8 @@ describe("agent config", () => {
       "/j",
       "--config",
       "/s/agent.conf",
+      "--state-dir",
+      "/j/.dpndncy-daemon/agent",
       "--mode",
       "observe",
       "--job-idle",
@@ -113,6 +115,8 @@ describe("agent config", () => {
       "/j",
       "--config",
       "/s/agent.conf",
+      "--state-dir",
+      "/j/.dpndncy-daemon/agent",
       "--mode",
       "enforce",
       "--cgroup",

@@ -123,7 +123,7 @@ describe("dpndncy daemon (process)", () => {
     expect(r.code).toBe(0);
     const state = join(dir, "jobs", ".dpndncy-daemon");
     expect(r.out).toContain(
-      `would run: ${STAND_IN} daemon --jobs-dir ${join(dir, "jobs")} --config ${join(state, "agent.conf")} --mode enforce --cgroup /sys/fs/cgroup/ci.slice --policy-dir ${join(state, "policies")} --job-idle 10\n`,
+      `would run: ${STAND_IN} daemon --jobs-dir ${join(dir, "jobs")} --config ${join(state, "agent.conf")} --state-dir ${join(state, "agent")} --mode enforce --cgroup /sys/fs/cgroup/ci.slice --policy-dir ${join(state, "policies")} --job-idle 10\n`,
     );
     expect(r.out).toContain("  default.yml -> default.conf (1 allow entries)\n");
     expect(r.out).toContain("signing: NONE: job logs would NOT be signed\n");

@@ -158,6 +158,8 @@ describe("supervisor", () => {
       jobs,
       "--config",
       join(state, "agent.conf"),
+      "--state-dir",
+      join(state, "agent"),
       "--mode",
       "observe",
       "--job-idle",
