@@ -7,26 +7,13 @@
 //
 // Runs the TypeScript sources directly on Node 24 (type stripping); the hook below resolves
 // the sources' NodeNext-style ".js" specifiers to their ".ts" files.
+import "./resolve-ts.mjs"; // first: the dynamic imports below resolve through it
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createWriteStream, mkdtempSync, rmSync, statSync } from "node:fs";
-import { registerHooks } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-
-registerHooks({
-  resolve(specifier, context, next) {
-    try {
-      return next(specifier, context);
-    } catch (e) {
-      if (specifier.startsWith(".") && specifier.endsWith(".js")) {
-        return next(`${specifier.slice(0, -3)}.ts`, context);
-      }
-      throw e;
-    }
-  },
-});
 
 const TARGET_EPS = 500_000;
 const TARGET_RSS_MB = 150;

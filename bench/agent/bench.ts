@@ -9,6 +9,7 @@
 //   1,000,000 getppid() calls that no hook looks at (the tax of the syscall tracepoints alone).
 // Rounds alternate off and on (one `dpndncy-agent start` ... `stop` session per "on" round); the
 // figures are medians over rounds. Lost events come from the stop records, peak RSS from VmHWM.
+import "../resolve-ts.mjs"; // first: the dynamic imports below resolve through it
 import { spawnSync } from "node:child_process";
 import {
   cpSync,
@@ -19,25 +20,10 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { registerHooks } from "node:module";
 import { cpus, release, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-// Run by node's type stripping, which does not map the `.js` of TypeScript imports to `.ts`:
-// resolve them here, then load the shared test helpers.
-registerHooks({
-  resolve(specifier, context, next) {
-    try {
-      return next(specifier, context);
-    } catch (e) {
-      if (specifier.startsWith(".") && specifier.endsWith(".js")) {
-        return next(`${specifier.slice(0, -3)}.ts`, context);
-      }
-      throw e;
-    }
-  },
-});
 const { DirLock } = await import("../../test/support/dirlock.js");
 const { runningAgents } = await import("../../test/support/kernel/lock.js");
 

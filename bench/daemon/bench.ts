@@ -4,25 +4,13 @@
 // (no job: walked at exec for a marker, then dropped). Prints medians, on/off ratios and the
 // daemon's peak RSS; never fails (a benchmark informs, it does not gate the build).
 //   node bench/daemon/bench.ts        (root; build/dpndncy-agent)
+import "../resolve-ts.mjs"; // first: the dynamic imports below resolve through it
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { registerHooks } from "node:module";
 import { cpus, release, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-registerHooks({
-  resolve(specifier, context, next) {
-    try {
-      return next(specifier, context);
-    } catch (e) {
-      if (specifier.startsWith(".") && specifier.endsWith(".js")) {
-        return next(`${specifier.slice(0, -3)}.ts`, context);
-      }
-      throw e;
-    }
-  },
-});
 const { DirLock } = await import("../../test/support/dirlock.js");
 const { runningAgents } = await import("../../test/support/kernel/lock.js");
 
