@@ -44896,7 +44896,7 @@ var require_lexer = __commonJS({
 var require_line_counter = __commonJS({
   "node_modules/yaml/dist/parse/line-counter.js"(exports) {
     "use strict";
-    var LineCounter4 = class {
+    var LineCounter3 = class {
       constructor() {
         this.lineStarts = [];
         this.addNewLine = (offset) => this.lineStarts.push(offset);
@@ -44919,7 +44919,7 @@ var require_line_counter = __commonJS({
         };
       }
     };
-    exports.LineCounter = LineCounter4;
+    exports.LineCounter = LineCounter3;
   }
 });
 
@@ -45827,7 +45827,7 @@ var require_public_api = __commonJS({
         return docs;
       return Object.assign([], { empty: true }, composer$1.streamInfo());
     }
-    function parseDocument4(source, options = {}) {
+    function parseDocument3(source, options = {}) {
       const { lineCounter: lineCounter2, prettyErrors } = parseOptions(options);
       const parser$1 = new parser.Parser(lineCounter2?.addNewLine);
       const composer$1 = new composer.Composer(options);
@@ -45853,7 +45853,7 @@ var require_public_api = __commonJS({
       } else if (options === void 0 && reviver && typeof reviver === "object") {
         options = reviver;
       }
-      const doc = parseDocument4(src, options);
+      const doc = parseDocument3(src, options);
       if (!doc)
         return null;
       doc.warnings.forEach((warning) => log.warn(doc.options.logLevel, warning));
@@ -45889,7 +45889,7 @@ var require_public_api = __commonJS({
     }
     exports.parse = parse2;
     exports.parseAllDocuments = parseAllDocuments;
-    exports.parseDocument = parseDocument4;
+    exports.parseDocument = parseDocument3;
     exports.stringify = stringify;
   }
 });
@@ -55326,7 +55326,6 @@ function findAgent(configured, cli, path, isExecutable = executable) {
 
 // src/daemon/config.ts
 var import__2 = __toESM(require__(), 1);
-var import_yaml = __toESM(require_dist10(), 1);
 import { existsSync as existsSync2, readFileSync as readFileSync2 } from "node:fs";
 import { isIP as isIP2 } from "node:net";
 import { dirname as dirname2, join as join2, normalize, resolve as resolve2 } from "node:path";
@@ -55465,6 +55464,28 @@ var daemon_v1_default = {
   then: { required: ["cgroup"] }
 };
 
+// src/yaml/located.ts
+var import_yaml = __toESM(require_dist10(), 1);
+function parseLocated(text, file, fail) {
+  const lines = new import_yaml.LineCounter();
+  const doc = (0, import_yaml.parseDocument)(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const at = (offset) => {
+    if (offset === void 0) return file;
+    const { line, col } = lines.linePos(offset);
+    return `${file}:${line}:${col}`;
+  };
+  const where = (path) => {
+    for (let p = path; ; p = p.slice(0, -1)) {
+      const node = p.length ? doc.getIn(p, true) : doc.contents;
+      if (node?.range) return at(node.range[0]);
+      if (!p.length) return file;
+    }
+  };
+  const first = doc.errors[0];
+  if (first) throw fail(`${at(first.pos[0])}: invalid YAML: ${first.message.split("\n")[0]}`);
+  return { doc, at, where };
+}
+
 // src/daemon/config.ts
 var ConfigError = class extends Error {
   name = "ConfigError";
@@ -55490,23 +55511,7 @@ function isCgroupRoot(path, exists = existsSync2) {
   return exists(join2(p, "cgroup.controllers")) && !exists(join2(p, "cgroup.type"));
 }
 function parseDaemonConfig(text, file) {
-  const lines = new import_yaml.LineCounter();
-  const doc = (0, import_yaml.parseDocument)(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const at = (offset) => {
-    if (offset === void 0) return file;
-    const { line, col } = lines.linePos(offset);
-    return `${file}:${line}:${col}`;
-  };
-  const where = (path) => {
-    for (let p = path; ; p = p.slice(0, -1)) {
-      const node = p.length ? doc.getIn(p, true) : doc.contents;
-      if (node?.range) return at(node.range[0]);
-      if (!p.length) return file;
-    }
-  };
-  const first = doc.errors[0];
-  if (first)
-    throw new ConfigError(`${at(first.pos[0])}: invalid YAML: ${first.message.split("\n")[0]}`);
+  const { doc, at, where } = parseLocated(text, file, (m) => new ConfigError(m));
   const value = doc.toJS() ?? {};
   if (!validateFile(value)) {
     const err = validateFile.errors?.[0];
@@ -55772,16 +55777,7 @@ function canonicalJson(v2) {
   return JSON.stringify(v2);
 }
 function parsePolicy(text, file) {
-  const lines = new import_yaml2.LineCounter();
-  const doc = (0, import_yaml2.parseDocument)(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const at = (offset) => {
-    if (offset === void 0) return file;
-    const { line, col } = lines.linePos(offset);
-    return `${file}:${line}:${col}`;
-  };
-  const first = doc.errors[0];
-  if (first)
-    throw new PolicyError(`${at(first.pos[0])}: invalid YAML: ${first.message.split("\n")[0]}`);
+  const { doc, at } = parseLocated(text, file, (m) => new PolicyError(m));
   const value = doc.toJS();
   if (!validatePolicy(value)) {
     const err = validatePolicy.errors?.[0];

@@ -38274,7 +38274,7 @@ function detectPlatform(env, host = {}) {
 
 // src/policy/load.ts
 var import__ = __toESM(require__(), 1);
-var import_yaml = __toESM(require_dist(), 1);
+var import_yaml2 = __toESM(require_dist(), 1);
 import { createHash as createHash2 } from "node:crypto";
 import { readFile } from "node:fs/promises";
 
@@ -38334,6 +38334,28 @@ var policy_v1_default = {
     }
   }
 };
+
+// src/yaml/located.ts
+var import_yaml = __toESM(require_dist(), 1);
+function parseLocated(text, file, fail) {
+  const lines = new import_yaml.LineCounter();
+  const doc = (0, import_yaml.parseDocument)(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const at = (offset) => {
+    if (offset === void 0) return file;
+    const { line, col } = lines.linePos(offset);
+    return `${file}:${line}:${col}`;
+  };
+  const where = (path3) => {
+    for (let p = path3; ; p = p.slice(0, -1)) {
+      const node = p.length ? doc.getIn(p, true) : doc.contents;
+      if (node?.range) return at(node.range[0]);
+      if (!p.length) return file;
+    }
+  };
+  const first = doc.errors[0];
+  if (first) throw fail(`${at(first.pos[0])}: invalid YAML: ${first.message.split("\n")[0]}`);
+  return { doc, at, where };
+}
 
 // src/policy/endpoint.ts
 import { isIP as isIP2 } from "node:net";
@@ -38424,16 +38446,7 @@ function canonicalJson(v2) {
   return JSON.stringify(v2);
 }
 function parsePolicy(text, file) {
-  const lines = new import_yaml.LineCounter();
-  const doc = (0, import_yaml.parseDocument)(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const at = (offset) => {
-    if (offset === void 0) return file;
-    const { line, col } = lines.linePos(offset);
-    return `${file}:${line}:${col}`;
-  };
-  const first = doc.errors[0];
-  if (first)
-    throw new PolicyError(`${at(first.pos[0])}: invalid YAML: ${first.message.split("\n")[0]}`);
+  const { doc, at } = parseLocated(text, file, (m) => new PolicyError(m));
   const value = doc.toJS();
   if (!validatePolicy(value)) {
     const err = validatePolicy.errors?.[0];
@@ -38447,10 +38460,10 @@ function parsePolicy(text, file) {
   }
   const allowNodes = doc.getIn(["egress", "allow"], true);
   const allow = (value.egress?.allow ?? []).map((s, i) => {
-    const item = (0, import_yaml.isSeq)(allowNodes) ? allowNodes.items[i] : void 0;
+    const item = (0, import_yaml2.isSeq)(allowNodes) ? allowNodes.items[i] : void 0;
     return parseEndpoint(s, at(item?.range?.[0]));
   });
-  if (!(0, import_yaml.isMap)(doc.contents)) throw new PolicyError(`${file}: policy must be a mapping`);
+  if (!(0, import_yaml2.isMap)(doc.contents)) throw new PolicyError(`${file}: policy must be a mapping`);
   return {
     policy: value,
     allow,

@@ -9,9 +9,9 @@ import { existsSync, readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { dirname, join, normalize, resolve } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
-import { LineCounter, parseDocument } from "yaml";
 import schema from "../../schema/daemon.v1.json" with { type: "json" };
 import { DEFAULT_JOB_MARKERS } from "../platform/detect.js";
+import { parseLocated } from "../yaml/located.js";
 
 /** daemon.yml as written (schema/daemon.v1.json). */
 export interface DaemonFile {
@@ -115,26 +115,7 @@ export function isCgroupRoot(path: string, exists: (p: string) => boolean = exis
 }
 
 export function parseDaemonConfig(text: string, file: string): DaemonConfig {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const at = (offset: number | undefined) => {
-    if (offset === undefined) return file;
-    const { line, col } = lines.linePos(offset);
-    return `${file}:${line}:${col}`;
-  };
-  const where = (path: (string | number)[]) => {
-    for (let p = path; ; p = p.slice(0, -1)) {
-      const node = (p.length ? doc.getIn(p, true) : doc.contents) as
-        | { range?: [number, number, number] }
-        | null
-        | undefined;
-      if (node?.range) return at(node.range[0]);
-      if (!p.length) return file;
-    }
-  };
-  const first = doc.errors[0];
-  if (first)
-    throw new ConfigError(`${at(first.pos[0])}: invalid YAML: ${first.message.split("\n")[0]}`);
+  const { doc, at, where } = parseLocated(text, file, (m) => new ConfigError(m));
   const value: unknown = doc.toJS() ?? {};
   if (!validateFile(value)) {
     const err = validateFile.errors?.[0];

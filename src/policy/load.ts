@@ -7,8 +7,9 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { Ajv2020 } from "ajv/dist/2020.js";
-import { isMap, isSeq, LineCounter, parseDocument } from "yaml";
+import { isMap, isSeq } from "yaml";
 import schema from "../../schema/policy.v1.json" with { type: "json" };
+import { parseLocated } from "../yaml/located.js";
 import { type Endpoint, parseEndpoint } from "./endpoint.js";
 
 export interface Policy {
@@ -47,16 +48,7 @@ export function canonicalJson(v: unknown): string {
 }
 
 export function parsePolicy(text: string, file: string): LoadedPolicy {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const at = (offset: number | undefined) => {
-    if (offset === undefined) return file;
-    const { line, col } = lines.linePos(offset);
-    return `${file}:${line}:${col}`;
-  };
-  const first = doc.errors[0];
-  if (first)
-    throw new PolicyError(`${at(first.pos[0])}: invalid YAML: ${first.message.split("\n")[0]}`);
+  const { doc, at } = parseLocated(text, file, (m) => new PolicyError(m));
   const value: unknown = doc.toJS();
   if (!validatePolicy(value)) {
     const err = validatePolicy.errors?.[0];
