@@ -495,6 +495,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		keep[nk++] = a->conn->progs.dp_enf_sendmsg4;
 		keep[nk++] = a->conn->progs.dp_enf_sendmsg6;
 		keep[nk++] = a->conn->progs.dp_enf_dns;
+		keep[nk++] = a->conn->progs.dp_enf_sock_create;
 	}
 	only_autoload(a->conn->obj, keep, nk);
 	if ((err = connect_bpf__load(a->conn)))
@@ -579,7 +580,8 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_connect4, efd), "enf_connect4", errbuf, errn) ||
 			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_connect6, efd), "enf_connect6", errbuf, errn) ||
 			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sendmsg4, efd), "enf_sendmsg4", errbuf, errn) ||
-			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sendmsg6, efd), "enf_sendmsg6", errbuf, errn))
+			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sendmsg6, efd), "enf_sendmsg6", errbuf, errn) ||
+			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sock_create, efd), "enf_sock_create", errbuf, errn))
 				goto fail;
 		}
 		if (want_result) {

@@ -160,7 +160,8 @@ static void on_connect(const struct dp_connect *c)
 		sb_printf(&line, ",\"result\":%d", c->result);
 	else
 		sb_puts(&line, ",\"result\":null");
-	sb_printf(&line, ",\"op\":\"%s\",\"source\":\"%s\",\"verdict\":\"%s\"", c->op == DP_OP_SENDMSG ? "sendmsg" : "connect",
+	sb_printf(&line, ",\"op\":\"%s\",\"source\":\"%s\",\"verdict\":\"%s\"",
+		  c->op == DP_OP_SENDMSG ? "sendmsg" : c->op == DP_OP_SOCKET ? "socket" : "connect",
 		  c->source == DP_SRC_TRACEPOINT ? "tracepoint" : "cgroup", c->verdict ? "allow" : "deny");
 	if (c->rule) {
 		sb_puts(&line, ",\"rule\":");

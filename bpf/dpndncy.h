@@ -68,6 +68,7 @@ struct dp_fork {
 /* dp_connect.op */
 #define DP_OP_CONNECT 1
 #define DP_OP_SENDMSG 2
+#define DP_OP_SOCKET 3     /* enforce: a raw or ICMP socket refused at socket() (no destination yet) */
 /* dp_connect.source */
 #define DP_SRC_CGROUP 1
 #define DP_SRC_TRACEPOINT 2

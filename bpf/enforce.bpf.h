@@ -265,6 +265,44 @@ int dp_enf_sendmsg6(struct bpf_sock_addr *ctx)
 	return enf_sock(ctx, 1);
 }
 
+/*
+ * Raw sockets and ICMP ("ping") datagram sockets never meet the connect/sendmsg hooks above:
+ * their packets would leave unjudged (an ICMP echo carries any payload anywhere). In the
+ * enforced cgroup they are refused when created; TCP and UDP sockets are judged as before.
+ * Exempt processes (the runner's own) may still create them.
+ */
+SEC("cgroup/sock_create")
+int dp_enf_sock_create(struct bpf_sock *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = (__u32)(id >> 32);
+	struct dp_connect *c;
+
+	if (ctx->family != AF_INET && ctx->family != AF_INET6)
+		return 1;
+	if (ctx->type != SOCK_RAW && !(ctx->type == SOCK_DGRAM && (ctx->protocol == 1 || ctx->protocol == 58)))
+		return 1; /* IPPROTO_ICMP, IPPROTO_ICMPV6 */
+	if (bpf_map_lookup_elem(&exempt, &tgid))
+		return 1;
+	c = bpf_ringbuf_reserve(&events, sizeof(*c), 0);
+	if (c) {
+		__builtin_memset(c, 0, sizeof(*c));
+		fill_hdr_task(&c->h, DP_CONNECT, id);
+		c->family = ctx->family;
+		c->proto = ctx->protocol == IPPROTO_TCP ? IPPROTO_TCP : ctx->protocol == IPPROTO_UDP ? IPPROTO_UDP : 0;
+		c->op = DP_OP_SOCKET;
+		c->has_result = 1;
+		c->result = -1; /* -EPERM */
+		c->source = DP_SRC_CGROUP;
+		c->verdict = 0;
+		c->rule = DP_R_RAW_SOCKET;
+		bpf_ringbuf_submit(c, dp_rb_flags());
+	} else {
+		count_drop(DP_CONNECT);
+	}
+	return 0;
+}
+
 /* ---- DNS answers -> learned ---- */
 
 static __always_inline __u8 sb(const struct enf_scratch *s, __u32 i)

@@ -397,6 +397,68 @@ describeKernel("enforce", () => {
     expect((await run(["bpftool", "cgroup", "tree"])).stdout).not.toContain("dp_enf_");
   });
 
+  it("raw and ICMP sockets are refused in the enforced cgroup (their packets would meet no connect/sendmsg hook); observe mode leaves them alone", async () => {
+    const work = await Netns.create();
+    await work.vethTo(await Netns.create(), ["192.0.2.2/24"], ["192.0.2.10/24"]);
+    // unprivileged ICMP ("ping") sockets, as on most distributions; only in the test's namespace
+    await run(work.exec("sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"));
+    const client = [
+      "import socket",
+      "def try_(name, *a):",
+      "    try:",
+      "        s = socket.socket(*a)",
+      "        if a[1] == socket.SOCK_STREAM: s.settimeout(3); s.connect(('192.0.2.10', 9))",
+      "        print('RES', name, 0)",
+      "    except OSError as e:",
+      "        print('RES', name, e.errno)",
+      "try_('icmp', socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)",
+      "try_('icmp6', socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_ICMPV6)",
+      "try_('raw', socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)",
+      "try_('raw6', socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)",
+      "try_('tcp', socket.AF_INET, socket.SOCK_STREAM, 0)",
+    ].join("\n");
+    const cmd = work.exec(PYTHON, "-c", client);
+    const ECONNREFUSED = 111;
+
+    const observed = await agentRun({ cmd });
+    expectRunOk(observed);
+    expect(results(observed.res.stdout)).toEqual({
+      icmp: 0,
+      icmp6: 0,
+      raw: 0,
+      raw6: 0,
+      tcp: ECONNREFUSED,
+    });
+
+    const r = await agentRun({
+      cmd,
+      args: [
+        "--mode",
+        "enforce",
+        "--config",
+        policyFile("mode enforce\ndns-resolver 192.0.2.53\nallow-cidr 192.0.2.10\n"),
+      ],
+    });
+    expectRunOk(r);
+    expect(results(r.res.stdout), r.res.stderr).toEqual({
+      icmp: EPERM,
+      icmp6: EPERM,
+      raw: EPERM,
+      raw6: EPERM,
+      tcp: ECONNREFUSED, // judged at connect as before: allowed, nobody listens
+    });
+    const refused = connects(r.workload).filter((e) => (e as { op?: string }).op === "socket");
+    expect(
+      refused.map((e) => [e.family, e.proto, e.addr, e.port, e.verdict, e.rule, e.result]),
+    ).toEqual([
+      ["inet", "other", "0.0.0.0", 0, "deny", "raw-socket", -1],
+      ["inet6", "other", "::", 0, "deny", "raw-socket", -1],
+      ["inet", "udp", "0.0.0.0", 0, "deny", "raw-socket", -1],
+      ["inet6", "other", "::", 0, "deny", "raw-socket", -1],
+    ]);
+    expect(new Set(refused.map((e) => e.comm))).toEqual(new Set(["python3"]));
+  });
+
   it("bad policies are rejected with FILE:LINE before anything is attached; the root cgroup is refused", async () => {
     const cases: Array<[string, RegExp]> = [
       ["allow-cidr 10.0.0.0/33", /:2: invalid CIDR "10\.0\.0\.0\/33": prefix length/],
