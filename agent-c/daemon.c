@@ -400,6 +400,11 @@ static int job_open(const struct dp_hdr *h)
 		ctl_error(err);
 		return -1;
 	}
+	/* jobs of many projects share the host: argv in one job's log is nobody else's business */
+	if (fchmod(j->out.fd, 0600) < 0) {
+		snprintf(err, sizeof(err), "cannot restrict %s to its owner: %s", path, strerror(errno));
+		ctl_error(err);
+	}
 	j->used = 1;
 	if (idx >= njobs_hi)
 		njobs_hi = idx + 1;

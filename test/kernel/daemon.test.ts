@@ -2,7 +2,7 @@
 // Jobs here are shells in cgroups this test creates, named by DPNDNCY_JOB in their
 // environment; enforcement is attached to the test's parent cgroup only.
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { inCgroup, testCgroup } from "../support/kernel/cgroup.js";
@@ -135,6 +135,7 @@ describeKernel("daemon", () => {
       expect(end).toMatchObject({ reason: "idle", complete: true, lost: 0, log: start?.log });
       const log = readLog(String(start?.log));
       expect(log.errors, `${log.path} breaks the contract`).toEqual([]);
+      expect(statSync(log.path).mode & 0o777, "a job's log is its owner's only").toBe(0o600);
       const stop = expectSealedLog(log, true);
       expect(end?.log_sha256).toBe(stop.log_sha256);
       const startRec = log.events[0] as Ev & { job?: unknown; ci?: unknown };
