@@ -57,13 +57,14 @@ struct pt_ent {
 	uint8_t pad;
 };
 static struct pt_ent *PT;
+static uint32_t pt_dead;         /* deleted slots: lookups walk over them until the table is rebuilt */
+static uint64_t pt_rebuilds;
 
 static struct {
 	const char *jobs_dir;
 	const char *policy_dir;
 	uint64_t idle_ns;
 	int enforce;
-	const char *cgroup;
 	struct session *s;
 	uint64_t jobs_started, jobs_ended, reloads, reload_failures, deny, pt_full;
 } D;
@@ -154,6 +155,8 @@ static void pt_put(uint32_t pid, int job)
 	}
 	for (uint32_t i = pt_hash(pid), n = 0; n < PT_SIZE; i = (i + 1) & (PT_SIZE - 1), n++) {
 		if (PT[i].state != 1) {
+			if (PT[i].state == 2)
+				pt_dead--;
 			PT[i].pid = pid;
 			PT[i].job = (int16_t)job;
 			PT[i].state = 1;
@@ -170,8 +173,36 @@ static void pt_drop(int at)
 	struct job *j = &J[PT[at].job];
 
 	PT[at].state = 2;
+	pt_dead++;
 	if (j->used && j->nlive && --j->nlive == 0)
 		j->idle_since = now_boottime_ns();
+}
+
+/*
+ * Deleted slots make lookups longer (a miss walks to the next empty slot): once they are an
+ * eighth of the table, start afresh. New processes reuse deleted slots only where their probe
+ * starts, so with pids spread over the table the deleted share still creeps up.
+ */
+static void pt_rebuild(void)
+{
+	struct pt_ent *old = PT, *fresh = calloc(PT_SIZE, sizeof(*PT));
+
+	if (!fresh)
+		return; /* try again at the next sweep */
+	PT = fresh;
+	pt_dead = 0;
+	pt_rebuilds++;
+	for (uint32_t i = 0; i < PT_SIZE; i++) {
+		if (old[i].state != 1)
+			continue;
+		for (uint32_t k = pt_hash(old[i].pid), n = 0; n < PT_SIZE; k = (k + 1) & (PT_SIZE - 1), n++) {
+			if (PT[k].state == 0) {
+				PT[k] = old[i];
+				break;
+			}
+		}
+	}
+	free(old);
 }
 
 /* ---- jobs ---- */
@@ -483,8 +514,10 @@ static void job_close(int idx, const char *reason)
 	if (D.enforce)
 		enforce_set_job(j->id, 0);
 	for (uint32_t i = 0; i < PT_SIZE; i++)
-		if (PT[i].state == 1 && PT[i].job == idx)
+		if (PT[i].state == 1 && PT[i].job == idx) {
 			PT[i].state = 2;
+			pt_dead++;
+		}
 	j->used = 0;
 	if (last_job == idx)
 		last_job = -1;
@@ -564,6 +597,8 @@ static void on_tamper(uint64_t real_ns, const char *body, size_t n)
 
 static void sweep(void)
 {
+	if (pt_dead > PT_SIZE / 8)
+		pt_rebuild();
 	/* processes whose exit we missed (lost records): gone from /proc means gone */
 	for (uint32_t i = 0; i < PT_SIZE; i++)
 		if (PT[i].state == 1 && kill((pid_t)PT[i].pid, 0) < 0 && errno == ESRCH)
@@ -599,11 +634,13 @@ static void stats_line(void)
 		sb_printf(&ctl, "%s\"%s\":%llu", k ? "," : "", stat_kind_names[k], (unsigned long long)G.events[k]);
 	sb_printf(&ctl,
 		  "},\"verdicts\":{\"allow\":%llu,\"deny\":%llu},\"lost\":%llu,\"unattributed\":%llu,\"jobs_active\":%d,"
-		  "\"jobs_started\":%llu,\"jobs_ended\":%llu,\"policy_reloads\":%llu,\"policy_reload_failures\":%llu",
+		  "\"jobs_started\":%llu,\"jobs_ended\":%llu,\"policy_reloads\":%llu,\"policy_reload_failures\":%llu,"
+		  "\"untracked_processes\":%llu,\"process_table_rebuilds\":%llu",
 		  /* every connect record that reached a job's log was allowed, but the denied ones */
 		  (unsigned long long)(G.events[SK_CONNECT] - D.deny), (unsigned long long)D.deny, (unsigned long long)lost,
 		  (unsigned long long)G.unattributed, active, (unsigned long long)D.jobs_started,
-		  (unsigned long long)D.jobs_ended, (unsigned long long)D.reloads, (unsigned long long)D.reload_failures);
+		  (unsigned long long)D.jobs_ended, (unsigned long long)D.reloads, (unsigned long long)D.reload_failures,
+		  (unsigned long long)D.pt_full, (unsigned long long)pt_rebuilds);
 	ctl_end();
 }
 

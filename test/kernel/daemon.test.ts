@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
+import { compileC } from "../support/kernel/cbuild.js";
 import { inCgroup, testCgroup } from "../support/kernel/cgroup.js";
 import { AGENT, FIXTURES, onCleanup, PYTHON, REPO, tempDir } from "../support/kernel/env.js";
 import {
@@ -189,6 +190,46 @@ describeKernel("daemon", () => {
     await d.bg.stop();
     const stop = d.lines().find((c) => c.type === "daemon-stop");
     expect(stop).toMatchObject({ jobs_closed: 0 });
+  });
+
+  it("a job with 40,000 short-lived processes: every exit is in its log, nothing lost; the process table is rebuilt and the next job is routed as before", async () => {
+    const d = await startDaemon([]);
+    const forkMany = await compileC(join(FIXTURES, "fork_many.c"));
+    const nonce = `${process.pid}-${Date.now()}`;
+    const N = 40_000;
+    const many = spawnBackground([forkMany, String(N)], {
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", DPNDNCY_JOB: `many-${nonce}` },
+    });
+    await poll(() => many.child.exitCode !== null, 120_000);
+    expect(many.child.exitCode).toBe(0);
+    const end = await d.waitFor(
+      (c) => c.type === "job-end" && c.job === `DPNDNCY_JOB=many-${nonce}`,
+      "job-end",
+      30_000,
+    );
+    expect(end).toMatchObject({ complete: true, lost: 0 });
+    const log = readLog(String(end.log));
+    expect(log.errors).toEqual([]);
+    expect(workload(log).filter((e) => e.kind === "exit").length).toBe(N + 1); // the children and fork_many
+    // the deleted slots of 40,000 processes pass an eighth of the table: rebuilt at a sweep
+    const rebuilt = await poll(() => {
+      const st = d
+        .lines()
+        .filter((c) => c.type === "stats")
+        .at(-1) as Ctl & { process_table_rebuilds?: number };
+      return (st?.process_table_rebuilds ?? 0) >= 1;
+    }, 5000);
+    expect(rebuilt, "process_table_rebuilds in the stats line").toBe(true);
+    // and the table still works: a new job's processes are tracked and it ends on time
+    const after = spawnBackground(["/bin/sh", "-c", "/bin/true; /bin/true"], {
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", DPNDNCY_JOB: `after-${nonce}` },
+    });
+    await poll(() => after.child.exitCode !== null, 10_000);
+    const end2 = await d.waitFor(
+      (c) => c.type === "job-end" && c.job === `DPNDNCY_JOB=after-${nonce}`,
+      "job-end",
+    );
+    expect(end2).toMatchObject({ reason: "idle", complete: true, events: { exec: 3, exit: 3 } });
   });
 
   it("enforce: each job is judged by its own policy; a reload changes one job's verdicts and not the other's; a broken reload changes nothing", async () => {
