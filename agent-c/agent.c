@@ -191,6 +191,7 @@ static int session_start(struct session *s, struct prep *p, int pin, char *err, 
 	 * again, and that transient heap should not stack on top of the mapped ring buffer */
 	if (integrity_start(s->bpf, err, errn) < 0)
 		goto fail_bpf;
+	snprintf(s->ai.tamper, sizeof(s->ai.tamper), "%s", integrity_attach());
 	malloc_trim(0);
 	s->rb = ring_buffer__new(bpf_ringbuf_fd(s->bpf), handle_event, NULL, NULL);
 	if (!s->rb) {

@@ -805,6 +805,10 @@ void attach_json(const struct attach_info *ai, struct sbuf *b)
 		sb_puts(b, ",\"dns_packet\":");
 		sb_json_cstr(b, ai->dns_packet);
 	}
+	if (ai->tamper[0]) {
+		sb_puts(b, ",\"tamper\":");
+		sb_json_cstr(b, ai->tamper);
+	}
 	sb_putc(b, '}');
 }
 

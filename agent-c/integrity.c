@@ -47,6 +47,12 @@ static uint32_t protect[MAX_PROTECT];
 static int nprotect;
 
 static struct tamper_bpf *tskel;
+static char tamper_attach[128];
+
+const char *integrity_attach(void)
+{
+	return tamper_attach;
+}
 static struct bpf_link *tlinks[3];
 static int ntlinks;
 
@@ -498,16 +504,35 @@ int integrity_start(struct agent_bpf *a, char *errbuf, size_t errn)
 	for (int i = 0; i < nprotect; i++)
 		bpf_map_update_elem(bpf_map__fd(tskel->maps.protect_pids), &protect[i], &one, BPF_ANY);
 	{
-		struct bpf_program *progs[3] = {tskel->progs.dp_ptrace, tskel->progs.dp_vm_readv, tskel->progs.dp_vm_writev};
+		/* kprobes first: no global syscall slow path (bpf/tamper.bpf.c); tracepoints where
+		 * kprobes are missing. All three of one kind, never a mix. */
+		struct bpf_program *kp[3] = {tskel->progs.dp_ptrace_k, tskel->progs.dp_vm_readv_k,
+					     tskel->progs.dp_vm_writev_k};
+		struct bpf_program *tp[3] = {tskel->progs.dp_ptrace, tskel->progs.dp_vm_readv, tskel->progs.dp_vm_writev};
+		int i, first = ntlinks;
 
-		for (int i = 0; i < 3; i++) {
-			tlinks[ntlinks] = bpf_program__attach(progs[i]);
-			if (!tlinks[ntlinks]) {
-				snprintf(errbuf, errn, "cannot attach %s: %s", bpf_program__name(progs[i]), strerror(errno));
-				integrity_fini();
-				return -1;
-			}
+		for (i = 0; i < 3 && !getenv("DPNDNCY_FORCE_TAMPER_TRACEPOINT"); i++) {
+			tlinks[ntlinks] = bpf_program__attach(kp[i]);
+			if (!tlinks[ntlinks])
+				break;
 			ntlinks++;
+		}
+		if (i == 3) {
+			snprintf(tamper_attach, sizeof(tamper_attach), "ksyscall/ptrace,process_vm_readv,process_vm_writev");
+		} else {
+			while (ntlinks > first)
+				bpf_link__destroy(tlinks[--ntlinks]);
+			for (i = 0; i < 3; i++) {
+				tlinks[ntlinks] = bpf_program__attach(tp[i]);
+				if (!tlinks[ntlinks]) {
+					snprintf(errbuf, errn, "cannot attach %s: %s", bpf_program__name(tp[i]), strerror(errno));
+					integrity_fini();
+					return -1;
+				}
+				ntlinks++;
+			}
+			snprintf(tamper_attach, sizeof(tamper_attach),
+				 "tracepoint/syscalls/sys_enter_ptrace,process_vm_readv,process_vm_writev");
 		}
 	}
 	/* programs already on the hooks are not the job's doing: only new ones are reported */

@@ -20,6 +20,8 @@ void integrity_tick(struct agent_bpf *a);
 void integrity_final(struct agent_bpf *a);
 void integrity_fini(void);
 int integrity_log_intact(void);
+/* where the ptrace / process_vm_* hooks went (for the start record's attach.tamper) */
+const char *integrity_attach(void);
 uint64_t integrity_tamper_count(void);
 /* a file event was written: tamper when it touches a protected pid or resolver config for writing */
 void integrity_on_file(const char *rule, const char *path, uint32_t flags, const struct dp_hdr *h, uint32_t ppid);

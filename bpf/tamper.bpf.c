@@ -94,6 +94,32 @@ static __always_inline int hit(__u32 target, __u32 sys, __u32 req)
 	return 0;
 }
 
+/*
+ * Preferred: kprobes on the syscall functions (libbpf's ksyscall). A syscall tracepoint, even
+ * one for a syscall nobody makes, puts every syscall of every process on the traced slow path
+ * (DESIGN §6); a kprobe costs only the calls of its own function. The tracepoints below are the
+ * fallback for kernels without kprobes, where the file hook uses syscall tracepoints anyway.
+ */
+SEC("ksyscall/ptrace")
+int BPF_KSYSCALL(dp_ptrace_k, long req, long pid)
+{
+	if (req == PTRACE_TRACEME)
+		return 0;
+	return hit((__u32)pid, DP_TS_PTRACE, (__u32)req);
+}
+
+SEC("ksyscall/process_vm_readv")
+int BPF_KSYSCALL(dp_vm_readv_k, long pid)
+{
+	return hit((__u32)pid, DP_TS_VM_READV, 0);
+}
+
+SEC("ksyscall/process_vm_writev")
+int BPF_KSYSCALL(dp_vm_writev_k, long pid)
+{
+	return hit((__u32)pid, DP_TS_VM_WRITEV, 0);
+}
+
 SEC("tp/syscalls/sys_enter_ptrace")
 int dp_ptrace(struct trace_event_raw_sys_enter *ctx)
 {

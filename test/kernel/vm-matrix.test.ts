@@ -8,7 +8,7 @@
 // Two boots in all; the timings are printed and written to build/vm/results.json with the
 // per-attach-point results that scripts/kernel-table.mjs turns into the README table.
 import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
-import { byKind, type ConnectEv, type DnsEv, type FileEv } from "../support/kernel/log.js";
+import { byKind, type ConnectEv, type DnsEv, type Ev, type FileEv } from "../support/kernel/log.js";
 import { expectVmRunOk, type VmRun, vmRun } from "../support/vm/agentlog.js";
 import { ensureKernel, type VmKernel } from "../support/vm/kernel.js";
 import { type Check, type KernelResult, Results } from "../support/vm/results.js";
@@ -212,6 +212,14 @@ const FULL_SCENARIOS: Scenario[] = [
     script: agentRunCmd("", `netclient ${FALLBACK_OPS.join(" ")}`),
   },
   { name: "connect-uring", script: agentRunCmd("", `uring_connect 127.0.0.1 ${P.tcp4}`) },
+  // ptrace of the agent by its own job ($PPID of the job's shell is the agent): the kprobe
+  // (ksyscall) hooks this kernel has, and the tracepoint fallback the host uses
+  { name: "tamper-ptrace", script: agentRunCmd("", "tamper_ptrace $PPID; sleep 1.5") },
+  {
+    name: "tamper-ptrace-tp",
+    env: { DPNDNCY_FORCE_TAMPER_TRACEPOINT: "1" },
+    script: agentRunCmd("", "tamper_ptrace $PPID; sleep 1.5"),
+  },
   {
     // enforce.test.ts in small: names learned from the sanctioned resolver's answers, a CIDR with
     // a port, default-deny (EPERM), a rogue resolver, loopback; the resolver is 192.0.2.53 here
@@ -766,6 +774,32 @@ describeVm("kernel matrix: Debian 6.1 under qemu", (missing) => {
           expect(e).toMatchObject({ verdict: "allow", rule: "sanctioned-resolver" });
       },
     );
+  });
+
+  it("tamper evidence: ptrace of the agent is caught by kprobes on the syscalls (no global syscall slow path) and by the tracepoint fallback", () => {
+    for (const [name, attach] of [
+      ["tamper-ptrace", "ksyscall/ptrace,process_vm_readv,process_vm_writev"],
+      [
+        "tamper-ptrace-tp",
+        "tracepoint/syscalls/sys_enter_ptrace,process_vm_readv,process_vm_writev",
+      ],
+    ] as const) {
+      const r = vmRun(scen(full, name));
+      check("full", { hook: "tamper", attach, scenario: name }, () => {
+        expect(r.scen.rc, r.scen.stderr).toBe(0);
+        expect(r.log.errors).toEqual([]);
+        expect(r.scen.stdout).toContain("attached and detached");
+        expect(r.start?.attach?.tamper).toBe(attach);
+        const t = r.log.events.filter((e) => e.kind === "tamper") as (Ev & {
+          what: string;
+          detail: string;
+        })[];
+        expect(t.map((e) => e.what)).toContain("ptrace");
+        expect(t.find((e) => e.what === "ptrace")?.detail).toContain(
+          `on the agent (pid ${r.agentPid})`,
+        );
+      });
+    }
   });
 
   it("without the BPF LSM: probe says why lsm/file_open is out, the agent falls back to fentry with the same events, and a forced lsm hook is refused", () => {

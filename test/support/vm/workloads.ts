@@ -30,10 +30,11 @@ export async function buildWorkloads(): Promise<Workloads> {
     // the host suite's libc-bypassing DNS client, under the same name (its comm is asserted)
     cc(join(FIXTURES, "raw_dns.c"), "raw_dns-static", ["-static"]),
     cc(join(FIXTURES, "uring_connect.c"), "uring_connect", ["-static"]),
+    cc(join(FIXTURES, "tamper_ptrace.c"), "tamper_ptrace", ["-static"]),
     cc(join(WORKLOAD_SRC, "gai.c"), "gai", []),
   ]);
   const bins: Record<string, string> = {};
-  for (const n of [...STATIC, "raw_dns-static", "uring_connect", "gai"])
+  for (const n of [...STATIC, "raw_dns-static", "uring_connect", "tamper_ptrace", "gai"])
     bins[`/opt/w/${n}`] = join(out, n);
   return { bins, libs: await sharedObjects(join(out, "gai")) };
 }
