@@ -547,7 +547,6 @@ static int lock_held(const char *dir)
 /* ---------- the daemon's state dir: `stop --state-dir` can recover a daemon that died ---------- */
 
 static int daemon_lockfd = -1;
-static struct state daemon_pred; /* a predecessor that died (pid 0: none) */
 
 int agent_state_claim(const char *dir, long *old_pid, char *old_pin, size_t n)
 {
@@ -567,10 +566,8 @@ int agent_state_claim(const char *dir, long *old_pid, char *old_pin, size_t n)
 		return -1;
 	}
 	/* a predecessor that died: its pins (its enforcement, kept while it was down) go once we are
-	 * armed, and what it mounted becomes ours to unmount */
-	memset(&daemon_pred, 0, sizeof(daemon_pred));
+	 * armed; what it mounted is left to the mount markers (agent-c/mounts.c) */
 	if (state_read(dir, &st) == 0) {
-		daemon_pred = st;
 		*old_pid = st.pid;
 		snprintf(old_pin, n, "%s", st.pin_dir);
 	}
@@ -583,12 +580,6 @@ int agent_state_write(const char *dir, struct session *s)
 	struct sbuf b;
 	int rc;
 
-	if (daemon_pred.pid) {
-		s->m.mounted_tracefs |= daemon_pred.mounted_tracefs;
-		s->m.mounted_bpffs |= daemon_pred.mounted_bpffs;
-		if (daemon_pred.mounted_cgroup2[0] && !strcmp(daemon_pred.mounted_cgroup2, s->m.cgroup2))
-			s->m.mounted_cgroup2 = 1;
-	}
 	sb_init(&b);
 	fmt_ts(ts, G.start_real_ns);
 	sb_printf(&b, "pid=%d\nsince=%s\nstart_real_ns=%llu\nlog=%s\nmounted_tracefs=%d\nmounted_bpffs=%d\nmounted_cgroup2=%s\npin_dir=%s\n",

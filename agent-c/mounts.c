@@ -48,20 +48,27 @@ static int tracefs_ready(void)
 	       stat("/sys/kernel/debug/tracing/events", &st) == 0;
 }
 
+static void set_adopted(const char *what, const char *path);
+
+/* the source name of the mounts we make (`mount` shows "dpndncy on /sys/kernel/tracing"):
+ * how a later agent tells a mount of ours, left by a killed agent, from somebody else's */
+#define OUR_SOURCE "dpndncy"
+
 int mounts_setup(struct mounts *m, int need_bpffs, char *errbuf, size_t errn)
 {
 	memset(m, 0, sizeof(*m));
 	if (!tracefs_ready()) {
-		if (mount("tracefs", "/sys/kernel/tracing", "tracefs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+		if (mount(OUR_SOURCE, "/sys/kernel/tracing", "tracefs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
 			snprintf(errbuf, errn, "cannot mount tracefs at /sys/kernel/tracing: %s", strerror(errno));
 			return -1;
 		}
 		m->mounted_tracefs = 1;
+		set_adopted("tracefs", "/sys/kernel/tracing");
 	}
 	if (!find_mount("cgroup2", NULL, m->cgroup2, sizeof(m->cgroup2))) {
 		int r = mkdir_p(PRIVATE_CGROUP2, 0700);
 
-		if (r < 0 || mount("cgroup2", PRIVATE_CGROUP2, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+		if (r < 0 || mount(OUR_SOURCE, PRIVATE_CGROUP2, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
 			snprintf(errbuf, errn, "no cgroup v2 mount and cannot mount one at %s: %s",
 				 PRIVATE_CGROUP2, strerror(r < 0 ? -r : errno));
 			mounts_teardown(m);
@@ -69,23 +76,28 @@ int mounts_setup(struct mounts *m, int need_bpffs, char *errbuf, size_t errn)
 		}
 		snprintf(m->cgroup2, sizeof(m->cgroup2), "%s", PRIVATE_CGROUP2);
 		m->mounted_cgroup2 = 1;
+		set_adopted("cgroup2", PRIVATE_CGROUP2);
 	}
 	if (need_bpffs && !find_mount("bpf", "/sys/fs/bpf", NULL, 0)) {
-		if (mount("bpf", "/sys/fs/bpf", "bpf", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700") < 0) {
+		if (mount(OUR_SOURCE, "/sys/fs/bpf", "bpf", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700") < 0) {
 			snprintf(errbuf, errn, "cannot mount bpffs at /sys/fs/bpf: %s", strerror(errno));
 			mounts_teardown(m);
 			return -1;
 		}
 		m->mounted_bpffs = 1;
+		set_adopted("bpffs", "/sys/fs/bpf");
 	}
 	return 0;
 }
 
 /*
  * Mounts are shared by every agent on the machine: one that found tracefs mounted by another
- * relies on it. So an agent that mounted something and stops while another agent still runs
- * does not unmount it; it leaves an "adopted" marker instead, and whichever agent stops last
- * (seeing the marker and no other agent alive) unmounts it. Markers are per mount namespace.
+ * relies on it. An agent that mounts something leaves a marker at once (per mount namespace),
+ * and whichever agent stops last, seeing a marker, a mount of ours (source "dpndncy") still on
+ * top there, and no other agent alive, unmounts it. So a mount outlives its agent while another
+ * agent still needs it, and is not leaked when its agent is SIGKILLed: the next agent out
+ * removes it. A marker whose mount was replaced by somebody else's is dropped, never acted on.
+ * (Mount ids would not do: the kernel reuses them.)
  */
 #define ADOPT_DIR "/run/dpndncy-mounts"
 
@@ -154,6 +166,26 @@ static void adopt_path(char *out, size_t n, const char *what)
 	snprintf(out, n, ADOPT_DIR "/%llu-%s", ns, what);
 }
 
+/* is the mount on top at path one of ours (source OUR_SOURCE)? */
+static int ours_on_top(const char *path)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096], mp[4096], src[256];
+	int ours = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		const char *sep = strstr(line, " - ");
+
+		if (sscanf(line, "%*d %*d %*s %*s %4095s", mp) == 1 && !strcmp(mp, path) && sep &&
+		    sscanf(sep + 3, "%*s %255s", src) == 1)
+			ours = !strcmp(src, OUR_SOURCE); /* the last one listed is the one on top */
+	}
+	fclose(f);
+	return ours;
+}
+
 static int adopted(const char *what)
 {
 	char p[128];
@@ -162,13 +194,14 @@ static int adopted(const char *what)
 	return access(p, F_OK) == 0;
 }
 
-static void set_adopted(const char *what, int on)
+/* path non-NULL: leave the marker; NULL: remove it */
+static void set_adopted(const char *what, const char *path)
 {
 	char p[128];
 	int fd;
 
 	adopt_path(p, sizeof(p), what);
-	if (!on) {
+	if (!path) {
 		unlink(p);
 		rmdir(ADOPT_DIR); /* only when empty */
 		return;
@@ -179,29 +212,36 @@ static void set_adopted(const char *what, int on)
 		close(fd);
 }
 
-/* 1: unmount it now; 0: leave it (not ours, or handed over to an agent still running) */
-static int release(int mounted_by_us, const char *what)
+/* 1: unmount it now; 0: leave it (not ours, or still needed by an agent that runs) */
+static int release(int mounted_by_us, const char *what, const char *path)
 {
-	if (!mounted_by_us && !adopted(what))
+	int marked = adopted(what);
+
+	if (!mounted_by_us && !marked)
 		return 0;
-	if (other_agent_alive()) {
-		set_adopted(what, 1);
+	if (!mounted_by_us && !ours_on_top(path)) {
+		/* ours went away and something else is there now (or nothing): not ours to touch */
+		set_adopted(what, NULL);
 		return 0;
 	}
-	set_adopted(what, 0);
+	if (other_agent_alive()) {
+		set_adopted(what, path);
+		return 0;
+	}
+	set_adopted(what, NULL);
 	return 1;
 }
 
 void mounts_teardown(const struct mounts *m)
 {
-	if (release(m->mounted_bpffs, "bpffs"))
-		umount2("/sys/fs/bpf", MNT_DETACH);
-	if (release(m->mounted_cgroup2, "cgroup2")) {
-		const char *path = m->mounted_cgroup2 ? m->cgroup2 : PRIVATE_CGROUP2;
+	const char *cg = m->mounted_cgroup2 ? m->cgroup2 : PRIVATE_CGROUP2;
 
-		umount2(path, MNT_DETACH);
-		rmdir(path);
+	if (release(m->mounted_bpffs, "bpffs", "/sys/fs/bpf"))
+		umount2("/sys/fs/bpf", MNT_DETACH);
+	if (release(m->mounted_cgroup2, "cgroup2", cg)) {
+		umount2(cg, MNT_DETACH);
+		rmdir(cg);
 	}
-	if (release(m->mounted_tracefs, "tracefs"))
+	if (release(m->mounted_tracefs, "tracefs", "/sys/kernel/tracing"))
 		umount2("/sys/kernel/tracing", MNT_DETACH);
 }

@@ -93,4 +93,45 @@ describeKernel("mounts", () => {
       });
     }
   });
+
+  it("an agent SIGKILLed after mounting: its mounts are not leaked, the next agent out removes them; a mount replaced meanwhile is left alone", async () => {
+    const dir = tempDir("mnt3");
+    const script = [
+      "set -e",
+      `for m in $(${MOUNTS} | sort -r); do umount -l "$m"; done`,
+      `${AGENT} run --log ${dir}/a.ndjson -- sleep 30 &`,
+      "agent=$!",
+      // armed once its start record is written
+      `for i in $(seq 200); do grep -q '"event":"start"' ${dir}/a.ndjson 2>/dev/null && break; sleep 0.05; done`,
+      'kill -9 "$agent"; pkill -9 -P "$agent" sleep || true; wait "$agent" || true',
+      `echo "KILLED $(${MOUNTS} | tr "\n" " ")"`,
+      `${AGENT} run --log ${dir}/b.ndjson -- true`,
+      `echo "AFTER $(${MOUNTS} | tr "\n" " ")"`,
+      // the same, but tracefs is unmounted and mounted again by someone else before the next agent
+      `${AGENT} run --log ${dir}/c.ndjson -- sleep 30 &`,
+      "agent=$!",
+      `for i in $(seq 200); do grep -q '"event":"start"' ${dir}/c.ndjson 2>/dev/null && break; sleep 0.05; done`,
+      'kill -9 "$agent"; pkill -9 -P "$agent" sleep || true; wait "$agent" || true',
+      "umount -l /sys/kernel/tracing; mount -t tracefs someone-else /sys/kernel/tracing",
+      `${AGENT} run --log ${dir}/d.ndjson -- true`,
+      `echo "REPLACED $(${MOUNTS} | tr "\n" " ")"`,
+      "umount -l /sys/kernel/tracing",
+    ].join("\n");
+    const r = await run([
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "/bin/sh",
+      "-c",
+      script,
+    ]);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    const line = (k: string) =>
+      (r.stdout.split("\n").find((l) => l.startsWith(`${k} `)) ?? "").slice(k.length + 1).trim();
+    expect(line("KILLED")).toMatch(/\/sys\/kernel\/tracing/); // the killed agent could not clean up
+    expect(line("AFTER"), r.stdout).toBe(""); // the next agent did
+    // its tracefs was replaced by another: the next agent leaves that one (and its own cgroup2 goes)
+    expect(line("REPLACED"), r.stdout).toBe("/sys/kernel/tracing");
+  });
 });
