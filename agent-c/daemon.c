@@ -782,11 +782,8 @@ int cmd_daemon(struct opts *o)
 	/* armed: a dead predecessor's enforcement (ANDed with ours until now) can go */
 	if (old_pin[0])
 		unpin_all(old_pin);
-	EH.route = route;
-	EH.fork = on_fork;
-	EH.exit = on_exit_rec;
-	EH.deny = deny_counting;
-	EH.tamper = on_tamper;
+	EH = (struct event_hooks){
+		.route = route, .fork = on_fork, .exit = on_exit_rec, .deny = deny_counting, .tamper = on_tamper};
 
 	ctl_begin("daemon-start");
 	sb_printf(&ctl, ",\"pid\":%d,\"mode\":\"%s\"", (int)getpid(), D.enforce ? "enforce" : "observe");
@@ -848,11 +845,7 @@ int cmd_daemon(struct opts *o)
 				job_close(i, "daemon-stop");
 				closed++;
 			}
-		EH.route = NULL;
-		EH.fork = NULL;
-		EH.exit = NULL;
-		EH.deny = NULL;
-		EH.tamper = NULL;
+		memset(&EH, 0, sizeof(EH)); /* the host log's stop record is the agent's own */
 		ctl_begin("daemon-stop");
 		sb_printf(&ctl, ",\"jobs_closed\":%d,\"jobs_started\":%llu", closed, (unsigned long long)D.jobs_started);
 		sb_puts(&ctl, ",\"events\":{");
