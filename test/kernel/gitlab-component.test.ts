@@ -6,7 +6,7 @@
 // Sigstore stand-in (SIGSTORE_ID_TOKEN passed as a variable: gitlab-ci-local mints no
 // id_tokens) and leaves the files as artifacts; then `dpndncy verify` checks the bundle.
 import { generateKeyPairSync } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -22,8 +22,9 @@ import {
   runPipeline,
   serveRelease,
 } from "../support/gitlab/pipeline.js";
-import { tempDir } from "../support/kernel/env.js";
+import { FIXTURES, PYTHON, tempDir } from "../support/kernel/env.js";
 import { readLog } from "../support/kernel/log.js";
+import { Netns } from "../support/kernel/netns.js";
 import { run } from "../support/kernel/proc.js";
 import { describeKernel } from "../support/kernel/suite.js";
 import {
@@ -426,6 +427,57 @@ again:
     expect(log).toContain("the agent of an earlier job is still running");
     expect(log).toContain("agent armed");
     expect(log).toContain("integrity: agent stopped cleanly");
+  });
+
+  it("learn mode: the baseline in <dir>/learn/ carries over to the next run (as the job cache would carry it); the second run names its new destination and the policy holds both", async () => {
+    const work = await Netns.create();
+    await work.vethTo(await Netns.create(), ["192.0.2.2/24"], ["192.0.2.10/24", "192.0.2.11/24"]);
+    const ci = `${includeAgent({ mode: "learn", sign: "none", "learn-jobs": "3" })}
+learning:
+  stage: test
+  extends: .dpndncy
+  cache:
+    key: dpndncy-learn-$CI_JOB_NAME
+    paths: [.dpndncy/learn/]
+  script:
+    - ${work.exec(PYTHON, join(FIXTURES, "enforce_client.py")).join(" ")} $DESTS
+`;
+    const p = newProject("learn", ci);
+    const first = await runPipeline(p, {
+      path: pathWithNode(),
+      variables: { DESTS: "tcp:192.0.2.10:80" },
+    });
+    expect(first.code, first.out).toBe(0);
+    expect(first.jobLog("learning")).toContain(
+      "learn: the egress policy enforce would need is .dpndncy/learn/policy.yml",
+    );
+    // the next run starts from a clean checkout; GitLab's cache brings <dir>/learn/ back.
+    // gitlab-ci-local's shell executor restores no cache (only with --shell-isolation, which
+    // these tests cannot use), so the test puts back what the cache would: the first run's
+    // <dir>/learn/ (its artifacts), and nothing else
+    handOver(p, "learning");
+    rmSync(join(p.dir, ".dpndncy/events.ndjson"), { force: true });
+    const second = await runPipeline(p, {
+      path: pathWithNode(),
+      variables: { DESTS: "tcp:192.0.2.10:80 tcp:192.0.2.11:80" },
+    });
+    expect(second.code, second.out).toBe(0);
+    const log = second.jobLog("learning");
+    expect(log).toMatch(/new egress \([^)]*\): 192\.0\.2\.11:80\/tcp/);
+    expect(log).not.toMatch(/new egress \([^)]*\): 192\.0\.2\.10:80/);
+    const policy = readFileSync(
+      join(p.dir, ".gitlab-ci-local/artifacts/learning/.dpndncy/learn/policy.yml"),
+      "utf8",
+    );
+    expect(policy).toMatch(/192\.0\.2\.10/);
+    expect(policy).toMatch(/192\.0\.2\.11/);
+    const baseline = JSON.parse(
+      readFileSync(
+        join(p.dir, ".gitlab-ci-local/artifacts/learning/.dpndncy/learn/baseline.json"),
+        "utf8",
+      ),
+    ) as { total_jobs: number };
+    expect(baseline.total_jobs).toBe(2);
   });
 
   it("no Node in the image: the agent runs alone, a later job signs the artifacts", async () => {
