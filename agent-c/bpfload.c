@@ -479,6 +479,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 			keep[nk++] = a->conn->progs.dp_tcp_state;
 		}
 		a->conn->rodata->want_result = want_result ? 1 : 0;
+		a->conn->rodata->judge_jobs_only = cfg->daemon ? 1 : 0;
 	} else {
 		keep[nk++] = a->conn->progs.dp_enter_connect_tp;
 		keep[nk++] = a->conn->progs.dp_exit_connect_tp;

@@ -113,6 +113,7 @@ static const char *const fixed_rules[DP_R_USER] = {
 	[DP_R_EXEMPT_PID] = "exempt-process",
 	[DP_R_RESOLVER] = "sanctioned-resolver",
 	[DP_R_RAW_SOCKET] = "raw-socket",
+	[DP_R_NO_JOB] = "exempt-no-job",
 };
 
 const char *enforce_rule_name(uint16_t rule)

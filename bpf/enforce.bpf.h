@@ -54,6 +54,13 @@ struct {
 	__type(value, struct dp_enf_val);
 } deny_addr SEC(".maps");
 
+/*
+ * Set before load in daemon mode: only processes of a CI job are judged. The cgroup the
+ * daemon enforces on also holds the runner itself, other services of system.slice or the
+ * pods of kubepods.slice; the default policy must never cut those off.
+ */
+const volatile __u8 judge_jobs_only = 0;
+
 static __always_inline __u32 slot_of_job(__u32 job)
 {
 	__u32 *s = job ? bpf_map_lookup_elem(&job_slot, &job) : 0;
@@ -157,10 +164,14 @@ static __always_inline int enf_judge(const __u8 a[16], __u16 port_be, __u32 tgid
 	struct dp_learn_key kl = {};
 	struct dp_deny_key kd = {};
 	__u16 port = bpf_ntohs(port_be);
-	__u32 slot = slot_of_job(job_of(tgid));
+	__u32 job = job_of(tgid), slot = slot_of_job(job);
 
 	if (bpf_map_lookup_elem(&exempt, &tgid)) {
 		*rule = DP_R_EXEMPT_PID;
+		return 1;
+	}
+	if (judge_jobs_only && !job) {
+		*rule = DP_R_NO_JOB;
 		return 1;
 	}
 	if (is_loopback(a)) {
@@ -282,7 +293,7 @@ int dp_enf_sock_create(struct bpf_sock *ctx)
 		return 1;
 	if (ctx->type != SOCK_RAW && !(ctx->type == SOCK_DGRAM && (ctx->protocol == 1 || ctx->protocol == 58)))
 		return 1; /* IPPROTO_ICMP, IPPROTO_ICMPV6 */
-	if (bpf_map_lookup_elem(&exempt, &tgid))
+	if (bpf_map_lookup_elem(&exempt, &tgid) || (judge_jobs_only && !job_of(tgid)))
 		return 1;
 	c = bpf_ringbuf_reserve(&events, sizeof(*c), 0);
 	if (c) {

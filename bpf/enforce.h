@@ -24,6 +24,7 @@
 #define DP_R_EXEMPT_PID    8   /* allow: exempt process (CI runner) */
 #define DP_R_RESOLVER      9   /* allow: port 53 to a sanctioned resolver */
 #define DP_R_RAW_SOCKET    10  /* a raw or ICMP socket: its packets would not meet connect/sendmsg */
+#define DP_R_NO_JOB        11  /* allow (daemon mode): a process of no CI job is not judged */
 #define DP_R_USER          16  /* DP_R_USER + i: the agent's policy entry i */
 
 #define DP_ENF_NAME   128  /* DNS names longer than 127 bytes are never allowed */

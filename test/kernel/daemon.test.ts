@@ -312,6 +312,18 @@ describeKernel("daemon", () => {
       }
     };
     await rounds(1);
+    // a process of no job under the enforced cgroup (the runner itself, a system service) is not
+    // judged: the default policy must never cut the host's own services off
+    const stranger = spawnBackground(
+      inCgroup(
+        cg.child("runner-service"),
+        [],
+        work.exec(PYTHON, join(FIXTURES, "enforce_client.py"), "tcp:192.0.2.11:80"),
+      ),
+      { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
+    );
+    await poll(() => stranger.child.exitCode !== null, 10_000);
+    expect(stranger.stdout(), stranger.stderr()).toBe("RES tcp:192.0.2.11:80 0\n");
     expectAll(jobs.a, 1, { "tcp:192.0.2.10:80": 0, "tcp:192.0.2.11:80": EPERM });
     expectAll(jobs.b, 1, { "tcp:192.0.2.10:80": 0, "tcp:192.0.2.11:80": EPERM });
     expectAll(jobs.c, 1, { "tcp:192.0.2.10:80": EPERM, "tcp:192.0.2.11:80": EPERM }); // no proj/c.conf: default
@@ -348,10 +360,12 @@ describeKernel("daemon", () => {
     await Promise.all(
       Object.values(jobs).map((bg) => poll(() => bg.child.exitCode !== null, 10_000)),
     );
-    await d.waitFor(
-      (c) => c.type === "job-end" && c.job === `DPNDNCY_JOB=c-${nonce}`,
-      "job-end of c",
-    );
+    // every job's log is sealed (each ends on its own, about a second after its last process)
+    for (const name of ["a", "b", "c"])
+      await d.waitFor(
+        (c) => c.type === "job-end" && c.job === `DPNDNCY_JOB=${name}-${nonce}`,
+        `job-end of ${name}`,
+      );
     // the logs: deny records name the rule; the control stream reported each deny of its job
     for (const name of ["a", "b", "c"] as const) {
       const key = `DPNDNCY_JOB=${name}-${nonce}`;
