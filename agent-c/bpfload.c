@@ -414,7 +414,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	const struct bpf_program *keep[16];
 	uint32_t self = (uint32_t)getpid(), zero = 0;
 	struct dp_agent_cfg acfg = {.mode = (uint32_t)cfg->mode, .agent_tgid = self};
-	int err, nk, want_result;
+	int err, nk, want_result, result_kp;
 	char nm[64];
 
 	libbpf_setup();
@@ -467,6 +467,8 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	SHARE(a->conn);
 	/* the result join needs syscall tracepoints: only where the file hook already pays for them */
 	want_result = pr->file_choice == FH_TRACEPOINT || getenv("DPNDNCY_CONNECT_RESULT");
+	/* elsewhere the result comes from a kprobe pair on connect(2), where kprobes work */
+	result_kp = !want_result && pr->file_ok[FH_KPROBE] && !getenv("DPNDNCY_NO_CONNECT_RESULT");
 	nk = 0;
 	if (pr->cgroup_ok) {
 		keep[nk++] = a->conn->progs.dp_connect4;
@@ -477,8 +479,12 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 			keep[nk++] = a->conn->progs.dp_enter_connect;
 			keep[nk++] = a->conn->progs.dp_exit_connect;
 			keep[nk++] = a->conn->progs.dp_tcp_state;
+		} else if (result_kp) {
+			keep[nk++] = a->conn->progs.dp_enter_connect_k;
+			keep[nk++] = a->conn->progs.dp_exit_connect_k;
+			keep[nk++] = a->conn->progs.dp_tcp_state;
 		}
-		a->conn->rodata->want_result = want_result ? 1 : 0;
+		a->conn->rodata->want_result = want_result || result_kp ? 1 : 0;
 		a->conn->rodata->judge_jobs_only = cfg->daemon ? 1 : 0;
 	} else {
 		keep[nk++] = a->conn->progs.dp_enter_connect_tp;
@@ -592,6 +598,15 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 				goto fail;
 			snprintf(ai->connect_result, sizeof(ai->connect_result),
 				 "tracepoint/syscalls/sys_exit_connect+tracepoint/sock/inet_sock_set_state");
+		} else if (result_kp &&
+			   add_link(a, bpf_program__attach(a->conn->progs.dp_exit_connect_k), "exit_connect", errbuf, errn) == 0 &&
+			   add_link(a, bpf_program__attach(a->conn->progs.dp_enter_connect_k), "enter_connect", errbuf, errn) == 0) {
+			/* exit first: an exit probe without the entry one finds nothing parked and does nothing,
+			 * while an entry probe without the exit one would hold every record back */
+			if (add_link(a, bpf_program__attach(a->conn->progs.dp_tcp_state), "tcp_state", errbuf, errn))
+				goto fail;
+			snprintf(ai->connect_result, sizeof(ai->connect_result),
+				 "kretsyscall/connect+tracepoint/sock/inet_sock_set_state");
 		} else {
 			snprintf(ai->connect_result, sizeof(ai->connect_result), "none");
 		}

@@ -250,7 +250,7 @@ int dp_enter_connect(void *ctx)
 	return 0;
 }
 
-static __always_inline int exit_connect(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int exit_connect(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
@@ -270,7 +270,7 @@ static __always_inline int exit_connect(struct trace_event_raw_sys_exit *ctx)
 		if (!p)
 			return 0; /* already resolved by the state change */
 		task = (struct task_struct *)bpf_get_current_task();
-		if (ctx->ret == -115) { /* EINPROGRESS: the state change will tell */
+		if (ret == -115) { /* EINPROGRESS: the state change will tell */
 			p->h.ppid = BPF_CORE_READ(task, real_parent, tgid);
 			p->h.flags &= ~DP_HF_NO_PPID;
 			return 0;
@@ -289,7 +289,7 @@ static __always_inline int exit_connect(struct trace_event_raw_sys_exit *ctx)
 		e->h.ppid = BPF_CORE_READ(task, real_parent, tgid);
 		e->h.flags &= ~DP_HF_NO_PPID;
 		e->has_result = 1;
-		e->result = (__s32)ctx->ret;
+		e->result = (__s32)ret;
 		bpf_ringbuf_submit(e, dp_rb_flags());
 		return 0;
 	}
@@ -307,7 +307,7 @@ static __always_inline int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	e->h.ppid = BPF_CORE_READ(task, real_parent, tgid);
 	e->h.flags &= ~DP_HF_NO_PPID;
 	e->has_result = 1;
-	e->result = (__s32)ctx->ret;
+	e->result = (__s32)ret;
 	bpf_ringbuf_submit(e, dp_rb_flags());
 	bpf_map_delete_elem(&pending, &tid);
 	return 0;
@@ -316,7 +316,32 @@ static __always_inline int exit_connect(struct trace_event_raw_sys_exit *ctx)
 SEC("tp/syscalls/sys_exit_connect")
 int dp_exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
-	return exit_connect(ctx);
+	return exit_connect(ctx->ret);
+}
+
+/*
+ * The same result where the kernel has kprobes: a kprobe / kretprobe pair on the connect
+ * syscall costs only connect calls, where a syscall tracepoint puts every syscall of every
+ * process on the traced slow path (DESIGN §6). Used when the file hook does not need syscall
+ * tracepoints anyway.
+ */
+SEC("ksyscall/connect")
+int BPF_KSYSCALL(dp_enter_connect_k, long fd)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	__u8 one = 1;
+
+	if (is_agent(id))
+		return 0;
+	bpf_map_update_elem(&inflight, &tid, &one, BPF_ANY);
+	return 0;
+}
+
+SEC("kretsyscall/connect")
+int BPF_KRETPROBE(dp_exit_connect_k, long ret)
+{
+	return exit_connect(ret);
 }
 
 #define TCP_ESTABLISHED 1
@@ -444,5 +469,5 @@ int dp_enter_connect_tp(struct trace_event_raw_sys_enter *ctx)
 SEC("tp/syscalls/sys_exit_connect")
 int dp_exit_connect_tp(struct trace_event_raw_sys_exit *ctx)
 {
-	return exit_connect(ctx);
+	return exit_connect(ctx->ret);
 }

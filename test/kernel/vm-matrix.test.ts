@@ -201,9 +201,15 @@ const FULL_SCENARIOS: Scenario[] = [
     env: { DPNDNCY_CONNECT_RESULT: "1" },
     script: agentRunCmd("", `netclient ${CONNECT_OPS.join(" ")}`),
   },
-  // this kernel's default: no syscall tracepoint at all, results unknown
+  // this kernel's default: no syscall tracepoint at all; results from a kprobe pair on connect(2)
+  {
+    name: "connect-cgroup-kprobe",
+    script: agentRunCmd("", `netclient ${CONNECT_OPS.join(" ")}`),
+  },
+  // and with that pair switched off: results unknown
   {
     name: "connect-cgroup-noresult",
+    env: { DPNDNCY_NO_CONNECT_RESULT: "1" },
     script: agentRunCmd("", `netclient ${CONNECT_OPS.join(" ")}`),
   },
   {
@@ -669,7 +675,28 @@ describeVm("kernel matrix: Debian 6.1 under qemu", (missing) => {
     );
   });
 
-  it("connect via cgroup hooks with this kernel's default attach set (no syscall tracepoint): same events, results 0/-111 or unknown", () => {
+  it("connect via cgroup hooks with this kernel's default attach set (no syscall tracepoint): results from the kretprobe on connect(2), exact", () => {
+    const r = vmRun(scen(full, "connect-cgroup-kprobe"));
+    check(
+      "full",
+      {
+        hook: "connect",
+        attach: "cgroup/connect4,connect6,sendmsg4,sendmsg6 + kretsyscall/connect",
+        scenario: "connect-cgroup-kprobe",
+      },
+      () => {
+        expectVmRunOk(r);
+        expect(r.start?.attach?.connect).toBe("cgroup/connect4,connect6,sendmsg4,sendmsg6");
+        expect(r.start?.attach?.connect_result).toBe(
+          "kretsyscall/connect+tracepoint/sock/inet_sock_set_state",
+        );
+        expect(r.scen.stdout).toContain(`ERR ${ECONNREFUSED} tcpfail:127.0.0.1:1`);
+        expectConnects(byKind.connect(r.workload), cgroupWant(true), r.rootPid as number);
+      },
+    );
+  });
+
+  it("connect via cgroup hooks without any result hook (DPNDNCY_NO_CONNECT_RESULT=1): same events, results unknown", () => {
     const r = vmRun(scen(full, "connect-cgroup-noresult"));
     check(
       "full",
@@ -681,6 +708,7 @@ describeVm("kernel matrix: Debian 6.1 under qemu", (missing) => {
       () => {
         expectVmRunOk(r);
         expect(r.start?.attach?.connect).toBe("cgroup/connect4,connect6,sendmsg4,sendmsg6");
+        expect(r.start?.attach?.connect_result).toBe("none");
         expectConnects(byKind.connect(r.workload), cgroupWant(false), r.rootPid as number);
       },
     );
