@@ -47,9 +47,13 @@ function vmhwmKb(pid: number): number {
 }
 
 async function startDaemon(jobsDir: string): Promise<{ child: ChildProcess; out: () => string }> {
-  const child = spawn(AGENT, ["daemon", "--jobs-dir", jobsDir, "--job-idle", "1"], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const child = spawn(
+    AGENT,
+    ["daemon", "--jobs-dir", jobsDir, "--job-idle", "1", "--state-dir", `${jobsDir}.state`],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   let out = "";
   child.stdout?.on("data", (b: Buffer) => {
     out += b.toString();

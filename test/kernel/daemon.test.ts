@@ -32,6 +32,10 @@ interface Daemon {
 
 async function startDaemon(args: string[], prefix: string[] = []): Promise<Daemon> {
   const jobsDir = tempDir("jobs");
+  // the state dir: the test's own, unless the test names one (the default is /run/dpndncy-daemon)
+  const state = args.includes("--state-dir")
+    ? []
+    : ["--state-dir", join(tempDir("state"), "daemon")];
   const bg = spawnBackground([
     ...prefix,
     AGENT,
@@ -40,6 +44,7 @@ async function startDaemon(args: string[], prefix: string[] = []): Promise<Daemo
     jobsDir,
     "--job-idle",
     "1",
+    ...state,
     ...args,
   ]);
   onCleanup(() => bg.stop());
