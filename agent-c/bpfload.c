@@ -430,6 +430,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	if (!a->exec)
 		goto open_fail;
 	a->exec->rodata->agent_tgid = self;
+	a->exec->rodata->track_jobs = cfg->daemon ? 1 : 0;
 	a->exec->rodata->fork_tp = pr->fork_raw_tp ? 0 : 1;
 	bpf_map__set_max_entries(a->exec->maps.events, cfg->ringbuf_mb << 20);
 	nk = 0;
@@ -458,6 +459,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		    reuse(skel->maps.agent_cfg, a->exec->maps.agent_cfg))           \
 			goto load_fail;                                              \
 		skel->rodata->agent_tgid = self;                                     \
+		skel->rodata->track_jobs = cfg->daemon ? 1 : 0;                      \
 	} while (0)
 
 	/* connect */

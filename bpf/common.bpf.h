@@ -118,10 +118,18 @@ static __always_inline __u32 step_of(__u32 tgid)
 	return s ? *s : 0;
 }
 
+/* set before load, daemon mode only: elsewhere the jobs map stays empty, and the verifier drops
+ * every lookup of it from the programs (one hash lookup less per event, fork and exit) */
+const volatile __u8 track_jobs = 0;
+
 /* job id of a process, 0 when it has none */
 static __always_inline __u32 job_of(__u32 tgid)
 {
-	__u32 *j = bpf_map_lookup_elem(&jobs, &tgid);
+	__u32 *j;
+
+	if (!track_jobs)
+		return 0;
+	j = bpf_map_lookup_elem(&jobs, &tgid);
 
 	return j ? *j : 0;
 }

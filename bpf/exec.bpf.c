@@ -270,7 +270,7 @@ static __always_inline void step_at_exec(struct task_struct *task, __u32 tgid)
 	if (!cfg)
 		return;
 	w.want_step = cfg->nmarkers && !bpf_map_lookup_elem(&steps, &tgid);
-	w.want_job = cfg->njob && !bpf_map_lookup_elem(&jobs, &tgid);
+	w.want_job = track_jobs && cfg->njob && !bpf_map_lookup_elem(&jobs, &tgid);
 	if (!w.want_step && !w.want_job)
 		return;
 	w.pos = BPF_CORE_READ(task, mm, env_start);
@@ -320,7 +320,8 @@ static __always_inline void inherit(void *m, __u32 ptgid, __u32 child)
 static __always_inline void step_at_fork(__u32 ptgid, __u32 child)
 {
 	inherit(&steps, ptgid, child);
-	inherit(&jobs, ptgid, child);
+	if (track_jobs)
+		inherit(&jobs, ptgid, child);
 }
 
 SEC("tp/sched/sched_process_exec")
@@ -391,11 +392,13 @@ int dp_exit(void *ctx)
 	}
 	if (group_dead) {
 		bpf_map_delete_elem(&steps, &tgid);
-		bpf_map_delete_elem(&jobs, &tgid);
+		if (track_jobs)
+			bpf_map_delete_elem(&jobs, &tgid);
 	} else if (fork_tp && tid != tgid) {
 		/* the tp fallback gave this thread entries */
 		bpf_map_delete_elem(&steps, &tid);
-		bpf_map_delete_elem(&jobs, &tid);
+		if (track_jobs)
+			bpf_map_delete_elem(&jobs, &tid);
 	}
 	return 0;
 }
