@@ -284,13 +284,13 @@ none:
 	cache_put(id, NULL);
 }
 
-/* the process names its cgroup itself; 1 resolved (cached) */
-static int resolve_by_pid(uint32_t pid, uint64_t id)
+/* the cgroup path (relative to the cgroup2 mount) /proc/<pid>/cgroup names, when it is still
+ * the cgroup `id` (the process may have moved); 1 found */
+static int pid_cgroup(uint32_t pid, uint64_t id, char *rel, size_t n)
 {
 	char f[64], path[4400];
 	char *s, *p, *e;
 	struct stat st;
-	struct container_info ci;
 	int ok = 0;
 
 	if (!pid || !cgroup_mount())
@@ -308,14 +308,47 @@ static int resolve_by_pid(uint32_t pid, uint64_t id)
 		if (e)
 			*e = 0;
 		snprintf(path, sizeof(path), "%s%s", cg_mnt, p);
-		/* only when it is still the cgroup of the record (the process may have moved) */
 		if (stat(path, &st) == 0 && (uint64_t)st.st_ino == id) {
-			cache_put(id, container_parse(p, &ci) ? &ci : NULL);
+			snprintf(rel, n, "%s", p);
 			ok = 1;
 		}
 	}
 	free(s);
 	return ok;
+}
+
+/* the process names its cgroup itself; 1 resolved (cached) */
+static int resolve_by_pid(uint32_t pid, uint64_t id)
+{
+	char rel[4096];
+	struct container_info ci;
+
+	if (!pid_cgroup(pid, id, rel, sizeof(rel)))
+		return 0;
+	cache_put(id, container_parse(rel, &ci) ? &ci : NULL);
+	return 1;
+}
+
+int cgroup_path_of(uint64_t id, uint32_t pid, char *out, size_t n)
+{
+	char rel[4096], found[4096];
+	int fd;
+
+	if (!id || !cgroup_mount())
+		return -1;
+	if (pid_cgroup(pid, id, rel, sizeof(rel))) {
+		snprintf(out, n, "%s%s", cg_mnt, rel);
+		return 0;
+	}
+	fd = open(cg_mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	rel[0] = 0;
+	found[0] = 0;
+	if (!walk(fd, rel, 0, 0, id, found, sizeof(found)))
+		return -1;
+	snprintf(out, n, "%s%s", cg_mnt, found);
+	return 0;
 }
 
 static const struct centry *lookup(uint64_t id, uint32_t pid)

@@ -25,6 +25,10 @@ int container_parse(const char *path, struct container_info *ci);
 /* pid: the record's process, whose /proc/<pid>/cgroup names a cgroup not seen yet (0: none) */
 void container_json(struct sbuf *b, uint64_t cgid, uint32_t pid);
 
+/* the path of cgroup `id` under the cgroup2 mount: from pid's /proc/<pid>/cgroup when it still
+ * names it, else a walk of the hierarchy; 0 ok */
+int cgroup_path_of(uint64_t id, uint32_t pid, char *out, size_t n);
+
 /* container libcs: the agent's BPF handle + the host libcs already probed (uprobe DNS hook only) */
 void containers_init(struct agent_bpf *a, const struct probe_result *pr);
 /* every exec record: a new mount namespace with its own root gets its libcs probed */

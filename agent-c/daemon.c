@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,32 +205,6 @@ static void pt_rebuild(void)
 }
 
 /* ---- jobs ---- */
-
-/* cgroup id -> path under the cgroup2 mount (once per job: a walk of the hierarchy) */
-static uint64_t want_cgid;
-static char found_cg[4096];
-
-static int cg_visit(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)f;
-	if (flag == FTW_D && (uint64_t)st->st_ino == want_cgid) {
-		snprintf(found_cg, sizeof(found_cg), "%s", path);
-		return 1;
-	}
-	return 0;
-}
-
-static const char *cgroup_path(uint64_t id)
-{
-	char mnt[256];
-
-	found_cg[0] = 0;
-	want_cgid = id;
-	if (!id || !find_mount("cgroup2", NULL, mnt, sizeof(mnt)))
-		return NULL;
-	nftw(mnt, cg_visit, 16, FTW_PHYS | FTW_MOUNT);
-	return found_cg[0] ? found_cg : NULL;
-}
 
 static void sanitize(char *out, size_t n, const char *in)
 {
@@ -451,7 +424,11 @@ static int job_open(const struct dp_hdr *h)
 	ctl_str_or_null("job", j->key);
 	ctl_str_or_null("log", j->out.path);
 	sb_printf(&ctl, ",\"pid\":%u", h->pid);
-	ctl_str_or_null("cgroup", cgroup_path(h->cgroup));
+	{
+		char cg[4096];
+
+		ctl_str_or_null("cgroup", cgroup_path_of(h->cgroup, h->pid, cg, sizeof(cg)) == 0 ? cg : NULL);
+	}
 	{
 		struct sbuf c;
 

@@ -14,7 +14,6 @@ import {
   existsSync,
   mkdirSync,
   readdirSync,
-  readFileSync,
   realpathSync,
   rmdirSync,
   statSync,
@@ -23,6 +22,7 @@ import {
 import { dirname, join } from "node:path";
 import { expect, it } from "vitest";
 import { type AgentRun, agentRun, expectRunOk } from "../support/kernel/agent.js";
+import { cgroup2Mount } from "../support/kernel/cgroup.js";
 import { onCleanup, tempDir } from "../support/kernel/env.js";
 import { byKind, type Ev, type ExecEv } from "../support/kernel/log.js";
 import { Netns } from "../support/kernel/netns.js";
@@ -37,16 +37,6 @@ interface Container {
   runtime: string;
   id: string;
   pod: string | null;
-}
-
-/** The first cgroup v2 mount, as the agent finds it (agent-c/mounts.c find_mount). */
-function cgroup2Mount(): string {
-  const m = readFileSync("/proc/self/mounts", "utf8")
-    .split("\n")
-    .map((l) => l.split(" "))
-    .find((f) => f[2] === "cgroup2");
-  if (!m?.[1]) throw new Error("no cgroup v2 mount: the container attribution test needs one");
-  return m[1];
 }
 
 /** rmdir a cgroup tree, innermost first; a cgroup whose last process just exited may be busy a moment. */

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { expect, it } from "vitest";
 import { agentCli, agentRun, agentStart, alive, parseJson } from "../support/kernel/agent.js";
 import { compileC } from "../support/kernel/cbuild.js";
+import { cgroup2Mount } from "../support/kernel/cgroup.js";
 import { FIXTURES, onCleanup, REPO, tempDir } from "../support/kernel/env.js";
 import { type Ev, readLog } from "../support/kernel/log.js";
 import { poll, run, sleep, spawnBackground } from "../support/kernel/proc.js";
@@ -78,15 +79,6 @@ async function expectTampered(logPath: string, what: string): Promise<Verdict> {
 async function stopAgent(stateDir: string): Promise<void> {
   const r = await agentCli(["stop", "--state-dir", stateDir]);
   expect(r.code, r.stderr).toBe(0);
-}
-
-function cgroup2Root(): string {
-  const m = readFileSync("/proc/mounts", "utf8")
-    .split("\n")
-    .map((l) => l.split(" "))
-    .find((f) => f[2] === "cgroup2");
-  if (!m?.[1]) throw new Error("no cgroup2 mount while the agent runs");
-  return m[1];
 }
 
 describeKernel("tamper evidence", () => {
@@ -221,7 +213,7 @@ describeKernel("tamper evidence", () => {
     const s = await agentStart();
     expect(s.res.code, s.res.stderr).toBe(0);
     // the link lives as long as the helper (and dies with this process: PR_SET_PDEATHSIG)
-    const f = spawnBackground([loader, cgroup2Root()]);
+    const f = spawnBackground([loader, cgroup2Mount()]);
     onCleanup(() => f.stop());
     await f.waitForLine(/^attached/);
     const seen = await poll(
