@@ -5,8 +5,9 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from "n
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { agentCli } from "../support/kernel/agent.js";
-import { AGENT, tempDir } from "../support/kernel/env.js";
-import { type RunResult, run } from "../support/kernel/proc.js";
+import { cgroup2Mount, testCgroup } from "../support/kernel/cgroup.js";
+import { AGENT, onCleanup, tempDir } from "../support/kernel/env.js";
+import { type RunResult, run, spawnBackground } from "../support/kernel/proc.js";
 import { describeKernel } from "../support/kernel/suite.js";
 import { leaksSettled, snapshot } from "../support/kernel/sysstate.js";
 
@@ -113,6 +114,22 @@ describeKernel("bad input", () => {
       ["bad-ringbuf.conf", "ringbuf-mb 3\n", /:1:.*ringbuf/],
       ["yaml.conf", "mode: observe\nfile:\n  - ~/.token\n", /:1:/],
       ["json.conf", '{"mode": "observe"}\n', /:1:/],
+      ["job-marker-name.conf", "job-marker 1CI_JOB_ID\n", /:1:.*job-marker/],
+      [
+        "job-marker-twice.conf",
+        "job-marker CI_JOB_ID\njob-marker CI_JOB_ID\n",
+        /:2:.*CI_JOB_ID given twice/,
+      ],
+      [
+        "job-marker-many.conf",
+        "job-marker A\njob-marker B\njob-marker C\njob-marker D\njob-marker E\n",
+        /:5:.*at most 4/,
+      ],
+      [
+        "job-identity-kind.conf",
+        "job-identity branch CI_COMMIT_REF_NAME\n",
+        /:1:.*'project' or 'name'/,
+      ],
     ];
     for (const [name, content, why] of cases) {
       const cfg = join(d, name);
@@ -131,6 +148,69 @@ describeKernel("bad input", () => {
       new RegExp(missing.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")),
       sentinel,
     );
+  });
+
+  it("daemon: missing or bad options, an enforce cgroup that is a root, a broken policy directory, a second daemon on one state dir", async () => {
+    const d = tempDir("bad-daemon");
+    const jobs = join(d, "jobs");
+    mkdirSync(jobs);
+    const state = join(d, "state");
+    const pol = join(d, "policies");
+    mkdirSync(join(pol, "proj"), { recursive: true });
+    writeFileSync(join(pol, "default.conf"), "allow-cidr 192.0.2.10/32\n");
+    writeFileSync(join(pol, "proj/a.conf"), "allow-cidr 192.0.2.10/32\nallow-host bad..name\n");
+    const hostWide = join(d, "hostwide");
+    mkdirSync(hostWide);
+    writeFileSync(join(hostWide, "default.conf"), "dns-resolver 192.0.2.53\n");
+    const cg = testCgroup("bad-daemon");
+    const daemon = (...args: string[]) => agentCli(["daemon", "--state-dir", state, ...args]);
+    const cases: Array<[string, string[], RegExp]> = [
+      ["no --jobs-dir", [], /--jobs-dir DIR is required/],
+      ["--jobs-dir missing", ["--jobs-dir", join(d, "nope")], /--jobs-dir .*nope: not a directory/],
+      [
+        "--job-idle not a number",
+        ["--jobs-dir", jobs, "--job-idle", "soon"],
+        /--job-idle .*'soon'/,
+      ],
+      [
+        "enforce without --cgroup",
+        ["--jobs-dir", jobs, "--mode", "enforce"],
+        /needs --cgroup PATH/,
+      ],
+      [
+        "--policy-dir in observe mode",
+        ["--jobs-dir", jobs, "--policy-dir", pol],
+        /--policy-dir is only for --mode enforce/,
+      ],
+      [
+        "--cgroup a cgroup v2 root",
+        ["--jobs-dir", jobs, "--mode", "enforce", "--cgroup", cgroup2Mount()],
+        /refusing to enforce on .*cgroup v2 root/,
+      ],
+      [
+        "a broken policy",
+        ["--jobs-dir", jobs, "--mode", "enforce", "--cgroup", cg.path, "--policy-dir", pol],
+        /proj\/a\.conf:2: invalid name "bad\.\.name"/,
+      ],
+      [
+        "a host-wide directive in a job policy",
+        ["--jobs-dir", jobs, "--mode", "enforce", "--cgroup", cg.path, "--policy-dir", hostWide],
+        /default\.conf:1: only allow-host, allow-suffix and allow-cidr belong in a job policy/,
+      ],
+      ["an unknown option", ["--jobs-dir", jobs, "--log", join(d, "x")], /unknown option '--log'/],
+    ];
+    for (const [what, args, why] of cases)
+      await expectRefused(`daemon: ${what}`, () => daemon(...args), why);
+    // a second daemon on the state dir of one that runs: refused, the first keeps running
+    const first = spawnBackground([AGENT, "daemon", "--state-dir", state, "--jobs-dir", jobs]);
+    onCleanup(() => first.stop());
+    await first.waitForLine(/"daemon-start"/, 30_000);
+    await expectRefused(
+      "daemon: a second one on one state dir",
+      () => daemon("--jobs-dir", jobs),
+      /already running with state dir/,
+    );
+    expect(first.child.exitCode).toBeNull();
   });
 
   it("no BTF (DPNDNCY_BTF_PATH=/nonexistent)", async () => {
