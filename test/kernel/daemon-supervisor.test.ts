@@ -149,6 +149,11 @@ describeKernel("dpndncy daemon (supervisor)", () => {
       const parsed = readLog(String(log));
       expect(parsed.errors).toEqual([]);
       expectSealedLog(parsed, true);
+      // the job-marker line's platform ("DPNDNCY_JOB local") names the job's CI in its start record
+      expect((parsed.events[0] as { ci?: unknown }).ci).toMatchObject({
+        platform: "local",
+        repository: "proj",
+      });
       const v = await run([
         NODE,
         CLI,

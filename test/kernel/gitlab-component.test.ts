@@ -463,6 +463,8 @@ learning:
     });
     expect(second.code, second.out).toBe(0);
     const log = second.jobLog("learning");
+    // learn-jobs reached dpndncy learn: the window is 3 jobs
+    expect(log).toMatch(/needs 3 in a row; 2 jobs learned/);
     expect(log).toMatch(/new egress \([^)]*\): 192\.0\.2\.11:80\/tcp/);
     expect(log).not.toMatch(/new egress \([^)]*\): 192\.0\.2\.10:80/);
     const policy = readFileSync(
