@@ -16,7 +16,9 @@ const run = promisify(execFile);
 const repo = process.cwd();
 const root = mkdtempSync(join(tmpdir(), "dpndncy-release-"));
 // different depths and names: a build path that leaked into a binary would change its bytes
-const dirs = [join(root, "one"), join(root, "second", "checkout-with-a-longer-name")];
+const one = join(root, "one");
+const two = join(root, "second", "checkout-with-a-longer-name");
+const dirs = [one, two];
 const FILES = [
   "dpndncy-agent-linux-amd64",
   "dpndncy-agent-linux-arm64",
@@ -55,9 +57,7 @@ const file = (d: string, f: string) => readFileSync(join(d, "build", "release", 
 describe("make release is reproducible", () => {
   it("two directories give byte-identical release files", () => {
     for (const f of FILES) {
-      expect(file(dirs[0], f).equals(file(dirs[1], f)), `${f} differs between the two builds`).toBe(
-        true,
-      );
+      expect(file(one, f).equals(file(two, f)), `${f} differs between the two builds`).toBe(true);
     }
   });
 
@@ -67,10 +67,10 @@ describe("make release is reproducible", () => {
       ["dpndncy-agent-linux-amd64", 62, "x86-64"],
       ["dpndncy-agent-linux-arm64", 183, "ARM aarch64"],
     ] as const) {
-      const b = file(dirs[0], f);
+      const b = file(one, f);
       expect(b.subarray(0, 4).toString("latin1")).toBe("\x7fELF");
       expect(b.readUInt16LE(18), `${f} machine`).toBe(machine);
-      const desc = execFileSync("file", ["-b", join(dirs[0], "build", "release", f)]).toString();
+      const desc = execFileSync("file", ["-b", join(one, "build", "release", f)]).toString();
       expect(desc).toContain(name);
       expect(desc).toContain("statically linked");
     }
@@ -79,20 +79,20 @@ describe("make release is reproducible", () => {
   it("no build path is left in any file", () => {
     for (const f of FILES) {
       for (const d of dirs) expect(file(d, f).includes(d), `${d} inside ${f}`).toBe(false);
-      expect(file(dirs[0], f).includes(root), `${root} inside ${f}`).toBe(false);
+      expect(file(one, f).includes(root), `${root} inside ${f}`).toBe(false);
     }
   });
 
   it("SHA256SUMS verifies with sha256sum -c", () => {
     const r = spawnSync("sha256sum", ["-c", "SHA256SUMS"], {
-      cwd: join(dirs[0], "build", "release"),
+      cwd: join(one, "build", "release"),
     });
     expect(r.status, r.stderr.toString()).toBe(0);
     expect(r.stdout.toString().trim().split("\n")).toHaveLength(4);
   });
 
   it("the agent reports the commit it was built from", () => {
-    const out = execFileSync(join(dirs[0], "build", "release", "dpndncy-agent-linux-amd64"), [
+    const out = execFileSync(join(one, "build", "release", "dpndncy-agent-linux-amd64"), [
       "--version",
     ]).toString();
     expect(out).toContain("commit 0123456789ab");
@@ -100,19 +100,19 @@ describe("make release is reproducible", () => {
 });
 
 describe("the toolchain pin", () => {
-  const lock = join(dirs[0], "scripts", "release-toolchain.lock");
+  const lock = join(one, "scripts", "release-toolchain.lock");
 
   it("passes for the machine's own versions, and names each difference otherwise", () => {
-    const mine = execFileSync("scripts/release-toolchain.sh", ["print"], { cwd: dirs[0] });
+    const mine = execFileSync("scripts/release-toolchain.sh", ["print"], { cwd: one });
     writeFileSync(lock, mine);
-    expect(spawnSync("scripts/release-toolchain.sh", ["check"], { cwd: dirs[0] }).status).toBe(0);
+    expect(spawnSync("scripts/release-toolchain.sh", ["check"], { cwd: one }).status).toBe(0);
 
     const edited = mine
       .toString()
       .replace(/^(libbpf-dev:arm64) (\S+)$/m, "$1 9.9.9-1")
       .replace(/^debian \S+$/m, "debian trixie");
     writeFileSync(lock, edited);
-    const r = spawnSync("scripts/release-toolchain.sh", ["check"], { cwd: dirs[0] });
+    const r = spawnSync("scripts/release-toolchain.sh", ["check"], { cwd: one });
     expect(r.status).toBe(1);
     const err = r.stderr.toString();
     expect(err).toMatch(/libbpf-dev:arm64 is \S+, scripts\/release-toolchain.lock pins 9\.9\.9-1/);
@@ -122,7 +122,7 @@ describe("the toolchain pin", () => {
 
   it("make release stops before building on a toolchain mismatch", () => {
     const r = spawnSync("scripts/release.sh", [], {
-      cwd: dirs[0],
+      cwd: one,
       env: { ...process.env, COMMIT: "x", SOURCE_DATE_EPOCH: "1" },
     });
     expect(r.status).toBe(1);
@@ -132,7 +132,7 @@ describe("the toolchain pin", () => {
 
   it("a tag that is not package.json's version is refused", () => {
     const r = spawnSync("scripts/release.sh", [], {
-      cwd: dirs[1],
+      cwd: two,
       env: { ...process.env, RELEASE_TAG: "v99.0.0", DPNDNCY_RELEASE_UNPINNED: "1" },
     });
     expect(r.status).toBe(1);
