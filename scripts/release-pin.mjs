@@ -54,7 +54,7 @@ function componentDefaults(s) {
 function setTemplateDefaults(text, defaults) {
   const lines = text.split("\n");
   for (const [input, value] of Object.entries(defaults)) {
-    const at = lines.findIndex((l) => l === `    ${input}:`);
+    const at = lines.indexOf(`    ${input}:`);
     if (at < 0) die(`${TEMPLATE}: no spec input ${input}`);
     let i = at + 1;
     while (
