@@ -30,7 +30,12 @@ const FILES = [
 function copyTree(dest: string): void {
   mkdirSync(dest, { recursive: true });
   // the tree as committed plus local edits (what `make release` would build), no build/
-  const files = execFileSync("git", ["ls-files", "-co", "--exclude-standard", "-z"], { cwd: repo })
+  // safe.directory: CI checks out as another user than the container's root
+  const files = execFileSync(
+    "git",
+    ["-c", `safe.directory=${repo}`, "ls-files", "-co", "--exclude-standard", "-z"],
+    { cwd: repo },
+  )
     .toString()
     .split("\0")
     .filter((f) => f && !f.startsWith("build/"));
