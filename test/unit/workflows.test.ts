@@ -68,7 +68,7 @@ describe("GitHub workflows", () => {
       for (const [job, scopes] of Object.entries(WRITES[file] ?? {}))
         for (const scope of scopes)
           expect(
-            (wf.jobs[job]?.permissions as Record<string, string>)[scope],
+            (wf.jobs[job]?.permissions as Record<string, string> | undefined)?.[scope],
             `${file} ${job}`,
           ).toBe("write");
     }
