@@ -2,7 +2,8 @@
 //   node scripts/release-pin.mjs write    build/release/SHA256SUMS -> src/agent/release.json
 //                                         (then `make dist` copies it to dist/release.json) and
 //                                         the agent-url/agent-sha256/cli-url/cli-sha256 input
-//                                         defaults of templates/agent.yml
+//                                         defaults of templates/agent.yml (and cli-url/
+//                                         cli-sha256 of templates/sign.yml)
 //   node scripts/release-pin.mjs verify   the pins equal build/release/SHA256SUMS (the release
 //                                         workflow runs this at the tag: a rebuild that does not
 //                                         give the pinned bytes is never published)
@@ -14,6 +15,7 @@ import { parseAllDocuments } from "yaml";
 const REPO_URL = "https://github.com/dpndncy/agent";
 const FILES = ["dpndncy-agent-linux-amd64", "dpndncy-agent-linux-arm64", "cli.js"];
 const TEMPLATE = "templates/agent.yml";
+const SIGN_TEMPLATE = "templates/sign.yml"; // the signing component fetches the CLI only
 const PIN = "src/agent/release.json";
 
 const die = (msg) => {
@@ -51,11 +53,11 @@ function componentDefaults(s) {
 }
 
 /** Rewrites only the `default:` line of each named input in the spec header. */
-function setTemplateDefaults(text, defaults) {
+function setTemplateDefaults(text, defaults, file = TEMPLATE) {
   const lines = text.split("\n");
   for (const [input, value] of Object.entries(defaults)) {
     const at = lines.indexOf(`    ${input}:`);
-    if (at < 0) die(`${TEMPLATE}: no spec input ${input}`);
+    if (at < 0) die(`${file}: no spec input ${input}`);
     let i = at + 1;
     while (
       i < lines.length &&
@@ -63,20 +65,18 @@ function setTemplateDefaults(text, defaults) {
       !lines[i].startsWith("      default:")
     )
       i++;
-    if (!lines[i]?.startsWith("      default:"))
-      die(`${TEMPLATE}: input ${input} has no default line`);
+    if (!lines[i]?.startsWith("      default:")) die(`${file}: input ${input} has no default line`);
     lines[i] = `      default: "${value}"`;
   }
   return lines.join("\n");
 }
 
-function templateDefaults() {
-  const [spec] = parseAllDocuments(readFileSync(TEMPLATE, "utf8"));
+function templateDefaults(file, keys) {
+  const [spec] = parseAllDocuments(readFileSync(file, "utf8"));
   const inputs = spec.toJS().spec.inputs;
-  return Object.fromEntries(
-    ["agent-url", "agent-sha256", "cli-url", "cli-sha256"].map((k) => [k, inputs[k]?.default]),
-  );
+  return Object.fromEntries(keys.map((k) => [k, inputs[k]?.default]));
 }
+const signDefaults = (d) => ({ "cli-url": d["cli-url"], "cli-sha256": d["cli-sha256"] });
 
 const cmd = process.argv[2];
 if (cmd === "write") {
@@ -87,8 +87,13 @@ if (cmd === "write") {
     TEMPLATE,
     setTemplateDefaults(readFileSync(TEMPLATE, "utf8"), componentDefaults(s)),
   );
+  const sign = signDefaults(componentDefaults(s));
+  writeFileSync(
+    SIGN_TEMPLATE,
+    setTemplateDefaults(readFileSync(SIGN_TEMPLATE, "utf8"), sign, SIGN_TEMPLATE),
+  );
   console.log(
-    `release-pin: wrote ${PIN} and the ${TEMPLATE} defaults for v${version}; now run make dist`,
+    `release-pin: wrote ${PIN} and the ${TEMPLATE}, ${SIGN_TEMPLATE} defaults for v${version}; now run make dist`,
   );
 } else if (cmd === "verify") {
   const s = sums();
@@ -102,11 +107,15 @@ if (cmd === "write") {
     for (const f of FILES)
       if (pin.sha256[f] !== s[f]) bad.push(`${p}: ${f} pinned ${pin.sha256[f]}, built ${s[f]}`);
   }
-  const want = componentDefaults(s);
-  const have = templateDefaults();
-  for (const k of Object.keys(want))
-    if (have[k] !== want[k])
-      bad.push(`${TEMPLATE}: input ${k} defaults to "${have[k]}", expected "${want[k]}"`);
+  for (const [file, want] of [
+    [TEMPLATE, componentDefaults(s)],
+    [SIGN_TEMPLATE, signDefaults(componentDefaults(s))],
+  ]) {
+    const have = templateDefaults(file, Object.keys(want));
+    for (const k of Object.keys(want))
+      if (have[k] !== want[k])
+        bad.push(`${file}: input ${k} defaults to "${have[k]}", expected "${want[k]}"`);
+  }
   if (bad.length) {
     die(
       `the pins do not match this build (rebuild with the pinned toolchain, or re-pin before tagging: RELEASING.md):\n  ${bad.join("\n  ")}`,

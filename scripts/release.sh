@@ -27,7 +27,8 @@ fi
 # The commit the agent reports is the last one that changed anything but the pins: pinning
 # (scripts/release-pin.mjs, a commit of its own before the tag) must not change the agents'
 # bytes, or the digests it writes would be stale the moment they are committed.
-PIN_FILES=(':(exclude)src/agent/release.json' ':(exclude)dist/release.json' ':(exclude)templates/agent.yml')
+PIN_FILES=(':(exclude)src/agent/release.json' ':(exclude)dist/release.json' ':(exclude)templates/agent.yml'
+  ':(exclude)templates/sign.yml')
 if [ -z "${COMMIT:-}" ] || [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
   src=$(git log -1 --format='%H %ct' -- . "${PIN_FILES[@]}" 2>/dev/null) && [ -n "$src" ] || {
     echo "release: not a git checkout: set COMMIT and SOURCE_DATE_EPOCH" >&2
@@ -48,9 +49,9 @@ umask 022
 rm -rf "$OUT" build/release-amd64 build/release-arm64
 mkdir -p "$OUT"
 # Both architectures at once (independent trees); each from clean build dirs.
-make -s TARGET=amd64 BUILD=build/release-amd64 agent > build/release-amd64.log 2>&1 &
+make -s TARGET=amd64 BUILD=build/release-amd64 VERSION="$version" agent > build/release-amd64.log 2>&1 &
 amd=$!
-make -s TARGET=arm64 BUILD=build/release-arm64 agent > build/release-arm64.log 2>&1 &
+make -s TARGET=arm64 BUILD=build/release-arm64 VERSION="$version" agent > build/release-arm64.log 2>&1 &
 arm=$!
 rc=0
 wait "$amd" || { echo "release: amd64 agent build failed:" >&2; cat build/release-amd64.log >&2; rc=1; }

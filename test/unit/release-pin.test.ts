@@ -18,7 +18,12 @@ const SUMS = `${D("a")}  dpndncy-agent-linux-amd64\n${D("b")}  dpndncy-agent-lin
 
 function tree(): string {
   const dir = mkdtempSync(join(root, "t-"));
-  for (const f of ["package.json", "templates/agent.yml", "src/agent/release.json"]) {
+  for (const f of [
+    "package.json",
+    "templates/agent.yml",
+    "templates/sign.yml",
+    "src/agent/release.json",
+  ]) {
     mkdirSync(join(dir, f, ".."), { recursive: true });
     cpSync(f, join(dir, f));
   }
@@ -32,7 +37,7 @@ type Spec = { spec: { inputs: Record<string, { default: string; regex?: string }
 const inputs = (text: string) => (parse(text.split("\n---\n")[0] ?? "") as Spec).spec.inputs;
 
 describe("release pins", () => {
-  it("write pins the action's digests and only the component's four download defaults", () => {
+  it("write pins the action's digests and only the components' download defaults", () => {
     const dir = tree();
     const before = readFileSync(join(dir, "templates/agent.yml"), "utf8");
     const w = pin(dir, "write");
@@ -56,6 +61,11 @@ describe("release pins", () => {
     expect(spec["agent-sha256"]?.default).toBe(D("a"));
     expect(spec["cli-url"]?.default).toBe(`${base}/cli.js`);
     expect(spec["cli-sha256"]?.default).toBe(D("c"));
+    const sign = inputs(readFileSync(join(dir, "templates/sign.yml"), "utf8"));
+    expect([sign["cli-url"]?.default, sign["cli-sha256"]?.default]).toEqual([
+      `${base}/cli.js`,
+      D("c"),
+    ]);
     // GitLab checks an input's default against its own regex too
     for (const k of ["agent-url", "agent-sha256", "cli-url", "cli-sha256"]) {
       const i = spec[k];
