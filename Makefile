@@ -2,24 +2,25 @@
 # both run scripts/prereqs.sh first so a fresh Debian/Ubuntu machine needs nothing else.
 
 VERSION    := $(shell node -p "require('./package.json').version" 2>/dev/null || echo 0.0.0)
-COMMIT     ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+COMMIT     := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 CLANG      ?= clang
 BPFTOOL    ?= bpftool
 
 # TARGET is the architecture the agent is built for (Debian's names). amd64 builds natively
 # into build/; arm64 cross-builds into build/arm64/ with Debian's aarch64 gcc and the arm64
 # libbpf/libelf/zlib/zstd/libmd static libraries installed through multiarch (prereqs.sh).
-TARGET     ?= amd64
+# These (and COMMIT, BUILD) change only on make's command line, never from the environment.
+TARGET     := amd64
 ifeq ($(TARGET),amd64)
   ARCH      := x86
   TRIPLET   := x86_64-linux-gnu
-  TARGET_CC ?= gcc
-  BUILD     ?= build
+  TARGET_CC := gcc
+  BUILD     := build
 else ifeq ($(TARGET),arm64)
   ARCH      := arm64
   TRIPLET   := aarch64-linux-gnu
-  TARGET_CC ?= aarch64-linux-gnu-gcc
-  BUILD     ?= build/arm64
+  TARGET_CC := aarch64-linux-gnu-gcc
+  BUILD     := build/arm64
 else
   $(error TARGET=$(TARGET): expected amd64 or arm64)
 endif

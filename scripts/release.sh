@@ -49,9 +49,9 @@ umask 022
 rm -rf "$OUT" build/release-amd64 build/release-arm64
 mkdir -p "$OUT"
 # Both architectures at once (independent trees); each from clean build dirs.
-make -s TARGET=amd64 BUILD=build/release-amd64 VERSION="$version" agent > build/release-amd64.log 2>&1 &
+make -s TARGET=amd64 BUILD=build/release-amd64 VERSION="$version" COMMIT="$COMMIT" agent > build/release-amd64.log 2>&1 &
 amd=$!
-make -s TARGET=arm64 BUILD=build/release-arm64 VERSION="$version" agent > build/release-arm64.log 2>&1 &
+make -s TARGET=arm64 BUILD=build/release-arm64 VERSION="$version" COMMIT="$COMMIT" agent > build/release-arm64.log 2>&1 &
 arm=$!
 rc=0
 wait "$amd" || { echo "release: amd64 agent build failed:" >&2; cat build/release-amd64.log >&2; rc=1; }
