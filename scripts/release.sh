@@ -6,7 +6,9 @@
 #   SHA256SUMS                 `sha256sum -c SHA256SUMS` format
 # Same commit + the pinned toolchain (scripts/release-toolchain.lock) + the locked npm
 # packages give the same bytes in any directory: test/kernel/release.test.ts builds twice and
-# compares. Env: COMMIT and SOURCE_DATE_EPOCH (default: from git; required outside a checkout),
+# compares. Env: RELEASE_COMMIT and RELEASE_SOURCE_DATE_EPOCH (default: from git; required
+# outside a checkout; names of their own, because make exports its COMMIT and
+# SOURCE_DATE_EPOCH, the HEAD's, to this script when it runs it as `make release`),
 # RELEASE_TAG (vX.Y.Z: must match package.json), DPNDNCY_RELEASE_UNPINNED=1 (skip the pin check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,9 +31,11 @@ fi
 # bytes, or the digests it writes would be stale the moment they are committed.
 PIN_FILES=(':(exclude)src/agent/release.json' ':(exclude)dist/release.json' ':(exclude)templates/agent.yml'
   ':(exclude)templates/sign.yml')
-if [ -z "${COMMIT:-}" ] || [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+COMMIT=${RELEASE_COMMIT:-}
+SOURCE_DATE_EPOCH=${RELEASE_SOURCE_DATE_EPOCH:-}
+if [ -z "$COMMIT" ] || [ -z "$SOURCE_DATE_EPOCH" ]; then
   src=$(git log -1 --format='%H %ct' -- . "${PIN_FILES[@]}" 2>/dev/null) && [ -n "$src" ] || {
-    echo "release: not a git checkout: set COMMIT and SOURCE_DATE_EPOCH" >&2
+    echo "release: not a git checkout: set RELEASE_COMMIT and RELEASE_SOURCE_DATE_EPOCH" >&2
     exit 1
   }
   COMMIT=${COMMIT:-${src:0:12}}
@@ -49,9 +53,9 @@ umask 022
 rm -rf "$OUT" build/release-amd64 build/release-arm64
 mkdir -p "$OUT"
 # Both architectures at once (independent trees); each from clean build dirs.
-make -s TARGET=amd64 BUILD=build/release-amd64 VERSION="$version" COMMIT="$COMMIT" agent > build/release-amd64.log 2>&1 &
+make -s TARGET=amd64 BUILD=build/release-amd64 VERSION="$version" COMMIT="$COMMIT" SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" agent > build/release-amd64.log 2>&1 &
 amd=$!
-make -s TARGET=arm64 BUILD=build/release-arm64 VERSION="$version" COMMIT="$COMMIT" agent > build/release-arm64.log 2>&1 &
+make -s TARGET=arm64 BUILD=build/release-arm64 VERSION="$version" COMMIT="$COMMIT" SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" agent > build/release-arm64.log 2>&1 &
 arm=$!
 rc=0
 wait "$amd" || { echo "release: amd64 agent build failed:" >&2; cat build/release-amd64.log >&2; rc=1; }

@@ -7,11 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 // `make release` must be reproducible: the same commit built in two different directories
 // gives byte-identical agents (both architectures), CLI and SHA256SUMS, so anyone can rebuild
-// a release and compare it with the published digests. Not a kernel test, but a build of four
-// static agents: it runs with the serial kernel project rather than alongside the unit tests.
-// The pin check is skipped for the two builds (DPNDNCY_RELEASE_UNPINNED=1) because identical
-// bytes here do not depend on which Debian point release this machine has; the check itself is
-// tested below against a lock file that differs from the machine.
+// a release and compare it with the published digests. One directory is a plain copy built
+// by scripts/release.sh; the other is a git checkout where a maintainer runs `make
+// release-pin` (RELEASING.md), later commits the pins and rebuilds as the release workflow
+// does at the tag. Not a kernel test, but builds of static agents: it runs with the serial
+// kernel project rather than alongside the unit tests. The toolchain pin check is skipped for
+// the builds (DPNDNCY_RELEASE_UNPINNED=1): identical bytes here do not depend on which Debian
+// point release this machine has; the check itself is tested against a differing lock file.
 const run = promisify(execFile);
 const repo = process.cwd();
 const root = mkdtempSync(join(tmpdir(), "dpndncy-release-"));
@@ -44,16 +46,37 @@ function copyTree(dest: string): void {
   execFileSync("cp", ["-al", join(repo, "node_modules"), dest]);
 }
 
+const GIT_DATE = "2026-01-01T00:00:00Z";
+function git(cwd: string, ...args: string[]): string {
+  return execFileSync(
+    "git",
+    ["-c", "user.name=dpndncy test", "-c", "user.email=test@example.invalid", ...args],
+    { cwd, env: { ...process.env, GIT_COMMITTER_DATE: GIT_DATE, GIT_AUTHOR_DATE: GIT_DATE } },
+  )
+    .toString()
+    .trim();
+}
+let source = ""; // the checkout's commit: what both builds must report
+const unpinned = { ...process.env, DPNDNCY_RELEASE_UNPINNED: "1" };
+// whatever a shell has in these, a release names its own commit and time (make exports its
+// own COMMIT/SOURCE_DATE_EPOCH to what it runs, so release.sh must not read them)
+const noisy = { ...unpinned, COMMIT: "from-the-environment", SOURCE_DATE_EPOCH: "1" };
+
 beforeAll(async () => {
   for (const d of dirs) copyTree(d);
-  const env = {
-    ...process.env,
-    COMMIT: "0123456789ab",
-    SOURCE_DATE_EPOCH: "1790000000",
-    DPNDNCY_RELEASE_UNPINNED: "1",
-  };
+  git(two, "init", "-q");
+  git(two, "add", "-A");
+  git(two, "commit", "-q", "-m", "source");
+  source = git(two, "rev-parse", "--short=12", "HEAD");
+  const time = git(two, "log", "-1", "--format=%ct");
   // both at once: each builds both architectures in parallel already, the machine has 2 CPUs
-  await Promise.all(dirs.map((cwd) => run("scripts/release.sh", [], { cwd, env })));
+  await Promise.all([
+    run("scripts/release.sh", [], {
+      cwd: one,
+      env: { ...unpinned, RELEASE_COMMIT: source, RELEASE_SOURCE_DATE_EPOCH: time },
+    }),
+    run("make", ["-s", "release-pin"], { cwd: two, env: noisy }),
+  ]);
 }, 170_000);
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
@@ -96,11 +119,13 @@ describe("make release is reproducible", () => {
     expect(r.stdout.toString().trim().split("\n")).toHaveLength(4);
   });
 
-  it("the agent reports the commit it was built from", () => {
-    const out = execFileSync(join(one, "build", "release", "dpndncy-agent-linux-amd64"), [
-      "--version",
-    ]).toString();
-    expect(out).toContain("commit 0123456789ab");
+  it("the agents report the commit they were built from", () => {
+    for (const d of dirs) {
+      const out = execFileSync(join(d, "build", "release", "dpndncy-agent-linux-amd64"), [
+        "--version",
+      ]).toString();
+      expect(out).toContain(`commit ${source}`);
+    }
   });
 });
 
@@ -128,7 +153,7 @@ describe("the toolchain pin", () => {
   it("make release stops before building on a toolchain mismatch", () => {
     const r = spawnSync("scripts/release.sh", [], {
       cwd: one,
-      env: { ...process.env, COMMIT: "x", SOURCE_DATE_EPOCH: "1" },
+      env: { ...process.env, RELEASE_COMMIT: "x", RELEASE_SOURCE_DATE_EPOCH: "1" },
     });
     expect(r.status).toBe(1);
     expect(r.stderr.toString()).toContain("pins 9.9.9-1");
@@ -143,4 +168,29 @@ describe("the toolchain pin", () => {
     expect(r.status).toBe(1);
     expect(r.stderr.toString()).toMatch(/tag v99\.0\.0 does not match package\.json version/);
   });
+});
+
+describe("pin, commit, tag, rebuild: the tag's rebuild gives the pinned bytes", () => {
+  // It can only if the pin commit does not change the agents: they report the last commit
+  // that changed anything but the pins.
+  it("make release-verify passes at the pin commit, and the agent names the commit before it", () => {
+    expect(git(two, "diff", "--name-only").split("\n").sort()).toEqual([
+      "dist/release.json",
+      "src/agent/release.json",
+      "templates/agent.yml",
+      "templates/sign.yml",
+    ]);
+    git(two, "commit", "-q", "-am", "pin release digests");
+    const version = JSON.parse(readFileSync(join(two, "package.json"), "utf8")).version;
+    const tagged = spawnSync("make", ["-s", "release", "release-verify"], {
+      cwd: two,
+      env: { ...noisy, RELEASE_TAG: `v${version}` },
+    });
+    expect(tagged.status, tagged.stderr.toString()).toBe(0);
+    expect(tagged.stdout.toString()).toContain("pin exactly these files");
+    const out = execFileSync(join(two, "build/release/dpndncy-agent-linux-amd64"), ["--version"]);
+    expect(out.toString()).toContain(`commit ${source}`);
+    // and the same bytes as the plain copy built before anything was pinned
+    for (const f of FILES) expect(file(two, f).equals(file(one, f)), f).toBe(true);
+  }, 170_000);
 });
