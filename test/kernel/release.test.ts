@@ -42,8 +42,14 @@ function copyTree(dest: string): void {
     .split("\0")
     .filter((f) => f && !f.startsWith("build/"));
   execFileSync("cp", ["--parents", "-t", dest, ...files], { cwd: repo });
-  // hard links: a real directory for esbuild (a symlink would put this repo's path in cli.js)
-  execFileSync("cp", ["-al", join(repo, "node_modules"), dest]);
+  // hard links: a real directory for esbuild (a symlink would put this repo's path in
+  // cli.js); a full copy where the temp dir is on another filesystem (CI containers)
+  try {
+    execFileSync("cp", ["-al", join(repo, "node_modules"), dest], { stdio: "ignore" });
+  } catch {
+    rmSync(join(dest, "node_modules"), { recursive: true, force: true });
+    execFileSync("cp", ["-a", join(repo, "node_modules"), dest]);
+  }
 }
 
 const GIT_DATE = "2026-01-01T00:00:00Z";
