@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <malloc.h>
-#include <sha2.h>
+#include "sha256.h"
 
 #include <bpf/libbpf.h>
 
@@ -818,8 +818,7 @@ static int recover(const char *dir, struct state *st)
 	uint64_t counts[SK_COUNT] = {0}, lines = 0;
 	int fd;
 	off_t end;
-	uint8_t d[32];
-	SHA2_CTX ctx;
+	struct sha256 ctx;
 	char *buf;
 	size_t cap = 1 << 16, used = 0, keep = 0;
 	ssize_t r;
@@ -849,7 +848,7 @@ static int recover(const char *dir, struct state *st)
 		return EX_INCOMPLETE;
 	}
 	/* hash and count whole lines; cut a trailing partial line */
-	SHA256Init(&ctx);
+	sha256_init(&ctx);
 	buf = malloc(cap);
 	end = 0;
 	while (buf && (r = read(fd, buf + used, cap - used)) > 0) {
@@ -873,13 +872,13 @@ static int recover(const char *dir, struct state *st)
 			lines++;
 			start = i + 1;
 		}
-		SHA256Update(&ctx, (uint8_t *)buf, start);
+		sha256_update(&ctx, buf, start);
 		end += (off_t)start;
 		keep = used - start;
 		memmove(buf, buf + start, keep);
 		used = keep;
 		if (used == cap) { /* a monstrous line: give up counting it */
-			SHA256Update(&ctx, (uint8_t *)buf, used);
+			sha256_update(&ctx, buf, used);
 			end += (off_t)used;
 			used = 0;
 		}
@@ -889,9 +888,7 @@ static int recover(const char *dir, struct state *st)
 		/* keep going: the record below still says what happened */
 	}
 	lseek(fd, end, SEEK_SET);
-	SHA256Final(d, &ctx);
-	for (int i = 0; i < 32; i++)
-		snprintf(sha + 2 * i, 3, "%02x", d[i]);
+	sha256_hex(&ctx, sha);
 
 	fmt_ts(ts, now_realtime_ns());
 	sb_init(&line);
