@@ -3,7 +3,8 @@
  * writing an event (40 % of the agent's CPU in a file-event flood, with libmd's portable
  * block function). Where the CPU has the SHA extensions (x86-64 Intel since Goldmont/Ice
  * Lake, AMD since Zen), blocks go through sha256rnds2/msg1/msg2, several times faster;
- * elsewhere through libmd's SHA256Transform. The choice is made once, and only after the
+ * on arm64 with the ARMv8 SHA2 instructions likewise; elsewhere through libmd's
+ * SHA256Transform. The choice is made once, and only after the
  * fast path reproduces a known digest, so a wrong fast path can never sign a wrong hash.
  */
 #include <sha2.h>
@@ -20,10 +21,7 @@ static void blocks_portable(uint32_t h[8], const uint8_t *p, size_t nblocks)
 		SHA256Transform(h, p);
 }
 
-#if defined(__x86_64__)
-#include <cpuid.h>
-#include <immintrin.h>
-
+#if defined(__x86_64__) || defined(__aarch64__)
 static const uint32_t K[64] __attribute__((aligned(16))) = {
 	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
 	0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
@@ -34,6 +32,12 @@ static const uint32_t K[64] __attribute__((aligned(16))) = {
 	0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
 	0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
+#endif
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+
 
 /*
  * The SHA extensions keep the state as two vectors, ABEF and CDGH. Each group of four rounds
@@ -93,6 +97,44 @@ static int cpu_has_sha(void)
 }
 #endif
 
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#include <sys/auxv.h>
+#ifndef HWCAP_SHA2
+#define HWCAP_SHA2 (1 << 6)
+#endif
+
+/* ARMv8 SHA2 instructions (Graviton, Ampere, Cobalt, Apple): the state stays ABCD / EFGH;
+ * the message ring is as in the x86 version, su0 adding sigma0 and su1 the rest. */
+__attribute__((target("+crypto")))
+static void blocks_armv8(uint32_t h[8], const uint8_t *p, size_t nblocks)
+{
+	uint32x4_t s0 = vld1q_u32(&h[0]), s1 = vld1q_u32(&h[4]);
+
+	for (; nblocks; nblocks--, p += 64) {
+		uint32x4_t a0 = s0, e0 = s1, w[4];
+
+		for (int i = 0; i < 4; i++)
+			w[i] = vreinterpretq_u32_u8(vrev32q_u8(vld1q_u8(p + 16 * i)));
+		for (int j = 0; j < 16; j++) {
+			uint32x4_t wk, t;
+
+			if (j >= 4)
+				w[j & 3] = vsha256su1q_u32(vsha256su0q_u32(w[j & 3], w[(j + 1) & 3]), w[(j + 2) & 3],
+							   w[(j + 3) & 3]);
+			wk = vaddq_u32(w[j & 3], vld1q_u32(&K[4 * j]));
+			t = s0;
+			s0 = vsha256hq_u32(s0, s1, wk);
+			s1 = vsha256h2q_u32(s1, t, wk);
+		}
+		s0 = vaddq_u32(s0, a0);
+		s1 = vaddq_u32(s1, e0);
+	}
+	vst1q_u32(&h[0], s0);
+	vst1q_u32(&h[4], s1);
+}
+#endif
+
 static blocks_fn blocks;
 static const char *impl = "portable";
 
@@ -101,35 +143,44 @@ static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
 
 static void digest_with(blocks_fn f, const struct sha256 *c, uint8_t out[32]);
 
+/* the fast path must give the portable path's digest of a multi-block message */
+static int agrees(blocks_fn fast)
+{
+	static const char msg[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
+				  "dpndncy: the log hash is what the attestation signs";
+	struct sha256 c;
+	uint8_t want[32], got[32];
+
+	blocks = blocks_portable;
+	sha256_init(&c);
+	sha256_update(&c, msg, sizeof(msg) - 1);
+	digest_with(blocks_portable, &c, want);
+	blocks = fast;
+	sha256_init(&c);
+	sha256_update(&c, msg, sizeof(msg) - 1);
+	digest_with(fast, &c, got);
+	blocks = blocks_portable;
+	return memcmp(want, got, 32) == 0;
+}
+
 static void choose(void)
 {
 	const char *force = getenv("DPNDNCY_SHA256"); /* "portable": tests both paths */
+	int allowed = !(force && !strcmp(force, "portable"));
 
 	blocks = blocks_portable;
 #if defined(__x86_64__)
-	if (cpu_has_sha() && !(force && !strcmp(force, "portable"))) {
-		/* the fast path must give the portable path's digest of a multi-block message */
-		static const char msg[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
-					  "dpndncy: the log hash is what the attestation signs";
-		struct sha256 c;
-		uint8_t want[32], got[32];
-
-		sha256_init(&c);
-		blocks = blocks_portable;
-		sha256_update(&c, msg, sizeof(msg) - 1);
-		digest_with(blocks_portable, &c, want);
-		sha256_init(&c);
+	if (allowed && cpu_has_sha() && agrees(blocks_shani)) {
 		blocks = blocks_shani;
-		sha256_update(&c, msg, sizeof(msg) - 1);
-		digest_with(blocks_shani, &c, got);
-		if (memcmp(want, got, 32) == 0) {
-			impl = "sha-ni";
-			return;
-		}
-		blocks = blocks_portable;
+		impl = "sha-ni";
+	}
+#elif defined(__aarch64__)
+	if (allowed && (getauxval(AT_HWCAP) & HWCAP_SHA2) && agrees(blocks_armv8)) {
+		blocks = blocks_armv8;
+		impl = "armv8-sha2";
 	}
 #endif
-	(void)force;
+	(void)allowed;
 }
 
 const char *sha256_impl(void)

@@ -1,4 +1,4 @@
-/* SHA-256 of the log: the x86 SHA extensions where the CPU has them, libmd elsewhere. */
+/* SHA-256 of the log: the CPU's SHA instructions where it has them (x86, arm64), libmd elsewhere. */
 #ifndef DPNDNCY_SHA256_H
 #define DPNDNCY_SHA256_H
 #include <stddef.h>
@@ -16,7 +16,7 @@ void sha256_update(struct sha256 *c, const void *p, size_t n);
 /* the digest of what was fed so far; c is left as it was (the log keeps hashing) */
 void sha256_digest(const struct sha256 *c, uint8_t out[32]);
 void sha256_hex(const struct sha256 *c, char hex[65]);
-/* "sha-ni" or "portable": which block function this process uses */
+/* "sha-ni", "armv8-sha2" or "portable": which block function this process uses */
 const char *sha256_impl(void);
 
 #endif
