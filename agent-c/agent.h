@@ -175,6 +175,8 @@ struct probe_result {
 	int file_choice;
 	int fork_raw_tp;
 	char fork_why[200];
+	int exec_ok;           /* the helpers every run needs (bpf_loop) */
+	char exec_why[200];
 	int cgroup_ok;
 	char cgroup_why[200];
 	int uprobe_ok;
