@@ -359,16 +359,13 @@ int probe_all(struct probe_result *r, int force_file, const char *cgroup_path, c
 	r->file_choice = -1;
 	/*
 	 * The exec hook (always loaded) walks the environment with bpf_loop, and so does enforce
-	 * mode's DNS answer parser: without it nothing can load, so refuse before any other probe
+	 * mode's DNS answer parser: without it nothing can load, so the agent refuses (below, after
+	 * the other probes, which only load and detach, so that `probe` still says what else works)
 	 * rather than half-attach.
 	 */
 	r->exec_ok = !helper_missing(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_loop, "bpf_loop", "5.17",
 				     "the exec hook needs to read the environment (step attribution)", r->exec_why,
 				     sizeof(r->exec_why));
-	if (!r->exec_ok) {
-		snprintf(errbuf, errn, "unsupported kernel %s: %s", r->kernel, r->exec_why);
-		return -1;
-	}
 	for (int fh = 0; fh < FH_COUNT; fh++) {
 		r->file_ok[fh] = probe_file_hook(fh, r->file_why[fh], sizeof(r->file_why[fh])) == 0;
 		if (r->file_ok[fh] && r->file_choice < 0 && (force_file < 0 || force_file == fh))
@@ -393,6 +390,10 @@ int probe_all(struct probe_result *r, int force_file, const char *cgroup_path, c
 		r->uprobe_ok = probe_dns(r, cgroup_path, 1, r->uprobe_why, sizeof(r->uprobe_why)) == 0;
 	}
 	r->skb_ok = probe_dns(r, cgroup_path, 0, r->skb_why, sizeof(r->skb_why)) == 0;
+	if (!r->exec_ok) {
+		snprintf(errbuf, errn, "unsupported kernel %s: %s", r->kernel, r->exec_why);
+		return -1;
+	}
 	if (force_file >= 0 && r->file_choice < 0) {
 		snprintf(errbuf, errn, "forced file hook %s is unavailable: %s", file_hook_names[force_file],
 			 r->file_why[force_file]);
