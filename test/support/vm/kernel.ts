@@ -226,6 +226,7 @@ async function fetchDeb(pkg: string, arch: Arch, key: string, keep: string[]): P
     const out = join(tmp, "out");
     mkdirSync(out);
     for (const k of keep) {
+      if (!existsSync(join(x, k))) continue; // e.g. bin/ where the package has usr/bin/ only
       mkdirSync(dirname(join(out, k)), { recursive: true });
       renameSync(join(x, k), join(out, k));
     }
@@ -320,8 +321,13 @@ export async function ensureKernel(line: KernelLine): Promise<VmKernel> {
 /** Debian's static busybox for `arch` (the host's /bin/busybox for the host's architecture). */
 export async function ensureBusybox(arch: Arch): Promise<string> {
   if (arch === hostArch()) return "/bin/busybox";
-  const dir = await fetchDeb("busybox-static", arch, `busybox-static_${arch}`, ["bin"]);
-  return join(dir, "bin", "busybox");
+  const dir = await fetchDeb("busybox-static", arch, `busybox-static_${arch}`, ["bin", "usr/bin"]);
+  // bookworm's package puts it in /bin, trixie's (merged /usr) in /usr/bin
+  const bb = [join(dir, "bin", "busybox"), join(dir, "usr", "bin", "busybox")].find((p) =>
+    existsSync(p),
+  );
+  if (bb === undefined) throw new Error(`busybox-static:${arch} has no bin/busybox (in ${dir})`);
+  return bb;
 }
 
 export function hostArch(): Arch {
