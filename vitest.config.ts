@@ -16,6 +16,8 @@ export default defineConfig({
         test: {
           name: "kernel",
           include: ["test/kernel/**/*.test.ts"],
+          // whole-run check: fresh machine state at the start, nothing of ours left at the end
+          globalSetup: ["test/support/kernel/whole-run.ts"],
           fileParallelism: false,
           testTimeout: 180_000,
           hookTimeout: 120_000,

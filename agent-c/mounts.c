@@ -54,12 +54,30 @@ static void set_adopted(const char *what, const char *path);
  * how a later agent tells a mount of ours, left by a killed agent, from somebody else's */
 #define OUR_SOURCE "dpndncy"
 
+/*
+ * A mount we need is missing and we could not make it. EPERM/EACCES means no CAP_SYS_ADMIN (the
+ * systemd unit's capability set, a container without it): say what to do, not only the errno.
+ */
+static void mount_error(char *errbuf, size_t errn, const char *name, const char *fstype,
+			const char *path, const char *systemd_unit, int err)
+{
+	if (err == EPERM || err == EACCES)
+		snprintf(errbuf, errn,
+			 "%s is not mounted at %s and mounting it needs CAP_SYS_ADMIN (%s): mount it first "
+			 "(`mount -t %s %s %s`; under systemd order the service After= and Wants= %s) "
+			 "or run the agent with CAP_SYS_ADMIN",
+			 name, path, strerror(err), fstype, fstype, path, systemd_unit);
+	else
+		snprintf(errbuf, errn, "cannot mount %s at %s: %s", name, path, strerror(err));
+}
+
 int mounts_setup(struct mounts *m, int need_bpffs, char *errbuf, size_t errn)
 {
 	memset(m, 0, sizeof(*m));
 	if (!tracefs_ready()) {
 		if (mount(OUR_SOURCE, "/sys/kernel/tracing", "tracefs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
-			snprintf(errbuf, errn, "cannot mount tracefs at /sys/kernel/tracing: %s", strerror(errno));
+			mount_error(errbuf, errn, "tracefs", "tracefs", "/sys/kernel/tracing",
+				    "sys-kernel-tracing.mount", errno);
 			return -1;
 		}
 		m->mounted_tracefs = 1;
@@ -80,7 +98,7 @@ int mounts_setup(struct mounts *m, int need_bpffs, char *errbuf, size_t errn)
 	}
 	if (need_bpffs && !find_mount("bpf", "/sys/fs/bpf", NULL, 0)) {
 		if (mount(OUR_SOURCE, "/sys/fs/bpf", "bpf", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700") < 0) {
-			snprintf(errbuf, errn, "cannot mount bpffs at /sys/fs/bpf: %s", strerror(errno));
+			mount_error(errbuf, errn, "bpffs", "bpf", "/sys/fs/bpf", "sys-fs-bpf.mount", errno);
 			mounts_teardown(m);
 			return -1;
 		}

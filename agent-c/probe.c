@@ -49,9 +49,9 @@ static int add_libc(char out[][256], int n, int max, const char *path)
 int find_libcs(char out[][256], int max)
 {
 	static const char *const common[] = {
-		"/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6",
+		"/lib/" LIBC_MULTIARCH "/libc.so.6", "/usr/lib/" LIBC_MULTIARCH "/libc.so.6",
 		"/lib64/libc.so.6", "/usr/lib64/libc.so.6", "/lib/libc.so.6", "/usr/lib/libc.so.6",
-		"/lib/ld-musl-x86_64.so.1",
+		"/lib/" MUSL_LOADER,
 	};
 	int n = 0;
 	FILE *f = fopen("/etc/ld.so.cache", "rbe");

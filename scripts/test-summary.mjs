@@ -11,3 +11,9 @@ try {
 }
 const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
 console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`);
+// the kernel suite's whole-run check (test/support/kernel/whole-run.ts), when it ran
+try {
+  console.log(
+    readFileSync(new URL("../build/whole-run-check.txt", import.meta.url), "utf8").trim(),
+  );
+} catch {}

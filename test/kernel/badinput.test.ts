@@ -10,6 +10,7 @@ import { AGENT, onCleanup, tempDir } from "../support/kernel/env.js";
 import { type RunResult, run, spawnBackground } from "../support/kernel/proc.js";
 import { describeKernel } from "../support/kernel/suite.js";
 import { leaksSettled, snapshot } from "../support/kernel/sysstate.js";
+import { unitSetpriv } from "../support/kernel/systemd-unit.js";
 
 /** Runs `attempt` and checks the refusal: exit != 0, one line naming `names`, nothing left attached. */
 async function expectRefused(
@@ -211,6 +212,47 @@ describeKernel("bad input", () => {
       /already running with state dir/,
     );
     expect(first.child.exitCode).toBeNull();
+  });
+
+  it("daemon under the systemd unit's capabilities on a host with no bpffs: refused, naming the mount unit to order after", async () => {
+    // In a private mount namespace with tracefs mounted and every bpffs at /sys/fs/bpf gone,
+    // as on a host where sys-fs-bpf.mount has not run: the agent (no CAP_SYS_ADMIN) cannot
+    // mount it and must say what to do. The namespace and its mounts vanish with the process.
+    const d = tempDir("bad-caps");
+    mkdirSync(join(d, "jobs"));
+    const cg = testCgroup("bad-caps");
+    const script = [
+      "set -e",
+      "grep -q ' /sys/kernel/tracing tracefs ' /proc/self/mounts || mount -t tracefs tracefs /sys/kernel/tracing",
+      "while grep -q ' /sys/fs/bpf bpf ' /proc/self/mounts; do umount /sys/fs/bpf; done",
+      'exec "$@"',
+    ].join("\n");
+    await expectRefused(
+      "daemon: no bpffs and no CAP_SYS_ADMIN",
+      () =>
+        run([
+          "unshare",
+          "--mount",
+          "--propagation",
+          "private",
+          "/bin/sh",
+          "-c",
+          script,
+          "sh",
+          ...unitSetpriv(),
+          AGENT,
+          "daemon",
+          "--state-dir",
+          join(d, "state"),
+          "--jobs-dir",
+          join(d, "jobs"),
+          "--mode",
+          "enforce",
+          "--cgroup",
+          cg.path,
+        ]),
+      /bpffs is not mounted at \/sys\/fs\/bpf and mounting it needs CAP_SYS_ADMIN .*After= and Wants= sys-fs-bpf\.mount/,
+    );
   });
 
   it("no BTF (DPNDNCY_BTF_PATH=/nonexistent)", async () => {

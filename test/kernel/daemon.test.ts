@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { expect, it } from "vitest";
 import { compileC } from "../support/kernel/cbuild.js";
 import { inCgroup, testCgroup } from "../support/kernel/cgroup.js";
-import { AGENT, FIXTURES, onCleanup, PYTHON, REPO, tempDir } from "../support/kernel/env.js";
+import { AGENT, FIXTURES, onCleanup, PYTHON, tempDir } from "../support/kernel/env.js";
 import {
   type ConnectEv,
   type Ev,
@@ -19,6 +19,7 @@ import { Netns } from "../support/kernel/netns.js";
 import { type Background, poll, run, runOk, spawnBackground } from "../support/kernel/proc.js";
 import { startServers } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
+import { unitSetpriv } from "../support/kernel/systemd-unit.js";
 
 type Ctl = Record<string, unknown> & { type: string };
 
@@ -403,18 +404,18 @@ describeKernel("daemon", () => {
 
 describeKernel("daemon with the systemd unit's capabilities", () => {
   it("the capability set of deploy/systemd/dpndncy-agent.service is enough to observe and enforce (with the hooks it allows)", async () => {
-    const unit = readFileSync(join(REPO, "deploy/systemd/dpndncy-agent.service"), "utf8");
-    const caps = /^CapabilityBoundingSet=(.*)$/m.exec(unit)?.[1]?.trim().split(/\s+/) ?? [];
-    expect(caps.length).toBeGreaterThan(0);
-    const setpriv = [
-      "setpriv",
-      `--bounding-set=-all,${caps.map((c) => `+${c.replace(/^CAP_/, "").toLowerCase()}`).join(",")}`,
-      "--inh-caps=-all",
-    ];
-    // systemd mounts tracefs at boot (sys-kernel-tracing.mount); without CAP_SYS_ADMIN the agent cannot
-    if (!readFileSync("/proc/self/mounts", "utf8").includes(" /sys/kernel/tracing tracefs ")) {
-      await runOk(["mount", "-t", "tracefs", "tracefs", "/sys/kernel/tracing"]);
-      onCleanup(() => runOk(["umount", "/sys/kernel/tracing"]).then(() => undefined));
+    const setpriv = unitSetpriv();
+    // Do what systemd does before it starts the unit: sys-kernel-tracing.mount and
+    // sys-fs-bpf.mount (the unit is ordered after both), then drop to the unit's capabilities.
+    // Only what this test mounted is unmounted.
+    for (const [fstype, path] of [
+      ["tracefs", "/sys/kernel/tracing"],
+      ["bpf", "/sys/fs/bpf"],
+    ] as const) {
+      if (!readFileSync("/proc/self/mounts", "utf8").includes(` ${path} ${fstype} `)) {
+        await runOk(["mount", "-t", fstype, fstype, path]);
+        onCleanup(() => runOk(["umount", path]).then(() => undefined));
+      }
     }
     const inet = await Netns.create();
     const work = await Netns.create();

@@ -164,6 +164,16 @@ describe("deploy/systemd/dpndncy-agent.service", () => {
     expect(one("Service.LimitMEMLOCK")).toBe("infinity");
   });
 
+  it("is ordered after, and wants, the mounts it cannot make itself without CAP_SYS_ADMIN", () => {
+    // Without these the unit starts on a host where bpffs or tracefs is not mounted yet and the
+    // agent, lacking CAP_SYS_ADMIN, cannot mount them (issue: 'Operation not permitted').
+    const list = (k: string) => one(k).split(/\s+/);
+    for (const mountUnit of ["sys-fs-bpf.mount", "sys-kernel-tracing.mount"]) {
+      expect(list("Unit.After")).toContain(mountUnit);
+      expect(list("Unit.Wants")).toContain(mountUnit);
+    }
+  });
+
   it("sandboxes the file system but leaves writable what the agent writes", () => {
     expect(one("Service.ProtectSystem")).toBe("strict");
     expect(one("Service.ProtectHome")).toBe("read-only");
