@@ -122,6 +122,15 @@ for (const k of [...(results.kernels ?? [])].sort(order)) {
   });
 }
 
+// --write --no-host keeps the host row the file already has (the matrix writes without root
+// probes of the host, whose BPF programs other tests on the machine would see)
+let keptHost;
+if (writeTo && !withHost && existsSync(writeTo)) {
+  keptHost = readFileSync(writeTo, "utf8")
+    .split("\n")
+    .find((l) => /^\| [^|]* \(host\) \|/.test(l));
+}
+
 if (withHost) {
   let p;
   try {
@@ -198,6 +207,7 @@ const table = [
   `| ${HEAD.join(" | ")} |`,
   `|${HEAD.map(() => "---").join("|")}|`,
   ...rows.map((r) => `| ${r.cells.map(esc).join(" | ")} |`),
+  ...(keptHost ? [keptHost] : []),
   "",
   oldest(),
   "",
