@@ -530,9 +530,10 @@ const REFUSED_SCENARIOS: Scenario[] = [
   },
 ];
 
+/** seconds each boot takes alone here, to start the longest first */
 const EXPECTED_BOOT_S: Record<string, number> = {
-  "6.12-arm64": 240,
-  "6.12-amd64": 70,
+  "6.12-arm64": 170,
+  "6.12-amd64": 65,
   "6.1-amd64": 45,
   "6.1-amd64-degraded": 12,
   "5.10-amd64": 8,
@@ -637,7 +638,8 @@ describeVm(
               setup: SETUP,
               files: IMAGE_FILES,
               scenarios: s.scenarios,
-              timeoutMs: s.line.arch === "arm64" ? 900_000 : 300_000,
+              // TCG on a shared 2-vCPU machine: x86 boots take 45-140 s, arm64 170-480 s
+              timeoutMs: s.line.arch === "arm64" ? 900_000 : 600_000,
             });
             boots.set(s.boot, b);
             timings[`${s.boot}_wait_ms`] = prepared - t;
@@ -1233,9 +1235,9 @@ describeVm(
       });
     }
 
-    it("the README's supported-kernels table is the one this run generates (DPNDNCY_UPDATE_README=1 rewrites it)", async () => {
+    it("the README's supported-kernels table is the one this run generates (DPNDNCY_UPDATE_README=1 rewrites it)", async (ctx) => {
       if (missing.length > 0 || bootErrors.size > 0) {
-        need({ skip: () => {} }, [...bootErrors.keys()][0] ?? "");
+        need(ctx, [...bootErrors.keys()][0] ?? "");
       }
       if (lines.length !== Object.keys(PLAN).length) {
         throw new Error(
