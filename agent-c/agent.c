@@ -359,7 +359,7 @@ int cmd_probe(struct opts *o)
 		err_msg("%s", err);
 		return EX_FAIL;
 	}
-	if (probe_all(&r, force, m.cgroup2, err, sizeof(err)) < 0 && force >= 0) {
+	if (probe_all(&r, force, m.cgroup2, err, sizeof(err)) < 0 && force >= 0 && r.exec_ok) {
 		mounts_teardown(&m);
 		err_msg("%s", err);
 		return EX_FAIL;
@@ -369,6 +369,11 @@ int cmd_probe(struct opts *o)
 	probe_json(&r, &b);
 	puts(b.p);
 	sb_free(&b);
+	if (!r.exec_ok) {
+		/* a kernel the agent refuses: the JSON says which hook, the exit code that it is refused */
+		err_msg("%s", err);
+		return EX_FAIL;
+	}
 	return 0;
 }
 

@@ -18,6 +18,18 @@
 #endif
 
 #define PROG "dpndncy-agent"
+
+/* The multiarch directory and musl loader name of this build's architecture: where the
+ * getaddrinfo uprobe looks for libc when ld.so.cache does not name one. */
+#if defined(__aarch64__)
+#define LIBC_MULTIARCH "aarch64-linux-gnu"
+#define MUSL_LOADER "ld-musl-aarch64.so.1"
+#elif defined(__x86_64__)
+#define LIBC_MULTIARCH "x86_64-linux-gnu"
+#define MUSL_LOADER "ld-musl-x86_64.so.1"
+#else
+#error "dpndncy-agent: builds for x86_64 and aarch64 only"
+#endif
 #define DEFAULT_STATE_DIR "/run/dpndncy"
 #define PIN_DIR "/sys/fs/bpf/dpndncy"
 
@@ -179,6 +191,8 @@ struct probe_result {
 	int file_choice;
 	int fork_raw_tp;
 	char fork_why[200];
+	int exec_ok;           /* the helpers every run needs (bpf_loop) */
+	char exec_why[200];
 	int cgroup_ok;
 	char cgroup_why[200];
 	int uprobe_ok;

@@ -559,9 +559,9 @@ static void libcs_from_ldcache(int rootfd, uint32_t pid)
 void containers_on_exec(uint32_t pid)
 {
 	static const char *const common[] = {
-		"lib/x86_64-linux-gnu/libc.so.6", "usr/lib/x86_64-linux-gnu/libc.so.6",
+		"lib/" LIBC_MULTIARCH "/libc.so.6", "usr/lib/" LIBC_MULTIARCH "/libc.so.6",
 		"lib64/libc.so.6", "usr/lib64/libc.so.6", "lib/libc.so.6", "usr/lib/libc.so.6",
-		"lib/ld-musl-x86_64.so.1", "usr/lib/ld-musl-x86_64.so.1",
+		"lib/" MUSL_LOADER, "usr/lib/" MUSL_LOADER,
 	};
 	char path[64];
 	struct stat ns, root;

@@ -9,7 +9,7 @@
  */
 #include "common.bpf.h"
 
-/* glibc and musl x86_64 layout of struct addrinfo */
+/* glibc and musl layout of struct addrinfo on LP64 (x86_64 and aarch64 alike) */
 struct gai_ai {
 	int ai_flags;
 	int ai_family;

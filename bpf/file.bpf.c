@@ -320,12 +320,14 @@ static __always_inline __u32 open_flags(struct file *f, int how)
 	if (how == FLAGS_FROM_FILE)
 		return BPF_CORE_READ(f, f_flags);
 	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	/* PT_REGS_PARMn_CORE: the syscall's nth argument register for __TARGET_ARCH (dx/si on x86,
+	 * regs[2]/regs[1] on arm64, where user x0..x2 still hold the arguments inside the call) */
 	if (how == FLAGS_OPENAT)       /* openat(dfd, path, flags, mode) */
-		return BPF_CORE_READ(regs, dx);
-	if (how == FLAGS_OPEN)         /* open(path, flags, mode) */
-		return BPF_CORE_READ(regs, si);
+		return PT_REGS_PARM3_CORE(regs);
+	if (how == FLAGS_OPEN)         /* open(path, flags, mode): x86 only, arm64 has no open(2) */
+		return PT_REGS_PARM2_CORE(regs);
 	/* openat2(dfd, path, struct open_how *how, size): how->flags is the first u64 */
-	bpf_probe_read_user(&fl, sizeof(fl), (void *)BPF_CORE_READ(regs, dx));
+	bpf_probe_read_user(&fl, sizeof(fl), (void *)PT_REGS_PARM3_CORE(regs));
 	return fl;
 }
 

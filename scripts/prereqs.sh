@@ -9,7 +9,12 @@ APT_PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libzstd-dev libmd-
   make gcc file iproute2 python3-cryptography python3-securesystemslib
   dnsutils rsync curl sudo   # sudo: test/kernel/harden.test.ts
   systemd   # systemd-analyze verify: test/unit/deploy-systemd.test.ts (works without systemd as PID 1)
-  qemu-system-x86 busybox-static cpio)   # the kernel matrix (test/kernel/vm-matrix.test.ts)
+  qemu-system-x86 busybox-static cpio   # the kernel matrix (test/kernel/vm-matrix.test.ts)
+  # the static arm64 agent (make agent-arm64, make release): Debian's cross gcc and the arm64
+  # static libraries through multiarch (the arm64 architecture is added below)
+  gcc-aarch64-linux-gnu libbpf-dev:arm64 libelf-dev:arm64 zlib1g-dev:arm64 libzstd-dev:arm64
+  libmd-dev:arm64
+  qemu-system-arm libc6-dev-arm64-cross)   # the kernel matrix's arm64 kernel and workloads
 
 need_root() {
   if [ "$(id -u)" != 0 ]; then
@@ -17,6 +22,14 @@ need_root() {
     exit 1
   fi
 }
+
+# multiarch: arm64 packages come from the same sources as amd64 ones (no sources.list edit)
+added_arch=0
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  need_root "dpkg --add-architecture arm64"
+  dpkg --add-architecture arm64
+  added_arch=1
+fi
 
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -26,7 +39,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   need_root "${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   # A fresh machine may never have run `apt-get update`; the lists are then empty.
-  if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial)" ] || \
+  # A newly added architecture has no package lists yet either.
+  if [ "$added_arch" = 1 ] || [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial)" ] || \
      ! apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
