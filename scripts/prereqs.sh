@@ -14,7 +14,8 @@ APT_PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libzstd-dev libmd-
   # static libraries through multiarch (the arm64 architecture is added below)
   gcc-aarch64-linux-gnu libbpf-dev:arm64 libelf-dev:arm64 zlib1g-dev:arm64 libzstd-dev:arm64
   libmd-dev:arm64
-  qemu-system-arm libc6-dev-arm64-cross)   # the kernel matrix's arm64 kernel and workloads
+  qemu-system-arm libc6-dev-arm64-cross   # the kernel matrix's arm64 kernel and workloads
+  qemu-user-static)   # test/unit/sha256-c.test.ts runs the arm64 agent's SHA-256 paths
 
 need_root() {
   if [ "$(id -u)" != 0 ]; then

@@ -1,5 +1,6 @@
-// agent-c/sha256.c, the log hash the attestation signs: both block functions (the x86 SHA
-// extensions where this CPU has them, libmd's portable one) against Node's crypto, for every
+// agent-c/sha256.c, the log hash the attestation signs: every block function (the x86 SHA
+// extensions where this CPU has them, libmd's portable one, and the ARMv8 SHA2 one, cross-built
+// and run under qemu-user as the arm64 agent would run it) against Node's crypto, for every
 // length around the block and padding boundaries and for data fed in uneven pieces.
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -38,10 +39,11 @@ int main(void) {
 }
 `;
 
-function build(): string {
+function build(cc = "gcc", libdir?: string): string {
   writeFileSync(join(dir, "driver.c"), DRIVER);
-  const out = join(dir, "driver");
-  execFileSync("gcc", [
+  const out = join(dir, `driver-${cc}`);
+  execFileSync(cc, [
+    ...(libdir ? ["-static", `-L${libdir}`] : []),
     "-O2",
     "-Wall",
     "-Werror",
@@ -60,6 +62,30 @@ describe("agent-c/sha256.c", () => {
   const bin = build();
   const hasShaNi = /\bsha_ni\b/.test(execFileSync("cat", ["/proc/cpuinfo"], { encoding: "utf8" }));
   const lengths = [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000, 65536 + 7, 1 << 20];
+
+  it("arm64 (cross-built, under qemu-aarch64-static): ARMv8 SHA2 and portable equal Node's SHA-256", () => {
+    // scripts/prereqs.sh installs the arm64 cross toolchain (release build) and qemu-user-static
+    const arm = build("aarch64-linux-gnu-gcc", "/usr/lib/aarch64-linux-gnu");
+    for (const [cpu, force, want] of [
+      ["max", "", "armv8-sha2"],
+      ["max", "portable", "portable"],
+    ] as const) {
+      for (const len of [0, 55, 56, 64, 65, 1000, 65536 + 7]) {
+        const data = randomBytes(len);
+        const [used, whole, pieces] = execFileSync("qemu-aarch64-static", ["-cpu", cpu, arm], {
+          input: data,
+          env: { ...process.env, DPNDNCY_SHA256: force },
+          encoding: "utf8",
+        })
+          .trim()
+          .split(" ");
+        const digest = createHash("sha256").update(data).digest("hex");
+        expect(used).toBe(want);
+        expect(whole, `arm64 ${want} length ${len}`).toBe(digest);
+        expect(pieces, `arm64 ${want} length ${len} in pieces`).toBe(digest);
+      }
+    }
+  });
 
   for (const impl of ["default", "portable"] as const) {
     it(`${impl === "default" ? (hasShaNi ? "sha-ni" : "portable (this CPU has no SHA extensions)") : "portable (DPNDNCY_SHA256=portable)"}: equals Node's SHA-256 for every length`, () => {
