@@ -21,6 +21,7 @@ import {
   type SigstoreStandIn,
   startSigstoreStandIn,
 } from "../support/sigstore-stand-in.js";
+import { startTufStandIn, type TufStandIn } from "../support/tuf-stand-in.js";
 
 const FIXTURE = join(import.meta.dirname, "../fixtures/attack.ndjson");
 const IDENTITY = "https://github.com/acme/app/.github/workflows/ci.yml@refs/heads/main";
@@ -183,12 +184,40 @@ describe("dpndncy attest + verify with local keys", () => {
     const out = join(dir, "tampered.sigstore.json");
     expect((await cli(["attest", tampered, "--generate-key", "--out", out])).code).toBe(0);
     const pub = join(dir, "tampered.pub.pem");
-    expect((await cli(["verify", out, "--log", tampered, "--key", pub])).out).toContain(
-      "NOT CLEAN — LOG_SHA256_MISMATCH",
+    // the default: a signature over a trace that says it was tampered with is not a pass
+    const byDefault = await cli(["verify", out, "--log", tampered, "--key", pub]);
+    expect(byDefault.code).toBe(1);
+    expect(byDefault.out).toBe("");
+    expect(byDefault.err).toMatch(
+      /^dpndncy verify: FAILED TRACE_TAMPERED: signature verified, but the trace is not untampered: .*LOG_SHA256_MISMATCH/,
     );
+    // opting out reports it, and never as "OK"
+    const lax = await cli(["verify", out, "--log", tampered, "--key", pub, "--allow-incomplete"]);
+    expect(lax.code).toBe(0);
+    expect(lax.out).toMatch(
+      /^NOT CLEAN .*tampered\.ndjson .*LOG_SHA256_MISMATCH.*\(accepted: --allow-incomplete\)\n/,
+    );
+    expect(lax.out).not.toMatch(/^OK/m);
+    expect(lax.out).toContain("NOT CLEAN — LOG_SHA256_MISMATCH");
+    const laxJson = JSON.parse(
+      (await cli(["verify", out, "--log", tampered, "--key", pub, "--allow-incomplete", "--json"]))
+        .out,
+    );
+    expect(laxJson).toMatchObject({ ok: true, clean: false });
     const r = await cli(["verify", out, "--log", tampered, "--key", pub, "--require-clean"]);
     expect(r.code).toBe(1);
     expect(r.err).toContain("TRACE_NOT_CLEAN");
+  });
+
+  it("a truncated bundle is unreadable input: exit 3, BUNDLE_UNREADABLE", async () => {
+    const whole = readFileSync(`${log}.sigstore.json`, "utf8");
+    const cut = join(dir, "cut.sigstore.json");
+    writeFileSync(cut, whole.slice(0, Math.floor(whole.length / 2)));
+    const r = await cli(["verify", cut, "--log", log, "--key", join(dir, "trace.ndjson.pub.pem")]);
+    expect(r.code).toBe(3);
+    expect(r.err).toMatch(
+      /FAILED BUNDLE_UNREADABLE: .*cut\.sigstore\.json is not JSON .*truncated/,
+    );
   });
 });
 
@@ -228,15 +257,26 @@ describe("dpndncy attest --keyless + verify against the stand-in", () => {
       signer: { identity: IDENTITY, issuer: ISSUER },
       tlogEntries: 1,
     });
-    // the standard v0.2 statement verifies the same way
-    const std = await cli([
+    expect(v.out).toContain('"clean": true');
+    const text = await cli(["verify", out, ...args, "--certificate-identity", IDENTITY]);
+    expect(text.out).toMatch(/^OK .* is the attested log; the trace is complete and untampered\n/);
+    expect(text.out).toContain(`  trusted root: ${rootPath}\n`);
+    // the standard v0.2 statement verifies the same way, but cannot say the trace is whole
+    const stdArgs = [
       "verify",
       `${log}.runtime-trace.sigstore.json`,
       ...args,
       "--certificate-identity",
       IDENTITY,
-    ]);
+    ];
+    const stdDefault = await cli(stdArgs);
+    expect(stdDefault.code).toBe(1);
+    expect(stdDefault.err).toContain(
+      "TRACE_INCOMPLETE: the https://in-toto.io/attestation/runtime-trace/v0.2 predicate does not say",
+    );
+    const std = await cli([...stdArgs, "--allow-incomplete"]);
     expect(std.code, std.err).toBe(0);
+    expect(std.out).toMatch(/^NOT CLEAN /);
     expect(std.out).toContain("predicate: https://in-toto.io/attestation/runtime-trace/v0.2");
     const wrong = await cli([
       "verify",
@@ -384,12 +424,23 @@ describe("dpndncy attest --keyless + verify against the stand-in", () => {
           "x",
           "--certificate-oidc-issuer",
           "y",
+          "--trusted-root",
+          "r.json",
+          "--offline",
         ],
-        "--trusted-root is required",
+        "--trusted-root is the trusted root itself",
+      ],
+      [
+        ["verify", b, "--log", log, "--key", "k", "--allow-incomplete", "--require-clean"],
+        "--allow-incomplete contradicts",
+      ],
+      [
+        ["verify", b, "--log", log, "--key", "k", "--tuf-mirror", "http://127.0.0.1:1"],
+        "identity and TUF options are for certificates",
       ],
       [
         ["verify", b, "--log", log, "--key", "k", "--certificate-identity", "x"],
-        "identity options are for certificates",
+        "identity and TUF options are for certificates",
       ],
       [["verify", b, "--log", log, "--kee", "k"], "Unknown option '--kee'"],
       [["attest", log], "choose --key, --generate-key or --keyless"],
@@ -433,5 +484,114 @@ describe("dpndncy attest --keyless + verify against the stand-in", () => {
     ]);
     expect(r2.code).toBe(3);
     expect(r2.err).toContain("TRUSTED_ROOT_INVALID");
+  });
+});
+
+describe("dpndncy verify: the trusted root from a TUF repository (local stand-in)", () => {
+  const token = mintIdentityToken({ iss: ISSUER, sub: IDENTITY });
+  let tuf: TufStandIn;
+  let bundle: string;
+  let cache: string;
+  const keyless = () => ["--certificate-identity", IDENTITY, "--certificate-oidc-issuer", ISSUER];
+  beforeAll(async () => {
+    tuf = await startTufStandIn(standIn.trustedRoot, dir);
+    cache = join(dir, "tuf-cache");
+    bundle = join(dir, "tuf.sigstore.json");
+    const a = await cli([
+      "attest",
+      log,
+      "--keyless",
+      "--public",
+      "--identity-token",
+      token,
+      "--fulcio-url",
+      standIn.fulcioURL,
+      "--rekor-url",
+      standIn.rekorURL,
+      "--out",
+      bundle,
+    ]);
+    expect(a.code, a.err).toBe(0);
+  });
+  afterAll(async () => {
+    await tuf.close();
+  });
+
+  it("fetches and checks the root through TUF, caches it, and --offline verifies from the cache", async () => {
+    const args = ["verify", bundle, "--log", log, ...keyless(), "--tuf-cache", cache];
+    const online = await cli([...args, "--tuf-mirror", tuf.url, "--tuf-root", tuf.rootPath]);
+    expect(online.code, online.err).toBe(0);
+    expect(online.out).toMatch(/^OK /);
+    expect(online.out).toContain(`trusted root: ${tuf.url} (TUF, cache ${cache})`);
+    expect(tuf.requests).toEqual([
+      "/2.root.json",
+      "/timestamp.json",
+      "/snapshot.json",
+      "/targets.json",
+      "/targets/trusted_root.json",
+    ]);
+    // the cache holds the verified metadata: no --tuf-root needed the second time, and
+    // --offline asks the repository nothing
+    const before = tuf.requests.length;
+    const offline = await cli([...args, "--tuf-mirror", tuf.url, "--offline"]);
+    expect(offline.code, offline.err).toBe(0);
+    expect(tuf.requests.length).toBe(before);
+  });
+
+  it("an unreachable repository is exit 4 with the URL and the cause; unknown or bad roots exit 3", async () => {
+    const dead = "http://127.0.0.1:9"; // discard port: nothing listens
+    const fresh = join(dir, "tuf-cache-fresh");
+    const r = await cli([
+      "verify",
+      bundle,
+      "--log",
+      log,
+      ...keyless(),
+      "--tuf-mirror",
+      dead,
+      "--tuf-root",
+      tuf.rootPath,
+      "--tuf-cache",
+      fresh,
+    ]);
+    expect(r.code).toBe(4);
+    expect(r.err).toContain(
+      `FAILED TRUSTED_ROOT_UNAVAILABLE: cannot fetch the trusted root from the TUF repository ${dead}`,
+    );
+    expect(r.err).toMatch(/ECONNREFUSED/);
+    expect(r.err).toContain("--trusted-root FILE, or --offline");
+    // a repository we hold no root for
+    const unknown = await cli([
+      "verify",
+      bundle,
+      "--log",
+      log,
+      ...keyless(),
+      "--tuf-mirror",
+      dead,
+      "--tuf-cache",
+      join(dir, "tuf-cache-none"),
+    ]);
+    expect(unknown.code).toBe(3);
+    expect(unknown.err).toContain("no root of trust is known for the TUF repository");
+    // a target that is not what the signed metadata says
+    tuf.tamperTarget();
+    const bad = await cli([
+      "verify",
+      bundle,
+      "--log",
+      log,
+      ...keyless(),
+      "--tuf-mirror",
+      tuf.url,
+      "--tuf-root",
+      tuf.rootPath,
+      "--tuf-cache",
+      join(dir, "tuf-cache-tampered"),
+    ]);
+    expect(bad.code).toBe(3);
+    expect(bad.err).toContain(
+      `TRUSTED_ROOT_INVALID: the TUF repository ${tuf.url} gave metadata that does not verify`,
+    );
   });
 });

@@ -73,7 +73,10 @@ describe("enforce policy", () => {
       ],
       ["version: 1\negress:\n  allow:\n    - '*foo.com'\n", /:4:7: invalid endpoint "\*foo\.com"/],
       ["version: 1\negres:\n  allow: []\n", /:2:1: unknown key "egres" \(allowed: /],
-      ["version: 1\negress:\n  allow: x.com\n", /:3:10: egress\.allow must be a list, not "x\.com"/],
+      [
+        "version: 1\negress:\n  allow: x.com\n",
+        /:3:10: egress\.allow must be a list, not "x\.com"/,
+      ],
     ];
     for (const [text, re] of bad) {
       const f = join(dir, "bad.yml");
