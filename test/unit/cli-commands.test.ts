@@ -8,6 +8,8 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
@@ -593,5 +595,46 @@ describe("dpndncy verify: the trusted root from a TUF repository (local stand-in
     expect(bad.err).toContain(
       `TRUSTED_ROOT_INVALID: the TUF repository ${tuf.url} gave metadata that does not verify`,
     );
+  });
+});
+
+/** A loopback port nothing listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+describe("dpndncy start: a failed download", () => {
+  it("names the URL and the cause (not just 'fetch failed') and exits 4", async () => {
+    const dead = `http://127.0.0.1:${await closedPort()}/dpndncy-agent`;
+    const sha = "0".repeat(64);
+    const r = await cli([
+      "start",
+      "--dir",
+      join(dir, "start-dead"),
+      "--agent-url",
+      dead,
+      "--agent-sha256",
+      sha,
+    ]);
+    expect(r.code).toBe(4);
+    expect(r.err).toMatch(
+      new RegExp(`^dpndncy start: downloading the agent from ${dead} failed: fetch failed: .*ECONNREFUSED`),
+    );
+    // an HTTP error names the status
+    const missing = await cli([
+      "start",
+      "--dir",
+      join(dir, "start-404"),
+      "--agent-url",
+      `${standIn.url}/no/such/agent`,
+      "--agent-sha256",
+      sha,
+    ]);
+    expect(missing.code).toBe(4);
+    expect(missing.err).toContain(`downloading the agent from ${standIn.url}/no/such/agent: HTTP 404`);
   });
 });
