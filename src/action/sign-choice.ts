@@ -28,6 +28,7 @@ export async function signChoice(inputs: ActionInputs, ci: CiIdentity): Promise<
   const endpoints = resolveEndpoints({
     private: repositoryVisibility(ci, process.env, (f) => readFileSync(f, "utf8")) !== "public",
     platform: ci.platform,
+    ...(ci.serverUrl ? { serverUrl: ci.serverUrl } : {}),
     ...(inputs.fulcioUrl ? { fulcioURL: inputs.fulcioUrl } : {}),
     ...(inputs.rekorUrl ? { rekorURL: inputs.rekorUrl } : {}),
     ...(inputs.tsaUrl ? { tsaURL: inputs.tsaUrl } : {}),

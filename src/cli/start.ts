@@ -51,7 +51,9 @@ export function networkCause(e: unknown): string {
   const parts: string[] = [];
   for (let c: unknown = e; c instanceof Error && parts.length < 5; c = c.cause) {
     const code = (c as { code?: unknown }).code;
-    parts.push(typeof code === "string" && !c.message.includes(code) ? `${c.message} (${code})` : c.message);
+    parts.push(
+      typeof code === "string" && !c.message.includes(code) ? `${c.message} (${code})` : c.message,
+    );
   }
   return parts.join(": ") || String(e);
 }
@@ -61,7 +63,10 @@ async function download(url: string, dest: string, sha256: string): Promise<void
   let body: Buffer;
   try {
     res = await fetch(url, { signal: AbortSignal.timeout(120_000) });
-    if (!res.ok) throw new DownloadError(`downloading the agent from ${url}: HTTP ${res.status} ${res.statusText}`);
+    if (!res.ok)
+      throw new DownloadError(
+        `downloading the agent from ${url}: HTTP ${res.status} ${res.statusText}`,
+      );
     body = Buffer.from(await res.arrayBuffer());
   } catch (e) {
     if (e instanceof DownloadError) throw e;

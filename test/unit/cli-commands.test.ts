@@ -622,7 +622,9 @@ describe("dpndncy start: a failed download", () => {
     ]);
     expect(r.code).toBe(4);
     expect(r.err).toMatch(
-      new RegExp(`^dpndncy start: downloading the agent from ${dead} failed: fetch failed: .*ECONNREFUSED`),
+      new RegExp(
+        `^dpndncy start: downloading the agent from ${dead} failed: fetch failed: .*ECONNREFUSED`,
+      ),
     );
     // an HTTP error names the status
     const missing = await cli([
@@ -635,6 +637,57 @@ describe("dpndncy start: a failed download", () => {
       sha,
     ]);
     expect(missing.code).toBe(4);
-    expect(missing.err).toContain(`downloading the agent from ${standIn.url}/no/such/agent: HTTP 404`);
+    expect(missing.err).toContain(
+      `downloading the agent from ${standIn.url}/no/such/agent: HTTP 404`,
+    );
+  });
+});
+
+describe("Rekor: an entry that already exists (409) is fetched, as @actions/attest does", () => {
+  it("signs and verifies when Rekor answers Conflict with the existing entry's Location", async () => {
+    const conflicting = await startSigstoreStandIn({ rekorConflictOnce: true });
+    try {
+      const out = join(dir, "conflict.sigstore.json");
+      const token = mintIdentityToken({ iss: ISSUER, sub: IDENTITY });
+      const a = await cli([
+        "attest",
+        log,
+        "--keyless",
+        "--public",
+        "--identity-token",
+        token,
+        "--fulcio-url",
+        conflicting.fulcioURL,
+        "--rekor-url",
+        conflicting.rekorURL,
+        "--out",
+        out,
+      ]);
+      expect(a.code, a.err).toBe(0);
+      const entries = conflicting.requests.filter((r) => r.includes("/api/v1/log/entries"));
+      expect(entries).toEqual([
+        "POST /api/v1/log/entries",
+        expect.stringMatching(/^GET \/api\/v1\/log\/entries\/[0-9a-f]+$/),
+      ]);
+      const root = join(dir, "conflict-root.json");
+      writeFileSync(root, JSON.stringify(conflicting.trustedRoot));
+      const v = await cli([
+        "verify",
+        out,
+        "--log",
+        log,
+        "--trusted-root",
+        root,
+        "--certificate-identity",
+        IDENTITY,
+        "--certificate-oidc-issuer",
+        ISSUER,
+        "--json",
+      ]);
+      expect(v.code, v.err).toBe(0);
+      expect(JSON.parse(v.out)).toMatchObject({ tlogEntries: 1 });
+    } finally {
+      await conflicting.close();
+    }
   });
 });
