@@ -23,8 +23,10 @@ keyless (certificate) bundles:
   --trusted-root FILE               a trusted_root.json; nothing is fetched (offline)
   (default)                         fetched from the instance's TUF repository, verified from
                                     its root of trust and cached
-  --tuf-mirror URL                  TUF repository (default ${PUBLIC_GOOD_TUF})
+  --tuf-mirror URL                  TUF repository (default $DPNDNCY_TUF_MIRROR, else
+                                    ${PUBLIC_GOOD_TUF})
   --tuf-root FILE                   initial root.json for a repository other than public-good
+                                    (default $DPNDNCY_TUF_ROOT)
   --tuf-cache DIR                   cache (default $XDG_CACHE_HOME/dpndncy/tuf or ~/.cache/dpndncy/tuf)
   --offline                         use the cached TUF metadata, do not ask the repository
   --insecure-ignore-tlog            accept a bundle with no transparency-log entry even when the
@@ -201,8 +203,13 @@ async function run(
       : await loadTrustedRoot(
           {
             ...(v["trusted-root"] !== undefined ? { file: v["trusted-root"] } : {}),
-            ...(v["tuf-mirror"] !== undefined ? { mirror: v["tuf-mirror"] } : {}),
-            ...(v["tuf-root"] !== undefined ? { tufRoot: v["tuf-root"] } : {}),
+            // the environment can name them once per runner (air-gapped mirrors)
+            ...((v["tuf-mirror"] ?? env.DPNDNCY_TUF_MIRROR)
+              ? { mirror: (v["tuf-mirror"] ?? env.DPNDNCY_TUF_MIRROR) as string }
+              : {}),
+            ...((v["tuf-root"] ?? env.DPNDNCY_TUF_ROOT)
+              ? { tufRoot: (v["tuf-root"] ?? env.DPNDNCY_TUF_ROOT) as string }
+              : {}),
             ...(v["tuf-cache"] !== undefined ? { cacheDir: v["tuf-cache"] } : {}),
             offline: v.offline ?? false,
           },
