@@ -323,6 +323,8 @@ pinned-wrong:
         { "allow-public-rekor": "yes" },
         "`allow-public-rekor` input: provided value is not a boolean",
       ],
+      // the same limit as `dpndncy learn --jobs` (1-100), refused when the pipeline is made
+      [{ "learn-jobs": "101" }, "`learn-jobs` input: `101` does not match required regex"],
     ] as const) {
       const p = newProject(
         "badinput",
