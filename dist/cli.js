@@ -64167,8 +64167,10 @@ keyless (certificate) bundles:
   --trusted-root FILE               a trusted_root.json; nothing is fetched (offline)
   (default)                         fetched from the instance's TUF repository, verified from
                                     its root of trust and cached
-  --tuf-mirror URL                  TUF repository (default ${PUBLIC_GOOD_TUF})
+  --tuf-mirror URL                  TUF repository (default $DPNDNCY_TUF_MIRROR, else
+                                    ${PUBLIC_GOOD_TUF})
   --tuf-root FILE                   initial root.json for a repository other than public-good
+                                    (default $DPNDNCY_TUF_ROOT)
   --tuf-cache DIR                   cache (default $XDG_CACHE_HOME/dpndncy/tuf or ~/.cache/dpndncy/tuf)
   --offline                         use the cached TUF metadata, do not ask the repository
   --insecure-ignore-tlog            accept a bundle with no transparency-log entry even when the
@@ -64323,8 +64325,9 @@ async function run3(bundlePath2, v2, env) {
   const root = v2.key !== void 0 && v2["trusted-root"] === void 0 ? void 0 : await loadTrustedRoot(
     {
       ...v2["trusted-root"] !== void 0 ? { file: v2["trusted-root"] } : {},
-      ...v2["tuf-mirror"] !== void 0 ? { mirror: v2["tuf-mirror"] } : {},
-      ...v2["tuf-root"] !== void 0 ? { tufRoot: v2["tuf-root"] } : {},
+      // the environment can name them once per runner (air-gapped mirrors)
+      ...v2["tuf-mirror"] ?? env.DPNDNCY_TUF_MIRROR ? { mirror: v2["tuf-mirror"] ?? env.DPNDNCY_TUF_MIRROR } : {},
+      ...v2["tuf-root"] ?? env.DPNDNCY_TUF_ROOT ? { tufRoot: v2["tuf-root"] ?? env.DPNDNCY_TUF_ROOT } : {},
       ...v2["tuf-cache"] !== void 0 ? { cacheDir: v2["tuf-cache"] } : {},
       offline: v2.offline ?? false
     },
