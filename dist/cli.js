@@ -64090,11 +64090,15 @@ function signatureCovers(envelope, key) {
   const pae = preAuthEncoding(envelope.payloadType, envelope.payload);
   return envelope.signatures.some((s) => cryptoVerify("sha256", pae, key, s.sig));
 }
+function reusableHint(expected, actual) {
+  const wf = /\/\.github\/workflows\/[^@]+@/;
+  return actual && wf.test(expected) && wf.test(actual) ? " (in a reusable workflow the certificate names the called workflow file, its job_workflow_ref, not the caller's GITHUB_WORKFLOW_REF)" : "";
+}
 function checkIdentity(p, identity, issuer) {
   if (p.identity !== void 0 && identity !== p.identity) {
     throw new VerifyError(
       "IDENTITY_MISMATCH",
-      `expected identity ${p.identity}, certificate has ${identity ?? "(none)"}`
+      `expected identity ${p.identity}, certificate has ${identity ?? "(none)"}${reusableHint(p.identity, identity)}`
     );
   }
   if (p.identityRegExp !== void 0 && (identity === null || !new RegExp(p.identityRegExp).test(identity))) {

@@ -130,6 +130,22 @@ describe("the job summary", () => {
       });
       expect(priv).toContain("# signed by fulcio.githubapp.com: give its trusted root");
       expect(priv).toContain("--trusted-root trusted_root.json");
+      // the caller's GITHUB_WORKFLOW_REF does not match, and verify says why
+      const { verifyAttestation } = await import("../../src/attest/verify.js");
+      const { createHash } = await import("node:crypto");
+      expect(() =>
+        verifyAttestation({
+          bundle,
+          logSha256: createHash("sha256").update("x").digest("hex"),
+          trustedRoot: standIn.trustedRoot,
+          policy: {
+            identity: "https://github.com/acme/app/.github/workflows/ci.yml@refs/heads/main",
+            issuer: "https://token.actions.githubusercontent.com",
+          },
+        }),
+      ).toThrow(
+        /IDENTITY_MISMATCH: .*in a reusable workflow the certificate names the called workflow file/,
+      );
     } finally {
       await standIn.close();
     }
