@@ -63809,7 +63809,7 @@ async function loadTrustedRoot(s, env) {
     });
     return { json: import_protobuf_specs.TrustedRoot.toJSON(root), from: `${mirror} (TUF, cache ${cachePath})` };
   } catch (e) {
-    throw tufFailure(e, mirror, s);
+    throw tufFailure(e, mirror, { ...s, cacheDir: cachePath });
   }
 }
 var NETWORK_CODES = /* @__PURE__ */ new Set([
@@ -63838,6 +63838,13 @@ function tufFailure(e, mirror, s) {
   const network = errors.some(
     (x) => NETWORK_CODES.has(String(x.code)) || x.name === "FetchError" || /request to .* failed|timeout|ECONNREFUSED|ENOTFOUND/i.test(x.message)
   );
+  if ((http || network) && s.offline) {
+    return new ServiceError(
+      "TRUSTED_ROOT_UNAVAILABLE",
+      `--offline: nothing unexpired is cached for ${mirror} in ${s.cacheDir ?? "the cache"}, and the repository cannot be reached: ${text}. Verify once online first, or pass --trusted-root FILE`,
+      { cause: e }
+    );
+  }
   if (http || network) {
     return new ServiceError(
       "TRUSTED_ROOT_UNAVAILABLE",

@@ -80,7 +80,7 @@ export async function loadTrustedRoot(
     // @sigstore/tuf hands back the parsed message; verify takes the JSON form, as from a file
     return { json: TrustedRoot.toJSON(root), from: `${mirror} (TUF, cache ${cachePath})` };
   } catch (e) {
-    throw tufFailure(e, mirror, s);
+    throw tufFailure(e, mirror, { ...s, cacheDir: cachePath });
   }
 }
 
@@ -125,6 +125,13 @@ function tufFailure(e: unknown, mirror: string, s: TrustedRootSource): Error {
       x.name === "FetchError" ||
       /request to .* failed|timeout|ECONNREFUSED|ENOTFOUND/i.test(x.message),
   );
+  if ((http || network) && s.offline) {
+    return new ServiceError(
+      "TRUSTED_ROOT_UNAVAILABLE",
+      `--offline: nothing unexpired is cached for ${mirror} in ${s.cacheDir ?? "the cache"}, and the repository cannot be reached: ${text}. Verify once online first, or pass --trusted-root FILE`,
+      { cause: e },
+    );
+  }
   if (http || network) {
     return new ServiceError(
       "TRUSTED_ROOT_UNAVAILABLE",

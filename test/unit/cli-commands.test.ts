@@ -562,6 +562,25 @@ describe("dpndncy verify: the trusted root from a TUF repository (local stand-in
     );
     expect(r.err).toMatch(/ECONNREFUSED/);
     expect(r.err).toContain("--trusted-root FILE, or --offline");
+    // --offline with nothing cached says so, rather than suggesting --offline
+    const offline = await cli([
+      "verify",
+      bundle,
+      "--log",
+      log,
+      ...keyless(),
+      "--tuf-mirror",
+      dead,
+      "--tuf-root",
+      tuf.rootPath,
+      "--tuf-cache",
+      join(dir, "tuf-cache-offline"),
+      "--offline",
+    ]);
+    expect(offline.code).toBe(4);
+    expect(offline.err).toContain(
+      `FAILED TRUSTED_ROOT_UNAVAILABLE: --offline: nothing unexpired is cached for ${dead} in ${join(dir, "tuf-cache-offline")}`,
+    );
     // a repository we hold no root for
     const unknown = await cli([
       "verify",
