@@ -126,6 +126,9 @@ describe("README blocks, run", () => {
         env: { ...process.env, MAKEFLAGS: "" },
       });
       expect(r.status, r.stderr).toBe(0);
+      // what each target runs is itself run by a test: scripts/demo.sh by
+      // test/kernel/demo.test.ts, vitest by `make test` (this suite)
+      expect(r.stdout).toContain(target === "demo" ? "scripts/demo.sh" : "vitest run");
     }
   });
 
