@@ -123,7 +123,7 @@ lint:
 	$(NODE) node_modules/.bin/tsc -p tsconfig.json --noEmit
 
 test: prereqs
-	$(MAKE) agent
+	$(MAKE) agent agent-arm64   # the arm64 one boots in the kernel matrix
 	$(MAKE) lint
 	@mkdir -p $(BUILD)
 	@rm -f $(BUILD)/whole-run-check.txt

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <malloc.h>
-#include <sha2.h>
+#include "sha256.h"
 
 #include <bpf/libbpf.h>
 
@@ -359,7 +359,7 @@ int cmd_probe(struct opts *o)
 		err_msg("%s", err);
 		return EX_FAIL;
 	}
-	if (probe_all(&r, force, m.cgroup2, err, sizeof(err)) < 0 && force >= 0) {
+	if (probe_all(&r, force, m.cgroup2, err, sizeof(err)) < 0 && force >= 0 && r.exec_ok) {
 		mounts_teardown(&m);
 		err_msg("%s", err);
 		return EX_FAIL;
@@ -369,6 +369,11 @@ int cmd_probe(struct opts *o)
 	probe_json(&r, &b);
 	puts(b.p);
 	sb_free(&b);
+	if (!r.exec_ok) {
+		/* a kernel the agent refuses: the JSON says which hook, the exit code that it is refused */
+		err_msg("%s", err);
+		return EX_FAIL;
+	}
 	return 0;
 }
 
@@ -818,8 +823,7 @@ static int recover(const char *dir, struct state *st)
 	uint64_t counts[SK_COUNT] = {0}, lines = 0;
 	int fd;
 	off_t end;
-	uint8_t d[32];
-	SHA2_CTX ctx;
+	struct sha256 ctx;
 	char *buf;
 	size_t cap = 1 << 16, used = 0, keep = 0;
 	ssize_t r;
@@ -849,7 +853,7 @@ static int recover(const char *dir, struct state *st)
 		return EX_INCOMPLETE;
 	}
 	/* hash and count whole lines; cut a trailing partial line */
-	SHA256Init(&ctx);
+	sha256_init(&ctx);
 	buf = malloc(cap);
 	end = 0;
 	while (buf && (r = read(fd, buf + used, cap - used)) > 0) {
@@ -873,13 +877,13 @@ static int recover(const char *dir, struct state *st)
 			lines++;
 			start = i + 1;
 		}
-		SHA256Update(&ctx, (uint8_t *)buf, start);
+		sha256_update(&ctx, buf, start);
 		end += (off_t)start;
 		keep = used - start;
 		memmove(buf, buf + start, keep);
 		used = keep;
 		if (used == cap) { /* a monstrous line: give up counting it */
-			SHA256Update(&ctx, (uint8_t *)buf, used);
+			sha256_update(&ctx, buf, used);
 			end += (off_t)used;
 			used = 0;
 		}
@@ -889,9 +893,7 @@ static int recover(const char *dir, struct state *st)
 		/* keep going: the record below still says what happened */
 	}
 	lseek(fd, end, SEEK_SET);
-	SHA256Final(d, &ctx);
-	for (int i = 0; i < 32; i++)
-		snprintf(sha + 2 * i, 3, "%02x", d[i]);
+	sha256_hex(&ctx, sha);
 
 	fmt_ts(ts, now_realtime_ns());
 	sb_init(&line);

@@ -50,6 +50,10 @@ void sb_putc(struct sbuf *b, char c);
 void sb_put(struct sbuf *b, const void *s, size_t n);
 void sb_puts(struct sbuf *b, const char *s);
 void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sb_put_u64(struct sbuf *b, uint64_t v);
+void sb_key_u64(struct sbuf *b, const char *key_colon, size_t klen, uint64_t v);
+/* sb_key_u64 with a string literal key: SB_KEY_U64(b, ",\"pid\":", pid) */
+#define SB_KEY_U64(b, lit, v) sb_key_u64((b), (lit), sizeof(lit) - 1, (uint64_t)(v))
 /* JSON string with quotes; arbitrary bytes: invalid UTF-8 -> \u00XX */
 void sb_json_str(struct sbuf *b, const char *s, size_t n);
 void sb_json_cstr(struct sbuf *b, const char *s);
@@ -187,6 +191,8 @@ struct probe_result {
 	int file_choice;
 	int fork_raw_tp;
 	char fork_why[200];
+	int exec_ok;           /* the helpers every run needs (bpf_loop) */
+	char exec_why[200];
 	int cgroup_ok;
 	char cgroup_why[200];
 	int uprobe_ok;

@@ -187,6 +187,19 @@ static void file_hook_progs(struct file_bpf *s, int fh, const struct bpf_program
 	}
 }
 
+/*
+ * A BPF helper the kernel lacks: named with the release that added it, so a refusal says which
+ * feature is missing rather than the verifier's "invalid func unknown#181".
+ */
+static int helper_missing(enum bpf_prog_type t, enum bpf_func_id id, const char *name, const char *since,
+			  const char *use, char *reason, size_t n)
+{
+	if (libbpf_probe_bpf_helper(t, id, NULL) > 0)
+		return 0;
+	snprintf(reason, n, "this kernel lacks the %s BPF helper (Linux %s+), which %s", name, since, use);
+	return 1;
+}
+
 /* load + attach one file hook variant, then detach; 0 ok */
 static int probe_file_hook(int fh, char *reason, size_t n)
 {
@@ -207,6 +220,10 @@ static int probe_file_hook(int fh, char *reason, size_t n)
 		snprintf(reason, n, "tracepoint syscalls/sys_exit_openat not found (no tracefs or CONFIG_FTRACE_SYSCALLS off)");
 		return -1;
 	}
+	if (fh == FH_TRACEPOINT &&
+	    helper_missing(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_task_pt_regs, "bpf_task_pt_regs", "5.15",
+			   "the openat exit tracepoints need to read the path argument", reason, n))
+		return -1;
 	s = file_open_small();
 	if (!s) {
 		why(reason, n, "open", errno);
@@ -340,6 +357,15 @@ int probe_all(struct probe_result *r, int force_file, const char *cgroup_path, c
 {
 	libbpf_setup();
 	r->file_choice = -1;
+	/*
+	 * The exec hook (always loaded) walks the environment with bpf_loop, and so does enforce
+	 * mode's DNS answer parser: without it nothing can load, so the agent refuses (below, after
+	 * the other probes, which only load and detach, so that `probe` still says what else works)
+	 * rather than half-attach.
+	 */
+	r->exec_ok = !helper_missing(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_loop, "bpf_loop", "5.17",
+				     "the exec hook needs to read the environment (step attribution)", r->exec_why,
+				     sizeof(r->exec_why));
 	for (int fh = 0; fh < FH_COUNT; fh++) {
 		r->file_ok[fh] = probe_file_hook(fh, r->file_why[fh], sizeof(r->file_why[fh])) == 0;
 		if (r->file_ok[fh] && r->file_choice < 0 && (force_file < 0 || force_file == fh))
@@ -364,6 +390,10 @@ int probe_all(struct probe_result *r, int force_file, const char *cgroup_path, c
 		r->uprobe_ok = probe_dns(r, cgroup_path, 1, r->uprobe_why, sizeof(r->uprobe_why)) == 0;
 	}
 	r->skb_ok = probe_dns(r, cgroup_path, 0, r->skb_why, sizeof(r->skb_why)) == 0;
+	if (!r->exec_ok) {
+		snprintf(errbuf, errn, "unsupported kernel %s: %s", r->kernel, r->exec_why);
+		return -1;
+	}
 	if (force_file >= 0 && r->file_choice < 0) {
 		snprintf(errbuf, errn, "forced file hook %s is unavailable: %s", file_hook_names[force_file],
 			 r->file_why[force_file]);

@@ -32,9 +32,14 @@ static void put_common(struct sbuf *l, uint32_t pid, uint32_t tid, uint32_t ppid
 	const char *sname;
 	size_t sn = 0;
 
-	sb_printf(l, ",\"pid\":%u,\"tid\":%u,\"ppid\":%u,\"uid\":%u,\"comm\":", pid, tid, ppid, uid);
+	SB_KEY_U64(l, ",\"pid\":", pid);
+	SB_KEY_U64(l, ",\"tid\":", tid);
+	SB_KEY_U64(l, ",\"ppid\":", ppid);
+	SB_KEY_U64(l, ",\"uid\":", uid);
+	sb_puts(l, ",\"comm\":");
 	sb_json_str(l, comm, strnlen(comm, commlen));
-	sb_printf(l, ",\"cgroup\":%llu,\"step\":", (unsigned long long)cgroup);
+	SB_KEY_U64(l, ",\"cgroup\":", cgroup);
+	sb_puts(l, ",\"step\":");
 	sname = step_name(step, &sn);
 	if (sname)
 		sb_json_str(l, sname, sn);

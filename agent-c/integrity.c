@@ -23,7 +23,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sha2.h>
+#include "sha256.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -602,8 +602,8 @@ void integrity_tick(struct agent_bpf *a)
 static void check_log_hash(void)
 {
 	char want[65], got[65], detail[600];
-	SHA2_CTX ctx;
-	uint8_t d[32], *buf;
+	struct sha256 ctx;
+	uint8_t *buf;
 	uint64_t off = 0;
 	struct stat st;
 	int fd;
@@ -623,21 +623,19 @@ static void check_log_hash(void)
 		emit(NULL, "log-modified", detail);
 		return;
 	}
-	SHA256Init(&ctx);
+	sha256_init(&ctx);
 	while (off < G.out.bytes) {
 		size_t want_n = G.out.bytes - off > (1 << 16) ? (1 << 16) : (size_t)(G.out.bytes - off);
 		ssize_t r = pread(fd, buf, want_n, (off_t)off);
 
 		if (r <= 0)
 			break;
-		SHA256Update(&ctx, buf, (size_t)r);
+		sha256_update(&ctx, buf, (size_t)r);
 		off += (uint64_t)r;
 	}
 	close(fd);
 	free(buf);
-	SHA256Final(d, &ctx);
-	for (int i = 0; i < 32; i++)
-		snprintf(got + 2 * i, 3, "%02x", d[i]);
+	sha256_hex(&ctx, got);
 	if ((uint64_t)st.st_size == G.out.bytes && off == G.out.bytes && strcmp(want, got) == 0)
 		return;
 	log_intact = 0;

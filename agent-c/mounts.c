@@ -11,7 +11,10 @@
 
 #include "agent.h"
 
-#define PRIVATE_CGROUP2 DEFAULT_STATE_DIR "/cgroup2"
+/* A directory of its own, directly under /run, that exists only while the mount does: under the
+ * state dir (/run/dpndncy/cgroup2) the parent was created and never removed, and /run/dpndncy
+ * may be a systemd RuntimeDirectory that is not ours to remove. */
+#define PRIVATE_CGROUP2 "/run/dpndncy-cgroup2"
 
 /* first mount of fstype (at want_path if given) -> out; 1 found, 0 not */
 int find_mount(const char *fstype, const char *want_path, char *out, size_t n)
@@ -89,6 +92,7 @@ int mounts_setup(struct mounts *m, int need_bpffs, char *errbuf, size_t errn)
 		if (r < 0 || mount(OUR_SOURCE, PRIVATE_CGROUP2, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
 			snprintf(errbuf, errn, "no cgroup v2 mount and cannot mount one at %s: %s",
 				 PRIVATE_CGROUP2, strerror(r < 0 ? -r : errno));
+			rmdir(PRIVATE_CGROUP2);
 			mounts_teardown(m);
 			return -1;
 		}

@@ -6,12 +6,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sha2.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "agent.h"
+#include "sha256.h"
 
 #define FLUSH_AT (256 * 1024)
 
@@ -27,14 +27,14 @@ int out_open(struct output *o, const char *path, int truncate, char *errbuf, siz
 		snprintf(errbuf, errn, "cannot open log %s for writing: %s", path, strerror(errno));
 		return -1;
 	}
-	o->sha = calloc(1, sizeof(SHA2_CTX));
+	o->sha = calloc(1, sizeof(struct sha256));
 	if (!o->sha) {
 		close(o->fd);
 		o->fd = -1;
 		snprintf(errbuf, errn, "out of memory");
 		return -1;
 	}
-	SHA256Init((SHA2_CTX *)o->sha);
+	sha256_init((struct sha256 *)o->sha);
 	sb_init(&o->buf);
 	return 0;
 }
@@ -45,8 +45,12 @@ void out_begin(struct output *o, struct sbuf *line, const char *kind, uint64_t r
 
 	fmt_ts(ts, real_ns);
 	sb_reset(line);
-	sb_printf(line, "{\"v\":1,\"kind\":\"%s\",\"ts\":\"%s\",\"seq\":%llu", kind, ts,
-		  (unsigned long long)o->seq++);
+	sb_puts(line, "{\"v\":1,\"kind\":\"");
+	sb_puts(line, kind);
+	sb_puts(line, "\",\"ts\":\"");
+	sb_puts(line, ts);
+	sb_putc(line, '"');
+	SB_KEY_U64(line, ",\"seq\":", o->seq++);
 }
 
 void out_commit(struct output *o, struct sbuf *line, unsigned kind)
@@ -79,12 +83,12 @@ int out_flush(struct output *o)
 				lseek(o->fd, (off_t)o->bytes, SEEK_SET);
 			else if (done)
 				/* could not cut: keep the hash honest about what is in the file */
-				SHA256Update((SHA2_CTX *)o->sha, (const uint8_t *)o->buf.p, done), o->bytes += done;
+				sha256_update((struct sha256 *)o->sha, o->buf.p, done), o->bytes += done;
 			goto lost;
 		}
 		done += (size_t)w;
 	}
-	SHA256Update((SHA2_CTX *)o->sha, (const uint8_t *)o->buf.p, o->buf.len);
+	sha256_update((struct sha256 *)o->sha, o->buf.p, o->buf.len);
 	o->bytes += o->buf.len;
 	for (int k = 0; k < 8; k++) {
 		o->kind_written[k] += o->buf_kind[k];
@@ -103,13 +107,7 @@ lost:
 
 void out_sha_hex(struct output *o, char hex[65])
 {
-	SHA2_CTX copy;
-	uint8_t d[32];
-
-	memcpy(&copy, o->sha, sizeof(copy));
-	SHA256Final(d, &copy);
-	for (int i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+	sha256_hex((const struct sha256 *)o->sha, hex);
 }
 
 void out_close(struct output *o)

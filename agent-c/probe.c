@@ -108,7 +108,9 @@ void probe_json(const struct probe_result *r, struct sbuf *b)
 	sb_printf(b, ",\"btf\":%s,\"btf_path\":", r->btf ? "true" : "false");
 	sb_json_cstr(b, r->btf_path);
 
-	sb_puts(b, ",\"attach\":{\"exec\":\"tracepoint/sched/sched_process_exec\",\"connect\":");
+	sb_puts(b, ",\"attach\":{\"exec\":");
+	sb_json_cstr(b, r->exec_ok ? "tracepoint/sched/sched_process_exec" : "none");
+	sb_puts(b, ",\"connect\":");
 	sb_json_cstr(b, conn);
 	sb_puts(b, ",\"file\":");
 	sb_json_cstr(b, r->file_choice >= 0 ? file_hook_points[r->file_choice] : "none");
@@ -121,7 +123,10 @@ void probe_json(const struct probe_result *r, struct sbuf *b)
 	sb_puts(b, "\"exec\":{\"attach\":\"tracepoint/sched/sched_process_exec\",\"exit\":\"tracepoint/sched/sched_process_exit\",\"fork\":");
 	sb_json_cstr(b, r->fork_raw_tp ? "raw_tracepoint/sched_process_fork" : "tracepoint/sched/sched_process_fork");
 	sb_puts(b, ",\"unavailable\":{");
-	if (!r->fork_raw_tp) {
+	if (!r->exec_ok) {
+		sb_puts(b, "\"tracepoint/sched/sched_process_exec\":");
+		sb_json_cstr(b, r->exec_why);
+	} else if (!r->fork_raw_tp) {
 		sb_puts(b, "\"raw_tracepoint/sched_process_fork\":");
 		sb_json_cstr(b, r->fork_why);
 	}

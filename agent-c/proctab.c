@@ -202,7 +202,8 @@ void proc_ancestry(struct sbuf *b, uint32_t pid, uint32_t ppid)
 		if (!first)
 			sb_putc(b, ',');
 		first = 0;
-		sb_printf(b, "{\"pid\":%u,\"comm\":", cur);
+		SB_KEY_U64(b, "{\"pid\":", cur); /* several per record: no printf */
+		sb_puts(b, ",\"comm\":");
 		if (e)
 			sb_json_str(b, e->comm, strnlen(e->comm, sizeof(e->comm)));
 		else

@@ -24,13 +24,11 @@ void sb_reset(struct sbuf *b)
 		b->p[0] = 0;
 }
 
-static void sb_grow(struct sbuf *b, size_t extra)
+static void sb_grow_slow(struct sbuf *b, size_t need)
 {
-	size_t need = b->len + extra + 1, cap;
+	size_t cap;
 	char *np;
 
-	if (need <= b->cap)
-		return;
 	cap = b->cap ? b->cap : 256;
 	while (cap < need)
 		cap *= 2;
@@ -41,6 +39,15 @@ static void sb_grow(struct sbuf *b, size_t extra)
 	}
 	b->p = np;
 	b->cap = cap;
+}
+
+/* inline check, out-of-line growth: every put of every record passes here */
+static inline void sb_grow(struct sbuf *b, size_t extra)
+{
+	size_t need = b->len + extra + 1;
+
+	if (__builtin_expect(need > b->cap, 0))
+		sb_grow_slow(b, need);
 }
 
 void sb_put(struct sbuf *b, const void *s, size_t n)
@@ -120,11 +127,19 @@ void sb_json_str(struct sbuf *b, const char *str, size_t n)
 	size_t i = 0;
 
 	sb_grow(b, n + 2);
-	sb_putc(b, '"');
+	b->p[b->len++] = '"';
 	while (i < n) {
 		unsigned char c = s[i];
-		size_t l;
+		size_t l, run;
 
+		/* the common case, a run of printable ASCII that needs no escape: one copy */
+		for (run = i; run < n && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' && s[run] != '\\'; run++)
+			;
+		if (run > i) {
+			sb_put(b, s + i, run - i);
+			i = run;
+			continue;
+		}
 		if (c == '"' || c == '\\') {
 			sb_putc(b, '\\');
 			sb_putc(b, (char)c);
@@ -165,4 +180,25 @@ void sb_key(struct sbuf *b, const char *key)
 	sb_putc(b, '"');
 	sb_puts(b, key);
 	sb_puts(b, "\":");
+}
+
+/* decimal without printf: the header of every record is mostly numbers (vfprintf was ~30 %
+ * of the agent's CPU per event) */
+void sb_put_u64(struct sbuf *b, uint64_t v)
+{
+	char tmp[20];
+	int n = 0;
+
+	do {
+		tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	sb_put(b, tmp + sizeof(tmp) - n, (size_t)n);
+}
+
+/* ,"key":<v> (key given with its quotes and colon, e.g. ",\"pid\":") */
+void sb_key_u64(struct sbuf *b, const char *key_colon, size_t klen, uint64_t v)
+{
+	sb_put(b, key_colon, klen);
+	sb_put_u64(b, v);
 }

@@ -134,13 +134,27 @@ uint64_t now_boottime_ns(void)
 
 void fmt_ts(char out[40], uint64_t ns)
 {
+	/* every record has a timestamp: the date and time of day are formatted once per second
+	 * (gmtime_r + strftime were ~3 % of the agent's CPU), the nanoseconds by hand */
+	static __thread time_t last_s = (time_t)-1;
+	static __thread char prefix[32];
+	static __thread size_t plen;
 	time_t s = (time_t)(ns / 1000000000ull);
-	struct tm tm;
-	size_t n;
+	unsigned frac = (unsigned)(ns % 1000000000ull);
 
-	gmtime_r(&s, &tm);
-	n = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, 40 - n, ".%09uZ", (unsigned)(ns % 1000000000ull));
+	if (s != last_s) {
+		struct tm tm;
+
+		gmtime_r(&s, &tm);
+		plen = strftime(prefix, sizeof(prefix), "%Y-%m-%dT%H:%M:%S", &tm);
+		last_s = s;
+	}
+	memcpy(out, prefix, plen);
+	out[plen] = '.';
+	for (int i = 9; i >= 1; i--, frac /= 10)
+		out[plen + i] = (char)('0' + frac % 10);
+	out[plen + 10] = 'Z';
+	out[plen + 11] = 0;
 }
 
 void fmt_addr(char *out, size_t n, int family, const uint8_t *addr)

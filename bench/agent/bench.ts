@@ -7,8 +7,9 @@
 //   1,000,000 open+close of a non-sensitive file; a real build (make -B build/dpndncy-agent in a
 //   temporary copy of bpf/, agent-c/ and the Makefile); and, to read the others against,
 //   1,000,000 getppid() calls that no hook looks at (the tax of the syscall tracepoints alone).
-// Rounds alternate off and on (one `dpndncy-agent start` ... `stop` session per "on" round); the
-// figures are medians over rounds. Lost events come from the stop records, peak RSS from VmHWM.
+// Rounds alternate off and on (one `dpndncy-agent start` ... `stop` session per "on" round), 10
+// pairs by default; a ratio is the median of the pairs' ratios, printed with a distribution-free
+// 95 % interval, and called a difference only when that interval excludes 1. Lost events come from the stop records, peak RSS from VmHWM.
 import "../resolve-ts.mjs"; // first: the dynamic imports below resolve through it
 import { spawnSync } from "node:child_process";
 import {
@@ -25,11 +26,13 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const { DirLock } = await import("../../test/support/dirlock.js");
+const { formatRatio, pairedRatio } = await import("../lib/stats.js");
 const { runningAgents } = await import("../../test/support/kernel/lock.js");
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const AGENT = process.env.DPNDNCY_AGENT ?? join(REPO, "build/dpndncy-agent");
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+// 10 pairs at least: fewer cannot give a 95 % interval for the median ratio (bench/lib/stats.ts)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const N_EXEC = Number(process.env.BENCH_EXECS ?? 2000);
 const N_CONNECT = Number(process.env.BENCH_CONNECTS ?? 20000);
 const N_OPEN = Number(process.env.BENCH_OPENS ?? 1000000);
@@ -330,22 +333,33 @@ function main(): void {
     const rows: string[][] = [
       ["workload", "agent off", "agent on", "ratio", "added", "target", ""],
     ];
+    const ratios: string[] = [];
     for (const w of workloads) {
       const a = median(off.get(w.name) ?? []);
       const b = median(on.get(w.name) ?? []);
-      const added = (b - a) / w.n;
-      const addedS =
-        w.unit === "exec"
+      // pairs measured back to back see the same drift of the VM: their ratios, not the
+      // medians of each side, say whether the agent made a difference
+      const pr = pairedRatio(off.get(w.name) ?? [], on.get(w.name) ?? []);
+      const shown = pr.verdict === "slower" || pr.verdict === "faster";
+      const added = ((pr.median - 1) * a) / w.n;
+      const addedS = !shown
+        ? "not shown (CI)"
+        : w.unit === "exec"
           ? `${(added / 1000).toFixed(1)} µs/exec`
           : `${fmtInt(added)} ns/${w.unit}`;
+      ratios.push(`  ${w.name}: ${formatRatio(pr)}`);
       rows.push([
         w.name,
         fmtS(a),
         fmtS(b),
-        `${(b / a).toFixed(3)}x`,
+        shown
+          ? `${pr.median.toFixed(3)}x`
+          : pr.verdict === "too few pairs"
+            ? `${pr.median.toFixed(3)}x (${pr.pairs} pairs: no CI)`
+            : "~1 (CI holds 1)",
         addedS,
         w.targetNs ? `≤ ${w.targetNs} ns` : "-",
-        w.targetNs ? verdict(added <= w.targetNs) : "",
+        w.targetNs && shown ? verdict(added <= w.targetNs) : "",
       ]);
     }
     if (DO_BUILD) {
@@ -384,6 +398,8 @@ function main(): void {
       );
     // the spread says how much of a small difference is noise
     const spread = (xs: number[]) => `${fmtS(Math.min(...xs))} .. ${fmtS(Math.max(...xs))}`;
+    console.log(`median ratio on/off over ${ROUNDS} interleaved pairs, with its 95 % interval:`);
+    for (const r of ratios) console.log(r);
     console.log("spread over rounds (min .. max), off | on:");
     for (const w of workloads) {
       console.log(

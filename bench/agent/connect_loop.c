@@ -1,5 +1,6 @@
-/* connect_loop N: N blocking TCP connects to a listener of its own on 127.0.0.1, each accepted
- * and both ends closed. Prints "ns <total elapsed>". */
+/* connect_loop N [ADDR]: N blocking TCP connects to a listener of its own on 127.0.0.1 (or the
+ * IPv4 ADDR, e.g. a documentation address on a dummy device in a private network namespace),
+ * each accepted and both ends closed. Prints "pid P ns <total elapsed>". */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -21,6 +22,8 @@ int main(int argc, char **argv) {
 	int one = 1;
 	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (argc > 2 && inet_pton(AF_INET, argv[2], &sa.sin_addr) != 1)
+		return 4;
 	socklen_t sl = sizeof sa;
 	if (bind(l, (struct sockaddr *)&sa, sizeof sa) || listen(l, 64) ||
 	    getsockname(l, (struct sockaddr *)&sa, &sl))

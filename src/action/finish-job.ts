@@ -3,15 +3,19 @@
  * and artifact. Tolerates a missing state and a dead agent, and then says loudly that the
  * trace is incomplete: it never reports a clean trace that is not.
  */
-import { dirname } from "node:path";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import * as core from "@actions/core";
 import { stopAgent } from "../agent/control.js";
+import { type BundleInfo, bundleInfo, rekorEntryUrl } from "../attest/bundle-info.js";
 import { finishTrace, type SignChoice } from "../job/finish.js";
 import { learnInPost } from "../learn/action.js";
 import { detectPlatform } from "../platform/detect.js";
 import { renderSummary } from "../report/markdown.js";
 import { annotate } from "./annotations.js";
 import { uploadTrace } from "./artifact.js";
+import { artifactName } from "./artifact-name.js";
 import { parseInputs } from "./inputs.js";
 import { signChoice, verifyCommand } from "./sign-choice.js";
 import { elevation } from "./start.js";
@@ -45,10 +49,12 @@ export async function runPost(): Promise<void> {
 
   const ci = detectPlatform(process.env).identity;
   let sign: SignChoice = { kind: "none" };
+  let unsignedWhy: string | undefined = inputs.sign === "none" ? "sign: none" : undefined;
   try {
     sign = await signChoice(inputs, ci);
   } catch (e) {
     core.error(`dpndncy: the trace will NOT be signed. ${(e as Error).message}`);
+    unsignedWhy = (e as Error).message.split("\n")[0];
   }
   let finished: Awaited<ReturnType<typeof finishTrace>>;
   try {
@@ -57,22 +63,13 @@ export async function runPost(): Promise<void> {
     if (sign.kind === "none") throw e;
     core.error(`dpndncy: signing failed, the trace is NOT signed: ${(e as Error).message}`);
     sign = { kind: "none" };
+    unsignedWhy = "signing failed";
     finished = await finishTrace({ log, ci, sign });
   }
   const p = finished.predicate;
   if (!p.integrity.stopped_cleanly) {
     core.error(`dpndncy: trace integrity problems: ${p.integrity.problems.join(", ")}`);
   }
-
-  await core.summary
-    .addRaw(
-      renderSummary(p, {
-        verifyCommand: verifyCommand(sign, process.env),
-        stepNames: await stepNamesFor(log, inputs.githubToken),
-      }),
-    )
-    .write();
-  annotate(p);
 
   // learn mode, and anomalies in any mode once a baseline exists; cache trouble only warns
   let learned: Awaited<ReturnType<typeof learnInPost>> = null;
@@ -85,10 +82,54 @@ export async function runPost(): Promise<void> {
       dir: dirname(log),
       env: process.env,
     });
-    if (learned?.markdown) await core.summary.addRaw(learned.markdown).write();
   } catch (e) {
     core.warning(`dpndncy learn: ${(e as Error).message}`);
   }
+
+  // upload first, so the summary can link the artifact
+  const name = artifactName(inputs.artifactName, inputs.matrix, process.env);
+  let uploaded: Awaited<ReturnType<typeof uploadTrace>> = null;
+  if (inputs.uploadArtifact) {
+    const files = [
+      log,
+      finished.statementPath,
+      ...(finished.bundlePath ? [finished.bundlePath] : []),
+      ...(learned?.policy ? [learned.policy.file] : []),
+    ];
+    uploaded = await uploadTrace(name, files, dirname(log));
+  }
+
+  const info = finished.bundlePath ? readBundleInfo(finished.bundlePath) : null;
+  const rekorURL = sign.kind === "keyless" ? sign.endpoints.rekorURL : undefined;
+  await core.summary
+    .addRaw(
+      renderSummary(p, {
+        verifyCommand: verifyCommand({
+          sign,
+          info,
+          artifact: uploaded?.name,
+          cli: ownCli(),
+        }),
+        stepNames: await stepNamesFor(log, inputs.githubToken),
+        signed:
+          sign.kind === "keyless"
+            ? {
+                kind: "keyless",
+                identity: info?.identity ?? null,
+                tlog:
+                  info?.tlogIndex && rekorURL
+                    ? { index: info.tlogIndex, url: rekorEntryUrl(rekorURL, info.tlogIndex) }
+                    : null,
+              }
+            : sign.kind === "key"
+              ? { kind: "key" }
+              : { kind: "none", ...(unsignedWhy ? { why: unsignedWhy } : {}) },
+        artifact: uploaded ? { name: uploaded.name, url: uploaded.url } : null,
+      }),
+    )
+    .write();
+  if (learned?.markdown) await core.summary.addRaw(learned.markdown).write();
+  annotate(p);
 
   const blocked = p.egress.filter((d) => d.verdict === "deny").reduce((n, d) => n + d.count, 0);
   core.setOutput("log", log);
@@ -97,16 +138,7 @@ export async function runPost(): Promise<void> {
   core.setOutput("events", JSON.stringify(p.counts));
   core.setOutput("blocked", String(blocked));
   core.setOutput("policy", learned?.policy?.file ?? "");
-
-  if (inputs.uploadArtifact) {
-    const files = [
-      log,
-      finished.statementPath,
-      ...(finished.bundlePath ? [finished.bundlePath] : []),
-      ...(learned?.policy ? [learned.policy.file] : []),
-    ];
-    await uploadTrace(files, dirname(log));
-  }
+  core.setOutput("artifact", uploaded?.name ?? "");
 
   if (inputs.failOn === "blocked" && blocked > 0) {
     core.setFailed(`dpndncy: ${blocked} egress attempt(s) were blocked (fail-on: blocked)`);
@@ -115,4 +147,29 @@ export async function runPost(): Promise<void> {
       `dpndncy: sensitive files were read: ${p.files.map((f) => f.path).join(", ")} (fail-on: sensitive-file)`,
     );
   }
+}
+
+function readBundleInfo(path: string): BundleInfo | null {
+  try {
+    return bundleInfo(JSON.parse(readFileSync(path, "utf8")));
+  } catch (e) {
+    core.warning(`dpndncy: cannot read back the bundle ${path}: ${(e as Error).message}`);
+    return null;
+  }
+}
+
+/**
+ * The CLI that verifies, as this very action ships it (dist/cli.js beside dist/post.js), with
+ * its SHA-256, so the reader runs exactly that file: fetched from the action's repository at
+ * the ref the workflow used (GITHUB_ACTION_REPOSITORY / GITHUB_ACTION_REF).
+ */
+function ownCli(): { url: string; sha256: string } | undefined {
+  const here = process.argv[1] ? dirname(process.argv[1]) : undefined;
+  const cli = here ? join(here, "cli.js") : undefined;
+  const repo = process.env.GITHUB_ACTION_REPOSITORY;
+  const ref = process.env.GITHUB_ACTION_REF;
+  if (!cli || !existsSync(cli) || !repo || !ref) return undefined;
+  const sha256 = createHash("sha256").update(readFileSync(cli)).digest("hex");
+  const server = process.env.GITHUB_SERVER_URL ?? "https://github.com";
+  return { url: `${server}/${repo}/raw/${ref}/dist/cli.js`, sha256 };
 }

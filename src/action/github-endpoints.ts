@@ -5,6 +5,7 @@
  * `actions/cache` and `actions/upload-artifact` talk to the results service and its blob
  * storage, and our own post step asks for an OIDC token and signs with Sigstore.
  */
+import { githubPrivateEndpoints } from "../attest/sign.js";
 import { type Endpoint, parseEndpoint } from "../policy/endpoint.js";
 import type { SignMode } from "./inputs.js";
 
@@ -25,7 +26,18 @@ export const SIGSTORE_ENDPOINTS: readonly string[] = [
   "timestamp.githubapp.com:443",
 ];
 
-export function defaultGithubAllow(sign: SignMode, custom: (string | undefined)[]): Endpoint[] {
+/** SIGSTORE_ENDPOINTS, with GitHub's instance for this server (a GHE.com tenant has its own). */
+export function sigstoreEndpoints(serverUrl: string | undefined): string[] {
+  const gh = githubPrivateEndpoints(serverUrl);
+  const hosts = [gh.fulcioURL, gh.tsaURL].map((u) => `${new URL(u).hostname}:443`);
+  return [...new Set([...SIGSTORE_ENDPOINTS, ...hosts])];
+}
+
+export function defaultGithubAllow(
+  sign: SignMode,
+  custom: (string | undefined)[],
+  serverUrl: string | undefined = process.env.GITHUB_SERVER_URL,
+): Endpoint[] {
   const extra = custom
     .filter((u): u is string => u !== undefined)
     .map((u) => {
@@ -34,7 +46,7 @@ export function defaultGithubAllow(sign: SignMode, custom: (string | undefined)[
     });
   const list = [
     ...GITHUB_JOB_ENDPOINTS,
-    ...(sign === "keyless" ? SIGSTORE_ENDPOINTS : []),
+    ...(sign === "keyless" ? sigstoreEndpoints(serverUrl) : []),
     ...extra,
   ];
   return list.map((e) => parseEndpoint(e, "built-in GitHub endpoint list"));

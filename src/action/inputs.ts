@@ -5,6 +5,7 @@
 import type { Mode } from "../agent/control.js";
 import { normaliseSha256 } from "../agent/verify-binary.js";
 import { type Endpoint, parseEndpointList } from "../policy/endpoint.js";
+import { artifactNameProblem } from "./artifact-name.js";
 
 export type SignMode = "keyless" | "key" | "none";
 export type FailOn = "none" | "blocked" | "sensitive-file";
@@ -21,6 +22,10 @@ export interface ActionInputs {
   tsaUrl?: string;
   failOn: FailOn;
   uploadArtifact: boolean;
+  /** Name of the artifact; default from the job, the matrix leg and the attempt (artifact.ts). */
+  artifactName?: string;
+  /** `${{ toJSON(matrix) }}` of the job (the input's default): tells matrix legs apart. */
+  matrix: string;
   /** enforce mode on GitHub: allow the endpoints the job itself needs (github-endpoints.ts). */
   allowGithubEndpoints: boolean;
   /** learn mode: the window N (stable after N jobs in a row add nothing new). */
@@ -109,7 +114,14 @@ export function parseInputs(get: Getter): ActionInputs {
     allowGithubEndpoints: bool(get, "allow-github-endpoints", true),
     learnJobs: learnJobs(get("learn-jobs")),
     harden: oneOf(get, "harden", ["none", "sudo", "sudo-and-containers"] as const, "none"),
+    matrix: get("matrix").trim(),
   };
+  const artifactName = optional(get, "artifact-name");
+  if (artifactName) {
+    const problem = artifactNameProblem(artifactName);
+    if (problem) throw new InputError("artifact-name", problem);
+    inputs.artifactName = artifactName;
+  }
   const githubToken = optional(get, "github-token");
   if (githubToken) inputs.githubToken = githubToken;
   const policy = optional(get, "policy");

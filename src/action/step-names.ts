@@ -23,9 +23,10 @@ export async function stepNamesFor(
     }
     return matchStepNames(await firstSeen(log), steps);
   } catch (e) {
-    core.info(
-      `dpndncy: step names unavailable (${(e as Error).message}); the summary shows step ids`,
-    );
+    const message = `dpndncy: step names unavailable (${(e as Error).message}); the summary shows step ids`;
+    // a missing permission is the user's to fix: a warning they see, not a log line
+    if ((e as Error).message.includes("actions: read")) core.warning(message);
+    else core.info(message);
     return {};
   }
 }

@@ -22,6 +22,7 @@ export type VerifyErrorCode =
   | "TRACE_INCOMPLETE"; // --require-complete: the agent did not run to the end (integrity.complete not true)
 
 export type InputErrorCode =
+  | "BUNDLE_UNREADABLE" // the bundle file is not JSON (truncated download?)
   | "TRUSTED_ROOT_REQUIRED"
   | "POLICY_REQUIRED"
   | "TRUSTED_ROOT_INVALID"
@@ -52,6 +53,19 @@ export class InputError extends Error {
   constructor(code: InputErrorCode, message: string, options?: { cause?: unknown }) {
     super(`${code}: ${message}`, options);
     this.name = "InputError";
+    this.code = code;
+  }
+}
+
+export type ServiceErrorCode = "TRUSTED_ROOT_UNAVAILABLE"; // the TUF repository cannot be reached
+
+/** A service we need could not be reached: exit 4 (the message names the URL and the cause). */
+export class ServiceError extends Error {
+  readonly code: ServiceErrorCode;
+  readonly exitCode = 4;
+  constructor(code: ServiceErrorCode, message: string, options?: { cause?: unknown }) {
+    super(`${code}: ${message}`, options);
+    this.name = "ServiceError";
     this.code = code;
   }
 }

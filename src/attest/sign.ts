@@ -39,6 +39,25 @@ export const GITHUB_PRIVATE = {
   tsaURL: "https://timestamp.githubapp.com",
 } as const;
 
+/**
+ * GitHub's instance for a server, as @actions/attest derives it from GITHUB_SERVER_URL:
+ * github.com signs with fulcio/timestamp.githubapp.com, a GHE.com tenant (acme.ghe.com)
+ * with fulcio.acme.ghe.com and timestamp.acme.ghe.com.
+ */
+export function githubPrivateEndpoints(serverUrl: string | undefined): {
+  fulcioURL: string;
+  tsaURL: string;
+} {
+  let host = "github.com";
+  try {
+    host = new URL(serverUrl || "https://github.com").hostname.toLowerCase();
+  } catch {
+    // not a URL: github.com, as @actions/attest falls back
+  }
+  if (host === "github.com") host = "githubapp.com";
+  return { fulcioURL: `https://fulcio.${host}`, tsaURL: `https://timestamp.${host}` };
+}
+
 export interface Endpoints {
   fulcioURL: string;
   rekorURL?: string;
@@ -50,6 +69,8 @@ export interface EndpointChoice {
   private: boolean;
   /** CI platform id; "github" selects GitHub's instance for private repositories. */
   platform?: string;
+  /** GITHUB_SERVER_URL: which GitHub instance (github.com or a GHE.com tenant). */
+  serverUrl?: string;
   fulcioURL?: string;
   rekorURL?: string;
   tsaURL?: string;
@@ -81,10 +102,11 @@ export function resolveEndpoints(c: EndpointChoice): Endpoints {
   } else if (given.fulcioURL) {
     e = { fulcioURL: given.fulcioURL, rekorURL: given.rekorURL, tsaURL: given.tsaURL };
   } else if (c.platform === "github") {
+    const gh = githubPrivateEndpoints(c.serverUrl);
     e = {
-      fulcioURL: GITHUB_PRIVATE.fulcioURL,
+      fulcioURL: gh.fulcioURL,
       rekorURL: given.rekorURL,
-      tsaURL: given.tsaURL ?? GITHUB_PRIVATE.tsaURL,
+      tsaURL: given.tsaURL ?? gh.tsaURL,
     };
   } else {
     throw new SignError(
@@ -151,7 +173,18 @@ function witnesses(
 ): Witness[] {
   const w: Witness[] = [];
   // "dsse" entries (not "intoto"): what @actions/attest writes, and verifiable by @sigstore/verify.
-  if (rekorURL) w.push(new RekorWitness({ rekorBaseURL: rekorURL, entryType: "dsse", ...svc }));
+  // fetchOnConflict, as @actions/attest: when a retried upload meets the entry its first
+  // attempt already created (HTTP 409), take that entry instead of failing the signature.
+  if (rekorURL) {
+    w.push(
+      new RekorWitness({
+        rekorBaseURL: rekorURL,
+        entryType: "dsse",
+        fetchOnConflict: true,
+        ...svc,
+      }),
+    );
+  }
   if (tsaURL) w.push(new TSAWitness({ tsaBaseURL: tsaURL, ...svc }));
   return w;
 }

@@ -314,11 +314,19 @@ function signatureCovers(envelope: Envelope, key: KeyObject): boolean {
   return envelope.signatures.some((s) => cryptoVerify("sha256", pae, key, s.sig));
 }
 
+/** GitHub certificates name the workflow file that ran the job, which in a reusable workflow is not the caller. */
+function reusableHint(expected: string, actual: string | null): string {
+  const wf = /\/\.github\/workflows\/[^@]+@/;
+  return actual && wf.test(expected) && wf.test(actual)
+    ? " (in a reusable workflow the certificate names the called workflow file, its job_workflow_ref, not the caller's GITHUB_WORKFLOW_REF)"
+    : "";
+}
+
 function checkIdentity(p: IdentityPolicy, identity: string | null, issuer: string | null): void {
   if (p.identity !== undefined && identity !== p.identity) {
     throw new VerifyError(
       "IDENTITY_MISMATCH",
-      `expected identity ${p.identity}, certificate has ${identity ?? "(none)"}`,
+      `expected identity ${p.identity}, certificate has ${identity ?? "(none)"}${reusableHint(p.identity, identity)}`,
     );
   }
   if (

@@ -9,7 +9,8 @@ import { EXIT, type Io, parse, UsageError } from "./io.js";
 export const POLICY_USAGE = `usage: dpndncy policy check FILE [--print]
   Validate a policy file; print its version (SHA-256 of the canonical form).
   --print   also print the egress directives the agent gets in enforce mode
-exit: 0 valid, 1 invalid (FILE:LINE:COLUMN: reason on stderr), 2 usage error`;
+  Every problem is reported, one per line, as FILE:LINE:COLUMN: reason.
+exit: 0 valid, 1 invalid, 2 usage error, 3 FILE cannot be read`;
 
 const OPTIONS = { print: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;
 
@@ -48,7 +49,7 @@ export async function policy(argv: string[], io: Io): Promise<number> {
   } catch (e) {
     if (e instanceof PolicyError || e instanceof EndpointError) {
       io.err(`${e.message}\n`);
-      return EXIT.FAILED;
+      return e instanceof PolicyError && e.unreadable ? EXIT.INPUT : EXIT.FAILED;
     }
     throw e;
   }

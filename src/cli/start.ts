@@ -26,7 +26,8 @@ export const START_USAGE = `usage: dpndncy start [options]
   --sensitive-path P      extra sensitive path (repeatable)
   --harden LEVEL          none | sudo | sudo-and-containers: once armed, take sudo (and the
                           Docker socket) away from this user; only stopping the agent stays
-exit: 0 armed, 2 usage error, 3 bad input (policy, checksum), 5 the agent did not start`;
+exit: 0 armed, 2 usage error, 3 bad input (policy, checksum), 4 the download failed (the URL
+      and the cause are printed), 5 the agent did not start`;
 
 const OPTIONS = {
   dir: { type: "string" },
@@ -42,10 +43,35 @@ const OPTIONS = {
 
 export const defaultDir = (env: Io["env"]) => resolve(env.CI_PROJECT_DIR ?? ".", ".dpndncy");
 
+/** The network failed us (exit 4), as opposed to bad input (3). */
+class DownloadError extends Error {}
+
+/** "fetch failed" alone names neither the URL nor why: undici keeps that in the causes. */
+export function networkCause(e: unknown): string {
+  const parts: string[] = [];
+  for (let c: unknown = e; c instanceof Error && parts.length < 5; c = c.cause) {
+    const code = (c as { code?: unknown }).code;
+    parts.push(
+      typeof code === "string" && !c.message.includes(code) ? `${c.message} (${code})` : c.message,
+    );
+  }
+  return parts.join(": ") || String(e);
+}
+
 async function download(url: string, dest: string, sha256: string): Promise<void> {
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`downloading the agent from ${url}: HTTP ${res.status}`);
-  const body = Buffer.from(await res.arrayBuffer());
+  let res: Response;
+  let body: Buffer;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(120_000) });
+    if (!res.ok)
+      throw new DownloadError(
+        `downloading the agent from ${url}: HTTP ${res.status} ${res.statusText}`,
+      );
+    body = Buffer.from(await res.arrayBuffer());
+  } catch (e) {
+    if (e instanceof DownloadError) throw e;
+    throw new DownloadError(`downloading the agent from ${url} failed: ${networkCause(e)}`);
+  }
   const actual = createHash("sha256").update(body).digest("hex");
   if (actual !== sha256) {
     throw new Error(
@@ -112,7 +138,7 @@ export async function start(argv: string[], io: Io): Promise<number> {
     );
   } catch (e) {
     io.err(`dpndncy start: ${(e as Error).message}\n`);
-    return EXIT.INPUT;
+    return e instanceof DownloadError ? EXIT.SERVICE : EXIT.INPUT;
   }
 
   const detection = detectPlatform(io.env);

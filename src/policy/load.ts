@@ -9,8 +9,8 @@ import { readFile } from "node:fs/promises";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { isMap, isSeq } from "yaml";
 import schema from "../../schema/policy.v1.json" with { type: "json" };
-import { parseLocated } from "../yaml/located.js";
-import { type Endpoint, parseEndpoint } from "./endpoint.js";
+import { type Located, parseLocated } from "../yaml/located.js";
+import { type Endpoint, EndpointError, parseEndpoint } from "./endpoint.js";
 
 export interface Policy {
   version: 1;
@@ -27,9 +27,12 @@ export interface LoadedPolicy {
 }
 
 export class PolicyError extends Error {
-  constructor(message: string) {
+  /** The file could not be read at all (the CLI exits 3 for that, 1 for an invalid policy). */
+  readonly unreadable: boolean;
+  constructor(message: string, o: { unreadable?: boolean } = {}) {
     super(message);
     this.name = "PolicyError";
+    this.unreadable = o.unreadable ?? false;
   }
 }
 
@@ -47,30 +50,117 @@ export function canonicalJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
+type AjvError = NonNullable<typeof validatePolicy.errors>[number];
+type Ranged = { range?: [number, number, number] } | null | undefined;
+
+const KEYS_AT: Record<string, string[]> = {
+  "": Object.keys(schema.properties),
+  egress: Object.keys(schema.properties.egress.properties),
+  dns: Object.keys(schema.properties.dns.properties),
+  files: Object.keys(schema.properties.files.properties),
+};
+
+/** What a pattern means, in words (the regex itself tells a user nothing). */
+const PATTERN_WORDS: Record<string, string> = {
+  "^(/|~/)": "must be an absolute path or start with ~/",
+};
+
+const shown = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : String(v));
+
+/** One schema error in words, and the offset of what it is about. */
+function describe(e: AjvError, doc: Located["doc"]): { offset?: number; text: string } {
+  const path = e.instancePath.split("/").filter(Boolean);
+  const name = path.length
+    ? path.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : i ? `.${p}` : p)).join("")
+    : "the policy";
+  const node = (path.length ? doc.getIn(path, true) : doc.contents) as Ranged;
+  const value = doc.getIn(path);
+  const offset = node?.range?.[0];
+  switch (e.keyword) {
+    case "additionalProperties": {
+      const key = (e.params as { additionalProperty: string }).additionalProperty;
+      const map = node as unknown as {
+        items?: { key?: { value?: unknown; range?: [number, number, number] } }[];
+      };
+      const keyNode = map.items?.find((i) => i.key?.value === key)?.key;
+      const allowed = KEYS_AT[path.join(".")] ?? [];
+      return {
+        offset: keyNode?.range?.[0] ?? offset,
+        text: `unknown key "${key}"${path.length ? ` in ${name}` : ""} (allowed: ${allowed.join(", ")})`,
+      };
+    }
+    case "const":
+      return {
+        offset,
+        text: `${name} must be ${shown((e.params as { allowedValue: unknown }).allowedValue)}, not ${shown(value)}${name === "version" ? " (this dpndncy reads policy version 1)" : ""}`,
+      };
+    case "enum":
+      return {
+        offset,
+        text: `${name} must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.join(", ")}, not ${shown(value)}`,
+      };
+    case "required": {
+      const missing = (e.params as { missingProperty: string }).missingProperty;
+      return {
+        offset,
+        text: `${missing} is missing${missing === "version" ? " (add `version: 1`)" : ""}`,
+      };
+    }
+    case "type": {
+      const t = (e.params as { type: string }).type;
+      const words: Record<string, string> = {
+        array: "a list",
+        object: "a mapping",
+        string: "a string",
+        boolean: "true or false",
+      };
+      return { offset, text: `${name} must be ${words[t] ?? t}, not ${shown(value)}` };
+    }
+    case "pattern": {
+      const pat = (e.params as { pattern: string }).pattern;
+      return {
+        offset,
+        text: `${name} ${PATTERN_WORDS[pat] ?? `must match ${pat}`}: ${shown(value)}`,
+      };
+    }
+    case "minLength":
+      return { offset, text: `${name} must not be empty` };
+    default:
+      return { offset, text: `${name} ${e.message ?? "is invalid"}` };
+  }
+}
+
 export function parsePolicy(text: string, file: string): LoadedPolicy {
   const { doc, at } = parseLocated(text, file, (m) => new PolicyError(m));
+  if (!isMap(doc.contents))
+    throw new PolicyError(`${at(0)}: a policy must be a mapping (version: 1, egress: …)`);
   const value: unknown = doc.toJS();
-  if (!validatePolicy(value)) {
-    const err = validatePolicy.errors?.[0];
-    const path = (err?.instancePath ?? "").split("/").filter(Boolean);
-    const node = doc.getIn(path, true) as { range?: [number, number, number] } | undefined;
-    const where = path.length ? ` at ${path.join(".")}` : "";
-    const extra =
-      err?.keyword === "additionalProperties"
-        ? ` "${(err.params as { additionalProperty: string }).additionalProperty}"`
-        : "";
-    throw new PolicyError(
-      `${at(node?.range?.[0])}: policy${where} ${err?.message ?? "is invalid"}${extra}`,
-    );
-  }
+  // endpoints are checked even when the schema fails, so one run reports every problem
   const allowNodes = doc.getIn(["egress", "allow"], true);
-  const allow = (value.egress?.allow ?? []).map((s, i) => {
-    const item = isSeq(allowNodes)
-      ? (allowNodes.items[i] as { range?: [number, number, number] })
-      : undefined;
-    return parseEndpoint(s, at(item?.range?.[0]));
-  });
-  if (!isMap(doc.contents)) throw new PolicyError(`${file}: policy must be a mapping`);
+  const problems: { offset?: number; text: string }[] = [];
+  const allow: Endpoint[] = [];
+  if (isSeq(allowNodes)) {
+    for (const item of allowNodes.items as (Ranged & { value?: unknown })[]) {
+      if (typeof item?.value !== "string" || item.value === "") continue; // the schema's to say
+      try {
+        allow.push(parseEndpoint(item.value, at(item.range?.[0])));
+      } catch (e) {
+        if (!(e instanceof EndpointError)) throw e;
+        problems.push({
+          offset: item.range?.[0],
+          text: `invalid endpoint "${e.input}": ${e.reason}`,
+        });
+      }
+    }
+  }
+  const valid = validatePolicy(value);
+  if (!valid) problems.push(...(validatePolicy.errors ?? []).map((e) => describe(e, doc)));
+  if (problems.length || !valid) {
+    const lines = problems
+      .sort((a, b) => (a.offset ?? 0) - (b.offset ?? 0))
+      .map((d) => `${at(d.offset)}: ${d.text}`);
+    throw new PolicyError([...new Set(lines)].join("\n"));
+  }
   return {
     policy: value,
     allow,
@@ -85,6 +175,7 @@ export async function loadPolicy(file: string): Promise<LoadedPolicy> {
   } catch (e) {
     throw new PolicyError(
       `${file}: cannot read policy: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      { unreadable: true },
     );
   }
   return parsePolicy(text, file);

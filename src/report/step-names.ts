@@ -78,6 +78,12 @@ export async function fetchJobSteps(j: JobRef): Promise<ApiStep[] | null> {
     },
     signal: AbortSignal.timeout(5000),
   });
+  if (res.status === 403 || res.status === 404) {
+    // what a token without `actions: read` gets; say how to fix it, not just the status
+    throw new Error(
+      `jobs API ${res.status}: the token cannot read this run's jobs; give the job \`permissions: actions: read\``,
+    );
+  }
   if (!res.ok) throw new Error(`jobs API ${res.status} ${res.statusText}`);
   const body = (await res.json()) as {
     jobs?: { name: string; status: string; runner_name: string | null; steps?: ApiStep[] }[];

@@ -148,6 +148,9 @@ describeKernel("GitHub Action end to end (dist/ pre → steps → post)", () => 
         GITHUB_API_URL: jobsApi.url,
         RUNNER_NAME: "runner-7",
         "INPUT_GITHUB-TOKEN": "ghs_jobs_read",
+        // what the runner sets for a step of dpndncy/agent@v1 (the summary pins our CLI)
+        GITHUB_ACTION_REPOSITORY: "dpndncy/agent",
+        GITHUB_ACTION_REF: "v1",
       },
     );
     const pre = await job.stage("pre");
@@ -230,7 +233,21 @@ describeKernel("GitHub Action end to end (dist/ pre → steps → post)", () => 
       expect(r).toContain("Run the tests (\\_\\_run\\_2)"); // __run_2, markdown-escaped
     }
     expect(jobsApi.auth).toEqual(["Bearer ghs_jobs_read"]);
-    expect(summary).toContain(`--certificate-identity '${IDENTITY}'`);
+    // the summary opens with the verdict, linking the artifact and the transparency-log entry
+    const verdict = summary.split("\n")[2] ?? "";
+    expect(verdict).toMatch(
+      /^dpndncy: \*\*sensitive reads \d+\*\* · signed \(\[transparency log entry \d+\]\(http:\/\/127\.0\.0\.1:\d+\/api\/v1\/log\/entries\?logIndex=\d+\)\) · artifact \[dpndncy-trace-build-attempt1\]\(https:\/\/github\.com\/acme\/app\/actions\/runs\/4242\/artifacts\/\d+\)$/,
+    );
+    expect(out.artifact).toBe("dpndncy-trace-build-attempt1");
+    // the verify commands: our CLI by digest, the identity the certificate holds
+    const cliSha = createHash("sha256").update(readFileSync("dist/cli.js")).digest("hex");
+    expect(summary).toContain(
+      `curl -fsSLo cli.js https://github.com/dpndncy/agent/raw/v1/dist/cli.js\necho '${cliSha}  cli.js' | sha256sum -c\n`,
+    );
+    // signed by an instance other than public-good (the stand-in): its trusted root is named
+    expect(summary).toContain(
+      `node cli.js verify events.ndjson.sigstore.json --log events.ndjson \\\n  --certificate-identity '${IDENTITY}' \\\n  --certificate-oidc-issuer ${ISSUER} \\\n  --trusted-root trusted_root.json\n`,
+    );
     expect(oidc.audiences).toEqual(["sigstore"]);
     expect(sigstore.requests.some((p) => p.includes("signingCert"))).toBe(true);
 
@@ -273,13 +290,52 @@ describeKernel("GitHub Action end to end (dist/ pre → steps → post)", () => 
     expect(post.code, post.stdout + post.stderr).toBe(0);
     const out = job.outputs();
     const warning = post.stdout.split("\n").find((l) => l.includes("could not upload")) ?? "";
-    expect(warning).toMatch(/^::warning::dpndncy: could not upload the trace artifact \(.*500/);
+    expect(warning).toMatch(
+      /^::warning::dpndncy: could not upload the trace artifact dpndncy-trace-build-attempt1 \(.*500/,
+    );
     expect(warning).toContain(`the files are at ${out.log}, ${out.statement}`);
     expect(existsSync(out.log ?? "")).toBe(true);
     expect(existsSync(out.statement ?? "")).toBe(true);
     expect(down.calls.filter((c) => c === "CreateArtifact")).toHaveLength(5);
     expect(down.artifacts).toEqual([]);
     expect(post.stdout).not.toMatch(/::error::/);
+  });
+
+  it("matrix legs (same GITHUB_JOB) each upload their own artifact", async () => {
+    const service = await startArtifactStandIn();
+    onCleanup(() => service.close());
+    const names: string[] = [];
+    for (const matrix of ['{"node":20,"os":"ubuntu-24.04"}', '{"node":22,"os":"ubuntu-24.04"}']) {
+      const root = tempDir("action-matrix");
+      const job = newJob(
+        root,
+        {
+          "agent-url": `${filesUrl}/dpndncy-agent`,
+          "agent-sha256": agentSha,
+          sign: "none",
+          matrix, // what the input's default ${{ toJSON(matrix) }} gives each leg
+        },
+        {
+          ...githubEnv(root),
+          ACTIONS_RUNTIME_TOKEN: service.token,
+          ACTIONS_RESULTS_URL: service.url,
+        },
+      );
+      const pre = await job.stage("pre");
+      onCleanup(async () => {
+        const s = job.state();
+        if (s.agent && s.state_dir) await run([s.agent, "stop", "--state-dir", s.state_dir]);
+      });
+      expect(pre.code, pre.stdout + pre.stderr).toBe(0);
+      const post = await job.stage("post");
+      expect(post.code, post.stdout + post.stderr).toBe(0);
+      expect(post.stdout).not.toContain("could not upload");
+      names.push(job.outputs().artifact ?? "");
+      expect(job.summary().split("\n")[2]).toContain("**not signed** (sign: none)");
+    }
+    expect(names[0]).toMatch(/^dpndncy-trace-build-20-ubuntu-24\.04-[0-9a-f]{8}-attempt1$/);
+    expect(names[1]).toMatch(/^dpndncy-trace-build-22-ubuntu-24\.04-[0-9a-f]{8}-attempt1$/);
+    for (const n of names) expect(readZip(service.content(n) ?? Buffer.alloc(0)).size).toBe(2);
   });
 
   it("a wrong agent-sha256 or a tampered download fails pre and never starts the agent", async () => {

@@ -1,6 +1,7 @@
 // The benchmarks never fail a build, so nothing else would notice one that broke (it happened
 // once: bench/agent stopped loading under type stripping). Run both with tiny counts and check
 // that they still measure and print their figures; the figures themselves are not judged.
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { REPO } from "../support/kernel/env.js";
@@ -34,9 +35,35 @@ describeKernel("benchmarks (smoke)", () => {
     ]) {
       expect(r.stdout, r.stdout).toMatch(new RegExp(`${w.replace(/[()]/g, "\\$&")}.*\\d\\.\\d+x`));
     }
+    expect(r.stdout).toMatch(/median ratio on\/off over 1 interleaved pairs/);
     expect(r.stdout).toMatch(/lost events \(stop records\): 0 /);
     expect(r.stdout).toMatch(/agent peak RSS \(VmHWM\): [\d.]+ MiB/);
     expect(r.stdout).not.toMatch(/exited with status|failed/);
+  });
+
+  it("bench/hooks prints the in-kernel cost per hook (bpf_stats), agent CPU per event, the loss-free rate and the enforce cost", async () => {
+    const statsBefore = readFileSync("/proc/sys/kernel/bpf_stats_enabled", "utf8");
+    const r = await run([NODE, join(REPO, "bench/hooks/bench.ts")], {
+      env: {
+        ...TINY,
+        BENCH_DNS: "200",
+        BENCH_RATES: "20000",
+        BENCH_RATE_SECONDS: "0.5",
+        BENCH_CPU_RATE: "20000",
+      },
+      timeoutMs: 240_000,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    for (const unit of ["connect", "exec", "open", "DNS packet"])
+      expect(r.stdout, r.stdout).toMatch(new RegExp(`: [\\d,]+ ns in BPF per ${unit}`));
+    // every program that runs per connect is listed with its share
+    expect(r.stdout).toMatch(/cgroup_sock_addr dp_connect4 +1\.00 runs\/connect/);
+    expect(r.stdout).toMatch(/agent CPU per event at 20,000 events\/s: [\d.]+ µs/);
+    expect(r.stdout).toMatch(/highest sustained event rate without loss: [\d,]+ events\/s/);
+    expect(r.stdout).toMatch(/enforce adds -?[\d,]+ ns in BPF per allowed connect/);
+    expect(r.stdout).not.toMatch(/stopped early/);
+    // the counters are put back as they were
+    expect(readFileSync("/proc/sys/kernel/bpf_stats_enabled", "utf8")).toBe(statsBefore);
   });
 
   it("bench/daemon measures in a job and outside one, with ratios, RSS and losses", async () => {

@@ -17,7 +17,7 @@ describeKernel("make demo (scripts/demo.sh)", () => {
     expect(r.stdout).toContain("169.254.169.254:80/tcp");
     expect(r.stdout).toContain("integrity: agent stopped cleanly; log_sha256 verified");
     expect(r.stdout).toMatch(
-      /^OK build\/demo\/events\.ndjson \(sha256 [0-9a-f]{64}\) is the attested log$/m,
+      /^OK build\/demo\/events\.ndjson \(sha256 [0-9a-f]{64}\) is the attested log; the trace is complete and untampered$/m,
     );
     // The namespace it made is gone.
     const ns = await run(["ip", "netns", "list"]);

@@ -11,6 +11,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
 import {
   CLI,
   component,
@@ -27,6 +28,7 @@ import { readLog } from "../support/kernel/log.js";
 import { Netns } from "../support/kernel/netns.js";
 import { run } from "../support/kernel/proc.js";
 import { describeKernel } from "../support/kernel/suite.js";
+import { snippet } from "../support/readme.js";
 import {
   mintIdentityToken,
   type SigstoreStandIn,
@@ -93,6 +95,63 @@ function includeAgent(inputs: Record<string, string | boolean> = {}): string {
 
 const cli = (args: string[]) =>
   run([process.execPath, CLI, ...args], { env: { PATH: process.env.PATH } });
+
+/**
+ * A README block as a reader pastes it, with its placeholders filled for this test: the
+ * component's address (`$CI_SERVER_FQDN/dpndncy/agent/<name>@1`) becomes this commit's, and the
+ * `agent-url`/`agent-sha256`/`cli-url`/`cli-sha256` values (`…`, `<sha256 …>`) this release's.
+ * An include without inputs gets them as the release's pinned defaults would give them (a
+ * released component's defaults, scripts/release-pin.mjs; this commit's component pins none).
+ */
+function fromReadme(id: string): string {
+  const value: Record<string, string> = {
+    "agent-url": release.agentUrl,
+    "agent-sha256": release.agentSha256,
+    "cli-url": release.cliUrl,
+    "cli-sha256": release.cliSha256,
+  };
+  const pinned: Record<string, string[]> = {
+    agent: ["agent-url", "agent-sha256", "cli-url", "cli-sha256"],
+    sign: ["cli-url", "cli-sha256"],
+  };
+  return snippet(id)
+    .body.replace(
+      /^(\s*)- component: \$CI_SERVER_FQDN\/dpndncy\/agent\/(\w+)@1([^\n]*)\n(?!\s+inputs:)/gm,
+      (_, indent: string, name: string, rest: string) =>
+        `${indent}- component: $CI_SERVER_FQDN/dpndncy/agent/${name}@1${rest}\n${indent}  inputs: { ${(pinned[name] ?? []).map((k) => `${k}: …`).join(", ")} }\n`,
+    )
+    .replace(/\$CI_SERVER_FQDN\/dpndncy\/agent\/(\w+)@1/g, (_, name: string) => component(name))
+    .replace(
+      /^(\s*)(agent-url|agent-sha256|cli-url|cli-sha256): .*$/gm,
+      (_, indent: string, k: string) => `${indent}${k}: ${JSON.stringify(value[k])}`,
+    )
+    .replace(
+      /(agent-url|agent-sha256|cli-url|cli-sha256): …/g,
+      (_, k: string) => `${k}: ${JSON.stringify(value[k])}`,
+    );
+}
+
+/** A project that `npm ci && npm test` works in, offline: no dependencies, a test that writes coverage/. */
+const NPM_PROJECT = {
+  "package.json": JSON.stringify({
+    name: "app",
+    version: "1.0.0",
+    scripts: { test: "mkdir -p coverage && echo covered > coverage/lcov.info" },
+  }),
+  "package-lock.json": JSON.stringify({
+    name: "app",
+    version: "1.0.0",
+    lockfileVersion: 3,
+    requires: true,
+    packages: { "": { name: "app", version: "1.0.0" } },
+  }),
+};
+const NPM_OFFLINE = {
+  NPM_CONFIG_OFFLINE: "true",
+  NPM_CONFIG_AUDIT: "false",
+  NPM_CONFIG_FUND: "false",
+  NPM_CONFIG_UPDATE_NOTIFIER: "false",
+};
 
 /** The workload: an exec, a loopback connect, a name lookup, a credential read. */
 const WORKLOAD = [
@@ -229,6 +288,114 @@ ${WORKLOAD.join("\n")}
     expect(wrong.code).toBe(1);
   });
 
+  it('README snippet("gitlab-include") and snippet("gitlab-artifacts"): the include traces the job; a job with its own artifacts:paths keeps the trace only by listing it', async () => {
+    // the include block as written: the build job is traced and leaves the trace as artifacts
+    const p = newProject("readme-include", fromReadme("gitlab-include"), NPM_PROJECT);
+    const r = await runPipeline(p, { path: pathWithNode(), variables: NPM_OFFLINE });
+    expect(r.code, r.out).toBe(0);
+    const log = r.jobLog("build");
+    expect(log).toMatch(/dpndncy: agent armed \(pid \d+, mode observe, platform gitlab\)/);
+    expect(log).toContain("integrity: agent stopped cleanly");
+    // an internal project with no Fulcio named: not signed, and loudly so (README: private projects)
+    expect(log).toContain("[dpndncy] WARNING");
+    expect(existsSync(join(r.artifacts("build"), ".dpndncy/events.ndjson"))).toBe(true);
+
+    // the artifacts block, after the same include; and the pitfall it documents: a job whose
+    // own paths do not list ours uploads its files and silently not the trace
+    const include = fromReadme("gitlab-include").split("\n\nbuild:")[0] ?? "";
+    const ci = `${include}
+${fromReadme("gitlab-artifacts")}
+naive:
+  stage: deploy
+  extends: .dpndncy
+  script:
+    - npm ci && npm test
+  artifacts:
+    paths: [coverage/]
+`;
+    const q = newProject("readme-artifacts", ci, NPM_PROJECT);
+    const r2 = await runPipeline(q, { path: pathWithNode(), variables: NPM_OFFLINE });
+    expect(r2.code, r2.out).toBe(0);
+    const kept = r2.artifacts("build");
+    expect(existsSync(join(kept, "coverage/lcov.info")), "the job's own artifact").toBe(true);
+    for (const f of ["events.ndjson", "summary.md", "job.env"]) {
+      expect(existsSync(join(kept, ".dpndncy", f)), `artifact .dpndncy/${f}`).toBe(true);
+    }
+    expect(readLog(join(kept, ".dpndncy/events.ndjson")).events.at(-1)).toMatchObject({
+      kind: "agent",
+      event: "stop",
+      complete: true,
+    });
+    expect(existsSync(join(kept, ".dpndncy/bin")), "not the downloaded binaries").toBe(false);
+    const lost = r2.artifacts("naive");
+    expect(existsSync(join(lost, "coverage/lcov.info"))).toBe(true);
+    expect(existsSync(join(lost, ".dpndncy/events.ndjson")), "what the README warns of").toBe(
+      false,
+    );
+  });
+
+  it('README snippet("gitlab-sign"): a job without Node is traced, a later job with Node signs it', async () => {
+    // Placeholders filled as in fromReadme; and, since public-good Sigstore cannot be reached
+    // from here, the signing job is pointed at the local stand-in (fulcio-url / rekor-url, as
+    // a private project would name its own instance) with its OIDC token passed as a variable.
+    // `image:` is ignored by a shell-executor runner, as here; gitlab-ci-local would start
+    // Docker for it, so the lines go (the build job then gets a PATH without Node instead)
+    const ci = fromReadme("gitlab-sign")
+      .replace(/^\s*image: .*\n/gm, "")
+      .replace(
+        /(component: \S+\/sign@\S+\n\s+inputs: \{ )/,
+        `$1fulcio-url: ${JSON.stringify(sigstore.fulcioURL)}, rekor-url: ${JSON.stringify(sigstore.rekorURL)}, `,
+      );
+    expect(ci).toContain("fulcio-url");
+    const p = newProject("readme-sign", ci, { Makefile: "all:\n\t/bin/true gl-make-ran\n" });
+    const token = mintIdentityToken({ iss: ISSUER, sub: IDENTITY });
+    const built = await runPipeline(p, {
+      jobs: ["build"],
+      path: pathWithNode(),
+      variables: { PATH: pathWithoutNode() }, // alpine:3: no Node in the image
+    });
+    expect(built.code, built.out).toBe(0);
+    expect(built.jobLog("build")).toContain("no Node.js (>= 20) in this image");
+    expect(built.jobLog("build")).toContain("UNSIGNED");
+    handOver(p, "build");
+    const signed = await runPipeline(p, {
+      jobs: ["sign-build"],
+      path: pathWithNode(),
+      variables: { SIGSTORE_ID_TOKEN: token },
+    });
+    expect(signed.code, signed.out).toBe(0);
+    const log = signed.jobLog("sign-build");
+    expect(log).toContain("integrity: agent stopped cleanly");
+    expect(log).toContain(`signer: certificate ${IDENTITY}`);
+    const a = join(built.artifacts("build"), ".dpndncy"); // the log, as handed over
+    const b = join(signed.artifacts("sign-build"), ".dpndncy"); // what the signing job adds
+    expect(JSON.parse(readFileSync(join(b, "statement.json"), "utf8")).predicate.ci).toMatchObject({
+      platform: "gitlab",
+      jobName: "build",
+    });
+    const trace = readLog(join(a, "events.ndjson"));
+    expect(
+      trace.events.some(
+        (e) => e.kind === "exec" && (e.argv as string[]).join(" ") === "/bin/true gl-make-ran",
+      ),
+    ).toBe(true);
+    const rootFile = join(tempDir("gitlab-readme-root"), "trusted-root.json");
+    writeFileSync(rootFile, JSON.stringify(sigstore.trustedRoot));
+    const v = await cli([
+      "verify",
+      join(b, "events.ndjson.sigstore.json"),
+      "--log",
+      join(a, "events.ndjson"),
+      "--certificate-identity",
+      IDENTITY,
+      "--certificate-oidc-issuer",
+      ISSUER,
+      "--trusted-root",
+      rootFile,
+    ]);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+  });
+
   it("a failing script still yields the trace; a refused signature is loud, not fatal", async () => {
     // No Fulcio named, and the project is not public (gitlab-ci-local: "internal"): signing
     // must be refused before any request, and say so; the job's own failure stays the status.
@@ -323,6 +490,8 @@ pinned-wrong:
         { "allow-public-rekor": "yes" },
         "`allow-public-rekor` input: provided value is not a boolean",
       ],
+      // the same limit as `dpndncy learn --jobs` (1-100), refused when the pipeline is made
+      [{ "learn-jobs": "101" }, "`learn-jobs` input: `101` does not match required regex"],
     ] as const) {
       const p = newProject(
         "badinput",
@@ -436,9 +605,7 @@ again:
 learning:
   stage: test
   extends: .dpndncy
-  cache:
-    key: dpndncy-learn-$CI_JOB_NAME
-    paths: [.dpndncy/learn/]
+  cache: ${JSON.stringify((parseYaml(snippet("gitlab-learn-cache").body) as { build: { cache: unknown } }).build.cache)}
   script:
     - ${work.exec(PYTHON, join(FIXTURES, "enforce_client.py")).join(" ")} $DESTS
 `;

@@ -29,6 +29,8 @@ describeKernel("mounts", () => {
       `echo "BEFORE $(${MOUNTS} | tr "\\n" " ")"`,
       `${AGENT} run --log ${logPath} -- ${ns.exec(PYTHON, join(FIXTURES, "netclient.py"), `tcp:127.0.0.1:${port}`).join(" ")}`,
       `echo "AFTER $(${MOUNTS} | tr "\\n" " ")"`,
+      // nor a directory it made for them (the private cgroup2 mount point, marker files)
+      `echo "RUN $(ls -d /run/dpndncy* 2>/dev/null | grep -v kernel-tests.lock | tr "\\n" " ")"`,
     ].join("\n");
     const r = await run([
       "unshare",
@@ -42,6 +44,7 @@ describeKernel("mounts", () => {
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(r.stdout).toMatch(/^BEFORE\s*$/m); // really nothing mounted
     expect(r.stdout).toMatch(/^AFTER\s*$/m); // and nothing left mounted
+    expect(r.stdout).toMatch(/^RUN\s*$/m); // nor left under /run
     const log = readLog(logPath);
     expect(log.errors).toEqual([]);
     const start = log.events.find((e) => e.kind === "agent" && e.event === "start") as AgentEv;

@@ -26,6 +26,12 @@ export interface StandInOptions {
   /** Rekor's clock: the entry's integrated time. */
   rekorClock?: Date;
   tsaClock?: Date;
+  /**
+   * Rekor logs the first entry but answers 409 Conflict with the entry's Location, as real
+   * Rekor does when a retried upload meets the entry its first attempt created; the entry is
+   * then served at GET /api/v1/log/entries/<uuid>.
+   */
+  rekorConflictOnce?: boolean;
 }
 
 export interface SigstoreStandIn {
@@ -67,7 +73,26 @@ export async function startSigstoreStandIn(o: StandInOptions = {}): Promise<Sigs
   const tsaRoute = tsaHandler(tsa);
   routes.set(tsaRoute.path, (body) => reissueUnparseable(tsaRoute.fn, body));
   const rekor = rekorHandler(tlog);
-  routes.set(rekor.path, (body) => rekor.fn(canonicalizeDsseEntry(body)));
+  let conflicts = o.rekorConflictOnce ? 1 : 0;
+  routes.set(rekor.path, async (body) => {
+    const r = await rekor.fn(canonicalizeDsseEntry(body));
+    if (r.statusCode !== 201 || typeof r.response !== "string") return r;
+    const uuid = Object.keys(JSON.parse(r.response) as object)[0] ?? "";
+    const entry = r.response;
+    routes.set(`GET ${rekor.path}/${uuid}`, async () => ({
+      statusCode: 200,
+      response: entry,
+      contentType: "application/json",
+    }));
+    if (conflicts === 0) return r;
+    conflicts--;
+    return {
+      statusCode: 409,
+      response: JSON.stringify({ code: 409, message: "An equivalent entry already exists" }),
+      contentType: "application/json",
+      location: `${rekor.path}/${uuid}`,
+    };
+  });
 
   // Trusted since long before any clock a test may set.
   const validFor = { start: new Date("2020-01-01T00:00:00Z"), end: undefined };
@@ -199,12 +224,19 @@ async function serve(
   for await (const c of req) chunks.push(c as Buffer);
   const path = new URL(req.url ?? "/", "http://x").pathname;
   requests.push(`${req.method} ${path}`);
-  const fn = req.method === "POST" ? routes.get(path) : undefined;
+  const fn = req.method === "POST" ? routes.get(path) : routes.get(`${req.method} ${path}`);
   if (!fn) {
     res.writeHead(404, { "content-type": "text/plain" }).end(`no route ${req.method} ${path}`);
     return;
   }
-  const { statusCode, response, contentType } = await fn(Buffer.concat(chunks).toString("utf8"));
-  const body = typeof response === "string" ? response : bytes(response);
-  res.writeHead(statusCode, { "content-type": contentType ?? "text/plain" }).end(body);
+  const r: Awaited<ReturnType<HandlerFn>> & { location?: string } = await fn(
+    Buffer.concat(chunks).toString("utf8"),
+  );
+  const body = typeof r.response === "string" ? r.response : bytes(r.response);
+  res
+    .writeHead(r.statusCode, {
+      "content-type": r.contentType ?? "text/plain",
+      ...(r.location ? { location: r.location } : {}),
+    })
+    .end(body);
 }

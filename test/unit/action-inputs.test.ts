@@ -17,7 +17,17 @@ describe("parseInputs", () => {
       learnJobs: 5,
       allowGithubEndpoints: true,
       harden: "none",
+      matrix: "",
     });
+  });
+
+  it("artifact-name: a name artifacts can hold, or a clear error", () => {
+    expect(parseInputs(getter({ "artifact-name": "trace-linux" })).artifactName).toBe(
+      "trace-linux",
+    );
+    expect(() => parseInputs(getter({ "artifact-name": "a/b" }))).toThrow(
+      'input `artifact-name`: "a/b" contains a character artifact names cannot hold',
+    );
   });
 
   it("harden: none | sudo | sudo-and-containers", () => {

@@ -382,6 +382,17 @@ describe("endpoint choice and the private-repository rule", () => {
       rekorURL: undefined,
       tsaURL: "https://timestamp.githubapp.com",
     });
+    // GHE.com (data residency): the tenant's own instance, derived from GITHUB_SERVER_URL
+    expect(
+      resolveEndpoints({ private: true, platform: "github", serverUrl: "https://acme.ghe.com" }),
+    ).toEqual({
+      fulcioURL: "https://fulcio.acme.ghe.com",
+      rekorURL: undefined,
+      tsaURL: "https://timestamp.acme.ghe.com",
+    });
+    expect(
+      resolveEndpoints({ private: true, platform: "github", serverUrl: "https://github.com/" }),
+    ).toMatchObject({ fulcioURL: "https://fulcio.githubapp.com" });
   });
 
   it("private repositories never reach the public Rekor unless explicitly allowed", () => {

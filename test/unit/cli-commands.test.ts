@@ -8,6 +8,8 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
@@ -21,6 +23,7 @@ import {
   type SigstoreStandIn,
   startSigstoreStandIn,
 } from "../support/sigstore-stand-in.js";
+import { startTufStandIn, type TufStandIn } from "../support/tuf-stand-in.js";
 
 const FIXTURE = join(import.meta.dirname, "../fixtures/attack.ndjson");
 const IDENTITY = "https://github.com/acme/app/.github/workflows/ci.yml@refs/heads/main";
@@ -183,12 +186,40 @@ describe("dpndncy attest + verify with local keys", () => {
     const out = join(dir, "tampered.sigstore.json");
     expect((await cli(["attest", tampered, "--generate-key", "--out", out])).code).toBe(0);
     const pub = join(dir, "tampered.pub.pem");
-    expect((await cli(["verify", out, "--log", tampered, "--key", pub])).out).toContain(
-      "NOT CLEAN — LOG_SHA256_MISMATCH",
+    // the default: a signature over a trace that says it was tampered with is not a pass
+    const byDefault = await cli(["verify", out, "--log", tampered, "--key", pub]);
+    expect(byDefault.code).toBe(1);
+    expect(byDefault.out).toBe("");
+    expect(byDefault.err).toMatch(
+      /^dpndncy verify: FAILED TRACE_TAMPERED: signature verified, but the trace is not untampered: .*LOG_SHA256_MISMATCH/,
     );
+    // opting out reports it, and never as "OK"
+    const lax = await cli(["verify", out, "--log", tampered, "--key", pub, "--allow-incomplete"]);
+    expect(lax.code).toBe(0);
+    expect(lax.out).toMatch(
+      /^NOT CLEAN .*tampered\.ndjson .*LOG_SHA256_MISMATCH.*\(accepted: --allow-incomplete\)\n/,
+    );
+    expect(lax.out).not.toMatch(/^OK/m);
+    expect(lax.out).toContain("NOT CLEAN — LOG_SHA256_MISMATCH");
+    const laxJson = JSON.parse(
+      (await cli(["verify", out, "--log", tampered, "--key", pub, "--allow-incomplete", "--json"]))
+        .out,
+    );
+    expect(laxJson).toMatchObject({ ok: true, clean: false });
     const r = await cli(["verify", out, "--log", tampered, "--key", pub, "--require-clean"]);
     expect(r.code).toBe(1);
     expect(r.err).toContain("TRACE_NOT_CLEAN");
+  });
+
+  it("a truncated bundle is unreadable input: exit 3, BUNDLE_UNREADABLE", async () => {
+    const whole = readFileSync(`${log}.sigstore.json`, "utf8");
+    const cut = join(dir, "cut.sigstore.json");
+    writeFileSync(cut, whole.slice(0, Math.floor(whole.length / 2)));
+    const r = await cli(["verify", cut, "--log", log, "--key", join(dir, "trace.ndjson.pub.pem")]);
+    expect(r.code).toBe(3);
+    expect(r.err).toMatch(
+      /FAILED BUNDLE_UNREADABLE: .*cut\.sigstore\.json is not JSON .*truncated/,
+    );
   });
 });
 
@@ -228,15 +259,26 @@ describe("dpndncy attest --keyless + verify against the stand-in", () => {
       signer: { identity: IDENTITY, issuer: ISSUER },
       tlogEntries: 1,
     });
-    // the standard v0.2 statement verifies the same way
-    const std = await cli([
+    expect(v.out).toContain('"clean": true');
+    const text = await cli(["verify", out, ...args, "--certificate-identity", IDENTITY]);
+    expect(text.out).toMatch(/^OK .* is the attested log; the trace is complete and untampered\n/);
+    expect(text.out).toContain(`  trusted root: ${rootPath}\n`);
+    // the standard v0.2 statement verifies the same way, but cannot say the trace is whole
+    const stdArgs = [
       "verify",
       `${log}.runtime-trace.sigstore.json`,
       ...args,
       "--certificate-identity",
       IDENTITY,
-    ]);
+    ];
+    const stdDefault = await cli(stdArgs);
+    expect(stdDefault.code).toBe(1);
+    expect(stdDefault.err).toContain(
+      "TRACE_INCOMPLETE: the https://in-toto.io/attestation/runtime-trace/v0.2 predicate does not say",
+    );
+    const std = await cli([...stdArgs, "--allow-incomplete"]);
     expect(std.code, std.err).toBe(0);
+    expect(std.out).toMatch(/^NOT CLEAN /);
     expect(std.out).toContain("predicate: https://in-toto.io/attestation/runtime-trace/v0.2");
     const wrong = await cli([
       "verify",
@@ -384,12 +426,23 @@ describe("dpndncy attest --keyless + verify against the stand-in", () => {
           "x",
           "--certificate-oidc-issuer",
           "y",
+          "--trusted-root",
+          "r.json",
+          "--offline",
         ],
-        "--trusted-root is required",
+        "--trusted-root is the trusted root itself",
+      ],
+      [
+        ["verify", b, "--log", log, "--key", "k", "--allow-incomplete", "--require-clean"],
+        "--allow-incomplete contradicts",
+      ],
+      [
+        ["verify", b, "--log", log, "--key", "k", "--tuf-mirror", "http://127.0.0.1:1"],
+        "identity and TUF options are for certificates",
       ],
       [
         ["verify", b, "--log", log, "--key", "k", "--certificate-identity", "x"],
-        "identity options are for certificates",
+        "identity and TUF options are for certificates",
       ],
       [["verify", b, "--log", log, "--kee", "k"], "Unknown option '--kee'"],
       [["attest", log], "choose --key, --generate-key or --keyless"],
@@ -433,5 +486,227 @@ describe("dpndncy attest --keyless + verify against the stand-in", () => {
     ]);
     expect(r2.code).toBe(3);
     expect(r2.err).toContain("TRUSTED_ROOT_INVALID");
+  });
+});
+
+describe("dpndncy verify: the trusted root from a TUF repository (local stand-in)", () => {
+  const token = mintIdentityToken({ iss: ISSUER, sub: IDENTITY });
+  let tuf: TufStandIn;
+  let bundle: string;
+  let cache: string;
+  const keyless = () => ["--certificate-identity", IDENTITY, "--certificate-oidc-issuer", ISSUER];
+  beforeAll(async () => {
+    tuf = await startTufStandIn(standIn.trustedRoot, dir);
+    cache = join(dir, "tuf-cache");
+    bundle = join(dir, "tuf.sigstore.json");
+    const a = await cli([
+      "attest",
+      log,
+      "--keyless",
+      "--public",
+      "--identity-token",
+      token,
+      "--fulcio-url",
+      standIn.fulcioURL,
+      "--rekor-url",
+      standIn.rekorURL,
+      "--out",
+      bundle,
+    ]);
+    expect(a.code, a.err).toBe(0);
+  });
+  afterAll(async () => {
+    await tuf.close();
+  });
+
+  it("fetches and checks the root through TUF, caches it, and --offline verifies from the cache", async () => {
+    const args = ["verify", bundle, "--log", log, ...keyless(), "--tuf-cache", cache];
+    const online = await cli([...args, "--tuf-mirror", tuf.url, "--tuf-root", tuf.rootPath]);
+    expect(online.code, online.err).toBe(0);
+    expect(online.out).toMatch(/^OK /);
+    expect(online.out).toContain(`trusted root: ${tuf.url} (TUF, cache ${cache})`);
+    expect(tuf.requests).toEqual([
+      "/2.root.json",
+      "/timestamp.json",
+      "/snapshot.json",
+      "/targets.json",
+      "/targets/trusted_root.json",
+    ]);
+    // the cache holds the verified metadata: no --tuf-root needed the second time, and
+    // --offline asks the repository nothing
+    const before = tuf.requests.length;
+    const offline = await cli([...args, "--tuf-mirror", tuf.url, "--offline"]);
+    expect(offline.code, offline.err).toBe(0);
+    expect(tuf.requests.length).toBe(before);
+  });
+
+  it("an unreachable repository is exit 4 with the URL and the cause; unknown or bad roots exit 3", async () => {
+    const dead = "http://127.0.0.1:9"; // discard port: nothing listens
+    const fresh = join(dir, "tuf-cache-fresh");
+    const r = await cli([
+      "verify",
+      bundle,
+      "--log",
+      log,
+      ...keyless(),
+      "--tuf-mirror",
+      dead,
+      "--tuf-root",
+      tuf.rootPath,
+      "--tuf-cache",
+      fresh,
+    ]);
+    expect(r.code).toBe(4);
+    expect(r.err).toContain(
+      `FAILED TRUSTED_ROOT_UNAVAILABLE: cannot fetch the trusted root from the TUF repository ${dead}`,
+    );
+    expect(r.err).toMatch(/ECONNREFUSED/);
+    expect(r.err).toContain("--trusted-root FILE, or --offline");
+    // --offline with nothing cached says so, rather than suggesting --offline
+    const offline = await cli([
+      "verify",
+      bundle,
+      "--log",
+      log,
+      ...keyless(),
+      "--tuf-mirror",
+      dead,
+      "--tuf-root",
+      tuf.rootPath,
+      "--tuf-cache",
+      join(dir, "tuf-cache-offline"),
+      "--offline",
+    ]);
+    expect(offline.code).toBe(4);
+    expect(offline.err).toContain(
+      `FAILED TRUSTED_ROOT_UNAVAILABLE: --offline: nothing unexpired is cached for ${dead} in ${join(dir, "tuf-cache-offline")}`,
+    );
+    // a repository we hold no root for
+    const unknown = await cli([
+      "verify",
+      bundle,
+      "--log",
+      log,
+      ...keyless(),
+      "--tuf-mirror",
+      dead,
+      "--tuf-cache",
+      join(dir, "tuf-cache-none"),
+    ]);
+    expect(unknown.code).toBe(3);
+    expect(unknown.err).toContain("no root of trust is known for the TUF repository");
+    // a target that is not what the signed metadata says
+    tuf.tamperTarget();
+    const bad = await cli([
+      "verify",
+      bundle,
+      "--log",
+      log,
+      ...keyless(),
+      "--tuf-mirror",
+      tuf.url,
+      "--tuf-root",
+      tuf.rootPath,
+      "--tuf-cache",
+      join(dir, "tuf-cache-tampered"),
+    ]);
+    expect(bad.code).toBe(3);
+    expect(bad.err).toContain(
+      `TRUSTED_ROOT_INVALID: the TUF repository ${tuf.url} gave metadata that does not verify`,
+    );
+  });
+});
+
+/** A loopback port nothing listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+describe("dpndncy start: a failed download", () => {
+  it("names the URL and the cause (not just 'fetch failed') and exits 4", async () => {
+    const dead = `http://127.0.0.1:${await closedPort()}/dpndncy-agent`;
+    const sha = "0".repeat(64);
+    const r = await cli([
+      "start",
+      "--dir",
+      join(dir, "start-dead"),
+      "--agent-url",
+      dead,
+      "--agent-sha256",
+      sha,
+    ]);
+    expect(r.code).toBe(4);
+    expect(r.err).toMatch(
+      new RegExp(
+        `^dpndncy start: downloading the agent from ${dead} failed: fetch failed: .*ECONNREFUSED`,
+      ),
+    );
+    // an HTTP error names the status
+    const missing = await cli([
+      "start",
+      "--dir",
+      join(dir, "start-404"),
+      "--agent-url",
+      `${standIn.url}/no/such/agent`,
+      "--agent-sha256",
+      sha,
+    ]);
+    expect(missing.code).toBe(4);
+    expect(missing.err).toContain(
+      `downloading the agent from ${standIn.url}/no/such/agent: HTTP 404`,
+    );
+  });
+});
+
+describe("Rekor: an entry that already exists (409) is fetched, as @actions/attest does", () => {
+  it("signs and verifies when Rekor answers Conflict with the existing entry's Location", async () => {
+    const conflicting = await startSigstoreStandIn({ rekorConflictOnce: true });
+    try {
+      const out = join(dir, "conflict.sigstore.json");
+      const token = mintIdentityToken({ iss: ISSUER, sub: IDENTITY });
+      const a = await cli([
+        "attest",
+        log,
+        "--keyless",
+        "--public",
+        "--identity-token",
+        token,
+        "--fulcio-url",
+        conflicting.fulcioURL,
+        "--rekor-url",
+        conflicting.rekorURL,
+        "--out",
+        out,
+      ]);
+      expect(a.code, a.err).toBe(0);
+      const entries = conflicting.requests.filter((r) => r.includes("/api/v1/log/entries"));
+      expect(entries).toEqual([
+        "POST /api/v1/log/entries",
+        expect.stringMatching(/^GET \/api\/v1\/log\/entries\/[0-9a-f]+$/),
+      ]);
+      const root = join(dir, "conflict-root.json");
+      writeFileSync(root, JSON.stringify(conflicting.trustedRoot));
+      const v = await cli([
+        "verify",
+        out,
+        "--log",
+        log,
+        "--trusted-root",
+        root,
+        "--certificate-identity",
+        IDENTITY,
+        "--certificate-oidc-issuer",
+        ISSUER,
+        "--json",
+      ]);
+      expect(v.code, v.err).toBe(0);
+      expect(JSON.parse(v.out)).toMatchObject({ tlogEntries: 1 });
+    } finally {
+      await conflicting.close();
+    }
   });
 });

@@ -393,7 +393,7 @@ describe("supervisor", () => {
     expect(hups()).toBe(before);
     expect(conf()).toEqual(["allow-host github.com"]);
     expect(h.err.join("")).toContain(
-      `POLICY RELOAD REFUSED (SIGHUP): ${join(pol, "default.yml")}:3:3: policy at egress must NOT have additional properties "deny"; the policies in force stay`,
+      `POLICY RELOAD REFUSED (SIGHUP): ${join(pol, "default.yml")}:4:3: unknown key "deny" in egress (allowed: allow, allow-metadata); the policies in force stay`,
     );
 
     writeFileSync(join(pol, "default.yml"), "version: 1\negress:\n  allow: [gitlab.com]\n");
@@ -418,7 +418,7 @@ describe("supervisor", () => {
     writeFileSync(join(dir, "policies", "default.yml"), "version: 2\n");
     await expect(start("policyDir: policies\n", {})).rejects.toThrow(
       new StartError(
-        `${join(dir, "policies", "default.yml")}:1:10: policy at version must be equal to constant`,
+        `${join(dir, "policies", "default.yml")}:1:10: version must be 1, not 2 (this dpndncy reads policy version 1)`,
       ),
     );
   });

@@ -72,8 +72,11 @@ describe("enforce policy", () => {
         /:4:7: invalid endpoint "10\.0\.0\.0\/33"/,
       ],
       ["version: 1\negress:\n  allow:\n    - '*foo.com'\n", /:4:7: invalid endpoint "\*foo\.com"/],
-      ["version: 1\negres:\n  allow: []\n", /:1:1: .*additional properties "egres"/],
-      ["version: 1\negress:\n  allow: x.com\n", /:3:10: policy at egress\.allow must be array/],
+      ["version: 1\negres:\n  allow: []\n", /:2:1: unknown key "egres" \(allowed: /],
+      [
+        "version: 1\negress:\n  allow: x.com\n",
+        /:3:10: egress\.allow must be a list, not "x\.com"/,
+      ],
     ];
     for (const [text, re] of bad) {
       const f = join(dir, "bad.yml");
@@ -84,5 +87,9 @@ describe("enforce policy", () => {
       expect(b.err.startsWith(f)).toBe(true);
     }
     expect((await cli(["policy", "lint", ok])).code).toBe(2);
+    // unreadable input is exit 3 (as for every CLI command), not "invalid" (1)
+    const gone = await cli(["policy", "check", join(dir, "missing.yml")]);
+    expect(gone.code).toBe(3);
+    expect(gone.err).toContain("missing.yml: cannot read policy: ENOENT");
   });
 });

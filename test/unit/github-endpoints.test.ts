@@ -38,4 +38,15 @@ describe("the GitHub endpoints enforce mode allows by default", () => {
       ]),
     );
   });
+
+  it("a GHE.com tenant signs with its own Fulcio and TSA, so those are allowed too", () => {
+    const lines = defaultGithubAllow("keyless", [], "https://acme.ghe.com").map(endpointDirective);
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        "allow-host fulcio.acme.ghe.com:443",
+        "allow-host timestamp.acme.ghe.com:443",
+      ]),
+    );
+    expect(defaultGithubAllow("keyless", [], "https://github.com").length).toBe(10);
+  });
 });

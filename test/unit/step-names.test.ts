@@ -1,5 +1,7 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
-import { matchStepNames } from "../../src/report/step-names.js";
+import { fetchJobSteps, matchStepNames } from "../../src/report/step-names.js";
 
 const steps = [
   {
@@ -42,5 +44,24 @@ describe("matchStepNames", () => {
     expect(matchStepNames(new Map([["early", "2026-11-23T09:59:59.000000000Z"]]), steps)).toEqual(
       {},
     );
+  });
+});
+
+describe("the jobs API without actions: read", () => {
+  it("says which permission is missing", async () => {
+    const server = createServer((_req, res) =>
+      res.writeHead(403).end('{"message":"Resource not accessible by integration"}'),
+    );
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      await expect(
+        fetchJobSteps({ apiUrl, repository: "a/b", runId: "1", attempt: "1", token: "t" }),
+      ).rejects.toThrow(
+        "jobs API 403: the token cannot read this run's jobs; give the job `permissions: actions: read`",
+      );
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 });

@@ -85,10 +85,10 @@ export interface Project {
 }
 
 /**
- * A git repository named dpndncy/agent holding this repo's templates/ and the given
- * .gitlab-ci.yml, committed. Any agent a job leaves running is stopped at cleanup.
+ * A git repository named dpndncy/agent holding this repo's templates/, the given
+ * .gitlab-ci.yml and any other files, committed. Any agent a job leaves running is stopped at cleanup.
  */
-export function newProject(tag: string, ci: string): Project {
+export function newProject(tag: string, ci: string, files: Record<string, string> = {}): Project {
   const root = tempDir(`gitlab-${tag}`);
   const dir = join(root, "project");
   const home = join(root, "home");
@@ -99,6 +99,10 @@ export function newProject(tag: string, ci: string): Project {
     copyFileSync(join(REPO, "templates", f), join(dir, "templates", f));
   }
   writeFileSync(join(dir, ".gitlab-ci.yml"), ci);
+  for (const [name, text] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, name)), { recursive: true });
+    writeFileSync(join(dir, name), text);
+  }
   const git = (...args: string[]) =>
     execFileSync("git", args, {
       cwd: dir,

@@ -5,7 +5,7 @@ import { dirname } from "node:path";
 import { RESULTS_JSON } from "./paths.js";
 
 export interface Check {
-  /** exec | connect | file | dns | refusal */
+  /** exec | connect | file | dns | enforce | tamper | probe | refusal */
   hook: string;
   /** the attach point the agent reported in its start record (or what was tested) */
   attach: string;
@@ -19,6 +19,10 @@ export interface Check {
 export interface KernelResult {
   /** row label, e.g. "6.1.0-50-cloud-amd64" */
   kernel: string;
+  /** amd64 | arm64 */
+  arch?: string;
+  /** the kernel line, e.g. "6.1" */
+  series?: string;
   /** how it ran: package, qemu, command line */
   how: string;
   boot: string;

@@ -1,21 +1,22 @@
 // Boots Debian's kernel under qemu (software emulation, one CPU, no network device) with an
 // initramfs whose generated /init runs a list of scenarios one after the other and sends each
-// scenario's files back over a second serial port (ttyS1, written to a file on the host):
+// scenario's files back over a second channel (x86_64: the second serial port ttyS1; arm64,
+// whose `virt` machine has one UART: a virtio console, hvc0), written to a file on the host:
 //
 //   @@FILE <scenario>/<file>@@      then the file, base64, then
 //   @@END@@                         and, once every scenario has run,
 //   @@DONE@@
 //
-// The kernel's console (ttyS0) stays separate, so kernel messages cannot tear the data.
-// One VM at a time on the machine (a lock in /tmp), whoever starts it. DPNDNCY_VM_KEEP=DIR keeps
-// every file that came back, and the console, under DIR/<boot>/ for a human to read.
+// The kernel's console (ttyS0 / ttyAMA0) stays separate, so kernel messages cannot tear the
+// data. At most two VMs at a time on the machine (two lock slots in /tmp), whoever starts them:
+// the machine has two vCPUs and each VM runs on one. DPNDNCY_VM_KEEP=DIR keeps every file that
+// came back, and the console, under DIR/<boot>/ for a human to read.
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DirLock } from "../dirlock.js";
-import { AGENT } from "../kernel/env.js";
 import { buildInitramfs, type ImageFile } from "./initramfs.js";
-import type { VmKernel } from "./kernel.js";
+import type { Arch, VmKernel } from "./kernel.js";
 import { VM_BUILD } from "./paths.js";
 import type { Workloads } from "./workloads.js";
 
@@ -44,6 +45,9 @@ export interface BootSpec {
   name: string;
   kernel: VmKernel;
   workloads: Workloads;
+  /** static busybox and agent of the kernel's architecture */
+  busybox: string;
+  agent: string;
   /** extra kernel command line (e.g. lsm=...) */
   append?: string;
   /** run before the scenarios, in the init shell (servers in the background, ...) */
@@ -71,7 +75,52 @@ export interface BootResult {
 
 export const sq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
+/** Per architecture: the qemu binary, its machine, the console and the data channel. */
+const QEMU: Record<
+  Arch,
+  { bin: string; console: string; data: string; args: (data: string) => string[] }
+> = {
+  amd64: {
+    bin: "qemu-system-x86_64",
+    console: "ttyS0",
+    data: "/dev/ttyS1",
+    args: (data) => [
+      "-machine",
+      "pc",
+      "-cpu",
+      "max",
+      "-serial",
+      "stdio",
+      "-serial",
+      `file:${data}`,
+    ],
+  },
+  arm64: {
+    bin: "qemu-system-aarch64",
+    console: "ttyAMA0",
+    data: "/dev/hvc0",
+    args: (data) => [
+      "-machine",
+      "virt",
+      "-cpu",
+      // every feature qemu emulates, but pointer authentication with qemu's cheap hash instead of
+      // the architected QARMA: Debian's arm64 kernel signs return addresses in every function,
+      // and emulating QARMA for each makes the boot several times slower under TCG
+      "max,pauth-impdef=on",
+      "-serial",
+      "stdio",
+      "-device",
+      "virtio-serial-pci",
+      "-chardev",
+      `file,id=data,path=${data}`,
+      "-device",
+      "virtconsole,chardev=data",
+    ],
+  },
+};
+
 function initScript(spec: BootSpec): string {
+  const data = QEMU[spec.kernel.line.arch].data;
   const lines = [
     "#!/bin/busybox sh",
     "/bin/busybox --install -s /bin",
@@ -82,8 +131,8 @@ function initScript(spec: BootSpec): string {
     "mount -t tmpfs tmp /tmp",
     "mount -t securityfs none /sys/kernel/security 2>/dev/null",
     "ip link set lo up",
-    "stty -F /dev/ttyS1 raw -echo 2>/dev/null",
-    "exec 3>/dev/ttyS1",
+    `stty -F ${data} raw -echo 2>/dev/null`,
+    `exec 3>${data}`,
     "emit() {",
     '  for f in /out/$1/*; do echo "@@FILE $1/$(basename "$f")@@" >&3; base64 "$f" >&3; echo "@@END@@" >&3; done',
     "}",
@@ -138,19 +187,30 @@ export function parseData(data: string): {
   return { files, done };
 }
 
-const LOCK = "/tmp/dpndncy-vm.lock";
-const vmLock = new DirLock(LOCK);
+// slot 0 keeps the name of the single lock older checkouts take, so they count against the two
+const LOCKS = ["/tmp/dpndncy-vm.lock", "/tmp/dpndncy-vm.lock.1"];
+let lockSeq = 0;
 
-async function withVmLock<T>(fn: () => Promise<T>, waitMs = 15 * 60_000): Promise<T> {
+async function withVmLock<T>(fn: () => Promise<T>, waitMs = 20 * 60_000): Promise<T> {
   const deadline = Date.now() + waitMs;
   let told = false;
+  const slots = LOCKS.map((p) => new DirLock(p, `vm-${lockSeq++}`));
+  let mine: DirLock | undefined;
   for (;;) {
-    const t = vmLock.tryTake();
-    if (t.taken) break;
+    let owners = "";
+    for (const l of slots) {
+      const t = l.tryTake();
+      if (t.taken) {
+        mine = l;
+        break;
+      }
+      owners += ` ${t.owner || "?"}`;
+    }
+    if (mine) break;
     if (Date.now() > deadline)
-      throw new Error(`another VM run holds ${LOCK} (${t.owner}) too long`);
+      throw new Error(`VM lock slots ${LOCKS.join(", ")} held too long (${owners.trim()})`);
     if (!told) {
-      console.warn(`vm: waiting for the VM lock ${LOCK} held by ${t.owner || "?"}`);
+      console.warn(`vm: waiting for a VM slot (${LOCKS.join(", ")} held by${owners})`);
       told = true;
     }
     await new Promise((r) => setTimeout(r, 200));
@@ -158,7 +218,7 @@ async function withVmLock<T>(fn: () => Promise<T>, waitMs = 15 * 60_000): Promis
   try {
     return await fn();
   } finally {
-    vmLock.release();
+    mine.release();
   }
 }
 
@@ -169,8 +229,8 @@ export async function bootScenarios(spec: BootSpec): Promise<BootResult> {
   const work = mkdtempSync(join(VM_BUILD, `.boot-${spec.name}-`));
   try {
     const files: ImageFile[] = [
-      { path: "/bin/busybox", from: "/bin/busybox" },
-      { path: "/bin/dpndncy-agent", from: AGENT },
+      { path: "/bin/busybox", from: spec.busybox },
+      { path: "/bin/dpndncy-agent", from: spec.agent },
       ...Object.entries(spec.workloads.bins).map(([path, from]) => ({ path, from })),
       ...Object.entries(spec.workloads.libs).map(([path, from]) => ({ path, from })),
       { path: "/etc/passwd", content: "root:x:0:0:root:/root:/bin/sh\n" },
@@ -184,7 +244,8 @@ export async function bootScenarios(spec: BootSpec): Promise<BootResult> {
     const initrd = await buildInitramfs(files, join(work, "initrd.gz"));
     const buildMs = Date.now() - t0;
     const dataPath = join(work, "data.txt");
-    const append = ["console=ttyS0", "panic=-1", "quiet", "loglevel=4", spec.append ?? ""]
+    const q = QEMU[spec.kernel.line.arch];
+    const append = [`console=${q.console}`, "panic=-1", "quiet", "loglevel=4", spec.append ?? ""]
       .join(" ")
       .trim();
     const args = [
@@ -192,10 +253,7 @@ export async function bootScenarios(spec: BootSpec): Promise<BootResult> {
       "-no-reboot",
       "-display",
       "none",
-      "-machine",
-      "pc",
-      "-cpu",
-      "max",
+      ...q.args(dataPath),
       "-smp",
       "1",
       "-m",
@@ -208,10 +266,6 @@ export async function bootScenarios(spec: BootSpec): Promise<BootResult> {
       initrd,
       "-append",
       append,
-      "-serial",
-      "stdio",
-      "-serial",
-      `file:${dataPath}`,
     ];
     const timeoutMs = spec.timeoutMs ?? 240_000;
     return await withVmLock(async () => {
@@ -221,7 +275,7 @@ export async function bootScenarios(spec: BootSpec): Promise<BootResult> {
         timedOut: boolean;
         code: number | null;
       }>((resolve, reject) => {
-        const child = spawn("qemu-system-x86_64", args, { stdio: ["ignore", "pipe", "pipe"] });
+        const child = spawn(q.bin, args, { stdio: ["ignore", "pipe", "pipe"] });
         const out: Buffer[] = [];
         child.stdout.on("data", (b: Buffer) => out.push(b));
         child.stderr.on("data", (b: Buffer) => out.push(b));
@@ -232,7 +286,7 @@ export async function bootScenarios(spec: BootSpec): Promise<BootResult> {
         }, timeoutMs);
         child.on("error", (e) => {
           clearTimeout(timer);
-          reject(new Error(`cannot start qemu-system-x86_64: ${e.message}`));
+          reject(new Error(`cannot start ${q.bin}: ${e.message}`));
         });
         child.on("close", (code) => {
           clearTimeout(timer);

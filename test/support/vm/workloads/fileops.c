@@ -2,7 +2,8 @@
  * python, without python. Each argument group is one operation, done in order:
  *
  *   dirfd DIR NAME   open DIR, then openat(dirfd, NAME, O_RDONLY)
- *   sysopen PATH     the raw open(2) syscall (SYS_open), O_RDONLY
+ *   sysopen PATH     the raw open(2) syscall (SYS_open), O_RDONLY; arm64 has no open(2), only
+ *                    openat(2), so there it is the raw openat(AT_FDCWD, PATH) syscall
  *   openat2 PATH     the raw openat2(2) syscall, AT_FDCWD, O_RDONLY
  *
  * Exits 1 when an open fails. */
@@ -31,7 +32,11 @@ int main(int argc, char **argv) {
 			}
 			i += 2;
 		} else if (strcmp(what, "sysopen") == 0 && i + 1 < argc) {
+#ifdef SYS_open
 			fd = syscall(SYS_open, argv[++i], O_RDONLY);
+#else
+			fd = syscall(SYS_openat, AT_FDCWD, argv[++i], O_RDONLY);
+#endif
 		} else if (strcmp(what, "openat2") == 0 && i + 1 < argc) {
 			struct how how = {.flags = O_RDONLY};
 			fd = syscall(SYS_openat2, AT_FDCWD, argv[++i], &how, sizeof how);

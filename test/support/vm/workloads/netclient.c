@@ -8,6 +8,9 @@
  *   udp:ADDR:PORT      sendto() on an unconnected UDP socket and wait for the echo
  *   udp2:ADDR:PORT     two sendto() calls to the same destination on one unconnected socket
  *   udpc:ADDR:PORT     connect() a UDP socket, then send() and wait for the echo
+ *   sock:KIND          socket() only, KIND one of icmp4 icmp6 (ICMP "ping" sockets), raw4
+ *                      (SOCK_RAW, IPPROTO_UDP), raw6 (SOCK_RAW, IPPROTO_RAW): enforce mode
+ *                      refuses these at socket() (cgroup/sock_create)
  *
  * ADDR may be bracketed ([::1]). Prints "OK op" or "ERR errno op" per operation; exits 1 when
  * an operation other than tcpfail fails (or a tcpfail succeeds). */
@@ -59,8 +62,26 @@ static void timeouts(int s) {
 	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 }
 
+static int sock_only(const char *what) {
+	static const struct { const char *name; int family, type, proto; } k[] = {
+		{"icmp4", AF_INET, SOCK_DGRAM, IPPROTO_ICMP},
+		{"icmp6", AF_INET6, SOCK_DGRAM, IPPROTO_ICMPV6},
+		{"raw4", AF_INET, SOCK_RAW, IPPROTO_UDP},
+		{"raw6", AF_INET6, SOCK_RAW, IPPROTO_RAW},
+	};
+	for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+		if (strcmp(what, k[i].name) != 0) continue;
+		int s = socket(k[i].family, k[i].type, k[i].proto);
+		if (s < 0) return errno;
+		close(s);
+		return 0;
+	}
+	return EINVAL;
+}
+
 /* 0 on success, else an errno */
 static int op(const char *kind, const char *spec) {
+	if (strcmp(kind, "sock") == 0) return sock_only(spec);
 	struct sockaddr_storage ss;
 	socklen_t len;
 	char buf[64];
