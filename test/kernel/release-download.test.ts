@@ -9,11 +9,13 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { parse } from "yaml";
 import { newJob } from "../support/action/runner.js";
 import { AGENT, onCleanup, tempDir } from "../support/kernel/env.js";
 import { readLog } from "../support/kernel/log.js";
 import { run } from "../support/kernel/proc.js";
 import { describeKernel } from "../support/kernel/suite.js";
+import { snippet } from "../support/readme.js";
 
 const VERSION = JSON.parse(readFileSync("package.json", "utf8")).version as string;
 const LAYOUT = `/dpndncy/agent/releases/download/v${VERSION}`;
@@ -78,7 +80,10 @@ function markerAgent(root: string): { bytes: Buffer; marker: string } {
 }
 
 describeKernel("release download through dist/ (release layout server, pinned digests)", () => {
-  it("with no inputs, an x64 runner downloads the amd64 release file, verifies it and runs it", async () => {
+  it('README snippet("quickstart-github"), no inputs: an x64 runner downloads the amd64 release file, verifies it and runs it', async () => {
+    // the one-liner as a reader pastes it: the step, and no `with:`
+    const steps = parse(snippet("quickstart-github").body) as { uses: string; with?: unknown }[];
+    expect(steps).toEqual([{ uses: "dpndncy/agent@v1" }]);
     const agent = readFileSync(AGENT);
     const decoy = markerAgent(tempDir("release-decoy"));
     assets.clear();
@@ -90,12 +95,7 @@ describeKernel("release download through dist/ (release layout server, pinned di
       "dpndncy-agent-linux-arm64": sha(decoy.bytes),
     });
     requests.length = 0;
-    const job = newJob(
-      root,
-      { sign: "none", "upload-artifact": "false" },
-      githubEnv(root, "X64"),
-      dist,
-    );
+    const job = newJob(root, {}, githubEnv(root, "X64"), dist);
     const pre = await job.stage("pre");
     onCleanup(async () => {
       const s = job.state();
@@ -109,6 +109,9 @@ describeKernel("release download through dist/ (release layout server, pinned di
     expect(state.agent).toContain(join(root, "toolcache", "dpndncy-agent", VERSION, "amd64"));
     expect(sha(readFileSync(state.agent ?? ""))).toBe(sha(agent));
     await run(["/bin/true", "release-download-step"], { env: { ...job.env, GITHUB_ACTION: "s1" } });
+    // post without signing or upload: neither is what this test is about (action-e2e.test.ts)
+    job.env.INPUT_SIGN = "none";
+    job.env["INPUT_UPLOAD-ARTIFACT"] = "false";
     const post = await job.stage("post");
     expect(post.code, post.stdout + post.stderr).toBe(0);
     const log = readLog(job.outputs().log ?? "");

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { snippet } from "../support/readme.js";
 
 // `make release` must be reproducible: the same commit built in two different directories
 // gives byte-identical agents (both architectures), CLI and SHA256SUMS, so anyone can rebuild
@@ -115,6 +116,25 @@ describe("make release is reproducible", () => {
       for (const d of dirs) expect(file(d, f).includes(d), `${d} inside ${f}`).toBe(false);
       expect(file(one, f).includes(root), `${root} inside ${f}`).toBe(false);
     }
+  });
+
+  it('README snippet("verify-download"): sha256sum -c passes on a download; the gh line names a release file and this repository', () => {
+    const [check, gh] = snippet("verify-download")
+      .body.split("\n")
+      .map((l) => l.replace(/\s+#.*$/, "").trim())
+      .filter(Boolean);
+    // a user's download dir: one agent and SHA256SUMS (--ignore-missing skips the rest)
+    const dl = join(root, "download");
+    mkdirSync(dl, { recursive: true });
+    for (const f of ["dpndncy-agent-linux-amd64", "SHA256SUMS"])
+      writeFileSync(join(dl, f), file(one, f));
+    const ok = spawnSync("sh", ["-c", check ?? ""], { cwd: dl });
+    expect(ok.status, ok.stderr.toString()).toBe(0);
+    expect(ok.stdout.toString().trim()).toBe("dpndncy-agent-linux-amd64: OK");
+    writeFileSync(join(dl, "dpndncy-agent-linux-amd64"), "tampered");
+    expect(spawnSync("sh", ["-c", check ?? ""], { cwd: dl }).status).not.toBe(0);
+    // gh attestation verify talks to GitHub's attestation API: not runnable here
+    expect(gh).toBe("gh attestation verify dpndncy-agent-linux-amd64 --repo dpndncy/agent");
   });
 
   it("SHA256SUMS verifies with sha256sum -c", () => {

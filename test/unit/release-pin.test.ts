@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { parseReleasePin } from "../../src/agent/release.js";
+import { snippet } from "../support/readme.js";
 
 // scripts/release-pin.mjs writes what a tag's action and component run (from build/release/
 // SHA256SUMS) and, at the tag, checks a rebuild against it. Run on a copy of the files it
@@ -97,6 +98,17 @@ describe("release pins", () => {
     expect(pin(dir, "verify", { RELEASE_TAG: "v9.9.9" }).stderr.toString()).toContain(
       `tag v9.9.9 is not package.json's version v${version}`,
     );
+  });
+
+  it('README snippet("quickstart-gitlab"): the bare include gets every download input from a released component', () => {
+    const ci = parse(snippet("quickstart-gitlab").body) as { include: unknown };
+    expect(ci.include).toEqual([{ component: "$CI_SERVER_FQDN/dpndncy/agent/agent@1" }]);
+    // no inputs given: the before_script needs these four, and release-pin gives them all
+    const dir = tree();
+    expect(pin(dir, "write").status).toBe(0);
+    const spec = inputs(readFileSync(join(dir, "templates/agent.yml"), "utf8"));
+    for (const k of ["agent-url", "agent-sha256", "cli-url", "cli-sha256"])
+      expect(spec[k]?.default, k).toMatch(/^(https:\/\/\S+|[0-9a-f]{64})$/);
   });
 
   it("a development commit's component pins nothing (its before_script says so)", () => {
