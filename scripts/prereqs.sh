@@ -10,12 +10,20 @@ APT_PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libzstd-dev libmd-
   dnsutils rsync curl sudo   # sudo: test/kernel/harden.test.ts
   systemd   # systemd-analyze verify: test/unit/deploy-systemd.test.ts (works without systemd as PID 1)
   qemu-system-x86 busybox-static cpio   # the kernel matrix (test/kernel/vm-matrix.test.ts)
-  # the static arm64 agent (make agent-arm64, make release): Debian's cross gcc and the arm64
-  # static libraries through multiarch (the arm64 architecture is added below)
-  gcc-aarch64-linux-gnu libbpf-dev:arm64 libelf-dev:arm64 zlib1g-dev:arm64 libzstd-dev:arm64
-  libmd-dev:arm64
   qemu-system-arm libc6-dev-arm64-cross   # the kernel matrix's arm64 kernel and workloads
-  qemu-user-static)   # test/unit/sha256-c.test.ts runs the arm64 agent's SHA-256 paths
+  qemu-user-static   # test/unit/sha256-c.test.ts runs the arm64 agent's SHA-256 paths
+  gcc-aarch64-linux-gnu)   # the arm64 agent (make agent-arm64, make release)
+# The arm64 agent's static libraries come through multiarch (the arm64 architecture is added
+# below). Debian only: Ubuntu serves arm64 from another archive (ports.ubuntu.com), which
+# would need a sources entry of its own; release builds run on Debian 12 anyway.
+ARM64_PKGS=(libbpf-dev:arm64 libelf-dev:arm64 zlib1g-dev:arm64 libzstd-dev:arm64 libmd-dev:arm64)
+if [ "$(. /etc/os-release && echo "$ID")" = debian ]; then
+  APT_PKGS+=("${ARM64_PKGS[@]}")
+  want_arm64=1
+else
+  echo "prereqs: not Debian: the arm64 multiarch libraries are not installed (make agent-arm64 and make release need them)" >&2
+  want_arm64=0
+fi
 
 need_root() {
   if [ "$(id -u)" != 0 ]; then
@@ -26,7 +34,7 @@ need_root() {
 
 # multiarch: arm64 packages come from the same sources as amd64 ones (no sources.list edit)
 added_arch=0
-if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+if [ "$want_arm64" = 1 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
   need_root "dpkg --add-architecture arm64"
   dpkg --add-architecture arm64
   added_arch=1

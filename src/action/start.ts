@@ -8,6 +8,7 @@ import * as core from "@actions/core";
 import { acquireAgent, agentSource } from "../agent/acquire.js";
 import { policyConfig, renderAgentConfig } from "../agent/config.js";
 import { joinEnforcedCgroup, startAgent } from "../agent/control.js";
+import { loadReleasePin } from "../agent/release.js";
 import { detectPlatform } from "../platform/detect.js";
 import { loadPolicy } from "../policy/load.js";
 import { defaultGithubAllow } from "./github-endpoints.js";
@@ -28,7 +29,12 @@ export async function startMonitoring(stage: "pre" | "main"): Promise<void> {
   await mkdir(dir, { recursive: true });
 
   const { path: agent, cached } = await acquireAgent(
-    agentSource(inputs.agentUrl, inputs.agentSha256),
+    agentSource(loadReleasePin(), {
+      agentUrl: inputs.agentUrl,
+      agentSha256: inputs.agentSha256,
+      runnerArch: process.env.RUNNER_ARCH,
+      nodeArch: process.arch,
+    }),
   );
   const log = join(dir, "events.ndjson");
   // harden: a root-owned state dir (the one sudo rule left names it; the user must not swap it)

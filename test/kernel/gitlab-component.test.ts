@@ -100,6 +100,8 @@ const cli = (args: string[]) =>
  * A README block as a reader pastes it, with its placeholders filled for this test: the
  * component's address (`$CI_SERVER_FQDN/dpndncy/agent/<name>@1`) becomes this commit's, and the
  * `agent-url`/`agent-sha256`/`cli-url`/`cli-sha256` values (`…`, `<sha256 …>`) this release's.
+ * An include without inputs gets them as the release's pinned defaults would give them (a
+ * released component's defaults, scripts/release-pin.mjs; this commit's component pins none).
  */
 function fromReadme(id: string): string {
   const value: Record<string, string> = {
@@ -108,10 +110,17 @@ function fromReadme(id: string): string {
     "cli-url": release.cliUrl,
     "cli-sha256": release.cliSha256,
   };
+  const pinned: Record<string, string[]> = {
+    agent: ["agent-url", "agent-sha256", "cli-url", "cli-sha256"],
+    sign: ["cli-url", "cli-sha256"],
+  };
   return snippet(id)
-    .body.replace(/\$CI_SERVER_FQDN\/dpndncy\/agent\/(\w+)@1/g, (_, name: string) =>
-      component(name),
+    .body.replace(
+      /^(\s*)- component: \$CI_SERVER_FQDN\/dpndncy\/agent\/(\w+)@1([^\n]*)\n(?!\s+inputs:)/gm,
+      (_, indent: string, name: string, rest: string) =>
+        `${indent}- component: $CI_SERVER_FQDN/dpndncy/agent/${name}@1${rest}\n${indent}  inputs: { ${(pinned[name] ?? []).map((k) => `${k}: …`).join(", ")} }\n`,
     )
+    .replace(/\$CI_SERVER_FQDN\/dpndncy\/agent\/(\w+)@1/g, (_, name: string) => component(name))
     .replace(
       /^(\s*)(agent-url|agent-sha256|cli-url|cli-sha256): .*$/gm,
       (_, indent: string, k: string) => `${indent}${k}: ${JSON.stringify(value[k])}`,

@@ -41,6 +41,9 @@ const RUN_BY: Record<string, string> = {
   "gitlab-artifacts": "test/kernel/gitlab-component.test.ts",
   "gitlab-learn-cache": "test/kernel/gitlab-component.test.ts",
   "gitlab-sign": "test/kernel/gitlab-component.test.ts",
+  "quickstart-github": "test/kernel/release-download.test.ts",
+  "quickstart-gitlab": "test/unit/release-pin.test.ts",
+  "verify-download": "test/kernel/release.test.ts",
 };
 
 describe("README.md: every block is named and has a test that runs it", () => {

@@ -41,6 +41,8 @@ export function newJob(
   root: string,
   inputs: Record<string, string>,
   extraEnv: NodeJS.ProcessEnv,
+  /** the action's bundle directory (a copy of dist/, e.g. with a release pin of the test's) */
+  dist = "dist",
 ): Job {
   for (const d of ["temp", "toolcache", "files"]) mkdirSync(join(root, d), { recursive: true });
   const files = {
@@ -72,7 +74,7 @@ export function newJob(
       const stateEnv = Object.fromEntries(
         Object.entries(readState()).map(([k, v]) => [`STATE_${k}`, v]),
       );
-      return run([process.execPath, join("dist", `${name}.js`)], {
+      return run([process.execPath, join(dist, `${name}.js`)], {
         env: { ...env, ...stateEnv },
         timeoutMs: 60_000,
       });
