@@ -283,15 +283,23 @@ static void on_dns_pkt(const struct dp_dns_pkt *p)
 	char server[64], qt[16];
 	uint32_t ppid;
 
-	if (p->proto == 6) {
-		/* DNS over TCP: 2-byte length prefix; only segments that start a message */
-		if (n < 14) {
-			G.dns_unparsed++;
-			return;
-		}
-		data += 2;
-		n -= 2;
+	int truncated = p->caplen < p->len;
+
+	/*
+	 * Only the message the kernel found at a known boundary (UDP: the datagram; TCP: the
+	 * length-prefixed message its stream tracking says starts in this segment, bpf/common.bpf.h).
+	 * A TCP segment that merely looks like the start of a message may be bytes of a record.
+	 */
+	if (p->msg_off == DP_NO_MSG || p->msg_off >= n) {
+		G.dns_unparsed++;
+		return;
 	}
+	data += p->msg_off;
+	n -= p->msg_off;
+	if (n > p->msg_len)
+		n = p->msg_len;
+	else if (n < p->msg_len)
+		truncated = 1;
 	if (dns_parse(data, n, &m) < 0 || !m.is_response) {
 		G.dns_unparsed++;
 		return;
@@ -305,7 +313,7 @@ static void on_dns_pkt(const struct dp_dns_pkt *p)
 	fmt_addr(server, sizeof(server), p->family, p->saddr);
 	sb_printf(&line, "],\"source\":\"packet\",\"rcode\":%u,\"server\":\"%s\",\"transport\":\"%s\"", m.rcode, server,
 		  p->proto == 6 ? "tcp" : "udp");
-	if (p->caplen < p->len)
+	if (truncated)
 		sb_puts(&line, ",\"truncated\":true");
 	sb_puts(&line, ",\"ancestry\":");
 	proc_ancestry(&line, p->h.pid, ppid);

@@ -128,6 +128,7 @@ struct dp_dns_libc {
 };
 
 #define DP_PKT_MAX 512
+#define DP_NO_MSG 0xffff  /* dp_dns_pkt.msg_off: a TCP segment with no known message start */
 
 struct dp_dns_pkt {
 	struct dp_hdr h;
@@ -139,6 +140,8 @@ struct dp_dns_pkt {
 	__u16 dport;
 	__u32 len;         /* transport payload length */
 	__u32 caplen;      /* bytes copied into data */
+	__u16 msg_off;     /* where the DNS message starts in data; DP_NO_MSG: no message starts here */
+	__u16 msg_len;     /* its length (TCP: from its length prefix) */
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u8 data[DP_PKT_MAX];

@@ -106,6 +106,14 @@ struct {
 	__type(value, struct dp_enf_stats);
 } enforce_stats SEC(".maps");
 
+/* DNS over TCP: message boundaries of the resolver streams of the job (see common.bpf.h) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);   /* socket cookie */
+	__type(value, struct dp_tcp_dns_flow);
+} enf_tcp_flows SEC(".maps");
+
 struct enf_scratch {
 	__u32 p;             /* parse position, kept in map memory: the verifier then sees an unknown */
 	__u32 pad;           /* scalar, and the states of the answer loop converge */
@@ -485,10 +493,24 @@ int dp_enf_dns(struct __sk_buff *skb)
 	cookie = bpf_get_socket_cookie(skb);
 	o = cookie ? bpf_map_lookup_elem(&sock_owner, &cookie) : 0;
 	slot = slot_of_job(o ? o->job : 0);
-	off += proto == IPPROTO_TCP ? (l4.doff_res >> 4) * 4 + 2 : 8;  /* TCP: 2-byte length prefix */
-	if (skb->len <= off + 12)
+	if (proto == IPPROTO_TCP) {
+		__u32 mlen = 0;
+		int b;
+
+		off += (l4.doff_res >> 4) * 4;
+		plen = skb->len > off ? skb->len - off : 0;
+		/* only a whole message that starts at a known boundary of the stream */
+		b = tcp_dns_boundary(&enf_tcp_flows, cookie, skb, off, plen, l4.seq, l4.flags, &mlen);
+		if (b < 0 || (__u32)b + 2 + mlen > plen)
+			return 1;
+		off += (__u32)b + 2;
+		plen = mlen;
+	} else {
+		off += 8;
+		plen = skb->len > off ? skb->len - off : 0;
+	}
+	if (plen <= 12)
 		return 1;
-	plen = skb->len - off;
 	s = bpf_map_lookup_elem(&enf_scratch, &zero);
 	if (!s)
 		return 1;

@@ -1,0 +1,117 @@
+// Enforce mode must never fail open (issue #23): each test performs one attack a job could make
+// to get an address allowed that no policy allows, or to leave judgement, and checks that it is
+// refused (or, where it cannot be refused, that it is in the trace). The workload runs in a
+// network namespace joined to an "internet" namespace (resolver stand-ins and servers on
+// documentation addresses) by a veth pair, with no route out of the machine.
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { expect, it } from "vitest";
+import { agentRun, expectRunOk } from "../support/kernel/agent.js";
+import { FIXTURES, onCleanup, PYTHON, tempDir } from "../support/kernel/env.js";
+import type { ConnectEv, Ev } from "../support/kernel/log.js";
+import { Netns } from "../support/kernel/netns.js";
+import { spawnBackground } from "../support/kernel/proc.js";
+import { startServers } from "../support/kernel/servers.js";
+import { describeKernel } from "../support/kernel/suite.js";
+
+const RESOLVER = "192.0.2.53";
+const FORGED = "198.51.100.66"; // what the attacker wants allowed
+const GOOD = "192.0.2.1"; // good.example.test's real address
+const EPERM = 1;
+const CLIENT = join(FIXTURES, "attack_client.py");
+
+function policyFile(text: string): string {
+  const f = join(tempDir("policy"), "agent.conf");
+  writeFileSync(f, text);
+  return f;
+}
+
+/** "RES op errno" lines -> op -> errno */
+function results(stdout: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const l of stdout.split("\n")) {
+    const m = /^RES (\S+) (-?\d+)$/.exec(l);
+    if (m?.[1]) out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+
+const connects = (ev: Ev[]) => (ev as ConnectEv[]).filter((e) => e.kind === "connect");
+
+interface DnsEv {
+  kind: string;
+  name: string;
+  answers: string[];
+  source: string;
+  transport?: string;
+}
+
+/** The workload's namespace and an "internet" with TCP servers on GOOD and FORGED port 80. */
+async function lab(): Promise<{ inet: Netns; work: Netns }> {
+  const inet = await Netns.create();
+  const work = await Netns.create();
+  await work.vethTo(
+    inet,
+    ["192.0.2.2/24", "198.51.100.2/24"],
+    [`${GOOD}/24`, `${RESOLVER}/24`, `${FORGED}/24`],
+  );
+  work.setResolvConf(`nameserver ${RESOLVER}\noptions timeout:2 attempts:1\n`);
+  await startServers(inet, ["tcp:0.0.0.0:80"]);
+  return { inet, work };
+}
+
+describeKernel("enforce: no fail-open", () => {
+  it("a forged DNS message at the start of a later TCP segment of a TXT answer is not learned (enforce) nor reported as an answer (observe); a second answer on the same connection still is", async () => {
+    const { inet, work } = await lab();
+    const dns = spawnBackground(
+      inet.exec(
+        PYTHON,
+        join(FIXTURES, "dns_split.py"),
+        "--listen",
+        RESOLVER,
+        "--forge-name",
+        "good.example.test",
+        "--forge-addr",
+        FORGED,
+        "--zone",
+        JSON.stringify({ "good.example.test": GOOD }),
+      ),
+    );
+    onCleanup(() => dns.stop());
+    await dns.waitForLine(/^READY$/);
+    const ops = [
+      // the TXT answer (split at the forged message), then an honest A answer, one connection
+      `tcpdns:${RESOLVER}:txt.attacker.test/16,good.example.test/1`,
+      `connect:${FORGED}:80`,
+      `connect:${GOOD}:80`,
+    ];
+    const r = await agentRun({
+      cmd: work.exec(PYTHON, CLIENT, ...ops),
+      args: [
+        "--mode",
+        "enforce",
+        "--config",
+        policyFile(`mode enforce\ndns-resolver ${RESOLVER}\nallow-host good.example.test\n`),
+      ],
+    });
+    expectRunOk(r);
+    expect(dns.stdout()).toMatch(/^SPLIT \d+$/m); // the answer really went out in two segments
+    expect(results(r.res.stdout), r.res.stdout + r.res.stderr).toEqual({
+      [ops[0] as string]: 0,
+      [`connect:${FORGED}:80`]: EPERM,
+      [`connect:${GOOD}:80`]: 0,
+    });
+    const c = connects(r.workload).filter((e) => e.port === 80);
+    expect(c.map((e) => `${e.addr} ${e.verdict} ${e.rule}`).sort()).toEqual(
+      [`${FORGED} deny default-deny`, `${GOOD} allow allow-host good.example.test`].sort(),
+    );
+    // the observe parser: the honest answer is a dns event, the forged one is not
+    const dnsEv = (r.workload as unknown as DnsEv[]).filter(
+      (e) => e.kind === "dns" && e.source === "packet",
+    );
+    expect(dnsEv.map((e) => `${e.name} ${e.answers.join(",")}`)).toEqual(
+      expect.arrayContaining(["good.example.test 192.0.2.1"]),
+    );
+    expect(dnsEv.filter((e) => e.answers.includes(FORGED))).toEqual([]);
+  });
+});
