@@ -505,6 +505,8 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		keep[nk++] = a->conn->progs.dp_enf_sendmsg6;
 		keep[nk++] = a->conn->progs.dp_enf_dns;
 		keep[nk++] = a->conn->progs.dp_enf_sock_create;
+		keep[nk++] = a->conn->progs.dp_enf_bind4;
+		keep[nk++] = a->conn->progs.dp_enf_bind6;
 	}
 	only_autoload(a->conn->obj, keep, nk);
 	if ((err = connect_bpf__load(a->conn)))
@@ -590,7 +592,9 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_connect6, efd), "enf_connect6", errbuf, errn) ||
 			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sendmsg4, efd), "enf_sendmsg4", errbuf, errn) ||
 			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sendmsg6, efd), "enf_sendmsg6", errbuf, errn) ||
-			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sock_create, efd), "enf_sock_create", errbuf, errn))
+			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sock_create, efd), "enf_sock_create", errbuf, errn) ||
+			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_bind4, efd), "enf_bind4", errbuf, errn) ||
+			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_bind6, efd), "enf_bind6", errbuf, errn))
 				goto fail;
 		}
 		if (want_result) {

@@ -114,6 +114,8 @@ static const char *const fixed_rules[DP_R_USER] = {
 	[DP_R_RESOLVER] = "sanctioned-resolver",
 	[DP_R_RAW_SOCKET] = "raw-socket",
 	[DP_R_NO_JOB] = "exempt-no-job",
+	[DP_R_DNS_BIND] = "dns-bind",
+	[DP_R_SOCK_TYPE] = "socket-type",
 };
 
 const char *enforce_rule_name(uint16_t rule)

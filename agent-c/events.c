@@ -161,7 +161,7 @@ static void on_connect(const struct dp_connect *c)
 	else
 		sb_puts(&line, ",\"result\":null");
 	sb_printf(&line, ",\"op\":\"%s\",\"source\":\"%s\",\"verdict\":\"%s\"",
-		  c->op == DP_OP_SENDMSG ? "sendmsg" : c->op == DP_OP_SOCKET ? "socket" : "connect",
+		  c->op == DP_OP_SENDMSG ? "sendmsg" : c->op == DP_OP_SOCKET ? "socket" : c->op == DP_OP_BIND ? "bind" : "connect",
 		  c->source == DP_SRC_TRACEPOINT ? "tracepoint" : "cgroup", c->verdict ? "allow" : "deny");
 	if (c->rule) {
 		sb_puts(&line, ",\"rule\":");

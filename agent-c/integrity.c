@@ -274,8 +274,10 @@ static void remember_ours(uint32_t prog_id)
 static const enum bpf_attach_type cg_types[] = {
 	BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_UDP4_SENDMSG,
 	BPF_CGROUP_UDP6_SENDMSG,  BPF_CGROUP_INET_INGRESS,  BPF_CGROUP_INET_EGRESS,
+	BPF_CGROUP_INET_SOCK_CREATE, BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND,
 };
-static const char *const cg_type_names[] = {"connect4", "connect6", "sendmsg4", "sendmsg6", "ingress", "egress"};
+static const char *const cg_type_names[] = {"connect4", "connect6", "sendmsg4", "sendmsg6", "ingress",
+					    "egress",   "sock_create", "bind4", "bind6"};
 
 static int seen(uint32_t id)
 {

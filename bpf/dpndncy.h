@@ -69,6 +69,7 @@ struct dp_fork {
 #define DP_OP_CONNECT 1
 #define DP_OP_SENDMSG 2
 #define DP_OP_SOCKET 3     /* enforce: a raw or ICMP socket refused at socket() (no destination yet) */
+#define DP_OP_BIND 4       /* enforce: bind() refused (addr/port: the local address asked for) */
 /* dp_connect.source */
 #define DP_SRC_CGROUP 1
 #define DP_SRC_TRACEPOINT 2

@@ -284,42 +284,108 @@ int dp_enf_sendmsg6(struct bpf_sock_addr *ctx)
 	return enf_sock(ctx, 1);
 }
 
+/* processes of the enforced cgroup that are not judged: the runner's own, and (daemon) no job's */
+static __always_inline int enf_unjudged(__u32 tgid)
+{
+	return bpf_map_lookup_elem(&exempt, &tgid) || (judge_jobs_only && !job_of(tgid));
+}
+
+/* a deny record for an operation refused before it had a destination (socket) or with none (bind) */
+static __always_inline void enf_refusal(__u64 id, __u16 family, __u8 proto, __u8 op, __u16 rule, const __u8 a[16],
+					__u16 port, __u8 mapped)
+{
+	struct dp_connect *c = bpf_ringbuf_reserve(&events, sizeof(*c), 0);
+
+	if (!c) {
+		count_drop(DP_CONNECT);
+		return;
+	}
+	__builtin_memset(c, 0, sizeof(*c));
+	fill_hdr_task(&c->h, DP_CONNECT, id);
+	c->family = family;
+	c->proto = proto;
+	c->op = op;
+	c->port = port;
+	c->has_result = 1;
+	c->result = -1; /* -EPERM */
+	c->source = DP_SRC_CGROUP;
+	c->verdict = 0;
+	c->rule = rule;
+	c->mapped = mapped;
+	if (a) {
+		if (family == AF_INET) {
+			__builtin_memcpy(c->addr, &a[12], 4);
+		} else {
+			__builtin_memcpy(c->addr, a, 16);
+		}
+	}
+	bpf_ringbuf_submit(c, dp_rb_flags());
+}
+
 /*
- * Raw sockets and ICMP ("ping") datagram sockets never meet the connect/sendmsg hooks above:
- * their packets would leave unjudged (an ICMP echo carries any payload anywhere). In the
- * enforced cgroup they are refused when created; TCP and UDP sockets are judged as before.
- * Exempt processes (the runner's own) may still create them.
+ * socket() in the enforced cgroup is an allowlist: only TCP and UDP sockets of AF_INET and
+ * AF_INET6, whose every connect and datagram meets the hooks above. Raw and ICMP ("ping")
+ * sockets, MPTCP (extra subflows to addresses the server advertises), UDP-Lite, SCTP and
+ * whatever else a later kernel adds are refused. This hook only runs for the inet families;
+ * AF_UNIX and AF_NETLINK never send to the network, and AF_PACKET and the other families are
+ * outside it (README "Limits"). Exempt processes (the runner's own) may still create them.
  */
 SEC("cgroup/sock_create")
 int dp_enf_sock_create(struct bpf_sock *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = (__u32)(id >> 32);
-	struct dp_connect *c;
+	__u32 type = ctx->type, proto = ctx->protocol;
 
 	if (ctx->family != AF_INET && ctx->family != AF_INET6)
 		return 1;
-	if (ctx->type != SOCK_RAW && !(ctx->type == SOCK_DGRAM && (ctx->protocol == 1 || ctx->protocol == 58)))
-		return 1; /* IPPROTO_ICMP, IPPROTO_ICMPV6 */
-	if (bpf_map_lookup_elem(&exempt, &tgid) || (judge_jobs_only && !job_of(tgid)))
+	if ((type == SOCK_STREAM && proto == IPPROTO_TCP) || (type == SOCK_DGRAM && proto == IPPROTO_UDP))
 		return 1;
-	c = bpf_ringbuf_reserve(&events, sizeof(*c), 0);
-	if (c) {
-		__builtin_memset(c, 0, sizeof(*c));
-		fill_hdr_task(&c->h, DP_CONNECT, id);
-		c->family = ctx->family;
-		c->proto = ctx->protocol == IPPROTO_TCP ? IPPROTO_TCP : ctx->protocol == IPPROTO_UDP ? IPPROTO_UDP : 0;
-		c->op = DP_OP_SOCKET;
-		c->has_result = 1;
-		c->result = -1; /* -EPERM */
-		c->source = DP_SRC_CGROUP;
-		c->verdict = 0;
-		c->rule = DP_R_RAW_SOCKET;
-		bpf_ringbuf_submit(c, dp_rb_flags());
-	} else {
-		count_drop(DP_CONNECT);
+	if (enf_unjudged((__u32)(id >> 32)))
+		return 1;
+	/* raw and ICMP: the rule they always had; the rest: a protocol we do not judge */
+	enf_refusal(id, ctx->family, proto == IPPROTO_TCP ? IPPROTO_TCP : proto == IPPROTO_UDP ? IPPROTO_UDP : 0,
+		    DP_OP_SOCKET,
+		    type == SOCK_RAW || (type == SOCK_DGRAM && (proto == 1 || proto == 58)) ? DP_R_RAW_SOCKET
+											 : DP_R_SOCK_TYPE,
+		    0, 0, 0);
+	return 0;
+}
+
+/*
+ * bind(): a process of the job that holds port 53, or a sanctioned resolver's address, could
+ * answer the job's own queries with whatever it likes, and the learner below would believe
+ * the answer's source. Refused; the job's other servers bind as usual.
+ */
+static __always_inline int enf_bind(struct bpf_sock_addr *ctx, int v6)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u8 a[16];
+
+	addr16_from_ctx(ctx, v6, a);
+	if (ctx->user_port != bpf_htons(53) && !bpf_map_lookup_elem(&resolvers, a))
+		return 1;
+	if (enf_unjudged((__u32)(id >> 32)))
+		return 1;
+	{
+		int mapped = v6 && a[0] == 0 && a[10] == 0xff && a[11] == 0xff && !a[1] && !a[2] && !a[3] && !a[4] &&
+			     !a[5] && !a[6] && !a[7] && !a[8] && !a[9];
+
+		enf_refusal(id, mapped || !v6 ? AF_INET : AF_INET6, ctx->type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP,
+			    DP_OP_BIND, DP_R_DNS_BIND, a, bpf_ntohs((__u16)ctx->user_port), mapped);
 	}
 	return 0;
+}
+
+SEC("cgroup/bind4")
+int dp_enf_bind4(struct bpf_sock_addr *ctx)
+{
+	return enf_bind(ctx, 0);
+}
+
+SEC("cgroup/bind6")
+int dp_enf_bind6(struct bpf_sock_addr *ctx)
+{
+	return enf_bind(ctx, 1);
 }
 
 /* ---- DNS answers -> learned ---- */

@@ -114,4 +114,78 @@ describeKernel("enforce: no fail-open", () => {
     );
     expect(dnsEv.filter((e) => e.answers.includes(FORGED))).toEqual([]);
   });
+
+  it("a job cannot answer DNS itself: binding port 53 or the resolver's address is refused, so no forged answer from 127.0.0.53:53 is learned; only TCP and UDP sockets of the inet families are created", async () => {
+    const { work } = await lab();
+    const LOCAL = "127.0.0.53"; // a loopback resolver, like systemd-resolved or Docker's
+    const AF_UNIX = 1;
+    const AF_INET = 2;
+    const AF_INET6 = 10;
+    const AF_NETLINK = 16;
+    const [STREAM, DGRAM, RAW] = [1, 2, 3];
+    const ops = [
+      `forge:${LOCAL}:good.example.test:${FORGED}`, // bind 127.0.0.53:53, answer our own query
+      `connect:${FORGED}:80`,
+      "bind:tcp:0.0.0.0:53",
+      "bind:udp:[::]:53",
+      `bind:udp:${LOCAL}:5353`,
+      `bind:tcp:[::ffff:${LOCAL}]:8053`,
+      "bind:tcp:127.0.0.1:8080", // an ordinary server of the job
+      "bind:udp:0.0.0.0:0",
+      `socket:${AF_INET}:${STREAM}:262`, // MPTCP: subflows to addresses no connect hook judges
+      `socket:${AF_INET}:${DGRAM}:136`, // UDP-Lite
+      `socket:${AF_INET6}:${STREAM}:262`,
+      `socket:${AF_INET}:${STREAM}:6`,
+      `socket:${AF_INET6}:${DGRAM}:17`,
+      `socket:${AF_INET}:${DGRAM}:0`,
+      `socket:${AF_UNIX}:${STREAM}:0`,
+      `socket:${AF_NETLINK}:${RAW}:0`,
+    ];
+    const r = await agentRun({
+      cmd: work.exec(PYTHON, CLIENT, ...ops),
+      args: [
+        "--mode",
+        "enforce",
+        "--config",
+        policyFile(`mode enforce\ndns-resolver ${LOCAL}\nallow-host good.example.test\n`),
+      ],
+    });
+    expectRunOk(r);
+    expect(results(r.res.stdout), r.res.stdout + r.res.stderr).toEqual({
+      [`forge:${LOCAL}:good.example.test:${FORGED}`]: EPERM,
+      [`connect:${FORGED}:80`]: EPERM,
+      "bind:tcp:0.0.0.0:53": EPERM,
+      "bind:udp:[::]:53": EPERM,
+      [`bind:udp:${LOCAL}:5353`]: EPERM,
+      [`bind:tcp:[::ffff:${LOCAL}]:8053`]: EPERM,
+      "bind:tcp:127.0.0.1:8080": 0,
+      "bind:udp:0.0.0.0:0": 0,
+      [`socket:${AF_INET}:${STREAM}:262`]: EPERM,
+      [`socket:${AF_INET}:${DGRAM}:136`]: EPERM,
+      [`socket:${AF_INET6}:${STREAM}:262`]: EPERM,
+      [`socket:${AF_INET}:${STREAM}:6`]: 0,
+      [`socket:${AF_INET6}:${DGRAM}:17`]: 0,
+      [`socket:${AF_INET}:${DGRAM}:0`]: 0,
+      [`socket:${AF_UNIX}:${STREAM}:0`]: 0,
+      [`socket:${AF_NETLINK}:${RAW}:0`]: 0,
+    });
+    // each refusal is a deny record with its rule
+    const denied = connects(r.workload).filter((e) => e.verdict === "deny");
+    const binds = denied.filter((e) => (e as { op?: string }).op === "bind");
+    expect(binds.map((e) => `${e.proto} ${e.addr} ${e.port} ${e.rule}`).sort()).toEqual(
+      [
+        `udp ${LOCAL} 53 dns-bind`,
+        "tcp 0.0.0.0 53 dns-bind",
+        "udp :: 53 dns-bind",
+        `udp ${LOCAL} 5353 dns-bind`,
+        `tcp ${LOCAL} 8053 dns-bind`,
+      ].sort(),
+    );
+    const sockets = denied.filter((e) => (e as { op?: string }).op === "socket");
+    expect(sockets.map((e) => `${e.family} ${e.rule}`)).toEqual([
+      "inet socket-type",
+      "inet socket-type",
+      "inet6 socket-type",
+    ]);
+  });
 });
