@@ -53861,8 +53861,8 @@ var event_v1_default = {
           verdict: { enum: ["allow", "deny", "audit"] },
           rule: { type: "string", description: "Policy rule that decided the verdict." },
           op: {
-            enum: ["connect", "sendmsg", "socket"],
-            description: "connect: connect4/6 (also io_uring); sendmsg: first datagram of an unconnected UDP socket to this destination; socket (enforce mode): a raw or ICMP socket refused when it was created, before it had a destination (addr 0.0.0.0 or ::, port 0, rule raw-socket)."
+            enum: ["connect", "sendmsg", "socket", "bind"],
+            description: "connect: connect4/6 (also io_uring); sendmsg: first datagram of an unconnected UDP socket to this destination; socket (enforce mode): a socket refused when it was created, before it had a destination (addr 0.0.0.0 or ::, port 0; rule raw-socket for raw and ICMP sockets, socket-type for protocols no connect hook judges: MPTCP, UDP-Lite, SCTP, ...); bind (enforce mode): a bind() refused because it asked for port 53 or a sanctioned resolver's address (addr and port: the local address asked for, rule dns-bind)."
           },
           pending: {
             type: "boolean",
