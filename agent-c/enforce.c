@@ -9,7 +9,9 @@
  *   dns-resolver IP               sanctioned resolver (repeatable); default: /etc/resolv.conf
  *   allow-metadata                do not block the cloud metadata addresses
  *   exempt-pid PID                a process inside the enforced cgroup that is not judged
- *                                 (the CI runner's own worker); its children are judged
+ *                                 (the CI runner's own worker); its children are judged. It
+ *                                 must be running at start: the kernel matches its pid AND its
+ *                                 start time, so a later process with the same pid is judged
  *
  * Names become addresses only through DNS answers from a sanctioned resolver that reach a
  * process of the enforced cgroup (the kernel learns them before the answer is delivered).
@@ -783,6 +785,33 @@ static int push_slot(struct connect_bpf *conn, int slot, char *errbuf, size_t er
 
 static void push_ident(struct connect_bpf *conn);
 
+/* field 22 of /proc/<pid>/stat: the start time in clock ticks since boot (what the kernel compares) */
+static int proc_start_ticks(uint32_t pid, uint64_t *out)
+{
+	char path[64], *s, *p;
+	int field = 2;
+
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	s = read_file_str(path, 4096);
+	if (!s)
+		return -1;
+	p = strrchr(s, ')'); /* comm may hold spaces and parentheses */
+	if (!p) {
+		free(s);
+		return -1;
+	}
+	for (p++; *p && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	if (field != 22 || *p < '0' || *p > '9') {
+		free(s);
+		return -1;
+	}
+	*out = strtoull(p, NULL, 10);
+	free(s);
+	return 0;
+}
+
 int enforce_push(struct connect_bpf *conn, char *errbuf, size_t errn)
 {
 	int fd_res = bpf_map__fd(conn->maps.resolvers), fd_ex = bpf_map__fd(conn->maps.exempt);
@@ -793,8 +822,16 @@ int enforce_push(struct connect_bpf *conn, char *errbuf, size_t errn)
 		resolv_conf_defaults();
 	for (int i = 0; i < P.nres; i++)
 		PUT(fd_res, P.res[i], &one, "resolvers");
-	for (int i = 0; i < P.nexempt; i++)
-		PUT(fd_ex, &P.exempt[i], &one, "exempt");
+	for (int i = 0; i < P.nexempt; i++) {
+		uint64_t start;
+
+		if (proc_start_ticks(P.exempt[i], &start) < 0) {
+			snprintf(errbuf, errn, "enforce: exempt-pid %u: no such process (an exempt pid must be running at start)",
+				 P.exempt[i]);
+			return -1;
+		}
+		PUT(fd_ex, &P.exempt[i], &start, "exempt");
+	}
 	if (push_slot(conn, 0, errbuf, errn) < 0)
 		return -1;
 	for (int s = 1; s < P.nslots; s++)

@@ -76,13 +76,30 @@ struct {
 	__type(value, __u8);
 } resolvers SEC(".maps");
 
-/* exempt processes (tgid) inside the enforced cgroup: the CI runner's own */
+/*
+ * Exempt processes inside the enforced cgroup (the CI runner's own): tgid -> its start time in
+ * clock ticks since boot, as /proc/<pid>/stat gives it. A pid alone would exempt whatever
+ * process gets the number next; the start time is the process's own.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 64);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, __u64);
 } exempt SEC(".maps");
+
+#define DP_NSEC_PER_TICK 10000000ULL /* USER_HZ 100: the unit of /proc/<pid>/stat's starttime */
+
+static __always_inline int is_exempt(__u32 tgid)
+{
+	__u64 *start = bpf_map_lookup_elem(&exempt, &tgid);
+	struct task_struct *t;
+
+	if (!start)
+		return 0;
+	t = (struct task_struct *)bpf_get_current_task();
+	return BPF_CORE_READ(t, group_leader, start_boottime) / DP_NSEC_PER_TICK == *start;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -174,7 +191,7 @@ static __always_inline int enf_judge(const __u8 a[16], __u16 port_be, __u32 tgid
 	__u16 port = bpf_ntohs(port_be);
 	__u32 job = job_of(tgid), slot = slot_of_job(job);
 
-	if (bpf_map_lookup_elem(&exempt, &tgid)) {
+	if (is_exempt(tgid)) {
 		*rule = DP_R_EXEMPT_PID;
 		return 1;
 	}
@@ -287,7 +304,7 @@ int dp_enf_sendmsg6(struct bpf_sock_addr *ctx)
 /* processes of the enforced cgroup that are not judged: the runner's own, and (daemon) no job's */
 static __always_inline int enf_unjudged(__u32 tgid)
 {
-	return bpf_map_lookup_elem(&exempt, &tgid) || (judge_jobs_only && !job_of(tgid));
+	return is_exempt(tgid) || (judge_jobs_only && !job_of(tgid));
 }
 
 /* a deny record for an operation refused before it had a destination (socket) or with none (bind) */

@@ -3,14 +3,21 @@
 // refused (or, where it cannot be refused, that it is in the trace). The workload runs in a
 // network namespace joined to an "internet" namespace (resolver stand-ins and servers on
 // documentation addresses) by a veth pair, with no route out of the machine.
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import { agentRun, expectRunOk } from "../support/kernel/agent.js";
+import {
+  agentCli,
+  agentRun,
+  agentStart,
+  expectRunOk,
+  parseJson,
+} from "../support/kernel/agent.js";
+import { compileC } from "../support/kernel/cbuild.js";
 import { FIXTURES, onCleanup, PYTHON, tempDir } from "../support/kernel/env.js";
-import type { ConnectEv, Ev } from "../support/kernel/log.js";
+import { type ConnectEv, type Ev, readLog } from "../support/kernel/log.js";
 import { Netns } from "../support/kernel/netns.js";
-import { spawnBackground } from "../support/kernel/proc.js";
+import { run, spawnBackground } from "../support/kernel/proc.js";
 import { startServers } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
 
@@ -186,6 +193,51 @@ describeKernel("enforce: no fail-open", () => {
       "inet socket-type",
       "inet socket-type",
       "inet6 socket-type",
+    ]);
+  });
+
+  it("an exempt process is exempt by pid and start time: a later process that gets its pid is judged", async () => {
+    const { work } = await lab();
+    const pidAt = await compileC(join(FIXTURES, "pid_at.c"));
+    const dir = tempDir("exempt");
+    const go = join(dir, "go");
+    // the runner stand-in: exempt, waits until it is in the job cgroup, then connects
+    const runner = spawnBackground(
+      work.exec(PYTHON, CLIENT, `wait:${go}`, `connect:${FORGED}:80`),
+    );
+    onCleanup(() => runner.stop());
+    const pid = runner.pid;
+    const st = await agentStart([
+      "--mode",
+      "enforce",
+      "--config",
+      policyFile(`mode enforce\ndns-resolver ${RESOLVER}\nexempt-pid ${pid}\n`),
+    ]);
+    expect(st.res.code, st.res.stderr).toBe(0);
+    const cg = parseJson<{ cgroup: string }>(st.res.stdout, "start output").cgroup;
+    writeFileSync(join(cg, "cgroup.procs"), `${pid}\n`);
+    writeFileSync(go, "");
+    await runner.waitForLine(/^RES connect:/, 30_000);
+    expect(runner.stdout()).toContain(`RES connect:${FORGED}:80 0`); // exempt: allowed
+    await runner.stop();
+    expect(existsSync(`/proc/${pid}/stat`)).toBe(false);
+    // the same pid again, now a process of the job (as after a pid wrap-around)
+    const reuse = await run([
+      pidAt,
+      String(pid),
+      cg,
+      ...work.exec(PYTHON, CLIENT, `connect:${FORGED}:80`),
+    ]);
+    expect(reuse.stdout, reuse.stderr).toContain(`PID ${pid}`);
+    expect(results(reuse.stdout)).toEqual({ [`connect:${FORGED}:80`]: EPERM });
+    const stop = await agentCli(["stop", "--state-dir", st.stateDir]);
+    expect(stop.code, stop.stderr).toBe(0);
+    const c = connects(readLog(st.logPath).events).filter(
+      (e) => e.pid === pid && e.addr === FORGED,
+    );
+    expect(c.map((e) => `${e.verdict} ${e.rule}`)).toEqual([
+      "allow exempt-process",
+      "deny default-deny",
     ]);
   });
 });
