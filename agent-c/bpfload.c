@@ -524,7 +524,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	if ((err = file_bpf__load(a->file)))
 		goto load_fail;
 	if (config_push_file_rules(cfg, bpf_map__fd(a->file->maps.file_rules), bpf_map__fd(a->file->maps.file_cfg),
-				   bpf_map__fd(a->file->maps.allow_comm), errbuf, errn) < 0)
+				   bpf_map__fd(a->file->maps.allow_exe), errbuf, errn) < 0)
 		goto fail;
 
 	/* dns */

@@ -213,18 +213,6 @@ static void on_file(const struct dp_file *f)
 	comm = commbuf;
 	proc_get(f->h.pid, NULL, NULL, &exe);
 	rule = config_check_file(&G.cfg, path, exe, comm, f->h.pid);
-	if (rule && G.cfg.nallow_exe) {
-		/* the exec filename may be relative: ask the kernel for the executable */
-		char lp[64], real[4096];
-		ssize_t n;
-
-		snprintf(lp, sizeof(lp), "/proc/%u/exe", f->h.pid);
-		n = readlink(lp, real, sizeof(real) - 1);
-		if (n > 0) {
-			real[n] = 0;
-			rule = config_check_file(&G.cfg, path, real, comm, f->h.pid);
-		}
-	}
 	if (!rule) {
 		G.file_filtered++;
 		return;

@@ -315,6 +315,17 @@ struct dp_tamper_hit {
 	char comm[16];
 };
 
+/*
+ * allow_exe (bpf/file.bpf.c): benign readers by executable, the inode of current->mm->exe_file.
+ * A comm is the process's to choose (prctl PR_SET_NAME, or exec of a file of that name); the
+ * executable it runs is not. dev is the kernel's encoding (major << 20 | minor).
+ */
+struct dp_exe_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 pad;
+};
+
 /* file_rule_wr (bpf/file.bpf.c): rule id -> 1 when the rule reports only opens for writing */
 #define DP_OPEN_WRITE_FLAGS 01103  /* O_WRONLY | O_RDWR | O_CREAT | O_TRUNC */
 

@@ -3,7 +3,7 @@
 // refused (or, where it cannot be refused, that it is in the trace). The workload runs in a
 // network namespace joined to an "internet" namespace (resolver stand-ins and servers on
 // documentation addresses) by a veth pair, with no route out of the machine.
-import { existsSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import {
@@ -15,7 +15,7 @@ import {
 } from "../support/kernel/agent.js";
 import { compileC } from "../support/kernel/cbuild.js";
 import { FIXTURES, onCleanup, PYTHON, tempDir } from "../support/kernel/env.js";
-import { type ConnectEv, type Ev, readLog } from "../support/kernel/log.js";
+import { byKind, type ConnectEv, type Ev, readLog } from "../support/kernel/log.js";
 import { Netns } from "../support/kernel/netns.js";
 import { run, spawnBackground } from "../support/kernel/proc.js";
 import { startServers } from "../support/kernel/servers.js";
@@ -239,5 +239,38 @@ describeKernel("enforce: no fail-open", () => {
       "allow exempt-process",
       "deny default-deny",
     ]);
+  });
+
+  it("allow-comm drops the opens of the executable of that name, not of any process that renames itself (prctl PR_SET_NAME) to it", async () => {
+    const home = tempDir("home");
+    mkdirSync(join(home, ".ssh"), { recursive: true, mode: 0o700 });
+    writeFileSync(join(home, ".ssh/id_rsa"), "-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n");
+    const bin = tempDir("bin");
+    copyFileSync("/bin/cat", join(bin, "benign-reader"));
+    chmodSync(join(bin, "benign-reader"), 0o755);
+    const spoof = [
+      "import ctypes, os",
+      "ctypes.CDLL(None).prctl(15, b'benign-reader', 0, 0, 0)  # PR_SET_NAME",
+      "os.close(os.open(os.environ['HOME'] + '/.ssh/id_rsa', os.O_RDONLY))",
+    ].join("\n");
+    const script = [
+      'benign-reader "$HOME/.ssh/id_rsa" >/dev/null', // the real one: a benign reader
+      `${PYTHON} -c "${spoof}"`, // a thief with the benign reader's name
+    ].join("\n");
+    const PATH = `${bin}:${process.env.PATH ?? "/usr/bin:/bin"}`;
+    const r = await agentRun({
+      cmd: ["/bin/sh", "-c", script],
+      args: ["--config", policyFile("mode observe\nallow-comm benign-reader\n")],
+      env: { ...process.env, HOME: home, PATH },
+    });
+    expectRunOk(r);
+    const files = byKind.file(r.workload);
+    expect(files.map((f) => `${f.comm} ${f.rule} ${f.path}`)).toEqual([
+      `benign-reader ssh-key ${join(home, ".ssh/id_rsa")}`,
+    ]);
+    // it is the thief's: its pid ran python, not the benign reader
+    const execs = byKind.exec(r.workload);
+    const thief = execs.find((e) => e.pid === files[0]?.pid);
+    expect(thief?.filename).toBe(PYTHON);
   });
 });
