@@ -433,6 +433,16 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	a->exec->rodata->track_jobs = cfg->daemon ? 1 : 0;
 	a->exec->rodata->fork_tp = pr->fork_raw_tp ? 0 : 1;
 	bpf_map__set_max_entries(a->exec->maps.events, cfg->ringbuf_mb << 20);
+	{
+		/* processes with a step / job at once (default 32768); smaller only to test a full map */
+		const char *pm = getenv("DPNDNCY_PROC_MAP_ENTRIES");
+		long v = pm ? strtol(pm, NULL, 10) : 0;
+
+		if (v >= 64 && v <= (1 << 22)) {
+			bpf_map__set_max_entries(a->exec->maps.steps, (uint32_t)v);
+			bpf_map__set_max_entries(a->exec->maps.jobs, (uint32_t)v);
+		}
+	}
 	nk = 0;
 	keep[nk++] = a->exec->progs.dp_exec;
 	keep[nk++] = a->exec->progs.dp_exit;
@@ -456,6 +466,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		    reuse(skel->maps.jobs, a->exec->maps.jobs) ||                   \
 		    reuse(skel->maps.job_slot, a->exec->maps.job_slot) ||           \
 		    reuse(skel->maps.ident_slot, a->exec->maps.ident_slot) ||       \
+		    reuse(skel->maps.attrib_stats, a->exec->maps.attrib_stats) ||   \
 		    reuse(skel->maps.agent_cfg, a->exec->maps.agent_cfg))           \
 			goto load_fail;                                              \
 		skel->rodata->agent_tgid = self;                                     \

@@ -118,6 +118,7 @@ static const char *const fixed_rules[DP_R_USER] = {
 	[DP_R_NO_JOB] = "exempt-no-job",
 	[DP_R_DNS_BIND] = "dns-bind",
 	[DP_R_SOCK_TYPE] = "socket-type",
+	[DP_R_UNATTRIBUTED] = "unattributed",
 };
 
 const char *enforce_rule_name(uint16_t rule)

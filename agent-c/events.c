@@ -62,8 +62,14 @@ static void begin(const char *kind, const struct dp_hdr *h, uint32_t *ppid_out)
 	CUR = EH.route ? EH.route(h) : &G.out;
 	if (CUR)
 		out_begin(CUR, &line, kind, to_real(h->ts));
-	else
-		sb_reset(&line); /* built and dropped: no job's log takes it */
+	else {
+		/* no job's log takes it: built for the control stream's deny line only (no seq) */
+		char ts[40];
+
+		fmt_ts(ts, to_real(h->ts));
+		sb_reset(&line);
+		sb_printf(&line, "{\"v\":1,\"kind\":\"%s\",\"ts\":\"%s\"", kind, ts);
+	}
 	put_common(&line, h->pid, h->tid, ppid, h->uid, comm, sizeof(h->comm), h->cgroup, h->step);
 	if (ppid_out)
 		*ppid_out = ppid;
@@ -169,7 +175,8 @@ static void on_connect(const struct dp_connect *c)
 	}
 	sb_puts(&line, ",\"ancestry\":");
 	proc_ancestry(&line, c->h.pid, ppid);
-	if (EH.deny && CUR && !c->verdict)
+	/* a deny is reported even when no log takes the record (daemon: a process of no job) */
+	if (EH.deny && !c->verdict)
 		EH.deny(&c->h, CUR, line.p, line.len);
 	commit(SK_CONNECT);
 }

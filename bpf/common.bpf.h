@@ -98,6 +98,14 @@ struct {
 	__type(value, __u32);
 } ident_slot SEC(".maps");
 
+/* attribution lost to a full map (see struct dp_attrib_stats) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dp_attrib_stats);
+} attrib_stats SEC(".maps");
+
 /* set before load: the agent's own tgid, whose events are not reported */
 const volatile __u32 agent_tgid = 0;
 
@@ -132,6 +140,28 @@ static __always_inline __u32 job_of(__u32 tgid)
 	j = bpf_map_lookup_elem(&jobs, &tgid);
 
 	return j ? *j : 0;
+}
+
+/* has a job's process ever been left without its job (daemon mode)? */
+static __always_inline int attrib_lost(void)
+{
+	__u32 zero = 0;
+	struct dp_attrib_stats *st = bpf_map_lookup_elem(&attrib_stats, &zero);
+
+	return !st || st->jobs_full != 0;
+}
+
+static __always_inline void attrib_fail(int job)
+{
+	__u32 zero = 0;
+	struct dp_attrib_stats *st = bpf_map_lookup_elem(&attrib_stats, &zero);
+
+	if (!st)
+		return;
+	if (job)
+		__sync_fetch_and_add(&st->jobs_full, 1);
+	else
+		__sync_fetch_and_add(&st->steps_full, 1);
 }
 
 static __always_inline int is_agent(__u64 pid_tgid)

@@ -266,6 +266,17 @@ struct dp_step_marker {
  * FNV-1a 64 over the bytes (each value cut at DP_ID_MAX - 1 bytes); agent-c/enforce.c
  * computes the same.
  */
+/*
+ * attrib_stats (single-entry array, shared): attribution that could not be recorded because a
+ * map was full. A process of a job that gets no jobs entry would otherwise pass as a process
+ * of no job, which daemon mode does not judge: once jobs_full is non-zero, enforce judges every
+ * process without a job by the strictest policy (DP_R_UNATTRIBUTED), and the agent reports it.
+ */
+struct dp_attrib_stats {
+	__u64 jobs_full;     /* a job's process (fork or exec) got no jobs entry */
+	__u64 steps_full;    /* a step's process got no steps entry (its records name no step) */
+};
+
 /* job_ident: job id -> its project and name as step_names ids (0: absent), set at its first exec */
 struct dp_job_ident {
 	__u32 project;

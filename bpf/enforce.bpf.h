@@ -196,8 +196,21 @@ static __always_inline int enf_judge(const __u8 a[16], __u16 port_be, __u32 tgid
 		return 1;
 	}
 	if (judge_jobs_only && !job) {
-		*rule = DP_R_NO_JOB;
-		return 1;
+		if (!attrib_lost()) {
+			*rule = DP_R_NO_JOB;
+			return 1;
+		}
+		/* it may be a job's process whose job could not be recorded: the strictest policy */
+		if (is_loopback(a)) {
+			*rule = DP_R_LOOPBACK;
+			return 1;
+		}
+		if (port == 53 && bpf_map_lookup_elem(&resolvers, a)) {
+			*rule = DP_R_RESOLVER;
+			return 1;
+		}
+		*rule = DP_R_UNATTRIBUTED;
+		return 0;
 	}
 	if (is_loopback(a)) {
 		*rule = DP_R_LOOPBACK;
@@ -304,7 +317,7 @@ int dp_enf_sendmsg6(struct bpf_sock_addr *ctx)
 /* processes of the enforced cgroup that are not judged: the runner's own, and (daemon) no job's */
 static __always_inline int enf_unjudged(__u32 tgid)
 {
-	return is_exempt(tgid) || (judge_jobs_only && !job_of(tgid));
+	return is_exempt(tgid) || (judge_jobs_only && !job_of(tgid) && !attrib_lost());
 }
 
 /* a deny record for an operation refused before it had a destination (socket) or with none (bind) */

@@ -401,6 +401,61 @@ describeKernel("daemon", () => {
   });
 });
 
+describeKernel("daemon: full attribution maps never fail open", () => {
+  it("a job that fills the process-to-job map cannot get a process out of judgement: the failure is counted and reported, and processes left without a job are judged by the strictest policy, never exempt-no-job", async () => {
+    const inet = await Netns.create();
+    const work = await Netns.create();
+    await work.vethTo(inet, ["192.0.2.2/24"], ["192.0.2.10/24", "192.0.2.11/24"]);
+    await startServers(inet, ["tcp:[::]:80"]);
+    const cg = testCgroup("full");
+    const pol = tempDir("policies");
+    writeFileSync(join(pol, "default.conf"), "allow-cidr 192.0.2.10/32\n");
+    // a small map stands in for a host with 32768 job processes alive
+    const d = await startDaemon(
+      ["--mode", "enforce", "--cgroup", cg.path, "--policy-dir", pol],
+      ["env", "DPNDNCY_PROC_MAP_ENTRIES=64"],
+    );
+    const nonce = `${process.pid}-${Date.now()}`;
+    const script = [
+      'pids=""; for i in $(seq 80); do sleep 60 & pids="$pids $!"; done', // the job's own processes fill the map
+      `${PYTHON} ${join(FIXTURES, "enforce_client.py")} tcp:192.0.2.10:80 tcp:192.0.2.11:80`,
+      'kill $pids; echo done',
+    ].join("\n");
+    const bg = spawnBackground(
+      inCgroup(cg.child("job"), [`DPNDNCY_JOB=full-${nonce}`], work.exec("/bin/sh", "-c", script)),
+      { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
+    );
+    onCleanup(() => bg.stop());
+    await poll(() => bg.child.exitCode !== null, 30_000);
+    // the client got no job: judged by the strictest policy (nothing allowed), not exempt
+    expect(
+      bg
+        .stdout()
+        .split("\n")
+        .filter((l) => l.startsWith("RES ")),
+      bg.stderr(),
+    ).toEqual(["RES tcp:192.0.2.10:80 1", "RES tcp:192.0.2.11:80 1"]);
+    const err = await d.waitFor(
+      (c) => c.type === "error" && /attribution/.test(String(c.message)),
+      "an attribution error",
+    );
+    expect(String(err.message)).toMatch(/strictest policy/);
+    const denies = d
+      .lines()
+      .filter((c) => c.type === "deny")
+      .map((c) => c.record as ConnectEv);
+    expect(denies.filter((r) => r.addr === "192.0.2.11").map((r) => r.rule)).toEqual([
+      "unattributed",
+    ]);
+    const st = await d.waitFor(
+      (c) => c.type === "stats" && Number(c.attribution_failures) > 0,
+      "attribution_failures in stats",
+    );
+    expect(Number(st.attribution_failures)).toBeGreaterThan(0);
+    expect(d.bg.stderr()).toMatch(/attribution/);
+  });
+});
+
 describeKernel("daemon with the systemd unit's capabilities", () => {
   it("the capability set of deploy/systemd/dpndncy-agent.service is enough to observe and enforce (with the hooks it allows)", async () => {
     const unit = readFileSync(join(REPO, "deploy/systemd/dpndncy-agent.service"), "utf8");
