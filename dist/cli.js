@@ -56391,6 +56391,14 @@ var daemon_control_v1_default = {
         },
         policy_reload_failures: {
           $ref: "#/$defs/count"
+        },
+        attribution_failures: {
+          $ref: "#/$defs/count",
+          description: "processes of a job that got no job because the kernel's process map was full; once non-zero, enforce mode judges every process without a job by the strictest policy (rule unattributed) until the daemon restarts"
+        },
+        step_attribution_failures: {
+          $ref: "#/$defs/count",
+          description: "processes that got no step because the kernel's step map was full"
         }
       }
     },
