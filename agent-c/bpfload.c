@@ -478,6 +478,14 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	if (!a->conn)
 		goto open_fail;
 	SHARE(a->conn);
+	{
+		/* addresses learned from DNS at once (default 65536); smaller only to test a full map */
+		const char *lm = getenv("DPNDNCY_LEARNED_MAP_ENTRIES");
+		long v = lm ? strtol(lm, NULL, 10) : 0;
+
+		if (v >= 16 && v <= (1 << 22))
+			bpf_map__set_max_entries(a->conn->maps.learned, (uint32_t)v);
+	}
 	/* the result join needs syscall tracepoints: only where the file hook already pays for them */
 	want_result = pr->file_choice == FH_TRACEPOINT || getenv("DPNDNCY_CONNECT_RESULT");
 	/* elsewhere the result comes from a kprobe pair on connect(2), where kprobes work */
@@ -499,6 +507,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		}
 		a->conn->rodata->want_result = want_result || result_kp ? 1 : 0;
 		a->conn->rodata->judge_jobs_only = cfg->daemon ? 1 : 0;
+		a->conn->rodata->learned_ttl_min = enforce_ttl_min();
 	} else {
 		keep[nk++] = a->conn->progs.dp_enter_connect_tp;
 		keep[nk++] = a->conn->progs.dp_exit_connect_tp;

@@ -8,6 +8,8 @@
  *   allow-cidr CIDR[:PORT]        IPv4/IPv6 address or prefix; IPv6 with a port: [2001:db8::/32]:443
  *   dns-resolver IP               sanctioned resolver (repeatable); default: /etc/resolv.conf
  *   allow-metadata                do not block the cloud metadata addresses
+ *   learned-ttl-min SECONDS       addresses from a DNS answer stay allowed for its TTL, at least
+ *                                 this long (default 120)
  *   exempt-pid PID                a process inside the enforced cgroup that is not judged
  *                                 (the CI runner's own worker); its children are judged. It
  *                                 must be running at start: the kernel matches its pid AND its
@@ -74,6 +76,10 @@ static struct {
 	int nexempt;
 	uint32_t exempt[MAX_EXEMPT];
 	int directives;
+	uint32_t ttl_min;      /* learned-ttl-min (0: the default, 120 s) */
+	uint64_t learn_fail_seen, expired; /* enforce_tick: map-full failures already said, entries removed */
+	uint64_t next_sweep, pressure_until;
+	int said_full;
 	int cur_slot;          /* slot new entries go to */
 	int nslots;
 	struct slot slots[MAX_SLOTS];
@@ -376,7 +382,7 @@ int policy_config_line(char **tok, int n, char *errbuf, size_t errn)
 	int takes_arg;
 
 	if (!strcmp(d, "allow-host") || !strcmp(d, "allow-suffix") || !strcmp(d, "allow-cidr") ||
-	    !strcmp(d, "dns-resolver") || !strcmp(d, "exempt-pid"))
+	    !strcmp(d, "dns-resolver") || !strcmp(d, "exempt-pid") || !strcmp(d, "learned-ttl-min"))
 		takes_arg = 1;
 	else if (!strcmp(d, "allow-metadata"))
 		takes_arg = 0;
@@ -400,6 +406,17 @@ int policy_config_line(char **tok, int n, char *errbuf, size_t errn)
 		return add_cidr(tok[1], errbuf, errn) < 0 ? -1 : 1;
 	if (!strcmp(d, "dns-resolver"))
 		return add_resolver(tok[1], errbuf, errn) < 0 ? -1 : 1;
+	if (!strcmp(d, "learned-ttl-min")) {
+		char *end;
+		long v = strtol(tok[1], &end, 10);
+
+		if (!tok[1][0] || *end || v < 1 || v > 604800) {
+			snprintf(errbuf, errn, "learned-ttl-min needs seconds between 1 and 604800");
+			return -1;
+		}
+		P.ttl_min = (uint32_t)v;
+		return 1;
+	}
 	if (!strcmp(d, "exempt-pid")) {
 		char *end;
 		long v = strtol(tok[1], &end, 10);
@@ -1240,4 +1257,98 @@ void enforce_json(struct sbuf *b)
 	for (int i = 0; i < P.nexempt; i++)
 		sb_printf(b, "%s%u", i ? "," : "", P.exempt[i]);
 	sb_puts(b, "]}");
+}
+
+uint32_t enforce_ttl_min(void)
+{
+	return P.ttl_min ? P.ttl_min : 120;
+}
+
+/* the sum over CPUs of the kernel's enforce counters (bpf/enforce.h struct dp_enf_stats) */
+static int read_enf_stats(struct dp_enf_stats *out)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct dp_enf_stats *per;
+	uint32_t zero = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!CONN || ncpu <= 0 || !(per = calloc((size_t)ncpu, sizeof(*per))))
+		return -1;
+	if (bpf_map_lookup_elem(bpf_map__fd(CONN->maps.enforce_stats), &zero, per) < 0) {
+		free(per);
+		return -1;
+	}
+	for (int i = 0; i < ncpu; i++) {
+		out->learned += per[i].learned;
+		out->learn_fail += per[i].learn_fail;
+		out->dns_allowed += per[i].dns_allowed;
+		out->dns_other += per[i].dns_other;
+	}
+	free(per);
+	return 0;
+}
+
+/* remove the learned entries whose TTL ran out (the kernel already judges them absent) */
+static void sweep_learned(void)
+{
+	int fd = bpf_map__fd(CONN->maps.learned);
+	struct dp_learn_key cur, next, *del = NULL;
+	struct dp_learn_val v;
+	size_t n = 0, cap = 0;
+	int have = 0;
+	uint64_t now = now_boottime_ns();
+
+	while (bpf_map_get_next_key(fd, have ? &cur : NULL, &next) == 0) {
+		if (bpf_map_lookup_elem(fd, &next, &v) == 0 && v.expires <= now) {
+			if (n == cap) {
+				struct dp_learn_key *d = realloc(del, (cap ? cap * 2 : 256) * sizeof(*d));
+
+				if (!d)
+					break;
+				del = d;
+				cap = cap ? cap * 2 : 256;
+			}
+			del[n++] = next;
+		}
+		cur = next;
+		have = 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (bpf_map_delete_elem(fd, &del[i]) == 0)
+			P.expired++;
+	free(del);
+}
+
+void enforce_tick(void)
+{
+	struct dp_enf_stats st;
+	uint64_t now = now_boottime_ns();
+
+	if (!CONN || read_enf_stats(&st) < 0)
+		return;
+	if (st.learn_fail > P.learn_fail_seen) {
+		/* full: said once (and counted in the stop record), then room is made at once */
+		if (!P.said_full)
+			err_msg("enforce: learned map full: %llu address(es) from allowed names' DNS answers could not be "
+				"learned, their connects are denied; expired entries are being removed",
+				(unsigned long long)(st.learn_fail - P.learn_fail_seen));
+		P.said_full = 1;
+		P.learn_fail_seen = st.learn_fail;
+		P.pressure_until = now + 60000000000ull;
+	}
+	/* every 30 s; every second for a minute after the map was found full (entries may expire any moment) */
+	if (now >= P.next_sweep || now < P.pressure_until) {
+		sweep_learned();
+		P.next_sweep = now + 30000000000ull;
+	}
+}
+
+void enforce_stats_json(struct sbuf *b)
+{
+	struct dp_enf_stats st;
+
+	if (!CONN || read_enf_stats(&st) < 0)
+		return;
+	sb_printf(b, ",\"learned\":{\"inserted\":%llu,\"failed\":%llu,\"expired\":%llu}", (unsigned long long)st.learned,
+		  (unsigned long long)st.learn_fail, (unsigned long long)P.expired);
 }

@@ -455,6 +455,8 @@ static void stats_body(struct sbuf *b, const struct output *o, const uint64_t dr
 		if (!integrity_log_intact())
 			sb_puts(b, ",\"reason\":\"log-modified: the log file on disk is not what the agent wrote\"");
 	}
+	if (o == &G.out && G.cfg.mode == DP_MODE_ENFORCE)
+		enforce_stats_json(b);
 	sb_printf(b, ",\"forks\":%llu,\"file_filtered\":%llu,\"dns_unparsed\":%llu", (unsigned long long)G.forks,
 		  (unsigned long long)G.file_filtered, (unsigned long long)G.dns_unparsed);
 }

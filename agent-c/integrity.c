@@ -562,6 +562,9 @@ static void check_log_size(void)
 static void checks(struct agent_bpf *a, uint64_t boot)
 {
 	uint64_t real = now_realtime_ns();
+
+	if (G.cfg.mode == DP_MODE_ENFORCE)
+		enforce_tick(); /* not integrity, but the same once-a-second beat */
 	int64_t skew = ((int64_t)real - (int64_t)last_check_real) - ((int64_t)boot - (int64_t)last_check_boot);
 
 	if (skew > CLOCK_JUMP_NS || skew < -CLOCK_JUMP_NS) {

@@ -43,8 +43,19 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, ENF_MAX_LEARNED);
 	__type(key, struct dp_learn_key);
-	__type(value, struct dp_enf_val);
+	__type(value, struct dp_learn_val);
 } learned SEC(".maps");
+
+/* set before load: the shortest time an answer's addresses stay allowed (seconds) */
+const volatile __u32 learned_ttl_min = 120;
+
+/* a learned entry that has not expired, or NULL */
+static __always_inline struct dp_learn_val *learned_live(const struct dp_learn_key *k)
+{
+	struct dp_learn_val *v = bpf_map_lookup_elem(&learned, k);
+
+	return v && v->expires > bpf_ktime_get_boot_ns() ? v : 0;
+}
 
 /* always-denied addresses (metadata, DoH) of a slot -> rule */
 struct {
@@ -184,6 +195,7 @@ static __always_inline int is_loopback(const __u8 a[16])
 static __always_inline int enf_judge(const __u8 a[16], __u16 port_be, __u32 tgid, __u16 *rule)
 {
 	struct dp_enf_val *v;
+	struct dp_learn_val *lv;
 	struct dp_lpm_port kp = {};
 	struct dp_lpm_any ka = {};
 	struct dp_learn_key kl = {};
@@ -244,9 +256,9 @@ static __always_inline int enf_judge(const __u8 a[16], __u16 port_be, __u32 tgid
 	__builtin_memcpy(kl.addr, a, 16);
 	kl.port = port;
 	kl.slot = slot;
-	v = bpf_map_lookup_elem(&learned, &kl);
-	if (v) {
-		*rule = v->rule;
+	lv = learned_live(&kl);
+	if (lv) {
+		*rule = lv->rule;
 		return 1;
 	}
 	if (port == 853) {
@@ -263,9 +275,9 @@ static __always_inline int enf_judge(const __u8 a[16], __u16 port_be, __u32 tgid
 		return 1;
 	}
 	kl.port = 0;
-	v = bpf_map_lookup_elem(&learned, &kl);
-	if (v) {
-		*rule = v->rule;
+	lv = learned_live(&kl);
+	if (lv) {
+		*rule = lv->rule;
 		return 1;
 	}
 	*rule = DP_R_DEFAULT_DENY;
@@ -442,11 +454,15 @@ static __always_inline void enf_stat(int which)
 		st->dns_other++;
 }
 
-static __always_inline void learn(const __u8 a[16], const struct dp_name_val *nv, __u32 slot)
+static __always_inline void learn(const __u8 a[16], const struct dp_name_val *nv, __u32 slot, __u32 ttl)
 {
 	struct dp_learn_key k = {};
-	struct dp_enf_val v = {.rule = nv->rule};
+	struct dp_learn_val v = {.rule = nv->rule};
 	__u32 n = nv->nports;
+
+	if (ttl < learned_ttl_min)
+		ttl = learned_ttl_min;
+	v.expires = bpf_ktime_get_boot_ns() + (__u64)ttl * 1000000000ULL;
 
 	k.slot = slot;
 	__builtin_memcpy(k.addr, a, 16);
@@ -480,7 +496,7 @@ static long answer_cb(__u64 i, void *data)
 {
 	struct ans_ctx *ac = data;
 	struct enf_scratch *s;
-	__u32 zero = 0, p, len = ac->len, type, rdlen, j;
+	__u32 zero = 0, p, len = ac->len, type, rdlen, j, ttl;
 	__u8 a[16];
 
 	if (i >= ac->ancount || len > DP_ENF_BUF)
@@ -513,6 +529,11 @@ static long answer_cb(__u64 i, void *data)
 	if (p + 10 > len)
 		return 1;
 	type = ((__u32)sb(s, p) << 8) | sb(s, p + 1);
+	ttl = ((__u32)sb(s, p + 4) << 24) | ((__u32)sb(s, p + 5) << 16) | ((__u32)sb(s, p + 6) << 8) | sb(s, p + 7);
+	if (ttl & 0x80000000)
+		ttl = 0; /* RFC 2181 */
+	else if (ttl > 604800)
+		ttl = 604800; /* a week is plenty */
 	rdlen = ((__u32)sb(s, p + 8) << 8) | sb(s, p + 9);
 	p += 10;
 	if (p + rdlen > len)
@@ -525,11 +546,11 @@ static long answer_cb(__u64 i, void *data)
 		a[13] = sb(s, p + 1);
 		a[14] = sb(s, p + 2);
 		a[15] = sb(s, p + 3);
-		learn(a, &ac->val, ac->slot);
+		learn(a, &ac->val, ac->slot, ttl);
 	} else if (type == 28 && rdlen == 16) {
 		for (j = 0; j < 16; j++)
 			a[j] = sb(s, p + j);
-		learn(a, &ac->val, ac->slot);
+		learn(a, &ac->val, ac->slot, ttl);
 	}
 	*(volatile __u32 *)&s->p = p + rdlen;
 	return 0;

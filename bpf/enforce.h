@@ -69,6 +69,20 @@ struct dp_enf_val {
 	__u16 pad;
 };
 
+/*
+ * hash learned -> struct dp_learn_val: an address stays allowed until `expires` (boot ns): the
+ * answer's TTL, at least learned_ttl_min (config learned-ttl-min, default 120 s: clients that
+ * cache an answer for a while, such as the JVM's 30 s, still connect). Expired entries are
+ * judged as absent, and removed by the agent (agent-c/enforce.c enforce_tick) so a full map
+ * makes room.
+ */
+struct dp_learn_val {
+	__u16 rule;
+	__u16 pad;
+	__u32 pad2;
+	__u64 expires;
+};
+
 /* hash learned: an address a DNS answer gave an allowed name; port 0 = any port */
 struct dp_learn_key {
 	__u8 addr[16];

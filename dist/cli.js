@@ -53960,6 +53960,17 @@ var event_v1_default = {
             description: "stop: false when the log on disk (size and SHA-256, checked by the agent) is not what the agent wrote."
           },
           reason: { type: "string" },
+          learned: {
+            type: "object",
+            description: "stop, enforce mode: addresses learned from allowed names' DNS answers (inserted, counting refreshes), not learned because the map was full (failed: their connects were denied), and removed after their TTL (expired).",
+            required: ["inserted", "failed", "expired"],
+            additionalProperties: false,
+            properties: {
+              inserted: { type: "integer", minimum: 0 },
+              failed: { type: "integer", minimum: 0 },
+              expired: { type: "integer", minimum: 0 }
+            }
+          },
           config: { type: ["string", "null"], description: "start: the --config file." },
           ringbuf_mb: { type: "integer", description: "start: ring buffer size in MiB." },
           step_markers: {

@@ -18,7 +18,7 @@ import { FIXTURES, onCleanup, PYTHON, tempDir } from "../support/kernel/env.js";
 import { byKind, type ConnectEv, type Ev, readLog } from "../support/kernel/log.js";
 import { Netns } from "../support/kernel/netns.js";
 import { run, spawnBackground } from "../support/kernel/proc.js";
-import { startServers } from "../support/kernel/servers.js";
+import { startDns, startServers, type Zone } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
 
 const RESOLVER = "192.0.2.53";
@@ -272,5 +272,53 @@ describeKernel("enforce: no fail-open", () => {
     const execs = byKind.exec(r.workload);
     const thief = execs.find((e) => e.pid === files[0]?.pid);
     expect(thief?.filename).toBe(PYTHON);
+  });
+
+  it("learned addresses expire with their DNS TTL; a full learned map is counted and said, and expired entries make room", async () => {
+    const inet = await Netns.create();
+    const work = await Netns.create();
+    await work.vethTo(inet, ["192.0.2.2/24"], [`${RESOLVER}/24`, "192.0.2.1/24"]);
+    await inet.ip("route", "add", "local", "203.0.113.0/24", "dev", "lo");
+    await work.ip("route", "add", "203.0.113.0/24", "via", "192.0.2.1");
+    work.setResolvConf(`nameserver ${RESOLVER}\noptions timeout:2 attempts:1\n`);
+    const zone: Zone = {};
+    for (let i = 0; i < 24; i++) zone[`r${i}.ttl.example.test`] = { A: [`203.0.113.${i + 1}`] };
+    await startDns(inet, [RESOLVER], zone, 1); // TTL 1 s
+    await startServers(inet, ["tcp:0.0.0.0:80"]);
+    const fill = Array.from({ length: 16 }, (_, i) => `tcp:r${i}.ttl.example.test:80`);
+    const client = (ops: string[]) =>
+      `${PYTHON} ${join(FIXTURES, "enforce_client.py")} ${ops.join(" ")}`;
+    const script = [
+      client(fill), // 16 addresses: the (test-sized) learned map is full
+      client(["tcp:r16.ttl.example.test:80"]), // not learned: full
+      "sleep 4", // every TTL (1 s, learned-ttl-min 1) has run out; the agent sweeps
+      client(["tcp:203.0.113.1:80"]), // r0's address, expired: judged anew, denied
+      client(["tcp:r17.ttl.example.test:80"]), // room again: learned, allowed
+    ].join("\n");
+    const r = await agentRun({
+      cmd: work.exec("/bin/sh", "-c", script),
+      args: [
+        "--mode",
+        "enforce",
+        "--config",
+        policyFile(
+          `mode enforce\ndns-resolver ${RESOLVER}\nallow-host *.ttl.example.test\nlearned-ttl-min 1\n`,
+        ),
+      ],
+      env: { ...process.env, DPNDNCY_LEARNED_MAP_ENTRIES: "16" },
+    });
+    expectRunOk(r);
+    const res = results(r.res.stdout);
+    for (const op of fill) expect(res[op], op).toBe(0);
+    expect(res["tcp:r16.ttl.example.test:80"]).toBe(EPERM);
+    expect(res["tcp:203.0.113.1:80"]).toBe(EPERM);
+    expect(res["tcp:r17.ttl.example.test:80"]).toBe(0);
+    // said on stderr, and counted in the stop record
+    expect(r.res.stderr).toMatch(/learned map full/);
+    const stop = r.log.events.find((e) => e.kind === "agent" && e.event === "stop") as unknown as {
+      learned?: { inserted: number; failed: number; expired: number };
+    };
+    expect(stop.learned?.failed).toBeGreaterThanOrEqual(1);
+    expect(stop.learned?.expired).toBeGreaterThanOrEqual(16);
   });
 });
