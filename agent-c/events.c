@@ -97,6 +97,8 @@ static void on_exec(const struct dp_exec *e)
 	fname[flen] = 0;
 	begin("exec", &e->h, &ppid);
 	proc_set(e->h.pid, ppid, e->h.comm, fname);
+	if (integrity_cgroup_enforced(e->h.cgroup))
+		proc_set_enforced(e->h.pid);
 	containers_on_exec(e->h.pid);
 	sb_key(&line, "filename");
 	sb_json_str(&line, e->filename, flen);
@@ -147,6 +149,10 @@ static void on_fork(const struct dp_fork *e)
 	comm[16] = 0;
 	proc_get(e->h.pid, NULL, NULL, &fn);
 	proc_set(e->child_pid, e->h.pid, comm, fn);
+	if (integrity_cgroup_enforced(e->h.cgroup)) {
+		proc_set_enforced(e->h.pid);
+		proc_set_enforced(e->child_pid); /* a fork child starts in its parent's cgroup */
+	}
 	G.forks++;
 	if (EH.fork)
 		EH.fork(&e->h, e->child_pid);

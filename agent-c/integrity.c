@@ -33,6 +33,7 @@
 #include <bpf/libbpf.h>
 
 #include "agent.h"
+#include "containers.h"
 #include "enforce_agent.h"
 #include "integrity.h"
 #include "tamper.skel.h"
@@ -53,7 +54,7 @@ const char *integrity_attach(void)
 {
 	return tamper_attach;
 }
-static struct bpf_link *tlinks[3];
+static struct bpf_link *tlinks[4];
 static int ntlinks;
 
 static uint32_t our_ids[MAX_OURS];
@@ -342,6 +343,64 @@ static void check_cgroup(int cgfd, const char *where, int baseline)
 	}
 }
 
+/* is cgroup id `id` the enforced cgroup or below it? (pid: a process that is in it now, or 0) */
+static int in_enforced(uint64_t id, uint32_t pid)
+{
+	const char *base = enforce_cgroup_path();
+	char path[4200];
+	size_t bl = strlen(base);
+	struct stat st;
+
+	if (!id || !bl)
+		return 0;
+	if (stat(base, &st) == 0 && (uint64_t)st.st_ino == id)
+		return 1;
+	if (cgroup_path_of(id, pid, path, sizeof(path)) < 0)
+		return 0;
+	return !strncmp(path, base, bl) && path[bl] == '/';
+}
+
+/*
+ * A move on the cgroup v2 hierarchy (bpf/tamper.bpf.c): reported when the process was last seen
+ * in the enforced cgroup (or below it) and went somewhere outside it: from there on nothing
+ * judges its egress. Moves into the job (the action moving the runner in) are not news.
+ */
+static void cgroup_move(const struct actor *a, const struct dp_tamper_key *k, const struct dp_tamper_hit *hit)
+{
+	char detail[600], dst[4200];
+	const char *comm = NULL;
+
+	/* the agent's own moves (into the job at start, leftovers out at stop) are not news */
+	if (!enforce_cgroup_path()[0] || k->tracer == G.self_pid || !proc_was_enforced(k->target) ||
+	    in_enforced(hit->arg, k->target))
+		return;
+	if (cgroup_path_of(hit->arg, k->target, dst, sizeof(dst)) < 0)
+		snprintf(dst, sizeof(dst), "cgroup id %llu", (unsigned long long)hit->arg);
+	proc_get(k->target, NULL, &comm, NULL);
+	snprintf(detail, sizeof(detail),
+		 "%.16s (pid %u) moved process %u (%.16s) out of the enforced cgroup %s into %s: its egress is no longer judged",
+		 hit->comm, k->tracer, k->target, comm && comm[0] ? comm : "?", enforce_cgroup_path(), dst);
+	emit(a, "cgroup-escape", detail);
+	proc_clear_enforced(k->target); /* reported once: a second move is not a second escape */
+}
+
+/* records carry their process's cgroup: is this one the enforced cgroup or below it? (cached) */
+int integrity_cgroup_enforced(uint64_t id)
+{
+	static uint64_t ids[64];
+	static uint8_t val[64];
+	static unsigned n;
+
+	if (!id || !enforce_cgroup_path()[0])
+		return 0;
+	for (unsigned i = 0; i < n && i < 64; i++)
+		if (ids[i] == id)
+			return val[i];
+	ids[n % 64] = id;
+	val[n % 64] = (uint8_t)in_enforced(id, 0);
+	return val[(n++) % 64];
+}
+
 static void check_tamper_hits(void)
 {
 	struct dp_tamper_key k, next, *prev = NULL;
@@ -363,6 +422,10 @@ static void check_tamper_hits(void)
 			char detail[512];
 			const char *whom = k.target == G.self_pid ? "the agent" : "protected process";
 
+			if (k.sys == DP_TS_CGROUP_MOVE) {
+				cgroup_move(&a, &k, &hit);
+				continue;
+			}
 			if (k.sys == DP_TS_PTRACE)
 				snprintf(detail, sizeof(detail), "%.16s (pid %u) called ptrace(request %u) on %s (pid %u), %llu time(s)",
 					 hit.comm, k.tracer, k.req, whom, k.target, (unsigned long long)hit.count);
@@ -536,6 +599,18 @@ int integrity_start(struct agent_bpf *a, char *errbuf, size_t errn)
 			snprintf(tamper_attach, sizeof(tamper_attach),
 				 "tracepoint/syscalls/sys_enter_ptrace,process_vm_readv,process_vm_writev");
 		}
+	}
+	if (G.cfg.mode == DP_MODE_ENFORCE && enforce_cgroup_path()[0]) {
+		/* moves out of the enforced cgroup (reported, not refused: the tracepoint comes after) */
+		tlinks[ntlinks] = bpf_program__attach(tskel->progs.dp_cgroup_attach);
+		if (tlinks[ntlinks]) {
+			size_t l = strlen(tamper_attach);
+
+			ntlinks++;
+			snprintf(tamper_attach + l, sizeof(tamper_attach) - l, "+tracepoint/cgroup/cgroup_attach_task");
+		} else
+			err_msg("warning: cannot attach tracepoint/cgroup/cgroup_attach_task (%s): a process leaving the "
+				"enforced cgroup would not be reported", strerror(errno));
 	}
 	/* programs already on the hooks are not the job's doing: only new ones are reported */
 	check_cgroup(bpf_root_cgroup_fd(a), "the cgroup v2 root", 1);

@@ -307,6 +307,8 @@ struct dp_step_cfg {
 #define DP_TS_PTRACE    1
 #define DP_TS_VM_READV  2
 #define DP_TS_VM_WRITEV 3
+#define DP_TS_CGROUP_MOVE 4  /* a process moved to another cgroup v2 cgroup (target: its pid, req: low
+			      * 32 bits of the destination's id, arg: the id); user space decides if it left the job */
 
 struct dp_tamper_key {
 	__u32 tracer;      /* tgid of the caller */
@@ -324,6 +326,7 @@ struct dp_tamper_hit {
 	__u32 uid;
 	__u32 step;
 	char comm[16];
+	__u64 arg;         /* DP_TS_CGROUP_MOVE: the destination cgroup id */
 };
 
 /*

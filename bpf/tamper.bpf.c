@@ -51,7 +51,7 @@ struct {
 	__type(value, __u32);
 } steps SEC(".maps");
 
-static __always_inline int hit(__u32 target, __u32 sys, __u32 req)
+static __always_inline int record(__u32 target, __u32 sys, __u32 req, __u64 arg)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct dp_tamper_key k = {};
@@ -60,8 +60,6 @@ static __always_inline int hit(__u32 target, __u32 sys, __u32 req)
 	__u32 tgid = id >> 32, *st, zero = 0;
 	__u64 *ov;
 
-	if (!bpf_map_lookup_elem(&protect_pids, &target))
-		return 0;
 	k.tracer = tgid;
 	k.target = target;
 	k.sys = sys;
@@ -80,6 +78,7 @@ static __always_inline int hit(__u32 target, __u32 sys, __u32 req)
 	nh.cgroup = bpf_get_current_cgroup_id();
 	st = bpf_map_lookup_elem(&steps, &tgid);
 	nh.step = st ? *st : 0;
+	nh.arg = arg;
 	bpf_get_current_comm(nh.comm, sizeof(nh.comm));
 	if (bpf_map_update_elem(&tamper_hits, &k, &nh, BPF_NOEXIST) < 0) {
 		h = bpf_map_lookup_elem(&tamper_hits, &k);
@@ -92,6 +91,28 @@ static __always_inline int hit(__u32 target, __u32 sys, __u32 req)
 		}
 	}
 	return 0;
+}
+
+static __always_inline int hit(__u32 target, __u32 sys, __u32 req)
+{
+	if (!bpf_map_lookup_elem(&protect_pids, &target))
+		return 0;
+	return record(target, sys, req, 0);
+}
+
+/*
+ * A process of the job that writes itself (or another of the job's processes) into a cgroup
+ * outside the enforced one leaves judgement (root can). Moves are rare; every move on the
+ * cgroup v2 hierarchy (hierarchy id 0) is counted here, and the agent, which knows from the
+ * records where each process was, reports the ones that left the enforced cgroup. The
+ * tracepoint fires after the move and cannot refuse it.
+ */
+SEC("tp/cgroup/cgroup_attach_task")
+int dp_cgroup_attach(struct trace_event_raw_cgroup_migrate *ctx)
+{
+	if (ctx->dst_root != 0)
+		return 0; /* a cgroup v1 hierarchy: not what enforcement is attached to */
+	return record((__u32)ctx->pid, DP_TS_CGROUP_MOVE, (__u32)ctx->dst_id, ctx->dst_id);
 }
 
 /*

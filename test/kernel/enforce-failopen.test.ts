@@ -14,6 +14,7 @@ import {
   parseJson,
 } from "../support/kernel/agent.js";
 import { compileC } from "../support/kernel/cbuild.js";
+import { testCgroup } from "../support/kernel/cgroup.js";
 import { FIXTURES, onCleanup, PYTHON, tempDir } from "../support/kernel/env.js";
 import { byKind, type ConnectEv, type Ev, readLog } from "../support/kernel/log.js";
 import { Netns } from "../support/kernel/netns.js";
@@ -320,5 +321,37 @@ describeKernel("enforce: no fail-open", () => {
     };
     expect(stop.learned?.failed).toBeGreaterThanOrEqual(1);
     expect(stop.learned?.expired).toBeGreaterThanOrEqual(16);
+  });
+
+  it("a job process that writes itself into another cgroup leaves judgement (root can): the move is a tamper event in the trace", async () => {
+    const { work } = await lab();
+    const other = testCgroup("escape");
+    const script = [
+      "/bin/true", // a record of this shell in the enforced cgroup
+      `echo $$ > '${other.path}/cgroup.procs'`,
+      `exec ${work.exec(PYTHON, CLIENT, `connect:${FORGED}:80`).join(" ")}`,
+    ].join("\n");
+    const r = await agentRun({
+      cmd: ["/bin/sh", "-c", script],
+      args: [
+        "--mode",
+        "enforce",
+        "--config",
+        policyFile(`mode enforce\ndns-resolver ${RESOLVER}\n`),
+      ],
+    });
+    expectRunOk(r);
+    // not refusable with the hooks this kernel has: outside the cgroup the connect is not judged
+    expect(results(r.res.stdout)).toEqual({ [`connect:${FORGED}:80`]: 0 });
+    const tamper = r.log.events.filter((e) => e.kind === "tamper") as unknown as Array<{
+      what: string;
+      detail: string;
+      pid: number;
+    }>;
+    const esc = tamper.filter((t) => t.what === "cgroup-escape");
+    expect(esc.length, JSON.stringify(tamper)).toBe(1);
+    expect(esc[0]?.detail).toContain(`out of the enforced cgroup`);
+    expect(esc[0]?.detail).toContain(other.path);
+    expect(esc[0]?.detail).toContain(`process ${r.rootPid}`);
   });
 });
