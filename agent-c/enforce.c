@@ -83,6 +83,15 @@ static struct {
 	int cur_slot;          /* slot new entries go to */
 	int nslots;
 	struct slot slots[MAX_SLOTS];
+	/*
+	 * The kernel keys of slot s carry phys[s], its current generation. A reload pushes a
+	 * slot's new entries under a fresh number, then points the slot's jobs at it (one map write
+	 * per job, so each job sees the old policy or the new one, whole), then purges the old
+	 * number: no window without entries, and a learner still working from the old names can only
+	 * add to a generation no job uses any more. Numbers are not reused.
+	 */
+	uint32_t phys[MAX_SLOTS];
+	uint32_t next_phys;
 	/* job cgroup */
 	const char *want_cgroup;
 	char cgroup[4096];
@@ -624,12 +633,12 @@ static void resolv_conf_defaults(void)
 }
 
 /* name reversed for the trie; exact names end with their NUL */
-static void name_key(struct dp_name_key *k, int slot, const char *name, int exact)
+static void name_key(struct dp_name_key *k, uint32_t slot, const char *name, int exact)
 {
 	size_t n = strlen(name);
 
 	memset(k, 0, sizeof(*k));
-	k->slot = (uint32_t)slot;
+	k->slot = slot;
 	for (size_t i = 0; i < n; i++)
 		k->name[i] = (uint8_t)name[n - 1 - i];
 	if (!exact)
@@ -718,7 +727,8 @@ static int explicitly_allowed_addr(int slot, const uint8_t a[16])
 	} while (0)
 
 /* the kernel entries of one slot: its allow entries, and metadata / DoH denials */
-static int push_slot(struct connect_bpf *conn, int slot, char *errbuf, size_t errn)
+/* ks: the slot number the kernel keys carry (the slot's current generation, see enforce_apply) */
+static int push_slot(struct connect_bpf *conn, int slot, uint32_t ks, char *errbuf, size_t errn)
 {
 	int fd_any = bpf_map__fd(conn->maps.allow_any), fd_port = bpf_map__fd(conn->maps.allow_port);
 	int fd_names = bpf_map__fd(conn->maps.names), fd_deny = bpf_map__fd(conn->maps.deny_addr);
@@ -733,14 +743,14 @@ static int push_slot(struct connect_bpf *conn, int slot, char *errbuf, size_t er
 		if (e->kind == E_CIDR) {
 			if (e->port) {
 				struct dp_lpm_port k = {.prefixlen = DP_SLOT_BITS + 16 + (uint32_t)e->prefix,
-							.slot = (uint32_t)slot};
+							.slot = ks};
 				uint16_t pbe = htons(e->port);
 
 				memcpy(k.port, &pbe, 2);
 				memcpy(k.addr, e->addr, 16);
 				PUT(fd_port, &k, &v, "allow_port");
 			} else {
-				struct dp_lpm_any k = {.prefixlen = DP_SLOT_BITS + (uint32_t)e->prefix, .slot = (uint32_t)slot};
+				struct dp_lpm_any k = {.prefixlen = DP_SLOT_BITS + (uint32_t)e->prefix, .slot = ks};
 
 				memcpy(k.addr, e->addr, 16);
 				PUT(fd_any, &k, &v, "allow_any");
@@ -753,7 +763,7 @@ static int push_slot(struct connect_bpf *conn, int slot, char *errbuf, size_t er
 			nv.rule = (uint16_t)(DP_R_USER + i);
 			if (name_ports(i, &nv, errbuf, errn) < 0)
 				return -1;
-			name_key(&k, slot, e->name, e->kind == E_HOST);
+			name_key(&k, ks, e->name, e->kind == E_HOST);
 			PUT(fd_names, &k, &nv, "names");
 			has_names = 1;
 		}
@@ -766,7 +776,7 @@ static int push_slot(struct connect_bpf *conn, int slot, char *errbuf, size_t er
 	if (!P.allow_metadata) {
 		for (size_t i = 0; i < sizeof(metadata_addrs) / sizeof(metadata_addrs[0]); i++) {
 			struct dp_enf_val v = {.rule = DP_R_METADATA};
-			struct dp_deny_key k = {.slot = (uint32_t)slot};
+			struct dp_deny_key k = {.slot = ks};
 			int is4;
 
 			parse_ip16(metadata_addrs[i], k.addr, &is4);
@@ -783,12 +793,12 @@ static int push_slot(struct connect_bpf *conn, int slot, char *errbuf, size_t er
 			memset(&nv, 0, sizeof(nv));
 			nv.rule = DP_R_DOH;
 			nv.flags = DP_NV_DENY;
-			name_key(&k, slot, doh[i].name, 1);
+			name_key(&k, ks, doh[i].name, 1);
 			PUT(fd_names, &k, &nv, "names");
 		}
 		for (int j = 0; j < 4 && doh[i].addrs[j]; j++) {
 			struct dp_enf_val v = {.rule = DP_R_DOH};
-			struct dp_deny_key k = {.slot = (uint32_t)slot};
+			struct dp_deny_key k = {.slot = ks};
 			int is4;
 
 			parse_ip16(doh[i].addrs[j], k.addr, &is4);
@@ -850,10 +860,13 @@ int enforce_push(struct connect_bpf *conn, char *errbuf, size_t errn)
 		}
 		PUT(fd_ex, &P.exempt[i], &start, "exempt");
 	}
-	if (push_slot(conn, 0, errbuf, errn) < 0)
+	for (int s = 0; s < MAX_SLOTS; s++)
+		P.phys[s] = (uint32_t)s; /* generation 0 of slot s */
+	P.next_phys = MAX_SLOTS;
+	if (push_slot(conn, 0, P.phys[0], errbuf, errn) < 0)
 		return -1;
 	for (int s = 1; s < P.nslots; s++)
-		if (P.slots[s].used && push_slot(conn, s, errbuf, errn) < 0)
+		if (P.slots[s].used && push_slot(conn, s, P.phys[s], errbuf, errn) < 0)
 			return -1;
 	for (int s = 0; s < P.nslots; s++)
 		P.slots[s].dirty = 0;
@@ -1152,7 +1165,7 @@ static void push_ident(struct connect_bpf *conn)
 		const char *rel = P.slots[s].rel, *slash = strrchr(rel, '/');
 		size_t rl = strlen(rel);
 		uint64_t h;
-		uint32_t v = (uint32_t)s;
+		uint32_t v = P.phys[s];
 
 		if (!P.slots[s].used || !slash || rl < 6)
 			continue;
@@ -1164,21 +1177,63 @@ static void push_ident(struct connect_bpf *conn)
 	}
 }
 
+/* every job_slot entry that holds generation `from` now holds `to` (0: deleted, the default) */
+static void repoint_jobs(uint32_t from, uint32_t to)
+{
+	int fd = bpf_map__fd(CONN->maps.job_slot);
+	uint32_t cur, next, v;
+	int have = 0;
+
+	while (bpf_map_get_next_key(fd, have ? &cur : NULL, &next) == 0) {
+		if (bpf_map_lookup_elem(fd, &next, &v) == 0 && v == from) {
+			if (to)
+				bpf_map_update_elem(fd, &next, &to, BPF_EXIST);
+			else
+				bpf_map_delete_elem(fd, &next);
+		}
+		cur = next;
+		have = 1;
+	}
+}
+
 int enforce_apply(char *errbuf, size_t errn)
 {
-	int rc = 0;
+	int rc = 0, fd_def;
+	uint32_t zero = 0;
 
 	if (!CONN)
 		return 0;
-	push_ident(CONN);
+	fd_def = bpf_map__fd(CONN->maps.slot_default);
 	for (int s = 0; s < P.nslots; s++) {
+		uint32_t old = P.phys[s], np = 0;
+		int keep = s == 0 || P.slots[s].used;
+
 		if (!P.slots[s].dirty)
 			continue;
-		purge_slot(CONN, (uint32_t)s);
-		if ((s == 0 || P.slots[s].used) && push_slot(CONN, s, errbuf, errn) < 0)
-			rc = -1;
 		P.slots[s].dirty = 0;
+		if (keep) {
+			np = P.next_phys++;
+			if (P.next_phys < MAX_SLOTS)
+				P.next_phys = MAX_SLOTS; /* wrapped (after 4 billion reloads): skip the first numbers */
+			if (push_slot(CONN, s, np, errbuf, errn) < 0) {
+				purge_slot(CONN, np); /* the old generation stays in force */
+				rc = -1;
+				continue;
+			}
+			if (s == 0)
+				bpf_map_update_elem(fd_def, &zero, &np, BPF_ANY);
+		}
+		/* a removed policy's jobs fall back to the default (the daemon reassigns them) */
+		repoint_jobs(old, keep ? np : 0);
+		P.phys[s] = keep ? np : old;
+		push_ident(CONN);
+		purge_slot(CONN, old);
+		/* a job that took the old number from ident_slot at its first exec meanwhile */
+		repoint_jobs(old, keep ? np : 0);
+		if (!keep)
+			P.phys[s] = (uint32_t)s; /* unused: a new policy in this slot starts afresh */
 	}
+	push_ident(CONN);
 	return rc;
 }
 
@@ -1235,6 +1290,7 @@ int enforce_set_job(uint32_t job, int slot)
 		return 0;
 	if (slot == 0)
 		return bpf_map_delete_elem(bpf_map__fd(CONN->maps.job_slot), &job) < 0 && errno != ENOENT ? -1 : 0;
+	v = P.phys[slot];
 	return bpf_map_update_elem(bpf_map__fd(CONN->maps.job_slot), &job, &v, BPF_ANY);
 }
 

@@ -72,10 +72,24 @@ struct {
  */
 const volatile __u8 judge_jobs_only = 0;
 
+/* daemon mode: the current generation of the default policy's keys (agent-c/enforce.c enforce_apply) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} slot_default SEC(".maps");
+
+/* the slot number the policy of a job is keyed by (a single-job agent: always 0, never reloaded) */
 static __always_inline __u32 slot_of_job(__u32 job)
 {
-	__u32 *s = job ? bpf_map_lookup_elem(&job_slot, &job) : 0;
+	__u32 zero = 0, *s;
 
+	if (!track_jobs)
+		return 0;
+	s = job ? bpf_map_lookup_elem(&job_slot, &job) : 0;
+	if (!s)
+		s = bpf_map_lookup_elem(&slot_default, &zero);
 	return s ? *s : 0;
 }
 

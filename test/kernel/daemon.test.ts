@@ -455,6 +455,65 @@ describeKernel("daemon: full attribution maps never fail open", () => {
   });
 });
 
+describeKernel("daemon: a policy reload is atomic for running jobs", () => {
+  it("a job that connects to an address its policy allows, all through forty reloads of that policy, never gets EPERM", async () => {
+    const inet = await Netns.create();
+    const work = await Netns.create();
+    await work.vethTo(inet, ["192.0.2.2/24"], ["192.0.2.10/24"]);
+    await startServers(inet, ["tcp:[::]:80"]);
+    const cg = testCgroup("reload");
+    const pol = tempDir("policies");
+    // a policy of some size, the allowed address last: a reload takes a while to push
+    const filler = Array.from(
+      { length: 300 },
+      (_, i) => `allow-cidr 10.${(i >> 8) & 255}.${i & 255}.1/32`,
+    );
+    const policy = (n: number) =>
+      [`# revision ${n}`, ...filler, "allow-cidr 192.0.2.10/32", ""].join("\n");
+    writeFileSync(join(pol, "default.conf"), policy(0));
+    const d = await startDaemon(["--mode", "enforce", "--cgroup", cg.path, "--policy-dir", pol]);
+    const phase = tempDir("phase");
+    const loop = [
+      "import errno, os, socket, sys",
+      "ok = bad = 0",
+      `while not os.path.exists('${phase}/stop'):`,
+      "    s = socket.socket(); s.settimeout(2)",
+      "    try:",
+      "        s.connect(('192.0.2.10', 80)); ok += 1",
+      "    except OSError as e:",
+      "        bad += 1; print('ERR', e.errno, flush=True)",
+      "    s.close()",
+      "print('DONE', ok, bad, flush=True)",
+    ].join("\n");
+    const nonce = `${process.pid}-${Date.now()}`;
+    const bg = spawnBackground(
+      inCgroup(cg.child("job"), [`DPNDNCY_JOB=reload-${nonce}`], work.exec(PYTHON, "-c", loop)),
+      { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
+    );
+    onCleanup(() => writeFileSync(join(phase, "stop"), ""));
+    await d.waitFor((c) => c.type === "job-start", "job-start");
+    for (let n = 1; n <= 40; n++) {
+      writeFileSync(join(pol, "default.conf"), policy(n));
+      d.bg.child.kill("SIGHUP");
+      await d.waitFor(
+        (c) => c.type === "policy-reload" && d.lines().filter((x) => x.type === "policy-reload").length >= n,
+        `reload ${n}`,
+      );
+    }
+    writeFileSync(join(phase, "stop"), "");
+    await poll(() => bg.child.exitCode !== null, 20_000);
+    const reloads = d.lines().filter((c) => c.type === "policy-reload");
+    expect(reloads.filter((c) => c.ok !== true)).toEqual([]);
+    const done = /^DONE (\d+) (\d+)$/m.exec(bg.stdout());
+    expect(done, bg.stdout() + bg.stderr()).not.toBeNull();
+    expect(Number(done?.[1])).toBeGreaterThan(100);
+    expect({ failed: Number(done?.[2]), out: bg.stdout().slice(0, 400) }).toEqual({
+      failed: 0,
+      out: bg.stdout().slice(0, 400),
+    });
+  });
+});
+
 describeKernel("daemon with the systemd unit's capabilities", () => {
   it("the capability set of deploy/systemd/dpndncy-agent.service is enough to observe and enforce (with the hooks it allows)", async () => {
     const unit = readFileSync(join(REPO, "deploy/systemd/dpndncy-agent.service"), "utf8");
