@@ -419,7 +419,7 @@ describeKernel("daemon: full attribution maps never fail open", () => {
     const script = [
       'pids=""; for i in $(seq 80); do sleep 60 & pids="$pids $!"; done', // the job's own processes fill the map
       `${PYTHON} ${join(FIXTURES, "enforce_client.py")} tcp:192.0.2.10:80 tcp:192.0.2.11:80`,
-      'kill $pids; echo done',
+      "kill $pids; echo done",
     ].join("\n");
     const bg = spawnBackground(
       inCgroup(cg.child("job"), [`DPNDNCY_JOB=full-${nonce}`], work.exec("/bin/sh", "-c", script)),
@@ -496,7 +496,9 @@ describeKernel("daemon: a policy reload is atomic for running jobs", () => {
       writeFileSync(join(pol, "default.conf"), policy(n));
       d.bg.child.kill("SIGHUP");
       await d.waitFor(
-        (c) => c.type === "policy-reload" && d.lines().filter((x) => x.type === "policy-reload").length >= n,
+        (c) =>
+          c.type === "policy-reload" &&
+          d.lines().filter((x) => x.type === "policy-reload").length >= n,
         `reload ${n}`,
       );
     }

@@ -6,13 +6,7 @@
 import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import {
-  agentCli,
-  agentRun,
-  agentStart,
-  expectRunOk,
-  parseJson,
-} from "../support/kernel/agent.js";
+import { agentCli, agentRun, agentStart, expectRunOk, parseJson } from "../support/kernel/agent.js";
 import { compileC } from "../support/kernel/cbuild.js";
 import { testCgroup } from "../support/kernel/cgroup.js";
 import { FIXTURES, onCleanup, PYTHON, tempDir } from "../support/kernel/env.js";
@@ -203,9 +197,7 @@ describeKernel("enforce: no fail-open", () => {
     const dir = tempDir("exempt");
     const go = join(dir, "go");
     // the runner stand-in: exempt, waits until it is in the job cgroup, then connects
-    const runner = spawnBackground(
-      work.exec(PYTHON, CLIENT, `wait:${go}`, `connect:${FORGED}:80`),
-    );
+    const runner = spawnBackground(work.exec(PYTHON, CLIENT, `wait:${go}`, `connect:${FORGED}:80`));
     onCleanup(() => runner.stop());
     const pid = runner.pid;
     const st = await agentStart([
