@@ -141,6 +141,38 @@ int BPF_KSYSCALL(dp_vm_writev_k, long pid)
 	return hit((__u32)pid, DP_TS_VM_WRITEV, 0);
 }
 
+/*
+ * 32-bit syscalls (an ia32 binary, or int 0x80 from a 64-bit one) reach neither the ksyscall
+ * probes (on __x64_sys_*) nor the tracepoints below: x86 leaves compat syscalls out of the
+ * per-syscall tracepoints. raw_syscalls/sys_enter sees them, with i386 numbers. It runs for
+ * every syscall, so it is attached only with the tracepoint fallback (where every syscall is
+ * on the traced slow path anyway) and leaves after two compares for all but three numbers.
+ */
+#define NR32_PTRACE 26
+#define NR32_PROCESS_VM_READV 347
+#define NR32_PROCESS_VM_WRITEV 348
+#define TS_COMPAT 0x0002
+
+SEC("raw_tp/sys_enter")
+int BPF_PROG(dp_sys_enter32, struct pt_regs *regs, long id)
+{
+	struct task_struct *t;
+
+	if (id != NR32_PTRACE && id != NR32_PROCESS_VM_READV && id != NR32_PROCESS_VM_WRITEV)
+		return 0;
+	t = (struct task_struct *)bpf_get_current_task();
+	if (!(BPF_CORE_READ(t, thread_info.status) & TS_COMPAT))
+		return 0; /* 64-bit msync (26): not ours */
+	if (id == NR32_PTRACE) {
+		long req = BPF_CORE_READ(regs, bx);
+
+		if (req == PTRACE_TRACEME)
+			return 0;
+		return hit((__u32)BPF_CORE_READ(regs, cx), DP_TS_PTRACE, (__u32)req);
+	}
+	return hit((__u32)BPF_CORE_READ(regs, bx), id == NR32_PROCESS_VM_READV ? DP_TS_VM_READV : DP_TS_VM_WRITEV, 0);
+}
+
 SEC("tp/syscalls/sys_enter_ptrace")
 int dp_ptrace(struct trace_event_raw_sys_enter *ctx)
 {

@@ -809,7 +809,7 @@ describeVm("kernel matrix: Debian 6.1 under qemu", (missing) => {
       ["tamper-ptrace", "ksyscall/ptrace,process_vm_readv,process_vm_writev"],
       [
         "tamper-ptrace-tp",
-        "tracepoint/syscalls/sys_enter_ptrace,process_vm_readv,process_vm_writev",
+        "tracepoint/syscalls/sys_enter_ptrace,process_vm_readv,process_vm_writev+raw_tracepoint/sys_enter(ia32)",
       ],
     ] as const) {
       const r = vmRun(scen(full, name));
