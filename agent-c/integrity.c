@@ -54,7 +54,7 @@ const char *integrity_attach(void)
 {
 	return tamper_attach;
 }
-static struct bpf_link *tlinks[5];
+static struct bpf_link *tlinks[6];
 static int ntlinks;
 
 static uint32_t our_ids[MAX_OURS];
@@ -426,14 +426,19 @@ static void check_tamper_hits(void)
 				cgroup_move(&a, &k, &hit);
 				continue;
 			}
-			if (k.sys == DP_TS_PTRACE)
+			if (k.sys == DP_TS_PTRACE32)
+				snprintf(detail, sizeof(detail),
+					 "%.16s (pid %u) was given ptrace access (mode 0x%x: ptrace, process_vm_* or "
+					 "/proc/<pid>/mem) by a 32-bit syscall on %s (pid %u), %llu time(s)",
+					 hit.comm, k.tracer, k.req, whom, k.target, (unsigned long long)hit.count);
+			else if (k.sys == DP_TS_PTRACE)
 				snprintf(detail, sizeof(detail), "%.16s (pid %u) called ptrace(request %u) on %s (pid %u), %llu time(s)",
 					 hit.comm, k.tracer, k.req, whom, k.target, (unsigned long long)hit.count);
 			else
 				snprintf(detail, sizeof(detail), "%.16s (pid %u) called process_vm_%s on %s (pid %u), %llu time(s)",
 					 hit.comm, k.tracer, k.sys == DP_TS_VM_READV ? "readv" : "writev", whom, k.target,
 					 (unsigned long long)hit.count);
-			emit(&a, k.sys == DP_TS_PTRACE ? "ptrace" : "process-vm-access", detail);
+			emit(&a, k.sys == DP_TS_PTRACE || k.sys == DP_TS_PTRACE32 ? "ptrace" : "process-vm-access", detail);
 		}
 	}
 	while (bpf_map_get_next_key(fd, NULL, &next) == 0)
@@ -584,6 +589,18 @@ int integrity_start(struct agent_bpf *a, char *errbuf, size_t errn)
 		}
 		if (i == 3) {
 			snprintf(tamper_attach, sizeof(tamper_attach), "ksyscall/ptrace,process_vm_readv,process_vm_writev");
+			/* their 32-bit callers, which the __x64_sys_* probes never see */
+			tlinks[ntlinks] = bpf_program__attach(tskel->progs.dp_ptrace_check_k);
+			if (tlinks[ntlinks]) {
+				size_t l = strlen(tamper_attach);
+
+				ntlinks++;
+				snprintf(tamper_attach + l, sizeof(tamper_attach) - l,
+					 "+kprobe/security_ptrace_access_check(ia32)");
+			} else {
+				err_msg("warning: cannot attach kprobe/security_ptrace_access_check (%s): 32-bit ptrace is not "
+					"reported", strerror(errno));
+			}
 		} else {
 			while (ntlinks > first)
 				bpf_link__destroy(tlinks[--ntlinks]);

@@ -173,6 +173,21 @@ int BPF_PROG(dp_sys_enter32, struct pt_regs *regs, long id)
 	return hit((__u32)BPF_CORE_READ(regs, bx), id == NR32_PROCESS_VM_READV ? DP_TS_VM_READV : DP_TS_VM_WRITEV, 0);
 }
 
+/*
+ * Where kprobes exist: every ptrace attach, process_vm_* and /proc/<pid>/mem access goes through
+ * __ptrace_may_access -> security_ptrace_access_check, whatever the syscall entry. Only 32-bit
+ * callers are reported from here (64-bit ones are the ksyscall probes' above, with the request).
+ */
+SEC("kprobe/security_ptrace_access_check")
+int BPF_KPROBE(dp_ptrace_check_k, struct task_struct *child, unsigned int mode)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+
+	if (!(BPF_CORE_READ(t, thread_info.status) & TS_COMPAT))
+		return 0;
+	return hit((__u32)BPF_CORE_READ(child, tgid), DP_TS_PTRACE32, mode);
+}
+
 SEC("tp/syscalls/sys_enter_ptrace")
 int dp_ptrace(struct trace_event_raw_sys_enter *ctx)
 {

@@ -221,6 +221,8 @@ const FULL_SCENARIOS: Scenario[] = [
   // ptrace of the agent by its own job ($PPID of the job's shell is the agent): the kprobe
   // (ksyscall) hooks this kernel has, and the tracepoint fallback the host uses
   { name: "tamper-ptrace", script: agentRunCmd("", "tamper_ptrace $PPID; sleep 1.5") },
+  // the same through the 32-bit syscall entry (int 0x80): kprobe on security_ptrace_access_check
+  { name: "tamper-ptrace32", script: agentRunCmd("", "tamper_ptrace32 $PPID; sleep 1.5") },
   {
     name: "tamper-ptrace-tp",
     env: { DPNDNCY_FORCE_TAMPER_TRACEPOINT: "1" },
@@ -804,9 +806,16 @@ describeVm("kernel matrix: Debian 6.1 under qemu", (missing) => {
     );
   });
 
-  it("tamper evidence: ptrace of the agent is caught by kprobes on the syscalls (no global syscall slow path) and by the tracepoint fallback", () => {
+  it("tamper evidence: ptrace of the agent is caught by kprobes on the syscalls (no global syscall slow path) and by the tracepoint fallback, through the 32-bit syscall entry too", () => {
     for (const [name, attach] of [
-      ["tamper-ptrace", "ksyscall/ptrace,process_vm_readv,process_vm_writev"],
+      [
+        "tamper-ptrace",
+        "ksyscall/ptrace,process_vm_readv,process_vm_writev+kprobe/security_ptrace_access_check(ia32)",
+      ],
+      [
+        "tamper-ptrace32",
+        "ksyscall/ptrace,process_vm_readv,process_vm_writev+kprobe/security_ptrace_access_check(ia32)",
+      ],
       [
         "tamper-ptrace-tp",
         "tracepoint/syscalls/sys_enter_ptrace,process_vm_readv,process_vm_writev+raw_tracepoint/sys_enter(ia32)",
