@@ -26,8 +26,8 @@
 #define DP_R_RAW_SOCKET    10  /* a raw or ICMP socket: its packets would not meet connect/sendmsg */
 #define DP_R_NO_JOB        11  /* allow (daemon mode): a process of no CI job is not judged */
 #define DP_R_DNS_BIND      12  /* bind() to port 53 or to a sanctioned resolver's address: a forged answer's source */
-#define DP_R_UNATTRIBUTED  14  /* daemon mode: no job, while attribution has been lost to a full map */
 #define DP_R_SOCK_TYPE     13  /* socket() of a protocol no connect/sendmsg hook judges (MPTCP, UDP-Lite, SCTP, ...) */
+#define DP_R_UNATTRIBUTED  14  /* daemon mode: no job, while attribution has been lost to a full map */
 #define DP_R_USER          16  /* DP_R_USER + i: the agent's policy entry i */
 
 #define DP_ENF_NAME   128  /* DNS names longer than 127 bytes are never allowed */
