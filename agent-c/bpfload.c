@@ -463,6 +463,16 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	a->exec->rodata->track_jobs = cfg->daemon ? 1 : 0;
 	a->exec->rodata->fork_tp = pr->fork_raw_tp ? 0 : 1;
 	bpf_map__set_max_entries(a->exec->maps.events, cfg->ringbuf_mb << 20);
+	{
+		/* processes with a step / job at once (default 32768); smaller only to test a full map */
+		const char *pm = getenv("DPNDNCY_PROC_MAP_ENTRIES");
+		long v = pm ? strtol(pm, NULL, 10) : 0;
+
+		if (v >= 64 && v <= (1 << 22)) {
+			bpf_map__set_max_entries(a->exec->maps.steps, (uint32_t)v);
+			bpf_map__set_max_entries(a->exec->maps.jobs, (uint32_t)v);
+		}
+	}
 	nk = 0;
 	keep[nk++] = a->exec->progs.dp_exec;
 	keep[nk++] = a->exec->progs.dp_exit;
@@ -486,6 +496,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		    reuse(skel->maps.jobs, a->exec->maps.jobs) ||                   \
 		    reuse(skel->maps.job_slot, a->exec->maps.job_slot) ||           \
 		    reuse(skel->maps.ident_slot, a->exec->maps.ident_slot) ||       \
+		    reuse(skel->maps.attrib_stats, a->exec->maps.attrib_stats) ||   \
 		    reuse(skel->maps.agent_cfg, a->exec->maps.agent_cfg))           \
 			goto load_fail;                                              \
 		skel->rodata->agent_tgid = self;                                     \
@@ -497,6 +508,14 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	if (!a->conn)
 		goto open_fail;
 	SHARE(a->conn);
+	{
+		/* addresses learned from DNS at once (default 65536); smaller only to test a full map */
+		const char *lm = getenv("DPNDNCY_LEARNED_MAP_ENTRIES");
+		long v = lm ? strtol(lm, NULL, 10) : 0;
+
+		if (v >= 16 && v <= (1 << 22))
+			bpf_map__set_max_entries(a->conn->maps.learned, (uint32_t)v);
+	}
 	/* the result join needs syscall tracepoints: only where the file hook already pays for them */
 	want_result = pr->file_choice == FH_TRACEPOINT || getenv("DPNDNCY_CONNECT_RESULT");
 	/* elsewhere the result comes from a kprobe pair on connect(2), where kprobes work */
@@ -518,6 +537,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		}
 		a->conn->rodata->want_result = want_result || result_kp ? 1 : 0;
 		a->conn->rodata->judge_jobs_only = cfg->daemon ? 1 : 0;
+		a->conn->rodata->learned_ttl_min = enforce_ttl_min();
 	} else {
 		keep[nk++] = a->conn->progs.dp_enter_connect_tp;
 		keep[nk++] = a->conn->progs.dp_exit_connect_tp;
@@ -535,6 +555,8 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		keep[nk++] = a->conn->progs.dp_enf_sendmsg6;
 		keep[nk++] = a->conn->progs.dp_enf_dns;
 		keep[nk++] = a->conn->progs.dp_enf_sock_create;
+		keep[nk++] = a->conn->progs.dp_enf_bind4;
+		keep[nk++] = a->conn->progs.dp_enf_bind6;
 	}
 	only_autoload(a->conn->obj, keep, nk);
 	if ((err = connect_bpf__load(a->conn)))
@@ -552,7 +574,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	if ((err = file_bpf__load(a->file)))
 		goto load_fail;
 	if (config_push_file_rules(cfg, bpf_map__fd(a->file->maps.file_rules), bpf_map__fd(a->file->maps.file_cfg),
-				   bpf_map__fd(a->file->maps.allow_comm), errbuf, errn) < 0)
+				   bpf_map__fd(a->file->maps.allow_exe), errbuf, errn) < 0)
 		goto fail;
 
 	/* dns */
@@ -620,7 +642,9 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_connect6, efd), "enf_connect6", errbuf, errn) ||
 			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sendmsg4, efd), "enf_sendmsg4", errbuf, errn) ||
 			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sendmsg6, efd), "enf_sendmsg6", errbuf, errn) ||
-			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sock_create, efd), "enf_sock_create", errbuf, errn))
+			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sock_create, efd), "enf_sock_create", errbuf, errn) ||
+			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_bind4, efd), "enf_bind4", errbuf, errn) ||
+			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_bind6, efd), "enf_bind6", errbuf, errn))
 				goto fail;
 		}
 		if (want_result) {

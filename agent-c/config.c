@@ -8,16 +8,21 @@
  *                                  RSS grows by twice this (the data pages are mapped twice)
  *   file <rule-name> <pattern>     report opens of paths matching <pattern> as <rule-name>
  *   file-exclude <pattern>         never report paths matching <pattern>
- *   allow-comm <comm>              benign reader: drop file matches by this comm (kernel side)
- *   allow-exe <path>               benign reader: drop file matches by this executable
+ *   allow-comm <comm>              benign reader: drop file matches by the executables of that
+ *                                  name in PATH (by inode, kernel side; never the comm itself)
+ *   allow-exe <path>               benign reader: drop file matches by this executable (inode)
  * Patterns are globs over the absolute path: '*' and '?' stay inside one
  * component, '**' crosses directories, a leading "~/" means any home
  * directory ("**" + "/"). The kernel filter is derived from the last
  * component and its parent, so one of them must be literal (or the last may
  * be "prefix*").
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <bpf/bpf.h>
@@ -424,6 +429,66 @@ static int put_rule(int fd, const struct dp_file_key *k, uint16_t rule, uint16_t
 	return bpf_map_update_elem(fd, k, &v, BPF_ANY);
 }
 
+/*
+ * Benign readers are matched in the kernel by the inode of the executable a process runs
+ * (bpf/file.bpf.c), never by comm: a comm is whatever the process says it is.
+ */
+static int allow_exe_file(int fd, const char *path)
+{
+	struct dp_exe_key k;
+	struct stat st;
+	uint8_t one = 1;
+
+	if (stat(path, &st) < 0)
+		return -1;
+	if (!S_ISREG(st.st_mode)) {
+		errno = EINVAL;
+		return -1;
+	}
+	memset(&k, 0, sizeof(k));
+	k.ino = (uint64_t)st.st_ino;
+	k.dev = (uint32_t)((major(st.st_dev) << 20) | minor(st.st_dev)); /* the kernel's s_dev */
+	return bpf_map_update_elem(fd, &k, &one, BPF_ANY);
+}
+
+/* allow-comm NAME: the executables a process of that comm would run: NAME in PATH and the
+ * system directories (a comm is cut at 15 bytes: for a 15-byte NAME, every file it begins) */
+static int allow_comm_exes(int fd, const char *name)
+{
+	static const char sys_dirs[] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	const char *env = getenv("PATH");
+	char dirs[8192], *save = NULL, *d;
+	size_t nl = strlen(name);
+	int found = 0;
+
+	snprintf(dirs, sizeof(dirs), "%s:%s", env ? env : "", sys_dirs);
+	for (d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		char path[4200];
+
+		if (d[0] != '/')
+			continue; /* a relative PATH entry depends on the cwd: not an executable we can name */
+		if (nl < 15) {
+			snprintf(path, sizeof(path), "%s/%s", d, name);
+			if (access(path, X_OK) == 0 && allow_exe_file(fd, path) == 0)
+				found++;
+		} else {
+			DIR *dir = opendir(d);
+			struct dirent *de;
+
+			while (dir && (de = readdir(dir))) {
+				if (strncmp(de->d_name, name, 15) != 0)
+					continue;
+				snprintf(path, sizeof(path), "%s/%s", d, de->d_name);
+				if (access(path, X_OK) == 0 && allow_exe_file(fd, path) == 0)
+					found++;
+			}
+			if (dir)
+				closedir(dir);
+		}
+	}
+	return found;
+}
+
 int config_push_file_rules(const struct config *c, int rules_fd, int cfg_fd, int allow_fd, char *errbuf, size_t errn)
 {
 	struct dp_file_cfg fc;
@@ -504,13 +569,14 @@ int config_push_file_rules(const struct config *c, int rules_fd, int cfg_fd, int
 	}
 	if (bpf_map_update_elem(cfg_fd, &zero, &fc, BPF_ANY) < 0)
 		goto fail;
+	for (int i = 0; i < c->nallow_exe; i++) {
+		if (allow_exe_file(allow_fd, c->allow_exe[i]) < 0)
+			err_msg("warning: allow-exe %s: %s: its opens are reported", c->allow_exe[i], strerror(errno));
+	}
 	for (int i = 0; i < c->nallow_comm; i++) {
-		char comm[16] = {0};
-		uint8_t one = 1;
-
-		memcpy(comm, c->allow_comm[i], strnlen(c->allow_comm[i], 15));
-		if (bpf_map_update_elem(allow_fd, comm, &one, BPF_ANY) < 0)
-			goto fail;
+		if (allow_comm_exes(allow_fd, c->allow_comm[i]) == 0)
+			err_msg("warning: allow-comm %s: no executable of that name in PATH (or /usr/bin, /bin, /usr/sbin, "
+				"/sbin): its opens are reported", c->allow_comm[i]);
 	}
 	return 0;
 fail:
@@ -540,12 +606,10 @@ const char *config_check_file(const struct config *c, const char *path, const ch
 	for (int i = 0; i < c->nexclude; i++)
 		if (glob_match(c->exclude[i], path))
 			return NULL;
-	for (int i = 0; i < c->nallow_comm; i++)
-		if (comm && strncmp(comm, c->allow_comm[i], 15) == 0)
-			return NULL;
-	for (int i = 0; i < c->nallow_exe; i++)
-		if (exe && strcmp(exe, c->allow_exe[i]) == 0)
-			return NULL;
+	/* allow-comm / allow-exe are matched in the kernel by the executable's inode: a comm or a
+	 * path seen here could be the process's own choice (prctl, a bind mount over the path) */
+	(void)exe;
+	(void)comm;
 	for (int i = 0; i < c->nrules; i++) {
 		const struct file_rule *r = &c->rules[i];
 

@@ -66,6 +66,7 @@ static struct {
 	int enforce;
 	struct session *s;
 	uint64_t jobs_started, jobs_ended, reloads, reload_failures, deny, pt_full;
+	uint64_t deny_unlogged;      /* denies of processes of no job: in no log, only in the control stream */
 } D;
 
 static volatile sig_atomic_t stop_sig, hup_sig;
@@ -595,11 +596,47 @@ static void sweep(void)
 	}
 }
 
+/*
+ * Attribution lost to a full map (bpf/dpndncy.h, struct dp_attrib_stats): said once, loudly, when
+ * it first happens; the kernel then judges every process without a job by the strictest policy.
+ */
+static struct dp_attrib_stats attrib;
+
+static void check_attribution(void)
+{
+	static int said_jobs, said_steps;
+	int fd = bpf_exec_map_fd(agent_session_bpf(D.s), "attrib_stats");
+	uint32_t zero = 0;
+	char msg[400];
+
+	if (fd < 0 || bpf_map_lookup_elem(fd, &zero, &attrib) < 0)
+		return;
+	if (attrib.jobs_full && !said_jobs) {
+		said_jobs = 1;
+		snprintf(msg, sizeof(msg),
+			 "attribution map full: %llu process(es) of a job could not be given their job; %s",
+			 (unsigned long long)attrib.jobs_full,
+			 D.enforce ? "every process without a job under the enforced cgroup is now judged by the strictest policy "
+				     "(rule unattributed: nothing but loopback and the sanctioned resolvers) until the daemon restarts"
+				   : "their records are not in any job's log");
+		ctl_error(msg);
+		err_msg("%s", msg);
+	}
+	if (attrib.steps_full && !said_steps) {
+		said_steps = 1;
+		snprintf(msg, sizeof(msg), "step map full: %llu process(es) could not be given their step (their records name none)",
+			 (unsigned long long)attrib.steps_full);
+		ctl_error(msg);
+		err_msg("%s", msg);
+	}
+}
+
 static void stats_line(void)
 {
 	uint64_t drops[DP_KIND_MAX], lost = 0;
 	int active = 0;
 
+	check_attribution();
 	agent_session_drops(D.s, drops);
 	for (int k = 0; k < DP_KIND_MAX; k++)
 		lost += drops[k];
@@ -614,10 +651,13 @@ static void stats_line(void)
 		  "\"jobs_started\":%llu,\"jobs_ended\":%llu,\"policy_reloads\":%llu,\"policy_reload_failures\":%llu,"
 		  "\"untracked_processes\":%llu,\"process_table_rebuilds\":%llu",
 		  /* every connect record that reached a job's log was allowed, but the denied ones */
-		  (unsigned long long)(G.events[SK_CONNECT] - D.deny), (unsigned long long)D.deny, (unsigned long long)lost,
+		  (unsigned long long)(G.events[SK_CONNECT] - (D.deny - D.deny_unlogged)), (unsigned long long)D.deny,
+		  (unsigned long long)lost,
 		  (unsigned long long)G.unattributed, active, (unsigned long long)D.jobs_started,
 		  (unsigned long long)D.jobs_ended, (unsigned long long)D.reloads, (unsigned long long)D.reload_failures,
 		  (unsigned long long)D.pt_full, (unsigned long long)pt_rebuilds);
+	sb_printf(&ctl, ",\"attribution_failures\":%llu,\"step_attribution_failures\":%llu",
+		  (unsigned long long)attrib.jobs_full, (unsigned long long)attrib.steps_full);
 	ctl_end();
 }
 
@@ -651,6 +691,8 @@ static void reload(void)
 static void deny_counting(const struct dp_hdr *h, struct output *o, const char *line, size_t n)
 {
 	D.deny++;
+	if (!o)
+		D.deny_unlogged++;
 	on_deny(h, o, line, n);
 }
 

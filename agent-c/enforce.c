@@ -8,8 +8,12 @@
  *   allow-cidr CIDR[:PORT]        IPv4/IPv6 address or prefix; IPv6 with a port: [2001:db8::/32]:443
  *   dns-resolver IP               sanctioned resolver (repeatable); default: /etc/resolv.conf
  *   allow-metadata                do not block the cloud metadata addresses
+ *   learned-ttl-min SECONDS       addresses from a DNS answer stay allowed for its TTL, at least
+ *                                 this long (default 120)
  *   exempt-pid PID                a process inside the enforced cgroup that is not judged
- *                                 (the CI runner's own worker); its children are judged
+ *                                 (the CI runner's own worker); its children are judged. It
+ *                                 must be running at start: the kernel matches its pid AND its
+ *                                 start time, so a later process with the same pid is judged
  *
  * Names become addresses only through DNS answers from a sanctioned resolver that reach a
  * process of the enforced cgroup (the kernel learns them before the answer is delivered).
@@ -72,9 +76,22 @@ static struct {
 	int nexempt;
 	uint32_t exempt[MAX_EXEMPT];
 	int directives;
+	uint32_t ttl_min;      /* learned-ttl-min (0: the default, 120 s) */
+	uint64_t learn_fail_seen, expired; /* enforce_tick: map-full failures already said, entries removed */
+	uint64_t next_sweep, pressure_until;
+	int said_full;
 	int cur_slot;          /* slot new entries go to */
 	int nslots;
 	struct slot slots[MAX_SLOTS];
+	/*
+	 * The kernel keys of slot s carry phys[s], its current generation. A reload pushes a
+	 * slot's new entries under a fresh number, then points the slot's jobs at it (one map write
+	 * per job, so each job sees the old policy or the new one, whole), then purges the old
+	 * number: no window without entries, and a learner still working from the old names can only
+	 * add to a generation no job uses any more. Numbers are not reused.
+	 */
+	uint32_t phys[MAX_SLOTS];
+	uint32_t next_phys;
 	/* job cgroup */
 	const char *want_cgroup;
 	char cgroup[4096];
@@ -114,6 +131,9 @@ static const char *const fixed_rules[DP_R_USER] = {
 	[DP_R_RESOLVER] = "sanctioned-resolver",
 	[DP_R_RAW_SOCKET] = "raw-socket",
 	[DP_R_NO_JOB] = "exempt-no-job",
+	[DP_R_DNS_BIND] = "dns-bind",
+	[DP_R_SOCK_TYPE] = "socket-type",
+	[DP_R_UNATTRIBUTED] = "unattributed",
 };
 
 const char *enforce_rule_name(uint16_t rule)
@@ -371,7 +391,7 @@ int policy_config_line(char **tok, int n, char *errbuf, size_t errn)
 	int takes_arg;
 
 	if (!strcmp(d, "allow-host") || !strcmp(d, "allow-suffix") || !strcmp(d, "allow-cidr") ||
-	    !strcmp(d, "dns-resolver") || !strcmp(d, "exempt-pid"))
+	    !strcmp(d, "dns-resolver") || !strcmp(d, "exempt-pid") || !strcmp(d, "learned-ttl-min"))
 		takes_arg = 1;
 	else if (!strcmp(d, "allow-metadata"))
 		takes_arg = 0;
@@ -395,6 +415,17 @@ int policy_config_line(char **tok, int n, char *errbuf, size_t errn)
 		return add_cidr(tok[1], errbuf, errn) < 0 ? -1 : 1;
 	if (!strcmp(d, "dns-resolver"))
 		return add_resolver(tok[1], errbuf, errn) < 0 ? -1 : 1;
+	if (!strcmp(d, "learned-ttl-min")) {
+		char *end;
+		long v = strtol(tok[1], &end, 10);
+
+		if (!tok[1][0] || *end || v < 1 || v > 604800) {
+			snprintf(errbuf, errn, "learned-ttl-min needs seconds between 1 and 604800");
+			return -1;
+		}
+		P.ttl_min = (uint32_t)v;
+		return 1;
+	}
 	if (!strcmp(d, "exempt-pid")) {
 		char *end;
 		long v = strtol(tok[1], &end, 10);
@@ -602,12 +633,12 @@ static void resolv_conf_defaults(void)
 }
 
 /* name reversed for the trie; exact names end with their NUL */
-static void name_key(struct dp_name_key *k, int slot, const char *name, int exact)
+static void name_key(struct dp_name_key *k, uint32_t slot, const char *name, int exact)
 {
 	size_t n = strlen(name);
 
 	memset(k, 0, sizeof(*k));
-	k->slot = (uint32_t)slot;
+	k->slot = slot;
 	for (size_t i = 0; i < n; i++)
 		k->name[i] = (uint8_t)name[n - 1 - i];
 	if (!exact)
@@ -696,7 +727,8 @@ static int explicitly_allowed_addr(int slot, const uint8_t a[16])
 	} while (0)
 
 /* the kernel entries of one slot: its allow entries, and metadata / DoH denials */
-static int push_slot(struct connect_bpf *conn, int slot, char *errbuf, size_t errn)
+/* ks: the slot number the kernel keys carry (the slot's current generation, see enforce_apply) */
+static int push_slot(struct connect_bpf *conn, int slot, uint32_t ks, char *errbuf, size_t errn)
 {
 	int fd_any = bpf_map__fd(conn->maps.allow_any), fd_port = bpf_map__fd(conn->maps.allow_port);
 	int fd_names = bpf_map__fd(conn->maps.names), fd_deny = bpf_map__fd(conn->maps.deny_addr);
@@ -711,14 +743,14 @@ static int push_slot(struct connect_bpf *conn, int slot, char *errbuf, size_t er
 		if (e->kind == E_CIDR) {
 			if (e->port) {
 				struct dp_lpm_port k = {.prefixlen = DP_SLOT_BITS + 16 + (uint32_t)e->prefix,
-							.slot = (uint32_t)slot};
+							.slot = ks};
 				uint16_t pbe = htons(e->port);
 
 				memcpy(k.port, &pbe, 2);
 				memcpy(k.addr, e->addr, 16);
 				PUT(fd_port, &k, &v, "allow_port");
 			} else {
-				struct dp_lpm_any k = {.prefixlen = DP_SLOT_BITS + (uint32_t)e->prefix, .slot = (uint32_t)slot};
+				struct dp_lpm_any k = {.prefixlen = DP_SLOT_BITS + (uint32_t)e->prefix, .slot = ks};
 
 				memcpy(k.addr, e->addr, 16);
 				PUT(fd_any, &k, &v, "allow_any");
@@ -731,7 +763,7 @@ static int push_slot(struct connect_bpf *conn, int slot, char *errbuf, size_t er
 			nv.rule = (uint16_t)(DP_R_USER + i);
 			if (name_ports(i, &nv, errbuf, errn) < 0)
 				return -1;
-			name_key(&k, slot, e->name, e->kind == E_HOST);
+			name_key(&k, ks, e->name, e->kind == E_HOST);
 			PUT(fd_names, &k, &nv, "names");
 			has_names = 1;
 		}
@@ -744,7 +776,7 @@ static int push_slot(struct connect_bpf *conn, int slot, char *errbuf, size_t er
 	if (!P.allow_metadata) {
 		for (size_t i = 0; i < sizeof(metadata_addrs) / sizeof(metadata_addrs[0]); i++) {
 			struct dp_enf_val v = {.rule = DP_R_METADATA};
-			struct dp_deny_key k = {.slot = (uint32_t)slot};
+			struct dp_deny_key k = {.slot = ks};
 			int is4;
 
 			parse_ip16(metadata_addrs[i], k.addr, &is4);
@@ -761,12 +793,12 @@ static int push_slot(struct connect_bpf *conn, int slot, char *errbuf, size_t er
 			memset(&nv, 0, sizeof(nv));
 			nv.rule = DP_R_DOH;
 			nv.flags = DP_NV_DENY;
-			name_key(&k, slot, doh[i].name, 1);
+			name_key(&k, ks, doh[i].name, 1);
 			PUT(fd_names, &k, &nv, "names");
 		}
 		for (int j = 0; j < 4 && doh[i].addrs[j]; j++) {
 			struct dp_enf_val v = {.rule = DP_R_DOH};
-			struct dp_deny_key k = {.slot = (uint32_t)slot};
+			struct dp_deny_key k = {.slot = ks};
 			int is4;
 
 			parse_ip16(doh[i].addrs[j], k.addr, &is4);
@@ -781,6 +813,33 @@ static int push_slot(struct connect_bpf *conn, int slot, char *errbuf, size_t er
 
 static void push_ident(struct connect_bpf *conn);
 
+/* field 22 of /proc/<pid>/stat: the start time in clock ticks since boot (what the kernel compares) */
+static int proc_start_ticks(uint32_t pid, uint64_t *out)
+{
+	char path[64], *s, *p;
+	int field = 2;
+
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	s = read_file_str(path, 4096);
+	if (!s)
+		return -1;
+	p = strrchr(s, ')'); /* comm may hold spaces and parentheses */
+	if (!p) {
+		free(s);
+		return -1;
+	}
+	for (p++; *p && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	if (field != 22 || *p < '0' || *p > '9') {
+		free(s);
+		return -1;
+	}
+	*out = strtoull(p, NULL, 10);
+	free(s);
+	return 0;
+}
+
 int enforce_push(struct connect_bpf *conn, char *errbuf, size_t errn)
 {
 	int fd_res = bpf_map__fd(conn->maps.resolvers), fd_ex = bpf_map__fd(conn->maps.exempt);
@@ -791,12 +850,23 @@ int enforce_push(struct connect_bpf *conn, char *errbuf, size_t errn)
 		resolv_conf_defaults();
 	for (int i = 0; i < P.nres; i++)
 		PUT(fd_res, P.res[i], &one, "resolvers");
-	for (int i = 0; i < P.nexempt; i++)
-		PUT(fd_ex, &P.exempt[i], &one, "exempt");
-	if (push_slot(conn, 0, errbuf, errn) < 0)
+	for (int i = 0; i < P.nexempt; i++) {
+		uint64_t start;
+
+		if (proc_start_ticks(P.exempt[i], &start) < 0) {
+			snprintf(errbuf, errn, "enforce: exempt-pid %u: no such process (an exempt pid must be running at start)",
+				 P.exempt[i]);
+			return -1;
+		}
+		PUT(fd_ex, &P.exempt[i], &start, "exempt");
+	}
+	for (int s = 0; s < MAX_SLOTS; s++)
+		P.phys[s] = (uint32_t)s; /* generation 0 of slot s */
+	P.next_phys = MAX_SLOTS;
+	if (push_slot(conn, 0, P.phys[0], errbuf, errn) < 0)
 		return -1;
 	for (int s = 1; s < P.nslots; s++)
-		if (P.slots[s].used && push_slot(conn, s, errbuf, errn) < 0)
+		if (P.slots[s].used && push_slot(conn, s, P.phys[s], errbuf, errn) < 0)
 			return -1;
 	for (int s = 0; s < P.nslots; s++)
 		P.slots[s].dirty = 0;
@@ -1095,7 +1165,7 @@ static void push_ident(struct connect_bpf *conn)
 		const char *rel = P.slots[s].rel, *slash = strrchr(rel, '/');
 		size_t rl = strlen(rel);
 		uint64_t h;
-		uint32_t v = (uint32_t)s;
+		uint32_t v = P.phys[s];
 
 		if (!P.slots[s].used || !slash || rl < 6)
 			continue;
@@ -1107,21 +1177,63 @@ static void push_ident(struct connect_bpf *conn)
 	}
 }
 
+/* every job_slot entry that holds generation `from` now holds `to` (0: deleted, the default) */
+static void repoint_jobs(uint32_t from, uint32_t to)
+{
+	int fd = bpf_map__fd(CONN->maps.job_slot);
+	uint32_t cur, next, v;
+	int have = 0;
+
+	while (bpf_map_get_next_key(fd, have ? &cur : NULL, &next) == 0) {
+		if (bpf_map_lookup_elem(fd, &next, &v) == 0 && v == from) {
+			if (to)
+				bpf_map_update_elem(fd, &next, &to, BPF_EXIST);
+			else
+				bpf_map_delete_elem(fd, &next);
+		}
+		cur = next;
+		have = 1;
+	}
+}
+
 int enforce_apply(char *errbuf, size_t errn)
 {
-	int rc = 0;
+	int rc = 0, fd_def;
+	uint32_t zero = 0;
 
 	if (!CONN)
 		return 0;
-	push_ident(CONN);
+	fd_def = bpf_map__fd(CONN->maps.slot_default);
 	for (int s = 0; s < P.nslots; s++) {
+		uint32_t old = P.phys[s], np = 0;
+		int keep = s == 0 || P.slots[s].used;
+
 		if (!P.slots[s].dirty)
 			continue;
-		purge_slot(CONN, (uint32_t)s);
-		if ((s == 0 || P.slots[s].used) && push_slot(CONN, s, errbuf, errn) < 0)
-			rc = -1;
 		P.slots[s].dirty = 0;
+		if (keep) {
+			np = P.next_phys++;
+			if (P.next_phys < MAX_SLOTS)
+				P.next_phys = MAX_SLOTS; /* wrapped (after 4 billion reloads): skip the first numbers */
+			if (push_slot(CONN, s, np, errbuf, errn) < 0) {
+				purge_slot(CONN, np); /* the old generation stays in force */
+				rc = -1;
+				continue;
+			}
+			if (s == 0)
+				bpf_map_update_elem(fd_def, &zero, &np, BPF_ANY);
+		}
+		/* a removed policy's jobs fall back to the default (the daemon reassigns them) */
+		repoint_jobs(old, keep ? np : 0);
+		P.phys[s] = keep ? np : old;
+		push_ident(CONN);
+		purge_slot(CONN, old);
+		/* a job that took the old number from ident_slot at its first exec meanwhile */
+		repoint_jobs(old, keep ? np : 0);
+		if (!keep)
+			P.phys[s] = (uint32_t)s; /* unused: a new policy in this slot starts afresh */
 	}
+	push_ident(CONN);
 	return rc;
 }
 
@@ -1178,6 +1290,7 @@ int enforce_set_job(uint32_t job, int slot)
 		return 0;
 	if (slot == 0)
 		return bpf_map_delete_elem(bpf_map__fd(CONN->maps.job_slot), &job) < 0 && errno != ENOENT ? -1 : 0;
+	v = P.phys[slot];
 	return bpf_map_update_elem(bpf_map__fd(CONN->maps.job_slot), &job, &v, BPF_ANY);
 }
 
@@ -1200,4 +1313,98 @@ void enforce_json(struct sbuf *b)
 	for (int i = 0; i < P.nexempt; i++)
 		sb_printf(b, "%s%u", i ? "," : "", P.exempt[i]);
 	sb_puts(b, "]}");
+}
+
+uint32_t enforce_ttl_min(void)
+{
+	return P.ttl_min ? P.ttl_min : 120;
+}
+
+/* the sum over CPUs of the kernel's enforce counters (bpf/enforce.h struct dp_enf_stats) */
+static int read_enf_stats(struct dp_enf_stats *out)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct dp_enf_stats *per;
+	uint32_t zero = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!CONN || ncpu <= 0 || !(per = calloc((size_t)ncpu, sizeof(*per))))
+		return -1;
+	if (bpf_map_lookup_elem(bpf_map__fd(CONN->maps.enforce_stats), &zero, per) < 0) {
+		free(per);
+		return -1;
+	}
+	for (int i = 0; i < ncpu; i++) {
+		out->learned += per[i].learned;
+		out->learn_fail += per[i].learn_fail;
+		out->dns_allowed += per[i].dns_allowed;
+		out->dns_other += per[i].dns_other;
+	}
+	free(per);
+	return 0;
+}
+
+/* remove the learned entries whose TTL ran out (the kernel already judges them absent) */
+static void sweep_learned(void)
+{
+	int fd = bpf_map__fd(CONN->maps.learned);
+	struct dp_learn_key cur, next, *del = NULL;
+	struct dp_learn_val v;
+	size_t n = 0, cap = 0;
+	int have = 0;
+	uint64_t now = now_boottime_ns();
+
+	while (bpf_map_get_next_key(fd, have ? &cur : NULL, &next) == 0) {
+		if (bpf_map_lookup_elem(fd, &next, &v) == 0 && v.expires <= now) {
+			if (n == cap) {
+				struct dp_learn_key *d = realloc(del, (cap ? cap * 2 : 256) * sizeof(*d));
+
+				if (!d)
+					break;
+				del = d;
+				cap = cap ? cap * 2 : 256;
+			}
+			del[n++] = next;
+		}
+		cur = next;
+		have = 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (bpf_map_delete_elem(fd, &del[i]) == 0)
+			P.expired++;
+	free(del);
+}
+
+void enforce_tick(void)
+{
+	struct dp_enf_stats st;
+	uint64_t now = now_boottime_ns();
+
+	if (!CONN || read_enf_stats(&st) < 0)
+		return;
+	if (st.learn_fail > P.learn_fail_seen) {
+		/* full: said once (and counted in the stop record), then room is made at once */
+		if (!P.said_full)
+			err_msg("enforce: learned map full: %llu address(es) from allowed names' DNS answers could not be "
+				"learned, their connects are denied; expired entries are being removed",
+				(unsigned long long)(st.learn_fail - P.learn_fail_seen));
+		P.said_full = 1;
+		P.learn_fail_seen = st.learn_fail;
+		P.pressure_until = now + 60000000000ull;
+	}
+	/* every 30 s; every second for a minute after the map was found full (entries may expire any moment) */
+	if (now >= P.next_sweep || now < P.pressure_until) {
+		sweep_learned();
+		P.next_sweep = now + 30000000000ull;
+	}
+}
+
+void enforce_stats_json(struct sbuf *b)
+{
+	struct dp_enf_stats st;
+
+	if (!CONN || read_enf_stats(&st) < 0)
+		return;
+	sb_printf(b, ",\"learned\":{\"inserted\":%llu,\"failed\":%llu,\"expired\":%llu}", (unsigned long long)st.learned,
+		  (unsigned long long)st.learn_fail, (unsigned long long)P.expired);
 }

@@ -54,4 +54,11 @@ int enforce_policies(void);
 int enforce_slot_for(const char *project, const char *name, const char **rel);
 int enforce_set_job(uint32_t job, int slot);
 
+/* learned-ttl-min (seconds), set into the connect object before load */
+uint32_t enforce_ttl_min(void);
+/* about once a second: a full learned map is said (once) and expired entries removed */
+void enforce_tick(void);
+/* stop record: ,"learned":{"inserted":N,"failed":N,"expired":N} (nothing before enforce_push) */
+void enforce_stats_json(struct sbuf *b);
+
 #endif

@@ -67,8 +67,14 @@ static void begin(const char *kind, const struct dp_hdr *h, uint32_t *ppid_out)
 	CUR = EH.route ? EH.route(h) : &G.out;
 	if (CUR)
 		out_begin(CUR, &line, kind, to_real(h->ts));
-	else
-		sb_reset(&line); /* built and dropped: no job's log takes it */
+	else {
+		/* no job's log takes it: built for the control stream's deny line only (no seq) */
+		char ts[40];
+
+		fmt_ts(ts, to_real(h->ts));
+		sb_reset(&line);
+		sb_printf(&line, "{\"v\":1,\"kind\":\"%s\",\"ts\":\"%s\"", kind, ts);
+	}
 	put_common(&line, h->pid, h->tid, ppid, h->uid, comm, sizeof(h->comm), h->cgroup, h->step);
 	if (ppid_out)
 		*ppid_out = ppid;
@@ -96,6 +102,8 @@ static void on_exec(const struct dp_exec *e)
 	fname[flen] = 0;
 	begin("exec", &e->h, &ppid);
 	proc_set(e->h.pid, ppid, e->h.comm, fname);
+	if (integrity_cgroup_enforced(e->h.cgroup))
+		proc_set_enforced(e->h.pid);
 	containers_on_exec(e->h.pid);
 	sb_key(&line, "filename");
 	sb_json_str(&line, e->filename, flen);
@@ -146,6 +154,10 @@ static void on_fork(const struct dp_fork *e)
 	comm[16] = 0;
 	proc_get(e->h.pid, NULL, NULL, &fn);
 	proc_set(e->child_pid, e->h.pid, comm, fn);
+	if (integrity_cgroup_enforced(e->h.cgroup)) {
+		proc_set_enforced(e->h.pid);
+		proc_set_enforced(e->child_pid); /* a fork child starts in its parent's cgroup */
+	}
 	G.forks++;
 	if (EH.fork)
 		EH.fork(&e->h, e->child_pid);
@@ -166,7 +178,7 @@ static void on_connect(const struct dp_connect *c)
 	else
 		sb_puts(&line, ",\"result\":null");
 	sb_printf(&line, ",\"op\":\"%s\",\"source\":\"%s\",\"verdict\":\"%s\"",
-		  c->op == DP_OP_SENDMSG ? "sendmsg" : c->op == DP_OP_SOCKET ? "socket" : "connect",
+		  c->op == DP_OP_SENDMSG ? "sendmsg" : c->op == DP_OP_SOCKET ? "socket" : c->op == DP_OP_BIND ? "bind" : "connect",
 		  c->source == DP_SRC_TRACEPOINT ? "tracepoint" : "cgroup", c->verdict ? "allow" : "deny");
 	if (c->rule) {
 		sb_puts(&line, ",\"rule\":");
@@ -174,7 +186,8 @@ static void on_connect(const struct dp_connect *c)
 	}
 	sb_puts(&line, ",\"ancestry\":");
 	proc_ancestry(&line, c->h.pid, ppid);
-	if (EH.deny && CUR && !c->verdict)
+	/* a deny is reported even when no log takes the record (daemon: a process of no job) */
+	if (EH.deny && !c->verdict)
 		EH.deny(&c->h, CUR, line.p, line.len);
 	commit(SK_CONNECT);
 }
@@ -218,18 +231,6 @@ static void on_file(const struct dp_file *f)
 	comm = commbuf;
 	proc_get(f->h.pid, NULL, NULL, &exe);
 	rule = config_check_file(&G.cfg, path, exe, comm, f->h.pid);
-	if (rule && G.cfg.nallow_exe) {
-		/* the exec filename may be relative: ask the kernel for the executable */
-		char lp[64], real[4096];
-		ssize_t n;
-
-		snprintf(lp, sizeof(lp), "/proc/%u/exe", f->h.pid);
-		n = readlink(lp, real, sizeof(real) - 1);
-		if (n > 0) {
-			real[n] = 0;
-			rule = config_check_file(&G.cfg, path, real, comm, f->h.pid);
-		}
-	}
 	if (!rule) {
 		G.file_filtered++;
 		return;
@@ -288,15 +289,23 @@ static void on_dns_pkt(const struct dp_dns_pkt *p)
 	char server[64], qt[16];
 	uint32_t ppid;
 
-	if (p->proto == 6) {
-		/* DNS over TCP: 2-byte length prefix; only segments that start a message */
-		if (n < 14) {
-			G.dns_unparsed++;
-			return;
-		}
-		data += 2;
-		n -= 2;
+	int truncated = p->caplen < p->len;
+
+	/*
+	 * Only the message the kernel found at a known boundary (UDP: the datagram; TCP: the
+	 * length-prefixed message its stream tracking says starts in this segment, bpf/common.bpf.h).
+	 * A TCP segment that merely looks like the start of a message may be bytes of a record.
+	 */
+	if (p->msg_off == DP_NO_MSG || p->msg_off >= n) {
+		G.dns_unparsed++;
+		return;
 	}
+	data += p->msg_off;
+	n -= p->msg_off;
+	if (n > p->msg_len)
+		n = p->msg_len;
+	else if (n < p->msg_len)
+		truncated = 1;
 	if (dns_parse(data, n, &m) < 0 || !m.is_response) {
 		G.dns_unparsed++;
 		return;
@@ -310,7 +319,7 @@ static void on_dns_pkt(const struct dp_dns_pkt *p)
 	fmt_addr(server, sizeof(server), p->family, p->saddr);
 	sb_printf(&line, "],\"source\":\"packet\",\"rcode\":%u,\"server\":\"%s\",\"transport\":\"%s\"", m.rcode, server,
 		  p->proto == 6 ? "tcp" : "udp");
-	if (p->caplen < p->len)
+	if (truncated)
 		sb_puts(&line, ",\"truncated\":true");
 	sb_puts(&line, ",\"ancestry\":");
 	proc_ancestry(&line, p->h.pid, ppid);
@@ -457,6 +466,8 @@ static void stats_body(struct sbuf *b, const struct output *o, const uint64_t dr
 		if (!integrity_log_intact())
 			sb_puts(b, ",\"reason\":\"log-modified: the log file on disk is not what the agent wrote\"");
 	}
+	if (o == &G.out && G.cfg.mode == DP_MODE_ENFORCE)
+		enforce_stats_json(b);
 	sb_printf(b, ",\"forks\":%llu,\"file_filtered\":%llu,\"dns_unparsed\":%llu", (unsigned long long)G.forks,
 		  (unsigned long long)G.file_filtered, (unsigned long long)G.dns_unparsed);
 }

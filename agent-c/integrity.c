@@ -33,6 +33,7 @@
 #include <bpf/libbpf.h>
 
 #include "agent.h"
+#include "containers.h"
 #include "enforce_agent.h"
 #include "integrity.h"
 #include "tamper.skel.h"
@@ -47,13 +48,13 @@ static uint32_t protect[MAX_PROTECT];
 static int nprotect;
 
 static struct tamper_bpf *tskel;
-static char tamper_attach[128];
+static char tamper_attach[192];
 
 const char *integrity_attach(void)
 {
 	return tamper_attach;
 }
-static struct bpf_link *tlinks[3];
+static struct bpf_link *tlinks[6];
 static int ntlinks;
 
 static uint32_t our_ids[MAX_OURS];
@@ -274,8 +275,10 @@ static void remember_ours(uint32_t prog_id)
 static const enum bpf_attach_type cg_types[] = {
 	BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_UDP4_SENDMSG,
 	BPF_CGROUP_UDP6_SENDMSG,  BPF_CGROUP_INET_INGRESS,  BPF_CGROUP_INET_EGRESS,
+	BPF_CGROUP_INET_SOCK_CREATE, BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND,
 };
-static const char *const cg_type_names[] = {"connect4", "connect6", "sendmsg4", "sendmsg6", "ingress", "egress"};
+static const char *const cg_type_names[] = {"connect4", "connect6", "sendmsg4", "sendmsg6", "ingress",
+					    "egress",   "sock_create", "bind4", "bind6"};
 
 static int seen(uint32_t id)
 {
@@ -340,6 +343,64 @@ static void check_cgroup(int cgfd, const char *where, int baseline)
 	}
 }
 
+/* is cgroup id `id` the enforced cgroup or below it? (pid: a process that is in it now, or 0) */
+static int in_enforced(uint64_t id, uint32_t pid)
+{
+	const char *base = enforce_cgroup_path();
+	char path[4200];
+	size_t bl = strlen(base);
+	struct stat st;
+
+	if (!id || !bl)
+		return 0;
+	if (stat(base, &st) == 0 && (uint64_t)st.st_ino == id)
+		return 1;
+	if (cgroup_path_of(id, pid, path, sizeof(path)) < 0)
+		return 0;
+	return !strncmp(path, base, bl) && path[bl] == '/';
+}
+
+/*
+ * A move on the cgroup v2 hierarchy (bpf/tamper.bpf.c): reported when the process was last seen
+ * in the enforced cgroup (or below it) and went somewhere outside it: from there on nothing
+ * judges its egress. Moves into the job (the action moving the runner in) are not news.
+ */
+static void cgroup_move(const struct actor *a, const struct dp_tamper_key *k, const struct dp_tamper_hit *hit)
+{
+	char detail[600], dst[4200];
+	const char *comm = NULL;
+
+	/* the agent's own moves (into the job at start, leftovers out at stop) are not news */
+	if (!enforce_cgroup_path()[0] || k->tracer == G.self_pid || !proc_was_enforced(k->target) ||
+	    in_enforced(hit->arg, k->target))
+		return;
+	if (cgroup_path_of(hit->arg, k->target, dst, sizeof(dst)) < 0)
+		snprintf(dst, sizeof(dst), "cgroup id %llu", (unsigned long long)hit->arg);
+	proc_get(k->target, NULL, &comm, NULL);
+	snprintf(detail, sizeof(detail),
+		 "%.16s (pid %u) moved process %u (%.16s) out of the enforced cgroup %s into %s: its egress is no longer judged",
+		 hit->comm, k->tracer, k->target, comm && comm[0] ? comm : "?", enforce_cgroup_path(), dst);
+	emit(a, "cgroup-escape", detail);
+	proc_clear_enforced(k->target); /* reported once: a second move is not a second escape */
+}
+
+/* records carry their process's cgroup: is this one the enforced cgroup or below it? (cached) */
+int integrity_cgroup_enforced(uint64_t id)
+{
+	static uint64_t ids[64];
+	static uint8_t val[64];
+	static unsigned n;
+
+	if (!id || !enforce_cgroup_path()[0])
+		return 0;
+	for (unsigned i = 0; i < n && i < 64; i++)
+		if (ids[i] == id)
+			return val[i];
+	ids[n % 64] = id;
+	val[n % 64] = (uint8_t)in_enforced(id, 0);
+	return val[(n++) % 64];
+}
+
 static void check_tamper_hits(void)
 {
 	struct dp_tamper_key k, next, *prev = NULL;
@@ -361,14 +422,23 @@ static void check_tamper_hits(void)
 			char detail[512];
 			const char *whom = k.target == G.self_pid ? "the agent" : "protected process";
 
-			if (k.sys == DP_TS_PTRACE)
+			if (k.sys == DP_TS_CGROUP_MOVE) {
+				cgroup_move(&a, &k, &hit);
+				continue;
+			}
+			if (k.sys == DP_TS_PTRACE32)
+				snprintf(detail, sizeof(detail),
+					 "%.16s (pid %u) was given ptrace access (mode 0x%x: ptrace, process_vm_* or "
+					 "/proc/<pid>/mem) by a 32-bit syscall on %s (pid %u), %llu time(s)",
+					 hit.comm, k.tracer, k.req, whom, k.target, (unsigned long long)hit.count);
+			else if (k.sys == DP_TS_PTRACE)
 				snprintf(detail, sizeof(detail), "%.16s (pid %u) called ptrace(request %u) on %s (pid %u), %llu time(s)",
 					 hit.comm, k.tracer, k.req, whom, k.target, (unsigned long long)hit.count);
 			else
 				snprintf(detail, sizeof(detail), "%.16s (pid %u) called process_vm_%s on %s (pid %u), %llu time(s)",
 					 hit.comm, k.tracer, k.sys == DP_TS_VM_READV ? "readv" : "writev", whom, k.target,
 					 (unsigned long long)hit.count);
-			emit(&a, k.sys == DP_TS_PTRACE ? "ptrace" : "process-vm-access", detail);
+			emit(&a, k.sys == DP_TS_PTRACE || k.sys == DP_TS_PTRACE32 ? "ptrace" : "process-vm-access", detail);
 		}
 	}
 	while (bpf_map_get_next_key(fd, NULL, &next) == 0)
@@ -519,6 +589,20 @@ int integrity_start(struct agent_bpf *a, char *errbuf, size_t errn)
 		}
 		if (i == 3) {
 			snprintf(tamper_attach, sizeof(tamper_attach), "ksyscall/ptrace,process_vm_readv,process_vm_writev");
+#if defined(__x86_64__) /* the ia32 programs exist only in the x86 build (bpf/tamper.bpf.c) */
+			/* their 32-bit callers, which the __x64_sys_* probes never see */
+			tlinks[ntlinks] = bpf_program__attach(tskel->progs.dp_ptrace_check_k);
+			if (tlinks[ntlinks]) {
+				size_t l = strlen(tamper_attach);
+
+				ntlinks++;
+				snprintf(tamper_attach + l, sizeof(tamper_attach) - l,
+					 "+kprobe/security_ptrace_access_check(ia32)");
+			} else {
+				err_msg("warning: cannot attach kprobe/security_ptrace_access_check (%s): 32-bit ptrace is not "
+					"reported", strerror(errno));
+			}
+#endif
 		} else {
 			while (ntlinks > first)
 				bpf_link__destroy(tlinks[--ntlinks]);
@@ -533,7 +617,34 @@ int integrity_start(struct agent_bpf *a, char *errbuf, size_t errn)
 			}
 			snprintf(tamper_attach, sizeof(tamper_attach),
 				 "tracepoint/syscalls/sys_enter_ptrace,process_vm_readv,process_vm_writev");
+			/* their 32-bit versions, which those tracepoints never see (bpf/tamper.bpf.c); it costs
+			 * every syscall about 55 ns more here (on top of the slow path the tracepoints put them on),
+			 * DPNDNCY_NO_TAMPER32=1 leaves it out */
+#if defined(__x86_64__)
+			tlinks[ntlinks] = getenv("DPNDNCY_NO_TAMPER32") ? NULL : bpf_program__attach(tskel->progs.dp_sys_enter32);
+			if (tlinks[ntlinks]) {
+				size_t l = strlen(tamper_attach);
+
+				ntlinks++;
+				snprintf(tamper_attach + l, sizeof(tamper_attach) - l, "+raw_tracepoint/sys_enter(ia32)");
+			} else {
+				err_msg("warning: cannot attach raw_tracepoint/sys_enter (%s): 32-bit ptrace is not reported",
+					strerror(errno));
+			}
+#endif
 		}
+	}
+	if (G.cfg.mode == DP_MODE_ENFORCE && enforce_cgroup_path()[0]) {
+		/* moves out of the enforced cgroup (reported, not refused: the tracepoint comes after) */
+		tlinks[ntlinks] = bpf_program__attach(tskel->progs.dp_cgroup_attach);
+		if (tlinks[ntlinks]) {
+			size_t l = strlen(tamper_attach);
+
+			ntlinks++;
+			snprintf(tamper_attach + l, sizeof(tamper_attach) - l, "+tracepoint/cgroup/cgroup_attach_task");
+		} else
+			err_msg("warning: cannot attach tracepoint/cgroup/cgroup_attach_task (%s): a process leaving the "
+				"enforced cgroup would not be reported", strerror(errno));
 	}
 	/* programs already on the hooks are not the job's doing: only new ones are reported */
 	check_cgroup(bpf_root_cgroup_fd(a), "the cgroup v2 root", 1);
@@ -560,6 +671,9 @@ static void check_log_size(void)
 static void checks(struct agent_bpf *a, uint64_t boot)
 {
 	uint64_t real = now_realtime_ns();
+
+	if (G.cfg.mode == DP_MODE_ENFORCE)
+		enforce_tick(); /* not integrity, but the same once-a-second beat */
 	int64_t skew = ((int64_t)real - (int64_t)last_check_real) - ((int64_t)boot - (int64_t)last_check_boot);
 
 	if (skew > CLOCK_JUMP_NS || skew < -CLOCK_JUMP_NS) {

@@ -16,6 +16,8 @@ int integrity_config_line(char **tok, int n, char *why, size_t whyn);
 int integrity_start(struct agent_bpf *a, char *errbuf, size_t errn);
 /* every loop iteration; checks run about once a second */
 void integrity_tick(struct agent_bpf *a);
+/* is cgroup id the enforced cgroup or below it (cached; 0 outside enforce mode) */
+int integrity_cgroup_enforced(uint64_t id);
 /* before the stop record: a last check and the log's size and SHA-256 against the file */
 void integrity_final(struct agent_bpf *a);
 void integrity_fini(void);

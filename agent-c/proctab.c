@@ -17,6 +17,7 @@
 struct proc_ent {
 	uint32_t pid, ppid;
 	int dead;
+	uint8_t enforced;  /* seen in the enforced cgroup (sticky: a later move out is an escape) */
 	char comm[16];
 	char *filename;
 	struct proc_ent *next;
@@ -71,6 +72,8 @@ void proc_set(uint32_t pid, uint32_t ppid, const char *comm, const char *filenam
 		e->next = buckets[pid % NBUCKETS];
 		buckets[pid % NBUCKETS] = e;
 	}
+	if (e->dead)
+		e->enforced = 0; /* a reused pid */
 	e->dead = 0;
 	if (ppid)
 		e->ppid = ppid;
@@ -176,6 +179,29 @@ int proc_get(uint32_t pid, uint32_t *ppid, const char **comm, const char **filen
 	if (filename)
 		*filename = e->filename;
 	return 0;
+}
+
+void proc_set_enforced(uint32_t pid)
+{
+	struct proc_ent *e = find(pid);
+
+	if (e)
+		e->enforced = 1;
+}
+
+void proc_clear_enforced(uint32_t pid)
+{
+	struct proc_ent *e = find(pid);
+
+	if (e)
+		e->enforced = 0;
+}
+
+int proc_was_enforced(uint32_t pid)
+{
+	struct proc_ent *e = find(pid);
+
+	return e && e->enforced;
 }
 
 uint32_t proc_ppid_lookup(uint32_t pid)

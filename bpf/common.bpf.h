@@ -98,6 +98,14 @@ struct {
 	__type(value, __u32);
 } ident_slot SEC(".maps");
 
+/* attribution lost to a full map (see struct dp_attrib_stats) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dp_attrib_stats);
+} attrib_stats SEC(".maps");
+
 /* set before load: the agent's own tgid, whose events are not reported */
 const volatile __u32 agent_tgid = 0;
 
@@ -134,6 +142,28 @@ static __always_inline __u32 job_of(__u32 tgid)
 	return j ? *j : 0;
 }
 
+/* has a job's process ever been left without its job (daemon mode)? */
+static __always_inline int attrib_lost(void)
+{
+	__u32 zero = 0;
+	struct dp_attrib_stats *st = bpf_map_lookup_elem(&attrib_stats, &zero);
+
+	return !st || st->jobs_full != 0;
+}
+
+static __always_inline void attrib_fail(int job)
+{
+	__u32 zero = 0;
+	struct dp_attrib_stats *st = bpf_map_lookup_elem(&attrib_stats, &zero);
+
+	if (!st)
+		return;
+	if (job)
+		__sync_fetch_and_add(&st->jobs_full, 1);
+	else
+		__sync_fetch_and_add(&st->steps_full, 1);
+}
+
 static __always_inline int is_agent(__u64 pid_tgid)
 {
 	return (__u32)(pid_tgid >> 32) == agent_tgid;
@@ -155,6 +185,79 @@ static __always_inline void fill_hdr_task(struct dp_hdr *h, __u32 kind, __u64 pi
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 	h->step = step_of(h->pid);
 	h->job = job_of(h->pid);
+}
+
+/*
+ * DNS over TCP: where the messages of a resolver's stream start. Every message is a 2-byte
+ * length and that many bytes; a segment may start anywhere in one, and the bytes of a TXT
+ * (or any) record are the asker's to choose, so a segment that merely begins like a DNS message
+ * proves nothing: a job that picks a small TCP_MAXSEG can make one begin with a forged answer.
+ * Boundaries are followed by sequence number from the SYN-ACK on (next = ISN + 1, then + 2 +
+ * length for every message), which holds whatever the segmentation, for retransmits and out of
+ * order segments too. A segment ahead of `next` (a gap) has no known boundary; a length prefix
+ * split over two segments, or more than DP_TCP_MSGS messages in one segment, lose the stream:
+ * nothing of it is parsed again (never guessed). Each program keeps its own map (both run on
+ * the same packets). Only segments from port 53 of a TCP socket get here.
+ */
+struct dp_tcp_dns_flow {
+	__u32 next;   /* sequence number of the next message's length prefix */
+	__u32 ok;     /* 0: track lost */
+};
+
+#define DP_TCP_MSGS 8
+#define TCP_FL_SYN 0x02
+#define TCP_FL_ACK 0x10
+
+/*
+ * Offset in the segment's payload of the first message that starts in it (its length prefix),
+ * and that message's length in *mlen; -1 when no known boundary lies in the segment.
+ */
+static __always_inline int tcp_dns_boundary(void *flows, __u64 cookie, struct __sk_buff *skb, __u32 poff,
+					    __u32 plen, __u32 seq_be, __u8 tflags, __u32 *mlen)
+{
+	struct dp_tcp_dns_flow *f, nf = {};
+	__u32 seq = bpf_ntohl(seq_be), b, first = 0;
+	int have = 0;
+	__s32 d;
+
+	if (!cookie)
+		return -1;
+	if ((tflags & (TCP_FL_SYN | TCP_FL_ACK)) == (TCP_FL_SYN | TCP_FL_ACK)) {
+		nf.next = seq + 1;
+		nf.ok = 1;
+		bpf_map_update_elem(flows, &cookie, &nf, BPF_ANY);
+		return -1;
+	}
+	f = bpf_map_lookup_elem(flows, &cookie);
+	if (!f || !f->ok || plen == 0)
+		return -1;
+	d = (__s32)(f->next - seq);
+	if (d < 0 || (__u32)d >= plen)
+		return -1; /* a gap before this segment, or no boundary in it (continuation, retransmit) */
+	b = (__u32)d;
+	for (int i = 0; i < DP_TCP_MSGS; i++) {
+		__u8 lp[2];
+		__u32 l;
+
+		if (b + 2 > plen || bpf_skb_load_bytes(skb, poff + b, lp, 2) < 0) {
+			f->ok = 0; /* the length prefix continues in the next segment */
+			return have ? (int)first : -1;
+		}
+		l = ((__u32)lp[0] << 8) | lp[1];
+		if (!have) {
+			have = 1;
+			first = b;
+			*mlen = l;
+		}
+		b += 2 + l;
+		if (b >= plen)
+			break;
+	}
+	if (b < plen)
+		f->ok = 0; /* more messages in one segment than we follow */
+	else
+		f->next = seq + b;
+	return (int)first;
 }
 
 #endif

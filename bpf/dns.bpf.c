@@ -145,6 +145,14 @@ int BPF_KRETPROBE(dp_gai_exit, int ret)
 	return 0;
 }
 
+/* DNS over TCP: message boundaries per resolver stream (bpf/common.bpf.h) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);   /* socket cookie */
+	__type(value, struct dp_tcp_dns_flow);
+} tcp_flows SEC(".maps");
+
 struct l4 {
 	__u16 sport;
 	__u16 dport;
@@ -161,7 +169,7 @@ int dp_dns_ingress(struct __sk_buff *skb)
 	struct dp_sock_owner *o;
 	struct l4 l4 = {};
 	__u8 proto, saddr[16] = {}, daddr[16] = {};
-	__u32 off, plen, family;
+	__u32 off, plen, family, mlen = 0, msg_off = DP_NO_MSG, msg_len = 0;
 	__u64 cookie;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
@@ -198,16 +206,28 @@ int dp_dns_ingress(struct __sk_buff *skb)
 	if (l4.sport != bpf_htons(53))
 		return 1;
 	off += proto == IPPROTO_TCP ? (l4.doff_res >> 4) * 4 : 8;
-	if (skb->len <= off)
+	plen = skb->len > off ? skb->len - off : 0;
+	cookie = bpf_get_socket_cookie(skb);
+	if (proto == IPPROTO_TCP) {
+		/* where a message starts, if one does (bpf/common.bpf.h); the SYN-ACK starts the count */
+		int b = tcp_dns_boundary(&tcp_flows, cookie, skb, off, plen, l4.seq, l4.flags, &mlen);
+
+		if (b >= 0 && b + 2 < DP_PKT_MAX) {
+			msg_off = (__u32)b + 2;
+			msg_len = mlen;
+		}
+	} else {
+		msg_off = 0;
+		msg_len = plen;
+	}
+	if (plen == 0)
 		return 1; /* no payload (TCP ACK etc.) */
-	plen = skb->len - off;
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count_drop(DP_DNS_PKT);
 		return 1;
 	}
-	cookie = bpf_get_socket_cookie(skb);
 	e->h.kind = DP_DNS_PKT;
 	e->h.ts = bpf_ktime_get_boot_ns();
 	e->h.flags = DP_HF_NO_PPID;
@@ -238,6 +258,8 @@ int dp_dns_ingress(struct __sk_buff *skb)
 	e->sport = bpf_ntohs(l4.sport);
 	e->dport = bpf_ntohs(l4.dport);
 	e->len = plen;
+	e->msg_off = msg_off;
+	e->msg_len = msg_len > 0xffff ? 0xffff : msg_len;
 	__builtin_memcpy(e->saddr, saddr, 16);
 	__builtin_memcpy(e->daddr, daddr, 16);
 	{

@@ -69,6 +69,7 @@ struct dp_fork {
 #define DP_OP_CONNECT 1
 #define DP_OP_SENDMSG 2
 #define DP_OP_SOCKET 3     /* enforce: a raw or ICMP socket refused at socket() (no destination yet) */
+#define DP_OP_BIND 4       /* enforce: bind() refused (addr/port: the local address asked for) */
 /* dp_connect.source */
 #define DP_SRC_CGROUP 1
 #define DP_SRC_TRACEPOINT 2
@@ -128,6 +129,7 @@ struct dp_dns_libc {
 };
 
 #define DP_PKT_MAX 512
+#define DP_NO_MSG 0xffff  /* dp_dns_pkt.msg_off: a TCP segment with no known message start */
 
 struct dp_dns_pkt {
 	struct dp_hdr h;
@@ -139,6 +141,8 @@ struct dp_dns_pkt {
 	__u16 dport;
 	__u32 len;         /* transport payload length */
 	__u32 caplen;      /* bytes copied into data */
+	__u16 msg_off;     /* where the DNS message starts in data; DP_NO_MSG: no message starts here */
+	__u16 msg_len;     /* its length (TCP: from its length prefix) */
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u8 data[DP_PKT_MAX];
@@ -262,6 +266,17 @@ struct dp_step_marker {
  * FNV-1a 64 over the bytes (each value cut at DP_ID_MAX - 1 bytes); agent-c/enforce.c
  * computes the same.
  */
+/*
+ * attrib_stats (single-entry array, shared): attribution that could not be recorded because a
+ * map was full. A process of a job that gets no jobs entry would otherwise pass as a process
+ * of no job, which daemon mode does not judge: once jobs_full is non-zero, enforce judges every
+ * process without a job by the strictest policy (DP_R_UNATTRIBUTED), and the agent reports it.
+ */
+struct dp_attrib_stats {
+	__u64 jobs_full;     /* a job's process (fork or exec) got no jobs entry */
+	__u64 steps_full;    /* a step's process got no steps entry (its records name no step) */
+};
+
 /* job_ident: job id -> its project and name as step_names ids (0: absent), set at its first exec */
 struct dp_job_ident {
 	__u32 project;
@@ -292,6 +307,9 @@ struct dp_step_cfg {
 #define DP_TS_PTRACE    1
 #define DP_TS_VM_READV  2
 #define DP_TS_VM_WRITEV 3
+#define DP_TS_PTRACE32  5  /* a 32-bit syscall passed ptrace's access check on a protected pid (req: mode) */
+#define DP_TS_CGROUP_MOVE 4  /* a process moved to another cgroup v2 cgroup (target: its pid, req: low
+			      * 32 bits of the destination's id, arg: the id); user space decides if it left the job */
 
 struct dp_tamper_key {
 	__u32 tracer;      /* tgid of the caller */
@@ -309,6 +327,18 @@ struct dp_tamper_hit {
 	__u32 uid;
 	__u32 step;
 	char comm[16];
+	__u64 arg;         /* DP_TS_CGROUP_MOVE: the destination cgroup id */
+};
+
+/*
+ * allow_exe (bpf/file.bpf.c): benign readers by executable, the inode of current->mm->exe_file.
+ * A comm is the process's to choose (prctl PR_SET_NAME, or exec of a file of that name); the
+ * executable it runs is not. dev is the kernel's encoding (major << 20 | minor).
+ */
+struct dp_exe_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 pad;
 };
 
 /* file_rule_wr (bpf/file.bpf.c): rule id -> 1 when the rule reports only opens for writing */

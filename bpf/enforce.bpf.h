@@ -43,8 +43,19 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, ENF_MAX_LEARNED);
 	__type(key, struct dp_learn_key);
-	__type(value, struct dp_enf_val);
+	__type(value, struct dp_learn_val);
 } learned SEC(".maps");
+
+/* set before load: the shortest time an answer's addresses stay allowed (seconds) */
+const volatile __u32 learned_ttl_min = 120;
+
+/* a learned entry that has not expired, or NULL */
+static __always_inline struct dp_learn_val *learned_live(const struct dp_learn_key *k)
+{
+	struct dp_learn_val *v = bpf_map_lookup_elem(&learned, k);
+
+	return v && v->expires > bpf_ktime_get_boot_ns() ? v : 0;
+}
 
 /* always-denied addresses (metadata, DoH) of a slot -> rule */
 struct {
@@ -61,10 +72,24 @@ struct {
  */
 const volatile __u8 judge_jobs_only = 0;
 
+/* daemon mode: the current generation of the default policy's keys (agent-c/enforce.c enforce_apply) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} slot_default SEC(".maps");
+
+/* the slot number the policy of a job is keyed by (a single-job agent: always 0, never reloaded) */
 static __always_inline __u32 slot_of_job(__u32 job)
 {
-	__u32 *s = job ? bpf_map_lookup_elem(&job_slot, &job) : 0;
+	__u32 zero = 0, *s;
 
+	if (!track_jobs)
+		return 0;
+	s = job ? bpf_map_lookup_elem(&job_slot, &job) : 0;
+	if (!s)
+		s = bpf_map_lookup_elem(&slot_default, &zero);
 	return s ? *s : 0;
 }
 
@@ -76,13 +101,30 @@ struct {
 	__type(value, __u8);
 } resolvers SEC(".maps");
 
-/* exempt processes (tgid) inside the enforced cgroup: the CI runner's own */
+/*
+ * Exempt processes inside the enforced cgroup (the CI runner's own): tgid -> its start time in
+ * clock ticks since boot, as /proc/<pid>/stat gives it. A pid alone would exempt whatever
+ * process gets the number next; the start time is the process's own.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 64);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, __u64);
 } exempt SEC(".maps");
+
+#define DP_NSEC_PER_TICK 10000000ULL /* USER_HZ 100: the unit of /proc/<pid>/stat's starttime */
+
+static __always_inline int is_exempt(__u32 tgid)
+{
+	__u64 *start = bpf_map_lookup_elem(&exempt, &tgid);
+	struct task_struct *t;
+
+	if (!start)
+		return 0;
+	t = (struct task_struct *)bpf_get_current_task();
+	return BPF_CORE_READ(t, group_leader, start_boottime) / DP_NSEC_PER_TICK == *start;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -105,6 +147,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct dp_enf_stats);
 } enforce_stats SEC(".maps");
+
+/* DNS over TCP: message boundaries of the resolver streams of the job (see common.bpf.h) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);   /* socket cookie */
+	__type(value, struct dp_tcp_dns_flow);
+} enf_tcp_flows SEC(".maps");
 
 struct enf_scratch {
 	__u32 p;             /* parse position, kept in map memory: the verifier then sees an unknown */
@@ -159,6 +209,7 @@ static __always_inline int is_loopback(const __u8 a[16])
 static __always_inline int enf_judge(const __u8 a[16], __u16 port_be, __u32 tgid, __u16 *rule)
 {
 	struct dp_enf_val *v;
+	struct dp_learn_val *lv;
 	struct dp_lpm_port kp = {};
 	struct dp_lpm_any ka = {};
 	struct dp_learn_key kl = {};
@@ -166,13 +217,26 @@ static __always_inline int enf_judge(const __u8 a[16], __u16 port_be, __u32 tgid
 	__u16 port = bpf_ntohs(port_be);
 	__u32 job = job_of(tgid), slot = slot_of_job(job);
 
-	if (bpf_map_lookup_elem(&exempt, &tgid)) {
+	if (is_exempt(tgid)) {
 		*rule = DP_R_EXEMPT_PID;
 		return 1;
 	}
 	if (judge_jobs_only && !job) {
-		*rule = DP_R_NO_JOB;
-		return 1;
+		if (!attrib_lost()) {
+			*rule = DP_R_NO_JOB;
+			return 1;
+		}
+		/* it may be a job's process whose job could not be recorded: the strictest policy */
+		if (is_loopback(a)) {
+			*rule = DP_R_LOOPBACK;
+			return 1;
+		}
+		if (port == 53 && bpf_map_lookup_elem(&resolvers, a)) {
+			*rule = DP_R_RESOLVER;
+			return 1;
+		}
+		*rule = DP_R_UNATTRIBUTED;
+		return 0;
 	}
 	if (is_loopback(a)) {
 		*rule = DP_R_LOOPBACK;
@@ -206,9 +270,9 @@ static __always_inline int enf_judge(const __u8 a[16], __u16 port_be, __u32 tgid
 	__builtin_memcpy(kl.addr, a, 16);
 	kl.port = port;
 	kl.slot = slot;
-	v = bpf_map_lookup_elem(&learned, &kl);
-	if (v) {
-		*rule = v->rule;
+	lv = learned_live(&kl);
+	if (lv) {
+		*rule = lv->rule;
 		return 1;
 	}
 	if (port == 853) {
@@ -225,9 +289,9 @@ static __always_inline int enf_judge(const __u8 a[16], __u16 port_be, __u32 tgid
 		return 1;
 	}
 	kl.port = 0;
-	v = bpf_map_lookup_elem(&learned, &kl);
-	if (v) {
-		*rule = v->rule;
+	lv = learned_live(&kl);
+	if (lv) {
+		*rule = lv->rule;
 		return 1;
 	}
 	*rule = DP_R_DEFAULT_DENY;
@@ -276,42 +340,108 @@ int dp_enf_sendmsg6(struct bpf_sock_addr *ctx)
 	return enf_sock(ctx, 1);
 }
 
+/* processes of the enforced cgroup that are not judged: the runner's own, and (daemon) no job's */
+static __always_inline int enf_unjudged(__u32 tgid)
+{
+	return is_exempt(tgid) || (judge_jobs_only && !job_of(tgid) && !attrib_lost());
+}
+
+/* a deny record for an operation refused before it had a destination (socket) or with none (bind) */
+static __always_inline void enf_refusal(__u64 id, __u16 family, __u8 proto, __u8 op, __u16 rule, const __u8 a[16],
+					__u16 port, __u8 mapped)
+{
+	struct dp_connect *c = bpf_ringbuf_reserve(&events, sizeof(*c), 0);
+
+	if (!c) {
+		count_drop(DP_CONNECT);
+		return;
+	}
+	__builtin_memset(c, 0, sizeof(*c));
+	fill_hdr_task(&c->h, DP_CONNECT, id);
+	c->family = family;
+	c->proto = proto;
+	c->op = op;
+	c->port = port;
+	c->has_result = 1;
+	c->result = -1; /* -EPERM */
+	c->source = DP_SRC_CGROUP;
+	c->verdict = 0;
+	c->rule = rule;
+	c->mapped = mapped;
+	if (a) {
+		if (family == AF_INET) {
+			__builtin_memcpy(c->addr, &a[12], 4);
+		} else {
+			__builtin_memcpy(c->addr, a, 16);
+		}
+	}
+	bpf_ringbuf_submit(c, dp_rb_flags());
+}
+
 /*
- * Raw sockets and ICMP ("ping") datagram sockets never meet the connect/sendmsg hooks above:
- * their packets would leave unjudged (an ICMP echo carries any payload anywhere). In the
- * enforced cgroup they are refused when created; TCP and UDP sockets are judged as before.
- * Exempt processes (the runner's own) may still create them.
+ * socket() in the enforced cgroup is an allowlist: only TCP and UDP sockets of AF_INET and
+ * AF_INET6, whose every connect and datagram meets the hooks above. Raw and ICMP ("ping")
+ * sockets, MPTCP (extra subflows to addresses the server advertises), UDP-Lite, SCTP and
+ * whatever else a later kernel adds are refused. This hook only runs for the inet families;
+ * AF_UNIX and AF_NETLINK never send to the network, and AF_PACKET and the other families are
+ * outside it (README "Limits"). Exempt processes (the runner's own) may still create them.
  */
 SEC("cgroup/sock_create")
 int dp_enf_sock_create(struct bpf_sock *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = (__u32)(id >> 32);
-	struct dp_connect *c;
+	__u32 type = ctx->type, proto = ctx->protocol;
 
 	if (ctx->family != AF_INET && ctx->family != AF_INET6)
 		return 1;
-	if (ctx->type != SOCK_RAW && !(ctx->type == SOCK_DGRAM && (ctx->protocol == 1 || ctx->protocol == 58)))
-		return 1; /* IPPROTO_ICMP, IPPROTO_ICMPV6 */
-	if (bpf_map_lookup_elem(&exempt, &tgid) || (judge_jobs_only && !job_of(tgid)))
+	if ((type == SOCK_STREAM && proto == IPPROTO_TCP) || (type == SOCK_DGRAM && proto == IPPROTO_UDP))
 		return 1;
-	c = bpf_ringbuf_reserve(&events, sizeof(*c), 0);
-	if (c) {
-		__builtin_memset(c, 0, sizeof(*c));
-		fill_hdr_task(&c->h, DP_CONNECT, id);
-		c->family = ctx->family;
-		c->proto = ctx->protocol == IPPROTO_TCP ? IPPROTO_TCP : ctx->protocol == IPPROTO_UDP ? IPPROTO_UDP : 0;
-		c->op = DP_OP_SOCKET;
-		c->has_result = 1;
-		c->result = -1; /* -EPERM */
-		c->source = DP_SRC_CGROUP;
-		c->verdict = 0;
-		c->rule = DP_R_RAW_SOCKET;
-		bpf_ringbuf_submit(c, dp_rb_flags());
-	} else {
-		count_drop(DP_CONNECT);
+	if (enf_unjudged((__u32)(id >> 32)))
+		return 1;
+	/* raw and ICMP: the rule they always had; the rest: a protocol we do not judge */
+	enf_refusal(id, ctx->family, proto == IPPROTO_TCP ? IPPROTO_TCP : proto == IPPROTO_UDP ? IPPROTO_UDP : 0,
+		    DP_OP_SOCKET,
+		    type == SOCK_RAW || (type == SOCK_DGRAM && (proto == 1 || proto == 58)) ? DP_R_RAW_SOCKET
+											 : DP_R_SOCK_TYPE,
+		    0, 0, 0);
+	return 0;
+}
+
+/*
+ * bind(): a process of the job that holds port 53, or a sanctioned resolver's address, could
+ * answer the job's own queries with whatever it likes, and the learner below would believe
+ * the answer's source. Refused; the job's other servers bind as usual.
+ */
+static __always_inline int enf_bind(struct bpf_sock_addr *ctx, int v6)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u8 a[16];
+
+	addr16_from_ctx(ctx, v6, a);
+	if (ctx->user_port != bpf_htons(53) && !bpf_map_lookup_elem(&resolvers, a))
+		return 1;
+	if (enf_unjudged((__u32)(id >> 32)))
+		return 1;
+	{
+		int mapped = v6 && a[0] == 0 && a[10] == 0xff && a[11] == 0xff && !a[1] && !a[2] && !a[3] && !a[4] &&
+			     !a[5] && !a[6] && !a[7] && !a[8] && !a[9];
+
+		enf_refusal(id, mapped || !v6 ? AF_INET : AF_INET6, ctx->type == SOCK_STREAM ? IPPROTO_TCP : IPPROTO_UDP,
+			    DP_OP_BIND, DP_R_DNS_BIND, a, bpf_ntohs((__u16)ctx->user_port), mapped);
 	}
 	return 0;
+}
+
+SEC("cgroup/bind4")
+int dp_enf_bind4(struct bpf_sock_addr *ctx)
+{
+	return enf_bind(ctx, 0);
+}
+
+SEC("cgroup/bind6")
+int dp_enf_bind6(struct bpf_sock_addr *ctx)
+{
+	return enf_bind(ctx, 1);
 }
 
 /* ---- DNS answers -> learned ---- */
@@ -338,11 +468,15 @@ static __always_inline void enf_stat(int which)
 		st->dns_other++;
 }
 
-static __always_inline void learn(const __u8 a[16], const struct dp_name_val *nv, __u32 slot)
+static __always_inline void learn(const __u8 a[16], const struct dp_name_val *nv, __u32 slot, __u32 ttl)
 {
 	struct dp_learn_key k = {};
-	struct dp_enf_val v = {.rule = nv->rule};
+	struct dp_learn_val v = {.rule = nv->rule};
 	__u32 n = nv->nports;
+
+	if (ttl < learned_ttl_min)
+		ttl = learned_ttl_min;
+	v.expires = bpf_ktime_get_boot_ns() + (__u64)ttl * 1000000000ULL;
 
 	k.slot = slot;
 	__builtin_memcpy(k.addr, a, 16);
@@ -376,7 +510,7 @@ static long answer_cb(__u64 i, void *data)
 {
 	struct ans_ctx *ac = data;
 	struct enf_scratch *s;
-	__u32 zero = 0, p, len = ac->len, type, rdlen, j;
+	__u32 zero = 0, p, len = ac->len, type, rdlen, j, ttl;
 	__u8 a[16];
 
 	if (i >= ac->ancount || len > DP_ENF_BUF)
@@ -409,6 +543,11 @@ static long answer_cb(__u64 i, void *data)
 	if (p + 10 > len)
 		return 1;
 	type = ((__u32)sb(s, p) << 8) | sb(s, p + 1);
+	ttl = ((__u32)sb(s, p + 4) << 24) | ((__u32)sb(s, p + 5) << 16) | ((__u32)sb(s, p + 6) << 8) | sb(s, p + 7);
+	if (ttl & 0x80000000)
+		ttl = 0; /* RFC 2181 */
+	else if (ttl > 604800)
+		ttl = 604800; /* a week is plenty */
 	rdlen = ((__u32)sb(s, p + 8) << 8) | sb(s, p + 9);
 	p += 10;
 	if (p + rdlen > len)
@@ -421,11 +560,11 @@ static long answer_cb(__u64 i, void *data)
 		a[13] = sb(s, p + 1);
 		a[14] = sb(s, p + 2);
 		a[15] = sb(s, p + 3);
-		learn(a, &ac->val, ac->slot);
+		learn(a, &ac->val, ac->slot, ttl);
 	} else if (type == 28 && rdlen == 16) {
 		for (j = 0; j < 16; j++)
 			a[j] = sb(s, p + j);
-		learn(a, &ac->val, ac->slot);
+		learn(a, &ac->val, ac->slot, ttl);
 	}
 	*(volatile __u32 *)&s->p = p + rdlen;
 	return 0;
@@ -485,10 +624,24 @@ int dp_enf_dns(struct __sk_buff *skb)
 	cookie = bpf_get_socket_cookie(skb);
 	o = cookie ? bpf_map_lookup_elem(&sock_owner, &cookie) : 0;
 	slot = slot_of_job(o ? o->job : 0);
-	off += proto == IPPROTO_TCP ? (l4.doff_res >> 4) * 4 + 2 : 8;  /* TCP: 2-byte length prefix */
-	if (skb->len <= off + 12)
+	if (proto == IPPROTO_TCP) {
+		__u32 mlen = 0;
+		int b;
+
+		off += (l4.doff_res >> 4) * 4;
+		plen = skb->len > off ? skb->len - off : 0;
+		/* only a whole message that starts at a known boundary of the stream */
+		b = tcp_dns_boundary(&enf_tcp_flows, cookie, skb, off, plen, l4.seq, l4.flags, &mlen);
+		if (b < 0 || (__u32)b + 2 + mlen > plen)
+			return 1;
+		off += (__u32)b + 2;
+		plen = mlen;
+	} else {
+		off += 8;
+		plen = skb->len > off ? skb->len - off : 0;
+	}
+	if (plen <= 12)
 		return 1;
-	plen = skb->len - off;
 	s = bpf_map_lookup_elem(&enf_scratch, &zero);
 	if (!s)
 		return 1;

@@ -25,6 +25,9 @@
 #define DP_R_RESOLVER      9   /* allow: port 53 to a sanctioned resolver */
 #define DP_R_RAW_SOCKET    10  /* a raw or ICMP socket: its packets would not meet connect/sendmsg */
 #define DP_R_NO_JOB        11  /* allow (daemon mode): a process of no CI job is not judged */
+#define DP_R_DNS_BIND      12  /* bind() to port 53 or to a sanctioned resolver's address: a forged answer's source */
+#define DP_R_SOCK_TYPE     13  /* socket() of a protocol no connect/sendmsg hook judges (MPTCP, UDP-Lite, SCTP, ...) */
+#define DP_R_UNATTRIBUTED  14  /* daemon mode: no job, while attribution has been lost to a full map */
 #define DP_R_USER          16  /* DP_R_USER + i: the agent's policy entry i */
 
 #define DP_ENF_NAME   128  /* DNS names longer than 127 bytes are never allowed */
@@ -64,6 +67,20 @@ struct dp_deny_key {
 struct dp_enf_val {
 	__u16 rule;
 	__u16 pad;
+};
+
+/*
+ * hash learned -> struct dp_learn_val: an address stays allowed until `expires` (boot ns): the
+ * answer's TTL, at least learned_ttl_min (config learned-ttl-min, default 120 s: clients that
+ * cache an answer for a while, such as the JVM's 30 s, still connect). Expired entries are
+ * judged as absent, and removed by the agent (agent-c/enforce.c enforce_tick) so a full map
+ * makes room.
+ */
+struct dp_learn_val {
+	__u16 rule;
+	__u16 pad;
+	__u32 pad2;
+	__u64 expires;
 };
 
 /* hash learned: an address a DNS answer gave an allowed name; port 0 = any port */

@@ -22,9 +22,13 @@ struct {
 	__type(value, struct dp_step_cfg);
 } step_cfg SEC(".maps");
 
-/* step id -> value; entries are written once and never change */
+/*
+ * step id -> value; entries are written once and never change. LRU: values of steps and jobs
+ * long gone make room (the agent keeps the names it has read; a value interned again gets its
+ * id again), so a host running job after job never finds it full.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u32);
 	__type(value, struct dp_step_name);
@@ -206,13 +210,13 @@ static __always_inline __u32 intern_user(__u64 uaddr)
 	return intern_step(&sc->val);
 }
 
-/* intern the string at user address uaddr into map m[tgid] */
-static __always_inline void attrib_set(void *m, __u32 tgid, __u64 uaddr)
+/* intern the string at user address uaddr into map m[tgid]; a failure is counted (attrib_stats) */
+static __always_inline void attrib_set(void *m, __u32 tgid, __u64 uaddr, int job)
 {
 	__u32 id = intern_user(uaddr);
 
-	if (id)
-		bpf_map_update_elem(m, &tgid, &id, BPF_ANY);
+	if (!id || bpf_map_update_elem(m, &tgid, &id, BPF_ANY) != 0)
+		attrib_fail(job);
 }
 
 /* FNV-1a of the identity value at uaddr (cut at DP_ID_MAX - 1 bytes) folded into h */
@@ -282,9 +286,9 @@ static __always_inline void step_at_exec(struct task_struct *task, __u32 tgid)
 	w.at_start = 1;
 	bpf_loop(cfg->max_vars, env_walk_one, &w, 0);
 	if (w.want_step && w.best < DP_STEP_MARKERS)
-		attrib_set(&steps, tgid, w.val);
+		attrib_set(&steps, tgid, w.val, 0);
 	if (w.want_job && w.jbest < DP_JOB_MARKERS) {
-		attrib_set(&jobs, tgid, w.jval);
+		attrib_set(&jobs, tgid, w.jval, 1);
 		/* a job already known keeps the slot the agent gave it */
 		__u32 job = job_of(tgid);
 
@@ -303,14 +307,15 @@ static __always_inline void step_at_exec(struct task_struct *task, __u32 tgid)
 }
 
 /* fork: the child gets the parent's entry in m, or none (clears a stale entry of a reused pid) */
-static __always_inline void inherit(void *m, __u32 ptgid, __u32 child)
+static __always_inline void inherit(void *m, __u32 ptgid, __u32 child, int job)
 {
 	__u32 *s = bpf_map_lookup_elem(m, &ptgid);
 
 	if (s) {
 		__u32 v = *s;
 
-		bpf_map_update_elem(m, &child, &v, BPF_ANY);
+		if (bpf_map_update_elem(m, &child, &v, BPF_ANY) != 0)
+			attrib_fail(job); /* full: the child would pass as a process of no job */
 	} else {
 		bpf_map_delete_elem(m, &child);
 	}
@@ -319,9 +324,9 @@ static __always_inline void inherit(void *m, __u32 ptgid, __u32 child)
 /* fork: the child process gets the parent's step and job */
 static __always_inline void step_at_fork(__u32 ptgid, __u32 child)
 {
-	inherit(&steps, ptgid, child);
+	inherit(&steps, ptgid, child, 0);
 	if (track_jobs)
-		inherit(&jobs, ptgid, child);
+		inherit(&jobs, ptgid, child, 1);
 }
 
 SEC("tp/sched/sched_process_exec")

@@ -31,13 +31,26 @@ struct {
 	__type(value, struct dp_file_cfg);
 } file_cfg SEC(".maps");
 
-/* benign readers by comm: matches from them are dropped in the kernel */
+/* benign readers (allow-exe, allow-comm) by executable: matches from them are dropped in the kernel */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 256);
-	__type(key, char[16]);
+	__type(key, struct dp_exe_key);
 	__type(value, __u8);
-} allow_comm SEC(".maps");
+} allow_exe SEC(".maps");
+
+static __always_inline int benign_reader(void)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct file *exe = BPF_CORE_READ(t, mm, exe_file);
+	struct dp_exe_key k = {};
+
+	if (!exe)
+		return 0;
+	k.ino = BPF_CORE_READ(exe, f_inode, i_ino);
+	k.dev = BPF_CORE_READ(exe, f_inode, i_sb, s_dev);
+	return bpf_map_lookup_elem(&allow_exe, &k) != 0;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -337,7 +350,6 @@ static __always_inline int handle_file(struct file *f, int how, __u64 id)
 	struct dp_file *e;
 	__u32 rule, zero = 0;
 	__u64 size;
-	char comm[16];
 
 	if (!f)
 		return 0;
@@ -353,8 +365,7 @@ static __always_inline int handle_file(struct file *f, int how, __u64 id)
 		if (wr && *wr && !(open_flags(f, how) & DP_OPEN_WRITE_FLAGS))
 			return 0;
 	}
-	bpf_get_current_comm(comm, sizeof(comm));
-	if (bpf_map_lookup_elem(&allow_comm, comm))
+	if (benign_reader())
 		return 0;
 	e = bpf_map_lookup_elem(&file_scratch, &zero);
 	if (!e)

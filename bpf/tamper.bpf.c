@@ -51,7 +51,7 @@ struct {
 	__type(value, __u32);
 } steps SEC(".maps");
 
-static __always_inline int hit(__u32 target, __u32 sys, __u32 req)
+static __always_inline int record(__u32 target, __u32 sys, __u32 req, __u64 arg)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct dp_tamper_key k = {};
@@ -60,8 +60,6 @@ static __always_inline int hit(__u32 target, __u32 sys, __u32 req)
 	__u32 tgid = id >> 32, *st, zero = 0;
 	__u64 *ov;
 
-	if (!bpf_map_lookup_elem(&protect_pids, &target))
-		return 0;
 	k.tracer = tgid;
 	k.target = target;
 	k.sys = sys;
@@ -80,6 +78,7 @@ static __always_inline int hit(__u32 target, __u32 sys, __u32 req)
 	nh.cgroup = bpf_get_current_cgroup_id();
 	st = bpf_map_lookup_elem(&steps, &tgid);
 	nh.step = st ? *st : 0;
+	nh.arg = arg;
 	bpf_get_current_comm(nh.comm, sizeof(nh.comm));
 	if (bpf_map_update_elem(&tamper_hits, &k, &nh, BPF_NOEXIST) < 0) {
 		h = bpf_map_lookup_elem(&tamper_hits, &k);
@@ -92,6 +91,28 @@ static __always_inline int hit(__u32 target, __u32 sys, __u32 req)
 		}
 	}
 	return 0;
+}
+
+static __always_inline int hit(__u32 target, __u32 sys, __u32 req)
+{
+	if (!bpf_map_lookup_elem(&protect_pids, &target))
+		return 0;
+	return record(target, sys, req, 0);
+}
+
+/*
+ * A process of the job that writes itself (or another of the job's processes) into a cgroup
+ * outside the enforced one leaves judgement (root can). Moves are rare; every move on the
+ * cgroup v2 hierarchy (hierarchy id 0) is counted here, and the agent, which knows from the
+ * records where each process was, reports the ones that left the enforced cgroup. The
+ * tracepoint fires after the move and cannot refuse it.
+ */
+SEC("tp/cgroup/cgroup_attach_task")
+int dp_cgroup_attach(struct trace_event_raw_cgroup_migrate *ctx)
+{
+	if (ctx->dst_root != 0)
+		return 0; /* a cgroup v1 hierarchy: not what enforcement is attached to */
+	return record((__u32)ctx->pid, DP_TS_CGROUP_MOVE, (__u32)ctx->dst_id, ctx->dst_id);
 }
 
 /*
@@ -119,6 +140,55 @@ int BPF_KSYSCALL(dp_vm_writev_k, long pid)
 {
 	return hit((__u32)pid, DP_TS_VM_WRITEV, 0);
 }
+
+#if defined(__TARGET_ARCH_x86)
+/*
+ * 32-bit syscalls (an ia32 binary, or int 0x80 from a 64-bit one) reach neither the ksyscall
+ * probes (on __x64_sys_*) nor the tracepoints below: x86 leaves compat syscalls out of the
+ * per-syscall tracepoints. raw_syscalls/sys_enter sees them, with i386 numbers. It runs for
+ * every syscall, so it is attached only with the tracepoint fallback (where every syscall is
+ * on the traced slow path anyway) and leaves after two compares for all but three numbers.
+ */
+#define NR32_PTRACE 26
+#define NR32_PROCESS_VM_READV 347
+#define NR32_PROCESS_VM_WRITEV 348
+#define TS_COMPAT 0x0002
+
+SEC("raw_tp/sys_enter")
+int BPF_PROG(dp_sys_enter32, struct pt_regs *regs, long id)
+{
+	struct task_struct *t;
+
+	if (id != NR32_PTRACE && id != NR32_PROCESS_VM_READV && id != NR32_PROCESS_VM_WRITEV)
+		return 0;
+	t = (struct task_struct *)bpf_get_current_task();
+	if (!(BPF_CORE_READ(t, thread_info.status) & TS_COMPAT))
+		return 0; /* 64-bit msync (26): not ours */
+	if (id == NR32_PTRACE) {
+		long req = BPF_CORE_READ(regs, bx);
+
+		if (req == PTRACE_TRACEME)
+			return 0;
+		return hit((__u32)BPF_CORE_READ(regs, cx), DP_TS_PTRACE, (__u32)req);
+	}
+	return hit((__u32)BPF_CORE_READ(regs, bx), id == NR32_PROCESS_VM_READV ? DP_TS_VM_READV : DP_TS_VM_WRITEV, 0);
+}
+
+/*
+ * Where kprobes exist: every ptrace attach, process_vm_* and /proc/<pid>/mem access goes through
+ * __ptrace_may_access -> security_ptrace_access_check, whatever the syscall entry. Only 32-bit
+ * callers are reported from here (64-bit ones are the ksyscall probes' above, with the request).
+ */
+SEC("kprobe/security_ptrace_access_check")
+int BPF_KPROBE(dp_ptrace_check_k, struct task_struct *child, unsigned int mode)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+
+	if (!(BPF_CORE_READ(t, thread_info.status) & TS_COMPAT))
+		return 0;
+	return hit((__u32)BPF_CORE_READ(child, tgid), DP_TS_PTRACE32, mode);
+}
+#endif /* __TARGET_ARCH_x86: arm64's compat (aarch32) entry is not covered yet */
 
 SEC("tp/syscalls/sys_enter_ptrace")
 int dp_ptrace(struct trace_event_raw_sys_enter *ctx)

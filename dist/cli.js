@@ -58676,8 +58676,8 @@ var event_v1_default = {
           verdict: { enum: ["allow", "deny", "audit"] },
           rule: { type: "string", description: "Policy rule that decided the verdict." },
           op: {
-            enum: ["connect", "sendmsg", "socket"],
-            description: "connect: connect4/6 (also io_uring); sendmsg: first datagram of an unconnected UDP socket to this destination; socket (enforce mode): a raw or ICMP socket refused when it was created, before it had a destination (addr 0.0.0.0 or ::, port 0, rule raw-socket)."
+            enum: ["connect", "sendmsg", "socket", "bind"],
+            description: "connect: connect4/6 (also io_uring); sendmsg: first datagram of an unconnected UDP socket to this destination; socket (enforce mode): a socket refused when it was created, before it had a destination (addr 0.0.0.0 or ::, port 0; rule raw-socket for raw and ICMP sockets, socket-type for protocols no connect hook judges: MPTCP, UDP-Lite, SCTP, ...); bind (enforce mode): a bind() refused because it asked for port 53 or a sanctioned resolver's address (addr and port: the local address asked for, rule dns-bind)."
           },
           pending: {
             type: "boolean",
@@ -58775,6 +58775,17 @@ var event_v1_default = {
             description: "stop: false when the log on disk (size and SHA-256, checked by the agent) is not what the agent wrote."
           },
           reason: { type: "string" },
+          learned: {
+            type: "object",
+            description: "stop, enforce mode: addresses learned from allowed names' DNS answers (inserted, counting refreshes), not learned because the map was full (failed: their connects were denied), and removed after their TTL (expired).",
+            required: ["inserted", "failed", "expired"],
+            additionalProperties: false,
+            properties: {
+              inserted: { type: "integer", minimum: 0 },
+              failed: { type: "integer", minimum: 0 },
+              expired: { type: "integer", minimum: 0 }
+            }
+          },
           config: { type: ["string", "null"], description: "start: the --config file." },
           ringbuf_mb: { type: "integer", description: "start: ring buffer size in MiB." },
           step_markers: {
@@ -61357,6 +61368,14 @@ var daemon_control_v1_default = {
         },
         policy_reload_failures: {
           $ref: "#/$defs/count"
+        },
+        attribution_failures: {
+          $ref: "#/$defs/count",
+          description: "processes of a job that got no job because the kernel's process map was full; once non-zero, enforce mode judges every process without a job by the strictest policy (rule unattributed) until the daemon restarts"
+        },
+        step_attribution_failures: {
+          $ref: "#/$defs/count",
+          description: "processes that got no step because the kernel's step map was full"
         }
       }
     },

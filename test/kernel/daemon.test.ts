@@ -402,6 +402,121 @@ describeKernel("daemon", () => {
   });
 });
 
+describeKernel("daemon: full attribution maps never fail open", () => {
+  it("a job that fills the process-to-job map cannot get a process out of judgement: the failure is counted and reported, and processes left without a job are judged by the strictest policy, never exempt-no-job", async () => {
+    const inet = await Netns.create();
+    const work = await Netns.create();
+    await work.vethTo(inet, ["192.0.2.2/24"], ["192.0.2.10/24", "192.0.2.11/24"]);
+    await startServers(inet, ["tcp:[::]:80"]);
+    const cg = testCgroup("full");
+    const pol = tempDir("policies");
+    writeFileSync(join(pol, "default.conf"), "allow-cidr 192.0.2.10/32\n");
+    // a small map stands in for a host with 32768 job processes alive
+    const d = await startDaemon(
+      ["--mode", "enforce", "--cgroup", cg.path, "--policy-dir", pol],
+      ["env", "DPNDNCY_PROC_MAP_ENTRIES=64"],
+    );
+    const nonce = `${process.pid}-${Date.now()}`;
+    const script = [
+      'pids=""; for i in $(seq 80); do sleep 60 & pids="$pids $!"; done', // the job's own processes fill the map
+      `${PYTHON} ${join(FIXTURES, "enforce_client.py")} tcp:192.0.2.10:80 tcp:192.0.2.11:80`,
+      "kill $pids; echo done",
+    ].join("\n");
+    const bg = spawnBackground(
+      inCgroup(cg.child("job"), [`DPNDNCY_JOB=full-${nonce}`], work.exec("/bin/sh", "-c", script)),
+      { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
+    );
+    onCleanup(() => bg.stop());
+    await poll(() => bg.child.exitCode !== null, 30_000);
+    // the client got no job: judged by the strictest policy (nothing allowed), not exempt
+    expect(
+      bg
+        .stdout()
+        .split("\n")
+        .filter((l) => l.startsWith("RES ")),
+      bg.stderr(),
+    ).toEqual(["RES tcp:192.0.2.10:80 1", "RES tcp:192.0.2.11:80 1"]);
+    const err = await d.waitFor(
+      (c) => c.type === "error" && /attribution/.test(String(c.message)),
+      "an attribution error",
+    );
+    expect(String(err.message)).toMatch(/strictest policy/);
+    const deny = await d.waitFor(
+      (c) => c.type === "deny" && (c.record as ConnectEv).addr === "192.0.2.11",
+      "the deny of 192.0.2.11",
+    );
+    expect(deny.job ?? null).toBe(null); // a process of no job: in no log, but reported
+    expect(deny.record).toMatchObject({ verdict: "deny", rule: "unattributed", result: -1 });
+    const st = await d.waitFor(
+      (c) => c.type === "stats" && Number(c.attribution_failures) > 0,
+      "attribution_failures in stats",
+    );
+    expect(Number(st.attribution_failures)).toBeGreaterThan(0);
+    expect(d.bg.stderr()).toMatch(/attribution/);
+  });
+});
+
+describeKernel("daemon: a policy reload is atomic for running jobs", () => {
+  it("a job that connects to an address its policy allows, all through forty reloads of that policy, never gets EPERM", async () => {
+    const inet = await Netns.create();
+    const work = await Netns.create();
+    await work.vethTo(inet, ["192.0.2.2/24"], ["192.0.2.10/24"]);
+    await startServers(inet, ["tcp:[::]:80"]);
+    const cg = testCgroup("reload");
+    const pol = tempDir("policies");
+    // a policy of some size, the allowed address last: a reload takes a while to push
+    const filler = Array.from(
+      { length: 300 },
+      (_, i) => `allow-cidr 10.${(i >> 8) & 255}.${i & 255}.1/32`,
+    );
+    const policy = (n: number) =>
+      [`# revision ${n}`, ...filler, "allow-cidr 192.0.2.10/32", ""].join("\n");
+    writeFileSync(join(pol, "default.conf"), policy(0));
+    const d = await startDaemon(["--mode", "enforce", "--cgroup", cg.path, "--policy-dir", pol]);
+    const phase = tempDir("phase");
+    const loop = [
+      "import errno, os, socket, sys",
+      "ok = bad = 0",
+      `while not os.path.exists('${phase}/stop'):`,
+      "    s = socket.socket(); s.settimeout(2)",
+      "    try:",
+      "        s.connect(('192.0.2.10', 80)); ok += 1",
+      "    except OSError as e:",
+      "        bad += 1; print('ERR', e.errno, flush=True)",
+      "    s.close()",
+      "print('DONE', ok, bad, flush=True)",
+    ].join("\n");
+    const nonce = `${process.pid}-${Date.now()}`;
+    const bg = spawnBackground(
+      inCgroup(cg.child("job"), [`DPNDNCY_JOB=reload-${nonce}`], work.exec(PYTHON, "-c", loop)),
+      { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
+    );
+    onCleanup(() => writeFileSync(join(phase, "stop"), ""));
+    await d.waitFor((c) => c.type === "job-start", "job-start");
+    for (let n = 1; n <= 40; n++) {
+      writeFileSync(join(pol, "default.conf"), policy(n));
+      d.bg.child.kill("SIGHUP");
+      await d.waitFor(
+        (c) =>
+          c.type === "policy-reload" &&
+          d.lines().filter((x) => x.type === "policy-reload").length >= n,
+        `reload ${n}`,
+      );
+    }
+    writeFileSync(join(phase, "stop"), "");
+    await poll(() => bg.child.exitCode !== null, 20_000);
+    const reloads = d.lines().filter((c) => c.type === "policy-reload");
+    expect(reloads.filter((c) => c.ok !== true)).toEqual([]);
+    const done = /^DONE (\d+) (\d+)$/m.exec(bg.stdout());
+    expect(done, bg.stdout() + bg.stderr()).not.toBeNull();
+    expect(Number(done?.[1])).toBeGreaterThan(100);
+    expect({ failed: Number(done?.[2]), out: bg.stdout().slice(0, 400) }).toEqual({
+      failed: 0,
+      out: bg.stdout().slice(0, 400),
+    });
+  });
+});
+
 describeKernel("daemon with the systemd unit's capabilities", () => {
   it("the capability set of deploy/systemd/dpndncy-agent.service is enough to observe and enforce (with the hooks it allows)", async () => {
     const setpriv = unitSetpriv();

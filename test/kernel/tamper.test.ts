@@ -165,6 +165,23 @@ describeKernel("tamper evidence", () => {
     await expectTampered(s.logPath, "ptrace");
   });
 
+  it("ptrace-attach of the background agent through the 32-bit syscall entry (int 0x80)", async () => {
+    const tracer = await compileC(join(FIXTURES, "tamper_ptrace32.c"));
+    const s = await agentStart();
+    expect(s.res.code, s.res.stderr).toBe(0);
+    const pid = s.pid as number;
+    const t = await run([tracer, String(pid)]);
+    expect(t.code, t.stderr).toBe(0);
+    expect(t.stdout).toContain("attached and detached");
+    expect(await poll(() => logTampers(s.logPath).some((e) => e.what === "ptrace"), 5_000)).toBe(
+      true,
+    );
+    await stopAgent(s.stateDir);
+    const ev = logTampers(s.logPath).find((e) => e.what === "ptrace");
+    expect(ev?.detail).toContain(`on the agent (pid ${pid})`);
+    await expectTampered(s.logPath, "ptrace");
+  });
+
   it("/etc/hosts opened for writing during the job (reads are not reported)", async () => {
     const before = readFileSync("/etc/hosts");
     onCleanup(() => {

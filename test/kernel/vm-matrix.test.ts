@@ -281,6 +281,13 @@ const FULL_SCENARIOS: Scenario[] = [
   // ptrace of the agent by its own job ($PPID of the job's shell is the agent): the kprobe
   // (ksyscall) hooks this kernel has, and the tracepoint fallback the host uses
   { name: "tamper-ptrace", script: agentRunCmd("", "tamper_ptrace $PPID; sleep 1.5") },
+  // the same through the 32-bit syscall entry (int 0x80; x86 only): the kprobe on
+  // security_ptrace_access_check catches it where the __x64_sys_* probes cannot
+  {
+    name: "tamper-ptrace32",
+    arch: "amd64",
+    script: agentRunCmd("", "tamper_ptrace32 $PPID; sleep 1.5"),
+  },
   {
     name: "tamper-ptrace-tp",
     env: { DPNDNCY_FORCE_TAMPER_TRACEPOINT: "1" },
@@ -598,7 +605,7 @@ describeVm(
             boot: line.id,
             line,
             append: "lsm=landlock,lockdown,yama,apparmor,bpf",
-            scenarios: FULL_SCENARIOS,
+            scenarios: FULL_SCENARIOS.filter((x) => !x.arch || x.arch === line.arch),
           });
           if (line.id === DEGRADED_LINE) {
             specs.push({
@@ -1146,14 +1153,25 @@ describeVm(
           );
         });
 
-        it("tamper evidence: ptrace of the agent is caught by kprobes on the syscalls (no global syscall slow path) and by the tracepoint fallback", () => {
-          for (const [name, attach] of [
-            ["tamper-ptrace", "ksyscall/ptrace,process_vm_readv,process_vm_writev"],
+        it("tamper evidence: ptrace of the agent is caught by kprobes on the syscalls (no global syscall slow path) and by the tracepoint fallback, through x86's 32-bit entry too", () => {
+          // x86 adds the programs for the ia32 entry (bpf/tamper.bpf.c); arm64 has none yet
+          const ia32 = line.arch === "amd64";
+          const cases: Array<[string, string]> = [
+            [
+              "tamper-ptrace",
+              `ksyscall/ptrace,process_vm_readv,process_vm_writev${ia32 ? "+kprobe/security_ptrace_access_check(ia32)" : ""}`,
+            ],
             [
               "tamper-ptrace-tp",
-              "tracepoint/syscalls/sys_enter_ptrace,process_vm_readv,process_vm_writev",
+              `tracepoint/syscalls/sys_enter_ptrace,process_vm_readv,process_vm_writev${ia32 ? "+raw_tracepoint/sys_enter(ia32)" : ""}`,
             ],
-          ] as const) {
+          ];
+          if (ia32)
+            cases.push([
+              "tamper-ptrace32",
+              "ksyscall/ptrace,process_vm_readv,process_vm_writev+kprobe/security_ptrace_access_check(ia32)",
+            ]);
+          for (const [name, attach] of cases) {
             const r = vmRun(scen(B(), name));
             check(id, { hook: "tamper", attach, scenario: name }, () => {
               expect(r.scen.rc, r.scen.stderr).toBe(0);

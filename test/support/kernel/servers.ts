@@ -24,7 +24,12 @@ export interface DnsServer {
 }
 
 /** DNS server for `zone` on port 53 of `addrs` inside ns (UDP and TCP). */
-export async function startDns(ns: Netns, addrs: string[], zone: Zone): Promise<DnsServer> {
+export async function startDns(
+  ns: Netns,
+  addrs: string[],
+  zone: Zone,
+  ttl = 60,
+): Promise<DnsServer> {
   const listen = addrs.flatMap((a) => ["--listen", a]);
   const bg = spawnBackground(
     ns.exec(
@@ -35,6 +40,8 @@ export async function startDns(ns: Netns, addrs: string[], zone: Zone): Promise<
       "53",
       "--zone",
       JSON.stringify(zone),
+      "--ttl",
+      String(ttl),
     ),
   );
   onCleanup(() => bg.stop());

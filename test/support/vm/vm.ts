@@ -28,6 +28,8 @@ export interface Scenario {
   env?: Record<string, string>;
   /** seconds before busybox `timeout` kills it (default 90) */
   timeoutS?: number;
+  /** only on kernels of this architecture (default: every one) */
+  arch?: "amd64" | "arm64";
 }
 
 export interface ScenarioResult {

@@ -38,10 +38,21 @@ export async function buildWorkloads(arch: Arch = hostArch()): Promise<Workloads
     cc(join(FIXTURES, "raw_dns.c"), "raw_dns-static", ["-static"]),
     cc(join(FIXTURES, "uring_connect.c"), "uring_connect", ["-static"]),
     cc(join(FIXTURES, "tamper_ptrace.c"), "tamper_ptrace", ["-static"]),
+    // int 0x80: the x86 32-bit entry only
+    ...(arch === "amd64"
+      ? [cc(join(FIXTURES, "tamper_ptrace32.c"), "tamper_ptrace32", ["-static"])]
+      : []),
     cc(join(WORKLOAD_SRC, "gai.c"), "gai", []),
   ]);
   const bins: Record<string, string> = {};
-  for (const n of [...STATIC, "raw_dns-static", "uring_connect", "tamper_ptrace", "gai"])
+  for (const n of [
+    ...STATIC,
+    "raw_dns-static",
+    "uring_connect",
+    "tamper_ptrace",
+    ...(arch === "amd64" ? ["tamper_ptrace32"] : []),
+    "gai",
+  ])
     bins[`/opt/w/${n}`] = join(out, n);
   const libs =
     arch === hostArch() ? await sharedObjects(join(out, "gai")) : await crossSharedObjects(gcc);
