@@ -163,20 +163,12 @@ describeKernel("dpndncy daemon (supervisor)", () => {
         String(log),
         "--key",
         join(dir, "signing.pub"),
-        // KNOWN AGENT PROBLEM (agent-c, not fixed here; cause not yet found): in this daemon
-        // enforce run every job log holds a `program-detached` tamper event ("the agent's
-        // program id N is no longer attached to its cgroup hook", agent-c/integrity.c's
-        // cgroup-program check) though nothing here detaches anything. `verify` fails such a
-        // trace by default, so it is told to report only; when the agent is fixed, the
-        // NOT CLEAN assertion below fails: drop the flag then.
-        "--allow-incomplete",
       ]);
       expect(v.code, `${v.stdout}${v.stderr}`).toBe(0);
-      expect(v.stdout).toMatch(/^NOT CLEAN .*TAMPER_EVENTS/);
-      expect(
-        parsed.events.filter((e) => e.kind === "tamper").map((e) => e.what),
-        "the only tamper event is the known false one",
-      ).toEqual(["program-detached"]);
+      // verify checks the trace by default: complete and untampered (the integrity check once
+      // missed the sock_create hook and called it detached)
+      expect(v.stdout).toMatch(/^OK /);
+      expect(parsed.events.filter((e) => e.kind === "tamper")).toEqual([]);
     }
     // both jobs were signed, yet the blocked connections have not been delivered: nobody listens
     expect(sup.stderr()).toMatch(/webhook delivery .* retry/);
