@@ -16,6 +16,7 @@
 
 #include "agent.h"
 #include "enforce_agent.h"
+#include "runtimes.h"
 #include "exec.skel.h"
 #include "connect.skel.h"
 #include "file.skel.h"
@@ -407,6 +408,48 @@ static int reuse(struct bpf_map *dst, struct bpf_map *src)
 	return bpf_map__reuse_fd(dst, bpf_map__fd(src));
 }
 
+/*
+ * container-cgroup / runtime-cgroup (agent-c/runtimes.c): the same enforce programs, on each cgroup
+ * where the job's containers (or their runtime daemon) live. Fails closed: a named cgroup that
+ * cannot be judged stops the start. Never the cgroup v2 root we observe on (root).
+ */
+static int attach_runtime_cgroups(struct agent_bpf *a, const char *cg2root, const struct stat *root, char *errbuf,
+				  size_t errn)
+{
+	char path[600], nm[64];
+	enum rt_cg_kind kind;
+
+	for (int i = 0; runtimes_cgroup(i, cg2root, path, sizeof(path), &kind) == 0; i++) {
+		const char *what = kind == RT_CG_CONTAINERS ? "container-cgroup" : "runtime-cgroup";
+		struct stat st;
+		int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (fd < 0) {
+			snprintf(errbuf, errn, "enforce: %s %s: %s (create it, or start the runtime with it as its cgroup parent, "
+				 "before the agent)", what, path, strerror(errno));
+			return -1;
+		}
+		if (fstat(fd, &st) < 0 || (st.st_ino == root->st_ino && st.st_dev == root->st_dev) || st.st_ino == 1) {
+			close(fd);
+			snprintf(errbuf, errn, "enforce: refusing to judge the cgroup v2 root (%s %s)", what, path);
+			return -1;
+		}
+		runtimes_cgroup_attached(i, fd);
+#define RT_LINK(prog, tag)                                                                         \
+		snprintf(nm, sizeof(nm), "ct%d_%s", i, tag);                                        \
+		if (add_link(a, bpf_program__attach_cgroup(a->conn->progs.prog, fd), nm, errbuf, errn)) \
+			return -1;
+		RT_LINK(dp_enf_dns, "enf_dns");
+		RT_LINK(dp_enf_connect4, "enf_connect4");
+		RT_LINK(dp_enf_connect6, "enf_connect6");
+		RT_LINK(dp_enf_sendmsg4, "enf_sendmsg4");
+		RT_LINK(dp_enf_sendmsg6, "enf_sendmsg6");
+		RT_LINK(dp_enf_sock_create, "enf_sock_create");
+#undef RT_LINK
+	}
+	return 0;
+}
+
 struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result *pr, const char *cgroup_path,
 			    int pin, char *errbuf, size_t errn, struct attach_info *ai)
 {
@@ -446,6 +489,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	if (steps_push_cfg(cfg, bpf_map__fd(a->exec->maps.step_cfg), errbuf, errn) < 0)
 		goto fail;
 	steps_set_names_fd(bpf_map__fd(a->exec->maps.step_names));
+	runtimes_set_steps_fd(bpf_map__fd(a->exec->maps.steps));
 
 #define SHARE(skel)                                                                  \
 	do {                                                                         \
@@ -591,6 +635,8 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sendmsg4, efd), "enf_sendmsg4", errbuf, errn) ||
 			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sendmsg6, efd), "enf_sendmsg6", errbuf, errn) ||
 			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sock_create, efd), "enf_sock_create", errbuf, errn))
+				goto fail;
+			if (attach_runtime_cgroups(a, cgroup_path, &rs, errbuf, errn) < 0)
 				goto fail;
 		}
 		if (want_result) {

@@ -31,6 +31,7 @@
 #include <linux/openat2.h>
 
 #include "containers.h"
+#include "runtimes.h"
 
 /* ---------- the path parser (pure) ---------- */
 
@@ -351,6 +352,45 @@ int cgroup_path_of(uint64_t id, uint32_t pid, char *out, size_t n)
 	return 0;
 }
 
+/* the children of each container-cgroup (agent-c/runtimes.c); 1 when id is one of them */
+static int resolve_in_parents(uint64_t id)
+{
+	char path[600], rel[1200];
+	enum rt_cg_kind kind;
+
+	if (!cgroup_mount())
+		return 0;
+	for (int i = 0; runtimes_cgroup(i, cg_mnt, path, sizeof(path), &kind) == 0; i++) {
+		DIR *d;
+		struct dirent *de;
+		int hit = 0;
+
+		if (kind != RT_CG_CONTAINERS || !(d = opendir(path)))
+			continue;
+		while (!hit && (de = readdir(d))) {
+			struct stat st;
+			struct container_info ci;
+
+			if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISDIR(st.st_mode) || (uint64_t)st.st_ino != id)
+				continue;
+			snprintf(rel, sizeof(rel), "%s/%s", path + strlen(cg_mnt), de->d_name);
+			if (!container_parse(rel, &ci) && is_hex64(de->d_name, strlen(de->d_name))) {
+				/* dockerd --cgroup-parent=/P: P/<id>, a name that does not say "docker" */
+				memset(&ci, 0, sizeof(ci));
+				ci.runtime = "docker";
+				memcpy(ci.id, de->d_name, 65);
+			}
+			cache_put(id, ci.runtime ? &ci : NULL);
+			hit = 1;
+		}
+		closedir(d);
+		if (hit)
+			return 1;
+	}
+	return 0;
+}
+
 static const struct centry *lookup(uint64_t id, uint32_t pid)
 {
 	const struct centry *e;
@@ -362,11 +402,25 @@ static const struct centry *lookup(uint64_t id, uint32_t pid)
 		return e;
 	if (resolve_by_pid(pid, id))
 		return cache_find(id);
+	/* a container gone before its records were read (short-lived: docker run --rm): the
+	 * children of the configured container parents are a short list, not throttled */
+	if (resolve_in_parents(id))
+		return cache_find(id);
 	if (!walked || now_boottime_ns() - last_walk_ns >= WALK_EVERY_NS) {
 		resolve_by_walk(id);
 		return cache_find(id);
 	}
 	return NULL; /* not known yet: asked again at the next record */
+}
+
+int container_lookup(uint64_t cgid, uint32_t pid, struct container_info *out)
+{
+	const struct centry *e = lookup(cgid, pid);
+
+	if (!e || !e->is_ct)
+		return 0;
+	*out = e->ci;
+	return 1;
 }
 
 void container_json(struct sbuf *b, uint64_t cgid, uint32_t pid)
@@ -384,6 +438,7 @@ void container_json(struct sbuf *b, uint64_t cgid, uint32_t pid)
 		sb_json_cstr(b, e->ci.pod);
 	else
 		sb_puts(b, "null");
+	container_extra_json(b, e->ci.runtime, e->ci.id, cgid);
 	sb_putc(b, '}');
 }
 
