@@ -490,6 +490,13 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		goto fail;
 	steps_set_names_fd(bpf_map__fd(a->exec->maps.step_names));
 	runtimes_set_steps_fd(bpf_map__fd(a->exec->maps.steps));
+	{
+		char w[300];
+
+		/* attribution of short-lived containers only: a failure is said, never fatal */
+		if (runtimes_bpf_load(w, sizeof(w)) < 0)
+			err_msg("containers: %s; a container gone before its records are read may lose its attribution", w);
+	}
 
 #define SHARE(skel)                                                                  \
 	do {                                                                         \
@@ -831,6 +838,7 @@ void bpf_teardown(struct agent_bpf *a)
 {
 	if (!a)
 		return;
+	runtimes_bpf_unload();
 	/* detach cgroup programs first: nothing that sits in the connect path may outlive us */
 	for (int i = a->nlinks - 1; i >= 0; i--) {
 		if (a->pinned)

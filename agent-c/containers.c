@@ -155,6 +155,8 @@ int container_parse(const char *path, struct container_info *ci)
 
 /* ---------- cgroup id -> container, cached ---------- */
 
+static int parse_in_parents(const char *rel, struct container_info *ci);
+
 #define CACHE_SETS 256
 #define CACHE_WAYS 4
 #define WALK_EVERY_NS 1000000000ULL
@@ -326,7 +328,7 @@ static int resolve_by_pid(uint32_t pid, uint64_t id)
 
 	if (!pid_cgroup(pid, id, rel, sizeof(rel)))
 		return 0;
-	cache_put(id, container_parse(rel, &ci) ? &ci : NULL);
+	cache_put(id, parse_in_parents(rel, &ci) ? &ci : NULL);
 	return 1;
 }
 
@@ -352,6 +354,44 @@ int cgroup_path_of(uint64_t id, uint32_t pid, char *out, size_t n)
 	return 0;
 }
 
+/* a path, also as a child of a container-cgroup: dockerd --cgroup-parent=/P makes P/<id>,
+ * a name that does not say "docker"; 1 container */
+static int parse_in_parents(const char *rel, struct container_info *ci)
+{
+	char path[600];
+	enum rt_cg_kind kind;
+	const char *last;
+
+	if (container_parse(rel, ci))
+		return 1;
+	last = strrchr(rel, '/');
+	if (!last || !is_hex64(last + 1, strlen(last + 1)))
+		return 0;
+	for (int i = 0; runtimes_cgroup(i, cg_mnt, path, sizeof(path), &kind) == 0; i++) {
+		size_t pl = strlen(path) - strlen(cg_mnt);
+
+		if (kind == RT_CG_CONTAINERS && (size_t)(last - rel) == pl && !memcmp(rel, path + strlen(cg_mnt), pl)) {
+			memset(ci, 0, sizeof(*ci));
+			ci->runtime = "docker";
+			memcpy(ci->id, last + 1, 65);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* bpf/containers.bpf.c named it when it was made (it may be gone by now); 1 resolved */
+static int resolve_born(uint64_t id)
+{
+	char rel[300];
+	struct container_info ci;
+
+	if (!cgroup_mount() || cgroup_born_path(id, rel, sizeof(rel)) < 0)
+		return 0;
+	cache_put(id, parse_in_parents(rel, &ci) ? &ci : NULL);
+	return 1;
+}
+
 /* the children of each container-cgroup (agent-c/runtimes.c); 1 when id is one of them */
 static int resolve_in_parents(uint64_t id)
 {
@@ -375,13 +415,7 @@ static int resolve_in_parents(uint64_t id)
 			    !S_ISDIR(st.st_mode) || (uint64_t)st.st_ino != id)
 				continue;
 			snprintf(rel, sizeof(rel), "%s/%s", path + strlen(cg_mnt), de->d_name);
-			if (!container_parse(rel, &ci) && is_hex64(de->d_name, strlen(de->d_name))) {
-				/* dockerd --cgroup-parent=/P: P/<id>, a name that does not say "docker" */
-				memset(&ci, 0, sizeof(ci));
-				ci.runtime = "docker";
-				memcpy(ci.id, de->d_name, 65);
-			}
-			cache_put(id, ci.runtime ? &ci : NULL);
+			cache_put(id, parse_in_parents(rel, &ci) ? &ci : NULL);
 			hit = 1;
 		}
 		closedir(d);
@@ -400,7 +434,7 @@ static const struct centry *lookup(uint64_t id, uint32_t pid)
 	e = cache_find(id);
 	if (e)
 		return e;
-	if (resolve_by_pid(pid, id))
+	if (resolve_born(id) || resolve_by_pid(pid, id))
 		return cache_find(id);
 	/* a container gone before its records were read (short-lived: docker run --rm): the
 	 * children of the configured container parents are a short list, not throttled */

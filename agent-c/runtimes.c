@@ -49,6 +49,7 @@
 
 #include "containers.h"
 #include "runtimes.h"
+#include "containers.skel.h"
 
 static struct {
 	int ncg;
@@ -61,6 +62,42 @@ static struct {
 } R;
 
 static int steps_fd = -1;
+static struct containers_bpf *cskel;
+
+int runtimes_bpf_load(char *why, size_t whyn)
+{
+	int err;
+
+	cskel = containers_bpf__open_and_load();
+	if (!cskel) {
+		snprintf(why, whyn, "cannot load bpf/containers.bpf.c: %s", strerror(errno));
+		return -1;
+	}
+	if ((err = containers_bpf__attach(cskel))) {
+		snprintf(why, whyn, "cannot attach tracepoint/cgroup/cgroup_mkdir: %s", strerror(-err));
+		containers_bpf__destroy(cskel);
+		cskel = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+void runtimes_bpf_unload(void)
+{
+	containers_bpf__destroy(cskel);
+	cskel = NULL;
+}
+
+int cgroup_born_path(uint64_t id, char *out, size_t n)
+{
+	char v[256];
+
+	if (!cskel || bpf_map_lookup_elem(bpf_map__fd(cskel->maps.cg_born), &id, v) < 0)
+		return -1;
+	v[sizeof(v) - 1] = 0;
+	snprintf(out, n, "%s", v);
+	return 0;
+}
 
 int runtimes_config_line(char **tok, int n, char *why, size_t whyn)
 {

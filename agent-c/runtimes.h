@@ -25,6 +25,12 @@ int runtimes_cgroup(int i, const char *cg2root, char *path, size_t n, enum rt_cg
 void runtimes_cgroup_attached(int i, int fd);
 int runtimes_cgroup_fd(int i);
 
+/* bpf/containers.bpf.c: cgroups named when they are made (tracepoint cgroup_mkdir); 0 ok */
+int runtimes_bpf_load(char *why, size_t whyn);
+void runtimes_bpf_unload(void);
+/* the path (under the cgroup2 root) cgroup `id` was made with while the agent ran; 0 found */
+int cgroup_born_path(uint64_t id, char *out, size_t n);
+
 /* the kernel's steps map (tgid -> step id), for the step of the client that asked for a container */
 void runtimes_set_steps_fd(int fd);
 

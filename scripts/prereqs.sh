@@ -9,7 +9,8 @@ APT_PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libzstd-dev libmd-
   make gcc file iproute2 python3-cryptography python3-securesystemslib
   dnsutils rsync curl sudo   # sudo: test/kernel/harden.test.ts
   systemd   # systemd-analyze verify: test/unit/deploy-systemd.test.ts (works without systemd as PID 1)
-  qemu-system-x86 busybox-static cpio)   # the kernel matrix (test/kernel/vm-matrix.test.ts)
+  qemu-system-x86 busybox-static cpio   # the kernel matrix (test/kernel/vm-matrix.test.ts)
+  docker.io podman)   # real container runtimes: test/kernel/containers-runtime.test.ts
 
 need_root() {
   if [ "$(id -u)" != 0 ]; then

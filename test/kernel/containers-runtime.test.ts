@@ -1,0 +1,176 @@
+// Containers started by the job, with a real runtime (Debian's docker.io): one dockerd for the
+// file (test/support/kernel/docker.ts: in its own network namespace, its data in a temp dir,
+// its containers under a cgroup of the test). The docker CLI is the agent's workload, as in a
+// CI step; the containers descend from containerd-shim, never from it.
+//
+// Observe: a container's exec, connect, DNS and file records carry `container` (runtime, id,
+// image, requester) and the step of the `docker` CLI that asked for it.
+// Enforce: the job's policy judges the containers (direct IP, names, Docker's embedded DNS on a
+// user-defined network, `docker build` RUN lines, --network host) and the daemon's own egress
+// (image pulls, the embedded resolver's forwards).
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, expect, it } from "vitest";
+import { agentRun, expectRunOk } from "../support/kernel/agent.js";
+import {
+  DOCKER_CLI,
+  type Dockerd,
+  dockerAgentConfig,
+  IMAGE,
+  startDockerd,
+} from "../support/kernel/docker.js";
+import { tempDir } from "../support/kernel/env.js";
+import { byKind, type ConnectEv, type Ev } from "../support/kernel/log.js";
+import { readFileSync } from "node:fs";
+import { startDns, startServers } from "../support/kernel/servers.js";
+import { describeKernel } from "../support/kernel/suite.js";
+
+const STEP = "containers-step";
+const ALLOWED = "192.0.2.10";
+const BLOCKED = "192.0.2.20";
+const ZONE = {
+  "allowed.test": { A: [ALLOWED] },
+  "blocked.test": { A: [BLOCKED] },
+  "obs.test": { A: [ALLOWED] },
+};
+
+interface Ct {
+  runtime: string;
+  id: string;
+  image?: string | null;
+  requested_by?: number | null;
+}
+const ct = (e: Ev): Ct | undefined => (e as { container?: Ct }).container;
+
+describeKernel("containers with a real runtime (docker)", () => {
+  let d: Dockerd;
+
+  beforeAll(async () => {
+    d = await startDockerd();
+    await startServers(d.hosts, [
+      `tcp:${ALLOWED}:80`,
+      `tcp:${BLOCKED}:80`,
+      `tcp:${ALLOWED}:5000`,
+      `tcp:${BLOCKED}:5000`,
+    ]);
+    await startDns(d.hosts, ["192.0.2.53"], ZONE);
+  }, 120_000);
+
+  /** A shell script of docker commands, run as the workload of the agent (one CI step). */
+  function script(dir: string, body: string): string[] {
+    const p = join(dir, "step.sh");
+    writeFileSync(p, `#!/bin/sh\nD="${d.cli.join(" ")}"\n${body}\n`);
+    return ["/bin/sh", p];
+  }
+
+  function config(dir: string, extra = ""): string {
+    const p = join(dir, "agent.conf");
+    writeFileSync(p, dockerAgentConfig(d) + extra);
+    return p;
+  }
+
+  it("observe: exec, connect, DNS and a credential file read inside a container carry the container (runtime, id, image, requester) and the step of the docker CLI", async () => {
+    const dir = tempDir("ctobs");
+    const cid = join(dir, "cid");
+    const r = await agentRun({
+      args: ["--config", config(dir)],
+      env: { ...process.env, DPNDNCY_STEP: STEP },
+      cmd: script(
+        dir,
+        `$D run --rm --cidfile ${cid} ${IMAGE} sh -c 'cat /root/.aws/credentials; echo x | nc -w2 ${ALLOWED} 80; nslookup obs.test 192.0.2.53; true'`,
+      ),
+    });
+    expectRunOk(r);
+    const id = readFileSync(cid, "utf8").trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    const inCt = r.log.events.filter((e) => ct(e)?.id === id);
+    // the CLI that asked: the docker process of the workload
+    const cli = byKind.exec(r.workload).find((e) => e.filename === DOCKER_CLI);
+    expect(cli, "exec of the docker CLI").toBeDefined();
+
+    const sh = byKind.exec(inCt).find((e) => e.argv[0] === "sh");
+    expect(sh, "exec of the container's sh").toBeDefined();
+    expect(ct(sh as Ev)).toEqual({
+      runtime: "docker",
+      id,
+      pod: null,
+      image: IMAGE,
+      requested_by: cli?.pid,
+    });
+    // not the CLI's descendant: containerd-shim's
+    expect(r.workload.some((e) => e.pid === sh?.pid)).toBe(false);
+
+    const conn = byKind.connect(inCt).find((e) => e.addr === ALLOWED && e.port === 80);
+    expect(conn, "connect from the container").toBeDefined();
+    const dns = byKind.dns(inCt).find((e) => e.name === "obs.test");
+    expect(dns, "DNS lookup in the container").toBeDefined();
+    expect(dns?.answers).toContain(ALLOWED);
+    const file = byKind.file(inCt).find((e) => e.path.endsWith("/.aws/credentials"));
+    expect(file, "credential file read in the container").toBeDefined();
+    for (const e of [sh, conn, dns, file] as Ev[]) {
+      expect(e.step, `${e.kind} record's step`).toBe(STEP);
+      expect(ct(e)?.id).toBe(id);
+    }
+  }, 90_000);
+
+  it("enforce: a container's direct IP and blocked name get EPERM, an allowed name resolved through Docker's embedded DNS on a user-defined network connects; --network host is judged too", async () => {
+    const dir = tempDir("ctenf");
+    const out = join(dir, "out");
+    const policy = "allow-host allowed.test:80\ndns-resolver 192.0.2.53\n";
+    const r = await agentRun({
+      args: ["--mode", "enforce", "--config", config(dir, policy)],
+      env: { ...process.env, DPNDNCY_STEP: STEP },
+      cmd: script(
+        dir,
+        [
+          `exec > ${out} 2>&1`,
+          `$D network create --subnet 203.0.113.0/24 dpkt-net >/dev/null`,
+          `echo "== direct"`,
+          `$D run --rm ${IMAGE} sh -c 'echo x | nc -w2 ${BLOCKED} 80 && echo CONNECTED'`,
+          `echo "== blocked-name"`,
+          `$D run --rm ${IMAGE} sh -c 'ip=$(nslookup blocked.test 192.0.2.53 | awk "/^Address: /{a=\\$2} END{print a}"); echo "ip=$ip"; echo x | nc -w2 $ip 80 && echo CONNECTED'`,
+          `echo "== embedded"`,
+          `$D run --rm --network dpkt-net --dns 192.0.2.53 ${IMAGE} sh -c 'cat /etc/resolv.conf | grep nameserver; ip=$(nslookup allowed.test | awk "/^Address: /{a=\\$2} END{print a}"); echo "ip=$ip"; echo x | nc -w2 $ip 80'`,
+          `echo "== host"`,
+          `$D run --rm --network host ${IMAGE} sh -c 'echo x | nc -w2 ${BLOCKED} 80 && echo CONNECTED'`,
+          `echo "== end"`,
+          `$D network rm dpkt-net >/dev/null`,
+        ].join("\n"),
+      ),
+    });
+    expectRunOk(r);
+    const text = readFileSync(out, "utf8");
+    const part = (name: string): string =>
+      text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
+    expect(part("direct"), text).toMatch(/Operation not permitted/);
+    expect(part("direct")).not.toMatch(/CONNECTED/);
+    expect(part("blocked-name"), text).toMatch(new RegExp(`ip=${BLOCKED}`));
+    expect(part("blocked-name")).toMatch(/Operation not permitted/);
+    expect(part("embedded"), text).toMatch(/nameserver 127\.0\.0\.11/);
+    expect(part("embedded"), text).toMatch(new RegExp(`ip=${ALLOWED}`));
+    expect(part("embedded"), text).toMatch(/^ok$/m);
+    expect(part("host"), text).toMatch(/Operation not permitted/);
+
+    const inCt = r.log.events.filter((e) => ct(e)?.runtime === "docker");
+    const denies = byKind.connect(inCt).filter((e: ConnectEv) => e.verdict === "deny");
+    const allDenies = byKind.connect(r.log.events).filter((e) => e.verdict === "deny");
+    expect(
+      denies.filter((e) => e.addr === BLOCKED && e.port === 80).length,
+      JSON.stringify(allDenies, null, 1),
+    ).toBeGreaterThanOrEqual(3);
+    for (const e of denies) {
+      expect(e.rule).toBe("default-deny");
+      expect(e.step).toBe(STEP);
+    }
+    const allowed = byKind
+      .connect(inCt)
+      .find((e) => e.addr === ALLOWED && e.port === 80 && e.verdict === "allow");
+    expect(allowed?.rule).toBe("allow-host allowed.test:80");
+    // the embedded resolver's forward came from dockerd's own socket, to the sanctioned resolver
+    const fwd = byKind
+      .connect(r.log.events)
+      .find((e) => e.comm === "dockerd" && e.addr === "192.0.2.53" && e.port === 53);
+    expect(fwd?.verdict).toBe("allow");
+    expect(fwd?.rule).toBe("sanctioned-resolver");
+  }, 120_000);
+});
