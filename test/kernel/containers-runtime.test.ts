@@ -8,7 +8,7 @@
 // Enforce: the job's policy judges the containers (direct IP, names, Docker's embedded DNS on a
 // user-defined network, `docker build` RUN lines, --network host) and the daemon's own egress
 // (image pulls, the embedded resolver's forwards).
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, expect, it } from "vitest";
 import { agentRun, expectRunOk } from "../support/kernel/agent.js";
@@ -19,7 +19,8 @@ import {
   IMAGE,
   startDockerd,
 } from "../support/kernel/docker.js";
-import { tempDir } from "../support/kernel/env.js";
+import { compileC } from "../support/kernel/cbuild.js";
+import { FIXTURES, tempDir } from "../support/kernel/env.js";
 import { byKind, type ConnectEv, type Ev } from "../support/kernel/log.js";
 import { startDns, startServers } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
@@ -240,5 +241,48 @@ describeKernel("containers with a real runtime (docker)", () => {
       expect(e.rule).toBe("dns-resolver");
     }
     expect(part("resolver"), text).not.toMatch(/Address: 192\.0\.2\.10/);
+  }, 120_000);
+  it("enforce: a privileged container (CAP_SYS_ADMIN, no seccomp) that detaches the programs judging it (BPF_LINK_DETACH) cannot do so unseen: a link-detached tamper event names the container cgroup's links", async () => {
+    const dir = tempDir("ctpriv");
+    const out = join(dir, "out");
+    const tool = await compileC(join(FIXTURES, "ct_detach.c"), ["-static"]);
+    const cgid = statSync(d.containersCg).ino;
+    const r = await agentRun({
+      args: ["--mode", "enforce", "--config", config(dir, "dns-resolver 192.0.2.53\n")],
+      env: { ...process.env, DPNDNCY_STEP: STEP },
+      cmd: script(
+        dir,
+        [
+          `exec > ${out} 2>&1`,
+          `echo "== before"`,
+          `$D run --rm ${IMAGE} sh -c 'echo x | nc -w2 ${BLOCKED} 80 && echo CONNECTED'`,
+          `echo "== privileged"`,
+          // what --privileged gives that the attack needs: CAP_SYS_ADMIN and no seccomp filter.
+          // Not --privileged itself: this machine's bounding set lacks CAP_SYS_RESOURCE, which
+          // runc then fails to grant
+          `$D run --rm --cap-add SYS_ADMIN --security-opt seccomp=unconfined -v ${tool}:/ct_detach:ro ${IMAGE} sh -c '/ct_detach ${cgid}; echo x | nc -w2 ${BLOCKED} 80 && echo CONNECTED'`,
+          // the agent's integrity check runs about once a second
+          "sleep 2",
+          `echo "== end"`,
+        ].join("\n"),
+      ),
+    });
+    expectRunOk(r);
+    const text = readFileSync(out, "utf8");
+    const part = (name: string): string => text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
+    expect(part("before"), text).toMatch(/Operation not permitted/);
+    // what a privileged container can do: it holds CAP_SYS_ADMIN over the host's BPF objects
+    expect(part("privileged"), text).toMatch(/detached 6/);
+    // and then its egress is no longer judged: this is detection, not prevention (no BPF LSM
+    // on these kernels to refuse bpf() to a container; docs/containers.md)
+    expect(part("privileged"), text).toMatch(/^ok$/m);
+    const tampers = r.log.events.filter((e) => e.kind === "tamper") as (Ev & {
+      what: string;
+      detail?: string;
+    })[];
+    const detached = tampers.filter((e) => e.what === "link-detached");
+    expect(detached.map((e) => /link '([^']+)'/.exec(e.detail ?? "")?.[1]).sort(), JSON.stringify(tampers)).toEqual(
+      ["ct0_enf_connect4", "ct0_enf_connect6", "ct0_enf_dns", "ct0_enf_sendmsg4", "ct0_enf_sendmsg6", "ct0_enf_sock_create"],
+    );
   }, 120_000);
 });
