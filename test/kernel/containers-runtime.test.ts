@@ -22,6 +22,7 @@ import {
 import { compileC } from "../support/kernel/cbuild.js";
 import { FIXTURES, tempDir } from "../support/kernel/env.js";
 import { byKind, type ConnectEv, type Ev } from "../support/kernel/log.js";
+import { PODMAN_IMAGE, setupPodman } from "../support/kernel/podman.js";
 import { startDns, startServers } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
 
@@ -284,5 +285,37 @@ describeKernel("containers with a real runtime (docker)", () => {
     expect(detached.map((e) => /link '([^']+)'/.exec(e.detail ?? "")?.[1]).sort(), JSON.stringify(tampers)).toEqual(
       ["ct0_enf_connect4", "ct0_enf_connect6", "ct0_enf_dns", "ct0_enf_sendmsg4", "ct0_enf_sendmsg6", "ct0_enf_sock_create"],
     );
+  }, 120_000);
+  it("podman (rootful, no daemon): its container inherits the step through podman -> conmon -> runtime, carries runtime podman and id, and a blocked connect gets EPERM", async () => {
+    const dir = tempDir("ctpod");
+    const out = join(dir, "out");
+    const p = await setupPodman(d.lab);
+    const conf = join(dir, "agent.conf");
+    writeFileSync(conf, `container-cgroup ${p.containersCg}\ndns-resolver 192.0.2.53\nallow-cidr ${ALLOWED}/32:80\n`);
+    const podRun = [...p.cli, "run", ...p.runFlags, PODMAN_IMAGE].join(" ");
+    const r = await agentRun({
+      args: ["--mode", "enforce", "--config", conf],
+      env: { ...process.env, DPNDNCY_STEP: STEP },
+      cmd: [
+        "/bin/sh",
+        "-c",
+        `exec > ${out} 2>&1; ${podRun} sh -c 'echo x | nc -w2 ${BLOCKED} 80 && echo CONNECTED; echo x | nc -w2 ${ALLOWED} 80'`,
+      ],
+    });
+    expectRunOk(r);
+    const text = readFileSync(out, "utf8");
+    expect(text).toMatch(/Operation not permitted/);
+    expect(text).toMatch(/^ok$/m);
+    expect(text).not.toMatch(/^CONNECTED$/m);
+    const inCt = r.log.events.filter((e) => ct(e)?.runtime === "podman");
+    const sh = byKind.exec(inCt).find((e) => e.argv[0] === "sh");
+    expect(sh, "exec of the container's sh").toBeDefined();
+    expect(ct(sh as Ev)?.id).toMatch(/^[0-9a-f]{64}$/);
+    expect(sh?.step).toBe(STEP);
+    const deny = byKind.connect(inCt).find((e) => e.addr === BLOCKED && e.port === 80);
+    expect(deny?.verdict).toBe("deny");
+    expect(deny?.step).toBe(STEP);
+    const allow = byKind.connect(inCt).find((e) => e.addr === ALLOWED && e.port === 80);
+    expect(allow?.verdict).toBe("allow");
   }, 120_000);
 });

@@ -49,7 +49,7 @@ export interface Dockerd {
 }
 
 /** rmdir the directories under `rel` in every cgroup v1 hierarchy (cgroupfs driver copies). */
-function removeV1(rel: string): void {
+export function removeV1(rel: string): void {
   const base = "/sys/fs/cgroup";
   let ctrls: string[] = [];
   try {
