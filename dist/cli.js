@@ -53799,6 +53799,14 @@ var event_v1_default = {
           type: ["string", "null"],
           pattern: "^[0-9a-f-]{32,36}$",
           description: "Kubernetes pod uid; null outside Kubernetes."
+        },
+        image: {
+          type: ["string", "null"],
+          description: "Docker: the image the container was created from, as the client named it (config.v2.json in the daemon's data root); null when unknown (other runtimes)."
+        },
+        requested_by: {
+          type: ["integer", "null"],
+          description: "Docker: pid of the client whose connection to the daemon's API socket was open when the container's first record was written (its step is the container's step); null when none was found. Podman needs none: its containers descend from the podman process."
         }
       }
     },
@@ -53936,6 +53944,24 @@ var event_v1_default = {
               resolvers: { type: "array", items: { type: "string" } },
               resolvers_from: { type: "string" },
               exempt_pids: { type: "array", items: { type: "integer" } }
+            }
+          },
+          containers: {
+            type: "object",
+            description: "start: cgroups judged by the job's policy besides the job's own (container-cgroup: where a runtime puts the job's containers; runtime-cgroup: the runtime daemon's, for image pulls and Docker's embedded DNS), and the runtime API sockets whose clients a container is attributed to (docs/containers.md).",
+            properties: {
+              judged_cgroups: {
+                type: "array",
+                items: {
+                  type: "object",
+                  required: ["path", "kind"],
+                  properties: {
+                    path: { type: "string" },
+                    kind: { enum: ["containers", "runtime"] }
+                  }
+                }
+              },
+              runtime_sockets: { type: "array", items: { type: "string" } }
             }
           },
           attach: {
@@ -55160,6 +55186,11 @@ async function joinEnforcedCgroup(startOutput, pid, elevate = []) {
 }
 
 // src/agent/config.ts
+function cgroupPath(p, what) {
+  if (!SAFE_TOKEN.test(p) || p.split("/").includes("..") || p === "/")
+    throw new Error(`${what} "${p}" is not a cgroup path below the cgroup v2 root`);
+  return p;
+}
 function policyConfig(policy2, extra = {}) {
   const p = policy2?.policy;
   return {
@@ -55219,6 +55250,16 @@ function renderAgentConfig(c) {
     if (!Number.isInteger(p) || p <= 1) throw new Error(`protect pid ${p} is not a process id`);
     lines.push(`protect-pid ${p}`);
   }
+  for (const p of c.containerCgroups ?? [])
+    lines.push(`container-cgroup ${cgroupPath(p, "container cgroup")}`);
+  for (const p of c.runtimeCgroups ?? [])
+    lines.push(`runtime-cgroup ${cgroupPath(p, "runtime cgroup")}`);
+  for (const p of [...c.runtimeSockets ?? [], ...c.dockerRoot ? [c.dockerRoot] : []]) {
+    if (!SAFE_TOKEN.test(p) || !p.startsWith("/"))
+      throw new Error(`runtime path "${p}" is not an absolute path without blanks`);
+  }
+  for (const p of c.runtimeSockets ?? []) lines.push(`runtime-socket ${p}`);
+  if (c.dockerRoot) lines.push(`docker-root ${c.dockerRoot}`);
   return `${lines.join("\n")}
 `;
 }

@@ -31,6 +31,10 @@ export interface ActionInputs {
   agentSha256?: string;
   /** Take sudo (and the Docker socket) away from later steps (src/harden). */
   harden: "none" | "sudo" | "sudo-and-containers";
+  /** enforce: cgroups where a runtime puts the job's containers (docs/containers.md). */
+  containerCgroups: string[];
+  /** enforce: the container runtime daemon's cgroup (image pulls, Docker's embedded DNS). */
+  runtimeCgroups: string[];
 }
 
 export class InputError extends Error {
@@ -55,6 +59,19 @@ function bool(get: Getter, name: string, def: boolean): boolean {
   if (raw === "true") return true;
   if (raw === "false") return false;
   throw new InputError(name, `"${raw}" is not true or false`);
+}
+
+/** One cgroup path per line (below the cgroup v2 root; never the root itself). */
+function cgroupList(get: Getter, name: string): string[] {
+  const out: string[] = [];
+  for (const raw of get(name).split("\n")) {
+    const l = raw.trim();
+    if (l === "" || l.startsWith("#")) continue;
+    if (/[\s#]/.test(l) || l.split("/").includes("..") || l === "/")
+      throw new InputError(name, `"${l}" is not a cgroup path below the cgroup v2 root`);
+    out.push(l);
+  }
+  return out;
 }
 
 function url(get: Getter, name: string): string | undefined {
@@ -109,6 +126,8 @@ export function parseInputs(get: Getter): ActionInputs {
     allowGithubEndpoints: bool(get, "allow-github-endpoints", true),
     learnJobs: learnJobs(get("learn-jobs")),
     harden: oneOf(get, "harden", ["none", "sudo", "sudo-and-containers"] as const, "none"),
+    containerCgroups: cgroupList(get, "container-cgroups"),
+    runtimeCgroups: cgroupList(get, "runtime-cgroups"),
   };
   const githubToken = optional(get, "github-token");
   if (githubToken) inputs.githubToken = githubToken;

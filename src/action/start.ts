@@ -63,6 +63,10 @@ export async function startMonitoring(stage: "pre" | "main"): Promise<void> {
       ...(inputs.mode === "enforce" ? { exemptPids: [process.ppid] } : {}),
       // tamper evidence: the runner worker (our parent) holds the job's secrets
       protectPids: [process.ppid],
+      // enforce: containers the job starts are judged where the runtime puts them
+      ...(inputs.mode === "enforce"
+        ? { containerCgroups: inputs.containerCgroups, runtimeCgroups: inputs.runtimeCgroups }
+        : {}),
     }),
   );
   const started = await startAgent({

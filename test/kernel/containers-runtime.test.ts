@@ -12,6 +12,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, expect, it } from "vitest";
 import { agentRun, expectRunOk } from "../support/kernel/agent.js";
+import { compileC } from "../support/kernel/cbuild.js";
 import {
   DOCKER_CLI,
   type Dockerd,
@@ -19,7 +20,6 @@ import {
   IMAGE,
   startDockerd,
 } from "../support/kernel/docker.js";
-import { compileC } from "../support/kernel/cbuild.js";
 import { FIXTURES, tempDir } from "../support/kernel/env.js";
 import { byKind, type ConnectEv, type Ev } from "../support/kernel/log.js";
 import { PODMAN_IMAGE, setupPodman } from "../support/kernel/podman.js";
@@ -141,8 +141,7 @@ describeKernel("containers with a real runtime (docker)", () => {
     });
     expectRunOk(r);
     const text = readFileSync(out, "utf8");
-    const part = (name: string): string =>
-      text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
+    const part = (name: string): string => text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
     expect(part("direct"), text).toMatch(/Operation not permitted/);
     expect(part("direct")).not.toMatch(/CONNECTED/);
     expect(part("blocked-name"), text).toMatch(new RegExp(`ip=${BLOCKED}`));
@@ -215,7 +214,9 @@ describeKernel("containers with a real runtime (docker)", () => {
 
     const conns = byKind.connect(r.log.events);
     // the RUN line ran in a build container, attributed to the step of `docker build`
-    const cli = byKind.exec(r.workload).find((e) => e.filename === DOCKER_CLI && e.argv[3] === "build");
+    const cli = byKind
+      .exec(r.workload)
+      .find((e) => e.filename === DOCKER_CLI && e.argv[3] === "build");
     const run = conns.find((e) => e.addr === BLOCKED && e.port === 80);
     expect(run?.verdict, JSON.stringify(run)).toBe("deny");
     expect(ct(run as Ev)?.runtime).toBe("docker");
@@ -282,16 +283,27 @@ describeKernel("containers with a real runtime (docker)", () => {
       detail?: string;
     })[];
     const detached = tampers.filter((e) => e.what === "link-detached");
-    expect(detached.map((e) => /link '([^']+)'/.exec(e.detail ?? "")?.[1]).sort(), JSON.stringify(tampers)).toEqual(
-      ["ct0_enf_connect4", "ct0_enf_connect6", "ct0_enf_dns", "ct0_enf_sendmsg4", "ct0_enf_sendmsg6", "ct0_enf_sock_create"],
-    );
+    expect(
+      detached.map((e) => /link '([^']+)'/.exec(e.detail ?? "")?.[1]).sort(),
+      JSON.stringify(tampers),
+    ).toEqual([
+      "ct0_enf_connect4",
+      "ct0_enf_connect6",
+      "ct0_enf_dns",
+      "ct0_enf_sendmsg4",
+      "ct0_enf_sendmsg6",
+      "ct0_enf_sock_create",
+    ]);
   }, 120_000);
   it("podman (rootful, no daemon): its container inherits the step through podman -> conmon -> runtime, carries runtime podman and id, and a blocked connect gets EPERM", async () => {
     const dir = tempDir("ctpod");
     const out = join(dir, "out");
     const p = await setupPodman(d.lab);
     const conf = join(dir, "agent.conf");
-    writeFileSync(conf, `container-cgroup ${p.containersCg}\ndns-resolver 192.0.2.53\nallow-cidr ${ALLOWED}/32:80\n`);
+    writeFileSync(
+      conf,
+      `container-cgroup ${p.containersCg}\ndns-resolver 192.0.2.53\nallow-cidr ${ALLOWED}/32:80\n`,
+    );
     const podRun = [...p.cli, "run", ...p.runFlags, PODMAN_IMAGE].join(" ");
     const r = await agentRun({
       args: ["--mode", "enforce", "--config", conf],

@@ -17,6 +17,8 @@ describe("parseInputs", () => {
       learnJobs: 5,
       allowGithubEndpoints: true,
       harden: "none",
+      containerCgroups: [],
+      runtimeCgroups: [],
     });
   });
 

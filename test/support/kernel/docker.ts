@@ -30,7 +30,21 @@ import { type Background, poll, run, runOk, sleep, spawnBackground } from "./pro
 
 export const DOCKER_CLI = existsSync("/usr/bin/docker") ? "/usr/bin/docker" : "docker";
 export const IMAGE = "dpndncy-bb:test";
-const APPLETS = ["sh", "echo", "cat", "nc", "nslookup", "sleep", "true", "awk", "tail", "head", "grep", "ls", "id"];
+const APPLETS = [
+  "sh",
+  "echo",
+  "cat",
+  "nc",
+  "nslookup",
+  "sleep",
+  "true",
+  "awk",
+  "tail",
+  "head",
+  "grep",
+  "ls",
+  "id",
+];
 
 export interface Dockerd {
   dir: string;
@@ -59,7 +73,8 @@ export function removeV1(rel: string): void {
   }
   const rm = (d: string): void => {
     if (!existsSync(d)) return;
-    for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) rm(join(d, e.name));
+    for (const e of readdirSync(d, { withFileTypes: true }))
+      if (e.isDirectory()) rm(join(d, e.name));
     for (let i = 0; i < 50; i++) {
       try {
         rmdirSync(d);
@@ -85,7 +100,10 @@ function busyboxRoot(): string {
   writeFileSync(join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
   // a credential file for the file hook to see read inside a container
   mkdirSync(join(root, "root/.aws"), { recursive: true });
-  writeFileSync(join(root, "root/.aws/credentials"), "[default]\naws_access_key_id = AKIAEXAMPLE\n");
+  writeFileSync(
+    join(root, "root/.aws/credentials"),
+    "[default]\naws_access_key_id = AKIAEXAMPLE\n",
+  );
   return root;
 }
 
@@ -163,7 +181,11 @@ async function stopDockerd(d: Dockerd): Promise<void> {
   }
   await d.bg.stop();
   // anything of the daemon's still running (containerd, shims) goes with its cgroup (testCgroup)
-  await run(["/bin/sh", "-c", `grep ' ${d.dir}' /proc/self/mounts | cut -d' ' -f2 | sort -r | xargs -r umount -l`]);
+  await run([
+    "/bin/sh",
+    "-c",
+    `grep ' ${d.dir}' /proc/self/mounts | cut -d' ' -f2 | sort -r | xargs -r umount -l`,
+  ]);
 }
 
 /** `docker …` against the test daemon, as argv (for agentRun's cmd). */

@@ -52,17 +52,36 @@ export async function setupPodman(ns: Netns): Promise<Podman> {
   onCleanup(async () => {
     await run([...cli, "rm", "-af"]);
     await run([...cli, "rmi", "-af"]);
-    await run(["/bin/sh", "-c", `grep ' ${dir}' /proc/self/mounts | cut -d' ' -f2 | sort -r | xargs -r umount -l`]);
+    await run([
+      "/bin/sh",
+      "-c",
+      `grep ' ${dir}' /proc/self/mounts | cut -d' ' -f2 | sort -r | xargs -r umount -l`,
+    ]);
   });
   const root = tempDir("pbbroot");
   mkdirSync(join(root, "bin"), { recursive: true });
   mkdirSync(join(root, "root/.aws"), { recursive: true });
   copyFileSync("/bin/busybox", join(root, "bin/busybox"));
-  for (const a of ["sh", "nc", "cat", "echo", "sleep"]) symlinkSync("busybox", join(root, "bin", a));
-  await runOk(["/bin/sh", "-c", `tar -C '${root}' -c . | ${cli.join(" ")} import - ${PODMAN_IMAGE}`]);
+  for (const a of ["sh", "nc", "cat", "echo", "sleep"])
+    symlinkSync("busybox", join(root, "bin", a));
+  await runOk([
+    "/bin/sh",
+    "-c",
+    `tar -C '${root}' -c . | ${cli.join(" ")} import - ${PODMAN_IMAGE}`,
+  ]);
   return {
     cli,
     containersCg,
-    runFlags: ["--rm", "--network", "host", "--cgroup-parent", parentRel, "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"],
+    runFlags: [
+      "--rm",
+      "--network",
+      "host",
+      "--cgroup-parent",
+      parentRel,
+      "--ulimit",
+      "nofile=1024:1024",
+      "--ulimit",
+      "nproc=4096:4096",
+    ],
   };
 }
