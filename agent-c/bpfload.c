@@ -420,7 +420,7 @@ static int attach_runtime_cgroups(struct agent_bpf *a, const char *cg2root, cons
 	enum rt_cg_kind kind;
 
 	for (int i = 0; runtimes_cgroup(i, cg2root, path, sizeof(path), &kind) == 0; i++) {
-		const char *what = kind == RT_CG_CONTAINERS ? "container-cgroup" : "runtime-cgroup";
+		const char *what = kind == RT_CG_CONTAINERS ? "container-cgroup" : kind == RT_CG_SLICE ? "container-slice" : "runtime-cgroup";
 		struct stat st;
 		int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
@@ -439,7 +439,16 @@ static int attach_runtime_cgroups(struct agent_bpf *a, const char *cg2root, cons
 		snprintf(nm, sizeof(nm), "ct%d_%s", i, tag);                                        \
 		if (add_link(a, bpf_program__attach_cgroup(a->conn->progs.prog, fd), nm, errbuf, errn)) \
 			return -1;
+		/* the DNS learner only learns (never drops): ungated on a slice too */
 		RT_LINK(dp_enf_dns, "enf_dns");
+		if (kind == RT_CG_SLICE) {
+			RT_LINK(dp_ctg_connect4, "ctg_connect4");
+			RT_LINK(dp_ctg_connect6, "ctg_connect6");
+			RT_LINK(dp_ctg_sendmsg4, "ctg_sendmsg4");
+			RT_LINK(dp_ctg_sendmsg6, "ctg_sendmsg6");
+			RT_LINK(dp_ctg_sock_create, "ctg_sock_create");
+			continue;
+		}
 		RT_LINK(dp_enf_connect4, "enf_connect4");
 		RT_LINK(dp_enf_connect6, "enf_connect6");
 		RT_LINK(dp_enf_sendmsg4, "enf_sendmsg4");
@@ -490,13 +499,6 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		goto fail;
 	steps_set_names_fd(bpf_map__fd(a->exec->maps.step_names));
 	runtimes_set_steps_fd(bpf_map__fd(a->exec->maps.steps));
-	{
-		char w[300];
-
-		/* attribution of short-lived containers only: a failure is said, never fatal */
-		if (runtimes_bpf_load(w, sizeof(w)) < 0)
-			err_msg("containers: %s; a container gone before its records are read may lose its attribution", w);
-	}
 
 #define SHARE(skel)                                                                  \
 	do {                                                                         \
@@ -556,12 +558,33 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		keep[nk++] = a->conn->progs.dp_enf_sendmsg6;
 		keep[nk++] = a->conn->progs.dp_enf_dns;
 		keep[nk++] = a->conn->progs.dp_enf_sock_create;
+		if (runtimes_have_slices()) {
+			/* container-slice: the same verdicts, gated to container cgroups (bpf/ct_gate.bpf.h) */
+			keep[nk++] = a->conn->progs.dp_ctg_connect4;
+			keep[nk++] = a->conn->progs.dp_ctg_connect6;
+			keep[nk++] = a->conn->progs.dp_ctg_sendmsg4;
+			keep[nk++] = a->conn->progs.dp_ctg_sendmsg6;
+			keep[nk++] = a->conn->progs.dp_ctg_sock_create;
+		}
 	}
 	only_autoload(a->conn->obj, keep, nk);
 	if ((err = connect_bpf__load(a->conn)))
 		goto load_fail;
 	if (cfg->mode == DP_MODE_ENFORCE && enforce_push(a->conn, errbuf, errn) < 0)
 		goto fail;
+	{
+		char w[300];
+
+		/* cgroups named at birth (bpf/containers.bpf.c), before any hook is attached. Fatal only
+		 * when container slices are judged: they rely on it to mark a container's scope */
+		if (runtimes_bpf_load(bpf_map__fd(a->conn->maps.ct_judged_cg), cgroup_path, w, sizeof(w)) < 0) {
+			if (cfg->mode == DP_MODE_ENFORCE && runtimes_have_slices()) {
+				snprintf(errbuf, errn, "enforce: container-slice needs %s", w);
+				goto fail;
+			}
+			err_msg("containers: %s; a container gone before its records are read may lose its attribution", w);
+		}
+	}
 
 	/* file */
 	a->file = file_bpf__open();

@@ -64,13 +64,86 @@ static struct {
 static int steps_fd = -1;
 static struct containers_bpf *cskel;
 
-int runtimes_bpf_load(char *why, size_t whyn)
+int runtimes_have_slices(void)
+{
+	for (int i = 0; i < R.ncg; i++)
+		if (R.kind[i] == RT_CG_SLICE)
+			return 1;
+	return 0;
+}
+
+/* a container's scope directly below a slice: docker-<id>.scope, libpod-<id>.scope */
+static int scope_name(const char *n)
+{
+	size_t l = strlen(n);
+
+	return l > 13 && (!strncmp(n, "docker-", 7) || !strncmp(n, "libpod-", 7)) && !strcmp(n + l - 6, ".scope");
+}
+
+/* the slices into the kernel (ct_slices), and the container scopes already in them marked */
+static int push_slices(int judged_fd, const char *cg2root, int walk, char *why, size_t whyn)
+{
+	int fd = bpf_map__fd(cskel->maps.ct_slices);
+	uint32_t k = 0;
+	uint8_t one = 1;
+
+	for (int i = 0; i < R.ncg; i++) {
+		char path[600];
+		const char *rel;
+		uint64_t h = 0xcbf29ce484222325ULL;
+		enum rt_cg_kind kind;
+		DIR *d;
+		struct dirent *de;
+
+		if (R.kind[i] != RT_CG_SLICE)
+			continue;
+		runtimes_cgroup(i, cg2root, path, sizeof(path), &kind);
+		/* bpf/containers.bpf.c: FNV-1a 64 of the path under the root, as the tracepoint names it */
+		rel = path + strlen(cg2root);
+		for (const char *c = rel; *c; c++)
+			h = (h ^ (uint8_t)*c) * 0x100000001b3ULL;
+		if (k >= 8 || !*rel || strlen(rel) > 200) {
+			snprintf(why, whyn, "container-slice %s: at most 8 slices, paths under 200 bytes", R.cg[i]);
+			return -1;
+		}
+		if (!walk && bpf_map_update_elem(fd, &h, &one, BPF_ANY) < 0) {
+			snprintf(why, whyn, "cannot fill ct_slices: %s", strerror(errno));
+			return -1;
+		}
+		k++;
+		/* containers started before the agent (a job's service containers) */
+		d = walk ? opendir(path) : NULL;
+		while (d && (de = readdir(d))) {
+			struct stat st;
+			uint64_t id;
+
+			if (!scope_name(de->d_name) || fstatat(dirfd(d), de->d_name, &st, 0) < 0 || !S_ISDIR(st.st_mode))
+				continue;
+			id = st.st_ino;
+			bpf_map_update_elem(judged_fd, &id, &one, BPF_ANY);
+		}
+		if (d)
+			closedir(d);
+	}
+	return 0;
+}
+
+int runtimes_bpf_load(int judged_fd, const char *cg2root, char *why, size_t whyn)
 {
 	int err;
 
-	cskel = containers_bpf__open_and_load();
-	if (!cskel) {
+	cskel = containers_bpf__open();
+	if (!cskel || bpf_map__reuse_fd(cskel->maps.ct_judged_cg, judged_fd) < 0 || containers_bpf__load(cskel)) {
 		snprintf(why, whyn, "cannot load bpf/containers.bpf.c: %s", strerror(errno));
+		containers_bpf__destroy(cskel);
+		cskel = NULL;
+		return -1;
+	}
+	/* the slices, the tracepoint, then the scopes already there: one made meanwhile is marked by
+	 * the tracepoint, the walk, or both */
+	if (push_slices(judged_fd, cg2root, 0, why, whyn) < 0) {
+		containers_bpf__destroy(cskel);
+		cskel = NULL;
 		return -1;
 	}
 	if ((err = containers_bpf__attach(cskel))) {
@@ -79,7 +152,7 @@ int runtimes_bpf_load(char *why, size_t whyn)
 		cskel = NULL;
 		return -1;
 	}
-	return 0;
+	return push_slices(judged_fd, cg2root, 1, why, whyn);
 }
 
 void runtimes_bpf_unload(void)
@@ -103,16 +176,17 @@ int runtimes_config_line(char **tok, int n, char *why, size_t whyn)
 {
 	const char *d = tok[0];
 
-	if (strcmp(d, "container-cgroup") && strcmp(d, "runtime-cgroup") && strcmp(d, "runtime-socket") &&
-	    strcmp(d, "docker-root"))
+	if (strcmp(d, "container-cgroup") && strcmp(d, "container-slice") && strcmp(d, "runtime-cgroup") &&
+	    strcmp(d, "runtime-socket") && strcmp(d, "docker-root"))
 		return 0;
 	if (n != 2) {
 		snprintf(why, whyn, "wrong number of arguments for '%s'", d);
 		return -1;
 	}
-	if (!strcmp(d, "container-cgroup") || !strcmp(d, "runtime-cgroup")) {
+	if (!strcmp(d, "container-cgroup") || !strcmp(d, "runtime-cgroup") || !strcmp(d, "container-slice")) {
 		if (R.ncg >= RT_MAX_CGROUPS) {
-			snprintf(why, whyn, "too many container-cgroup / runtime-cgroup lines (max %d)", RT_MAX_CGROUPS);
+			snprintf(why, whyn, "too many container-cgroup / container-slice / runtime-cgroup lines (max %d)",
+				 RT_MAX_CGROUPS);
 			return -1;
 		}
 		if (strlen(tok[1]) >= sizeof(R.cg[0]) || strstr(tok[1], "..") || !tok[1][0] || !strcmp(tok[1], "/")) {
@@ -120,7 +194,8 @@ int runtimes_config_line(char **tok, int n, char *why, size_t whyn)
 			return -1;
 		}
 		snprintf(R.cg[R.ncg], sizeof(R.cg[0]), "%s", tok[1]);
-		R.kind[R.ncg] = d[0] == 'c' ? RT_CG_CONTAINERS : RT_CG_RUNTIME;
+		R.kind[R.ncg] = !strcmp(d, "container-cgroup") ? RT_CG_CONTAINERS
+				: !strcmp(d, "container-slice") ? RT_CG_SLICE : RT_CG_RUNTIME;
 		R.fd[R.ncg] = -1;
 		R.ncg++;
 		return 1;
@@ -509,7 +584,8 @@ void containers_start_json(struct sbuf *b)
 	for (int i = 0; i < R.ncg; i++) {
 		sb_printf(b, "%s{\"path\":", i ? "," : "");
 		sb_json_cstr(b, R.cg[i]);
-		sb_printf(b, ",\"kind\":\"%s\"}", R.kind[i] == RT_CG_CONTAINERS ? "containers" : "runtime");
+		sb_printf(b, ",\"kind\":\"%s\"}",
+			  R.kind[i] == RT_CG_CONTAINERS ? "containers" : R.kind[i] == RT_CG_SLICE ? "slice" : "runtime");
 	}
 	sb_puts(b, "],\"runtime_sockets\":[");
 	for (int i = 0; i < R.nsock; i++) {

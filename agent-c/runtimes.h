@@ -14,9 +14,9 @@
 
 #define RT_MAX_CGROUPS 8
 
-enum rt_cg_kind { RT_CG_CONTAINERS, RT_CG_RUNTIME };
+enum rt_cg_kind { RT_CG_CONTAINERS, RT_CG_RUNTIME, RT_CG_SLICE };
 
-/* container-cgroup, runtime-cgroup, runtime-socket, docker-root: 1 taken, 0 not ours, -1 bad */
+/* container-cgroup, container-slice, runtime-cgroup, runtime-socket, docker-root: 1 taken, 0 not ours, -1 bad */
 int runtimes_config_line(char **tok, int n, char *why, size_t whyn);
 
 /* the i-th judged cgroup (absolute: relative paths are joined to the cgroup2 mount); 0 ok, -1 past the end */
@@ -26,7 +26,10 @@ void runtimes_cgroup_attached(int i, int fd);
 int runtimes_cgroup_fd(int i);
 
 /* bpf/containers.bpf.c: cgroups named when they are made (tracepoint cgroup_mkdir); 0 ok */
-int runtimes_bpf_load(char *why, size_t whyn);
+/* judged_fd: the connect object's ct_judged_cg; cg2root: the cgroup2 mount. Container slices are
+ * written into the kernel and their existing container scopes marked */
+int runtimes_bpf_load(int judged_fd, const char *cg2root, char *why, size_t whyn);
+int runtimes_have_slices(void);
 void runtimes_bpf_unload(void);
 /* the path (under the cgroup2 root) cgroup `id` was made with while the agent ran; 0 found */
 int cgroup_born_path(uint64_t id, char *out, size_t n);

@@ -8,11 +8,13 @@
 // Enforce: the job's policy judges the containers (direct IP, names, Docker's embedded DNS on a
 // user-defined network, `docker build` RUN lines, --network host) and the daemon's own egress
 // (image pulls, the embedded resolver's forwards).
+import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, expect, it } from "vitest";
 import { agentRun, expectRunOk } from "../support/kernel/agent.js";
 import { compileC } from "../support/kernel/cbuild.js";
+import { testCgroup } from "../support/kernel/cgroup.js";
 import {
   DOCKER_CLI,
   type Dockerd,
@@ -330,4 +332,49 @@ describeKernel("containers with a real runtime (docker)", () => {
     const allow = byKind.connect(inCt).find((e) => e.addr === ALLOWED && e.port === 80);
     expect(allow?.verdict).toBe("allow");
   }, 120_000);
+  it("container-slice (systemd driver layout): docker-<id>.scope and libpod-<id>.scope cgroups in the slice are judged, made before or after the agent started; another service of the slice is not", async () => {
+    // The systemd cgroup driver needs systemd, which this machine does not run: the slice and
+    // its scopes are made by the test, as systemd would make them for dockerd and podman.
+    const dir = tempDir("ctslice");
+    const out = join(dir, "out");
+    const slice = testCgroup("slice");
+    const other = slice.child("other.service");
+    const early = `libpod-${randomBytes(32).toString("hex")}.scope`;
+    slice.child(early);
+    const lateId = randomBytes(32).toString("hex");
+    const late = join(slice.path, `docker-${lateId}.scope`);
+    const conf = join(dir, "agent.conf");
+    writeFileSync(conf, `container-slice ${slice.path}\ndns-resolver 192.0.2.53\n`);
+    const nc = (cg: string, tag: string) =>
+      `sh -c 'echo $$ > ${cg}/cgroup.procs && exec nsenter --net=/run/netns/${d.lab.name} sh -c "echo x | busybox nc -w2 ${BLOCKED} 80 && echo ${tag}-CONNECTED || echo ${tag}-BLOCKED"'`;
+    const r = await agentRun({
+      args: ["--mode", "enforce", "--config", conf],
+      env: { ...process.env, DPNDNCY_STEP: STEP },
+      cmd: [
+        "/bin/sh",
+        "-c",
+        [
+          `exec > ${out} 2>&1`,
+          `mkdir ${late}`,
+          nc(late, "late"),
+          nc(join(slice.path, early), "early"),
+          nc(other, "other"),
+          `rmdir ${late}`,
+        ].join("\n"),
+      ],
+    });
+    expectRunOk(r);
+    const text = readFileSync(out, "utf8");
+    expect(text).toMatch(/^late-BLOCKED$/m);
+    expect(text).toMatch(/^early-BLOCKED$/m);
+    expect(text).toMatch(/^other-CONNECTED$/m);
+    const conns = byKind.connect(r.log.events).filter((e) => e.addr === BLOCKED && e.port === 80);
+    const lateRec = conns.find((e) => ct(e)?.id === lateId);
+    expect(lateRec?.verdict, JSON.stringify(conns)).toBe("deny");
+    expect(lateRec?.rule).toBe("default-deny");
+    expect(lateRec?.step).toBe(STEP);
+    const otherRec = conns.find((e) => e.verdict === "allow");
+    expect(otherRec?.rule).toBe("exempt-cgroup");
+    expect(ct(otherRec as Ev)).toBeUndefined();
+  }, 90_000);
 });
