@@ -53948,7 +53948,7 @@ var event_v1_default = {
           },
           containers: {
             type: "object",
-            description: "start: cgroups judged by the job's policy besides the job's own (container-cgroup: where a runtime puts the job's containers; runtime-cgroup: the runtime daemon's, for image pulls and Docker's embedded DNS), and the runtime API sockets whose clients a container is attributed to (docs/containers.md).",
+            description: "start: cgroups judged by the job's policy besides the job's own (container-cgroup: where a runtime puts the job's containers; container-slice: a slice whose docker-/libpod-<id>.scope cgroups are judged, nothing else in it; runtime-cgroup: the runtime daemon's, for image pulls and Docker's embedded DNS), and the runtime API sockets whose clients a container is attributed to (docs/containers.md).",
             properties: {
               judged_cgroups: {
                 type: "array",
@@ -53957,7 +53957,7 @@ var event_v1_default = {
                   required: ["path", "kind"],
                   properties: {
                     path: { type: "string" },
-                    kind: { enum: ["containers", "runtime"] }
+                    kind: { enum: ["containers", "slice", "runtime"] }
                   }
                 }
               },
@@ -55252,6 +55252,8 @@ function renderAgentConfig(c) {
   }
   for (const p of c.containerCgroups ?? [])
     lines.push(`container-cgroup ${cgroupPath(p, "container cgroup")}`);
+  for (const p of c.containerSlices ?? [])
+    lines.push(`container-slice ${cgroupPath(p, "container slice")}`);
   for (const p of c.runtimeCgroups ?? [])
     lines.push(`runtime-cgroup ${cgroupPath(p, "runtime cgroup")}`);
   for (const p of [...c.runtimeSockets ?? [], ...c.dockerRoot ? [c.dockerRoot] : []]) {

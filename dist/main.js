@@ -38061,6 +38061,8 @@ function renderAgentConfig(c) {
   }
   for (const p of c.containerCgroups ?? [])
     lines.push(`container-cgroup ${cgroupPath(p, "container cgroup")}`);
+  for (const p of c.containerSlices ?? [])
+    lines.push(`container-slice ${cgroupPath(p, "container slice")}`);
   for (const p of c.runtimeCgroups ?? [])
     lines.push(`runtime-cgroup ${cgroupPath(p, "runtime cgroup")}`);
   for (const p of [...c.runtimeSockets ?? [], ...c.dockerRoot ? [c.dockerRoot] : []]) {
@@ -38657,6 +38659,7 @@ function parseInputs(get) {
     learnJobs: learnJobs(get("learn-jobs")),
     harden: oneOf(get, "harden", ["none", "sudo", "sudo-and-containers"], "none"),
     containerCgroups: cgroupList(get, "container-cgroups"),
+    containerSlices: cgroupList(get, "container-slices"),
     runtimeCgroups: cgroupList(get, "runtime-cgroups")
   };
   const githubToken = optional(get, "github-token");
@@ -38741,7 +38744,11 @@ async function startMonitoring(stage) {
       // tamper evidence: the runner worker (our parent) holds the job's secrets
       protectPids: [process.ppid],
       // enforce: containers the job starts are judged where the runtime puts them
-      ...inputs.mode === "enforce" ? { containerCgroups: inputs.containerCgroups, runtimeCgroups: inputs.runtimeCgroups } : {}
+      ...inputs.mode === "enforce" ? {
+        containerCgroups: inputs.containerCgroups,
+        containerSlices: inputs.containerSlices,
+        runtimeCgroups: inputs.runtimeCgroups
+      } : {}
     })
   );
   const started = await startAgent({

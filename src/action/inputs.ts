@@ -33,6 +33,8 @@ export interface ActionInputs {
   harden: "none" | "sudo" | "sudo-and-containers";
   /** enforce: cgroups where a runtime puts the job's containers (docs/containers.md). */
   containerCgroups: string[];
+  /** enforce: slices holding containers' scopes among other services (systemd driver). */
+  containerSlices: string[];
   /** enforce: the container runtime daemon's cgroup (image pulls, Docker's embedded DNS). */
   runtimeCgroups: string[];
 }
@@ -127,6 +129,7 @@ export function parseInputs(get: Getter): ActionInputs {
     learnJobs: learnJobs(get("learn-jobs")),
     harden: oneOf(get, "harden", ["none", "sudo", "sudo-and-containers"] as const, "none"),
     containerCgroups: cgroupList(get, "container-cgroups"),
+    containerSlices: cgroupList(get, "container-slices"),
     runtimeCgroups: cgroupList(get, "runtime-cgroups"),
   };
   const githubToken = optional(get, "github-token");

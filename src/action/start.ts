@@ -65,7 +65,11 @@ export async function startMonitoring(stage: "pre" | "main"): Promise<void> {
       protectPids: [process.ppid],
       // enforce: containers the job starts are judged where the runtime puts them
       ...(inputs.mode === "enforce"
-        ? { containerCgroups: inputs.containerCgroups, runtimeCgroups: inputs.runtimeCgroups }
+        ? {
+            containerCgroups: inputs.containerCgroups,
+            containerSlices: inputs.containerSlices,
+            runtimeCgroups: inputs.runtimeCgroups,
+          }
         : {}),
     }),
   );

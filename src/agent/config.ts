@@ -33,6 +33,8 @@ export interface AgentConfigInput {
   protectPids?: readonly number[];
   /** enforce: cgroups where a runtime puts the job's containers, judged like the job (docs/containers.md). */
   containerCgroups?: readonly string[];
+  /** enforce: slices (system.slice) whose docker-/libpod-<id>.scope cgroups are judged, nothing else. */
+  containerSlices?: readonly string[];
   /** enforce: the container runtime daemon's cgroup, judged too (image pulls, embedded DNS forwards). */
   runtimeCgroups?: readonly string[];
   /** Docker API sockets whose clients a container is attributed to (default /run/docker.sock). */
@@ -128,6 +130,8 @@ export function renderAgentConfig(c: AgentConfigInput): string {
   }
   for (const p of c.containerCgroups ?? [])
     lines.push(`container-cgroup ${cgroupPath(p, "container cgroup")}`);
+  for (const p of c.containerSlices ?? [])
+    lines.push(`container-slice ${cgroupPath(p, "container slice")}`);
   for (const p of c.runtimeCgroups ?? [])
     lines.push(`runtime-cgroup ${cgroupPath(p, "runtime cgroup")}`);
   for (const p of [...(c.runtimeSockets ?? []), ...(c.dockerRoot ? [c.dockerRoot] : [])]) {

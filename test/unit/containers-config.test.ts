@@ -11,8 +11,10 @@ describe("container options", () => {
       getter({
         "container-cgroups": "/docker\n# a comment\n\nci.slice/containers\n",
         "runtime-cgroups": "system.slice/docker.service",
+        "container-slices": "system.slice",
       }),
     );
+    expect(i.containerSlices).toEqual(["system.slice"]);
     expect(i.containerCgroups).toEqual(["/docker", "ci.slice/containers"]);
     expect(i.runtimeCgroups).toEqual(["system.slice/docker.service"]);
   });
@@ -30,12 +32,14 @@ describe("container options", () => {
     const text = renderAgentConfig({
       mode: "enforce",
       containerCgroups: ["/docker"],
+      containerSlices: ["system.slice"],
       runtimeCgroups: ["system.slice/docker.service"],
       runtimeSockets: ["/run/docker.sock"],
       dockerRoot: "/var/lib/docker",
     });
     expect(text.split("\n").filter((l) => /^(container|runtime|docker)-/.test(l))).toEqual([
       "container-cgroup /docker",
+      "container-slice system.slice",
       "runtime-cgroup system.slice/docker.service",
       "runtime-socket /run/docker.sock",
       "docker-root /var/lib/docker",
