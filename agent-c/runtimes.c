@@ -564,16 +564,13 @@ void container_extra_json(struct sbuf *b, const char *runtime, const char *id, u
 {
 	struct attr *a = attr_get(cgid, runtime, id);
 
-	sb_puts(b, ",\"image\":");
-	if (a->image[0])
+	/* only what is known: absent, not null, for other runtimes and for a requester not found */
+	if (a->image[0]) {
+		sb_puts(b, ",\"image\":");
 		sb_json_cstr(b, a->image);
-	else
-		sb_puts(b, "null");
-	sb_puts(b, ",\"requested_by\":");
+	}
 	if (a->pid)
-		sb_printf(b, "%u", a->pid);
-	else
-		sb_puts(b, "null");
+		sb_printf(b, ",\"requested_by\":%u", a->pid);
 }
 
 void containers_start_json(struct sbuf *b)

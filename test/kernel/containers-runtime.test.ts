@@ -142,7 +142,8 @@ describeKernel("containers with a real runtime (docker)", () => {
       ),
     });
     expectRunOk(r);
-    const text = readFileSync(out, "utf8");
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
+    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
     const part = (name: string): string => text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
     expect(part("direct"), text).toMatch(/Operation not permitted/);
     expect(part("direct")).not.toMatch(/CONNECTED/);
@@ -208,7 +209,8 @@ describeKernel("containers with a real runtime (docker)", () => {
       ),
     });
     expectRunOk(r);
-    const text = readFileSync(out, "utf8");
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
+    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
     const part = (name: string): string => text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
     expect(part("build"), text).toMatch(/Operation not permitted/);
     expect(part("build"), text).toMatch(/^RUN-BLOCKED$/m);
@@ -272,7 +274,8 @@ describeKernel("containers with a real runtime (docker)", () => {
       ),
     });
     expectRunOk(r);
-    const text = readFileSync(out, "utf8");
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
+    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
     const part = (name: string): string => text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
     expect(part("before"), text).toMatch(/Operation not permitted/);
     // what a privileged container can do: it holds CAP_SYS_ADMIN over the host's BPF objects
@@ -317,7 +320,8 @@ describeKernel("containers with a real runtime (docker)", () => {
       ],
     });
     expectRunOk(r);
-    const text = readFileSync(out, "utf8");
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
+    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
     expect(text).toMatch(/Operation not permitted/);
     expect(text).toMatch(/^ok$/m);
     expect(text).not.toMatch(/^CONNECTED$/m);
@@ -364,7 +368,8 @@ describeKernel("containers with a real runtime (docker)", () => {
       ],
     });
     expectRunOk(r);
-    const text = readFileSync(out, "utf8");
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
+    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
     expect(text).toMatch(/^late-BLOCKED$/m);
     expect(text).toMatch(/^early-BLOCKED$/m);
     expect(text).toMatch(/^other-CONNECTED$/m);
