@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { beforeAll, expect, it } from "vitest";
 import { agentRun, expectRunOk } from "../support/kernel/agent.js";
 import { compileC } from "../support/kernel/cbuild.js";
-import { testCgroup } from "../support/kernel/cgroup.js";
+import { cgroup2Mount, testCgroup } from "../support/kernel/cgroup.js";
 import {
   DOCKER_CLI,
   type Dockerd,
@@ -22,11 +22,13 @@ import {
   IMAGE,
   startDockerd,
 } from "../support/kernel/docker.js";
-import { FIXTURES, tempDir } from "../support/kernel/env.js";
+import { AGENT, FIXTURES, tempDir } from "../support/kernel/env.js";
 import { byKind, type ConnectEv, type Ev } from "../support/kernel/log.js";
 import { PODMAN_IMAGE, setupPodman } from "../support/kernel/podman.js";
+import { run } from "../support/kernel/proc.js";
 import { startDns, startServers } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
+import { leaksSettled, snapshot } from "../support/kernel/sysstate.js";
 
 const STEP = "containers-step";
 const ALLOWED = "192.0.2.10";
@@ -382,4 +384,41 @@ describeKernel("containers with a real runtime (docker)", () => {
     expect(otherRec?.rule).toBe("exempt-cgroup");
     expect(ct(otherRec as Ev)).toBeUndefined();
   }, 90_000);
+  it("bad container directives are refused with FILE:LINE, and a container-cgroup that does not exist or is the cgroup v2 root stops enforce, leaving nothing attached", async () => {
+    const dir = tempDir("ctbad");
+    const cases: [string, RegExp][] = [
+      ["container-cgroup /\n", /agent\.conf:1: container-cgroup: "\/" is not a cgroup path/],
+      ["container-slice ../x\n", /agent\.conf:1: container-slice: "\.\.\/x" is not a cgroup path/],
+      ["runtime-socket docker.sock\n", /agent\.conf:1: runtime-socket needs an absolute path/],
+      ["container-cgroup a b\n", /agent\.conf:1: wrong number of arguments for 'container-cgroup'/],
+      [
+        `container-cgroup ${join(d.cgroup.path, "no-such")}\n`,
+        /enforce: container-cgroup .*no-such: No such file or directory/,
+      ],
+      [`container-cgroup ${cgroup2Mount()}/.\n`, /refusing to judge the cgroup v2 root/],
+    ];
+    const before = await snapshot();
+    for (const [text, want] of cases) {
+      const conf = join(dir, "agent.conf");
+      writeFileSync(conf, text);
+      const res = await run(
+        [
+          AGENT,
+          "run",
+          "--mode",
+          "enforce",
+          "--config",
+          conf,
+          "--log",
+          join(dir, "l.ndjson"),
+          "--",
+          "true",
+        ],
+        { timeoutMs: 30_000 },
+      );
+      expect(res.code, text).not.toBe(0);
+      expect(res.stderr, text).toMatch(want);
+    }
+    expect(await leaksSettled(before), "left attached by a refused start").toEqual([]);
+  }, 60_000);
 });
