@@ -53802,11 +53802,11 @@ var event_v1_default = {
         },
         image: {
           type: ["string", "null"],
-          description: "Docker: the image the container was created from, as the client named it (config.v2.json in the daemon's data root); null when unknown (other runtimes)."
+          description: "Docker: the image the container was created from, as the client named it (config.v2.json in the daemon's data root); absent when unknown (other runtimes)."
         },
         requested_by: {
           type: ["integer", "null"],
-          description: "Docker: pid of the client whose connection to the daemon's API socket was open when the container's first record was written (its step is the container's step); null when none was found. Podman needs none: its containers descend from the podman process."
+          description: "Docker: pid of the client whose connection to the daemon's API socket was open when the container's first record was written (its step is the container's step); absent when none was found. Podman needs none: its containers descend from the podman process."
         }
       }
     },
@@ -58388,6 +58388,12 @@ var START_USAGE = `usage: dpndncy start [options]
   --sensitive-path P      extra sensitive path (repeatable)
   --harden LEVEL          none | sudo | sudo-and-containers: once armed, take sudo (and the
                           Docker socket) away from this user; only stopping the agent stays
+  --container-cgroup CG   enforce: a cgroup where the runtime puts the job's containers, judged
+                          like the job (repeatable; docs/containers.md)
+  --container-slice CG    enforce: a slice (system.slice) whose docker-/libpod-<id>.scope
+                          cgroups are judged, nothing else in it (repeatable)
+  --runtime-cgroup CG     enforce: the runtime daemon's cgroup: image pulls and Docker's
+                          embedded DNS judged too (repeatable)
 exit: 0 armed, 2 usage error, 3 bad input (policy, checksum), 5 the agent did not start`;
 var OPTIONS6 = {
   dir: { type: "string" },
@@ -58398,6 +58404,9 @@ var OPTIONS6 = {
   policy: { type: "string" },
   "sensitive-path": { type: "string", multiple: true },
   harden: { type: "string" },
+  "container-cgroup": { type: "string", multiple: true },
+  "container-slice": { type: "string", multiple: true },
+  "runtime-cgroup": { type: "string", multiple: true },
   help: { type: "boolean", short: "h" }
 };
 var defaultDir = (env) => resolve4(env.CI_PROJECT_DIR ?? ".", ".dpndncy");
@@ -58465,7 +58474,10 @@ ${START_USAGE}
         mode,
         ...policyConfig(policy2, { sensitivePaths: v2["sensitive-path"] ?? [] }),
         stepMarkers: detected.step.markers,
-        ci: { ...detected.identity, alsoMatched: detected.alsoMatched }
+        ci: { ...detected.identity, alsoMatched: detected.alsoMatched },
+        containerCgroups: v2["container-cgroup"] ?? [],
+        containerSlices: v2["container-slice"] ?? [],
+        runtimeCgroups: v2["runtime-cgroup"] ?? []
       })
     );
   } catch (e) {

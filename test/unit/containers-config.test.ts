@@ -52,3 +52,35 @@ describe("container options", () => {
     );
   });
 });
+
+describe("dpndncy start --container-cgroup", () => {
+  it("a bad container cgroup is bad input (exit 3) naming it, before any agent runs", async () => {
+    const { start } = await import("../../src/cli/start.js");
+    const { mkdtempSync, rmSync, writeFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dir = mkdtempSync(join(tmpdir(), "dpndncy-unit-ct-"));
+    try {
+      // never executed: the config is rendered (and refused) first
+      writeFileSync(join(dir, "agent"), "#!/bin/sh\nexit 99\n", { mode: 0o755 });
+      let err = "";
+      const code = await start(
+        [
+          "--dir",
+          dir,
+          "--agent",
+          join(dir, "agent"),
+          "--mode",
+          "enforce",
+          "--container-cgroup",
+          "/",
+        ],
+        { out: () => undefined, err: (t) => (err += t), env: {} },
+      );
+      expect(code).toBe(3);
+      expect(err).toMatch(/container cgroup "\/" is not a cgroup path/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
