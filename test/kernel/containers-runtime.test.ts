@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, expect, it } from "vitest";
-import { agentRun, expectRunOk } from "../support/kernel/agent.js";
+import { agentCli, agentRun, agentStart, alive, expectRunOk } from "../support/kernel/agent.js";
 import { compileC } from "../support/kernel/cbuild.js";
 import { cgroup2Mount, testCgroup } from "../support/kernel/cgroup.js";
 import {
@@ -25,10 +25,10 @@ import {
 import { AGENT, FIXTURES, tempDir } from "../support/kernel/env.js";
 import { byKind, type ConnectEv, type Ev } from "../support/kernel/log.js";
 import { PODMAN_IMAGE, setupPodman } from "../support/kernel/podman.js";
-import { run } from "../support/kernel/proc.js";
+import { run, sleep } from "../support/kernel/proc.js";
 import { startDns, startServers } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
-import { leaksSettled, snapshot } from "../support/kernel/sysstate.js";
+import { leaksSettled, ourPins, pins, snapshot } from "../support/kernel/sysstate.js";
 
 const STEP = "containers-step";
 const ALLOWED = "192.0.2.10";
@@ -421,4 +421,38 @@ describeKernel("containers with a real runtime (docker)", () => {
     }
     expect(await leaksSettled(before), "left attached by a refused start").toEqual([]);
   }, 60_000);
+  it("start --mode enforce with a container-cgroup: a container cgroup made after the agent's SIGKILL is still judged (pinned, fail closed); stop removes every pin", async () => {
+    const dir = tempDir("ctpin");
+    const parent = testCgroup("ctpin");
+    const conf = join(dir, "agent.conf");
+    writeFileSync(conf, `container-cgroup ${parent.path}\ndns-resolver 192.0.2.53\n`);
+    const st = await agentStart(["--mode", "enforce", "--config", conf]);
+    expect(st.res.code, st.res.stderr).toBe(0);
+    expect(
+      pins().some((p) => p.endsWith("/ct0_enf_connect4")),
+      pins().join(" "),
+    ).toBe(true);
+    const inContainer = async (): Promise<string> => {
+      const cg = parent.child(`c${randomBytes(4).toString("hex")}`);
+      const r = await run(
+        [
+          "/bin/sh",
+          "-c",
+          `echo $$ > ${cg}/cgroup.procs && exec nsenter --net=/run/netns/${d.lab.name} sh -c "echo x | busybox nc -w2 ${BLOCKED} 80"`,
+        ],
+        { timeoutMs: 30_000 },
+      );
+      return r.stdout + r.stderr;
+    };
+    expect(await inContainer()).toMatch(/Operation not permitted/);
+    process.kill(st.pid as number, "SIGKILL");
+    for (let i = 0; i < 100 && alive(st.pid as number); i++) await sleep(50);
+    expect(alive(st.pid as number)).toBe(false);
+    // a new container cgroup below the parent inherits the pinned programs at mkdir
+    expect(await inContainer()).toMatch(/Operation not permitted/);
+    const stop = await agentCli(["stop", "--state-dir", st.stateDir]);
+    expect(stop.code, stop.stderr).toBe(3); // recovered: the trace is incomplete
+    expect(ourPins()).toEqual([]);
+    expect(await inContainer()).toMatch(/^ok$/m);
+  }, 90_000);
 });
