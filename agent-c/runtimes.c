@@ -551,6 +551,26 @@ static struct attr *attr_get(uint64_t cgid, const char *runtime, const char *id)
 	return a;
 }
 
+int runtimes_born_rb_fd(void)
+{
+	return cskel ? bpf_map__fd(cskel->maps.cg_born_rb) : -1;
+}
+
+int runtimes_on_born(void *ctx, void *data, size_t len)
+{
+	struct container_info ci;
+	uint64_t id;
+
+	(void)ctx;
+	if (len < sizeof(id))
+		return 0;
+	memcpy(&id, data, sizeof(id));
+	/* a container's cgroup (named by cg_born): its requester now, while it is connected */
+	if (container_lookup(id, 0, &ci))
+		attr_get(id, ci.runtime, ci.id);
+	return 0;
+}
+
 uint32_t container_step(uint64_t cgid, uint32_t pid)
 {
 	struct container_info ci;

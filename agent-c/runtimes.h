@@ -34,6 +34,11 @@ void runtimes_bpf_unload(void);
 /* the path (under the cgroup2 root) cgroup `id` was made with while the agent ran; 0 found */
 int cgroup_born_path(uint64_t id, char *out, size_t n);
 
+/* the ring buffer of cgroups made (-1: none) and its callback (agent.c adds it to its ring_buffer):
+ * a new container's requester is looked up at once */
+int runtimes_born_rb_fd(void);
+int runtimes_on_born(void *ctx, void *data, size_t len);
+
 /* the kernel's steps map (tgid -> step id), for the step of the client that asked for a container */
 void runtimes_set_steps_fd(int fd);
 

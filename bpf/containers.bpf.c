@@ -34,6 +34,14 @@ struct {
 	__type(value, struct ct_path);
 } cg_scratch SEC(".maps");
 
+/* the id of each cgroup made, with a forced wakeup: the agent learns of a new container at its
+ * creation (and finds the client that asked while it is still connected), not at the next
+ * drain of the event ring buffer, by which time a `docker run --rm` may be gone */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} cg_born_rb SEC(".maps");
+
 /*
  * Container slices (`container-slice`, agent-c/runtimes.c), by the FNV-1a 64 hash of their path
  * under the root ("/system.slice"): a cgroup made directly below one, named docker-<id>.scope or
@@ -129,6 +137,7 @@ int dp_cgroup_mkdir(struct trace_event_raw_cgroup *ctx)
 		return 0;
 	id = ctx->id;
 	bpf_map_update_elem(&cg_born, &id, p, BPF_ANY);
+	bpf_ringbuf_output(&cg_born_rb, &id, sizeof(id), BPF_RB_FORCE_WAKEUP);
 	if (in_slice_scope(p, (__u32)(n - 1)))
 		bpf_map_update_elem(&ct_judged_cg, &id, &one, BPF_ANY);
 	return 0;
