@@ -27,6 +27,7 @@
 
 #include "agent.h"
 #include "containers.h"
+#include "runtimes.h"
 #include "enforce_agent.h"
 #include "integrity.h"
 
@@ -199,6 +200,9 @@ static int session_start(struct session *s, struct prep *p, int pin, char *err, 
 		integrity_fini();
 		goto fail_bpf;
 	}
+	/* new container cgroups wake us at once (agent-c/runtimes.c); attribution only */
+	if (runtimes_born_rb_fd() >= 0 && ring_buffer__add(s->rb, runtimes_born_rb_fd(), runtimes_on_born, NULL) < 0)
+		err_msg("containers: cannot watch new cgroups: %s", strerror(errno));
 	write_agent_start(&G, &s->ai, s->kernel);
 	hwm("started");
 	if (G.out.lost_lines) {

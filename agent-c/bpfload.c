@@ -16,6 +16,7 @@
 
 #include "agent.h"
 #include "enforce_agent.h"
+#include "runtimes.h"
 #include "exec.skel.h"
 #include "connect.skel.h"
 #include "file.skel.h"
@@ -437,11 +438,66 @@ static int reuse(struct bpf_map *dst, struct bpf_map *src)
 	return bpf_map__reuse_fd(dst, bpf_map__fd(src));
 }
 
+/*
+ * container-cgroup / runtime-cgroup (agent-c/runtimes.c): the same enforce programs, on each cgroup
+ * where the job's containers (or their runtime daemon) live. Fails closed: a named cgroup that
+ * cannot be judged stops the start. Never the cgroup v2 root we observe on (root).
+ */
+static int attach_runtime_cgroups(struct agent_bpf *a, const char *cg2root, const struct stat *root, char *errbuf,
+				  size_t errn)
+{
+	char path[600], nm[64];
+	enum rt_cg_kind kind;
+
+	for (int i = 0; runtimes_cgroup(i, cg2root, path, sizeof(path), &kind) == 0; i++) {
+		const char *what = kind == RT_CG_CONTAINERS ? "container-cgroup" : kind == RT_CG_SLICE ? "container-slice" : "runtime-cgroup";
+		struct stat st;
+		int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (fd < 0) {
+			snprintf(errbuf, errn, "enforce: %s %s: %s (create it, or start the runtime with it as its cgroup parent, "
+				 "before the agent)", what, path, strerror(errno));
+			return -1;
+		}
+		if (fstat(fd, &st) < 0 || (st.st_ino == root->st_ino && st.st_dev == root->st_dev) || st.st_ino == 1) {
+			close(fd);
+			snprintf(errbuf, errn, "enforce: refusing to judge the cgroup v2 root (%s %s)", what, path);
+			return -1;
+		}
+		runtimes_cgroup_attached(i, fd);
+#define RT_LINK(prog, tag)                                                                         \
+		snprintf(nm, sizeof(nm), "ct%d_%s", i, tag);                                        \
+		if (add_link(a, bpf_program__attach_cgroup(a->conn->progs.prog, fd), nm, errbuf, errn)) \
+			return -1;
+		/* the DNS learner only learns (never drops): ungated on a slice too */
+		RT_LINK(dp_enf_dns, "enf_dns");
+		if (kind == RT_CG_SLICE) {
+			RT_LINK(dp_ctg_connect4, "ctg_connect4");
+			RT_LINK(dp_ctg_connect6, "ctg_connect6");
+			RT_LINK(dp_ctg_sendmsg4, "ctg_sendmsg4");
+			RT_LINK(dp_ctg_sendmsg6, "ctg_sendmsg6");
+			RT_LINK(dp_ctg_sock_create, "ctg_sock_create");
+			RT_LINK(dp_ctg_bind4, "ctg_bind4");
+			RT_LINK(dp_ctg_bind6, "ctg_bind6");
+			continue;
+		}
+		RT_LINK(dp_enf_connect4, "enf_connect4");
+		RT_LINK(dp_enf_connect6, "enf_connect6");
+		RT_LINK(dp_enf_sendmsg4, "enf_sendmsg4");
+		RT_LINK(dp_enf_sendmsg6, "enf_sendmsg6");
+		RT_LINK(dp_enf_sock_create, "enf_sock_create");
+		RT_LINK(dp_enf_bind4, "enf_bind4");
+		RT_LINK(dp_enf_bind6, "enf_bind6");
+#undef RT_LINK
+	}
+	return 0;
+}
+
 struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result *pr, const char *cgroup_path,
 			    int pin, char *errbuf, size_t errn, struct attach_info *ai)
 {
 	struct agent_bpf *a = calloc(1, sizeof(*a));
-	const struct bpf_program *keep[16];
+	const struct bpf_program *keep[32]; /* every program of connect.bpf.c that can be kept at once fits */
 	uint32_t self = (uint32_t)getpid(), zero = 0;
 	struct dp_agent_cfg acfg = {.mode = (uint32_t)cfg->mode, .agent_tgid = self};
 	int err, nk, want_result, result_kp;
@@ -486,6 +542,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	if (steps_push_cfg(cfg, bpf_map__fd(a->exec->maps.step_cfg), errbuf, errn) < 0)
 		goto fail;
 	steps_set_names_fd(bpf_map__fd(a->exec->maps.step_names));
+	runtimes_set_steps_fd(bpf_map__fd(a->exec->maps.steps));
 
 #define SHARE(skel)                                                                  \
 	do {                                                                         \
@@ -557,12 +614,35 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		keep[nk++] = a->conn->progs.dp_enf_sock_create;
 		keep[nk++] = a->conn->progs.dp_enf_bind4;
 		keep[nk++] = a->conn->progs.dp_enf_bind6;
+		if (runtimes_have_slices()) {
+			/* container-slice: the same verdicts, gated to container cgroups (bpf/ct_gate.bpf.h) */
+			keep[nk++] = a->conn->progs.dp_ctg_connect4;
+			keep[nk++] = a->conn->progs.dp_ctg_connect6;
+			keep[nk++] = a->conn->progs.dp_ctg_sendmsg4;
+			keep[nk++] = a->conn->progs.dp_ctg_sendmsg6;
+			keep[nk++] = a->conn->progs.dp_ctg_sock_create;
+			keep[nk++] = a->conn->progs.dp_ctg_bind4;
+			keep[nk++] = a->conn->progs.dp_ctg_bind6;
+		}
 	}
 	only_autoload(a->conn->obj, keep, nk);
 	if ((err = connect_bpf__load(a->conn)))
 		goto load_fail;
 	if (cfg->mode == DP_MODE_ENFORCE && enforce_push(a->conn, errbuf, errn) < 0)
 		goto fail;
+	{
+		char w[300];
+
+		/* cgroups named at birth (bpf/containers.bpf.c), before any hook is attached. Fatal only
+		 * when container slices are judged: they rely on it to mark a container's scope */
+		if (runtimes_bpf_load(bpf_map__fd(a->conn->maps.ct_judged_cg), cgroup_path, w, sizeof(w)) < 0) {
+			if (cfg->mode == DP_MODE_ENFORCE && runtimes_have_slices()) {
+				snprintf(errbuf, errn, "enforce: container-slice needs %s", w);
+				goto fail;
+			}
+			err_msg("containers: %s; a container gone before its records are read may lose its attribution", w);
+		}
+	}
 
 	/* file */
 	a->file = file_bpf__open();
@@ -645,6 +725,8 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_sock_create, efd), "enf_sock_create", errbuf, errn) ||
 			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_bind4, efd), "enf_bind4", errbuf, errn) ||
 			    add_link(a, bpf_program__attach_cgroup(a->conn->progs.dp_enf_bind6, efd), "enf_bind6", errbuf, errn))
+				goto fail;
+			if (attach_runtime_cgroups(a, cgroup_path, &rs, errbuf, errn) < 0)
 				goto fail;
 		}
 		if (want_result) {
@@ -839,6 +921,7 @@ void bpf_teardown(struct agent_bpf *a)
 {
 	if (!a)
 		return;
+	runtimes_bpf_unload();
 	/* detach cgroup programs first: nothing that sits in the connect path may outlive us */
 	for (int i = a->nlinks - 1; i >= 0; i--) {
 		if (a->pinned)

@@ -28,6 +28,7 @@
 #include <bpf/bpf.h>
 
 #include "agent.h"
+#include "runtimes.h"
 #include "integrity.h"
 #include "enforce_agent.h"
 
@@ -337,6 +338,12 @@ int config_load(struct config *c, const char *path, char *errbuf, size_t errn)
 			snprintf(c->allow_exe[c->nallow_exe++], sizeof(c->allow_exe[0]), "%s", tok[1]);
 		} else if ((pol = integrity_config_line(tok, n, why, sizeof(why))) != 0) {
 			/* protect-pid (agent-c/integrity.c) */
+			if (pol < 0) {
+				snprintf(errbuf, errn, "%s:%d: %s", path, lineno, why);
+				goto bad;
+			}
+		} else if ((pol = runtimes_config_line(tok, n, why, sizeof(why))) != 0) {
+			/* container-cgroup, runtime-cgroup, runtime-socket, docker-root (agent-c/runtimes.c) */
 			if (pol < 0) {
 				snprintf(errbuf, errn, "%s:%d: %s", path, lineno, why);
 				goto bad;

@@ -31,6 +31,7 @@
 #include <linux/openat2.h>
 
 #include "containers.h"
+#include "runtimes.h"
 
 /* ---------- the path parser (pure) ---------- */
 
@@ -153,6 +154,8 @@ int container_parse(const char *path, struct container_info *ci)
 }
 
 /* ---------- cgroup id -> container, cached ---------- */
+
+static int parse_in_parents(const char *rel, struct container_info *ci);
 
 #define CACHE_SETS 256
 #define CACHE_WAYS 4
@@ -325,7 +328,7 @@ static int resolve_by_pid(uint32_t pid, uint64_t id)
 
 	if (!pid_cgroup(pid, id, rel, sizeof(rel)))
 		return 0;
-	cache_put(id, container_parse(rel, &ci) ? &ci : NULL);
+	cache_put(id, parse_in_parents(rel, &ci) ? &ci : NULL);
 	return 1;
 }
 
@@ -351,6 +354,77 @@ int cgroup_path_of(uint64_t id, uint32_t pid, char *out, size_t n)
 	return 0;
 }
 
+/* a path, also as a child of a container-cgroup: dockerd --cgroup-parent=/P makes P/<id>,
+ * a name that does not say "docker"; 1 container */
+static int parse_in_parents(const char *rel, struct container_info *ci)
+{
+	char path[600];
+	enum rt_cg_kind kind;
+	const char *last;
+
+	if (container_parse(rel, ci))
+		return 1;
+	last = strrchr(rel, '/');
+	if (!last || !is_hex64(last + 1, strlen(last + 1)))
+		return 0;
+	for (int i = 0; runtimes_cgroup(i, cg_mnt, path, sizeof(path), &kind) == 0; i++) {
+		size_t pl = strlen(path) - strlen(cg_mnt);
+
+		if (kind == RT_CG_CONTAINERS && (size_t)(last - rel) == pl && !memcmp(rel, path + strlen(cg_mnt), pl)) {
+			memset(ci, 0, sizeof(*ci));
+			ci->runtime = "docker";
+			memcpy(ci->id, last + 1, 65);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* bpf/containers.bpf.c named it when it was made (it may be gone by now); 1 resolved */
+static int resolve_born(uint64_t id)
+{
+	char rel[300];
+	struct container_info ci;
+
+	if (!cgroup_mount() || cgroup_born_path(id, rel, sizeof(rel)) < 0)
+		return 0;
+	cache_put(id, parse_in_parents(rel, &ci) ? &ci : NULL);
+	return 1;
+}
+
+/* the children of each container-cgroup (agent-c/runtimes.c); 1 when id is one of them */
+static int resolve_in_parents(uint64_t id)
+{
+	char path[600], rel[1200];
+	enum rt_cg_kind kind;
+
+	if (!cgroup_mount())
+		return 0;
+	for (int i = 0; runtimes_cgroup(i, cg_mnt, path, sizeof(path), &kind) == 0; i++) {
+		DIR *d;
+		struct dirent *de;
+		int hit = 0;
+
+		if (kind != RT_CG_CONTAINERS || !(d = opendir(path)))
+			continue;
+		while (!hit && (de = readdir(d))) {
+			struct stat st;
+			struct container_info ci;
+
+			if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISDIR(st.st_mode) || (uint64_t)st.st_ino != id)
+				continue;
+			snprintf(rel, sizeof(rel), "%s/%s", path + strlen(cg_mnt), de->d_name);
+			cache_put(id, parse_in_parents(rel, &ci) ? &ci : NULL);
+			hit = 1;
+		}
+		closedir(d);
+		if (hit)
+			return 1;
+	}
+	return 0;
+}
+
 static const struct centry *lookup(uint64_t id, uint32_t pid)
 {
 	const struct centry *e;
@@ -360,13 +434,27 @@ static const struct centry *lookup(uint64_t id, uint32_t pid)
 	e = cache_find(id);
 	if (e)
 		return e;
-	if (resolve_by_pid(pid, id))
+	if (resolve_born(id) || resolve_by_pid(pid, id))
+		return cache_find(id);
+	/* a container gone before its records were read (short-lived: docker run --rm): the
+	 * children of the configured container parents are a short list, not throttled */
+	if (resolve_in_parents(id))
 		return cache_find(id);
 	if (!walked || now_boottime_ns() - last_walk_ns >= WALK_EVERY_NS) {
 		resolve_by_walk(id);
 		return cache_find(id);
 	}
 	return NULL; /* not known yet: asked again at the next record */
+}
+
+int container_lookup(uint64_t cgid, uint32_t pid, struct container_info *out)
+{
+	const struct centry *e = lookup(cgid, pid);
+
+	if (!e || !e->is_ct)
+		return 0;
+	*out = e->ci;
+	return 1;
 }
 
 void container_json(struct sbuf *b, uint64_t cgid, uint32_t pid)
@@ -384,6 +472,7 @@ void container_json(struct sbuf *b, uint64_t cgid, uint32_t pid)
 		sb_json_cstr(b, e->ci.pod);
 	else
 		sb_puts(b, "null");
+	container_extra_json(b, e->ci.runtime, e->ci.id, cgid);
 	sb_putc(b, '}');
 }
 

@@ -24,6 +24,8 @@ int container_parse(const char *path, struct container_info *ci);
 /* appends ,"container":{"runtime":..,"id":..,"pod":..|null} when cgid is a container's cgroup */
 /* pid: the record's process, whose /proc/<pid>/cgroup names a cgroup not seen yet (0: none) */
 void container_json(struct sbuf *b, uint64_t cgid, uint32_t pid);
+/* the container of cgroup cgid (1), or none (0) */
+int container_lookup(uint64_t cgid, uint32_t pid, struct container_info *out);
 
 /* the path of cgroup `id` under the cgroup2 mount: from pid's /proc/<pid>/cgroup when it still
  * names it, else a walk of the hierarchy; 0 ok */

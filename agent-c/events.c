@@ -8,6 +8,7 @@
 
 #include "agent.h"
 #include "containers.h"
+#include "runtimes.h"
 #include "enforce_agent.h"
 #include "integrity.h"
 
@@ -40,6 +41,8 @@ static void put_common(struct sbuf *l, uint32_t pid, uint32_t tid, uint32_t ppid
 	sb_json_str(l, comm, strnlen(comm, commlen));
 	SB_KEY_U64(l, ",\"cgroup\":", cgroup);
 	sb_puts(l, ",\"step\":");
+	if (!step)
+		step = container_step(cgroup, pid); /* a Docker container: its requester's (runtimes.c) */
 	sname = step_name(step, &sn);
 	if (sname)
 		sb_json_str(l, sname, sn);
@@ -436,6 +439,7 @@ void write_agent_start_to(struct output *o, uint64_t ts, const struct attach_inf
 	else
 		sb_puts(&line, "null");
 	sb_printf(&line, ",\"ringbuf_mb\":%u", G.cfg.ringbuf_mb);
+	containers_start_json(&line);
 	steps_start_json(&G.cfg, &line, job_json != NULL);
 	if (job_json)
 		sb_puts(&line, job_json); /* daemon mode: ,"job":{..},"ci":{..} */

@@ -71,6 +71,7 @@ struct {
 } udp_seen SEC(".maps");
 
 #include "enforce.bpf.h"
+#include "ct_gate.bpf.h"   /* container slices: the same verdicts, gated to containers */
 
 /* set at load time: whether sys_enter/exit_connect are attached */
 const volatile __u8 want_result = 0;

@@ -386,8 +386,7 @@ static __always_inline void enf_refusal(__u64 id, __u16 family, __u8 proto, __u8
  * AF_UNIX and AF_NETLINK never send to the network, and AF_PACKET and the other families are
  * outside it (README "Limits"). Exempt processes (the runner's own) may still create them.
  */
-SEC("cgroup/sock_create")
-int dp_enf_sock_create(struct bpf_sock *ctx)
+static __always_inline int enf_sock_create(struct bpf_sock *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 type = ctx->type, proto = ctx->protocol;
@@ -405,6 +404,13 @@ int dp_enf_sock_create(struct bpf_sock *ctx)
 											 : DP_R_SOCK_TYPE,
 		    0, 0, 0);
 	return 0;
+}
+
+/* one verdict for the job's cgroup and for container slices (bpf/ct_gate.bpf.h) */
+SEC("cgroup/sock_create")
+int dp_enf_sock_create(struct bpf_sock *ctx)
+{
+	return enf_sock_create(ctx);
 }
 
 /*

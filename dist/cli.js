@@ -58614,6 +58614,14 @@ var event_v1_default = {
           type: ["string", "null"],
           pattern: "^[0-9a-f-]{32,36}$",
           description: "Kubernetes pod uid; null outside Kubernetes."
+        },
+        image: {
+          type: ["string", "null"],
+          description: "Docker: the image the container was created from, as the client named it (config.v2.json in the daemon's data root); absent when unknown (other runtimes)."
+        },
+        requested_by: {
+          type: ["integer", "null"],
+          description: "Docker: pid of the client whose connection to the daemon's API socket was open when the container's first record was written (its step is the container's step); absent when none was found. Podman needs none: its containers descend from the podman process."
         }
       }
     },
@@ -58751,6 +58759,24 @@ var event_v1_default = {
               resolvers: { type: "array", items: { type: "string" } },
               resolvers_from: { type: "string" },
               exempt_pids: { type: "array", items: { type: "integer" } }
+            }
+          },
+          containers: {
+            type: "object",
+            description: "start: cgroups judged by the job's policy besides the job's own (container-cgroup: where a runtime puts the job's containers; container-slice: a slice whose docker-/libpod-<id>.scope cgroups are judged, nothing else in it; runtime-cgroup: the runtime daemon's, for image pulls and Docker's embedded DNS), and the runtime API sockets whose clients a container is attributed to (docs/containers.md).",
+            properties: {
+              judged_cgroups: {
+                type: "array",
+                items: {
+                  type: "object",
+                  required: ["path", "kind"],
+                  properties: {
+                    path: { type: "string" },
+                    kind: { enum: ["containers", "slice", "runtime"] }
+                  }
+                }
+              },
+              runtime_sockets: { type: "array", items: { type: "string" } }
             }
           },
           attach: {
@@ -59986,6 +60012,11 @@ async function joinEnforcedCgroup(startOutput, pid, elevate = []) {
 }
 
 // src/agent/config.ts
+function cgroupPath(p, what) {
+  if (!SAFE_TOKEN.test(p) || p.split("/").includes("..") || p === "/")
+    throw new Error(`${what} "${p}" is not a cgroup path below the cgroup v2 root`);
+  return p;
+}
 function policyConfig(policy2, extra = {}) {
   const p = policy2?.policy;
   return {
@@ -60045,6 +60076,18 @@ function renderAgentConfig(c) {
     if (!Number.isInteger(p) || p <= 1) throw new Error(`protect pid ${p} is not a process id`);
     lines.push(`protect-pid ${p}`);
   }
+  for (const p of c.containerCgroups ?? [])
+    lines.push(`container-cgroup ${cgroupPath(p, "container cgroup")}`);
+  for (const p of c.containerSlices ?? [])
+    lines.push(`container-slice ${cgroupPath(p, "container slice")}`);
+  for (const p of c.runtimeCgroups ?? [])
+    lines.push(`runtime-cgroup ${cgroupPath(p, "runtime cgroup")}`);
+  for (const p of [...c.runtimeSockets ?? [], ...c.dockerRoot ? [c.dockerRoot] : []]) {
+    if (!SAFE_TOKEN.test(p) || !p.startsWith("/"))
+      throw new Error(`runtime path "${p}" is not an absolute path without blanks`);
+  }
+  for (const p of c.runtimeSockets ?? []) lines.push(`runtime-socket ${p}`);
+  if (c.dockerRoot) lines.push(`docker-root ${c.dockerRoot}`);
   return `${lines.join("\n")}
 `;
 }
@@ -63331,6 +63374,12 @@ var START_USAGE = `usage: dpndncy start [options]
   --sensitive-path P      extra sensitive path (repeatable)
   --harden LEVEL          none | sudo | sudo-and-containers: once armed, take sudo (and the
                           Docker socket) away from this user; only stopping the agent stays
+  --container-cgroup CG   enforce: a cgroup where the runtime puts the job's containers, judged
+                          like the job (repeatable; docs/containers.md)
+  --container-slice CG    enforce: a slice (system.slice) whose docker-/libpod-<id>.scope
+                          cgroups are judged, nothing else in it (repeatable)
+  --runtime-cgroup CG     enforce: the runtime daemon's cgroup: image pulls and Docker's
+                          embedded DNS judged too (repeatable)
 exit: 0 armed, 2 usage error, 3 bad input (policy, checksum), 4 the download failed (the URL
       and the cause are printed), 5 the agent did not start`;
 var OPTIONS6 = {
@@ -63342,6 +63391,9 @@ var OPTIONS6 = {
   policy: { type: "string" },
   "sensitive-path": { type: "string", multiple: true },
   harden: { type: "string" },
+  "container-cgroup": { type: "string", multiple: true },
+  "container-slice": { type: "string", multiple: true },
+  "runtime-cgroup": { type: "string", multiple: true },
   help: { type: "boolean", short: "h" }
 };
 var defaultDir = (env) => resolve4(env.CI_PROJECT_DIR ?? ".", ".dpndncy");
@@ -63431,7 +63483,10 @@ ${START_USAGE}
         mode,
         ...policyConfig(policy2, { sensitivePaths: v2["sensitive-path"] ?? [] }),
         stepMarkers: detected.step.markers,
-        ci: { ...detected.identity, alsoMatched: detected.alsoMatched }
+        ci: { ...detected.identity, alsoMatched: detected.alsoMatched },
+        containerCgroups: v2["container-cgroup"] ?? [],
+        containerSlices: v2["container-slice"] ?? [],
+        runtimeCgroups: v2["runtime-cgroup"] ?? []
       })
     );
   } catch (e) {

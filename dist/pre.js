@@ -66950,6 +66950,11 @@ async function joinEnforcedCgroup(startOutput, pid, elevate = []) {
 }
 
 // src/agent/config.ts
+function cgroupPath(p, what) {
+  if (!SAFE_TOKEN.test(p) || p.split("/").includes("..") || p === "/")
+    throw new Error(`${what} "${p}" is not a cgroup path below the cgroup v2 root`);
+  return p;
+}
 function policyConfig(policy, extra = {}) {
   const p = policy?.policy;
   return {
@@ -67009,6 +67014,18 @@ function renderAgentConfig(c) {
     if (!Number.isInteger(p) || p <= 1) throw new Error(`protect pid ${p} is not a process id`);
     lines.push(`protect-pid ${p}`);
   }
+  for (const p of c.containerCgroups ?? [])
+    lines.push(`container-cgroup ${cgroupPath(p, "container cgroup")}`);
+  for (const p of c.containerSlices ?? [])
+    lines.push(`container-slice ${cgroupPath(p, "container slice")}`);
+  for (const p of c.runtimeCgroups ?? [])
+    lines.push(`runtime-cgroup ${cgroupPath(p, "runtime cgroup")}`);
+  for (const p of [...c.runtimeSockets ?? [], ...c.dockerRoot ? [c.dockerRoot] : []]) {
+    if (!SAFE_TOKEN.test(p) || !p.startsWith("/"))
+      throw new Error(`runtime path "${p}" is not an absolute path without blanks`);
+  }
+  for (const p of c.runtimeSockets ?? []) lines.push(`runtime-socket ${p}`);
+  if (c.dockerRoot) lines.push(`docker-root ${c.dockerRoot}`);
   return `${lines.join("\n")}
 `;
 }
@@ -67715,6 +67732,17 @@ function bool(get, name, def) {
   if (raw === "false") return false;
   throw new InputError2(name, `"${raw}" is not true or false`);
 }
+function cgroupList(get, name) {
+  const out = [];
+  for (const raw of get(name).split("\n")) {
+    const l = raw.trim();
+    if (l === "" || l.startsWith("#")) continue;
+    if (/[\s#]/.test(l) || l.split("/").includes("..") || l === "/")
+      throw new InputError2(name, `"${l}" is not a cgroup path below the cgroup v2 root`);
+    out.push(l);
+  }
+  return out;
+}
 function url(get, name) {
   const raw = get(name).trim();
   if (raw === "") return void 0;
@@ -67760,7 +67788,10 @@ function parseInputs(get) {
     allowGithubEndpoints: bool(get, "allow-github-endpoints", true),
     learnJobs: learnJobs(get("learn-jobs")),
     harden: oneOf(get, "harden", ["none", "sudo", "sudo-and-containers"], "none"),
-    matrix: get("matrix").trim()
+    matrix: get("matrix").trim(),
+    containerCgroups: cgroupList(get, "container-cgroups"),
+    containerSlices: cgroupList(get, "container-slices"),
+    runtimeCgroups: cgroupList(get, "runtime-cgroups")
   };
   const artifactName = optional(get, "artifact-name");
   if (artifactName) {
@@ -67853,7 +67884,13 @@ async function startMonitoring(stage) {
       // judged, but is itself exempt: its own traffic to GitHub keeps working
       ...inputs.mode === "enforce" ? { exemptPids: [process.ppid] } : {},
       // tamper evidence: the runner worker (our parent) holds the job's secrets
-      protectPids: [process.ppid]
+      protectPids: [process.ppid],
+      // enforce: containers the job starts are judged where the runtime puts them
+      ...inputs.mode === "enforce" ? {
+        containerCgroups: inputs.containerCgroups,
+        containerSlices: inputs.containerSlices,
+        runtimeCgroups: inputs.runtimeCgroups
+      } : {}
     })
   );
   const started = await startAgent({

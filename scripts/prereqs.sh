@@ -12,7 +12,8 @@ APT_PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libzstd-dev libmd-
   qemu-system-x86 busybox-static cpio   # the kernel matrix (test/kernel/vm-matrix.test.ts)
   qemu-system-arm libc6-dev-arm64-cross   # the kernel matrix's arm64 kernel and workloads
   qemu-user-static   # test/unit/sha256-c.test.ts runs the arm64 agent's SHA-256 paths
-  gcc-aarch64-linux-gnu)   # the arm64 agent (make agent-arm64, make release)
+  gcc-aarch64-linux-gnu   # the arm64 agent (make agent-arm64, make release)
+  docker.io podman)   # real container runtimes: test/kernel/containers-runtime.test.ts
 # The arm64 agent's static libraries come through multiarch (the arm64 architecture is added
 # below). Debian only: Ubuntu serves arm64 from another archive (ports.ubuntu.com), which
 # would need a sources entry of its own; release builds run on Debian 12 anyway.

@@ -36,6 +36,12 @@ export interface ActionInputs {
   agentSha256?: string;
   /** Take sudo (and the Docker socket) away from later steps (src/harden). */
   harden: "none" | "sudo" | "sudo-and-containers";
+  /** enforce: cgroups where a runtime puts the job's containers (docs/containers.md). */
+  containerCgroups: string[];
+  /** enforce: slices holding containers' scopes among other services (systemd driver). */
+  containerSlices: string[];
+  /** enforce: the container runtime daemon's cgroup (image pulls, Docker's embedded DNS). */
+  runtimeCgroups: string[];
 }
 
 export class InputError extends Error {
@@ -60,6 +66,19 @@ function bool(get: Getter, name: string, def: boolean): boolean {
   if (raw === "true") return true;
   if (raw === "false") return false;
   throw new InputError(name, `"${raw}" is not true or false`);
+}
+
+/** One cgroup path per line (below the cgroup v2 root; never the root itself). */
+function cgroupList(get: Getter, name: string): string[] {
+  const out: string[] = [];
+  for (const raw of get(name).split("\n")) {
+    const l = raw.trim();
+    if (l === "" || l.startsWith("#")) continue;
+    if (/[\s#]/.test(l) || l.split("/").includes("..") || l === "/")
+      throw new InputError(name, `"${l}" is not a cgroup path below the cgroup v2 root`);
+    out.push(l);
+  }
+  return out;
 }
 
 function url(get: Getter, name: string): string | undefined {
@@ -115,6 +134,9 @@ export function parseInputs(get: Getter): ActionInputs {
     learnJobs: learnJobs(get("learn-jobs")),
     harden: oneOf(get, "harden", ["none", "sudo", "sudo-and-containers"] as const, "none"),
     matrix: get("matrix").trim(),
+    containerCgroups: cgroupList(get, "container-cgroups"),
+    containerSlices: cgroupList(get, "container-slices"),
+    runtimeCgroups: cgroupList(get, "runtime-cgroups"),
   };
   const artifactName = optional(get, "artifact-name");
   if (artifactName) {

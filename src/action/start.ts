@@ -69,6 +69,14 @@ export async function startMonitoring(stage: "pre" | "main"): Promise<void> {
       ...(inputs.mode === "enforce" ? { exemptPids: [process.ppid] } : {}),
       // tamper evidence: the runner worker (our parent) holds the job's secrets
       protectPids: [process.ppid],
+      // enforce: containers the job starts are judged where the runtime puts them
+      ...(inputs.mode === "enforce"
+        ? {
+            containerCgroups: inputs.containerCgroups,
+            containerSlices: inputs.containerSlices,
+            runtimeCgroups: inputs.runtimeCgroups,
+          }
+        : {}),
     }),
   );
   const started = await startAgent({

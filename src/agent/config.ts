@@ -31,6 +31,22 @@ export interface AgentConfigInput {
   exemptPids?: readonly number[];
   /** Processes whose /proc/<pid>/mem|environ, ptrace and process_vm_* by others are tamper events. */
   protectPids?: readonly number[];
+  /** enforce: cgroups where a runtime puts the job's containers, judged like the job (docs/containers.md). */
+  containerCgroups?: readonly string[];
+  /** enforce: slices (system.slice) whose docker-/libpod-<id>.scope cgroups are judged, nothing else. */
+  containerSlices?: readonly string[];
+  /** enforce: the container runtime daemon's cgroup, judged too (image pulls, embedded DNS forwards). */
+  runtimeCgroups?: readonly string[];
+  /** Docker API sockets whose clients a container is attributed to (default /run/docker.sock). */
+  runtimeSockets?: readonly string[];
+  /** Docker's data root, for a container's image name (default /var/lib/docker). */
+  dockerRoot?: string;
+}
+
+function cgroupPath(p: string, what: string): string {
+  if (!SAFE_TOKEN.test(p) || p.split("/").includes("..") || p === "/")
+    throw new Error(`${what} "${p}" is not a cgroup path below the cgroup v2 root`);
+  return p;
 }
 
 /**
@@ -112,5 +128,17 @@ export function renderAgentConfig(c: AgentConfigInput): string {
     if (!Number.isInteger(p) || p <= 1) throw new Error(`protect pid ${p} is not a process id`);
     lines.push(`protect-pid ${p}`);
   }
+  for (const p of c.containerCgroups ?? [])
+    lines.push(`container-cgroup ${cgroupPath(p, "container cgroup")}`);
+  for (const p of c.containerSlices ?? [])
+    lines.push(`container-slice ${cgroupPath(p, "container slice")}`);
+  for (const p of c.runtimeCgroups ?? [])
+    lines.push(`runtime-cgroup ${cgroupPath(p, "runtime cgroup")}`);
+  for (const p of [...(c.runtimeSockets ?? []), ...(c.dockerRoot ? [c.dockerRoot] : [])]) {
+    if (!SAFE_TOKEN.test(p) || !p.startsWith("/"))
+      throw new Error(`runtime path "${p}" is not an absolute path without blanks`);
+  }
+  for (const p of c.runtimeSockets ?? []) lines.push(`runtime-socket ${p}`);
+  if (c.dockerRoot) lines.push(`docker-root ${c.dockerRoot}`);
   return `${lines.join("\n")}\n`;
 }

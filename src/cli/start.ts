@@ -26,6 +26,12 @@ export const START_USAGE = `usage: dpndncy start [options]
   --sensitive-path P      extra sensitive path (repeatable)
   --harden LEVEL          none | sudo | sudo-and-containers: once armed, take sudo (and the
                           Docker socket) away from this user; only stopping the agent stays
+  --container-cgroup CG   enforce: a cgroup where the runtime puts the job's containers, judged
+                          like the job (repeatable; docs/containers.md)
+  --container-slice CG    enforce: a slice (system.slice) whose docker-/libpod-<id>.scope
+                          cgroups are judged, nothing else in it (repeatable)
+  --runtime-cgroup CG     enforce: the runtime daemon's cgroup: image pulls and Docker's
+                          embedded DNS judged too (repeatable)
 exit: 0 armed, 2 usage error, 3 bad input (policy, checksum), 4 the download failed (the URL
       and the cause are printed), 5 the agent did not start`;
 
@@ -38,6 +44,9 @@ const OPTIONS = {
   policy: { type: "string" },
   "sensitive-path": { type: "string", multiple: true },
   harden: { type: "string" },
+  "container-cgroup": { type: "string", multiple: true },
+  "container-slice": { type: "string", multiple: true },
+  "runtime-cgroup": { type: "string", multiple: true },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -134,6 +143,9 @@ export async function start(argv: string[], io: Io): Promise<number> {
         ...policyConfig(policy, { sensitivePaths: v["sensitive-path"] ?? [] }),
         stepMarkers: detected.step.markers,
         ci: { ...detected.identity, alsoMatched: detected.alsoMatched },
+        containerCgroups: v["container-cgroup"] ?? [],
+        containerSlices: v["container-slice"] ?? [],
+        runtimeCgroups: v["runtime-cgroup"] ?? [],
       }),
     );
   } catch (e) {

@@ -41,6 +41,10 @@ export interface ContainerInfo {
   runtime: "docker" | "containerd" | "cri-o" | "podman" | "kubernetes";
   id: string;
   pod: string | null;
+  /** Docker: the image the container was created from (null: unknown) */
+  image?: string | null;
+  /** Docker: pid of the API client that asked for the container (its step is the container's) */
+  requested_by?: number | null;
 }
 
 export interface ExecEvent extends EventBase {

