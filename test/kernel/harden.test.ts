@@ -53,7 +53,7 @@ describeKernel("harden", () => {
     // Leaving the enforced cgroup (issue #23, item 6) needs root: a job writes itself into
     // another cgroup's cgroup.procs. With sudo that works; harden takes it away.
     const elsewhere = testCgroup("harden-escape");
-    const escape = () =>
+    const leaveCgroup = () =>
       run(
         [
           "runuser",
@@ -66,7 +66,7 @@ describeKernel("harden", () => {
         ],
         { timeoutMs: 30_000 },
       );
-    expect((await escape()).stdout, "with sudo, a job can leave its cgroup").toContain("MOVED");
+    expect((await leaveCgroup()).stdout, "with sudo, a job can leave its cgroup").toContain("MOVED");
 
     // a socket standing in for /var/run/docker.sock, group-accessible to the user's group
     const sock = join(root, "docker.sock");
@@ -114,7 +114,7 @@ describeKernel("harden", () => {
     const shell = await sudoAs(user, ["/bin/sh", "-c", "id -u"]);
     expect(shell.code).not.toBe(0);
     // ... and so does leaving the cgroup, by sudo or by itself (cgroup.procs is root's)
-    const escaped = await escape();
+    const escaped = await leaveCgroup();
     expect(escaped.stdout, escaped.stderr).not.toContain("MOVED");
     // ... the kept commands run as root, exactly as listed
     const id = await sudoAs(user, ["/usr/bin/id", "-u"]);
