@@ -66,7 +66,9 @@ describeKernel("harden", () => {
         ],
         { timeoutMs: 30_000 },
       );
-    expect((await leaveCgroup()).stdout, "with sudo, a job can leave its cgroup").toContain("MOVED");
+    expect((await leaveCgroup()).stdout, "with sudo, a job can leave its cgroup").toContain(
+      "MOVED",
+    );
 
     // a socket standing in for /var/run/docker.sock, group-accessible to the user's group
     const sock = join(root, "docker.sock");
