@@ -222,7 +222,7 @@ struct agent_bpf;
 struct attach_info {
 	char exec[128], exitp[128], fork[128], connect[160], connect_result[128];
 	char file[128], dns[160], dns_packet[128];
-	char tamper[128];      /* filled after integrity_start */
+	char tamper[256];      /* filled after integrity_start (as long as integrity.c's tamper_attach) */
 };
 struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result *pr, const char *cgroup_path,
 			    int pin, char *errbuf, size_t errn, struct attach_info *ai);

@@ -48,7 +48,8 @@ static uint32_t protect[MAX_PROTECT];
 static int nprotect;
 
 static struct tamper_bpf *tskel;
-static char tamper_attach[192];
+static char tamper_attach[256];
+static int tamper_kprobes; /* the ptrace hooks are kprobes (no syscall tracepoints of ours) */
 
 const char *integrity_attach(void)
 {
@@ -426,6 +427,19 @@ static void check_tamper_hits(void)
 				cgroup_move(&a, &k, &hit);
 				continue;
 			}
+			if (k.sys == DP_TS_PACKET_SOCKET) {
+				/* only the enforced cgroup's: a DHCP client of the host is not the job */
+				if (k.tracer != G.self_pid && in_enforced(hit.cgroup, k.tracer)) {
+					snprintf(detail, sizeof(detail),
+						 "%.16s (pid %u) in the enforced cgroup opened an AF_PACKET socket (type %u, "
+						 "protocol 0x%04llx), %llu time(s): its frames meet no connect/sendmsg hook, "
+						 "so its egress (and any DNS answer it injects) is not judged",
+						 hit.comm, k.tracer, k.req, (unsigned long long)__builtin_bswap16((uint16_t)hit.arg),
+						 (unsigned long long)hit.count);
+					emit(&a, "packet-socket", detail);
+				}
+				continue;
+			}
 			if (k.sys == DP_TS_PTRACE32)
 				snprintf(detail, sizeof(detail),
 					 "%.16s (pid %u) was given ptrace access (mode 0x%x: ptrace, process_vm_* or "
@@ -588,6 +602,7 @@ int integrity_start(struct agent_bpf *a, char *errbuf, size_t errn)
 			ntlinks++;
 		}
 		if (i == 3) {
+			tamper_kprobes = 1;
 			snprintf(tamper_attach, sizeof(tamper_attach), "ksyscall/ptrace,process_vm_readv,process_vm_writev");
 #if defined(__x86_64__) /* the ia32 programs exist only in the x86 build (bpf/tamper.bpf.c) */
 			/* their 32-bit callers, which the __x64_sys_* probes never see */
@@ -645,6 +660,20 @@ int integrity_start(struct agent_bpf *a, char *errbuf, size_t errn)
 		} else
 			err_msg("warning: cannot attach tracepoint/cgroup/cgroup_attach_task (%s): a process leaving the "
 				"enforced cgroup would not be reported", strerror(errno));
+		/* AF_PACKET sockets, which nothing can refuse here: reported. The kprobe where the ptrace
+		 * hooks are kprobes; the syscall tracepoint only where syscall tracepoints are in use
+		 * anyway (it would put every syscall on the slow path, DESIGN §6) */
+		tlinks[ntlinks] = tamper_kprobes ? bpf_program__attach(tskel->progs.dp_packet_create_k)
+						 : bpf_program__attach(tskel->progs.dp_socket_tp);
+		if (tlinks[ntlinks]) {
+			size_t l = strlen(tamper_attach);
+
+			ntlinks++;
+			snprintf(tamper_attach + l, sizeof(tamper_attach) - l, "%s",
+				 tamper_kprobes ? "+kprobe/packet_create" : "+tracepoint/syscalls/sys_enter_socket(AF_PACKET)");
+		} else
+			err_msg("warning: cannot attach %s (%s): an AF_PACKET socket in the enforced cgroup would not be reported",
+				tamper_kprobes ? "kprobe/packet_create" : "tracepoint/syscalls/sys_enter_socket", strerror(errno));
 	}
 	/* programs already on the hooks are not the job's doing: only new ones are reported */
 	check_cgroup(bpf_root_cgroup_fd(a), "the cgroup v2 root", 1);

@@ -308,6 +308,8 @@ struct dp_step_cfg {
 #define DP_TS_VM_READV  2
 #define DP_TS_VM_WRITEV 3
 #define DP_TS_PTRACE32  5  /* a 32-bit syscall passed ptrace's access check on a protected pid (req: mode) */
+#define DP_TS_PACKET_SOCKET 6  /* an AF_PACKET socket was created (target: the caller, req: type, arg:
+				* protocol); user space reports it when the caller is in the enforced cgroup */
 #define DP_TS_CGROUP_MOVE 4  /* a process moved to another cgroup v2 cgroup (target: its pid, req: low
 			      * 32 bits of the destination's id, arg: the id); user space decides if it left the job */
 

@@ -116,6 +116,34 @@ int dp_cgroup_attach(struct trace_event_raw_cgroup_migrate *ctx)
 }
 
 /*
+ * AF_PACKET sockets (root, CAP_NET_RAW) send and receive whole frames: their packets meet no
+ * connect/sendmsg hook, and cgroup/sock_create never runs for that family, so enforce mode
+ * cannot refuse them (README "Limits"); a job that opens one can send anywhere or inject DNS
+ * answers. They are rare on a CI host (a DHCP client now and then), so every one is counted
+ * and the agent reports those of the enforced cgroup. Where kprobes exist, packet_create sees
+ * every way in (socket(2), io_uring); elsewhere sys_enter_socket, which misses io_uring.
+ */
+#define DP_AF_PACKET 17
+
+SEC("kprobe/packet_create")
+int BPF_KPROBE(dp_packet_create_k, struct net *net, struct socket *sock, int protocol, int kern)
+{
+	if (kern)
+		return 0; /* the kernel's own */
+	return record(bpf_get_current_pid_tgid() >> 32, DP_TS_PACKET_SOCKET, (__u32)BPF_CORE_READ(sock, type),
+		      (__u64)(__u16)protocol);
+}
+
+SEC("tp/syscalls/sys_enter_socket")
+int dp_socket_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	if ((long)ctx->args[0] != DP_AF_PACKET)
+		return 0;
+	return record(bpf_get_current_pid_tgid() >> 32, DP_TS_PACKET_SOCKET, (__u32)ctx->args[1] & 0xf,
+		      (__u64)(__u16)ctx->args[2]);
+}
+
+/*
  * Preferred: kprobes on the syscall functions (libbpf's ksyscall). A syscall tracepoint, even
  * one for a syscall nobody makes, puts every syscall of every process on the traced slow path
  * (DESIGN §6); a kprobe costs only the calls of its own function. The tracepoints below are the

@@ -12,7 +12,7 @@ import { testCgroup } from "../support/kernel/cgroup.js";
 import { FIXTURES, onCleanup, PYTHON, tempDir } from "../support/kernel/env.js";
 import { byKind, type ConnectEv, type Ev, readLog } from "../support/kernel/log.js";
 import { Netns } from "../support/kernel/netns.js";
-import { run, spawnBackground } from "../support/kernel/proc.js";
+import { poll, run, spawnBackground } from "../support/kernel/proc.js";
 import { startDns, startServers, type Zone } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
 
@@ -345,5 +345,53 @@ describeKernel("enforce: no fail-open", () => {
     expect(esc[0]?.detail).toContain(`out of the enforced cgroup`);
     expect(esc[0]?.detail).toContain(other.path);
     expect(esc[0]?.detail).toContain(`process ${r.rootPid}`);
+  });
+
+  it("an AF_PACKET socket in the enforced cgroup (root; its frames meet no connect/sendmsg hook and sock_create never sees the family) is a packet-socket tamper event; one outside it is not", async () => {
+    // Python opens a raw packet socket (needs CAP_NET_RAW: root) and closes it again
+    const py =
+      "import socket; s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3)); s.close(); print('PACKET-OPEN')";
+    // the same, outside the enforced cgroup, while the agent runs (after the job's own)
+    const marker = join(tempDir("packet"), "job-opened");
+    const outside = spawnBackground([
+      "/bin/sh",
+      "-c",
+      `while [ ! -e '${marker}' ]; do sleep 0.05; done; ${PYTHON} -c "${py}"`,
+    ]);
+    onCleanup(() => outside.stop());
+    const r = await agentRun({
+      cmd: ["/bin/sh", "-c", `${PYTHON} -c "${py}"; touch '${marker}'; sleep 2`],
+      args: [
+        "--mode",
+        "enforce",
+        "--config",
+        policyFile(`mode enforce\ndns-resolver ${RESOLVER}\n`),
+      ],
+    });
+    expectRunOk(r);
+    expect(r.res.stdout).toContain("PACKET-OPEN"); // not refusable with these hooks
+    await poll(() => outside.child.exitCode !== null, 10_000);
+    expect(outside.stdout()).toContain("PACKET-OPEN");
+    const start = r.log.events.find(
+      (e) => e.kind === "agent" && e.event === "start",
+    ) as unknown as {
+      attach: { tamper: string };
+    };
+    expect(start.attach.tamper).toMatch(
+      /\+(kprobe\/packet_create|tracepoint\/syscalls\/sys_enter_socket\(AF_PACKET\))$/,
+    );
+    const packet = (
+      r.log.events.filter((e) => e.kind === "tamper") as unknown as Array<{
+        what: string;
+        detail: string;
+        pid: number;
+      }>
+    ).filter((t) => t.what === "packet-socket");
+    // exactly the job's one: the same socket opened outside the enforced cgroup is not the job
+    expect(packet.length, JSON.stringify(packet)).toBe(1);
+    expect(packet[0]?.detail).toMatch(
+      /python3 \(pid \d+\) in the enforced cgroup opened an AF_PACKET socket \(type 3, protocol 0x0003\)/,
+    );
+    expect(packet[0]?.detail).not.toContain(`pid ${outside.pid})`);
   });
 });

@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { parseJson } from "../support/kernel/agent.js";
+import { testCgroup } from "../support/kernel/cgroup.js";
 import { AGENT, onCleanup, REPO } from "../support/kernel/env.js";
 import { run } from "../support/kernel/proc.js";
 import { describeKernel } from "../support/kernel/suite.js";
@@ -49,6 +50,25 @@ describeKernel("harden", () => {
 
     const before = await sudoAs(user, ["true"]);
     expect(before.code, `sudo before harden: ${before.stderr}`).toBe(0);
+    // Leaving the enforced cgroup (issue #23, item 6) needs root: a job writes itself into
+    // another cgroup's cgroup.procs. With sudo that works; harden takes it away.
+    const elsewhere = testCgroup("harden-escape");
+    const leaveCgroup = () =>
+      run(
+        [
+          "runuser",
+          "-u",
+          user,
+          "--",
+          "/bin/sh",
+          "-c",
+          `sudo -n /bin/sh -c 'echo $$ > ${elsewhere.path}/cgroup.procs' && echo MOVED; echo $$ > ${elsewhere.path}/cgroup.procs 2>/dev/null && echo MOVED-SELF; true`,
+        ],
+        { timeoutMs: 30_000 },
+      );
+    expect((await leaveCgroup()).stdout, "with sudo, a job can leave its cgroup").toContain(
+      "MOVED",
+    );
 
     // a socket standing in for /var/run/docker.sock, group-accessible to the user's group
     const sock = join(root, "docker.sock");
@@ -95,6 +115,9 @@ describeKernel("harden", () => {
     expect(after.stderr).toMatch(/not allowed|a password is required/);
     const shell = await sudoAs(user, ["/bin/sh", "-c", "id -u"]);
     expect(shell.code).not.toBe(0);
+    // ... and so does leaving the cgroup, by sudo or by itself (cgroup.procs is root's)
+    const escaped = await leaveCgroup();
+    expect(escaped.stdout, escaped.stderr).not.toContain("MOVED");
     // ... the kept commands run as root, exactly as listed
     const id = await sudoAs(user, ["/usr/bin/id", "-u"]);
     expect(id.code, id.stderr).toBe(0);
