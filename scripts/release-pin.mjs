@@ -7,8 +7,8 @@
 //   node scripts/release-pin.mjs verify   the pins equal build/release/SHA256SUMS (the release
 //                                         workflow runs this at the tag: a rebuild that does not
 //                                         give the pinned bytes is never published)
-// The component pins the amd64 agent (GitLab's shared runners are x86_64); arm64 runners set
-// agent-url/agent-sha256 to the release's dpndncy-agent-linux-arm64 (README, Components).
+// The component pins both agents: agent-url/agent-sha256 (x86_64) and agent-url-arm64/
+// agent-sha256-arm64 (aarch64); its before_script picks by `uname -m`.
 import { readFileSync, writeFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
 
@@ -47,6 +47,8 @@ function componentDefaults(s) {
   return {
     "agent-url": `${baseUrl}/dpndncy-agent-linux-amd64`,
     "agent-sha256": s["dpndncy-agent-linux-amd64"],
+    "agent-url-arm64": `${baseUrl}/dpndncy-agent-linux-arm64`,
+    "agent-sha256-arm64": s["dpndncy-agent-linux-arm64"],
     "cli-url": `${baseUrl}/cli.js`,
     "cli-sha256": s["cli.js"],
   };

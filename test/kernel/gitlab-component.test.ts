@@ -6,7 +6,7 @@
 // Sigstore stand-in (SIGSTORE_ID_TOKEN passed as a variable: gitlab-ci-local mints no
 // id_tokens) and leaves the files as artifacts; then `dpndncy verify` checks the bundle.
 import { generateKeyPairSync } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -461,6 +461,50 @@ pinned-wrong:
     );
     expect(existsSync(join(d, "session.json"))).toBe(false);
     expect(existsSync(join(d, "state"))).toBe(false);
+  });
+
+  it("the runner's architecture picks the agent: aarch64 fetches and verifies the -arm64 pair, never the x86_64 one; an aarch64 runner without it and an unknown architecture are refused", async () => {
+    // `uname -m` answered as an aarch64 (or riscv64) runner's would: the only part of the
+    // machine this x86_64 host cannot be. The download and its digest check are real.
+    const shim = (machine: string) => {
+      const d = tempDir(`uname-${machine}`);
+      writeFileSync(
+        join(d, "uname"),
+        `#!/bin/sh\nif [ "$1" = -m ]; then echo ${machine}; else exec /usr/bin/uname "$@"; fi\n`,
+      );
+      chmodSync(join(d, "uname"), 0o755);
+      return `${d}:${pathWithNode()}`;
+    };
+    const job =
+      "archjob:\n  stage: test\n  extends: .dpndncy\n  script:\n    - echo gl-script-ran\n";
+    const arm = newProject(
+      "arch-arm64",
+      `${includeAgent({ "agent-url-arm64": release.agentArm64Url, "agent-sha256-arm64": release.agentArm64Sha256, sign: "none" })}\n${job}`,
+    );
+    const before = release.requests.length;
+    const r = await runPipeline(arm, { path: shim("aarch64") });
+    const log = r.jobLog("archjob");
+    const asked = release.requests.slice(before);
+    expect(asked, log).toContain("/dpndncy-agent-arm64");
+    expect(asked, log).not.toContain("/dpndncy-agent");
+    expect(log).toMatch(/dpndncy-agent: OK/); // its own pinned digest
+    // (that aarch64 binary cannot run on this x86_64 host: the job stops there, as it must)
+
+    const none = newProject("arch-arm64-unpinned", `${includeAgent({ sign: "none" })}\n${job}`);
+    const n = await runPipeline(none, { path: shim("aarch64") });
+    expect(n.code).not.toBe(0);
+    expect(n.jobLog("archjob")).toContain(
+      "this runner is aarch64 and the agent-url-arm64 and agent-sha256-arm64 inputs are not set",
+    );
+    expect(n.jobLog("archjob")).not.toContain("gl-script-ran");
+
+    const odd = newProject("arch-riscv", `${includeAgent({ sign: "none" })}\n${job}`);
+    const o = await runPipeline(odd, { path: shim("riscv64") });
+    expect(o.code).not.toBe(0);
+    expect(o.jobLog("archjob")).toContain(
+      "this runner's architecture (riscv64) has no dpndncy agent: x86_64 and aarch64 only",
+    );
+    expect(o.jobLog("archjob")).not.toContain("gl-script-ran");
   });
 
   it("unpinned release and invalid inputs: a clear refusal, GitLab's spec messages", async () => {

@@ -56,10 +56,13 @@ describe("release pins", () => {
     });
     const after = readFileSync(join(dir, "templates/agent.yml"), "utf8");
     const changed = after.split("\n").filter((l, i) => l !== before.split("\n")[i]);
-    expect(changed).toHaveLength(4);
+    expect(changed).toHaveLength(6);
     const spec = inputs(after);
     expect(spec["agent-url"]?.default).toBe(`${base}/dpndncy-agent-linux-amd64`);
     expect(spec["agent-sha256"]?.default).toBe(D("a"));
+    // the aarch64 pair, which the before_script picks by `uname -m`
+    expect(spec["agent-url-arm64"]?.default).toBe(`${base}/dpndncy-agent-linux-arm64`);
+    expect(spec["agent-sha256-arm64"]?.default).toBe(D("b"));
     expect(spec["cli-url"]?.default).toBe(`${base}/cli.js`);
     expect(spec["cli-sha256"]?.default).toBe(D("c"));
     const sign = inputs(readFileSync(join(dir, "templates/sign.yml"), "utf8"));
@@ -68,7 +71,14 @@ describe("release pins", () => {
       D("c"),
     ]);
     // GitLab checks an input's default against its own regex too
-    for (const k of ["agent-url", "agent-sha256", "cli-url", "cli-sha256"]) {
+    for (const k of [
+      "agent-url",
+      "agent-sha256",
+      "agent-url-arm64",
+      "agent-sha256-arm64",
+      "cli-url",
+      "cli-sha256",
+    ]) {
       const i = spec[k];
       expect(new RegExp(i?.regex ?? "").test(i?.default ?? ""), k).toBe(true);
     }
@@ -103,11 +113,19 @@ describe("release pins", () => {
   it('README snippet("quickstart-gitlab"): the bare include gets every download input from a released component', () => {
     const ci = parse(snippet("quickstart-gitlab").body) as { include: unknown };
     expect(ci.include).toEqual([{ component: "$CI_SERVER_FQDN/dpndncy/agent/agent@1" }]);
-    // no inputs given: the before_script needs these four, and release-pin gives them all
+    // no inputs given: the before_script needs these (the -arm64 pair on aarch64 runners), and
+    // release-pin gives them all
     const dir = tree();
     expect(pin(dir, "write").status).toBe(0);
     const spec = inputs(readFileSync(join(dir, "templates/agent.yml"), "utf8"));
-    for (const k of ["agent-url", "agent-sha256", "cli-url", "cli-sha256"])
+    for (const k of [
+      "agent-url",
+      "agent-sha256",
+      "agent-url-arm64",
+      "agent-sha256-arm64",
+      "cli-url",
+      "cli-sha256",
+    ])
       expect(spec[k]?.default, k).toMatch(/^(https:\/\/\S+|[0-9a-f]{64})$/);
   });
 

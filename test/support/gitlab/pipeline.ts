@@ -48,6 +48,9 @@ export interface Release {
   agentSha256: string;
   cliUrl: string;
   cliSha256: string;
+  /** The cross-built aarch64 agent (build/arm64/dpndncy-agent), for the component's arm64 inputs. */
+  agentArm64Url: string;
+  agentArm64Sha256: string;
   /** Paths requested so far, in order. */
   requests: string[];
   close(): Promise<void>;
@@ -57,10 +60,13 @@ export interface Release {
 export async function serveRelease(): Promise<Release> {
   const agent = readFileSync(AGENT);
   const cli = readFileSync(CLI);
+  // make test builds it (make agent-arm64); a missing one fails here, loudly
+  const agentArm64 = readFileSync(join(REPO, "build/arm64/dpndncy-agent"));
   const requests: string[] = [];
   const server: Server = createServer((req, res) => {
     requests.push(req.url ?? "");
     if (req.url === "/dpndncy-agent") res.end(agent);
+    else if (req.url === "/dpndncy-agent-arm64") res.end(agentArm64);
     else if (req.url === "/cli.js") res.end(cli);
     else res.writeHead(404).end();
   });
@@ -72,6 +78,8 @@ export async function serveRelease(): Promise<Release> {
     agentSha256: sha256(agent),
     cliUrl: `${url}/cli.js`,
     cliSha256: sha256(cli),
+    agentArm64Url: `${url}/dpndncy-agent-arm64`,
+    agentArm64Sha256: sha256(agentArm64),
     requests,
     close: () => new Promise((r) => server.close(() => r())),
   };
