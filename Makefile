@@ -73,6 +73,10 @@ agent: $(BUILD)/dpndncy-agent
 agent-arm64:
 	$(MAKE) TARGET=arm64 agent
 
+# a recipe that fails leaves no half-written target (an empty skeleton header from a failed
+# `bpftool gen skeleton` was later taken as up to date)
+.DELETE_ON_ERROR:
+
 # keep the BPF objects (make would otherwise delete them as intermediates)
 .SECONDARY: $(BPF_OBJS)
 
