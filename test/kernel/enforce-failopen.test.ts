@@ -9,6 +9,7 @@ import { expect, it } from "vitest";
 import { agentCli, agentRun, agentStart, expectRunOk, parseJson } from "../support/kernel/agent.js";
 import { compileC } from "../support/kernel/cbuild.js";
 import { testCgroup } from "../support/kernel/cgroup.js";
+import { policyFile, results } from "../support/kernel/enforce-client.js";
 import { FIXTURES, onCleanup, PYTHON, tempDir } from "../support/kernel/env.js";
 import { byKind, type ConnectEv, type Ev, readLog } from "../support/kernel/log.js";
 import { Netns } from "../support/kernel/netns.js";
@@ -21,22 +22,6 @@ const FORGED = "198.51.100.66"; // what the attacker wants allowed
 const GOOD = "192.0.2.1"; // good.example.test's real address
 const EPERM = 1;
 const CLIENT = join(FIXTURES, "attack_client.py");
-
-function policyFile(text: string): string {
-  const f = join(tempDir("policy"), "agent.conf");
-  writeFileSync(f, text);
-  return f;
-}
-
-/** "RES op errno" lines -> op -> errno */
-function results(stdout: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const l of stdout.split("\n")) {
-    const m = /^RES (\S+) (-?\d+)$/.exec(l);
-    if (m?.[1]) out[m[1]] = Number(m[2]);
-  }
-  return out;
-}
 
 const connects = (ev: Ev[]) => (ev as ConnectEv[]).filter((e) => e.kind === "connect");
 

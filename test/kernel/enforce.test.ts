@@ -3,7 +3,7 @@
 // locally) and a workload namespace, joined by a veth pair, with no route out of the machine.
 // The workload runs under `dpndncy-agent run --mode enforce`, i.e. in a cgroup the agent
 // creates for it; nothing else on the machine is ever enforced on.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import {
@@ -15,6 +15,7 @@ import {
   parseJson,
 } from "../support/kernel/agent.js";
 import { compileC } from "../support/kernel/cbuild.js";
+import { results, policyFile as writePolicy } from "../support/kernel/enforce-client.js";
 import { AGENT, FIXTURES, PYTHON, tempDir } from "../support/kernel/env.js";
 import { type ConnectEv, readLog } from "../support/kernel/log.js";
 import { Netns } from "../support/kernel/netns.js";
@@ -92,27 +93,13 @@ async function lab(): Promise<Lab> {
   return { inet, work };
 }
 
-function policyFile(text = POLICY): string {
-  const f = join(tempDir("policy"), "agent.conf");
-  writeFileSync(f, text);
-  return f;
-}
-
-/** "RES op errno" lines -> op -> errno */
-function results(stdout: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const l of stdout.split("\n")) {
-    const m = /^RES (\S+) (-?\d+)$/.exec(l);
-    if (m?.[1]) out[m[1]] = Number(m[2]);
-  }
-  return out;
-}
-
 const EPERM = 1;
 
 function connects(events: unknown[]): ConnectEv[] {
   return (events as ConnectEv[]).filter((e) => e.kind === "connect");
 }
+
+const policyFile = (text = POLICY) => writePolicy(text);
 
 describeKernel("enforce", () => {
   it("run --mode enforce: allowed names, wildcards and CIDRs connect; everything else gets EPERM and a deny record with its rule", async () => {

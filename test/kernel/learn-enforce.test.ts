@@ -13,6 +13,7 @@ import { derive, renderPolicyYaml } from "../../src/learn/derive.js";
 import { parsePolicy } from "../../src/policy/load.js";
 import { summarizeFile } from "../../src/trace/summarize.js";
 import { type AgentRun, agentRun, expectRunOk } from "../support/kernel/agent.js";
+import { results } from "../support/kernel/enforce-client.js";
 import { FIXTURES, PYTHON, tempDir } from "../support/kernel/env.js";
 import { Netns } from "../support/kernel/netns.js";
 import { startDns, startServers, type Zone } from "../support/kernel/servers.js";
@@ -50,15 +51,6 @@ async function lab(): Promise<Netns> {
   await startDns(inet, [RESOLVER], zone);
   await startServers(inet, ["tcp:[::]:80", "tcp:[::]:443", "tcp:[::]:9999"]);
   return work;
-}
-
-function results(stdout: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const l of stdout.split("\n")) {
-    const m = /^RES (\S+) (-?\d+)$/.exec(l);
-    if (m?.[1]) out[m[1]] = Number(m[2]);
-  }
-  return out;
 }
 
 /**
