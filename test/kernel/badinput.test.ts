@@ -7,7 +7,7 @@ import { expect, it } from "vitest";
 import { agentCli } from "../support/kernel/agent.js";
 import { cgroup2Mount, testCgroup } from "../support/kernel/cgroup.js";
 import { AGENT, onCleanup, tempDir } from "../support/kernel/env.js";
-import { type RunResult, run, spawnBackground } from "../support/kernel/proc.js";
+import { inPrivateMounts, type RunResult, run, spawnBackground } from "../support/kernel/proc.js";
 import { describeKernel } from "../support/kernel/suite.js";
 import { leaksSettled, snapshot } from "../support/kernel/sysstate.js";
 import { unitSetpriv } from "../support/kernel/systemd-unit.js";
@@ -230,27 +230,22 @@ describeKernel("bad input", () => {
     await expectRefused(
       "daemon: no bpffs and no CAP_SYS_ADMIN",
       () =>
-        run([
-          "unshare",
-          "--mount",
-          "--propagation",
-          "private",
-          "/bin/sh",
-          "-c",
-          script,
-          "sh",
-          ...unitSetpriv(),
-          AGENT,
-          "daemon",
-          "--state-dir",
-          join(d, "state"),
-          "--jobs-dir",
-          join(d, "jobs"),
-          "--mode",
-          "enforce",
-          "--cgroup",
-          cg.path,
-        ]),
+        run(
+          inPrivateMounts(
+            script,
+            ...unitSetpriv(),
+            AGENT,
+            "daemon",
+            "--state-dir",
+            join(d, "state"),
+            "--jobs-dir",
+            join(d, "jobs"),
+            "--mode",
+            "enforce",
+            "--cgroup",
+            cg.path,
+          ),
+        ),
       /bpffs is not mounted at \/sys\/fs\/bpf and mounting it needs CAP_SYS_ADMIN .*After= and Wants= sys-fs-bpf\.mount/,
     );
   });

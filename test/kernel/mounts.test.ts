@@ -8,7 +8,7 @@ import { AGENT, FIXTURES, PYTHON, tempDir } from "../support/kernel/env.js";
 import type { AgentEv } from "../support/kernel/log.js";
 import { byKind, readLog } from "../support/kernel/log.js";
 import { Netns } from "../support/kernel/netns.js";
-import { run } from "../support/kernel/proc.js";
+import { inPrivateMounts, keyedLine, run } from "../support/kernel/proc.js";
 import { startServers } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
 import { leaksSettled, snapshot } from "../support/kernel/sysstate.js";
@@ -32,15 +32,7 @@ describeKernel("mounts", () => {
       // nor a directory it made for them (the private cgroup2 mount point, marker files)
       `echo "RUN $(ls -d /run/dpndncy* 2>/dev/null | grep -v kernel-tests.lock | tr "\\n" " ")"`,
     ].join("\n");
-    const r = await run([
-      "unshare",
-      "--mount",
-      "--propagation",
-      "private",
-      "/bin/sh",
-      "-c",
-      script,
-    ]);
+    const r = await run(inPrivateMounts(script));
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(r.stdout).toMatch(/^BEFORE\s*$/m); // really nothing mounted
     expect(r.stdout).toMatch(/^AFTER\s*$/m); // and nothing left mounted
@@ -73,18 +65,9 @@ describeKernel("mounts", () => {
       `${AGENT} stop --state-dir ${b} >/dev/null`, // last out
       `echo "AFTER_B $(${MOUNTS} | tr "\\n" " ")"`,
     ].join("\n");
-    const r = await run([
-      "unshare",
-      "--mount",
-      "--propagation",
-      "private",
-      "/bin/sh",
-      "-c",
-      script,
-    ]);
+    const r = await run(inPrivateMounts(script));
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-    const line = (k: string) =>
-      (r.stdout.split("\n").find((l) => l.startsWith(`${k} `)) ?? "").slice(k.length + 1).trim();
+    const line = (k: string) => keyedLine(r.stdout, k);
     expect(line("A")).toMatch(/\/sys\/kernel\/tracing/);
     expect(line("AFTER_A")).toBe(line("A"));
     expect(line("AFTER_B")).toBe("");
@@ -120,18 +103,9 @@ describeKernel("mounts", () => {
       `echo "REPLACED $(${MOUNTS} | tr "\n" " ")"`,
       "umount -l /sys/kernel/tracing",
     ].join("\n");
-    const r = await run([
-      "unshare",
-      "--mount",
-      "--propagation",
-      "private",
-      "/bin/sh",
-      "-c",
-      script,
-    ]);
+    const r = await run(inPrivateMounts(script));
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-    const line = (k: string) =>
-      (r.stdout.split("\n").find((l) => l.startsWith(`${k} `)) ?? "").slice(k.length + 1).trim();
+    const line = (k: string) => keyedLine(r.stdout, k);
     expect(line("KILLED")).toMatch(/\/sys\/kernel\/tracing/); // the killed agent could not clean up
     expect(line("AFTER"), r.stdout).toBe(""); // the next agent did
     // its tracefs was replaced by another: the next agent leaves that one (and its own cgroup2 goes)

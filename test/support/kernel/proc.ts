@@ -160,3 +160,19 @@ export async function poll<T>(
     await sleep(stepMs);
   }
 }
+
+/**
+ * argv for `sh -c script` in a private mount namespace: whatever the script mounts or unmounts
+ * is gone with it, so a test can start from no bpffs/tracefs without touching the host's.
+ * `args` become the script's "$@" ($0 is "sh").
+ */
+export function inPrivateMounts(script: string, ...args: string[]): string[] {
+  return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script, "sh", ...args];
+}
+
+/** The rest of the first `KEY …` line of a script's output (scripts report state that way). */
+export function keyedLine(stdout: string, key: string): string {
+  return (stdout.split("\n").find((l) => l.startsWith(`${key} `)) ?? "")
+    .slice(key.length + 1)
+    .trim();
+}
