@@ -5,6 +5,9 @@
 //   bpftrace   a bpftrace exec/connect tracer printing one line per event to a file
 // Rounds interleave the four (off, dpndncy, auditd, bpftrace, off, ...) so the VM's drift hits
 // each alike; a ratio is the median over rounds of per-round ratios, with a 95 % interval.
+// Besides wall clock, each run's CPU is counted as the scheduler counts it, which the VM's other
+// load moves far less: the workload's own (its cgroup's cpu.stat, so hook time spent inside its
+// syscalls counts) plus the watcher's (its processes' schedstat, and kauditd's for auditd).
 // Never fails (exit 0). Needs root, auditd and bpftrace (bench/run.sh installs them).
 import "../resolve-ts.mjs"; // first: the dynamic imports below resolve through it
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -16,6 +19,7 @@ import { fileURLToPath } from "node:url";
 const { DirLock } = await import("../../test/support/dirlock.js");
 const { runningAgents } = await import("../../test/support/kernel/lock.js");
 const { formatRatio, median, pairedRatio } = await import("../lib/stats.js");
+const { CpuCgroup, kthreadPids, taskCpuNs } = await import("../lib/cpu.js");
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const AGENT = process.env.DPNDNCY_AGENT ?? join(REPO, "build/dpndncy-agent");
@@ -39,6 +43,8 @@ interface Watcher {
   name: string;
   start(): void;
   stop(): void;
+  /** the user-space processes doing the watching (their CPU counts against the watcher) */
+  pids(): number[];
 }
 
 function waitFor(pred: () => boolean, ms: number, what: string): void {
@@ -92,7 +98,9 @@ function main(): void {
 
   const tmp = mkdtempSync(join(tmpdir(), "dpndncy-bench-peers-"));
   let active: Watcher | undefined;
+  let cg: InstanceType<typeof CpuCgroup> | undefined;
   try {
+    cg = new CpuCgroup(`dpndncy-bench-peers-${process.pid}`);
     const bin = (name: string) => {
       const out = join(tmp, name);
       must(["gcc", "-O2", "-Wall", join(REPO, "bench/agent", `${name}.c`), "-o", out]);
@@ -124,6 +132,8 @@ function main(): void {
         sh([AGENT, "stop", "--state-dir", agentState]);
         rmSync(`${agentState}.ndjson`, { force: true });
       },
+      // the kernel-tests lock is held: the only agent running is ours
+      pids: () => runningAgents().map((l) => Number(l.split(" ")[0])),
     };
     // auditd writes to its own log in the temp dir (a config of its own, never /etc's rules)
     const auditDir = join(tmp, "audit");
@@ -164,6 +174,7 @@ function main(): void {
         waitFor(() => ended(auditProc), 10_000, "auditd to stop");
         rmSync(join(auditDir, "audit.log"), { force: true });
       },
+      pids: () => (auditProc?.pid ? [auditProc.pid] : []),
     };
     const btScript = [
       'tracepoint:sched:sched_process_exec { printf("exec %d %d %s %s\\n", pid, curtask->real_parent->tgid, comm, str(args->filename)); }',
@@ -206,10 +217,15 @@ function main(): void {
         mountedTracefs = false;
         rmSync(btOut, { force: true });
       },
+      pids: () => (bt?.pid ? [bt.pid] : []),
     };
     const watchers: Array<Watcher | undefined> = [undefined, dpndncy, auditd, bpftrace];
     const names = ["off", dpndncy.name, auditd.name, bpftrace.name];
     const t = new Map<string, number[]>(); // `${watcher}|${workload}` -> ns per round
+    const cpu = new Map<string, number[]>(); // the same -> CPU ns (workload + watcher) per round
+    const kauditd = kthreadPids("kauditd");
+    const watcherNs = (w: Watcher | undefined) =>
+      w ? [...w.pids(), ...kauditd].reduce((a, p) => a + taskCpuNs(p), 0) : 0;
     console.log(
       `dpndncy vs peers: kernel ${release()}, ${cpus().length} CPUs, ${ROUNDS} interleaved rounds`,
     );
@@ -221,9 +237,12 @@ function main(): void {
           active = w;
         }
         for (const wl of workloads) {
-          const m = /ns (\d+)/.exec(must(wl.argv));
+          const c0 = cg.usageNs() + watcherNs(w);
+          const m = /ns (\d+)/.exec(must(cg.wrap(wl.argv)));
+          const c1 = cg.usageNs() + watcherNs(w);
           const key = `${names[i]}|${wl.name}`;
           t.set(key, [...(t.get(key) ?? []), Number(m?.[1])]);
+          cpu.set(key, [...(cpu.get(key) ?? []), c1 - c0]);
         }
         if (w) {
           w.stop();
@@ -256,6 +275,29 @@ function main(): void {
         }
       }
     }
+    console.log("\nCPU (workload + watcher, as the scheduler counts it), per operation:");
+    for (const wl of workloads) {
+      const per = (name: string) => (cpu.get(`${name}|${wl.name}`) ?? []).map((x) => x / wl.n);
+      const off = per("off");
+      console.log(`${wl.name} (median off: ${(median(off) / 1000).toFixed(2)} µs CPU/${wl.unit})`);
+      const ours = per(dpndncy.name);
+      for (const name of names.slice(1)) {
+        const xs = per(name);
+        const added = median(xs.map((x, k) => x - (off[k] as number))) / 1000;
+        const line = `  ${name.padEnd(32)} vs off: ${formatRatio(pairedRatio(off, xs))}; ${added.toFixed(2)} µs CPU/${wl.unit} added`;
+        console.log(line);
+        if (name !== dpndncy.name) {
+          const vsUs = pairedRatio(ours, xs);
+          const verdict =
+            vsUs.verdict === "slower"
+              ? `is cheaper by ${((vsUs.median - 1) * 100).toFixed(1)} %`
+              : vsUs.verdict === "faster"
+                ? "is MORE EXPENSIVE"
+                : "not shown cheaper";
+          console.log(`  ${"".padEnd(32)} vs dpndncy: ${formatRatio(vsUs)} -> dpndncy ${verdict}`);
+        }
+      }
+    }
   } catch (e) {
     console.log(`\nbench peers: stopped early: ${(e as Error).message}`);
   } finally {
@@ -263,6 +305,7 @@ function main(): void {
       active?.stop();
     } catch {}
     sh(["auditctl", "-D", "-k", "dpndncy-bench"]);
+    cg?.remove();
     rmSync(tmp, { recursive: true, force: true });
   }
 }
