@@ -22,8 +22,8 @@ import {
   IMAGE,
   startDockerd,
 } from "../support/kernel/docker.js";
-import { AGENT, FIXTURES, tempDir } from "../support/kernel/env.js";
-import { byKind, type ConnectEv, type Ev } from "../support/kernel/log.js";
+import { AGENT, FIXTURES, onCleanup, tempDir } from "../support/kernel/env.js";
+import { byKind, type ConnectEv, type Ev, readLog } from "../support/kernel/log.js";
 import { PODMAN_IMAGE, setupPodman } from "../support/kernel/podman.js";
 import { run, sleep } from "../support/kernel/proc.js";
 import { startDns, startServers } from "../support/kernel/servers.js";
@@ -304,6 +304,118 @@ describeKernel("containers with a real runtime (docker)", () => {
       "ct0_enf_sock_create",
     ]);
   }, 120_000);
+  // The CLI as a user runs it on a GitHub-hosted runner: no container option at all. The agent
+  // config comes from what `dpndncy start` finds running (src/agent/runtimes.ts): the test's
+  // dockerd, its --cgroup-parent, its cgroup (with containerd's), its socket and data root.
+  async function cliJob(dir: string, extra: string[]): Promise<{ text: string; start: string }> {
+    const out = join(dir, "out");
+    const trace = join(dir, "trace");
+    const ctx = join(dir, "ctx");
+    mkdirSync(ctx);
+    writeFileSync(
+      join(ctx, "Dockerfile"),
+      `FROM ${IMAGE}\nRUN echo x | nc -w2 ${BLOCKED} 80 && echo BK-CONNECTED || echo BK-BLOCKED\n`,
+    );
+    const policy = join(dir, "policy.yml");
+    writeFileSync(
+      policy,
+      "version: 1\negress:\n  allow:\n    - allowed.test:80\ndns:\n  resolvers: [192.0.2.53]\n",
+    );
+    const cli = `${process.execPath} ${join(process.cwd(), "dist/cli.js")}`;
+    onCleanup(async () => {
+      await run([AGENT, "stop", "--state-dir", join(trace, "state")]);
+    });
+    const r = await run(
+      script(
+        dir,
+        [
+          `${cli} start --dir ${trace} --agent ${AGENT} --mode enforce --policy ${policy} ${extra.join(" ")} 2>${dir}/start.err || exit 10`,
+          `exec > ${out} 2>&1`,
+          `echo "== run"`,
+          `$D run --rm ${IMAGE} sh -c 'echo x | nc -w2 ${BLOCKED} 80 && echo CONNECTED'`,
+          `echo "== embedded"`,
+          `$D network create --subnet 203.0.113.0/24 dpkt-net3 >/dev/null`,
+          `$D run --rm --network dpkt-net3 --dns 192.0.2.53 ${IMAGE} sh -c 'ip=$(nslookup allowed.test | awk "/^Address: /{a=\\$2} END{print a}"); echo "ip=$ip"; echo x | nc -w2 $ip 80'`,
+          `$D network rm dpkt-net3 >/dev/null`,
+          `echo "== buildkit"`,
+          `DOCKER_BUILDKIT=1 $D build --progress plain --no-cache -t dpkt-bk:1 ${ctx}`,
+          `$D rmi dpkt-bk:1 >/dev/null`,
+          `echo "== pull"`,
+          `$D pull ${BLOCKED}:5000/x:secret-token-456`,
+          `echo "== end"`,
+          `${cli} stop --dir ${trace} >/dev/null`,
+        ].join("\n"),
+      ),
+      {
+        env: {
+          PATH: process.env.PATH,
+          GITHUB_ACTIONS: "true",
+          RUNNER_ENVIRONMENT: "github-hosted",
+        },
+        timeoutMs: 120_000,
+      },
+    );
+    const start = readFileSync(join(dir, "start.err"), "utf8");
+    expect(r.code, `${start}\n${r.stderr}`).toBe(0);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
+    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+    return { text, start };
+  }
+
+  it("dpndncy start --mode enforce on a GitHub-hosted runner judges the running Docker's containers with no container option: docker run, an allowed name via the embedded DNS, a BuildKit RUN line, an image pull; --containers off opts out", async () => {
+    const dir = tempDir("ctdefault");
+    const { text, start } = await cliJob(dir, []);
+    const part = (name: string): string => text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
+    // what start found and said
+    expect(start).toMatch(/containers: judged by the job's policy \(GitHub-hosted runner/);
+    expect(start).toMatch(
+      /containers: docker \(dockerd \d+, cgroupfs driver\): containers below \/dpndncy-kt-[^,]+\/docker, daemon egress of \/dpndncy-kt-[^,]+\/daemon/,
+    );
+    const conf = readFileSync(join(dir, "trace", "agent.conf"), "utf8");
+    expect(conf).toContain(`container-cgroup ${d.containersCg.slice(cgroup2Mount().length)}\n`);
+    expect(conf).toContain(`runtime-cgroup ${d.daemonCg.slice(cgroup2Mount().length)}\n`);
+    expect(conf).toContain(`runtime-socket ${d.sock}\n`);
+    expect(conf).toContain(`docker-root ${d.dataRoot}\n`);
+    // judged
+    expect(part("run"), text).toMatch(/Operation not permitted/);
+    expect(part("run")).not.toMatch(/CONNECTED/);
+    expect(part("embedded"), text).toMatch(new RegExp(`ip=${ALLOWED}`));
+    expect(part("embedded"), text).toMatch(/^ok$/m);
+    // BuildKit echoes the RUN line itself: "#5 0.224 BK-BLOCKED" is its output
+    expect(part("buildkit"), text).toMatch(/\d BK-BLOCKED$/m);
+    expect(part("buildkit"), text).toMatch(/Operation not permitted/);
+    expect(part("buildkit")).not.toMatch(/\d BK-CONNECTED$/m);
+    const log = readLog(join(dir, "trace", "events.ndjson"));
+    const conns = byKind.connect(log.events);
+    const ran = conns.find(
+      (e) => e.addr === BLOCKED && e.port === 80 && ct(e)?.runtime === "docker",
+    );
+    expect(ran?.verdict, JSON.stringify(conns)).toBe("deny");
+    // the socket and data root were found too: the container carries its image and requester
+    expect(ct(ran as Ev)?.image).toBe(IMAGE);
+    expect(typeof ct(ran as Ev)?.requested_by).toBe("number");
+    // BuildKit's RUN container: judged below the cgroup parent (<parent>/buildkit/<id>), but
+    // the agent does not attribute that cgroup to a container or a step (README, Containers)
+    const bk = conns.filter(
+      (e) => e.addr === BLOCKED && e.port === 80 && e.comm === "nc" && !ct(e),
+    );
+    expect(bk.length, JSON.stringify(conns)).toBeGreaterThanOrEqual(1);
+    for (const e of bk) expect(e.verdict).toBe("deny");
+    const pulls = conns.filter((e) => e.addr === BLOCKED && e.port === 5000);
+    expect(pulls.length, text).toBeGreaterThanOrEqual(1);
+    for (const e of pulls) {
+      expect(e.comm).toBe("dockerd");
+      expect(e.verdict).toBe("deny");
+    }
+
+    // the opt-out: the same job's container is not judged
+    const off = await cliJob(tempDir("ctoff"), ["--containers", "off"]);
+    const offPart = (name: string): string =>
+      off.text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
+    expect(off.start).not.toMatch(/containers: judged/);
+    expect(offPart("run"), off.text).toMatch(/^ok$/m);
+    expect(offPart("buildkit"), off.text).toMatch(/\d BK-CONNECTED$/m);
+  }, 180_000);
   it("podman (rootful, no daemon): its container inherits the step through podman -> conmon -> runtime, carries runtime podman and id, and a blocked connect gets EPERM", async () => {
     const dir = tempDir("ctpod");
     const out = join(dir, "out");
