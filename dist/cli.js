@@ -63431,7 +63431,9 @@ function detectRuntimes(host = realHost) {
     for (const s of dockerSockets(d, L.notJudged)) add(L.runtimeSockets, s);
     const root = flagValues(d.argv, ["--data-root"]).at(-1) ?? d.json["data-root"];
     if (typeof root === "string" && root.startsWith("/")) L.dockerRoot ??= root;
-    L.found.push(`docker (dockerd ${d.pid}, ${driver} driver): ${what.join(", ") || "nothing"}`);
+    L.found.push(
+      `docker (dockerd ${d.pid}, ${driver} driver): ${what.join(", ") || "nothing"}${what.length ? " (BuildKit RUN steps judged, but carry no step)" : ""}`
+    );
   }
   const podman = ["/usr/bin/podman", "/usr/local/bin/podman"].some((p) => host.exists(p));
   if (podman) {

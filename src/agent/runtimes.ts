@@ -235,7 +235,9 @@ export function detectRuntimes(host: HostView = realHost): RuntimeLayout {
     for (const s of dockerSockets(d, L.notJudged)) add(L.runtimeSockets, s);
     const root = flagValues(d.argv, ["--data-root"]).at(-1) ?? d.json["data-root"];
     if (typeof root === "string" && root.startsWith("/")) L.dockerRoot ??= root;
-    L.found.push(`docker (dockerd ${d.pid}, ${driver} driver): ${what.join(", ") || "nothing"}`);
+    L.found.push(
+      `docker (dockerd ${d.pid}, ${driver} driver): ${what.join(", ") || "nothing"}${what.length ? " (BuildKit RUN steps judged, but carry no step)" : ""}`,
+    );
   }
   // Podman has no daemon; rootful Podman under systemd puts each container in
   // machine.slice/libpod-<id>.scope. With the cgroupfs manager its parent is per invocation

@@ -8,10 +8,13 @@
 // Enforce: the job's policy judges the containers (direct IP, names, Docker's embedded DNS on a
 // user-defined network, `docker build` RUN lines, --network host) and the daemon's own egress
 // (image pulls, the embedded resolver's forwards).
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { beforeAll, expect, it } from "vitest";
+import { newJob } from "../support/action/runner.js";
 import { agentCli, agentRun, agentStart, alive, expectRunOk } from "../support/kernel/agent.js";
 import { compileC } from "../support/kernel/cbuild.js";
 import { cgroup2Mount, testCgroup } from "../support/kernel/cgroup.js";
@@ -416,6 +419,71 @@ describeKernel("containers with a real runtime (docker)", () => {
     expect(offPart("run"), off.text).toMatch(/^ok$/m);
     expect(offPart("buildkit"), off.text).toMatch(/\d BK-CONNECTED$/m);
   }, 180_000);
+  it("the action (dist/pre.js, mode enforce, no container input) on a GitHub-hosted runner judges the running Docker's containers: a step's docker run gets EPERM for an address the job may not reach and connects to one it may; post counts the block", async () => {
+    const root = tempDir("ctaction");
+    const agentBytes = readFileSync(AGENT);
+    const files = createServer((_req, res) => res.end(agentBytes));
+    await new Promise<void>((r) => files.listen(0, "127.0.0.1", r));
+    onCleanup(() => new Promise<void>((r) => files.close(() => r())));
+    const job = newJob(
+      root,
+      {
+        mode: "enforce",
+        sign: "none",
+        "upload-artifact": "false",
+        "allowed-endpoints": `${ALLOWED}:80`,
+        "agent-url": `http://127.0.0.1:${(files.address() as AddressInfo).port}/dpndncy-agent`,
+        "agent-sha256": createHash("sha256").update(agentBytes).digest("hex"),
+      },
+      { RUNNER_ENVIRONMENT: "github-hosted", GITHUB_REPOSITORY: "acme/app", GITHUB_JOB: "build" },
+    );
+    onCleanup(async () => {
+      const st = job.state();
+      if (st.agent && st.state_dir) await run([st.agent, "stop", "--state-dir", st.state_dir]);
+    });
+    // a Python process stands in for Runner.Worker (a shell would drop the INPUT_AGENT-URL
+    // style variables): pre's parent, moved into the enforced cgroup and exempt; the step it
+    // then starts (the docker CLI) is judged, and so is its container
+    const preOut = join(root, "pre.out");
+    const out = join(root, "out");
+    const stepCmd = `${d.cli.join(" ")} run --rm ${IMAGE} sh -c 'echo x | nc -w2 ${BLOCKED} 80 && echo CONNECTED; echo x | nc -w2 ${ALLOWED} 80'`;
+    const worker = await run(
+      [
+        "/usr/bin/python3",
+        "-c",
+        [
+          "import os, subprocess, sys",
+          "with open(sys.argv[2], 'w') as f:",
+          "    if subprocess.run([sys.argv[1], 'dist/pre.js'], stdout=f, stderr=f).returncode: sys.exit(10)",
+          "with open(sys.argv[4], 'w') as f:",
+          "    subprocess.run(['/bin/sh', '-c', sys.argv[3]], stdout=f, stderr=f, env={**os.environ, 'GITHUB_ACTION': '__run_2'})",
+        ].join("\n"),
+        process.execPath,
+        preOut,
+        stepCmd,
+        out,
+      ],
+      { env: job.env, timeoutMs: 90_000 },
+    );
+    const pre = readFileSync(preOut, "utf8");
+    expect(worker.code, pre + worker.stderr).toBe(0);
+    expect(pre).toMatch(/dpndncy containers: judged by the job's policy \(GitHub-hosted runner/);
+    expect(pre).toMatch(/dpndncy containers: docker \(dockerd \d+, cgroupfs driver\)/);
+    const text = readFileSync(out, "utf8");
+    expect(text).toMatch(/Operation not permitted/);
+    expect(text).not.toMatch(/^CONNECTED$/m);
+    expect(text).toMatch(/^ok$/m);
+    const post = await job.stage("post");
+    expect(post.code, post.stdout + post.stderr).toBe(0);
+    expect(Number(job.outputs().blocked)).toBeGreaterThanOrEqual(1);
+    const log = readLog(job.outputs().log ?? "");
+    const deny = byKind
+      .connect(log.events)
+      .find((e) => e.addr === BLOCKED && e.port === 80 && ct(e)?.runtime === "docker");
+    expect(deny?.verdict).toBe("deny");
+    expect(deny?.step).toBe("__run_2");
+    expect(ct(deny as Ev)?.image).toBe(IMAGE);
+  }, 120_000);
   it("podman (rootful, no daemon): its container inherits the step through podman -> conmon -> runtime, carries runtime podman and id, and a blocked connect gets EPERM", async () => {
     const dir = tempDir("ctpod");
     const out = join(dir, "out");
