@@ -67213,7 +67213,9 @@ function detectRuntimes(host = realHost) {
   if (L.runtimeSockets.length > 4) L.runtimeSockets = L.runtimeSockets.slice(0, 4);
   const total = L.containerCgroups.length + L.containerSlices.length + L.runtimeCgroups.length;
   if (total > 8)
-    L.notJudged.push(`more than 8 runtime cgroups found (${total}): the agent takes 8`);
+    L.notJudged.push(
+      `${total} runtime cgroups found: the agent takes at most 8 and will refuse to start`
+    );
   return L;
 }
 function containerResolvers(host = realHost) {

@@ -259,8 +259,11 @@ export function detectRuntimes(host: HostView = realHost): RuntimeLayout {
   }
   if (L.runtimeSockets.length > 4) L.runtimeSockets = L.runtimeSockets.slice(0, 4);
   const total = L.containerCgroups.length + L.containerSlices.length + L.runtimeCgroups.length;
+  // the agent refuses a config with more (agent-c/runtimes.h RT_MAX_CGROUPS): start fails, closed
   if (total > 8)
-    L.notJudged.push(`more than 8 runtime cgroups found (${total}): the agent takes 8`);
+    L.notJudged.push(
+      `${total} runtime cgroups found: the agent takes at most 8 and will refuse to start`,
+    );
   return L;
 }
 
