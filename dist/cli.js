@@ -63390,6 +63390,13 @@ function detectRuntimes(host = realHost) {
     if (!list.includes(p)) list.push(p);
   };
   for (const d of dockerds(host)) {
+    const uid = /^Uid:\s+(\d+)/m.exec(host.read(`/proc/${d.pid}/status`) ?? "")?.[1];
+    if (uid !== void 0 && uid !== "0") {
+      L.notJudged.push(
+        `dockerd ${d.pid} is rootless (uid ${uid}): its containers are not judged (docs/containers.md)`
+      );
+      continue;
+    }
     const driver = cgroupDriver(host, d, cg2);
     const parent = flagValues(d.argv, ["--cgroup-parent"]).at(-1) ?? (typeof d.json["cgroup-parent"] === "string" ? d.json["cgroup-parent"] : void 0);
     const what = [];

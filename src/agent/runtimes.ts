@@ -185,6 +185,15 @@ export function detectRuntimes(host: HostView = realHost): RuntimeLayout {
     if (!list.includes(p)) list.push(p);
   };
   for (const d of dockerds(host)) {
+    // rootless Docker: dockerd is root only in its user namespace (the host sees the user's
+    // uid), and its containers are in that user's own systemd slice: not judged
+    const uid = /^Uid:\s+(\d+)/m.exec(host.read(`/proc/${d.pid}/status`) ?? "")?.[1];
+    if (uid !== undefined && uid !== "0") {
+      L.notJudged.push(
+        `dockerd ${d.pid} is rootless (uid ${uid}): its containers are not judged (docs/containers.md)`,
+      );
+      continue;
+    }
     const driver = cgroupDriver(host, d, cg2);
     const parent =
       flagValues(d.argv, ["--cgroup-parent"]).at(-1) ??

@@ -124,6 +124,27 @@ describe("detectRuntimes", () => {
     expect(L.notJudged.join("\n")).toMatch(/podman \(cgroupfs manager\)/);
   });
 
+  it("a rootless dockerd (the host sees the user's uid) is said not to be judged, and nothing of it is named", () => {
+    const h = host({
+      procs: {
+        "40": {
+          comm: "dockerd",
+          argv: ["dockerd", "-H", "unix:///run/user/1001/docker.sock"],
+          cgroup: "/user.slice/user-1001.slice/user@1001.service/app.slice/docker.service",
+        },
+      },
+      files: { "/proc/40/status": "Name:\tdockerd\nUid:\t1001\t1001\t1001\t1001\n" },
+      dirs: ["/run/systemd/system", "/sys/fs/cgroup/system.slice"],
+    });
+    const L = detectRuntimes(h);
+    expect(L.containerSlices).toEqual([]);
+    expect(L.runtimeCgroups).toEqual([]);
+    expect(L.runtimeSockets).toEqual([]);
+    expect(L.notJudged).toEqual([
+      "dockerd 40 is rootless (uid 1001): its containers are not judged (docs/containers.md)",
+    ]);
+  });
+
   it("systemd slice names expand as systemd does; anything else is refused", () => {
     expect(slicePath("system.slice")).toBe("/system.slice");
     expect(slicePath("ci-docker.slice")).toBe("/ci.slice/ci-docker.slice");
