@@ -63338,9 +63338,12 @@ function slicePath(name) {
   if (parts.some((p) => p === "")) return void 0;
   return `/${parts.map((_, i) => `${parts.slice(0, i + 1).join("-")}.slice`).join("/")}`;
 }
+var DOCKERD_BINARIES = ["/usr/bin/dockerd", "/usr/sbin/dockerd", "/usr/local/bin/dockerd"];
 function dockerds(host) {
-  return pidsByComm(host, "dockerd").map((pid) => {
-    const argv = (host.read(`/proc/${pid}/cmdline`) ?? "").split("\0").filter(Boolean).slice(1);
+  const pids = pidsByComm(host, "dockerd");
+  if (pids.length === 0 && DOCKERD_BINARIES.some((b) => host.exists(b))) pids.push(void 0);
+  return pids.map((pid) => {
+    const argv = pid ? (host.read(`/proc/${pid}/cmdline`) ?? "").split("\0").filter(Boolean).slice(1) : [];
     const file = flagValues(argv, ["--config-file"]).at(-1) ?? "/etc/docker/daemon.json";
     let json = {};
     try {
@@ -63348,7 +63351,7 @@ function dockerds(host) {
       if (parsed && typeof parsed === "object") json = parsed;
     } catch {
     }
-    return { pid, argv, json };
+    return { pid, name: pid ? `dockerd ${pid}` : "dockerd (not running)", argv, json };
   });
 }
 var strings = (x) => Array.isArray(x) ? x.filter((s) => typeof s === "string") : [];
@@ -63367,7 +63370,7 @@ function dockerSockets(d, notJudged) {
       out.push("/run/docker.sock", "/var/run/docker.sock");
     else
       notJudged.push(
-        `dockerd ${d.pid} also listens on ${h}: containers asked for through it are judged, but carry no requester`
+        `${d.name} also listens on ${h}: containers asked for through it are judged, but carry no requester`
       );
   }
   return out;
@@ -63390,10 +63393,10 @@ function detectRuntimes(host = realHost) {
     if (!list.includes(p)) list.push(p);
   };
   for (const d of dockerds(host)) {
-    const uid = /^Uid:\s+(\d+)/m.exec(host.read(`/proc/${d.pid}/status`) ?? "")?.[1];
-    if (uid !== void 0 && uid !== "0") {
+    const uid = d.pid && /^Uid:\s+(\d+)/m.exec(host.read(`/proc/${d.pid}/status`) ?? "")?.[1];
+    if (uid && uid !== "0") {
       L.notJudged.push(
-        `dockerd ${d.pid} is rootless (uid ${uid}): its containers are not judged (docs/containers.md)`
+        `${d.name} is rootless (uid ${uid}): its containers are not judged (docs/containers.md)`
       );
       continue;
     }
@@ -63402,10 +63405,9 @@ function detectRuntimes(host = realHost) {
     const what = [];
     if (driver === "systemd") {
       const slice = slicePath(parent ?? "system.slice");
-      if (!slice)
-        L.notJudged.push(`dockerd ${d.pid}: cgroup-parent "${parent}" is not a slice name`);
+      if (!slice) L.notJudged.push(`${d.name}: cgroup-parent "${parent}" is not a slice name`);
       else if (!host.isDir(join8(cg2, slice)))
-        L.notJudged.push(`dockerd ${d.pid}: its containers' slice ${slice} does not exist yet`);
+        L.notJudged.push(`${d.name}: its containers' slice ${slice} does not exist yet`);
       else {
         add(L.containerSlices, slice);
         what.push(`containers in ${slice}/docker-<id>.scope`);
@@ -63413,20 +63415,22 @@ function detectRuntimes(host = realHost) {
     } else if (driver === "cgroupfs") {
       const p = parent ?? "/docker";
       if (!p.startsWith("/") || p.split("/").includes(".."))
-        L.notJudged.push(
-          `dockerd ${d.pid}: relative cgroup-parent "${p}": name it in container-cgroups`
-        );
+        L.notJudged.push(`${d.name}: relative cgroup-parent "${p}": name it in container-cgroups`);
       else if (!host.isDir(join8(cg2, p)))
         L.notJudged.push(
-          `dockerd ${d.pid}: its containers' cgroup ${p} does not exist yet (no container has run): name it in container-cgroups once it does`
+          `${d.name}: its containers' cgroup ${p} does not exist yet (no container has run): name it in container-cgroups once it does`
         );
       else {
         add(L.containerCgroups, p);
         what.push(`containers below ${p}`);
       }
-    } else L.notJudged.push(`dockerd ${d.pid}: unknown cgroup driver "${driver}"`);
-    const own = [d.pid, ...pidsByComm(host, "containerd")].map((pid) => procCgroup(host, pid)).filter((c) => c !== void 0);
-    if (own.length === 0) L.notJudged.push(`dockerd ${d.pid}: its cgroup could not be read`);
+    } else L.notJudged.push(`${d.name}: unknown cgroup driver "${driver}"`);
+    const own = [...d.pid ? [d.pid] : [], ...pidsByComm(host, "containerd")].map((pid) => procCgroup(host, pid)).filter((c) => c !== void 0);
+    if (!d.pid)
+      L.notJudged.push(
+        "dockerd is installed but not running: its containers are judged where its config puts them, but its own egress (image pulls, the embedded DNS's forwards) is not: start it before dpndncy (`sudo systemctl start docker`)"
+      );
+    else if (own.length === 0) L.notJudged.push(`${d.name}: its cgroup could not be read`);
     for (const c of own) {
       if (c === "/")
         L.notJudged.push(`a runtime daemon runs in the cgroup v2 root: its pulls are not judged`);
@@ -63439,7 +63443,7 @@ function detectRuntimes(host = realHost) {
     const root = flagValues(d.argv, ["--data-root"]).at(-1) ?? d.json["data-root"];
     if (typeof root === "string" && root.startsWith("/")) L.dockerRoot ??= root;
     L.found.push(
-      `docker (dockerd ${d.pid}, ${driver} driver): ${what.join(", ") || "nothing"}${what.length ? " (BuildKit RUN steps judged, but carry no step)" : ""}`
+      `docker (${d.name}, ${driver} driver): ${what.join(", ") || "nothing"}${what.length ? " (BuildKit RUN steps judged, but carry no step)" : ""}`
     );
   }
   const podman = ["/usr/bin/podman", "/usr/local/bin/podman"].some((p) => host.exists(p));

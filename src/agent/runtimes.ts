@@ -115,14 +115,25 @@ export function slicePath(name: string): string | undefined {
 }
 
 interface DockerdView {
-  pid: string;
+  /** undefined: installed but not running (socket activation starts it at the first use) */
+  pid?: string;
+  /** "dockerd 901" for the messages */
+  name: string;
   argv: string[];
   json: Record<string, unknown>;
 }
 
+const DOCKERD_BINARIES = ["/usr/bin/dockerd", "/usr/sbin/dockerd", "/usr/local/bin/dockerd"];
+
 function dockerds(host: HostView): DockerdView[] {
-  return pidsByComm(host, "dockerd").map((pid) => {
-    const argv = (host.read(`/proc/${pid}/cmdline`) ?? "").split("\0").filter(Boolean).slice(1);
+  const pids: (string | undefined)[] = pidsByComm(host, "dockerd");
+  // not running yet: judge where it will put containers by its config, so the job's first
+  // `docker run` (which starts it through docker.socket) is judged too
+  if (pids.length === 0 && DOCKERD_BINARIES.some((b) => host.exists(b))) pids.push(undefined);
+  return pids.map((pid) => {
+    const argv = pid
+      ? (host.read(`/proc/${pid}/cmdline`) ?? "").split("\0").filter(Boolean).slice(1)
+      : [];
     const file = flagValues(argv, ["--config-file"]).at(-1) ?? "/etc/docker/daemon.json";
     let json: Record<string, unknown> = {};
     try {
@@ -132,7 +143,7 @@ function dockerds(host: HostView): DockerdView[] {
       // dockerd refuses to start with a bad file, so a running one read it differently than
       // we can: its flags still tell most, and what they do not is said below
     }
-    return { pid, argv, json };
+    return { pid, name: pid ? `dockerd ${pid}` : "dockerd (not running)", argv, json };
   });
 }
 
@@ -160,7 +171,7 @@ function dockerSockets(d: DockerdView, notJudged: string[]): string[] {
       out.push("/run/docker.sock", "/var/run/docker.sock"); // docker.socket's ListenStream
     else
       notJudged.push(
-        `dockerd ${d.pid} also listens on ${h}: containers asked for through it are judged, but carry no requester`,
+        `${d.name} also listens on ${h}: containers asked for through it are judged, but carry no requester`,
       );
   }
   return out;
@@ -187,10 +198,10 @@ export function detectRuntimes(host: HostView = realHost): RuntimeLayout {
   for (const d of dockerds(host)) {
     // rootless Docker: dockerd is root only in its user namespace (the host sees the user's
     // uid), and its containers are in that user's own systemd slice: not judged
-    const uid = /^Uid:\s+(\d+)/m.exec(host.read(`/proc/${d.pid}/status`) ?? "")?.[1];
-    if (uid !== undefined && uid !== "0") {
+    const uid = d.pid && /^Uid:\s+(\d+)/m.exec(host.read(`/proc/${d.pid}/status`) ?? "")?.[1];
+    if (uid && uid !== "0") {
       L.notJudged.push(
-        `dockerd ${d.pid} is rootless (uid ${uid}): its containers are not judged (docs/containers.md)`,
+        `${d.name} is rootless (uid ${uid}): its containers are not judged (docs/containers.md)`,
       );
       continue;
     }
@@ -203,10 +214,9 @@ export function detectRuntimes(host: HostView = realHost): RuntimeLayout {
       // containers (and BuildKit's RUN steps) are <slice>/docker-<id>.scope among the slice's
       // other services: a container-slice judges only those scopes
       const slice = slicePath(parent ?? "system.slice");
-      if (!slice)
-        L.notJudged.push(`dockerd ${d.pid}: cgroup-parent "${parent}" is not a slice name`);
+      if (!slice) L.notJudged.push(`${d.name}: cgroup-parent "${parent}" is not a slice name`);
       else if (!host.isDir(join(cg2, slice)))
-        L.notJudged.push(`dockerd ${d.pid}: its containers' slice ${slice} does not exist yet`);
+        L.notJudged.push(`${d.name}: its containers' slice ${slice} does not exist yet`);
       else {
         add(L.containerSlices, slice);
         what.push(`containers in ${slice}/docker-<id>.scope`);
@@ -215,24 +225,26 @@ export function detectRuntimes(host: HostView = realHost): RuntimeLayout {
       // containers are <parent>/<id>, BuildKit's RUN steps <parent>/buildkit/<id>
       const p = parent ?? "/docker";
       if (!p.startsWith("/") || p.split("/").includes(".."))
-        L.notJudged.push(
-          `dockerd ${d.pid}: relative cgroup-parent "${p}": name it in container-cgroups`,
-        );
+        L.notJudged.push(`${d.name}: relative cgroup-parent "${p}": name it in container-cgroups`);
       else if (!host.isDir(join(cg2, p)))
         L.notJudged.push(
-          `dockerd ${d.pid}: its containers' cgroup ${p} does not exist yet (no container has run): name it in container-cgroups once it does`,
+          `${d.name}: its containers' cgroup ${p} does not exist yet (no container has run): name it in container-cgroups once it does`,
         );
       else {
         add(L.containerCgroups, p);
         what.push(`containers below ${p}`);
       }
-    } else L.notJudged.push(`dockerd ${d.pid}: unknown cgroup driver "${driver}"`);
+    } else L.notJudged.push(`${d.name}: unknown cgroup driver "${driver}"`);
     // the daemon's own egress (pulls, the embedded DNS's forwards), and containerd's where it
     // runs apart (system containerd: its pulls with the containerd image store)
-    const own = [d.pid, ...pidsByComm(host, "containerd")]
+    const own = [...(d.pid ? [d.pid] : []), ...pidsByComm(host, "containerd")]
       .map((pid) => procCgroup(host, pid))
       .filter((c): c is string => c !== undefined);
-    if (own.length === 0) L.notJudged.push(`dockerd ${d.pid}: its cgroup could not be read`);
+    if (!d.pid)
+      L.notJudged.push(
+        "dockerd is installed but not running: its containers are judged where its config puts them, but its own egress (image pulls, the embedded DNS's forwards) is not: start it before dpndncy (`sudo systemctl start docker`)",
+      );
+    else if (own.length === 0) L.notJudged.push(`${d.name}: its cgroup could not be read`);
     for (const c of own) {
       if (c === "/")
         L.notJudged.push(`a runtime daemon runs in the cgroup v2 root: its pulls are not judged`);
@@ -245,7 +257,7 @@ export function detectRuntimes(host: HostView = realHost): RuntimeLayout {
     const root = flagValues(d.argv, ["--data-root"]).at(-1) ?? d.json["data-root"];
     if (typeof root === "string" && root.startsWith("/")) L.dockerRoot ??= root;
     L.found.push(
-      `docker (dockerd ${d.pid}, ${driver} driver): ${what.join(", ") || "nothing"}${what.length ? " (BuildKit RUN steps judged, but carry no step)" : ""}`,
+      `docker (${d.name}, ${driver} driver): ${what.join(", ") || "nothing"}${what.length ? " (BuildKit RUN steps judged, but carry no step)" : ""}`,
     );
   }
   // Podman has no daemon; rootful Podman under systemd puts each container in

@@ -124,6 +124,27 @@ describe("detectRuntimes", () => {
     expect(L.notJudged.join("\n")).toMatch(/podman \(cgroupfs manager\)/);
   });
 
+  it("dockerd installed but not yet running (docker.socket starts it at the first use): its containers' slice is judged from its config, and that its pulls are not is said", () => {
+    const h = host({
+      procs: {
+        "812": {
+          comm: "containerd",
+          argv: ["/usr/bin/containerd"],
+          cgroup: "/system.slice/containerd.service",
+        },
+      },
+      files: { "/usr/bin/dockerd": "" },
+      dirs: ["/run/systemd/system", "/sys/fs/cgroup/system.slice"],
+    });
+    const L = detectRuntimes(h);
+    expect(L.containerSlices).toEqual(["/system.slice"]);
+    expect(L.runtimeCgroups).toEqual(["/system.slice/containerd.service"]);
+    expect(L.found[0]).toMatch(/^docker \(dockerd \(not running\), systemd driver\)/);
+    expect(L.notJudged).toEqual([
+      expect.stringMatching(/^dockerd is installed but not running: .*image pulls/),
+    ]);
+  });
+
   it("a rootless dockerd (the host sees the user's uid) is said not to be judged, and nothing of it is named", () => {
     const h = host({
       procs: {
