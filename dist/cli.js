@@ -63461,7 +63461,12 @@ function detectRuntimes(host = realHost) {
         "podman (cgroupfs manager): its containers' parent is chosen per run: name it in container-cgroups"
       );
   }
-  if (L.runtimeSockets.length > 4) L.runtimeSockets = L.runtimeSockets.slice(0, 4);
+  if (L.runtimeSockets.length > 4) {
+    L.notJudged.push(
+      `requesters only through ${L.runtimeSockets.slice(0, 4).join(", ")}; not through ${L.runtimeSockets.slice(4).join(", ")} (the agent watches 4 API sockets)`
+    );
+    L.runtimeSockets = L.runtimeSockets.slice(0, 4);
+  }
   const total = L.containerCgroups.length + L.containerSlices.length + L.runtimeCgroups.length;
   if (total > 8)
     L.notJudged.push(

@@ -278,7 +278,14 @@ export function detectRuntimes(host: HostView = realHost): RuntimeLayout {
         "podman (cgroupfs manager): its containers' parent is chosen per run: name it in container-cgroups",
       );
   }
-  if (L.runtimeSockets.length > 4) L.runtimeSockets = L.runtimeSockets.slice(0, 4);
+  if (L.runtimeSockets.length > 4) {
+    // the agent takes 4 (agent-c/runtimes.c): a container asked for through another one is
+    // still judged, it only carries no requester
+    L.notJudged.push(
+      `requesters only through ${L.runtimeSockets.slice(0, 4).join(", ")}; not through ${L.runtimeSockets.slice(4).join(", ")} (the agent watches 4 API sockets)`,
+    );
+    L.runtimeSockets = L.runtimeSockets.slice(0, 4);
+  }
   const total = L.containerCgroups.length + L.containerSlices.length + L.runtimeCgroups.length;
   // the agent refuses a config with more (agent-c/runtimes.h RT_MAX_CGROUPS): start fails, closed
   if (total > 8)
