@@ -67245,7 +67245,12 @@ function containerJudging(o) {
   const host = o.host ?? realHost;
   const ex = o.explicit;
   const out = {
-    config: o.enforce ? { ...ex } : {},
+    // only the three lists: `explicit` may be a wider object (the action's inputs)
+    config: o.enforce ? {
+      containerCgroups: ex.containerCgroups,
+      containerSlices: ex.containerSlices,
+      runtimeCgroups: ex.runtimeCgroups
+    } : {},
     info: [],
     warnings: []
   };

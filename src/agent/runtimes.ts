@@ -338,7 +338,14 @@ export function containerJudging(o: {
   const host = o.host ?? realHost;
   const ex = o.explicit;
   const out: ContainerJudging = {
-    config: o.enforce ? { ...ex } : {},
+    // only the three lists: `explicit` may be a wider object (the action's inputs)
+    config: o.enforce
+      ? {
+          containerCgroups: ex.containerCgroups,
+          containerSlices: ex.containerSlices,
+          runtimeCgroups: ex.runtimeCgroups,
+        }
+      : {},
     info: [],
     warnings: [],
   };

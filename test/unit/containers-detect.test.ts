@@ -203,6 +203,18 @@ describe("containerJudging", () => {
     expect(j.warnings).toEqual([]);
   });
 
+  it("only the three lists are taken from a wider object (the action's inputs): nothing else of it reaches the agent config", () => {
+    const j = containerJudging({
+      choice: "off",
+      enforce: true,
+      env: HOSTED_ENV,
+      explicit: { ...NONE, sensitivePaths: ["/x"], mode: "enforce" } as typeof NONE,
+      policyResolvers: [],
+      host: hosted(),
+    });
+    expect(j.config).toEqual(NONE);
+  });
+
   it("a policy that names its resolvers keeps them", () => {
     const j = containerJudging({
       choice: "auto",
