@@ -15878,7 +15878,7 @@ var require_polyfill = __commonJS({
     var {
       dirname: dirname6,
       isAbsolute: isAbsolute2,
-      join: join12,
+      join: join13,
       parse: parse2,
       resolve: resolve6,
       sep: sep2,
@@ -16135,8 +16135,8 @@ var require_polyfill = __commonJS({
       const dir = await readdir(src);
       for (let i = 0; i < dir.length; i++) {
         const item = dir[i];
-        const srcItem = join12(src, item);
-        const destItem = join12(dest, item);
+        const srcItem = join13(src, item);
+        const destItem = join13(dest, item);
         const { destStat } = await checkPaths(srcItem, destItem, opts);
         await startCopy(destStat, srcItem, destItem, opts);
       }
@@ -16209,7 +16209,7 @@ var require_cp = __commonJS({
 // node_modules/@npmcli/fs/lib/with-temp-dir.js
 var require_with_temp_dir = __commonJS({
   "node_modules/@npmcli/fs/lib/with-temp-dir.js"(exports, module) {
-    var { join: join12, sep: sep2 } = __require("path");
+    var { join: join13, sep: sep2 } = __require("path");
     var getOptions = require_get_options();
     var { mkdir, mkdtemp, rm } = __require("fs/promises");
     var withTempDir = async (root, fn, opts) => {
@@ -16217,7 +16217,7 @@ var require_with_temp_dir = __commonJS({
         copy: ["tmpPrefix"]
       });
       await mkdir(root, { recursive: true });
-      const target = await mkdtemp(join12(`${root}${sep2}`, options.tmpPrefix || ""));
+      const target = await mkdtemp(join13(`${root}${sep2}`, options.tmpPrefix || ""));
       let err;
       let result;
       try {
@@ -16242,13 +16242,13 @@ var require_with_temp_dir = __commonJS({
 var require_readdir_scoped = __commonJS({
   "node_modules/@npmcli/fs/lib/readdir-scoped.js"(exports, module) {
     var { readdir } = __require("fs/promises");
-    var { join: join12 } = __require("path");
+    var { join: join13 } = __require("path");
     var readdirScoped = async (dir) => {
       const results = [];
       for (const item of await readdir(dir)) {
         if (item.startsWith("@")) {
-          for (const scopedItem of await readdir(join12(dir, item))) {
-            results.push(join12(item, scopedItem));
+          for (const scopedItem of await readdir(join13(dir, item))) {
+            results.push(join13(item, scopedItem));
           }
         } else {
           results.push(item);
@@ -16263,7 +16263,7 @@ var require_readdir_scoped = __commonJS({
 // node_modules/@npmcli/fs/lib/move-file.js
 var require_move_file = __commonJS({
   "node_modules/@npmcli/fs/lib/move-file.js"(exports, module) {
-    var { dirname: dirname6, join: join12, resolve: resolve6, relative: relative2, isAbsolute: isAbsolute2 } = __require("path");
+    var { dirname: dirname6, join: join13, resolve: resolve6, relative: relative2, isAbsolute: isAbsolute2 } = __require("path");
     var fs = __require("fs/promises");
     var pathExists = async (path) => {
       try {
@@ -16293,7 +16293,7 @@ var require_move_file = __commonJS({
           if (sourceStat.isDirectory()) {
             const files = await fs.readdir(source);
             await Promise.all(files.map(
-              (file) => moveFile(join12(source, file), join12(destination2, file), options, false, symlinks)
+              (file) => moveFile(join13(source, file), join13(destination2, file), options, false, symlinks)
             ));
           } else if (sourceStat.isSymbolicLink()) {
             symlinks.push({ source, destination: destination2 });
@@ -22475,12 +22475,12 @@ var require_utils = __commonJS({
       const union = [.../* @__PURE__ */ new Set([encoded, decoded, value])].map(escapeRegExp).join("|");
       return union;
     };
-    var urlEncodeRegexTag = (strings, ...values) => {
+    var urlEncodeRegexTag = (strings2, ...values) => {
       let pattern = "";
       for (let i = 0; i < values.length; i++) {
-        pattern += strings[i] + `(${urlEncodeRegexGroup(values[i])})`;
+        pattern += strings2[i] + `(${urlEncodeRegexGroup(values[i])})`;
       }
-      pattern += strings[strings.length - 1];
+      pattern += strings2[strings2.length - 1];
       return new RegExp(pattern);
     };
     var redactUrlHostnameMatcher = ({ hostname: hostname2, replacement } = {}) => ({
@@ -55942,9 +55942,9 @@ var require_url = __commonJS({
   "node_modules/tuf-js/dist/utils/url.js"(exports) {
     "use strict";
     Object.defineProperty(exports, "__esModule", { value: true });
-    exports.join = join12;
+    exports.join = join13;
     var url_1 = __require("url");
-    function join12(base, path) {
+    function join13(base, path) {
       return new url_1.URL(ensureTrailingSlash(base) + removeLeadingSlash(path)).toString();
     }
     function ensureTrailingSlash(path) {
@@ -63271,7 +63271,255 @@ ${POLICY_USAGE}
 // src/cli/start.ts
 import { createHash as createHash7 } from "node:crypto";
 import { chmodSync as chmodSync2, mkdirSync as mkdirSync4, writeFileSync as writeFileSync7 } from "node:fs";
-import { join as join9, resolve as resolve4 } from "node:path";
+import { join as join10, resolve as resolve4 } from "node:path";
+
+// src/agent/runtimes.ts
+import { existsSync as existsSync3, readdirSync as readdirSync2, readFileSync as readFileSync6, statSync as statSync3 } from "node:fs";
+import { join as join8 } from "node:path";
+var realHost = {
+  read: (p) => {
+    try {
+      return readFileSync6(p, "utf8");
+    } catch {
+      return void 0;
+    }
+  },
+  list: (d) => {
+    try {
+      return readdirSync2(d);
+    } catch {
+      return [];
+    }
+  },
+  isDir: (p) => {
+    try {
+      return existsSync3(p) && statSync3(p).isDirectory();
+    } catch {
+      return false;
+    }
+  },
+  exists: (p) => existsSync3(p)
+};
+var CONTAINERS_CHOICES = ["auto", "on", "off"];
+function singleJobHost(env) {
+  if (env.GITHUB_ACTIONS === "true" && env.RUNNER_ENVIRONMENT === "github-hosted")
+    return "GitHub-hosted runner (a fresh VM per job)";
+  return void 0;
+}
+function cgroup2Root(host) {
+  for (const l of (host.read("/proc/self/mounts") ?? "").split("\n")) {
+    const f = l.split(" ");
+    if (f[2] === "cgroup2" && f[1]) return f[1];
+  }
+  return void 0;
+}
+function procCgroup(host, pid) {
+  for (const l of (host.read(`/proc/${pid}/cgroup`) ?? "").split("\n"))
+    if (l.startsWith("0::")) return l.slice(3).replace(/ \(deleted\)$/, "");
+  return void 0;
+}
+function pidsByComm(host, comm) {
+  return host.list("/proc").filter((p) => /^\d+$/.test(p) && host.read(`/proc/${p}/comm`)?.trim() === comm);
+}
+function flagValues(argv, names) {
+  const out = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? "";
+    for (const n of names) {
+      if (a === n && i + 1 < argv.length) out.push(argv[++i] ?? "");
+      else if (a.startsWith(`${n}=`)) out.push(a.slice(n.length + 1));
+    }
+  }
+  return out;
+}
+function slicePath(name) {
+  if (!/^[A-Za-z0-9_.:-]+\.slice$/.test(name) || name === "-.slice") return void 0;
+  const parts = name.slice(0, -".slice".length).split("-");
+  if (parts.some((p) => p === "")) return void 0;
+  return `/${parts.map((_, i) => `${parts.slice(0, i + 1).join("-")}.slice`).join("/")}`;
+}
+var DOCKERD_BINARIES = ["/usr/bin/dockerd", "/usr/sbin/dockerd", "/usr/local/bin/dockerd"];
+function dockerds(host) {
+  const pids = pidsByComm(host, "dockerd");
+  if (pids.length === 0 && DOCKERD_BINARIES.some((b) => host.exists(b))) pids.push(void 0);
+  return pids.map((pid) => {
+    const argv = pid ? (host.read(`/proc/${pid}/cmdline`) ?? "").split("\0").filter(Boolean).slice(1) : [];
+    const file = flagValues(argv, ["--config-file"]).at(-1) ?? "/etc/docker/daemon.json";
+    let json = {};
+    try {
+      const parsed = JSON.parse(host.read(file) ?? "{}");
+      if (parsed && typeof parsed === "object") json = parsed;
+    } catch {
+    }
+    return { pid, name: pid ? `dockerd ${pid}` : "dockerd (not running)", argv, json };
+  });
+}
+var strings = (x) => Array.isArray(x) ? x.filter((s) => typeof s === "string") : [];
+function cgroupDriver(host, d, cg2) {
+  const opts = [...strings(d.json["exec-opts"]), ...flagValues(d.argv, ["--exec-opt"])];
+  const set = opts.map((o) => /^native\.cgroupdriver=(.*)$/.exec(o.replace(/\s/g, ""))?.[1]).filter((x) => x !== void 0).at(-1);
+  if (set) return set;
+  return cg2 === "/sys/fs/cgroup" && host.isDir("/run/systemd/system") ? "systemd" : "cgroupfs";
+}
+function dockerSockets(d, notJudged) {
+  const hosts = [...strings(d.json.hosts), ...flagValues(d.argv, ["-H", "--host"])];
+  const out = [];
+  for (const h of hosts.length ? hosts : ["unix:///var/run/docker.sock"]) {
+    if (h.startsWith("unix://")) out.push(h.slice("unix://".length));
+    else if (h.startsWith("fd://"))
+      out.push("/run/docker.sock", "/var/run/docker.sock");
+    else
+      notJudged.push(
+        `${d.name} also listens on ${h}: containers asked for through it are judged, but carry no requester`
+      );
+  }
+  return out;
+}
+function detectRuntimes(host = realHost) {
+  const L = {
+    containerCgroups: [],
+    containerSlices: [],
+    runtimeCgroups: [],
+    runtimeSockets: [],
+    found: [],
+    notJudged: []
+  };
+  const cg2 = cgroup2Root(host);
+  if (!cg2) {
+    L.notJudged.push("no cgroup v2 mount: containers cannot be judged");
+    return L;
+  }
+  const add = (list, p) => {
+    if (!list.includes(p)) list.push(p);
+  };
+  for (const d of dockerds(host)) {
+    const uid = d.pid && /^Uid:\s+(\d+)/m.exec(host.read(`/proc/${d.pid}/status`) ?? "")?.[1];
+    if (uid && uid !== "0") {
+      L.notJudged.push(
+        `${d.name} is rootless (uid ${uid}): its containers are not judged (docs/containers.md)`
+      );
+      continue;
+    }
+    const driver = cgroupDriver(host, d, cg2);
+    const parent = flagValues(d.argv, ["--cgroup-parent"]).at(-1) ?? (typeof d.json["cgroup-parent"] === "string" ? d.json["cgroup-parent"] : void 0);
+    const what = [];
+    if (driver === "systemd") {
+      const slice = slicePath(parent ?? "system.slice");
+      if (!slice) L.notJudged.push(`${d.name}: cgroup-parent "${parent}" is not a slice name`);
+      else if (!host.isDir(join8(cg2, slice)))
+        L.notJudged.push(`${d.name}: its containers' slice ${slice} does not exist yet`);
+      else {
+        add(L.containerSlices, slice);
+        what.push(`containers in ${slice}/docker-<id>.scope`);
+      }
+    } else if (driver === "cgroupfs") {
+      const p = parent ?? "/docker";
+      if (!p.startsWith("/") || p.split("/").includes(".."))
+        L.notJudged.push(`${d.name}: relative cgroup-parent "${p}": name it in container-cgroups`);
+      else if (!host.isDir(join8(cg2, p)))
+        L.notJudged.push(
+          `${d.name}: its containers' cgroup ${p} does not exist yet (no container has run): name it in container-cgroups once it does`
+        );
+      else {
+        add(L.containerCgroups, p);
+        what.push(`containers below ${p}`);
+      }
+    } else L.notJudged.push(`${d.name}: unknown cgroup driver "${driver}"`);
+    const own = [...d.pid ? [d.pid] : [], ...pidsByComm(host, "containerd")].map((pid) => procCgroup(host, pid)).filter((c) => c !== void 0);
+    if (!d.pid)
+      L.notJudged.push(
+        "dockerd is installed but not running: its containers are judged where its config puts them, but its own egress (image pulls, the embedded DNS's forwards) is not: start it before dpndncy (`sudo systemctl start docker`)"
+      );
+    else if (own.length === 0) L.notJudged.push(`${d.name}: its cgroup could not be read`);
+    for (const c of own) {
+      if (c === "/")
+        L.notJudged.push(`a runtime daemon runs in the cgroup v2 root: its pulls are not judged`);
+      else {
+        add(L.runtimeCgroups, c);
+        what.push(`daemon egress of ${c}`);
+      }
+    }
+    for (const s of dockerSockets(d, L.notJudged)) add(L.runtimeSockets, s);
+    const root = flagValues(d.argv, ["--data-root"]).at(-1) ?? d.json["data-root"];
+    if (typeof root === "string" && root.startsWith("/")) L.dockerRoot ??= root;
+    L.found.push(
+      `docker (${d.name}, ${driver} driver): ${what.join(", ") || "nothing"}${what.length ? " (BuildKit RUN steps judged, but carry no step)" : ""}`
+    );
+  }
+  const podman = ["/usr/bin/podman", "/usr/local/bin/podman"].some((p) => host.exists(p));
+  if (podman) {
+    if (cg2 === "/sys/fs/cgroup" && host.isDir("/run/systemd/system")) {
+      if (host.isDir(join8(cg2, "machine.slice"))) {
+        add(L.containerSlices, "/machine.slice");
+        L.found.push("podman (rootful, systemd): containers in /machine.slice/libpod-<id>.scope");
+      } else
+        L.notJudged.push(
+          "podman: /machine.slice does not exist yet, so rootful podman's containers are not judged (name it in container-slices once it does)"
+        );
+    } else
+      L.notJudged.push(
+        "podman (cgroupfs manager): its containers' parent is chosen per run: name it in container-cgroups"
+      );
+  }
+  if (L.runtimeSockets.length > 4) {
+    L.notJudged.push(
+      `requesters only through ${L.runtimeSockets.slice(0, 4).join(", ")}; not through ${L.runtimeSockets.slice(4).join(", ")} (the agent watches 4 API sockets)`
+    );
+    L.runtimeSockets = L.runtimeSockets.slice(0, 4);
+  }
+  const total = L.containerCgroups.length + L.containerSlices.length + L.runtimeCgroups.length;
+  if (total > 8)
+    L.notJudged.push(
+      `${total} runtime cgroups found: the agent takes at most 8 and will refuse to start`
+    );
+  return L;
+}
+function containerResolvers(host = realHost) {
+  const ns = (file) => (host.read(file) ?? "").split("\n").map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1]?.replace(/%.*$/, "")).filter((x) => x !== void 0);
+  const own = ns("/etc/resolv.conf");
+  const loopback = (a) => a.startsWith("127.") || a === "::1";
+  if (own.length > 0 && !own.every(loopback)) return own;
+  return [...own, ...ns("/run/systemd/resolve/resolv.conf").filter((a) => !loopback(a))];
+}
+function containerJudging(o) {
+  const host = o.host ?? realHost;
+  const ex = o.explicit;
+  const out = {
+    // only the three lists: `explicit` may be a wider object (the action's inputs)
+    config: o.enforce ? {
+      containerCgroups: ex.containerCgroups,
+      containerSlices: ex.containerSlices,
+      runtimeCgroups: ex.runtimeCgroups
+    } : {},
+    info: [],
+    warnings: []
+  };
+  const single = singleJobHost(o.env);
+  const detect = o.choice === "on" || o.choice === "auto" && single !== void 0;
+  if (!detect) {
+    if (o.enforce && o.choice === "auto")
+      out.info.push(
+        "containers: not judged unless named (container-cgroups / container-slices / runtime-cgroups): this host is not known to run one job only; `containers: on` judges every container on it"
+      );
+    return out;
+  }
+  const L = detectRuntimes(host);
+  out.config.runtimeSockets = L.runtimeSockets;
+  if (L.dockerRoot) out.config.dockerRoot = L.dockerRoot;
+  if (!o.enforce) return out;
+  const merge = (a = [], b) => [.../* @__PURE__ */ new Set([...a, ...b])];
+  out.config.containerCgroups = merge(ex.containerCgroups, L.containerCgroups);
+  out.config.containerSlices = merge(ex.containerSlices, L.containerSlices);
+  out.config.runtimeCgroups = merge(ex.runtimeCgroups, L.runtimeCgroups);
+  if (o.policyResolvers.length === 0 && (L.containerCgroups.length || L.containerSlices.length))
+    out.config.dnsResolvers = containerResolvers(host);
+  const why = o.choice === "on" ? "containers: on" : single;
+  out.info.push(`containers: judged by the job's policy (${why}; \`containers: off\` to opt out)`);
+  for (const f of L.found) out.info.push(`containers: ${f}`);
+  if (L.found.length === 0) out.info.push("containers: no container runtime running");
+  for (const n of L.notJudged) out.warnings.push(`containers NOT judged: ${n}`);
+  return out;
+}
 
 // src/agent/verify-binary.ts
 import { createHash as createHash6 } from "node:crypto";
@@ -63339,9 +63587,9 @@ function hardenJob(o) {
 }
 
 // src/cli/session.ts
-import { readFileSync as readFileSync6, writeFileSync as writeFileSync6 } from "node:fs";
-import { join as join8 } from "node:path";
-var sessionFile = (dir) => join8(dir, "session.json");
+import { readFileSync as readFileSync7, writeFileSync as writeFileSync6 } from "node:fs";
+import { join as join9 } from "node:path";
+var sessionFile = (dir) => join9(dir, "session.json");
 function writeSession(dir, s) {
   writeFileSync6(sessionFile(dir), `${JSON.stringify(s, null, 2)}
 `);
@@ -63350,7 +63598,7 @@ function readSession(dir) {
   const path = sessionFile(dir);
   let raw;
   try {
-    raw = readFileSync6(path, "utf8");
+    raw = readFileSync7(path, "utf8");
   } catch {
     throw new Error(`no session at ${path}: was \`dpndncy start --dir ${dir}\` run in this job?`);
   }
@@ -63374,6 +63622,9 @@ var START_USAGE = `usage: dpndncy start [options]
   --sensitive-path P      extra sensitive path (repeatable)
   --harden LEVEL          none | sudo | sudo-and-containers: once armed, take sudo (and the
                           Docker socket) away from this user; only stopping the agent stays
+  --containers WHEN       enforce: judge every container on this host by the job's policy:
+                          auto (default: on a single-job host, i.e. a GitHub-hosted runner),
+                          on (this host runs this job only), off (only the cgroups named below)
   --container-cgroup CG   enforce: a cgroup where the runtime puts the job's containers, judged
                           like the job (repeatable; docs/containers.md)
   --container-slice CG    enforce: a slice (system.slice) whose docker-/libpod-<id>.scope
@@ -63391,6 +63642,7 @@ var OPTIONS6 = {
   policy: { type: "string" },
   "sensitive-path": { type: "string", multiple: true },
   harden: { type: "string" },
+  containers: { type: "string" },
   "container-cgroup": { type: "string", multiple: true },
   "container-slice": { type: "string", multiple: true },
   "runtime-cgroup": { type: "string", multiple: true },
@@ -63448,6 +63700,10 @@ async function start(argv, io) {
     if (!["observe", "learn", "enforce"].includes(mode)) {
       throw new UsageError(`--mode: "${v2.mode}" is not one of observe, learn, enforce`);
     }
+    if (v2.containers !== void 0 && !CONTAINERS_CHOICES.includes(v2.containers))
+      throw new UsageError(
+        `--containers: "${v2.containers}" is not one of ${CONTAINERS_CHOICES.join(", ")}`
+      );
     if (!v2.agent && !v2["agent-url"]) throw new UsageError("give --agent PATH or --agent-url URL");
     if (v2["agent-url"] && !v2["agent-sha256"]) {
       throw new UsageError(
@@ -63462,13 +63718,13 @@ ${START_USAGE}
     return EXIT.USAGE;
   }
   const dir = resolve4(v2.dir ?? defaultDir(io.env));
-  mkdirSync4(join9(dir, "bin"), { recursive: true });
+  mkdirSync4(join10(dir, "bin"), { recursive: true });
   let agent;
   let config;
   try {
     const sha = v2["agent-sha256"] ? normaliseSha256(v2["agent-sha256"], "--agent-sha256") : void 0;
     if (v2["agent-url"] && sha) {
-      agent = join9(dir, "bin", "dpndncy-agent");
+      agent = join10(dir, "bin", "dpndncy-agent");
       await download(v2["agent-url"], agent, sha);
     } else {
       agent = resolve4(v2.agent ?? "");
@@ -63476,7 +63732,22 @@ ${START_USAGE}
     }
     const policy2 = v2.policy ? await loadPolicy(v2.policy) : void 0;
     const detected = detectPlatform(io.env);
-    config = join9(dir, "agent.conf");
+    const judging = containerJudging({
+      choice: v2.containers ?? "auto",
+      enforce: mode === "enforce",
+      env: io.env,
+      explicit: {
+        containerCgroups: v2["container-cgroup"] ?? [],
+        containerSlices: v2["container-slice"] ?? [],
+        runtimeCgroups: v2["runtime-cgroup"] ?? []
+      },
+      policyResolvers: policy2?.policy.dns?.resolvers ?? []
+    });
+    for (const l of judging.info) io.err(`dpndncy start: ${l}
+`);
+    for (const w of judging.warnings) io.err(`dpndncy start: WARNING ${w}
+`);
+    config = join10(dir, "agent.conf");
     writeFileSync7(
       config,
       renderAgentConfig({
@@ -63484,9 +63755,7 @@ ${START_USAGE}
         ...policyConfig(policy2, { sensitivePaths: v2["sensitive-path"] ?? [] }),
         stepMarkers: detected.step.markers,
         ci: { ...detected.identity, alsoMatched: detected.alsoMatched },
-        containerCgroups: v2["container-cgroup"] ?? [],
-        containerSlices: v2["container-slice"] ?? [],
-        runtimeCgroups: v2["runtime-cgroup"] ?? []
+        ...judging.config
       })
     );
   } catch (e) {
@@ -63496,14 +63765,14 @@ ${START_USAGE}
   }
   const detection = detectPlatform(io.env);
   const elevate = process.getuid?.() === 0 ? [] : ["sudo", "-n"];
-  const log = join9(dir, "events.ndjson");
+  const log = join10(dir, "events.ndjson");
   const hardenLevel = v2.harden ?? "none";
   if (!HARDEN_LEVELS.includes(hardenLevel)) {
     io.err(`dpndncy start: --harden ${v2.harden}: not one of ${HARDEN_LEVELS.join(", ")}
 `);
     return EXIT.USAGE;
   }
-  const stateDir = hardenStateDir(hardenLevel, io.env) ?? join9(dir, "state");
+  const stateDir = hardenStateDir(hardenLevel, io.env) ?? join10(dir, "state");
   try {
     const started = await startAgent({ agent, log, stateDir, mode, config, elevate });
     if (mode === "enforce") {
@@ -63554,7 +63823,7 @@ ${START_USAGE}
 
 // src/cli/stop.ts
 import { writeFileSync as writeFileSync8 } from "node:fs";
-import { join as join10, resolve as resolve5 } from "node:path";
+import { join as join11, resolve as resolve5 } from "node:path";
 
 // src/report/markdown.ts
 var esc = (s) => s.replace(/[|\\`*_<>[\]]/g, (c) => `\\${c}`).replace(/\n/g, " ");
@@ -63774,7 +64043,7 @@ ${STOP_USAGE}
     );
   }
   const predicate2 = await summarizeFile(session.log, { ci: ciIdentity(io.env) });
-  writeFileSync8(join10(dir, "summary.md"), renderSummary(predicate2));
+  writeFileSync8(join11(dir, "summary.md"), renderSummary(predicate2));
   section(io, "dpndncy runtime trace", formatSummary(predicate2));
   if (!predicate2.integrity.stopped_cleanly || !agentComplete) {
     io.err(
@@ -63828,23 +64097,23 @@ ${SUMMARIZE_USAGE}
 }
 
 // src/cli/verify.ts
-import { readFileSync as readFileSync8 } from "node:fs";
+import { readFileSync as readFileSync9 } from "node:fs";
 
 // src/attest/trusted-root.ts
 var import_protobuf_specs = __toESM(require_dist2(), 1);
 var import_tuf = __toESM(require_dist14(), 1);
-import { readFileSync as readFileSync7 } from "node:fs";
+import { readFileSync as readFileSync8 } from "node:fs";
 import { homedir } from "node:os";
-import { join as join11 } from "node:path";
+import { join as join12 } from "node:path";
 var PUBLIC_GOOD_TUF = import_tuf.DEFAULT_MIRROR_URL;
 function defaultTufCache(env) {
-  return join11(env.XDG_CACHE_HOME || join11(env.HOME || homedir(), ".cache"), "dpndncy", "tuf");
+  return join12(env.XDG_CACHE_HOME || join12(env.HOME || homedir(), ".cache"), "dpndncy", "tuf");
 }
 async function loadTrustedRoot(s, env) {
   if (s.file !== void 0) {
     let text;
     try {
-      text = readFileSync7(s.file, "utf8");
+      text = readFileSync8(s.file, "utf8");
     } catch (e) {
       throw new InputError(
         "UNREADABLE",
@@ -63864,7 +64133,7 @@ async function loadTrustedRoot(s, env) {
   const cachePath = s.cacheDir ?? defaultTufCache(env);
   if (s.tufRoot !== void 0) {
     try {
-      readFileSync7(s.tufRoot);
+      readFileSync8(s.tufRoot);
     } catch (e) {
       throw new InputError(
         "UNREADABLE",
@@ -64378,7 +64647,7 @@ function checkCombination2(v2) {
 function readBundle(path) {
   let text;
   try {
-    text = readFileSync8(path, "utf8");
+    text = readFileSync9(path, "utf8");
   } catch (e) {
     throw new InputError("UNREADABLE", `cannot read bundle ${path}: ${e.message}`);
   }
@@ -64396,7 +64665,7 @@ async function run3(bundlePath2, v2, env) {
   let publicKeyPem;
   if (v2.key !== void 0) {
     try {
-      publicKeyPem = readFileSync8(v2.key, "utf8");
+      publicKeyPem = readFileSync9(v2.key, "utf8");
     } catch (e) {
       throw new InputError("UNREADABLE", `cannot read key ${v2.key}: ${e.message}`);
     }

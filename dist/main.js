@@ -49801,7 +49801,7 @@ var require_polyfill = __commonJS({
     var {
       dirname: dirname4,
       isAbsolute,
-      join: join5,
+      join: join6,
       parse,
       resolve: resolve2,
       sep: sep2,
@@ -50058,8 +50058,8 @@ var require_polyfill = __commonJS({
       const dir = await readdir2(src);
       for (let i = 0; i < dir.length; i++) {
         const item = dir[i];
-        const srcItem = join5(src, item);
-        const destItem = join5(dest, item);
+        const srcItem = join6(src, item);
+        const destItem = join6(dest, item);
         const { destStat } = await checkPaths(srcItem, destItem, opts);
         await startCopy(destStat, srcItem, destItem, opts);
       }
@@ -50132,7 +50132,7 @@ var require_cp = __commonJS({
 // node_modules/@npmcli/fs/lib/with-temp-dir.js
 var require_with_temp_dir = __commonJS({
   "node_modules/@npmcli/fs/lib/with-temp-dir.js"(exports, module) {
-    var { join: join5, sep: sep2 } = __require("path");
+    var { join: join6, sep: sep2 } = __require("path");
     var getOptions = require_get_options();
     var { mkdir: mkdir3, mkdtemp, rm: rm2 } = __require("fs/promises");
     var withTempDir = async (root, fn, opts) => {
@@ -50140,7 +50140,7 @@ var require_with_temp_dir = __commonJS({
         copy: ["tmpPrefix"]
       });
       await mkdir3(root, { recursive: true });
-      const target = await mkdtemp(join5(`${root}${sep2}`, options.tmpPrefix || ""));
+      const target = await mkdtemp(join6(`${root}${sep2}`, options.tmpPrefix || ""));
       let err;
       let result;
       try {
@@ -50165,13 +50165,13 @@ var require_with_temp_dir = __commonJS({
 var require_readdir_scoped = __commonJS({
   "node_modules/@npmcli/fs/lib/readdir-scoped.js"(exports, module) {
     var { readdir: readdir2 } = __require("fs/promises");
-    var { join: join5 } = __require("path");
+    var { join: join6 } = __require("path");
     var readdirScoped = async (dir) => {
       const results = [];
       for (const item of await readdir2(dir)) {
         if (item.startsWith("@")) {
-          for (const scopedItem of await readdir2(join5(dir, item))) {
-            results.push(join5(item, scopedItem));
+          for (const scopedItem of await readdir2(join6(dir, item))) {
+            results.push(join6(item, scopedItem));
           }
         } else {
           results.push(item);
@@ -50186,7 +50186,7 @@ var require_readdir_scoped = __commonJS({
 // node_modules/@npmcli/fs/lib/move-file.js
 var require_move_file = __commonJS({
   "node_modules/@npmcli/fs/lib/move-file.js"(exports, module) {
-    var { dirname: dirname4, join: join5, resolve: resolve2, relative: relative2, isAbsolute } = __require("path");
+    var { dirname: dirname4, join: join6, resolve: resolve2, relative: relative2, isAbsolute } = __require("path");
     var fs4 = __require("fs/promises");
     var pathExists = async (path3) => {
       try {
@@ -50216,7 +50216,7 @@ var require_move_file = __commonJS({
           if (sourceStat.isDirectory()) {
             const files = await fs4.readdir(source);
             await Promise.all(files.map(
-              (file) => moveFile(join5(source, file), join5(destination, file), options, false, symlinks)
+              (file) => moveFile(join6(source, file), join6(destination, file), options, false, symlinks)
             ));
           } else if (sourceStat.isSymbolicLink()) {
             symlinks.push({ source, destination });
@@ -56398,12 +56398,12 @@ var require_utils3 = __commonJS({
       const union = [.../* @__PURE__ */ new Set([encoded, decoded, value])].map(escapeRegExp).join("|");
       return union;
     };
-    var urlEncodeRegexTag = (strings, ...values) => {
+    var urlEncodeRegexTag = (strings2, ...values) => {
       let pattern = "";
       for (let i = 0; i < values.length; i++) {
-        pattern += strings[i] + `(${urlEncodeRegexGroup(values[i])})`;
+        pattern += strings2[i] + `(${urlEncodeRegexGroup(values[i])})`;
       }
-      pattern += strings[strings.length - 1];
+      pattern += strings2[strings2.length - 1];
       return new RegExp(pattern);
     };
     var redactUrlHostnameMatcher = ({ hostname, replacement } = {}) => ({
@@ -66392,7 +66392,7 @@ function getState(name) {
 
 // src/action/start.ts
 import { mkdir as mkdir2, writeFile as writeFile2 } from "node:fs/promises";
-import { join as join4, resolve } from "node:path";
+import { join as join5, resolve } from "node:path";
 
 // src/agent/acquire.ts
 import { chmod as chmod2 } from "node:fs/promises";
@@ -67036,6 +67036,254 @@ function renderAgentConfig(c) {
 `;
 }
 
+// src/agent/runtimes.ts
+import { existsSync as existsSync3, readdirSync as readdirSync2, readFileSync as readFileSync2, statSync as statSync2 } from "node:fs";
+import { join as join3 } from "node:path";
+var realHost = {
+  read: (p) => {
+    try {
+      return readFileSync2(p, "utf8");
+    } catch {
+      return void 0;
+    }
+  },
+  list: (d) => {
+    try {
+      return readdirSync2(d);
+    } catch {
+      return [];
+    }
+  },
+  isDir: (p) => {
+    try {
+      return existsSync3(p) && statSync2(p).isDirectory();
+    } catch {
+      return false;
+    }
+  },
+  exists: (p) => existsSync3(p)
+};
+var CONTAINERS_CHOICES = ["auto", "on", "off"];
+function singleJobHost(env) {
+  if (env.GITHUB_ACTIONS === "true" && env.RUNNER_ENVIRONMENT === "github-hosted")
+    return "GitHub-hosted runner (a fresh VM per job)";
+  return void 0;
+}
+function cgroup2Root(host) {
+  for (const l of (host.read("/proc/self/mounts") ?? "").split("\n")) {
+    const f = l.split(" ");
+    if (f[2] === "cgroup2" && f[1]) return f[1];
+  }
+  return void 0;
+}
+function procCgroup(host, pid) {
+  for (const l of (host.read(`/proc/${pid}/cgroup`) ?? "").split("\n"))
+    if (l.startsWith("0::")) return l.slice(3).replace(/ \(deleted\)$/, "");
+  return void 0;
+}
+function pidsByComm(host, comm) {
+  return host.list("/proc").filter((p) => /^\d+$/.test(p) && host.read(`/proc/${p}/comm`)?.trim() === comm);
+}
+function flagValues(argv, names) {
+  const out = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? "";
+    for (const n of names) {
+      if (a === n && i + 1 < argv.length) out.push(argv[++i] ?? "");
+      else if (a.startsWith(`${n}=`)) out.push(a.slice(n.length + 1));
+    }
+  }
+  return out;
+}
+function slicePath(name) {
+  if (!/^[A-Za-z0-9_.:-]+\.slice$/.test(name) || name === "-.slice") return void 0;
+  const parts = name.slice(0, -".slice".length).split("-");
+  if (parts.some((p) => p === "")) return void 0;
+  return `/${parts.map((_, i) => `${parts.slice(0, i + 1).join("-")}.slice`).join("/")}`;
+}
+var DOCKERD_BINARIES = ["/usr/bin/dockerd", "/usr/sbin/dockerd", "/usr/local/bin/dockerd"];
+function dockerds(host) {
+  const pids = pidsByComm(host, "dockerd");
+  if (pids.length === 0 && DOCKERD_BINARIES.some((b) => host.exists(b))) pids.push(void 0);
+  return pids.map((pid) => {
+    const argv = pid ? (host.read(`/proc/${pid}/cmdline`) ?? "").split("\0").filter(Boolean).slice(1) : [];
+    const file = flagValues(argv, ["--config-file"]).at(-1) ?? "/etc/docker/daemon.json";
+    let json = {};
+    try {
+      const parsed = JSON.parse(host.read(file) ?? "{}");
+      if (parsed && typeof parsed === "object") json = parsed;
+    } catch {
+    }
+    return { pid, name: pid ? `dockerd ${pid}` : "dockerd (not running)", argv, json };
+  });
+}
+var strings = (x) => Array.isArray(x) ? x.filter((s) => typeof s === "string") : [];
+function cgroupDriver(host, d, cg2) {
+  const opts = [...strings(d.json["exec-opts"]), ...flagValues(d.argv, ["--exec-opt"])];
+  const set = opts.map((o) => /^native\.cgroupdriver=(.*)$/.exec(o.replace(/\s/g, ""))?.[1]).filter((x) => x !== void 0).at(-1);
+  if (set) return set;
+  return cg2 === "/sys/fs/cgroup" && host.isDir("/run/systemd/system") ? "systemd" : "cgroupfs";
+}
+function dockerSockets(d, notJudged) {
+  const hosts = [...strings(d.json.hosts), ...flagValues(d.argv, ["-H", "--host"])];
+  const out = [];
+  for (const h of hosts.length ? hosts : ["unix:///var/run/docker.sock"]) {
+    if (h.startsWith("unix://")) out.push(h.slice("unix://".length));
+    else if (h.startsWith("fd://"))
+      out.push("/run/docker.sock", "/var/run/docker.sock");
+    else
+      notJudged.push(
+        `${d.name} also listens on ${h}: containers asked for through it are judged, but carry no requester`
+      );
+  }
+  return out;
+}
+function detectRuntimes(host = realHost) {
+  const L = {
+    containerCgroups: [],
+    containerSlices: [],
+    runtimeCgroups: [],
+    runtimeSockets: [],
+    found: [],
+    notJudged: []
+  };
+  const cg2 = cgroup2Root(host);
+  if (!cg2) {
+    L.notJudged.push("no cgroup v2 mount: containers cannot be judged");
+    return L;
+  }
+  const add = (list, p) => {
+    if (!list.includes(p)) list.push(p);
+  };
+  for (const d of dockerds(host)) {
+    const uid = d.pid && /^Uid:\s+(\d+)/m.exec(host.read(`/proc/${d.pid}/status`) ?? "")?.[1];
+    if (uid && uid !== "0") {
+      L.notJudged.push(
+        `${d.name} is rootless (uid ${uid}): its containers are not judged (docs/containers.md)`
+      );
+      continue;
+    }
+    const driver = cgroupDriver(host, d, cg2);
+    const parent = flagValues(d.argv, ["--cgroup-parent"]).at(-1) ?? (typeof d.json["cgroup-parent"] === "string" ? d.json["cgroup-parent"] : void 0);
+    const what = [];
+    if (driver === "systemd") {
+      const slice = slicePath(parent ?? "system.slice");
+      if (!slice) L.notJudged.push(`${d.name}: cgroup-parent "${parent}" is not a slice name`);
+      else if (!host.isDir(join3(cg2, slice)))
+        L.notJudged.push(`${d.name}: its containers' slice ${slice} does not exist yet`);
+      else {
+        add(L.containerSlices, slice);
+        what.push(`containers in ${slice}/docker-<id>.scope`);
+      }
+    } else if (driver === "cgroupfs") {
+      const p = parent ?? "/docker";
+      if (!p.startsWith("/") || p.split("/").includes(".."))
+        L.notJudged.push(`${d.name}: relative cgroup-parent "${p}": name it in container-cgroups`);
+      else if (!host.isDir(join3(cg2, p)))
+        L.notJudged.push(
+          `${d.name}: its containers' cgroup ${p} does not exist yet (no container has run): name it in container-cgroups once it does`
+        );
+      else {
+        add(L.containerCgroups, p);
+        what.push(`containers below ${p}`);
+      }
+    } else L.notJudged.push(`${d.name}: unknown cgroup driver "${driver}"`);
+    const own = [...d.pid ? [d.pid] : [], ...pidsByComm(host, "containerd")].map((pid) => procCgroup(host, pid)).filter((c) => c !== void 0);
+    if (!d.pid)
+      L.notJudged.push(
+        "dockerd is installed but not running: its containers are judged where its config puts them, but its own egress (image pulls, the embedded DNS's forwards) is not: start it before dpndncy (`sudo systemctl start docker`)"
+      );
+    else if (own.length === 0) L.notJudged.push(`${d.name}: its cgroup could not be read`);
+    for (const c of own) {
+      if (c === "/")
+        L.notJudged.push(`a runtime daemon runs in the cgroup v2 root: its pulls are not judged`);
+      else {
+        add(L.runtimeCgroups, c);
+        what.push(`daemon egress of ${c}`);
+      }
+    }
+    for (const s of dockerSockets(d, L.notJudged)) add(L.runtimeSockets, s);
+    const root = flagValues(d.argv, ["--data-root"]).at(-1) ?? d.json["data-root"];
+    if (typeof root === "string" && root.startsWith("/")) L.dockerRoot ??= root;
+    L.found.push(
+      `docker (${d.name}, ${driver} driver): ${what.join(", ") || "nothing"}${what.length ? " (BuildKit RUN steps judged, but carry no step)" : ""}`
+    );
+  }
+  const podman = ["/usr/bin/podman", "/usr/local/bin/podman"].some((p) => host.exists(p));
+  if (podman) {
+    if (cg2 === "/sys/fs/cgroup" && host.isDir("/run/systemd/system")) {
+      if (host.isDir(join3(cg2, "machine.slice"))) {
+        add(L.containerSlices, "/machine.slice");
+        L.found.push("podman (rootful, systemd): containers in /machine.slice/libpod-<id>.scope");
+      } else
+        L.notJudged.push(
+          "podman: /machine.slice does not exist yet, so rootful podman's containers are not judged (name it in container-slices once it does)"
+        );
+    } else
+      L.notJudged.push(
+        "podman (cgroupfs manager): its containers' parent is chosen per run: name it in container-cgroups"
+      );
+  }
+  if (L.runtimeSockets.length > 4) {
+    L.notJudged.push(
+      `requesters only through ${L.runtimeSockets.slice(0, 4).join(", ")}; not through ${L.runtimeSockets.slice(4).join(", ")} (the agent watches 4 API sockets)`
+    );
+    L.runtimeSockets = L.runtimeSockets.slice(0, 4);
+  }
+  const total = L.containerCgroups.length + L.containerSlices.length + L.runtimeCgroups.length;
+  if (total > 8)
+    L.notJudged.push(
+      `${total} runtime cgroups found: the agent takes at most 8 and will refuse to start`
+    );
+  return L;
+}
+function containerResolvers(host = realHost) {
+  const ns = (file) => (host.read(file) ?? "").split("\n").map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1]?.replace(/%.*$/, "")).filter((x) => x !== void 0);
+  const own = ns("/etc/resolv.conf");
+  const loopback = (a) => a.startsWith("127.") || a === "::1";
+  if (own.length > 0 && !own.every(loopback)) return own;
+  return [...own, ...ns("/run/systemd/resolve/resolv.conf").filter((a) => !loopback(a))];
+}
+function containerJudging(o) {
+  const host = o.host ?? realHost;
+  const ex = o.explicit;
+  const out = {
+    // only the three lists: `explicit` may be a wider object (the action's inputs)
+    config: o.enforce ? {
+      containerCgroups: ex.containerCgroups,
+      containerSlices: ex.containerSlices,
+      runtimeCgroups: ex.runtimeCgroups
+    } : {},
+    info: [],
+    warnings: []
+  };
+  const single = singleJobHost(o.env);
+  const detect = o.choice === "on" || o.choice === "auto" && single !== void 0;
+  if (!detect) {
+    if (o.enforce && o.choice === "auto")
+      out.info.push(
+        "containers: not judged unless named (container-cgroups / container-slices / runtime-cgroups): this host is not known to run one job only; `containers: on` judges every container on it"
+      );
+    return out;
+  }
+  const L = detectRuntimes(host);
+  out.config.runtimeSockets = L.runtimeSockets;
+  if (L.dockerRoot) out.config.dockerRoot = L.dockerRoot;
+  if (!o.enforce) return out;
+  const merge = (a = [], b) => [.../* @__PURE__ */ new Set([...a, ...b])];
+  out.config.containerCgroups = merge(ex.containerCgroups, L.containerCgroups);
+  out.config.containerSlices = merge(ex.containerSlices, L.containerSlices);
+  out.config.runtimeCgroups = merge(ex.runtimeCgroups, L.runtimeCgroups);
+  if (o.policyResolvers.length === 0 && (L.containerCgroups.length || L.containerSlices.length))
+    out.config.dnsResolvers = containerResolvers(host);
+  const why = o.choice === "on" ? "containers: on" : single;
+  out.info.push(`containers: judged by the job's policy (${why}; \`containers: off\` to opt out)`);
+  for (const f of L.found) out.info.push(`containers: ${f}`);
+  if (L.found.length === 0) out.info.push("containers: no container runtime running");
+  for (const n of L.notJudged) out.warnings.push(`containers NOT judged: ${n}`);
+  return out;
+}
+
 // src/platform/detect.ts
 var v = (env, name) => {
   const value = env[name];
@@ -67664,7 +67912,7 @@ function defaultGithubAllow(sign, custom, serverUrl = process.env.GITHUB_SERVER_
 }
 
 // src/action/harden.ts
-import { dirname as dirname3, join as join3 } from "node:path";
+import { dirname as dirname3, join as join4 } from "node:path";
 import { fileURLToPath as fileURLToPath2 } from "node:url";
 
 // src/harden/job.ts
@@ -67704,7 +67952,7 @@ function hardenStateDir2(level) {
 }
 function hardenJob2(level, agent, stateDir, elevate) {
   if (level === "none") return void 0;
-  const cli = join3(dirname3(fileURLToPath2(import.meta.url)), "cli.js");
+  const cli = join4(dirname3(fileURLToPath2(import.meta.url)), "cli.js");
   const h = hardenJob({ level, agent, stateDir, elevate, cli });
   info(
     `dpndncy harden: ${h.user} has no sudo for the rest of the job${level === "sudo-and-containers" ? " and no Docker socket" : ""}; only stopping the agent stays allowed${h.notes.length ? ` (${h.notes.join("; ")})` : ""}`
@@ -67795,6 +68043,7 @@ function parseInputs(get) {
     learnJobs: learnJobs(get("learn-jobs")),
     harden: oneOf(get, "harden", ["none", "sudo", "sudo-and-containers"], "none"),
     matrix: get("matrix").trim(),
+    containers: oneOf(get, "containers", CONTAINERS_CHOICES, "auto"),
     containerCgroups: cgroupList(get, "container-cgroups"),
     containerSlices: cgroupList(get, "container-slices"),
     runtimeCgroups: cgroupList(get, "runtime-cgroups")
@@ -67858,7 +68107,7 @@ async function startMonitoring(stage) {
   const inputs = parseInputs((n) => getInput(n));
   const temp = process.env.RUNNER_TEMP;
   if (!temp) throw new Error("RUNNER_TEMP is not set: is this running under a GitHub runner?");
-  const dir = join4(temp, "dpndncy");
+  const dir = join5(temp, "dpndncy");
   await mkdir2(dir, { recursive: true });
   const { path: agent, cached } = await acquireAgent(
     agentSource(loadReleasePin(), {
@@ -67868,11 +68117,20 @@ async function startMonitoring(stage) {
       nodeArch: process.arch
     })
   );
-  const log = join4(dir, "events.ndjson");
-  const stateDir = hardenStateDir2(inputs.harden) ?? join4(dir, "state");
+  const log = join5(dir, "events.ndjson");
+  const stateDir = hardenStateDir2(inputs.harden) ?? join5(dir, "state");
   const detected = detectPlatform(process.env);
   const policy = inputs.policy ? await loadPolicy(resolve(process.env.GITHUB_WORKSPACE ?? ".", inputs.policy)) : void 0;
-  const config = join4(dir, "agent.conf");
+  const judging = containerJudging({
+    choice: inputs.containers,
+    enforce: inputs.mode === "enforce",
+    env: process.env,
+    explicit: inputs,
+    policyResolvers: policy?.policy.dns?.resolvers ?? []
+  });
+  for (const l of judging.info) info(`dpndncy ${l}`);
+  for (const w of judging.warnings) warning(`dpndncy ${w}`);
+  const config = join5(dir, "agent.conf");
   await writeFile2(
     config,
     renderAgentConfig({
@@ -67891,12 +68149,7 @@ async function startMonitoring(stage) {
       ...inputs.mode === "enforce" ? { exemptPids: [process.ppid] } : {},
       // tamper evidence: the runner worker (our parent) holds the job's secrets
       protectPids: [process.ppid],
-      // enforce: containers the job starts are judged where the runtime puts them
-      ...inputs.mode === "enforce" ? {
-        containerCgroups: inputs.containerCgroups,
-        containerSlices: inputs.containerSlices,
-        runtimeCgroups: inputs.runtimeCgroups
-      } : {}
+      ...judging.config
     })
   );
   const started = await startAgent({

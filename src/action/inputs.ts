@@ -3,6 +3,7 @@
  * input and the bad value; nothing downstream reads INPUT_* directly.
  */
 import type { Mode } from "../agent/control.js";
+import { CONTAINERS_CHOICES, type ContainersChoice } from "../agent/runtimes.js";
 import { normaliseSha256 } from "../agent/verify-binary.js";
 import { type Endpoint, parseEndpointList } from "../policy/endpoint.js";
 import { artifactNameProblem } from "./artifact-name.js";
@@ -36,6 +37,8 @@ export interface ActionInputs {
   agentSha256?: string;
   /** Take sudo (and the Docker socket) away from later steps (src/harden). */
   harden: "none" | "sudo" | "sudo-and-containers";
+  /** enforce: judge the host's containers (auto: on a single-job host; src/agent/runtimes.ts). */
+  containers: ContainersChoice;
   /** enforce: cgroups where a runtime puts the job's containers (docs/containers.md). */
   containerCgroups: string[];
   /** enforce: slices holding containers' scopes among other services (systemd driver). */
@@ -134,6 +137,7 @@ export function parseInputs(get: Getter): ActionInputs {
     learnJobs: learnJobs(get("learn-jobs")),
     harden: oneOf(get, "harden", ["none", "sudo", "sudo-and-containers"] as const, "none"),
     matrix: get("matrix").trim(),
+    containers: oneOf(get, "containers", CONTAINERS_CHOICES, "auto"),
     containerCgroups: cgroupList(get, "container-cgroups"),
     containerSlices: cgroupList(get, "container-slices"),
     runtimeCgroups: cgroupList(get, "runtime-cgroups"),

@@ -9,6 +9,7 @@ import { acquireAgent, agentSource } from "../agent/acquire.js";
 import { policyConfig, renderAgentConfig } from "../agent/config.js";
 import { joinEnforcedCgroup, startAgent } from "../agent/control.js";
 import { loadReleasePin } from "../agent/release.js";
+import { containerJudging } from "../agent/runtimes.js";
 import { detectPlatform } from "../platform/detect.js";
 import { loadPolicy } from "../policy/load.js";
 import { defaultGithubAllow } from "./github-endpoints.js";
@@ -46,6 +47,17 @@ export async function startMonitoring(stage: "pre" | "main"): Promise<void> {
   const policy = inputs.policy
     ? await loadPolicy(resolve(process.env.GITHUB_WORKSPACE ?? ".", inputs.policy))
     : undefined;
+  // enforce: containers the job starts are judged where the runtime puts them; on a
+  // GitHub-hosted runner every container on the VM by default (`containers: off` opts out)
+  const judging = containerJudging({
+    choice: inputs.containers,
+    enforce: inputs.mode === "enforce",
+    env: process.env,
+    explicit: inputs,
+    policyResolvers: policy?.policy.dns?.resolvers ?? [],
+  });
+  for (const l of judging.info) core.info(`dpndncy ${l}`);
+  for (const w of judging.warnings) core.warning(`dpndncy ${w}`);
   const config = join(dir, "agent.conf");
   await writeFile(
     config,
@@ -69,14 +81,7 @@ export async function startMonitoring(stage: "pre" | "main"): Promise<void> {
       ...(inputs.mode === "enforce" ? { exemptPids: [process.ppid] } : {}),
       // tamper evidence: the runner worker (our parent) holds the job's secrets
       protectPids: [process.ppid],
-      // enforce: containers the job starts are judged where the runtime puts them
-      ...(inputs.mode === "enforce"
-        ? {
-            containerCgroups: inputs.containerCgroups,
-            containerSlices: inputs.containerSlices,
-            runtimeCgroups: inputs.runtimeCgroups,
-          }
-        : {}),
+      ...judging.config,
     }),
   );
   const started = await startAgent({

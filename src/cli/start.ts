@@ -6,6 +6,7 @@ import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { policyConfig, renderAgentConfig } from "../agent/config.js";
 import { joinEnforcedCgroup, type Mode, startAgent, stopAgent } from "../agent/control.js";
+import { CONTAINERS_CHOICES, type ContainersChoice, containerJudging } from "../agent/runtimes.js";
 import { assertSha256, normaliseSha256 } from "../agent/verify-binary.js";
 import { HARDEN_LEVELS, type HardenLevel } from "../harden/index.js";
 import { hardenJob, hardenStateDir } from "../harden/job.js";
@@ -26,6 +27,9 @@ export const START_USAGE = `usage: dpndncy start [options]
   --sensitive-path P      extra sensitive path (repeatable)
   --harden LEVEL          none | sudo | sudo-and-containers: once armed, take sudo (and the
                           Docker socket) away from this user; only stopping the agent stays
+  --containers WHEN       enforce: judge every container on this host by the job's policy:
+                          auto (default: on a single-job host, i.e. a GitHub-hosted runner),
+                          on (this host runs this job only), off (only the cgroups named below)
   --container-cgroup CG   enforce: a cgroup where the runtime puts the job's containers, judged
                           like the job (repeatable; docs/containers.md)
   --container-slice CG    enforce: a slice (system.slice) whose docker-/libpod-<id>.scope
@@ -44,6 +48,7 @@ const OPTIONS = {
   policy: { type: "string" },
   "sensitive-path": { type: "string", multiple: true },
   harden: { type: "string" },
+  containers: { type: "string" },
   "container-cgroup": { type: "string", multiple: true },
   "container-slice": { type: "string", multiple: true },
   "runtime-cgroup": { type: "string", multiple: true },
@@ -106,6 +111,13 @@ export async function start(argv: string[], io: Io): Promise<number> {
     if (!["observe", "learn", "enforce"].includes(mode)) {
       throw new UsageError(`--mode: "${v.mode}" is not one of observe, learn, enforce`);
     }
+    if (
+      v.containers !== undefined &&
+      !CONTAINERS_CHOICES.includes(v.containers as ContainersChoice)
+    )
+      throw new UsageError(
+        `--containers: "${v.containers}" is not one of ${CONTAINERS_CHOICES.join(", ")}`,
+      );
     if (!v.agent && !v["agent-url"]) throw new UsageError("give --agent PATH or --agent-url URL");
     if (v["agent-url"] && !v["agent-sha256"]) {
       throw new UsageError(
@@ -135,6 +147,19 @@ export async function start(argv: string[], io: Io): Promise<number> {
     }
     const policy = v.policy ? await loadPolicy(v.policy) : undefined;
     const detected = detectPlatform(io.env);
+    const judging = containerJudging({
+      choice: (v.containers ?? "auto") as ContainersChoice,
+      enforce: mode === "enforce",
+      env: io.env,
+      explicit: {
+        containerCgroups: v["container-cgroup"] ?? [],
+        containerSlices: v["container-slice"] ?? [],
+        runtimeCgroups: v["runtime-cgroup"] ?? [],
+      },
+      policyResolvers: policy?.policy.dns?.resolvers ?? [],
+    });
+    for (const l of judging.info) io.err(`dpndncy start: ${l}\n`);
+    for (const w of judging.warnings) io.err(`dpndncy start: WARNING ${w}\n`);
     config = join(dir, "agent.conf");
     writeFileSync(
       config,
@@ -143,9 +168,7 @@ export async function start(argv: string[], io: Io): Promise<number> {
         ...policyConfig(policy, { sensitivePaths: v["sensitive-path"] ?? [] }),
         stepMarkers: detected.step.markers,
         ci: { ...detected.identity, alsoMatched: detected.alsoMatched },
-        containerCgroups: v["container-cgroup"] ?? [],
-        containerSlices: v["container-slice"] ?? [],
-        runtimeCgroups: v["runtime-cgroup"] ?? [],
+        ...judging.config,
       }),
     );
   } catch (e) {

@@ -8,10 +8,13 @@
 // Enforce: the job's policy judges the containers (direct IP, names, Docker's embedded DNS on a
 // user-defined network, `docker build` RUN lines, --network host) and the daemon's own egress
 // (image pulls, the embedded resolver's forwards).
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { beforeAll, expect, it } from "vitest";
+import { newJob } from "../support/action/runner.js";
 import { agentCli, agentRun, agentStart, alive, expectRunOk } from "../support/kernel/agent.js";
 import { compileC } from "../support/kernel/cbuild.js";
 import { cgroup2Mount, testCgroup } from "../support/kernel/cgroup.js";
@@ -22,8 +25,8 @@ import {
   IMAGE,
   startDockerd,
 } from "../support/kernel/docker.js";
-import { AGENT, FIXTURES, tempDir } from "../support/kernel/env.js";
-import { byKind, type ConnectEv, type Ev } from "../support/kernel/log.js";
+import { AGENT, FIXTURES, onCleanup, tempDir } from "../support/kernel/env.js";
+import { byKind, type ConnectEv, type Ev, readLog } from "../support/kernel/log.js";
 import { PODMAN_IMAGE, setupPodman } from "../support/kernel/podman.js";
 import { run, sleep } from "../support/kernel/proc.js";
 import { startDns, startServers } from "../support/kernel/servers.js";
@@ -303,6 +306,183 @@ describeKernel("containers with a real runtime (docker)", () => {
       "ct0_enf_sendmsg6",
       "ct0_enf_sock_create",
     ]);
+  }, 120_000);
+  // The CLI as a user runs it on a GitHub-hosted runner: no container option at all. The agent
+  // config comes from what `dpndncy start` finds running (src/agent/runtimes.ts): the test's
+  // dockerd, its --cgroup-parent, its cgroup (with containerd's), its socket and data root.
+  async function cliJob(dir: string, extra: string[]): Promise<{ text: string; start: string }> {
+    const out = join(dir, "out");
+    const trace = join(dir, "trace");
+    const ctx = join(dir, "ctx");
+    mkdirSync(ctx);
+    writeFileSync(
+      join(ctx, "Dockerfile"),
+      `FROM ${IMAGE}\nRUN echo x | nc -w2 ${BLOCKED} 80 && echo BK-CONNECTED || echo BK-BLOCKED\n`,
+    );
+    const policy = join(dir, "policy.yml");
+    writeFileSync(
+      policy,
+      "version: 1\negress:\n  allow:\n    - allowed.test:80\ndns:\n  resolvers: [192.0.2.53]\n",
+    );
+    const cli = `${process.execPath} ${join(process.cwd(), "dist/cli.js")}`;
+    onCleanup(async () => {
+      await run([AGENT, "stop", "--state-dir", join(trace, "state")]);
+    });
+    const r = await run(
+      script(
+        dir,
+        [
+          `${cli} start --dir ${trace} --agent ${AGENT} --mode enforce --policy ${policy} ${extra.join(" ")} 2>${dir}/start.err || exit 10`,
+          `exec > ${out} 2>&1`,
+          `echo "== run"`,
+          `$D run --rm ${IMAGE} sh -c 'echo x | nc -w2 ${BLOCKED} 80 && echo CONNECTED'`,
+          `echo "== embedded"`,
+          `$D network create --subnet 203.0.113.0/24 dpkt-net3 >/dev/null`,
+          `$D run --rm --network dpkt-net3 --dns 192.0.2.53 ${IMAGE} sh -c 'ip=$(nslookup allowed.test | awk "/^Address: /{a=\\$2} END{print a}"); echo "ip=$ip"; echo x | nc -w2 $ip 80'`,
+          `$D network rm dpkt-net3 >/dev/null`,
+          `echo "== buildkit"`,
+          `DOCKER_BUILDKIT=1 $D build --progress plain --no-cache -t dpkt-bk:1 ${ctx}`,
+          `$D rmi dpkt-bk:1 >/dev/null`,
+          `echo "== pull"`,
+          `$D pull ${BLOCKED}:5000/x:secret-token-456`,
+          `echo "== end"`,
+          `${cli} stop --dir ${trace} >/dev/null`,
+        ].join("\n"),
+      ),
+      {
+        env: {
+          PATH: process.env.PATH,
+          GITHUB_ACTIONS: "true",
+          RUNNER_ENVIRONMENT: "github-hosted",
+        },
+        timeoutMs: 120_000,
+      },
+    );
+    const start = readFileSync(join(dir, "start.err"), "utf8");
+    expect(r.code, `${start}\n${r.stderr}`).toBe(0);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
+    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+    return { text, start };
+  }
+
+  it("dpndncy start --mode enforce on a GitHub-hosted runner judges the running Docker's containers with no container option: docker run, an allowed name via the embedded DNS, a BuildKit RUN line, an image pull; --containers off opts out", async () => {
+    const dir = tempDir("ctdefault");
+    const { text, start } = await cliJob(dir, []);
+    const part = (name: string): string => text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
+    // what start found and said
+    expect(start).toMatch(/containers: judged by the job's policy \(GitHub-hosted runner/);
+    expect(start).toMatch(
+      /containers: docker \(dockerd \d+, cgroupfs driver\): containers below \/dpndncy-kt-[^,]+\/docker, daemon egress of \/dpndncy-kt-[^,]+\/daemon/,
+    );
+    const conf = readFileSync(join(dir, "trace", "agent.conf"), "utf8");
+    expect(conf).toContain(`container-cgroup ${d.containersCg.slice(cgroup2Mount().length)}\n`);
+    expect(conf).toContain(`runtime-cgroup ${d.daemonCg.slice(cgroup2Mount().length)}\n`);
+    expect(conf).toContain(`runtime-socket ${d.sock}\n`);
+    expect(conf).toContain(`docker-root ${d.dataRoot}\n`);
+    // judged
+    expect(part("run"), text).toMatch(/Operation not permitted/);
+    expect(part("run")).not.toMatch(/CONNECTED/);
+    expect(part("embedded"), text).toMatch(new RegExp(`ip=${ALLOWED}`));
+    expect(part("embedded"), text).toMatch(/^ok$/m);
+    // BuildKit echoes the RUN line itself: "#5 0.224 BK-BLOCKED" is its output
+    expect(part("buildkit"), text).toMatch(/\d BK-BLOCKED$/m);
+    expect(part("buildkit"), text).toMatch(/Operation not permitted/);
+    expect(part("buildkit")).not.toMatch(/\d BK-CONNECTED$/m);
+    const log = readLog(join(dir, "trace", "events.ndjson"));
+    const conns = byKind.connect(log.events);
+    const ran = conns.find(
+      (e) => e.addr === BLOCKED && e.port === 80 && ct(e)?.runtime === "docker",
+    );
+    expect(ran?.verdict, JSON.stringify(conns)).toBe("deny");
+    // the socket and data root were found too: the container carries its image and requester
+    expect(ct(ran as Ev)?.image).toBe(IMAGE);
+    expect(typeof ct(ran as Ev)?.requested_by).toBe("number");
+    // BuildKit's RUN container: judged below the cgroup parent (<parent>/buildkit/<id>), but
+    // the agent does not attribute that cgroup to a container or a step (README, Containers)
+    const bk = conns.filter(
+      (e) => e.addr === BLOCKED && e.port === 80 && e.comm === "nc" && !ct(e),
+    );
+    expect(bk.length, JSON.stringify(conns)).toBeGreaterThanOrEqual(1);
+    for (const e of bk) expect(e.verdict).toBe("deny");
+    const pulls = conns.filter((e) => e.addr === BLOCKED && e.port === 5000);
+    expect(pulls.length, text).toBeGreaterThanOrEqual(1);
+    for (const e of pulls) {
+      expect(e.comm).toBe("dockerd");
+      expect(e.verdict).toBe("deny");
+    }
+
+    // the opt-out: the same job's container is not judged
+    const off = await cliJob(tempDir("ctoff"), ["--containers", "off"]);
+    const offPart = (name: string): string =>
+      off.text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
+    expect(off.start).not.toMatch(/containers: judged/);
+    expect(offPart("run"), off.text).toMatch(/^ok$/m);
+    expect(offPart("buildkit"), off.text).toMatch(/\d BK-CONNECTED$/m);
+  }, 180_000);
+  it("the action (dist/pre.js, mode enforce, no container input) on a GitHub-hosted runner judges the running Docker's containers: a step's docker run gets EPERM for an address the job may not reach and connects to one it may; post counts the block", async () => {
+    const root = tempDir("ctaction");
+    const agentBytes = readFileSync(AGENT);
+    const files = createServer((_req, res) => res.end(agentBytes));
+    await new Promise<void>((r) => files.listen(0, "127.0.0.1", r));
+    onCleanup(() => new Promise<void>((r) => files.close(() => r())));
+    const job = newJob(
+      root,
+      {
+        mode: "enforce",
+        sign: "none",
+        "upload-artifact": "false",
+        "allowed-endpoints": `${ALLOWED}:80`,
+        "agent-url": `http://127.0.0.1:${(files.address() as AddressInfo).port}/dpndncy-agent`,
+        "agent-sha256": createHash("sha256").update(agentBytes).digest("hex"),
+      },
+      { RUNNER_ENVIRONMENT: "github-hosted", GITHUB_REPOSITORY: "acme/app", GITHUB_JOB: "build" },
+    );
+    onCleanup(async () => {
+      const st = job.state();
+      if (st.agent && st.state_dir) await run([st.agent, "stop", "--state-dir", st.state_dir]);
+    });
+    // a Python process stands in for Runner.Worker (a shell would drop the INPUT_AGENT-URL
+    // style variables): pre's parent, moved into the enforced cgroup and exempt; the step it
+    // then starts (the docker CLI) is judged, and so is its container
+    const preOut = join(root, "pre.out");
+    const out = join(root, "out");
+    const stepCmd = `${d.cli.join(" ")} run --rm ${IMAGE} sh -c 'echo x | nc -w2 ${BLOCKED} 80 && echo CONNECTED; echo x | nc -w2 ${ALLOWED} 80'`;
+    const worker = await run(
+      [
+        "/usr/bin/python3",
+        "-c",
+        [
+          "import os, subprocess, sys",
+          "with open(sys.argv[2], 'w') as f:",
+          "    if subprocess.run([sys.argv[1], 'dist/pre.js'], stdout=f, stderr=f).returncode: sys.exit(10)",
+          "with open(sys.argv[4], 'w') as f:",
+          "    subprocess.run(['/bin/sh', '-c', sys.argv[3]], stdout=f, stderr=f, env={**os.environ, 'GITHUB_ACTION': '__run_2'})",
+        ].join("\n"),
+        process.execPath,
+        preOut,
+        stepCmd,
+        out,
+      ],
+      { env: job.env, timeoutMs: 90_000 },
+    );
+    const pre = readFileSync(preOut, "utf8");
+    expect(worker.code, pre + worker.stderr).toBe(0);
+    expect(pre).toMatch(/dpndncy containers: judged by the job's policy \(GitHub-hosted runner/);
+    expect(pre).toMatch(/dpndncy containers: docker \(dockerd \d+, cgroupfs driver\)/);
+    const text = readFileSync(out, "utf8");
+    expect(text).toMatch(/Operation not permitted/);
+    expect(text).not.toMatch(/^CONNECTED$/m);
+    expect(text).toMatch(/^ok$/m);
+    const post = await job.stage("post");
+    expect(post.code, post.stdout + post.stderr).toBe(0);
+    expect(Number(job.outputs().blocked)).toBeGreaterThanOrEqual(1);
+    const log = readLog(job.outputs().log ?? "");
+    const deny = byKind
+      .connect(log.events)
+      .find((e) => e.addr === BLOCKED && e.port === 80 && ct(e)?.runtime === "docker");
+    expect(deny?.verdict).toBe("deny");
+    expect(deny?.step).toBe("__run_2");
+    expect(ct(deny as Ev)?.image).toBe(IMAGE);
   }, 120_000);
   it("podman (rootful, no daemon): its container inherits the step through podman -> conmon -> runtime, carries runtime podman and id, and a blocked connect gets EPERM", async () => {
     const dir = tempDir("ctpod");

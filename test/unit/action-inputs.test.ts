@@ -18,6 +18,7 @@ describe("parseInputs", () => {
       allowGithubEndpoints: true,
       harden: "none",
       matrix: "",
+      containers: "auto",
       containerCgroups: [],
       containerSlices: [],
       runtimeCgroups: [],
