@@ -63,6 +63,62 @@ static void abs_path(const char *in, char *out, size_t n)
 		snprintf(out, n, "%s/%s", cwd, in);
 }
 
+/* ---------- the units above the kernel objects, as they plug into the lower layers ---------- */
+
+/* config lines of the records and features: step-marker, ci-identity (steps.c), protect-pid
+ * (integrity.c), container-cgroup, runtime-* (runtimes.c), the egress policy (enforce.c) */
+static const struct config_lines feature_lines = {
+	.whole = steps_config_line,
+	.tok = {integrity_config_line, runtimes_config_line, policy_config_line},
+	.ntok = 3,
+};
+
+static int exec_loaded(const struct config *cfg, int step_cfg_fd, int step_names_fd, int steps_fd, char *errbuf,
+		       size_t errn)
+{
+	if (steps_push_cfg(cfg, step_cfg_fd, errbuf, errn) < 0)
+		return -1;
+	steps_set_names_fd(step_names_fd);
+	runtimes_set_steps_fd(steps_fd);
+	return 0;
+}
+
+static int judged_cgroup(int i, const char *cg2root, char *path, size_t n, const char **what, int *slice)
+{
+	enum rt_cg_kind kind;
+
+	if (runtimes_cgroup(i, cg2root, path, n, &kind) < 0)
+		return -1;
+	*what = kind == RT_CG_CONTAINERS ? "container-cgroup" : kind == RT_CG_SLICE ? "container-slice" : "runtime-cgroup";
+	*slice = kind == RT_CG_SLICE;
+	return 0;
+}
+
+/* after the config is read (the values come from it) */
+static void fill_hooks(struct bpf_hooks *h)
+{
+	*h = (struct bpf_hooks){
+		.exec_loaded = exec_loaded,
+		.learned_ttl_min = enforce_ttl_min(),
+		.container_slices = runtimes_have_slices(),
+		.connect_loaded = enforce_push,
+		.judged_load = runtimes_bpf_load,
+		.enforce_cgroup_fd = enforce_cgroup_fd,
+		.judged_cgroup = judged_cgroup,
+		.judged_attached = runtimes_cgroup_attached,
+		.unload = runtimes_bpf_unload,
+		.on_record = handle_event,
+	};
+	RF = (struct record_features){
+		.cgroup_enforced = integrity_cgroup_enforced,
+		.rule_name = enforce_rule_name,
+		.on_file = integrity_on_file,
+		.start_json = enforce_json,
+		.log_intact = integrity_log_intact,
+		.stop_json = enforce_stats_json,
+	};
+}
+
 /* ---------- shared preconditions: nothing is attached if any fails ---------- */
 
 struct prep {
@@ -110,7 +166,7 @@ static int preflight(struct opts *o, struct prep *p, int need_log)
 	config_defaults(&G.cfg);
 	if (o->config) {
 		abs_path(o->config, p->config, sizeof(p->config));
-		if (config_load(&G.cfg, p->config, err, sizeof(err)) < 0) {
+		if (config_load(&G.cfg, p->config, &feature_lines, err, sizeof(err)) < 0) {
 			err_msg("%s", err);
 			return EX_FAIL;
 		}
@@ -140,6 +196,7 @@ struct session {
 	struct ring_buffer *rb;
 	struct attach_info ai;
 	struct probe_result pr;
+	struct bpf_hooks hooks;
 	char kernel[128];
 };
 
@@ -181,7 +238,8 @@ static int session_start(struct session *s, struct prep *p, int pin, char *err, 
 	G.start_real_ns = now_realtime_ns();
 	G.start_boot_ns = now_boottime_ns();
 	G.boot_to_real = (int64_t)G.start_real_ns - (int64_t)G.start_boot_ns;
-	s->bpf = bpf_setup(&G.cfg, &s->pr, s->m.cgroup2, pin, err, errn, &s->ai);
+	fill_hooks(&s->hooks);
+	s->bpf = bpf_setup(&G.cfg, &s->pr, s->m.cgroup2, pin, &s->hooks, err, errn, &s->ai);
 	if (!s->bpf)
 		goto fail_mounts;
 	if (s->pr.uprobe_ok)

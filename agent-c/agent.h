@@ -116,7 +116,16 @@ struct config {
 	int nid_project, nid_name;  /* job-identity project|name VAR (0: DPNDNCY_PROJECT / DPNDNCY_JOB_NAME) */
 	char id_project[8][64], id_name[8][64];
 };
-int config_load(struct config *c, const char *path, char *errbuf, size_t errn);
+/* The lines of the units above (steps, integrity, runtimes, the egress policy) reach them through
+ * this table, which the command fills: whole sees each line before '#' is cut (a value may hold
+ * one), tok[] each tokenised line in order. Each: 1 taken, 0 not ours, -1 error (whole: errbuf
+ * with FILE:LINE; tok: why, which config_load prefixes with FILE:LINE). */
+struct config_lines {
+	int (*whole)(struct config *c, const char *line, const char *path, int lineno, char *errbuf, size_t errn);
+	int (*tok[4])(char **tok, int n, char *why, size_t whyn);
+	int ntok;
+};
+int config_load(struct config *c, const char *path, const struct config_lines *cl, char *errbuf, size_t errn);
 void config_defaults(struct config *c);
 /* fill the kernel filter maps */
 int config_push_file_rules(const struct config *c, int rules_fd, int cfg_fd, int allow_fd, char *errbuf, size_t errn);
@@ -224,8 +233,34 @@ struct attach_info {
 	char file[128], dns[160], dns_packet[128];
 	char tamper[256];      /* filled after integrity_start (as long as integrity.c's tamper_attach) */
 };
+/*
+ * What the layers above add while the objects load and attach, each where the kernel needs it
+ * (everything before the first program is attached); the session (agent.c) fills it. bpfload.c
+ * names none of them.
+ */
+struct connect_bpf;
+struct bpf_hooks {
+	/* exec object loaded: the step markers into step_cfg (0 ok), the step maps to the records */
+	int (*exec_loaded)(const struct config *cfg, int step_cfg_fd, int step_names_fd, int steps_fd, char *errbuf,
+			   size_t errn);
+	uint32_t learned_ttl_min;   /* seconds, set into the connect object before it loads */
+	int container_slices;       /* enforce mode: container slices are judged (gated programs loaded) */
+	/* enforce mode, connect object loaded: the policy maps (0 ok) */
+	int (*connect_loaded)(struct connect_bpf *conn, char *errbuf, size_t errn);
+	/* connect object loaded: the cgroup-birth object (<0 with why: fatal only with container slices) */
+	int (*judged_load)(int judged_fd, const char *cg2root, char *why, size_t whyn);
+	/* enforce mode: the job cgroup's open fd */
+	int (*enforce_cgroup_fd)(void);
+	/* enforce mode: the i-th further judged cgroup (0 ok, -1 past the end), what it is called in
+	 * errors, whether it is a slice (gated programs); and its fd once attached */
+	int (*judged_cgroup)(int i, const char *cg2root, char *path, size_t n, const char **what, int *slice);
+	void (*judged_attached)(int i, int fd);
+	void (*unload)(void);       /* teardown, before the links go */
+	/* connect records still parked at stop (bpf_flush_pending) */
+	int (*on_record)(void *ctx, void *data, size_t len);
+};
 struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result *pr, const char *cgroup_path,
-			    int pin, char *errbuf, size_t errn, struct attach_info *ai);
+			    int pin, const struct bpf_hooks *h, char *errbuf, size_t errn, struct attach_info *ai);
 int bpf_ringbuf_fd(struct agent_bpf *a);
 void bpf_flush_pending(struct agent_bpf *a);
 void bpf_read_drops(struct agent_bpf *a, uint64_t drops[DP_KIND_MAX]);
@@ -267,6 +302,18 @@ struct event_hooks {
 	void (*tamper)(uint64_t real_ns, const char *body, size_t n);
 };
 extern struct event_hooks EH;
+
+/* what the features above (enforce, integrity) add to records; set by the session, NULL: none */
+struct record_features {
+	int (*cgroup_enforced)(uint64_t cgid);        /* exec/fork in the enforced cgroup: remembered */
+	const char *(*rule_name)(uint16_t rule);       /* a connect record's rule id -> its name */
+	/* a file record written: the integrity checks see it */
+	void (*on_file)(const char *rule, const char *path, uint32_t flags, const struct dp_hdr *h, uint32_t ppid);
+	void (*start_json)(struct sbuf *b);            /* enforce mode: the start record's "enforce" */
+	int (*log_intact)(void);                       /* the stop record's log_intact (NULL: true) */
+	void (*stop_json)(struct sbuf *b);             /* enforce mode: the stop record's policy counters */
+};
+extern struct record_features RF;
 
 int handle_event(void *ctx, void *data, size_t len);
 void write_agent_start(struct agent_ctx *g, const struct attach_info *ai, const char *kernel);

@@ -15,8 +15,6 @@
 #include <bpf/libbpf.h>
 
 #include "agent.h"
-#include "enforce_agent.h"
-#include "runtimes.h"
 #include "exec.skel.h"
 #include "connect.skel.h"
 #include "file.skel.h"
@@ -32,15 +30,11 @@ struct agent_bpf {
 	char link_names[MAX_LINKS][64];
 	int nlinks;
 	int cgroup_fd;
+	const struct bpf_hooks *h;
 	int pinned;
 	char pin_dir[128];
 };
 
-const char *const file_hook_names[FH_COUNT] = {"lsm", "fentry", "kprobe", "tracepoint"};
-const char *const file_hook_points[FH_COUNT] = {
-	"lsm/file_open", "fentry/security_file_open", "kprobe/security_file_open",
-	"tracepoint/syscalls/sys_exit_openat",
-};
 
 /* libbpf messages: kept (last line) for error reasons, printed only with DPNDNCY_DEBUG */
 static char last_libbpf_msg[512];
@@ -447,10 +441,10 @@ static int attach_runtime_cgroups(struct agent_bpf *a, const char *cg2root, cons
 				  size_t errn)
 {
 	char path[600], nm[64];
-	enum rt_cg_kind kind;
+	const char *what;
+	int slice;
 
-	for (int i = 0; runtimes_cgroup(i, cg2root, path, sizeof(path), &kind) == 0; i++) {
-		const char *what = kind == RT_CG_CONTAINERS ? "container-cgroup" : kind == RT_CG_SLICE ? "container-slice" : "runtime-cgroup";
+	for (int i = 0; a->h->judged_cgroup(i, cg2root, path, sizeof(path), &what, &slice) == 0; i++) {
 		struct stat st;
 		int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
@@ -464,14 +458,14 @@ static int attach_runtime_cgroups(struct agent_bpf *a, const char *cg2root, cons
 			snprintf(errbuf, errn, "enforce: refusing to judge the cgroup v2 root (%s %s)", what, path);
 			return -1;
 		}
-		runtimes_cgroup_attached(i, fd);
+		a->h->judged_attached(i, fd);
 #define RT_LINK(prog, tag)                                                                         \
 		snprintf(nm, sizeof(nm), "ct%d_%s", i, tag);                                        \
 		if (add_link(a, bpf_program__attach_cgroup(a->conn->progs.prog, fd), nm, errbuf, errn)) \
 			return -1;
 		/* the DNS learner only learns (never drops): ungated on a slice too */
 		RT_LINK(dp_enf_dns, "enf_dns");
-		if (kind == RT_CG_SLICE) {
+		if (slice) {
 			RT_LINK(dp_ctg_connect4, "ctg_connect4");
 			RT_LINK(dp_ctg_connect6, "ctg_connect6");
 			RT_LINK(dp_ctg_sendmsg4, "ctg_sendmsg4");
@@ -494,7 +488,7 @@ static int attach_runtime_cgroups(struct agent_bpf *a, const char *cg2root, cons
 }
 
 struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result *pr, const char *cgroup_path,
-			    int pin, char *errbuf, size_t errn, struct attach_info *ai)
+			    int pin, const struct bpf_hooks *h, char *errbuf, size_t errn, struct attach_info *ai)
 {
 	struct agent_bpf *a = calloc(1, sizeof(*a));
 	const struct bpf_program *keep[32]; /* every program of connect.bpf.c that can be kept at once fits */
@@ -509,6 +503,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		return NULL;
 	}
 	a->cgroup_fd = -1;
+	a->h = h;
 	memset(ai, 0, sizeof(*ai));
 
 	/* exec: creates the shared maps */
@@ -539,10 +534,9 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	if (bpf_map_update_elem(bpf_map__fd(a->exec->maps.agent_cfg), &zero, &acfg, 0) < 0)
 		goto load_fail;
 	/* step attribution: markers before the exec hook is attached */
-	if (steps_push_cfg(cfg, bpf_map__fd(a->exec->maps.step_cfg), errbuf, errn) < 0)
+	if (h->exec_loaded(cfg, bpf_map__fd(a->exec->maps.step_cfg), bpf_map__fd(a->exec->maps.step_names),
+			   bpf_map__fd(a->exec->maps.steps), errbuf, errn) < 0)
 		goto fail;
-	steps_set_names_fd(bpf_map__fd(a->exec->maps.step_names));
-	runtimes_set_steps_fd(bpf_map__fd(a->exec->maps.steps));
 
 #define SHARE(skel)                                                                  \
 	do {                                                                         \
@@ -594,7 +588,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		}
 		a->conn->rodata->want_result = want_result || result_kp ? 1 : 0;
 		a->conn->rodata->judge_jobs_only = cfg->daemon ? 1 : 0;
-		a->conn->rodata->learned_ttl_min = enforce_ttl_min();
+		a->conn->rodata->learned_ttl_min = h->learned_ttl_min;
 	} else {
 		keep[nk++] = a->conn->progs.dp_enter_connect_tp;
 		keep[nk++] = a->conn->progs.dp_exit_connect_tp;
@@ -614,7 +608,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		keep[nk++] = a->conn->progs.dp_enf_sock_create;
 		keep[nk++] = a->conn->progs.dp_enf_bind4;
 		keep[nk++] = a->conn->progs.dp_enf_bind6;
-		if (runtimes_have_slices()) {
+		if (h->container_slices) {
 			/* container-slice: the same verdicts, gated to container cgroups (bpf/ct_gate.bpf.h) */
 			keep[nk++] = a->conn->progs.dp_ctg_connect4;
 			keep[nk++] = a->conn->progs.dp_ctg_connect6;
@@ -628,15 +622,15 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	only_autoload(a->conn->obj, keep, nk);
 	if ((err = connect_bpf__load(a->conn)))
 		goto load_fail;
-	if (cfg->mode == DP_MODE_ENFORCE && enforce_push(a->conn, errbuf, errn) < 0)
+	if (cfg->mode == DP_MODE_ENFORCE && h->connect_loaded(a->conn, errbuf, errn) < 0)
 		goto fail;
 	{
 		char w[300];
 
 		/* cgroups named at birth (bpf/containers.bpf.c), before any hook is attached. Fatal only
 		 * when container slices are judged: they rely on it to mark a container's scope */
-		if (runtimes_bpf_load(bpf_map__fd(a->conn->maps.ct_judged_cg), cgroup_path, w, sizeof(w)) < 0) {
-			if (cfg->mode == DP_MODE_ENFORCE && runtimes_have_slices()) {
+		if (h->judged_load(bpf_map__fd(a->conn->maps.ct_judged_cg), cgroup_path, w, sizeof(w)) < 0) {
+			if (cfg->mode == DP_MODE_ENFORCE && h->container_slices) {
 				snprintf(errbuf, errn, "enforce: container-slice needs %s", w);
 				goto fail;
 			}
@@ -703,7 +697,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 			goto fail;
 		snprintf(ai->connect, sizeof(ai->connect), "cgroup/connect4,connect6,sendmsg4,sendmsg6");
 		if (cfg->mode == DP_MODE_ENFORCE) {
-			int efd = enforce_cgroup_fd();
+			int efd = h->enforce_cgroup_fd();
 			/* job cgroup only (never the root); the DNS learner first, then the verdicts */
 			struct stat es, rs;
 
@@ -855,7 +849,7 @@ void bpf_flush_pending(struct agent_bpf *a)
 			if (bpf_map_lookup_elem(fd, &next, &rec) == 0) {
 				rec.has_result = 0;
 				rec.pending = 1;
-				handle_event(NULL, &rec, sizeof(rec));
+				a->h->on_record(NULL, &rec, sizeof(rec));
 			}
 			memcpy(&key, &next, ks);
 			prev = &key;
@@ -921,7 +915,8 @@ void bpf_teardown(struct agent_bpf *a)
 {
 	if (!a)
 		return;
-	runtimes_bpf_unload();
+	if (a->h)
+		a->h->unload();
 	/* detach cgroup programs first: nothing that sits in the connect path may outlive us */
 	for (int i = a->nlinks - 1; i >= 0; i--) {
 		if (a->pinned)
@@ -993,7 +988,6 @@ int bpf_file_map_fd(struct agent_bpf *a, const char *name)
 }
 
 /* ---- container libcs (agent-c/containers.c): one more libc gets the getaddrinfo probes ---- */
-int bpf_attach_libc(struct agent_bpf *a, const char *path, char *errbuf, size_t errn);
 
 int bpf_attach_libc(struct agent_bpf *a, const char *path, char *errbuf, size_t errn)
 {

@@ -28,9 +28,6 @@
 #include <bpf/bpf.h>
 
 #include "agent.h"
-#include "runtimes.h"
-#include "integrity.h"
-#include "enforce_agent.h"
 
 static const struct {
 	const char *name, *pattern;
@@ -248,7 +245,19 @@ void config_defaults(struct config *c)
 		snprintf(c->exclude[c->nexclude++], sizeof(c->exclude[0]), "%s", default_excludes[i]);
 }
 
-int config_load(struct config *c, const char *path, char *errbuf, size_t errn)
+/* the first handler that takes a tokenised line: 1 taken, 0 none, -1 error (why) */
+static int feature_line(const struct config_lines *cl, char **tok, int n, char *why, size_t whyn)
+{
+	for (int i = 0; cl && i < cl->ntok; i++) {
+		int r = cl->tok[i](tok, n, why, whyn);
+
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int config_load(struct config *c, const char *path, const struct config_lines *cl, char *errbuf, size_t errn)
 {
 	FILE *f;
 	char line[4096], why[256];
@@ -269,7 +278,7 @@ int config_load(struct config *c, const char *path, char *errbuf, size_t errn)
 			snprintf(errbuf, errn, "%s:%d: line too long", path, lineno);
 			goto bad;
 		}
-		switch (steps_config_line(c, line, path, lineno, errbuf, errn)) {
+		switch (cl && cl->whole ? cl->whole(c, line, path, lineno, errbuf, errn) : 0) {
 		case 1: continue;   /* step-marker, ci-identity (agent-c/steps.c) */
 		case -1: goto bad;
 		}
@@ -336,20 +345,10 @@ int config_load(struct config *c, const char *path, char *errbuf, size_t errn)
 				goto bad;
 			}
 			snprintf(c->allow_exe[c->nallow_exe++], sizeof(c->allow_exe[0]), "%s", tok[1]);
-		} else if ((pol = integrity_config_line(tok, n, why, sizeof(why))) != 0) {
-			/* protect-pid (agent-c/integrity.c) */
-			if (pol < 0) {
-				snprintf(errbuf, errn, "%s:%d: %s", path, lineno, why);
-				goto bad;
-			}
-		} else if ((pol = runtimes_config_line(tok, n, why, sizeof(why))) != 0) {
-			/* container-cgroup, runtime-cgroup, runtime-socket, docker-root (agent-c/runtimes.c) */
-			if (pol < 0) {
-				snprintf(errbuf, errn, "%s:%d: %s", path, lineno, why);
-				goto bad;
-			}
-		} else if ((pol = policy_config_line(tok, n, why, sizeof(why))) != 0) {
-			/* egress policy: allow-host, allow-suffix, allow-cidr, dns-resolver, ... (agent-c/enforce.c) */
+		} else if ((pol = feature_line(cl, tok, n, why, sizeof(why))) != 0) {
+			/* protect-pid (agent-c/integrity.c); container-cgroup, runtime-cgroup, runtime-socket,
+			 * docker-root (agent-c/runtimes.c); egress policy: allow-host, allow-suffix, allow-cidr,
+			 * dns-resolver, ... (agent-c/enforce.c) */
 			if (pol < 0) {
 				snprintf(errbuf, errn, "%s:%d: %s", path, lineno, why);
 				goto bad;

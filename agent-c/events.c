@@ -9,11 +9,10 @@
 #include "agent.h"
 #include "containers.h"
 #include "runtimes.h"
-#include "enforce_agent.h"
-#include "integrity.h"
 
 struct agent_ctx G;
 struct event_hooks EH;
+struct record_features RF;
 
 /* the log the record being built goes to: G.out, or in daemon mode its job's (NULL: none) */
 static struct output *CUR = &G.out;
@@ -105,7 +104,7 @@ static void on_exec(const struct dp_exec *e)
 	fname[flen] = 0;
 	begin("exec", &e->h, &ppid);
 	proc_set(e->h.pid, ppid, e->h.comm, fname);
-	if (integrity_cgroup_enforced(e->h.cgroup))
+	if (RF.cgroup_enforced && RF.cgroup_enforced(e->h.cgroup))
 		proc_set_enforced(e->h.pid);
 	containers_on_exec(e->h.pid);
 	sb_key(&line, "filename");
@@ -157,7 +156,7 @@ static void on_fork(const struct dp_fork *e)
 	comm[16] = 0;
 	proc_get(e->h.pid, NULL, NULL, &fn);
 	proc_set(e->child_pid, e->h.pid, comm, fn);
-	if (integrity_cgroup_enforced(e->h.cgroup)) {
+	if (RF.cgroup_enforced && RF.cgroup_enforced(e->h.cgroup)) {
 		proc_set_enforced(e->h.pid);
 		proc_set_enforced(e->child_pid); /* a fork child starts in its parent's cgroup */
 	}
@@ -185,7 +184,7 @@ static void on_connect(const struct dp_connect *c)
 		  c->source == DP_SRC_TRACEPOINT ? "tracepoint" : "cgroup", c->verdict ? "allow" : "deny");
 	if (c->rule) {
 		sb_puts(&line, ",\"rule\":");
-		sb_json_cstr(&line, enforce_rule_name(c->rule));
+		sb_json_cstr(&line, RF.rule_name(c->rule));
 	}
 	sb_puts(&line, ",\"ancestry\":");
 	proc_ancestry(&line, c->h.pid, ppid);
@@ -248,7 +247,8 @@ static void on_file(const struct dp_file *f)
 	sb_puts(&line, ",\"ancestry\":");
 	proc_ancestry(&line, f->h.pid, ppid);
 	commit(SK_FILE);
-	integrity_on_file(rule, path, f->flags, &f->h, ppid);
+	if (RF.on_file)
+		RF.on_file(rule, path, f->flags, &f->h, ppid);
 }
 
 static void on_dns_libc(const struct dp_dns_libc *d)
@@ -431,7 +431,7 @@ void write_agent_start_to(struct output *o, uint64_t ts, const struct attach_inf
 	attach_json(ai, &line);
 	if (G.cfg.mode == DP_MODE_ENFORCE) {
 		sb_puts(&line, ",\"enforce\":");
-		enforce_json(&line);
+		RF.start_json(&line);
 	}
 	sb_puts(&line, ",\"policy_sha256\":null,\"config\":");
 	if (G.cfg.path[0])
@@ -466,12 +466,14 @@ static void stats_body(struct sbuf *b, const struct output *o, const uint64_t dr
 	sb_printf(b, ",\"duration_s\":%.3f,\"log_sha256\":\"%s\",\"complete\":true", dur, sha);
 	/* the integrity checks watch the agent's own log; a daemon's job logs are sealed by the hash */
 	if (o == &G.out) {
-		sb_printf(b, ",\"log_intact\":%s", integrity_log_intact() ? "true" : "false");
-		if (!integrity_log_intact())
+		int intact = RF.log_intact ? RF.log_intact() : 1;
+
+		sb_printf(b, ",\"log_intact\":%s", intact ? "true" : "false");
+		if (!intact)
 			sb_puts(b, ",\"reason\":\"log-modified: the log file on disk is not what the agent wrote\"");
 	}
 	if (o == &G.out && G.cfg.mode == DP_MODE_ENFORCE)
-		enforce_stats_json(b);
+		RF.stop_json(b);
 	sb_printf(b, ",\"forks\":%llu,\"file_filtered\":%llu,\"dns_unparsed\":%llu", (unsigned long long)G.forks,
 		  (unsigned long long)G.file_filtered, (unsigned long long)G.dns_unparsed);
 }

@@ -6,6 +6,12 @@
 
 #include "agent.h"
 
+const char *const file_hook_names[FH_COUNT] = {"lsm", "fentry", "kprobe", "tracepoint"};
+const char *const file_hook_points[FH_COUNT] = {
+	"lsm/file_open", "fentry/security_file_open", "kprobe/security_file_open",
+	"tracepoint/syscalls/sys_exit_openat",
+};
+
 const char *btf_path(void)
 {
 	const char *p = getenv("DPNDNCY_BTF_PATH");
