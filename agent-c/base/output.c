@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "sha256.h"
+#include "base/sha256.h"
 
 #define FLUSH_AT (256 * 1024)
 

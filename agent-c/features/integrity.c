@@ -23,7 +23,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include "sha256.h"
+#include "base/sha256.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -33,9 +33,9 @@
 #include <bpf/libbpf.h>
 
 #include "agent.h"
-#include "containers.h"
-#include "enforce_agent.h"
-#include "integrity.h"
+#include "records/containers.h"
+#include "features/enforce_agent.h"
+#include "features/integrity.h"
 #include "tamper.skel.h"
 
 #define MAX_PROTECT 32

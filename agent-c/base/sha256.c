@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sha256.h"
+#include "base/sha256.h"
 
 typedef void (*blocks_fn)(uint32_t h[8], const uint8_t *p, size_t nblocks);
 

@@ -30,8 +30,8 @@
 #include <unistd.h>
 #include <linux/openat2.h>
 
-#include "containers.h"
-#include "runtimes.h"
+#include "records/containers.h"
+#include "records/runtimes.h"
 
 /* ---------- the path parser (pure) ---------- */
 

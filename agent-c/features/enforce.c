@@ -34,7 +34,7 @@
 
 #include "agent.h"
 #include "enforce.h"
-#include "enforce_agent.h"
+#include "features/enforce_agent.h"
 #include "connect.skel.h"
 
 /* entries of every policy, over every reload (rule ids stay stable: a reload appends) */

@@ -21,15 +21,15 @@
 #include <time.h>
 #include <unistd.h>
 #include <malloc.h>
-#include "sha256.h"
+#include "base/sha256.h"
 
 #include <bpf/libbpf.h>
 
 #include "agent.h"
-#include "containers.h"
-#include "runtimes.h"
-#include "enforce_agent.h"
-#include "integrity.h"
+#include "records/containers.h"
+#include "records/runtimes.h"
+#include "features/enforce_agent.h"
+#include "features/integrity.h"
 
 static volatile sig_atomic_t got_stop_signal;
 static volatile sig_atomic_t last_signal;

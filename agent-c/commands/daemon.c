@@ -18,9 +18,9 @@
 #include <bpf/bpf.h>
 
 #include "agent.h"
-#include "containers.h"
-#include "enforce_agent.h"
-#include "integrity.h"
+#include "records/containers.h"
+#include "features/enforce_agent.h"
+#include "features/integrity.h"
 
 #define MAX_JOBS 1024
 #define PT_SIZE (1 << 17)   /* tracked processes (open addressing, power of two) */

@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "containers.h"
-#include "runtimes.h"
+#include "records/containers.h"
+#include "records/runtimes.h"
 
 struct agent_ctx G;
 struct event_hooks EH;

@@ -47,8 +47,8 @@
 
 #include <bpf/bpf.h>
 
-#include "containers.h"
-#include "runtimes.h"
+#include "records/containers.h"
+#include "records/runtimes.h"
 #include "containers.skel.h"
 
 static struct {
