@@ -17,6 +17,7 @@
  * component and its parent, so one of them must be literal (or the last may
  * be "prefix*").
  */
+#include <stdio.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -28,6 +29,8 @@
 #include <bpf/bpf.h>
 
 #include "agent.h"
+#include "base/util.h"
+#include "base/config.h"
 
 static const struct {
 	const char *name, *pattern;

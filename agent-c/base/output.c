@@ -4,6 +4,7 @@
  * chunk that fails (disk full, I/O error) is cut back off the file so no
  * half line remains; its lines are counted as lost and the agent carries on.
  */
+#include <stdio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -11,7 +12,10 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "base/sbuf.h"
+#include "base/util.h"
 #include "base/sha256.h"
+#include "base/output.h"
 
 #define FLUSH_AT (256 * 1024)
 

@@ -1,9 +1,12 @@
 /* Growable buffer and JSON string escaping: every line must be valid JSON
  * whatever bytes the kernel hands us (argv, comm, paths, DNS names). */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent.h"
+#include "base/sbuf.h"
 
 void sb_init(struct sbuf *b)
 {

@@ -1,4 +1,6 @@
 /* Small helpers: errors, files, clocks, addresses. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +13,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "base/util.h"
 
 void err_msg(const char *fmt, ...)
 {

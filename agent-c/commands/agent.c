@@ -9,6 +9,7 @@
  *   stop.json    final statistics written by the agent as it stops (for `stop`)
  *   agent.err    the background agent's stderr
  */
+#include <stdio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -21,15 +22,27 @@
 #include <time.h>
 #include <unistd.h>
 #include <malloc.h>
-#include "base/sha256.h"
 
 #include <bpf/libbpf.h>
 
 #include "agent.h"
+#include "base/sbuf.h"
+#include "base/util.h"
+#include "base/sha256.h"
+#include "base/output.h"
+#include "base/config.h"
+#include "kernel/mounts.h"
+#include "kernel/probe.h"
+#include "kernel/bpfload.h"
+#include "records/proctab.h"
+#include "records/steps.h"
 #include "records/containers.h"
 #include "records/runtimes.h"
+#include "records/events.h"
 #include "features/enforce_agent.h"
 #include "features/integrity.h"
+#include "commands/commands.h"
+#include "commands/session.h"
 
 static volatile sig_atomic_t got_stop_signal;
 static volatile sig_atomic_t last_signal;

@@ -7,6 +7,7 @@
  * seconds, each job gets its policy slot in enforce mode, and a control stream of JSON
  * lines on stdout tells the supervisor (src/daemon/) what happened.
  */
+#include <stdio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -18,8 +19,16 @@
 #include <bpf/bpf.h>
 
 #include "agent.h"
+#include "base/sbuf.h"
+#include "base/util.h"
+#include "base/output.h"
+#include "kernel/bpfload.h"
+#include "records/steps.h"
 #include "records/containers.h"
+#include "records/events.h"
 #include "features/enforce_agent.h"
+#include "commands/commands.h"
+#include "commands/session.h"
 #include "features/integrity.h"
 
 #define MAX_JOBS 1024

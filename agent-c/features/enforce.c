@@ -18,6 +18,7 @@
  * Names become addresses only through DNS answers from a sanctioned resolver that reach a
  * process of the enforced cgroup (the kernel learns them before the answer is delivered).
  */
+#include <stdio.h>
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -33,8 +34,11 @@
 #include <bpf/libbpf.h>
 
 #include "agent.h"
-#include "enforce.h"
+#include "dpndncy.h"
+#include "base/sbuf.h"
+#include "base/util.h"
 #include "features/enforce_agent.h"
+#include "enforce.h"
 #include "connect.skel.h"
 
 /* entries of every policy, over every reload (rule ids stay stable: a reload appends) */

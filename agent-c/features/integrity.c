@@ -21,9 +21,9 @@
  *   proc-mem-access / proc-environ-access   /proc/<pid>/mem or environ of a protected pid
  *   resolver-config-write, hosts-write, nsswitch-write, docker-config-write
  */
+#include <stdio.h>
 #include <errno.h>
 #include <fcntl.h>
-#include "base/sha256.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -33,7 +33,15 @@
 #include <bpf/libbpf.h>
 
 #include "agent.h"
+#include "base/sbuf.h"
+#include "base/util.h"
+#include "base/sha256.h"
+#include "base/output.h"
+#include "kernel/bpfload.h"
+#include "records/proctab.h"
+#include "records/steps.h"
 #include "records/containers.h"
+#include "records/events.h"
 #include "features/enforce_agent.h"
 #include "features/integrity.h"
 #include "tamper.skel.h"

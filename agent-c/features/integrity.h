@@ -29,10 +29,4 @@ uint64_t integrity_tamper_count(void);
 void integrity_on_file(const char *rule, const char *path, uint32_t flags, const struct dp_hdr *h, uint32_t ppid);
 int integrity_write_rule(const char *rule_name);
 
-/* bpfload.c accessors */
-int bpf_link_at(struct agent_bpf *a, int i, struct bpf_link **l, const char **name);
-int bpf_root_cgroup_fd(struct agent_bpf *a);
-int bpf_exec_map_fd(struct agent_bpf *a, const char *name);
-int bpf_file_map_fd(struct agent_bpf *a, const char *name);
-
 #endif

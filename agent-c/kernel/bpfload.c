@@ -2,6 +2,8 @@
  * Loading, attaching, pinning and tearing down the BPF objects, and the
  * feature probes (which load and attach for real, then detach).
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
@@ -15,11 +17,15 @@
 #include <bpf/libbpf.h>
 
 #include "agent.h"
+#include "base/sbuf.h"
+#include "base/util.h"
+#include "base/config.h"
+#include "kernel/probe.h"
+#include "kernel/bpfload.h"
 #include "exec.skel.h"
 #include "connect.skel.h"
 #include "file.skel.h"
 #include "dns.skel.h"
-
 
 struct agent_bpf {
 	struct exec_bpf *exec;

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "base/util.h"
+#include "kernel/mounts.h"
 
 /* A directory of its own, directly under /run, that exists only while the mount does: under the
  * state dir (/run/dpndncy/cgroup2) the parent was created and never removed, and /run/dpndncy

@@ -1,10 +1,13 @@
 /* BTF, libc discovery, file-hook names and the `probe` JSON. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent.h"
+#include "base/sbuf.h"
+#include "kernel/probe.h"
 
 const char *const file_hook_names[FH_COUNT] = {"lsm", "fentry", "kprobe", "tracepoint"};
 const char *const file_hook_points[FH_COUNT] = {

@@ -19,6 +19,7 @@
  *    Whatever cannot be probed (static binaries, no libc found, the cap) is still covered by
  *    the packet-level DNS hook on the cgroup v2 root.
  */
+#include <stdio.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +31,12 @@
 #include <unistd.h>
 #include <linux/openat2.h>
 
+#include "agent.h"
+#include "base/sbuf.h"
+#include "base/util.h"
+#include "kernel/mounts.h"
+#include "kernel/probe.h"
+#include "kernel/bpfload.h"
 #include "records/containers.h"
 #include "records/runtimes.h"
 

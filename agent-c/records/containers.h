@@ -10,7 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agent.h"
+struct agent_bpf;
+struct probe_result;
+struct sbuf;
 
 struct container_info {
 	const char *runtime;   /* "docker", "containerd", "cri-o", "podman", "kubernetes" */
@@ -35,9 +37,5 @@ int cgroup_path_of(uint64_t id, uint32_t pid, char *out, size_t n);
 void containers_init(struct agent_bpf *a, const struct probe_result *pr);
 /* every exec record: a new mount namespace with its own root gets its libcs probed */
 void containers_on_exec(uint32_t pid);
-
-/* ---- bpfload.c ---- */
-/* attach the getaddrinfo uprobe + uretprobe to one more libc (by path); 0 ok */
-int bpf_attach_libc(struct agent_bpf *a, const char *path, char *errbuf, size_t errn);
 
 #endif

@@ -1,8 +1,10 @@
 /* DNS message parser for packets copied by the cgroup_skb hook (RFC 1035). */
+#include <stdio.h>
 #include <arpa/inet.h>
 #include <string.h>
 
 #include "agent.h"
+#include "records/dnsparse.h"
 
 static unsigned rd16(const uint8_t *p)
 {

@@ -1,4 +1,5 @@
 /* Ring buffer records -> NDJSON lines (schema/event.v1.json). */
+#include <stdio.h>
 #include <arpa/inet.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -7,8 +8,18 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "base/sbuf.h"
+#include "base/util.h"
+#include "base/output.h"
+#include "base/config.h"
+#include "kernel/mounts.h"
+#include "kernel/bpfload.h"
+#include "records/dnsparse.h"
+#include "records/proctab.h"
+#include "records/steps.h"
 #include "records/containers.h"
 #include "records/runtimes.h"
+#include "records/events.h"
 
 struct agent_ctx G;
 struct event_hooks EH;

@@ -4,12 +4,16 @@
  * millisecond is still known as somebody's parent. Dead entries are kept in a
  * FIFO and freed only when the FIFO is full (their children may still log).
  */
+#include <stdio.h>
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "agent.h"
+#include "base/sbuf.h"
+#include "base/util.h"
+#include "records/proctab.h"
 
 #define NBUCKETS 16384
 #define DEAD_KEEP 16384

@@ -29,6 +29,7 @@
  *    by the client, which a job's own code controls, and neither exists for `docker build`.
  *    The image is the name the container was created from (config.v2.json in the data root).
  */
+#include <stdio.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -47,6 +48,8 @@
 
 #include <bpf/bpf.h>
 
+#include "base/sbuf.h"
+#include "base/util.h"
 #include "records/containers.h"
 #include "records/runtimes.h"
 #include "containers.skel.h"

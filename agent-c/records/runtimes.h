@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agent.h"
+struct sbuf;
 
 #define RT_MAX_CGROUPS 8
 

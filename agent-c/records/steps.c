@@ -9,6 +9,7 @@
  *   ci-identity {JSON object}  the CI job identity, copied into the agent start record as `ci`
  *                              (the rest of the line, verbatim; must be one strict JSON object).
  */
+#include <stdio.h>
 #include <ctype.h>
 #include <errno.h>
 #include <string.h>
@@ -16,6 +17,9 @@
 #include <bpf/bpf.h>
 
 #include "agent.h"
+#include "base/sbuf.h"
+#include "base/config.h"
+#include "records/steps.h"
 
 static const char *const default_markers[] = {"DPNDNCY_STEP"};
 
