@@ -34,6 +34,7 @@
 #include "kernel/mounts.h"
 #include "kernel/probe.h"
 #include "kernel/bpfload.h"
+#include "kernel/pins.h"
 #include "records/proctab.h"
 #include "records/steps.h"
 #include "records/containers.h"

@@ -23,6 +23,7 @@
 #include "base/util.h"
 #include "base/output.h"
 #include "kernel/bpfload.h"
+#include "kernel/pins.h"
 #include "records/steps.h"
 #include "records/containers.h"
 #include "records/events.h"

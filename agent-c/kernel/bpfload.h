@@ -52,7 +52,6 @@ int bpf_ringbuf_fd(struct agent_bpf *a);
 void bpf_flush_pending(struct agent_bpf *a);
 void bpf_read_drops(struct agent_bpf *a, uint64_t drops[DP_KIND_MAX]);
 void bpf_teardown(struct agent_bpf *a);
-void unpin_all(const char *dir);
 const char *bpf_pin_dir(struct agent_bpf *a);
 void attach_json(const struct attach_info *ai, struct sbuf *b);
 

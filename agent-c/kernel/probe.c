@@ -1,13 +1,22 @@
-/* BTF, libc discovery, file-hook names and the `probe` JSON. */
+/* BTF, libc discovery, file-hook names, the feature probes (which load and attach for real, then
+ * detach) and the `probe` JSON. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent.h"
 #include "base/sbuf.h"
+#include "base/util.h"
 #include "kernel/probe.h"
+#include "kernel/bpfobj.h"
+#include "exec.skel.h"
+#include "connect.skel.h"
+#include "file.skel.h"
+#include "dns.skel.h"
 
 const char *const file_hook_names[FH_COUNT] = {"lsm", "fentry", "kprobe", "tracepoint"};
 const char *const file_hook_points[FH_COUNT] = {
@@ -209,4 +218,296 @@ void probe_json(const struct probe_result *r, struct sbuf *b)
 		sb_json_cstr(b, r->skb_why);
 	}
 	sb_puts(b, "}}}}");
+}
+
+/* ---------- probes ---------- */
+
+static const char *errname(int e)
+{
+	switch (e) {
+	case EPERM: return "EPERM";
+	case EACCES: return "EACCES";
+	case ENOENT: return "ENOENT";
+	case EINVAL: return "EINVAL";
+	case EOPNOTSUPP: return "EOPNOTSUPP";
+	case ESRCH: return "ESRCH";
+	case E2BIG: return "E2BIG";
+	case 524: return "ENOTSUPP";
+	case EBUSY: return "EBUSY";
+	case ENODEV: return "ENODEV";
+	default: return "errno";
+	}
+}
+
+static void why(char *out, size_t n, const char *step, int err)
+{
+	if (err < 0)
+		err = -err;
+	snprintf(out, n, "%s failed: %s (%s %d)", step, err == 524 ? "operation not supported" : strerror(err),
+		 errname(err), err);
+}
+
+/* is "bpf" among the active LSMs? securityfs is mounted privately for a moment if need be */
+static int lsm_bpf_active(char *reason, size_t n)
+{
+	char *s = read_file_str("/sys/kernel/security/lsm", 4096);
+	int on;
+
+	if (!s) {
+		char dir[] = "/tmp/dpndncy-secfs-XXXXXX";
+
+		if (mkdtemp(dir)) {
+			if (mount("securityfs", dir, "securityfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) == 0) {
+				char path[64];
+
+				snprintf(path, sizeof(path), "%s/lsm", dir);
+				s = read_file_str(path, 4096);
+				umount2(dir, MNT_DETACH);
+			}
+			rmdir(dir);
+		}
+	}
+	if (!s) {
+		snprintf(reason, n, "cannot read the active LSM list (securityfs)");
+		return 0;
+	}
+	on = strstr(s, "bpf") != NULL;
+	if (!on)
+		snprintf(reason, n, "BPF LSM not active (active LSMs: %.120s; boot with lsm=...,bpf)", s);
+	free(s);
+	return on;
+}
+
+static struct file_bpf *file_open_small(void)
+{
+	struct file_bpf *s = file_bpf__open();
+
+	if (s) {
+		bpf_map__set_max_entries(s->maps.events, 4096);
+		bpf_map__set_max_entries(s->maps.file_rules, 1);
+	}
+	return s;
+}
+
+/*
+ * A BPF helper the kernel lacks: named with the release that added it, so a refusal says which
+ * feature is missing rather than the verifier's "invalid func unknown#181".
+ */
+static int helper_missing(enum bpf_prog_type t, enum bpf_func_id id, const char *name, const char *since,
+			  const char *use, char *reason, size_t n)
+{
+	if (libbpf_probe_bpf_helper(t, id, NULL) > 0)
+		return 0;
+	snprintf(reason, n, "this kernel lacks the %s BPF helper (Linux %s+), which %s", name, since, use);
+	return 1;
+}
+
+/* load + attach one file hook variant, then detach; 0 ok */
+static int probe_file_hook(int fh, char *reason, size_t n)
+{
+	const struct bpf_program *progs[4];
+	struct bpf_link *links[4] = {0};
+	struct file_bpf *s;
+	int np, err = 0;
+
+	if (fh == FH_LSM && !lsm_bpf_active(reason, n))
+		return -1;
+	if (fh == FH_KPROBE && access("/sys/bus/event_source/devices/kprobe/type", F_OK) != 0 &&
+	    access("/sys/kernel/tracing/kprobe_events", F_OK) != 0 &&
+	    access("/sys/kernel/debug/tracing/kprobe_events", F_OK) != 0) {
+		snprintf(reason, n, "kprobes unavailable: no kprobe PMU and no kprobe_events (CONFIG_KPROBES off?)");
+		return -1;
+	}
+	if (fh == FH_TRACEPOINT && !tp_exists("syscalls", "sys_exit_openat")) {
+		snprintf(reason, n, "tracepoint syscalls/sys_exit_openat not found (no tracefs or CONFIG_FTRACE_SYSCALLS off)");
+		return -1;
+	}
+	if (fh == FH_TRACEPOINT &&
+	    helper_missing(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_task_pt_regs, "bpf_task_pt_regs", "5.15",
+			   "the openat exit tracepoints need to read the path argument", reason, n))
+		return -1;
+	s = file_open_small();
+	if (!s) {
+		why(reason, n, "open", errno);
+		return -1;
+	}
+	file_hook_progs(s, fh, progs, &np);
+	only_autoload(s->obj, progs, np);
+	err = file_bpf__load(s);
+	if (err) {
+		why(reason, n, "load", err);
+		goto out;
+	}
+	for (int i = 0; i < np; i++) {
+		links[i] = bpf_program__attach((struct bpf_program *)progs[i]);
+		if (!links[i]) {
+			err = -errno;
+			why(reason, n, "attach", err);
+			goto out;
+		}
+	}
+out:
+	for (int i = 0; i < np; i++)
+		bpf_link__destroy(links[i]);
+	file_bpf__destroy(s);
+	return err ? -1 : 0;
+}
+
+static int probe_fork_raw(char *reason, size_t n)
+{
+	struct exec_bpf *s = exec_bpf__open();
+	const struct bpf_program *keep[1];
+	struct bpf_link *l;
+	int err;
+
+	if (!s) {
+		why(reason, n, "open", errno);
+		return -1;
+	}
+	bpf_map__set_max_entries(s->maps.events, 4096);
+	keep[0] = s->progs.dp_fork;
+	only_autoload(s->obj, keep, 1);
+	err = exec_bpf__load(s);
+	if (err) {
+		why(reason, n, "load", err);
+		exec_bpf__destroy(s);
+		return -1;
+	}
+	l = bpf_program__attach(s->progs.dp_fork);
+	if (!l) {
+		why(reason, n, "attach", errno);
+		exec_bpf__destroy(s);
+		return -1;
+	}
+	bpf_link__destroy(l);
+	exec_bpf__destroy(s);
+	return 0;
+}
+
+static int probe_cgroup(const char *cgroup_path, char *reason, size_t n)
+{
+	struct connect_bpf *s = connect_bpf__open();
+	const struct bpf_program *keep[1];
+	struct bpf_link *l;
+	int err, fd;
+
+	if (!s) {
+		why(reason, n, "open", errno);
+		return -1;
+	}
+	bpf_map__set_max_entries(s->maps.events, 4096);
+	keep[0] = s->progs.dp_connect4;
+	only_autoload(s->obj, keep, 1);
+	err = connect_bpf__load(s);
+	if (err) {
+		why(reason, n, "load", err);
+		connect_bpf__destroy(s);
+		return -1;
+	}
+	fd = open(cgroup_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		why(reason, n, "open cgroup v2 root", errno);
+		connect_bpf__destroy(s);
+		return -1;
+	}
+	l = bpf_program__attach_cgroup(s->progs.dp_connect4, fd);
+	if (!l)
+		why(reason, n, "attach", errno);
+	bpf_link__destroy(l);
+	close(fd);
+	connect_bpf__destroy(s);
+	return l ? 0 : -1;
+}
+
+static int probe_dns(const struct probe_result *r, const char *cgroup_path, int uprobe, char *reason, size_t n)
+{
+	struct dns_bpf *s = dns_bpf__open();
+	const struct bpf_program *keep[1];
+	struct bpf_link *l;
+	int err, fd = -1;
+
+	if (!s) {
+		why(reason, n, "open", errno);
+		return -1;
+	}
+	bpf_map__set_max_entries(s->maps.events, 4096);
+	keep[0] = uprobe ? s->progs.dp_gai_enter : s->progs.dp_dns_ingress;
+	only_autoload(s->obj, keep, 1);
+	err = dns_bpf__load(s);
+	if (err) {
+		why(reason, n, "load", err);
+		dns_bpf__destroy(s);
+		return -1;
+	}
+	if (uprobe) {
+		LIBBPF_OPTS(bpf_uprobe_opts, uo, .func_name = "getaddrinfo");
+		l = bpf_program__attach_uprobe_opts(s->progs.dp_gai_enter, -1, r->libc[0], 0, &uo);
+	} else {
+		fd = open(cgroup_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		l = fd < 0 ? NULL : bpf_program__attach_cgroup(s->progs.dp_dns_ingress, fd);
+	}
+	if (!l)
+		why(reason, n, "attach", errno);
+	bpf_link__destroy(l);
+	if (fd >= 0)
+		close(fd);
+	dns_bpf__destroy(s);
+	return l ? 0 : -1;
+}
+
+int probe_all(struct probe_result *r, int force_file, const char *cgroup_path, char *errbuf, size_t errn)
+{
+	libbpf_setup();
+	r->file_choice = -1;
+	/*
+	 * The exec hook (always loaded) walks the environment with bpf_loop, and so does enforce
+	 * mode's DNS answer parser: without it nothing can load, so the agent refuses (below, after
+	 * the other probes, which only load and detach, so that `probe` still says what else works)
+	 * rather than half-attach.
+	 */
+	r->exec_ok = !helper_missing(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_loop, "bpf_loop", "5.17",
+				     "the exec hook needs to read the environment (step attribution)", r->exec_why,
+				     sizeof(r->exec_why));
+	for (int fh = 0; fh < FH_COUNT; fh++) {
+		r->file_ok[fh] = probe_file_hook(fh, r->file_why[fh], sizeof(r->file_why[fh])) == 0;
+		if (r->file_ok[fh] && r->file_choice < 0 && (force_file < 0 || force_file == fh))
+			r->file_choice = fh;
+	}
+	r->fork_raw_tp = probe_fork_raw(r->fork_why, sizeof(r->fork_why)) == 0;
+	r->cgroup_ok = probe_cgroup(cgroup_path, r->cgroup_why, sizeof(r->cgroup_why)) == 0;
+	{
+		/* for tests of the fallback: DPNDNCY_FORCE_CONNECT_HOOK=tracepoint */
+		const char *fc = getenv("DPNDNCY_FORCE_CONNECT_HOOK");
+
+		if (fc && strcmp(fc, "tracepoint") == 0 && r->cgroup_ok) {
+			r->cgroup_ok = 0;
+			snprintf(r->cgroup_why, sizeof(r->cgroup_why), "not used: DPNDNCY_FORCE_CONNECT_HOOK=tracepoint");
+		}
+	}
+	r->nlibc = find_libcs(r->libc, 8);
+	if (r->nlibc == 0) {
+		snprintf(r->uprobe_why, sizeof(r->uprobe_why), "no libc found (ld.so.cache / common paths)");
+		r->uprobe_ok = 0;
+	} else {
+		r->uprobe_ok = probe_dns(r, cgroup_path, 1, r->uprobe_why, sizeof(r->uprobe_why)) == 0;
+	}
+	r->skb_ok = probe_dns(r, cgroup_path, 0, r->skb_why, sizeof(r->skb_why)) == 0;
+	if (!r->exec_ok) {
+		snprintf(errbuf, errn, "unsupported kernel %s: %s", r->kernel, r->exec_why);
+		return -1;
+	}
+	if (force_file >= 0 && r->file_choice < 0) {
+		snprintf(errbuf, errn, "forced file hook %s is unavailable: %s", file_hook_names[force_file],
+			 r->file_why[force_file]);
+		return -1;
+	}
+	if (r->file_choice < 0) {
+		snprintf(errbuf, errn, "no file hook can be attached (tracepoint: %s)", r->file_why[FH_TRACEPOINT]);
+		return -1;
+	}
+	if (!r->cgroup_ok && !tp_exists("syscalls", "sys_enter_connect")) {
+		snprintf(errbuf, errn, "no connect hook can be attached (cgroup: %s)", r->cgroup_why);
+		return -1;
+	}
+	return 0;
 }

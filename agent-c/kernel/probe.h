@@ -4,9 +4,10 @@
 
 #include <stddef.h>
 
+#include "kernel/bpfobj.h"
+
 struct sbuf;
 
-enum file_hook { FH_LSM, FH_FENTRY, FH_KPROBE, FH_TRACEPOINT, FH_COUNT };
 extern const char *const file_hook_names[FH_COUNT];
 extern const char *const file_hook_points[FH_COUNT];
 struct probe_result {
