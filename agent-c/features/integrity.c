@@ -44,11 +44,10 @@
 #include "records/events.h"
 #include "features/enforce_agent.h"
 #include "features/integrity.h"
+#include "features/integrity_int.h"
 #include "tamper.skel.h"
 
 #define MAX_PROTECT 32
-#define MAX_OURS 96
-#define MAX_SEEN 128
 #define CLOCK_JUMP_NS 2000000000ll
 #define STALL_NS 5000000000ull
 
@@ -65,17 +64,6 @@ const char *integrity_attach(void)
 }
 static struct bpf_link *tlinks[6];
 static int ntlinks;
-
-static uint32_t our_ids[MAX_OURS];
-static uint8_t our_tags[MAX_OURS][BPF_TAG_SIZE];
-static int nours;
-/* foreign program ids already reported, or present before we started */
-static uint32_t seen_ids[MAX_SEEN];
-static int nseen;
-static uint8_t link_reported[MAX_LINKS];
-static uint8_t pin_reported[MAX_LINKS];
-static uint8_t prog_missing_reported[MAX_OURS];
-static uint8_t integrity_cg_prog[MAX_OURS]; /* our_ids[k] was attached to a cgroup hook at start */
 
 static uint64_t last_check_boot, last_check_real, last_tick_boot;
 static uint64_t reported_size = (uint64_t)-1;
@@ -125,15 +113,7 @@ static int is_protected(uint32_t pid)
 
 /* ---------- the tamper line ---------- */
 
-struct actor {
-	uint32_t pid, tid, ppid, uid, step;
-	uint64_t cgroup;
-	const char *comm;
-	size_t commlen;
-	uint64_t boot_ts; /* 0: now */
-};
-
-static void emit(const struct actor *a, const char *what, const char *detail)
+void tamper_emit(const struct actor *a, const char *what, const char *detail)
 {
 	struct actor self = {.pid = G.self_pid, .tid = G.self_pid, .ppid = (uint32_t)getppid(),
 			     .uid = (uint32_t)getuid(), .comm = PROG, .commlen = sizeof(PROG)};
@@ -230,7 +210,7 @@ void integrity_on_file(const char *rule, const char *path, uint32_t flags, const
 			return;
 		snprintf(detail, sizeof(detail), "%.16s (pid %u) opened %s of %s pid %ld (flags 0x%x)", h->comm, h->pid,
 			 path, (uint32_t)target == G.self_pid ? "the agent," : "protected", target, flags);
-		emit(&a, strcmp(rule, "proc-mem") == 0 ? "proc-mem-access" : "proc-environ-access", detail);
+		tamper_emit(&a, strcmp(rule, "proc-mem") == 0 ? "proc-mem-access" : "proc-environ-access", detail);
 		return;
 	}
 	for (size_t i = 0; i < sizeof(write_rules) / sizeof(write_rules[0]); i++) {
@@ -240,117 +220,12 @@ void integrity_on_file(const char *rule, const char *path, uint32_t flags, const
 			return;
 		snprintf(detail, sizeof(detail), "%.16s (pid %u) opened %s for writing during the job (flags 0%o)", h->comm,
 			 h->pid, path, flags);
-		emit(&a, write_rules[i].what, detail);
+		tamper_emit(&a, write_rules[i].what, detail);
 		return;
 	}
 }
 
-/* ---------- setup ---------- */
-
-static int prog_info(int fd, struct bpf_prog_info *pi)
-{
-	uint32_t len = sizeof(*pi);
-
-	memset(pi, 0, sizeof(*pi));
-	return bpf_obj_get_info_by_fd(fd, pi, &len);
-}
-
-static int ours_by_id(uint32_t id)
-{
-	for (int i = 0; i < nours; i++)
-		if (our_ids[i] == id)
-			return i;
-	return -1;
-}
-
-static void remember_ours(uint32_t prog_id)
-{
-	struct bpf_prog_info pi;
-	int fd;
-
-	if (!prog_id || ours_by_id(prog_id) >= 0 || nours >= MAX_OURS)
-		return;
-	fd = bpf_prog_get_fd_by_id(prog_id);
-	if (fd < 0)
-		return;
-	if (prog_info(fd, &pi) == 0) {
-		our_ids[nours] = prog_id;
-		memcpy(our_tags[nours], pi.tag, BPF_TAG_SIZE);
-		nours++;
-	}
-	close(fd);
-}
-
-static const enum bpf_attach_type cg_types[] = {
-	BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_UDP4_SENDMSG,
-	BPF_CGROUP_UDP6_SENDMSG,  BPF_CGROUP_INET_INGRESS,  BPF_CGROUP_INET_EGRESS,
-	BPF_CGROUP_INET_SOCK_CREATE, BPF_CGROUP_INET4_BIND, BPF_CGROUP_INET6_BIND,
-};
-static const char *const cg_type_names[] = {"connect4", "connect6", "sendmsg4", "sendmsg6", "ingress",
-					    "egress",   "sock_create", "bind4", "bind6"};
-
-static int seen(uint32_t id)
-{
-	for (int i = 0; i < nseen; i++)
-		if (seen_ids[i] == id)
-			return 1;
-	return 0;
-}
-
-static void add_seen(uint32_t id)
-{
-	if (nseen < MAX_SEEN)
-		seen_ids[nseen++] = id;
-}
-
-/* ids attached at a cgroup hook; returns count or -1 */
-static int query(int cgfd, enum bpf_attach_type t, uint32_t *ids, uint32_t max)
-{
-	uint32_t cnt = max, aflags = 0;
-
-	if (bpf_prog_query(cgfd, t, 0, &aflags, ids, &cnt) < 0)
-		return -1;
-	return (int)cnt;
-}
-
-static void check_cgroup(int cgfd, const char *where, int baseline)
-{
-	uint32_t ids[64];
-
-	if (cgfd < 0)
-		return;
-	for (size_t t = 0; t < sizeof(cg_types) / sizeof(cg_types[0]); t++) {
-		int n = query(cgfd, cg_types[t], ids, 64);
-
-		for (int i = 0; i < n; i++) {
-			struct bpf_prog_info pi;
-			char detail[512];
-			int fd, same_tag = 0;
-
-			if (ours_by_id(ids[i]) >= 0 || seen(ids[i]))
-				continue;
-			add_seen(ids[i]);
-			if (baseline)
-				continue;
-			fd = bpf_prog_get_fd_by_id(ids[i]);
-			memset(&pi, 0, sizeof(pi));
-			if (fd >= 0) {
-				prog_info(fd, &pi);
-				close(fd);
-				/* the same bytecode as one of ours: another dpndncy agent side by side */
-				for (int k = 0; k < nours; k++)
-					if (!memcmp(our_tags[k], pi.tag, BPF_TAG_SIZE))
-						same_tag = 1;
-			}
-			if (same_tag)
-				continue;
-			snprintf(detail, sizeof(detail),
-				 "BPF program id %u (name '%.16s', type %u) was attached to the %s hook of %s after the agent started",
-				 ids[i], pi.name, pi.type, cg_type_names[t], where);
-			emit(NULL, "foreign-bpf-program", detail);
-		}
-	}
-}
+/* ---------- moves out of the enforced cgroup ---------- */
 
 /* is cgroup id `id` the enforced cgroup or below it? (pid: a process that is in it now, or 0) */
 static int in_enforced(uint64_t id, uint32_t pid)
@@ -389,7 +264,7 @@ static void cgroup_move(const struct actor *a, const struct dp_tamper_key *k, co
 	snprintf(detail, sizeof(detail),
 		 "%.16s (pid %u) moved process %u (%.16s) out of the enforced cgroup %s into %s: its egress is no longer judged",
 		 hit->comm, k->tracer, k->target, comm && comm[0] ? comm : "?", enforce_cgroup_path(), dst);
-	emit(a, "cgroup-escape", detail);
+	tamper_emit(a, "cgroup-escape", detail);
 	proc_clear_enforced(k->target); /* reported once: a second move is not a second escape */
 }
 
@@ -444,7 +319,7 @@ static void check_tamper_hits(void)
 						 "so its egress (and any DNS answer it injects) is not judged",
 						 hit.comm, k.tracer, k.req, (unsigned long long)__builtin_bswap16((uint16_t)hit.arg),
 						 (unsigned long long)hit.count);
-					emit(&a, "packet-socket", detail);
+					tamper_emit(&a, "packet-socket", detail);
 				}
 				continue;
 			}
@@ -460,7 +335,7 @@ static void check_tamper_hits(void)
 				snprintf(detail, sizeof(detail), "%.16s (pid %u) called process_vm_%s on %s (pid %u), %llu time(s)",
 					 hit.comm, k.tracer, k.sys == DP_TS_VM_READV ? "readv" : "writev", whom, k.target,
 					 (unsigned long long)hit.count);
-			emit(&a, k.sys == DP_TS_PTRACE || k.sys == DP_TS_PTRACE32 ? "ptrace" : "process-vm-access", detail);
+			tamper_emit(&a, k.sys == DP_TS_PTRACE || k.sys == DP_TS_PTRACE32 ? "ptrace" : "process-vm-access", detail);
 		}
 	}
 	while (bpf_map_get_next_key(fd, NULL, &next) == 0)
@@ -471,78 +346,13 @@ static void check_tamper_hits(void)
 
 		snprintf(detail, sizeof(detail), "%llu more ptrace/process_vm calls on protected processes (table full)",
 			 (unsigned long long)(ov - overflow_reported));
-		emit(NULL, "ptrace", detail);
+		tamper_emit(NULL, "ptrace", detail);
 		overflow_reported = ov;
 	}
 }
 
-static void check_links(struct agent_bpf *a)
-{
-	struct bpf_link *l;
-	const char *name;
-
-	for (int i = 0; i < MAX_LINKS && bpf_link_at(a, i, &l, &name) == 0; i++) {
-		struct bpf_link_info li;
-		uint32_t len = sizeof(li);
-		const char *pin = bpf_link__pin_path(l);
-		struct stat st;
-		char detail[600];
-
-		memset(&li, 0, sizeof(li));
-		if (!link_reported[i] && bpf_obj_get_info_by_fd(bpf_link__fd(l), &li, &len) == 0 &&
-		    li.type == BPF_LINK_TYPE_CGROUP && li.cgroup.cgroup_id == 0) {
-			link_reported[i] = 1;
-			snprintf(detail, sizeof(detail), "the agent's cgroup link '%s' (link id %u, program id %u) was detached",
-				 name, li.id, li.prog_id);
-			emit(NULL, "link-detached", detail);
-		}
-		if (pin && !pin_reported[i] && stat(pin, &st) < 0 && errno == ENOENT) {
-			pin_reported[i] = 1;
-			snprintf(detail, sizeof(detail), "the pin %s of the agent's link '%s' was removed", pin, name);
-			emit(NULL, "pin-removed", detail);
-		}
-	}
-	/* every program of ours that was attached to a cgroup hook at start is still listed there */
-	{
-		int cgfd = bpf_root_cgroup_fd(a), efd = enforce_cgroup_fd();
-		int fds[2] = {cgfd, efd};
-		static uint8_t present[MAX_OURS];
-
-		memset(present, 0, sizeof(present));
-		for (int c = 0; c < 2; c++) {
-			uint32_t ids[64];
-
-			if (fds[c] < 0)
-				continue;
-			for (size_t t = 0; t < sizeof(cg_types) / sizeof(cg_types[0]); t++) {
-				int n = query(fds[c], cg_types[t], ids, 64);
-
-				for (int i = 0; i < n; i++) {
-					int k = ours_by_id(ids[i]);
-
-					if (k >= 0)
-						present[k] = 1;
-				}
-			}
-		}
-		for (int k = 0; k < nours; k++) {
-			char detail[300];
-
-			if (!integrity_cg_prog[k] || present[k] || prog_missing_reported[k])
-				continue;
-			prog_missing_reported[k] = 1;
-			snprintf(detail, sizeof(detail), "the agent's program id %u is no longer attached to its cgroup hook",
-				 our_ids[k]);
-			emit(NULL, "program-detached", detail);
-		}
-	}
-}
-
-
 int integrity_start(struct agent_bpf *a, char *errbuf, size_t errn)
 {
-	struct bpf_link *l;
-	const char *name;
 	uint8_t one = 1;
 	int fd, err;
 
@@ -564,21 +374,7 @@ int integrity_start(struct agent_bpf *a, char *errbuf, size_t errn)
 		}
 
 	/* our programs: the ids behind our links (cgroup ones are checked for presence) */
-	for (int i = 0; bpf_link_at(a, i, &l, &name) == 0; i++) {
-		struct bpf_link_info li;
-		uint32_t len = sizeof(li);
-
-		memset(&li, 0, sizeof(li));
-		if (bpf_obj_get_info_by_fd(bpf_link__fd(l), &li, &len) == 0) {
-			remember_ours(li.prog_id);
-			if (li.type == BPF_LINK_TYPE_CGROUP) {
-				int k = ours_by_id(li.prog_id);
-
-				if (k >= 0)
-					integrity_cg_prog[k] = 1;
-			}
-		}
-	}
+	progs_remember_links(a);
 
 	/* ptrace / process_vm_* on protected pids */
 	tskel = tamper_bpf__open();
@@ -684,8 +480,8 @@ int integrity_start(struct agent_bpf *a, char *errbuf, size_t errn)
 				tamper_kprobes ? "kprobe/packet_create" : "tracepoint/syscalls/sys_enter_socket", strerror(errno));
 	}
 	/* programs already on the hooks are not the job's doing: only new ones are reported */
-	check_cgroup(bpf_root_cgroup_fd(a), "the cgroup v2 root", 1);
-	check_cgroup(enforce_cgroup_fd(), "the enforced cgroup", 1);
+	progs_check_cgroup(bpf_root_cgroup_fd(a), "the cgroup v2 root", 1);
+	progs_check_cgroup(enforce_cgroup_fd(), "the enforced cgroup", 1);
 	return 0;
 }
 
@@ -702,7 +498,7 @@ static void check_log_size(void)
 	log_intact = 0;
 	snprintf(detail, sizeof(detail), "the log %s is %llu bytes on disk; the agent wrote %llu (truncated or appended to by someone else)",
 		 G.out.path, (unsigned long long)st.st_size, (unsigned long long)G.out.bytes);
-	emit(NULL, "log-modified", detail);
+	tamper_emit(NULL, "log-modified", detail);
 }
 
 static void checks(struct agent_bpf *a, uint64_t boot)
@@ -719,14 +515,14 @@ static void checks(struct agent_bpf *a, uint64_t boot)
 		snprintf(detail, sizeof(detail),
 			 "the wall clock (CLOCK_REALTIME) moved %+.3f s against CLOCK_BOOTTIME within %.3f s; event times stay on the start's offset",
 			 (double)skew / 1e9, (double)(boot - last_check_boot) / 1e9);
-		emit(NULL, "clock-jump", detail);
+		tamper_emit(NULL, "clock-jump", detail);
 	}
 	last_check_real = real;
 	last_check_boot = boot;
 	check_tamper_hits();
-	check_links(a);
-	check_cgroup(bpf_root_cgroup_fd(a), "the cgroup v2 root", 0);
-	check_cgroup(enforce_cgroup_fd(), "the enforced cgroup", 0);
+	progs_check_links(a);
+	progs_check_cgroup(bpf_root_cgroup_fd(a), "the cgroup v2 root", 0);
+	progs_check_cgroup(enforce_cgroup_fd(), "the enforced cgroup", 0);
 	out_flush(&G.out);
 	check_log_size();
 }
@@ -742,7 +538,7 @@ void integrity_tick(struct agent_bpf *a)
 
 		snprintf(detail, sizeof(detail), "the agent did not run for %.1f s (stopped with SIGSTOP, or starved of CPU)",
 			 (double)(boot - last_tick_boot) / 1e9);
-		emit(NULL, "agent-stalled", detail);
+		tamper_emit(NULL, "agent-stalled", detail);
 	}
 	last_tick_boot = boot;
 	if (boot - last_check_boot >= 1000000000ull)
@@ -771,7 +567,7 @@ static void check_log_hash(void)
 			close(fd);
 		free(buf);
 		log_intact = 0;
-		emit(NULL, "log-modified", detail);
+		tamper_emit(NULL, "log-modified", detail);
 		return;
 	}
 	sha256_init(&ctx);
@@ -794,7 +590,7 @@ static void check_log_hash(void)
 		 "at stop the log %s on disk (%llu bytes, sha256 of the first %llu: %s) is not what the agent wrote (%llu bytes, sha256 %s)",
 		 G.out.path, (unsigned long long)st.st_size, (unsigned long long)off, got, (unsigned long long)G.out.bytes,
 		 want);
-	emit(NULL, "log-modified", detail);
+	tamper_emit(NULL, "log-modified", detail);
 }
 
 void integrity_final(struct agent_bpf *a)
