@@ -38,6 +38,7 @@
 #include "records/proctab.h"
 #include "records/steps.h"
 #include "records/containers.h"
+#include "records/container_libc.h"
 #include "records/runtimes.h"
 #include "records/events.h"
 #include "features/enforce_agent.h"
@@ -108,6 +109,16 @@ static int judged_cgroup(int i, const char *cg2root, char *path, size_t n, const
 	return 0;
 }
 
+static int judged_parent(int i, const char *cg2root, char *path, size_t n, int *is_parent)
+{
+	enum rt_cg_kind kind;
+
+	if (runtimes_cgroup(i, cg2root, path, n, &kind) < 0)
+		return -1;
+	*is_parent = kind == RT_CG_CONTAINERS;
+	return 0;
+}
+
 /* after the config is read (the values come from it) */
 static void fill_hooks(struct bpf_hooks *h)
 {
@@ -123,6 +134,11 @@ static void fill_hooks(struct bpf_hooks *h)
 		.unload = runtimes_bpf_unload,
 		.on_record = handle_event,
 	};
+	containers_set_sources(&(struct container_sources){
+		.born_path = cgroup_born_path,
+		.judged = judged_parent,
+		.extra_json = container_extra_json,
+	});
 	RF = (struct record_features){
 		.cgroup_enforced = integrity_cgroup_enforced,
 		.rule_name = enforce_rule_name,

@@ -1,8 +1,7 @@
 /*
- * Containers (agent-c/containers.c): records of containerised processes are
- * attributed to their container (cgroup v2 id -> cgroup path -> runtime, id,
- * Kubernetes pod), and the libc inside a container's root filesystem gets the
- * getaddrinfo uprobes as well (the host's libc probes see only the host's file).
+ * Containers (agent-c/records/containers.c): records of containerised processes are
+ * attributed to their container (cgroup v2 id -> cgroup path -> runtime, id, Kubernetes pod).
+ * The libc inside a container's root filesystem is records/container_libc.h.
  */
 #ifndef DPNDNCY_CONTAINERS_H
 #define DPNDNCY_CONTAINERS_H
@@ -10,8 +9,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct agent_bpf;
-struct probe_result;
 struct sbuf;
 
 struct container_info {
@@ -33,9 +30,17 @@ int container_lookup(uint64_t cgid, uint32_t pid, struct container_info *out);
  * names it, else a walk of the hierarchy; 0 ok */
 int cgroup_path_of(uint64_t id, uint32_t pid, char *out, size_t n);
 
-/* container libcs: the agent's BPF handle + the host libcs already probed (uprobe DNS hook only) */
-void containers_init(struct agent_bpf *a, const struct probe_result *pr);
-/* every exec record: a new mount namespace with its own root gets its libcs probed */
-void containers_on_exec(uint32_t pid);
+/* What attribution learns from the runtimes (runtimes.c, a unit above this one), set by the
+ * session; NULL members: nothing known */
+struct container_sources {
+	/* bpf/containers.bpf.c named cgroup id at birth: its path under the cgroup2 root; 0 found */
+	int (*born_path)(uint64_t id, char *out, size_t n);
+	/* the i-th judged cgroup (absolute, under cg2root), *is_parent when a container-cgroup
+	 * (containers are made below it); 0 ok, -1 past the end */
+	int (*judged)(int i, const char *cg2root, char *path, size_t n, int *is_parent);
+	/* ,"image":..,"requested_by":.. of a container */
+	void (*extra_json)(struct sbuf *b, const char *runtime, const char *id, uint64_t cgid);
+};
+void containers_set_sources(const struct container_sources *src);
 
 #endif

@@ -18,6 +18,7 @@
 #include "records/proctab.h"
 #include "records/steps.h"
 #include "records/containers.h"
+#include "records/container_libc.h"
 #include "records/runtimes.h"
 #include "records/events.h"
 
