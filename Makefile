@@ -123,9 +123,12 @@ endif
 dist:
 	$(NODE) scripts/bundle.mjs dist
 
+# the agent's layers (agent-c/README.md): the check itself first, then agent-c/ against it
 lint:
 	$(BIOME) check .
 	$(NODE) node_modules/.bin/tsc -p tsconfig.json --noEmit
+	$(NODE) scripts/agent-layers.mjs --self-test
+	$(NODE) scripts/agent-layers.mjs agent-c
 
 test: prereqs
 	$(MAKE) agent agent-arm64   # the arm64 one boots in the kernel matrix
