@@ -3,7 +3,7 @@
  *
  * Format: one directive per line, '#' starts a comment, fields split by blanks.
  *   mode observe                   observe | enforce (learn is not implemented); policy directives of
- *                                  enforce mode: agent-c/enforce.c
+ *                                  enforce mode: agent-c/features/enforce_policy.c
  *   ringbuf-mb 4                   ring buffer size in MiB (power of two, 1..256); the agent's
  *                                  RSS grows by twice this (the data pages are mapped twice)
  *   file <rule-name> <pattern>     report opens of paths matching <pattern> as <rule-name>
@@ -66,7 +66,7 @@ static const struct {
 	{"proc-mem", "/proc/*/task/*/mem"},
 	{"proc-environ", "/proc/*/environ"},
 	{"proc-environ", "/proc/*/task/*/environ"},
-	/* tamper evidence: reported only when opened for writing (agent-c/integrity.c) */
+	/* tamper evidence: reported only when opened for writing (agent-c/features/integrity.c) */
 	{"resolver-config", "/etc/resolv.conf"},
 	{"resolver-config", "/run/systemd/resolve/stub-resolv.conf"},
 	{"resolver-config", "/run/systemd/resolve/resolv.conf"},
@@ -282,7 +282,7 @@ int config_load(struct config *c, const char *path, const struct config_lines *c
 			goto bad;
 		}
 		switch (cl && cl->whole ? cl->whole(c, line, path, lineno, errbuf, errn) : 0) {
-		case 1: continue;   /* step-marker, ci-identity (agent-c/steps.c) */
+		case 1: continue;   /* step-marker, ci-identity (agent-c/records/steps.c) */
 		case -1: goto bad;
 		}
 		hash = strchr(line, '#');
@@ -349,9 +349,9 @@ int config_load(struct config *c, const char *path, const struct config_lines *c
 			}
 			snprintf(c->allow_exe[c->nallow_exe++], sizeof(c->allow_exe[0]), "%s", tok[1]);
 		} else if ((pol = feature_line(cl, tok, n, why, sizeof(why))) != 0) {
-			/* protect-pid (agent-c/integrity.c); container-cgroup, runtime-cgroup, runtime-socket,
-			 * docker-root (agent-c/runtimes.c); egress policy: allow-host, allow-suffix, allow-cidr,
-			 * dns-resolver, ... (agent-c/enforce.c) */
+			/* protect-pid (agent-c/features/integrity.c); container-cgroup, runtime-cgroup, runtime-socket,
+			 * docker-root (agent-c/records/runtimes.c); egress policy: allow-host, allow-suffix, allow-cidr,
+			 * dns-resolver, ... (agent-c/features/enforce_policy.c) */
 			if (pol < 0) {
 				snprintf(errbuf, errn, "%s:%d: %s", path, lineno, why);
 				goto bad;

@@ -420,7 +420,7 @@ void job_close(int idx, const char *reason)
 	D.jobs_ended++;
 }
 
-/* ---- event hooks (agent-c/events.c) ---- */
+/* ---- event hooks (agent-c/records/events.c) ---- */
 
 struct output *job_route(const struct dp_hdr *h)
 {

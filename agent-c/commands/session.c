@@ -74,7 +74,7 @@ void abs_path(const char *in, char *out, size_t n)
 /* ---------- the units above the kernel objects, as they plug into the lower layers ---------- */
 
 /* config lines of the records and features: step-marker, ci-identity (steps.c), protect-pid
- * (integrity.c), container-cgroup, runtime-* (runtimes.c), the egress policy (enforce.c) */
+ * (integrity.c), container-cgroup, runtime-* (runtimes.c), the egress policy (enforce_policy.c) */
 static const struct config_lines feature_lines = {
 	.whole = steps_config_line,
 	.tok = {integrity_config_line, runtimes_config_line, policy_config_line},
@@ -255,7 +255,7 @@ int session_start(struct session *s, struct prep *p, int pin, char *err, size_t 
 		containers_init(s->bpf, &s->pr);
 	malloc_trim(0);
 	hwm("loaded");
-	/* tamper evidence (agent-c/integrity.c) first: loading its object parses the kernel's BTF
+	/* tamper evidence (agent-c/features/integrity.c) first: loading its object parses the kernel's BTF
 	 * again, and that transient heap should not stack on top of the mapped ring buffer */
 	if (integrity_start(s->bpf, err, errn) < 0)
 		goto fail_bpf;
@@ -267,7 +267,7 @@ int session_start(struct session *s, struct prep *p, int pin, char *err, size_t 
 		integrity_fini();
 		goto fail_bpf;
 	}
-	/* new container cgroups wake us at once (agent-c/runtimes.c); attribution only */
+	/* new container cgroups wake us at once (agent-c/records/runtimes.c); attribution only */
 	if (runtimes_born_rb_fd() >= 0 && ring_buffer__add(s->rb, runtimes_born_rb_fd(), runtimes_on_born, NULL) < 0)
 		err_msg("containers: cannot watch new cgroups: %s", strerror(errno));
 	write_agent_start(&G, &s->ai, s->kernel);

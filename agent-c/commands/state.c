@@ -136,7 +136,7 @@ int agent_state_claim(const char *dir, long *old_pid, char *old_pin, size_t n)
 		return -1;
 	}
 	/* a predecessor that died: its pins (its enforcement, kept while it was down) go once we are
-	 * armed; what it mounted is left to the mount markers (agent-c/mounts.c) */
+	 * armed; what it mounted is left to the mount markers (agent-c/kernel/mounts.c) */
 	if (state_read(dir, &st) == 0) {
 		*old_pid = st.pid;
 		snprintf(old_pin, n, "%s", st.pin_dir);

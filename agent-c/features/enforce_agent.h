@@ -1,4 +1,4 @@
-/* dpndncy agent: enforce mode (agent-c/enforce.c). */
+/* dpndncy agent: enforce mode, what the rest of the agent uses (agent-c/features/enforce_*.c). */
 #ifndef DPNDNCY_AGENT_ENFORCE_H
 #define DPNDNCY_AGENT_ENFORCE_H
 

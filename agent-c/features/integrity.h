@@ -1,4 +1,4 @@
-/* Tamper evidence (agent-c/integrity.c). */
+/* Tamper evidence (agent-c/features/integrity.c). */
 #ifndef DPNDNCY_INTEGRITY_H
 #define DPNDNCY_INTEGRITY_H
 

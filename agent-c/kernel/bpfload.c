@@ -71,7 +71,7 @@ static int reuse(struct bpf_map *dst, struct bpf_map *src)
 }
 
 /*
- * container-cgroup / runtime-cgroup (agent-c/runtimes.c): the same enforce programs, on each cgroup
+ * container-cgroup / runtime-cgroup (agent-c/records/runtimes.c): the same enforce programs, on each cgroup
  * where the job's containers (or their runtime daemon) live. Fails closed: a named cgroup that
  * cannot be judged stops the start. Never the cgroup v2 root we observe on (root).
  */
@@ -233,7 +233,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		keep[nk++] = a->conn->progs.dp_tcp_state;
 	}
 	if (cfg->mode == DP_MODE_ENFORCE) {
-		/* the verdict programs, attached to the job's cgroup below (agent-c/enforce.c) */
+		/* the verdict programs, attached to the job's cgroup below (agent-c/features/enforce_cgroup.c, enforce_maps.c) */
 		if (!pr->cgroup_ok) {
 			snprintf(errbuf, errn, "enforce mode needs cgroup connect4/6 + sendmsg4/6 programs: %s", pr->cgroup_why);
 			goto fail;
@@ -579,7 +579,7 @@ void attach_json(const struct attach_info *ai, struct sbuf *b)
 	sb_putc(b, '}');
 }
 
-/* ---- accessors for agent-c/integrity.c ---- */
+/* ---- accessors for agent-c/features/integrity.c ---- */
 int bpf_link_at(struct agent_bpf *a, int i, struct bpf_link **l, const char **name)
 {
 	if (!a || i < 0 || i >= a->nlinks)
@@ -604,7 +604,7 @@ int bpf_file_map_fd(struct agent_bpf *a, const char *name)
 	return a && a->file ? bpf_object__find_map_fd_by_name(a->file->obj, name) : -1;
 }
 
-/* ---- container libcs (agent-c/containers.c): one more libc gets the getaddrinfo probes ---- */
+/* ---- container libcs (agent-c/records/container_libc.c): one more libc gets the getaddrinfo probes ---- */
 
 int bpf_attach_libc(struct agent_bpf *a, const char *path, char *errbuf, size_t errn)
 {

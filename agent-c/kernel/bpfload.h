@@ -22,7 +22,7 @@ struct attach_info {
 };
 /*
  * What the layers above add while the objects load and attach, each where the kernel needs it
- * (everything before the first program is attached); the session (agent.c) fills it. bpfload.c
+ * (everything before the first program is attached); the session (commands/session.c) fills it. bpfload.c
  * names none of them.
  */
 struct connect_bpf;

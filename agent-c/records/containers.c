@@ -402,7 +402,7 @@ static int resolve_born(uint64_t id)
 	return 1;
 }
 
-/* the children of each container-cgroup (agent-c/runtimes.c); 1 when id is one of them */
+/* the children of each container-cgroup (agent-c/records/runtimes.c); 1 when id is one of them */
 static int resolve_in_parents(uint64_t id)
 {
 	char path[600], rel[1200];

@@ -467,7 +467,7 @@ static void stats_body(struct sbuf *b, const struct output *o, const uint64_t dr
 	sb_puts(b, "\"events\":{");
 	for (int k = 0; k < SK_COUNT; k++)
 		sb_printf(b, "%s\"%s\":%llu", k ? "," : "", stat_kind_names[k], (unsigned long long)o->kind_written[k]);
-	if (o->kind_written[SK_COUNT]) /* tamper lines (agent-c/integrity.c) */
+	if (o->kind_written[SK_COUNT]) /* tamper lines (agent-c/features/integrity.c) */
 		sb_printf(b, ",\"tamper\":%llu", (unsigned long long)o->kind_written[SK_COUNT]);
 	sb_printf(b,
 		  "},\"lost\":{\"exec\":%llu,\"exit\":%llu,\"fork\":%llu,\"connect\":%llu,\"file\":%llu,\"dns\":%llu,"

@@ -32,7 +32,7 @@ struct agent_ctx {
 };
 extern struct agent_ctx G;
 
-/* daemon mode (agent-c/daemon.c) plugs in here; all NULL otherwise */
+/* daemon mode (agent-c/commands/daemon.c) plugs in here; all NULL otherwise */
 struct event_hooks {
 	/* the log a record goes to; NULL: nobody's (dropped, counted in G.unattributed) */
 	struct output *(*route)(const struct dp_hdr *h);

@@ -1,5 +1,5 @@
 /*
- * Container runtimes (agent-c/runtimes.c, docs/containers.md): the cgroups where a runtime puts
+ * Container runtimes (agent-c/records/runtimes.c, docs/containers.md): the cgroups where a runtime puts
  * the job's containers (and the runtime daemon's own cgroup) are judged by the job's policy in
  * enforce mode, and a Docker container's records carry the step of the client that asked the
  * daemon for it (the peer of the daemon's API socket) and the image it was created from.
