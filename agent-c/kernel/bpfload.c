@@ -145,7 +145,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	memset(ai, 0, sizeof(*ai));
 
 	/* exec: creates the shared maps */
-	a->exec = exec_bpf__open();
+	a->exec = bpfobj_open_exec();
 	if (!a->exec)
 		goto open_fail;
 	a->exec->rodata->agent_tgid = self;
@@ -193,7 +193,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	} while (0)
 
 	/* connect */
-	a->conn = connect_bpf__open();
+	a->conn = bpfobj_open_connect();
 	if (!a->conn)
 		goto open_fail;
 	SHARE(a->conn);
@@ -277,7 +277,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	}
 
 	/* file */
-	a->file = file_bpf__open();
+	a->file = bpfobj_open_file();
 	if (!a->file)
 		goto open_fail;
 	SHARE(a->file);
@@ -290,7 +290,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		goto fail;
 
 	/* dns */
-	a->dns = dns_bpf__open();
+	a->dns = bpfobj_open_dns();
 	if (!a->dns)
 		goto open_fail;
 	SHARE(a->dns);

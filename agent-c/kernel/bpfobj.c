@@ -8,7 +8,10 @@
 #include <bpf/libbpf.h>
 
 #include "kernel/bpfobj.h"
+#include "exec.skel.h"
+#include "connect.skel.h"
 #include "file.skel.h"
+#include "dns.skel.h"
 
 /* libbpf messages: kept (last line) for error reasons, printed only with DPNDNCY_DEBUG */
 char last_libbpf_msg[512];
@@ -85,4 +88,26 @@ void file_hook_progs(struct file_bpf *s, int fh, const struct bpf_program **prog
 		if (tp_exists("syscalls", "sys_exit_open"))
 			progs[(*n)++] = s->progs.dp_exit_open;
 	}
+}
+
+/* one file opens the objects: a skeleton's __open embeds the whole object (its ELF bytes) in
+ * every file that calls it, which would put them in the binary twice (probe.c, bpfload.c) */
+struct exec_bpf *bpfobj_open_exec(void)
+{
+	return exec_bpf__open();
+}
+
+struct connect_bpf *bpfobj_open_connect(void)
+{
+	return connect_bpf__open();
+}
+
+struct file_bpf *bpfobj_open_file(void)
+{
+	return file_bpf__open();
+}
+
+struct dns_bpf *bpfobj_open_dns(void)
+{
+	return dns_bpf__open();
 }

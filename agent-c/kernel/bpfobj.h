@@ -7,7 +7,16 @@ enum file_hook { FH_LSM, FH_FENTRY, FH_KPROBE, FH_TRACEPOINT, FH_COUNT };
 
 struct bpf_object;
 struct bpf_program;
+struct exec_bpf;
+struct connect_bpf;
 struct file_bpf;
+struct dns_bpf;
+
+/* exec/connect/file/dns_bpf__open(), the objects' bytes in one place (bpfobj.c says why) */
+struct exec_bpf *bpfobj_open_exec(void);
+struct connect_bpf *bpfobj_open_connect(void);
+struct file_bpf *bpfobj_open_file(void);
+struct dns_bpf *bpfobj_open_dns(void);
 
 /* libbpf's last message (warnings and errors; debug ones only on stderr with DPNDNCY_DEBUG),
  * for error reasons: "" when none */

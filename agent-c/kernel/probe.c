@@ -280,7 +280,7 @@ static int lsm_bpf_active(char *reason, size_t n)
 
 static struct file_bpf *file_open_small(void)
 {
-	struct file_bpf *s = file_bpf__open();
+	struct file_bpf *s = bpfobj_open_file();
 
 	if (s) {
 		bpf_map__set_max_entries(s->maps.events, 4096);
@@ -355,7 +355,7 @@ out:
 
 static int probe_fork_raw(char *reason, size_t n)
 {
-	struct exec_bpf *s = exec_bpf__open();
+	struct exec_bpf *s = bpfobj_open_exec();
 	const struct bpf_program *keep[1];
 	struct bpf_link *l;
 	int err;
@@ -386,7 +386,7 @@ static int probe_fork_raw(char *reason, size_t n)
 
 static int probe_cgroup(const char *cgroup_path, char *reason, size_t n)
 {
-	struct connect_bpf *s = connect_bpf__open();
+	struct connect_bpf *s = bpfobj_open_connect();
 	const struct bpf_program *keep[1];
 	struct bpf_link *l;
 	int err, fd;
@@ -421,7 +421,7 @@ static int probe_cgroup(const char *cgroup_path, char *reason, size_t n)
 
 static int probe_dns(const struct probe_result *r, const char *cgroup_path, int uprobe, char *reason, size_t n)
 {
-	struct dns_bpf *s = dns_bpf__open();
+	struct dns_bpf *s = bpfobj_open_dns();
 	const struct bpf_program *keep[1];
 	struct bpf_link *l;
 	int err, fd = -1;
