@@ -6,7 +6,9 @@
 // A unit may include its own layer and those below, never one above. agent.h (program-wide
 // constants) is below every layer. Other quoted includes must be the BPF side's (a header in
 // bpf/, or a generated *.skel.h): an agent header that names no layer would hide its layer.
-// Units of one layer may use each other, but not in a circle. No .c file is over MAX_LINES.
+// Units of one layer may use each other, but not in a circle. No .c file is over MAX_LINES. A
+// skeleton is opened (<name>_bpf__open) in one file only: each file that calls it carries a copy
+// of the whole BPF object.
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
@@ -42,6 +44,7 @@ export function check(root, bpfDir) {
   const errors = [];
   const bpfHeaders = new Set(bpfDir ? readdirSync(bpfDir).filter((f) => f.endsWith(".h")) : []);
   const edges = new Map(); // unit -> units of the same layer it includes
+  const opens = new Map(); // skeleton -> the files that open it
   for (const file of walk(root).sort()) {
     const rel = relative(root, file);
     const rank = rankOf(rel);
@@ -52,6 +55,11 @@ export function check(root, bpfDir) {
     const lines = readFileSync(file, "utf8").split("\n");
     if (rel.endsWith(".c") && lines.length > MAX_LINES)
       errors.push(`${rel}: ${lines.length} lines, more than ${MAX_LINES}: split it`);
+    const code = rel.endsWith(".c") ? lines.join("\n").replace(/\/\*[\s\S]*?\*\//g, "") : "";
+    for (const m of code.matchAll(/\b(\w+)_bpf__open(?:_opts)?\s*\(/g)) {
+      if (!opens.has(m[1])) opens.set(m[1], new Set());
+      opens.get(m[1]).add(rel);
+    }
     lines.forEach((line, i) => {
       const m = /^\s*#\s*include\s+"([^"]+)"/.exec(line);
       if (!m) return;
@@ -75,6 +83,11 @@ export function check(root, bpfDir) {
       }
     });
   }
+  for (const [skel, files] of [...opens].sort())
+    if (files.size > 1)
+      errors.push(
+        `${skel}_bpf__open in ${[...files].join(", ")}: open each object in one file only`,
+      );
   // a circle among the units of one layer
   const state = new Map(); // unit -> 1 on the path, 2 done
   const path = [];
@@ -132,6 +145,11 @@ function selfTest() {
         "records/y.c": '#include "records/x.h"\n',
       },
       want: /units in a circle: records\/x -> records\/y -> records\/x/,
+    },
+    {
+      name: "a skeleton opened in two files",
+      files: { "kernel/a.c": "x = dns_bpf__open();\n", "kernel/b.c": "y = dns_bpf__open();\n" },
+      want: /dns_bpf__open in kernel\/a\.c, kernel\/b\.c: open each object in one file only/,
     },
     {
       name: "file too long",

@@ -12,7 +12,7 @@ struct connect_bpf;
 struct file_bpf;
 struct dns_bpf;
 
-/* exec/connect/file/dns_bpf__open(), the objects' bytes in one place (bpfobj.c says why) */
+/* the skeletons opened, their objects' bytes in one place (bpfobj.c says why) */
 struct exec_bpf *bpfobj_open_exec(void);
 struct connect_bpf *bpfobj_open_connect(void);
 struct file_bpf *bpfobj_open_file(void);
