@@ -50,8 +50,15 @@ struct config_lines {
 };
 int config_load(struct config *c, const char *path, const struct config_lines *cl, char *errbuf, size_t errn);
 void config_defaults(struct config *c);
-/* fill the kernel filter maps */
-int config_push_file_rules(const struct config *c, int rules_fd, int cfg_fd, int allow_fd, char *errbuf, size_t errn);
+/* a pattern's last component and its parent's (what the kernel filter matches on) */
+struct pat_parts {
+	char last[256];
+	char parent[256];
+	int has_parent;
+};
+void pat_split(const char *pat, struct pat_parts *pp);
+/* a glob character among s[0..n) */
+int has_wild(const char *s, size_t n);
 /* user-space check of a resolved path; returns rule name or NULL when dropped */
 const char *config_check_file(const struct config *c, const char *path, const char *exe, const char *comm, uint32_t pid);
 int glob_match(const char *pat, const char *s);

@@ -23,6 +23,7 @@
 #include "kernel/probe.h"
 #include "kernel/bpfobj.h"
 #include "kernel/bpfload.h"
+#include "kernel/file_rules.h"
 #include "kernel/pins.h"
 #include "exec.skel.h"
 #include "connect.skel.h"
