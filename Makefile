@@ -44,8 +44,9 @@ VMLINUX_H  := bpf/vmlinux/vmlinux_$(ARCH).h
 BPF_SRCS   := $(wildcard bpf/*.bpf.c)
 BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
 SKELS      := $(patsubst bpf/%.bpf.c,$(BUILD)/skel/%.skel.h,$(BPF_SRCS))
-AGENT_SRCS := $(wildcard agent-c/*.c)
-AGENT_HDRS := $(wildcard agent-c/*.h) bpf/dpndncy.h
+# agent-c/ is in layers, one folder each (agent-c/README.md): main.c, then its units below
+AGENT_SRCS := $(wildcard agent-c/*.c agent-c/*/*.c)
+AGENT_HDRS := $(wildcard agent-c/*.h agent-c/*/*.h) bpf/dpndncy.h
 
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror $(REPRO_FLAGS) \
               -I bpf -I bpf/vmlinux -I /usr/include/$(TRIPLET)
@@ -122,9 +123,12 @@ endif
 dist:
 	$(NODE) scripts/bundle.mjs dist
 
+# the agent's layers (agent-c/README.md): the check itself first, then agent-c/ against it
 lint:
 	$(BIOME) check .
 	$(NODE) node_modules/.bin/tsc -p tsconfig.json --noEmit
+	$(NODE) scripts/agent-layers.mjs --self-test
+	$(NODE) scripts/agent-layers.mjs agent-c
 
 test: prereqs
 	$(MAKE) agent agent-arm64   # the arm64 one boots in the kernel matrix

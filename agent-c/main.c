@@ -1,8 +1,12 @@
 /* dpndncy-agent: command line. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent.h"
+#include "base/util.h"
+#include "commands/commands.h"
+#include "commands/session.h"
 
 static const char usage_main[] =
 	"usage: " PROG " <command> [options]\n"

@@ -1,4 +1,4 @@
-// agent-c/sha256.c, the log hash the attestation signs: every block function (the x86 SHA
+// agent-c/base/sha256.c, the log hash the attestation signs: every block function (the x86 SHA
 // extensions where this CPU has them, libmd's portable one, and the ARMv8 SHA2 one, cross-built
 // and run under qemu-user as the arm64 agent would run it) against Node's crypto, for every
 // length around the block and padding boundaries and for data fed in uneven pieces.
@@ -17,7 +17,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const DRIVER = `
 #include <stdio.h>
 #include <stdlib.h>
-#include "sha256.h"
+#include "base/sha256.h"
 int main(void) {
 	static unsigned char buf[1 << 20];
 	size_t n = fread(buf, 1, sizeof buf, stdin), off = 0, k = 1;
@@ -50,7 +50,7 @@ function build(cc = "gcc", libdir?: string): string {
     "-I",
     join(ROOT, "agent-c"),
     join(dir, "driver.c"),
-    join(ROOT, "agent-c/sha256.c"),
+    join(ROOT, "agent-c/base/sha256.c"),
     "-o",
     out,
     "-lmd",
@@ -58,7 +58,7 @@ function build(cc = "gcc", libdir?: string): string {
   return out;
 }
 
-describe("agent-c/sha256.c", () => {
+describe("agent-c/base/sha256.c", () => {
   const bin = build();
   const hasShaNi = /\bsha_ni\b/.test(execFileSync("cat", ["/proc/cpuinfo"], { encoding: "utf8" }));
   const lengths = [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000, 65536 + 7, 1 << 20];

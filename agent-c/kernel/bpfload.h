@@ -1,0 +1,67 @@
+/* Loading, attaching, pinning and tearing down the BPF objects (agent-c/kernel/bpfload.c). */
+#ifndef DPNDNCY_KERNEL_BPFLOAD_H
+#define DPNDNCY_KERNEL_BPFLOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dpndncy.h"
+
+struct config;
+struct probe_result;
+struct sbuf;
+struct bpf_link;
+
+/* links an agent holds: its hooks (about 16) and two per probed container libc (256 at most) */
+#define MAX_LINKS (64 + 2 * 256)
+struct agent_bpf;
+struct attach_info {
+	char exec[128], exitp[128], fork[128], connect[160], connect_result[128];
+	char file[128], dns[160], dns_packet[128];
+	char tamper[256];      /* filled after integrity_start (as long as integrity.c's tamper_attach) */
+};
+/*
+ * What the layers above add while the objects load and attach, each where the kernel needs it
+ * (everything before the first program is attached); the session (commands/session.c) fills it. bpfload.c
+ * names none of them.
+ */
+struct connect_bpf;
+struct bpf_hooks {
+	/* exec object loaded: the step markers into step_cfg (0 ok), the step maps to the records */
+	int (*exec_loaded)(const struct config *cfg, int step_cfg_fd, int step_names_fd, int steps_fd, char *errbuf,
+			   size_t errn);
+	uint32_t learned_ttl_min;   /* seconds, set into the connect object before it loads */
+	int container_slices;       /* enforce mode: container slices are judged (gated programs loaded) */
+	/* enforce mode, connect object loaded: the policy maps (0 ok) */
+	int (*connect_loaded)(struct connect_bpf *conn, char *errbuf, size_t errn);
+	/* connect object loaded: the cgroup-birth object (<0 with why: fatal only with container slices) */
+	int (*judged_load)(int judged_fd, const char *cg2root, char *why, size_t whyn);
+	/* enforce mode: the job cgroup's open fd */
+	int (*enforce_cgroup_fd)(void);
+	/* enforce mode: the i-th further judged cgroup (0 ok, -1 past the end), what it is called in
+	 * errors, whether it is a slice (gated programs); and its fd once attached */
+	int (*judged_cgroup)(int i, const char *cg2root, char *path, size_t n, const char **what, int *slice);
+	void (*judged_attached)(int i, int fd);
+	void (*unload)(void);       /* teardown, before the links go */
+	/* connect records still parked at stop (bpf_flush_pending) */
+	int (*on_record)(void *ctx, void *data, size_t len);
+};
+struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result *pr, const char *cgroup_path,
+			    int pin, const struct bpf_hooks *h, char *errbuf, size_t errn, struct attach_info *ai);
+int bpf_ringbuf_fd(struct agent_bpf *a);
+void bpf_flush_pending(struct agent_bpf *a);
+void bpf_read_drops(struct agent_bpf *a, uint64_t drops[DP_KIND_MAX]);
+void bpf_teardown(struct agent_bpf *a);
+const char *bpf_pin_dir(struct agent_bpf *a);
+void attach_json(const struct attach_info *ai, struct sbuf *b);
+
+/* one more libc (a container's, by path) gets the getaddrinfo uprobe + uretprobe; 0 ok */
+int bpf_attach_libc(struct agent_bpf *a, const char *path, char *errbuf, size_t errn);
+
+/* for the integrity checks: the i-th link, the observed cgroup v2 root, maps by name */
+int bpf_link_at(struct agent_bpf *a, int i, struct bpf_link **l, const char **name);
+int bpf_root_cgroup_fd(struct agent_bpf *a);
+int bpf_exec_map_fd(struct agent_bpf *a, const char *name);
+int bpf_file_map_fd(struct agent_bpf *a, const char *name);
+
+#endif
