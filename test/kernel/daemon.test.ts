@@ -517,6 +517,67 @@ describeKernel("daemon: a policy reload is atomic for running jobs", () => {
   });
 });
 
+describeKernel("daemon: many reloads of a large policy", () => {
+  it("a 3,000-rule policy reloaded twelve times (more rules than the table holds, all told): every reload is taken and the last revision is in force, with its rules named", async () => {
+    const inet = await Netns.create();
+    const work = await Netns.create();
+    await work.vethTo(inet, ["192.0.2.2/24"], ["192.0.2.10/24", "192.0.2.11/24"]);
+    await startServers(inet, ["tcp:[::]:80"]);
+    const cg = testCgroup("bigreload");
+    const pol = tempDir("policies");
+    const filler = Array.from(
+      { length: 3000 },
+      (_, i) => `allow-cidr 10.${(i >> 8) & 255}.${i & 255}.1/32`,
+    );
+    // odd revisions allow .10, even ones .11: the last (12) must allow .11 and only it
+    const policy = (n: number) =>
+      [`# revision ${n}`, ...filler, `allow-cidr 192.0.2.${n % 2 ? 10 : 11}/32`, ""].join("\n");
+    writeFileSync(join(pol, "default.conf"), policy(0));
+    const d = await startDaemon(["--mode", "enforce", "--cgroup", cg.path, "--policy-dir", pol]);
+    const REVISIONS = 12;
+    for (let n = 1; n <= REVISIONS; n++) {
+      writeFileSync(join(pol, "default.conf"), policy(n));
+      d.bg.child.kill("SIGHUP");
+      await d.waitFor(
+        (c) =>
+          c.type === "policy-reload" &&
+          d.lines().filter((x) => x.type === "policy-reload").length >= n,
+        `reload ${n}`,
+        30_000,
+      );
+    }
+    const reloads = d.lines().filter((c) => c.type === "policy-reload");
+    expect(reloads.map((c) => c.ok)).toEqual(Array(REVISIONS).fill(true));
+    expect(d.bg.stderr()).not.toMatch(/refused|too many/);
+    const nonce = `${process.pid}-${Date.now()}`;
+    const client = spawnBackground(
+      inCgroup(
+        cg.child("job"),
+        [`DPNDNCY_JOB=big-${nonce}`],
+        work.exec(
+          PYTHON,
+          join(FIXTURES, "enforce_client.py"),
+          "tcp:192.0.2.10:80",
+          "tcp:192.0.2.11:80",
+        ),
+      ),
+      { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
+    );
+    await poll(() => client.child.exitCode !== null, 20_000);
+    expect(client.stdout(), client.stderr()).toBe(
+      "RES tcp:192.0.2.10:80 1\nRES tcp:192.0.2.11:80 0\n",
+    );
+    // the job's log names the rule that allowed .11 (a reused rule number must carry the new name)
+    const start = await d.waitFor((c) => c.type === "job-start", "job-start");
+    await d.waitFor((c) => c.type === "job-end", "job-end", 30_000);
+    const log = readLog(String(start.log));
+    const to = (addr: string) =>
+      workload(log).find((e): e is ConnectEv => e.kind === "connect" && e.addr === addr);
+    expect(to("192.0.2.11")).toMatchObject({ verdict: "allow", rule: "allow-cidr 192.0.2.11/32" });
+    expect(to("192.0.2.10")).toMatchObject({ verdict: "deny", rule: "default-deny" });
+  });
+});
+
 describeKernel("daemon with the systemd unit's capabilities", () => {
   it("the capability set of deploy/systemd/dpndncy-agent.service is enough to observe and enforce (with the hooks it allows)", async () => {
     const setpriv = unitSetpriv();
