@@ -70,6 +70,11 @@ static void purge_slot(struct connect_bpf *conn, uint32_t slot)
 	purge_map(bpf_map__fd(conn->maps.names), sizeof(struct dp_name_key), offsetof(struct dp_name_key, slot), slot);
 	purge_map(bpf_map__fd(conn->maps.deny_addr), sizeof(struct dp_deny_key), offsetof(struct dp_deny_key, slot), slot);
 	purge_map(bpf_map__fd(conn->maps.learned), sizeof(struct dp_learn_key), offsetof(struct dp_learn_key, slot), slot);
+	for (int i = 0; i < P.n; i++)
+		if (P.e[i].in_kernel && P.e[i].kgen == slot) {
+			P.e[i].in_kernel = 0;
+			P.e[i].freed_at = P.reloads;
+		}
 }
 
 static uint64_t fnv64(const char *p, size_t n)
@@ -193,6 +198,7 @@ int enforce_load_dir(const char *dir, int *changed, char *errbuf, size_t errn)
 
 	if (changed)
 		*changed = 0;
+	P.reloads++;
 	if (find_confs(dir, "", f, &nf, MAX_SLOTS, 0, errbuf, errn) < 0)
 		return -1;
 	memcpy(saved, P.slots, sizeof(saved));

@@ -177,6 +177,8 @@ int push_slot(struct connect_bpf *conn, int slot, uint32_t ks, char *errbuf, siz
 
 		if (!e->live || e->slot != slot)
 			continue;
+		P.e[i].in_kernel = 1; /* until purge_slot(ks) */
+		P.e[i].kgen = ks;
 		if (e->kind == E_CIDR) {
 			if (e->port) {
 				struct dp_lpm_port k = {.prefixlen = DP_SLOT_BITS + 16 + (uint32_t)e->prefix,

@@ -126,17 +126,40 @@ static const char *name_check(const char *in, size_t len, char *out, size_t outn
 	return NULL;
 }
 
+/*
+ * A free entry: appended while there is room, else one a reload replaced whose kernel keys were
+ * purged during an earlier reload. By then the records that named it were emitted before the
+ * purge and drained by the main loop since, so reusing its id cannot rename a verdict in flight.
+ */
 static struct entry *new_entry(char *errbuf, size_t errn)
 {
-	if (P.n >= MAX_ENTRIES) {
-		snprintf(errbuf, errn, "too many allow entries (max %d)", MAX_ENTRIES);
-		return NULL;
+	struct entry *e = NULL;
+
+	if (P.n < MAX_ENTRIES) {
+		e = &P.e[P.n++];
+	} else {
+		for (int i = 0; i < P.n && !e; i++)
+			if (!P.e[i].live && !P.e[i].in_kernel && P.e[i].freed_at < P.reloads)
+				e = &P.e[i];
+		if (!e) {
+			snprintf(errbuf, errn, "too many allow entries in force (max %d over all policies)", MAX_ENTRIES);
+			return NULL;
+		}
 	}
-	memset(&P.e[P.n], 0, sizeof(P.e[0]));
-	P.e[P.n].slot = (uint16_t)P.cur_slot;
-	P.e[P.n].live = 1;
-	P.e[P.n].from_dir = P.cur_slot != 0 || P.nslots > 0;
-	return &P.e[P.n++];
+	memset(e, 0, sizeof(*e));
+	e->slot = (uint16_t)P.cur_slot;
+	e->live = 1;
+	e->from_dir = P.cur_slot != 0 || P.nslots > 0;
+	e->freed_at = P.reloads;
+	return e;
+}
+
+/* undo new_entry for a line that turned out invalid */
+static void drop_entry(struct entry *e)
+{
+	e->live = 0;
+	if (e == &P.e[P.n - 1])
+		P.n--;
 }
 
 static int add_name(const char *arg, int suffix, char *errbuf, size_t errn)
@@ -168,12 +191,12 @@ static int add_name(const char *arg, int suffix, char *errbuf, size_t errn)
 		return -1;
 	why = name_check(host, hl, e->name, sizeof(e->name));
 	if (why) {
-		P.n--;
+		drop_entry(e);
 		snprintf(errbuf, errn, "invalid name \"%s\": %s", arg, why);
 		return -1;
 	}
 	if (suffix && !strchr(e->name, '.')) {
-		P.n--;
+		drop_entry(e);
 		snprintf(errbuf, errn, "invalid name \"%s\": a wildcard needs a domain with at least two labels", arg);
 		return -1;
 	}
@@ -226,7 +249,7 @@ static int add_cidr(const char *arg, char *errbuf, size_t errn)
 	if (!e)
 		return -1;
 	if (parse_ip16(s, e->addr, &is4) < 0) {
-		P.n--;
+		drop_entry(e);
 		snprintf(errbuf, errn, "invalid CIDR \"%s\": \"%s\" is not an IPv4 or IPv6 address", arg, s);
 		return -1;
 	}
@@ -236,7 +259,7 @@ static int add_cidr(const char *arg, char *errbuf, size_t errn)
 		long v = strtol(slash + 1, &end, 10);
 
 		if (!slash[1] || *end || v < 0 || v > prefix) {
-			P.n--;
+			drop_entry(e);
 			snprintf(errbuf, errn, "invalid CIDR \"%s\": prefix length must be 0-%d", arg, prefix);
 			return -1;
 		}
@@ -247,7 +270,7 @@ static int add_cidr(const char *arg, char *errbuf, size_t errn)
 	/* host bits must be zero: 192.0.2.1/24 is almost always a typo */
 	for (int b = e->prefix; b < 128; b++) {
 		if (e->addr[b / 8] & (0x80 >> (b % 8))) {
-			P.n--;
+			drop_entry(e);
 			snprintf(errbuf, errn, "invalid CIDR \"%s\": host bits set (did you mean the network address?)", arg);
 			return -1;
 		}

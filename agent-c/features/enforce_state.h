@@ -12,7 +12,11 @@
 
 struct connect_bpf;
 
-/* entries of every policy, over every reload (rule ids stay stable: a reload appends) */
+/*
+ * entries of every policy, over every reload. A rule id is an index here, so an entry a reload
+ * replaced keeps its name while the kernel or the ring buffer may still hold its id; it is reused
+ * only once no kernel key names it (purged) and a later reload has begun (see new_entry).
+ */
 #define MAX_ENTRIES 16384
 #define MAX_RESOLVERS 16
 #define MAX_EXEMPT 32
@@ -29,6 +33,9 @@ struct entry {
 	uint16_t slot;         /* the policy it belongs to (0: the config file / default.conf) */
 	uint8_t live;          /* 0: replaced by a reload (kept so old rule ids keep their names) */
 	uint8_t from_dir;      /* read from the policy directory (replaced when its file changes) */
+	uint8_t in_kernel;     /* kernel keys of generation kgen name this entry's rule id */
+	uint32_t kgen;
+	uint32_t freed_at;     /* the reload during which its last kernel keys were purged */
 	char text[300];        /* rule name as reported */
 };
 
@@ -56,6 +63,7 @@ struct enforce_state {
 	uint64_t next_sweep, pressure_until;
 	int said_full;
 	int cur_slot;          /* slot new entries go to */
+	uint32_t reloads;      /* policy directory reads so far */
 	int nslots;
 	struct slot slots[MAX_SLOTS];
 	/*

@@ -575,6 +575,37 @@ describeKernel("daemon: many reloads of a large policy", () => {
       workload(log).find((e): e is ConnectEv => e.kind === "connect" && e.addr === addr);
     expect(to("192.0.2.11")).toMatchObject({ verdict: "allow", rule: "allow-cidr 192.0.2.11/32" });
     expect(to("192.0.2.10")).toMatchObject({ verdict: "deny", rule: "default-deny" });
+    // more rules in force than the table holds: refused, loudly, and the policies in force stay
+    writeFileSync(
+      join(pol, "huge.conf"),
+      Array.from(
+        { length: 14000 },
+        (_, i) => `allow-cidr 10.1${(i >> 12) & 3}.${(i >> 6) & 63}.${(i & 63) * 4}/32`,
+      ).join("\n"),
+    );
+    d.bg.child.kill("SIGHUP");
+    await d.waitFor((c) => c.type === "policy-reload" && c.ok === false, "a refused reload");
+    expect(d.bg.stderr()).toMatch(
+      /huge\.conf.*too many allow entries in force \(max 16384 over all policies\)/,
+    );
+    expect(d.bg.stderr()).toMatch(/policy reload refused, the policies in force stay/);
+    const again = spawnBackground(
+      inCgroup(
+        cg.child("job2"),
+        [`DPNDNCY_JOB=big2-${nonce}`],
+        work.exec(
+          PYTHON,
+          join(FIXTURES, "enforce_client.py"),
+          "tcp:192.0.2.10:80",
+          "tcp:192.0.2.11:80",
+        ),
+      ),
+      { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
+    );
+    await poll(() => again.child.exitCode !== null, 20_000);
+    expect(again.stdout(), again.stderr()).toBe(
+      "RES tcp:192.0.2.10:80 1\nRES tcp:192.0.2.11:80 0\n",
+    );
   });
 });
 
