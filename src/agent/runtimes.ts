@@ -279,7 +279,7 @@ export function detectRuntimes(host: HostView = realHost): RuntimeLayout {
       );
   }
   if (L.runtimeSockets.length > 4) {
-    // the agent takes 4 (agent-c/runtimes.c): a container asked for through another one is
+    // the agent takes 4 (agent-c/records/runtimes.c): a container asked for through another one is
     // still judged, it only carries no requester
     L.notJudged.push(
       `requesters only through ${L.runtimeSockets.slice(0, 4).join(", ")}; not through ${L.runtimeSockets.slice(4).join(", ")} (the agent watches 4 API sockets)`,
@@ -287,7 +287,7 @@ export function detectRuntimes(host: HostView = realHost): RuntimeLayout {
     L.runtimeSockets = L.runtimeSockets.slice(0, 4);
   }
   const total = L.containerCgroups.length + L.containerSlices.length + L.runtimeCgroups.length;
-  // the agent refuses a config with more (agent-c/runtimes.h RT_MAX_CGROUPS): start fails, closed
+  // the agent refuses a config with more (agent-c/records/runtimes.h RT_MAX_CGROUPS): start fails, closed
   if (total > 8)
     L.notJudged.push(
       `${total} runtime cgroups found: the agent takes at most 8 and will refuse to start`,

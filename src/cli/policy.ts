@@ -1,6 +1,6 @@
 // dpndncy policy check FILE: validate a policy (YAML or JSON, schema/policy.v1.json) the way
 // `start --policy` will load it. Errors name FILE:LINE:COLUMN; --print shows the agent
-// directives enforce mode would get (agent-c/enforce.c).
+// directives enforce mode would get (agent-c/features/enforce_policy.c).
 import { endpointDirective } from "../agent/config.js";
 import { EndpointError } from "../policy/endpoint.js";
 import { loadPolicy, PolicyError } from "../policy/load.js";

@@ -56,7 +56,7 @@ export function renderDaemonAgentConfig(c: DaemonConfig): string {
   for (const s of all) {
     if (!ENV_NAME.test(s.marker))
       throw new Error(`job marker "${s.marker}" is not an environment variable name`);
-    // the platform names the start record's ci.platform (agent-c/steps.c)
+    // the platform names the start record's ci.platform (agent-c/records/steps.c)
     const known = JOB_MARKERS.some((j) => j.marker === s.marker);
     lines.push(known ? `job-marker ${s.marker} ${s.platform}` : `job-marker ${s.marker}`);
   }

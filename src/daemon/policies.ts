@@ -52,7 +52,7 @@ const HOST_WIDE: Record<string, string> = {
   files: "(no daemon equivalent yet)",
 };
 
-/** Policy slots of the agent (agent-c/enforce.c MAX_SLOTS), default.conf included. */
+/** Policy slots of the agent (agent-c/features/enforce_state.h MAX_SLOTS), default.conf included. */
 const MAX_POLICIES = 256;
 
 function isPolicyFile(name: string): boolean {
@@ -148,7 +148,7 @@ export async function compilePolicies(policyDir: string): Promise<Compiled> {
   }
   if (policies.length > MAX_POLICIES) {
     throw new PolicyError(
-      `${policyDir}: ${policies.length} policies; the agent holds at most ${MAX_POLICIES} (agent-c/enforce.c)`,
+      `${policyDir}: ${policies.length} policies; the agent holds at most ${MAX_POLICIES} (agent-c/features/enforce_state.h)`,
     );
   }
   if (!seen.has("default.conf")) {

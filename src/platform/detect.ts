@@ -317,7 +317,7 @@ export interface JobMarkerSpec {
 
 /**
  * Every per-job unique variable we know, in priority order. The agent holds at most 4 job
- * markers (agent-c/daemon.c), so the supervisor uses DEFAULT_JOB_MARKERS unless daemon.yml
+ * markers (agent-c/commands/daemon.c), so the supervisor uses DEFAULT_JOB_MARKERS unless daemon.yml
  * names others (`jobMarkers`). Of the other platforms in PLATFORMS: Jenkins' BUILD_TAG is
  * unique per build (one build may span nodes), Azure's SYSTEM_JOBID per job attempt, CircleCI's
  * CIRCLE_WORKFLOW_JOB_ID per job (CIRCLE_BUILD_NUM is only per project), Bitbucket's

@@ -33,7 +33,7 @@ interface EventBase {
   cgroup: number;
   step: string | null;
   ancestry?: { pid: number; comm: string }[];
-  /** the container of the task, from its cgroup path (agent-c/containers.c) */
+  /** the container of the task, from its cgroup path (agent-c/records/containers.c) */
   container?: ContainerInfo;
 }
 

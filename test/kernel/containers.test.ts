@@ -1,4 +1,4 @@
-// Containers (agent-c/containers.c): records of a process in a container's cgroup carry the
+// Containers (agent-c/records/containers.c): records of a process in a container's cgroup carry the
 // container (runtime, id, Kubernetes pod) parsed from the cgroup path, and a libc inside a
 // container's root filesystem (another inode than the host's) gets the getaddrinfo probes too.
 //

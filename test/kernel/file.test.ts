@@ -68,7 +68,7 @@ describeKernel("file", () => {
       expect(f.path.startsWith("/")).toBe(true);
       expect(f.uid).toBe(0);
       expect(f.ppid).toBe(execOf(execs, f.pid)?.ppid ?? f.ppid);
-      // the default rule names (agent-c/config.c)
+      // the default rule names (agent-c/base/config.c)
       expect(f.rule).toBe(f.path === key ? "ssh-key" : "aws-credentials");
     }
     const reads = files.filter((f) => f.comm !== "sh");

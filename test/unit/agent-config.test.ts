@@ -1,4 +1,4 @@
-// renderAgentConfig: the step-marker and ci-identity directives (agent-c/steps.c parses them).
+// renderAgentConfig: the step-marker and ci-identity directives (agent-c/records/steps.c parses them).
 import { describe, expect, it } from "vitest";
 import { renderAgentConfig } from "../../src/agent/config.js";
 import { detectPlatform } from "../../src/platform/detect.js";

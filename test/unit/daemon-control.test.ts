@@ -62,7 +62,7 @@ describe("control lines", () => {
     );
   });
 
-  it("lines shaped as agent-c/daemon.c writes them", () => {
+  it("lines shaped as agent-c/commands/daemon.c writes them", () => {
     const lines = [
       `{"type":"daemon-start","ts":"${ts}","pid":77,"mode":"observe","jobs_dir":"/j","policy_dir":null,"cgroup":null,"log":"/j/daemon-1.ndjson","attach":{"exec":"tracepoint/sched/sched_process_exec","dns":null},"kernel":null}`,
       `{"type":"job-start","ts":"${ts}","job":"DPNDNCY_JOB=a","log":"/j/DPNDNCY_JOB_a-1.ndjson","pid":9,"cgroup":null,"container":null,"project":null,"name":null,"policy":null}`,

@@ -147,7 +147,7 @@ describe("policy directory", () => {
     expect((await compilePolicies(src)).policies).toHaveLength(256);
     put("one/more.yml", "version: 1\n");
     await expect(compilePolicies(src)).rejects.toThrow(
-      `${src}: 257 policies; the agent holds at most 256 (agent-c/enforce.c)`,
+      `${src}: 257 policies; the agent holds at most 256 (agent-c/features/enforce_state.h)`,
     );
   });
 

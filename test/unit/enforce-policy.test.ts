@@ -1,4 +1,4 @@
-// Enforce mode on the TypeScript side: policy endpoints -> agent directives (agent-c/enforce.c
+// Enforce mode on the TypeScript side: policy endpoints -> agent directives (agent-c/features/enforce_policy.c
 // parses them), and `dpndncy policy check` with FILE:LINE:COLUMN errors.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
