@@ -11,13 +11,30 @@ import type {
   EventKind,
   ExecEvent,
   ExecSummaryEntry,
+  ExitEvent,
   FileEvent,
   Limits,
   SensitiveFile,
   TamperEvent,
-  TraceEvent,
   Verdict,
 } from "./types.js";
+
+/**
+ * What the fold reads of each event: a view of the event types (types.ts), not a second
+ * definition. A full TraceEvent is one; the fast path (fastparse.ts) builds only this much.
+ */
+export type FoldEvent =
+  | Pick<ExecEvent, "kind" | "seq" | "step" | "filename" | "argv">
+  | Pick<ExitEvent, "kind" | "seq">
+  | Pick<
+      ConnectEvent,
+      "kind" | "seq" | "step" | "proto" | "family" | "addr" | "port" | "result" | "verdict" | "rule"
+    >
+  | Pick<FileEvent, "kind" | "seq" | "step" | "path" | "rule" | "comm">
+  | Pick<DnsEvent, "kind" | "seq" | "step" | "name" | "answers" | "rcode">
+  | AgentEvent
+  | Pick<TamperEvent, "kind" | "seq" | "ts" | "what" | "detail">;
+type View<K extends FoldEvent["kind"]> = Extract<FoldEvent, { kind: K }>;
 
 export const DEFAULT_LIMITS: Limits = {
   destinations: 10_000,
@@ -43,12 +60,16 @@ interface DestState {
   count: number;
   failed: number;
   steps: Set<string>;
+  /** The step last found in `steps`: consecutive events mostly share it, and a compare is cheaper than a Set lookup. */
+  lastStep: string | null;
   rules: Set<string>;
+  lastRule: string | null;
 }
 
 interface CountedSteps {
   count: number;
   steps: Set<string>;
+  lastStep: string | null;
 }
 
 type ExecState = CountedSteps & { binary: string; arg1: string | null };
@@ -58,11 +79,15 @@ type FileState = CountedSteps & { path: string; rule: string; comms: Set<string>
 export class Accumulator {
   readonly counts: Partial<Record<EventKind, number>> = {};
   readonly overflow: Partial<Record<keyof Limits, number>> = {};
-  private readonly destinations = new Map<string, DestState>();
+  // addr -> its destinations (a few protocols and ports): no key string built per connect.
+  private readonly destinations = new Map<string, DestState[]>();
+  private destinationCount = 0;
   // addr -> names whose answers contained it; joined onto destinations at the end, so a DNS
   // answer logged after the connect (packet-path DNS can be) still names it.
   private readonly answerNames = new Map<string, Set<string>>();
-  private readonly execs = new Map<string, ExecState>();
+  // filename -> argv[1] (null: none) -> state.
+  private readonly execs = new Map<string, Map<string | null, ExecState>>();
+  private execCount = 0;
   private readonly dnsNames = new Map<string, DnsState>();
   private readonly files = new Map<string, FileState>();
   start: AgentEvent | null = null;
@@ -78,7 +103,7 @@ export class Accumulator {
     this.limits = limits;
   }
 
-  add(e: TraceEvent): void {
+  add(e: FoldEvent): void {
     this.counts[e.kind] = (this.counts[e.kind] ?? 0) + 1;
     switch (e.kind) {
       case "connect":
@@ -108,22 +133,34 @@ export class Accumulator {
     this.overflow[what] = (this.overflow[what] ?? 0) + 1;
   }
 
-  private addStep(set: Set<string>, step: string | null): void {
+  private addStep(entry: CountedSteps, step: string | null): void {
     const s = step ?? UNKNOWN_STEP;
-    if (set.has(s)) return;
-    if (set.size >= this.limits.steps_per_entry) {
-      this.overflowed("steps_per_entry");
-      return;
+    if (s === entry.lastStep) return;
+    const set = entry.steps;
+    if (!set.has(s)) {
+      if (set.size >= this.limits.steps_per_entry) {
+        this.overflowed("steps_per_entry");
+        return;
+      }
+      set.add(s);
     }
-    set.add(s);
+    entry.lastStep = s;
   }
 
-  private addConnect(e: ConnectEvent): void {
+  private addConnect(e: View<"connect">): void {
     const addr = normalizeAddr(e.addr);
-    const key = `${e.proto}|${addr}|${e.port}`;
-    let d = this.destinations.get(key);
+    let list = this.destinations.get(addr);
+    let d: DestState | undefined;
+    if (list) {
+      for (const x of list) {
+        if (x.port === e.port && x.proto === e.proto) {
+          d = x;
+          break;
+        }
+      }
+    }
     if (!d) {
-      if (this.destinations.size >= this.limits.destinations) {
+      if (this.destinationCount >= this.limits.destinations) {
         this.overflowed("destinations");
         return;
       }
@@ -136,32 +173,46 @@ export class Accumulator {
         count: 0,
         failed: 0,
         steps: new Set(),
+        lastStep: null,
         rules: new Set(),
+        lastRule: null,
       };
-      this.destinations.set(key, d);
+      if (list) list.push(d);
+      else {
+        list = [d];
+        this.destinations.set(addr, list);
+      }
+      this.destinationCount += 1;
     }
     d.count += 1;
     if (e.result !== null && e.result < 0) d.failed += 1;
     if (e.verdict) d.verdicts[e.verdict] = (d.verdicts[e.verdict] ?? 0) + 1;
-    if (e.rule !== undefined && d.rules.size < this.limits.steps_per_entry) d.rules.add(e.rule);
-    this.addStep(d.steps, e.step);
+    if (
+      e.rule !== undefined &&
+      e.rule !== d.lastRule &&
+      d.rules.size < this.limits.steps_per_entry
+    ) {
+      d.rules.add(e.rule);
+      d.lastRule = e.rule;
+    }
+    this.addStep(d, e.step);
   }
 
-  private addDns(e: DnsEvent): void {
+  private addDns(e: View<"dns">): void {
     const name = normalizeName(e.name);
     let n = this.dnsNames.get(name);
     if (!n) {
       if (this.dnsNames.size >= this.limits.dns_names) {
         this.overflowed("dns_names");
       } else {
-        n = { count: 0, failed: 0, steps: new Set() };
+        n = { count: 0, failed: 0, steps: new Set(), lastStep: null };
         this.dnsNames.set(name, n);
       }
     }
     if (n) {
       n.count += 1;
       if (e.rcode !== undefined && e.rcode !== 0) n.failed += 1;
-      this.addStep(n.steps, e.step);
+      this.addStep(n, e.step);
     }
     for (const answer of e.answers) {
       const addr = normalizeAddr(answer);
@@ -184,23 +235,28 @@ export class Accumulator {
     }
   }
 
-  private addExec(e: ExecEvent): void {
+  private addExec(e: View<"exec">): void {
     const arg1 = e.argv.length > 1 ? (e.argv[1] ?? null) : null;
-    const key = `${e.filename}\0${arg1 === null ? "\u0001" : arg1}`;
-    let x = this.execs.get(key);
+    let byArg = this.execs.get(e.filename);
+    let x = byArg?.get(arg1);
     if (!x) {
-      if (this.execs.size >= this.limits.execs) {
+      if (this.execCount >= this.limits.execs) {
         this.overflowed("execs");
         return;
       }
-      x = { binary: e.filename, arg1, count: 0, steps: new Set() };
-      this.execs.set(key, x);
+      x = { binary: e.filename, arg1, count: 0, steps: new Set(), lastStep: null };
+      if (!byArg) {
+        byArg = new Map();
+        this.execs.set(e.filename, byArg);
+      }
+      byArg.set(arg1, x);
+      this.execCount += 1;
     }
     x.count += 1;
-    this.addStep(x.steps, e.step);
+    this.addStep(x, e.step);
   }
 
-  private addFile(e: FileEvent): void {
+  private addFile(e: View<"file">): void {
     const key = `${e.rule}\0${e.path}`;
     let f = this.files.get(key);
     if (!f) {
@@ -208,12 +264,19 @@ export class Accumulator {
         this.overflowed("files");
         return;
       }
-      f = { path: e.path, rule: e.rule, count: 0, comms: new Set(), steps: new Set() };
+      f = {
+        path: e.path,
+        rule: e.rule,
+        count: 0,
+        comms: new Set(),
+        steps: new Set(),
+        lastStep: null,
+      };
       this.files.set(key, f);
     }
     f.count += 1;
     if (f.comms.size < this.limits.steps_per_entry) f.comms.add(e.comm);
-    this.addStep(f.steps, e.step);
+    this.addStep(f, e.step);
   }
 
   private addAgent(e: AgentEvent): void {
@@ -226,7 +289,7 @@ export class Accumulator {
     }
   }
 
-  private addTamper(e: TamperEvent): void {
+  private addTamper(e: View<"tamper">): void {
     this.tamperCount += 1;
     if (this.tamper.length < MAX_TAMPER_EVENTS) {
       this.tamper.push({ what: e.what, detail: e.detail ?? null, ts: e.ts });
@@ -235,7 +298,7 @@ export class Accumulator {
 
   egress(): Destination[] {
     const out: Destination[] = [];
-    for (const d of this.destinations.values()) {
+    for (const d of [...this.destinations.values()].flat()) {
       out.push({
         addr: d.addr,
         port: d.port,
@@ -258,7 +321,7 @@ export class Accumulator {
 
   exec(): ExecSummaryEntry[] {
     const out: ExecSummaryEntry[] = [];
-    for (const x of this.execs.values()) {
+    for (const x of [...this.execs.values()].flatMap((m) => [...m.values()])) {
       out.push({
         binary: x.binary,
         arg1_sha256: x.arg1 === null ? null : sha256Utf8(x.arg1),

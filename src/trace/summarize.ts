@@ -25,6 +25,8 @@ export interface SummarizeOptions {
   logName?: string;
   limits?: Partial<Limits>;
   maxLineBytes?: number;
+  /** false: only the reference parse (JSON.parse + schema), for comparing the fast path with. */
+  fastPath?: boolean;
 }
 
 export async function summarizeFile(path: string, opts: SummarizeOptions = {}): Promise<Predicate> {
@@ -40,7 +42,11 @@ export async function summarizeStream(
   opts: SummarizeOptions & { logName: string },
 ): Promise<Predicate> {
   const maxLineBytes = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-  const fold = new TraceFold({ ...DEFAULT_LIMITS, ...opts.limits }, maxLineBytes);
+  const fold = new TraceFold(
+    { ...DEFAULT_LIMITS, ...opts.limits },
+    maxLineBytes,
+    opts.fastPath ?? true,
+  );
   const read = await readLines(stream, fold, maxLineBytes);
   return predicate(fold, read, opts);
 }
