@@ -137,14 +137,14 @@ export class Accumulator {
     const s = step ?? UNKNOWN_STEP;
     if (s === entry.lastStep) return;
     const set = entry.steps;
-    if (!set.has(s)) {
-      if (set.size >= this.limits.steps_per_entry) {
-        this.overflowed("steps_per_entry");
-        return;
-      }
-      set.add(s);
+    if (set.has(s)) return;
+    if (set.size >= this.limits.steps_per_entry) {
+      this.overflowed("steps_per_entry");
+      return;
     }
-    entry.lastStep = s;
+    const kept = own(s);
+    set.add(kept);
+    entry.lastStep = kept;
   }
 
   private addConnect(e: View<"connect">): void {
@@ -164,8 +164,9 @@ export class Accumulator {
         this.overflowed("destinations");
         return;
       }
+      const kept = own(addr);
       d = {
-        addr,
+        addr: kept,
         port: e.port,
         proto: e.proto,
         family: e.family,
@@ -180,20 +181,22 @@ export class Accumulator {
       if (list) list.push(d);
       else {
         list = [d];
-        this.destinations.set(addr, list);
+        this.destinations.set(kept, list);
       }
       this.destinationCount += 1;
     }
     d.count += 1;
     if (e.result !== null && e.result < 0) d.failed += 1;
     if (e.verdict) d.verdicts[e.verdict] = (d.verdicts[e.verdict] ?? 0) + 1;
+    const rule = e.rule;
     if (
-      e.rule !== undefined &&
-      e.rule !== d.lastRule &&
+      rule !== undefined &&
+      rule !== d.lastRule &&
+      !d.rules.has(rule) &&
       d.rules.size < this.limits.steps_per_entry
     ) {
-      d.rules.add(e.rule);
-      d.lastRule = e.rule;
+      d.lastRule = own(rule);
+      d.rules.add(d.lastRule);
     }
     this.addStep(d, e.step);
   }
@@ -206,7 +209,7 @@ export class Accumulator {
         this.overflowed("dns_names");
       } else {
         n = { count: 0, failed: 0, steps: new Set(), lastStep: null };
-        this.dnsNames.set(name, n);
+        this.dnsNames.set(own(name), n);
       }
     }
     if (n) {
@@ -224,14 +227,14 @@ export class Accumulator {
           continue;
         }
         names = new Set();
-        this.answerNames.set(addr, names);
+        this.answerNames.set(own(addr), names);
       }
       if (names.has(name)) continue;
       if (names.size >= this.limits.hostnames_per_addr) {
         this.overflowed("hostnames_per_addr");
         continue;
       }
-      names.add(name);
+      names.add(own(name));
     }
   }
 
@@ -244,12 +247,13 @@ export class Accumulator {
         this.overflowed("execs");
         return;
       }
-      x = { binary: e.filename, arg1, count: 0, steps: new Set(), lastStep: null };
+      const kept = arg1 === null ? null : own(arg1);
+      x = { binary: own(e.filename), arg1: kept, count: 0, steps: new Set(), lastStep: null };
       if (!byArg) {
         byArg = new Map();
-        this.execs.set(e.filename, byArg);
+        this.execs.set(x.binary, byArg);
       }
-      byArg.set(arg1, x);
+      byArg.set(kept, x);
       this.execCount += 1;
     }
     x.count += 1;
@@ -265,17 +269,18 @@ export class Accumulator {
         return;
       }
       f = {
-        path: e.path,
-        rule: e.rule,
+        path: own(e.path),
+        rule: own(e.rule),
         count: 0,
         comms: new Set(),
         steps: new Set(),
         lastStep: null,
       };
-      this.files.set(key, f);
+      this.files.set(own(key), f);
     }
     f.count += 1;
-    if (f.comms.size < this.limits.steps_per_entry) f.comms.add(e.comm);
+    if (f.comms.size < this.limits.steps_per_entry && !f.comms.has(e.comm))
+      f.comms.add(own(e.comm));
     this.addStep(f, e.step);
   }
 
@@ -358,6 +363,16 @@ export class Accumulator {
     }
     return out.sort((a, b) => b.count - a.count || cmp(a.path, b.path) || cmp(a.rule, b.rule));
   }
+}
+
+/**
+ * A copy of s that shares no memory with it. The fast path's strings are slices of the 64 KiB
+ * text of a whole run of lines (V8 slices strings of 13+ characters): one kept in a collection
+ * would keep its run alive, and thousands of distinct names could hold much of the log in RSS.
+ * Called only when a string is kept (bounded by Limits), not per event.
+ */
+export function own(s: string): string {
+  return Buffer.from(s, "utf8").toString("utf8");
 }
 
 /** SHA-256 (lowercase hex) of the UTF-8 encoding of s: what `arg1_sha256` means. */
