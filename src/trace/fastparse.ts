@@ -31,7 +31,7 @@ const head = (kind: string): string =>
 const TAIL = `(?:,"ancestry":\\[(?:${ANCESTOR}(?:,${ANCESTOR})*)?\\])?\\}$`;
 
 const EXEC = new RegExp(
-  `${head("exec")},"filename":"(${STR})","argv":\\[(${STRS})\\](?:,"truncated":${BOOL})?${TAIL}`,
+  `${head("exec")},"filename":"(${STR})","argv":\\[(?:"${STR}"(?:,"(${STR})")?(?:,"${STR}")*)?\\](?:,"truncated":${BOOL})?${TAIL}`,
 );
 const EXIT = new RegExp(`${head("exit")},"code":${INT}(?:,"signal":${INT})?\\}$`);
 const CONNECT = new RegExp(
@@ -98,7 +98,7 @@ export function fastParse(s: string): FoldEvent | undefined {
           seq: Number(m[1]),
           step: step(m[3] as string),
           filename: m[4] as string,
-          argv: strings(m[5] as string),
+          arg1: m[5] ?? null, // argv[1]: the second element, when there is one
         };
       }
       const m = EXIT.exec(s);
@@ -129,5 +129,8 @@ function step(v: string): string | null {
 
 /** The strings of a captured array body '"a","b"' (no escapes, no quote inside: see STR). */
 function strings(body: string): string[] {
-  return body.length === 0 ? [] : body.slice(1, -1).split('","');
+  if (body.length === 0) return [];
+  const inner = body.slice(1, -1);
+  // One element (most DNS answers): no split.
+  return inner.indexOf('","') === -1 ? [inner] : inner.split('","');
 }

@@ -1,7 +1,7 @@
 // The per-line state machine of the summarizer: line statistics, the first problems, seq
 // continuity, the stop record's position and digest, and the event fold (Accumulator).
 import { isUtf8 } from "node:buffer";
-import { Accumulator, type FoldEvent } from "./accumulate.js";
+import { Accumulator, type FoldEvent, foldView } from "./accumulate.js";
 import { fastParse } from "./fastparse.js";
 import type { LineInfo } from "./lines.js";
 import type { Limits, LineStats, SeqGap } from "./types.js";
@@ -53,7 +53,7 @@ export function parseLine(
     return new Rejected("corrupt", `not JSON: ${(e as Error).message}`);
   }
   const v = validate(value);
-  return v.ok ? v.event : new Rejected("invalid", v.reason);
+  return v.ok ? foldView(v.event) : new Rejected("invalid", v.reason);
 }
 
 export class TraceFold {
@@ -126,14 +126,17 @@ export class TraceFold {
 export class SeqTracker {
   gaps = 0;
   readonly first: SeqGap[] = [];
-  private last: { line: number; seq: number } | null = null;
+  // The last line seen (0: none yet) and its seq: two numbers, not an object per line.
+  private lastLine = 0;
+  private lastSeq = 0;
 
   see(line: number, seq: number): void {
-    const expected = this.last ? this.last.seq + (line - this.last.line) : line - 1;
+    const expected = this.lastLine > 0 ? this.lastSeq + (line - this.lastLine) : line - 1;
     if (seq !== expected) {
       this.gaps += 1;
       if (this.first.length < MAX_PROBLEMS_LISTED) this.first.push({ line, expected, got: seq });
     }
-    this.last = { line, seq };
+    this.lastLine = line;
+    this.lastSeq = seq;
   }
 }

@@ -19,7 +19,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 // The fields the fold reads, per kind (FoldEvent in accumulate.ts).
 const VIEW: Record<string, string[]> = {
-  exec: ["kind", "seq", "step", "filename", "argv"],
+  exec: ["kind", "seq", "step", "filename", "arg1"],
   exit: ["kind", "seq"],
   connect: ["kind", "seq", "step", "proto", "family", "addr", "port", "result", "verdict", "rule"],
   file: ["kind", "seq", "step", "path", "rule", "comm"],
@@ -28,6 +28,7 @@ const VIEW: Record<string, string[]> = {
 
 function view(v: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
+  if (v.kind === "exec" && Array.isArray(v.argv)) v = { ...v, arg1: v.argv[1] ?? null };
   for (const k of VIEW[v.kind as string] ?? []) if (v[k] !== undefined) out[k] = v[k];
   return out;
 }
