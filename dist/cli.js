@@ -58602,7 +58602,7 @@ var Accumulator = class {
   }
 };
 function own(s) {
-  return Buffer.from(s, "utf8").toString("utf8");
+  return Buffer.from(s, "utf16le").toString("utf16le");
 }
 function sha256Utf8(s) {
   return createHash2("sha256").update(s, "utf8").digest("hex");

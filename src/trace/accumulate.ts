@@ -399,7 +399,8 @@ export class Accumulator {
  * Called only when a string is kept (bounded by Limits), not per event.
  */
 export function own(s: string): string {
-  return Buffer.from(s, "utf8").toString("utf8");
+  // UTF-16 code units both ways: exact for any string, a lone surrogate from a \ud800 escape too.
+  return Buffer.from(s, "utf16le").toString("utf16le");
 }
 
 /** SHA-256 (lowercase hex) of the UTF-8 encoding of s: what `arg1_sha256` means. */

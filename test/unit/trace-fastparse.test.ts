@@ -241,6 +241,18 @@ describe("fast and reference summaries of whole logs are byte-identical", () => 
     expect(p.egress.length).toBeGreaterThan(2);
   });
 
+  it("keeps strings exactly, a lone surrogate from an escape too", async () => {
+    const step = "\ud800 lone surrogate step";
+    const line = (REALISTIC[5] as string).replace(
+      '"step":"build"',
+      `"step":"\\ud800 lone surrogate step"`,
+    );
+    const p = (await both([`${line.replace('"seq":41', '"seq":0')}\n`], "surrogate")) as {
+      egress: { steps: string[] }[];
+    };
+    expect(p.egress[0]?.steps).toEqual([step]);
+  });
+
   it("a log of every adversarial variant", async () => {
     const lines: string[] = [];
     for (const line of REALISTIC) {
