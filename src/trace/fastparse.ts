@@ -25,9 +25,13 @@ const TS = "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{9}Z";
 const STRS = `(?:"${STR}"(?:,"${STR}")*)?`;
 const ANCESTOR = `\\{"pid":${INT},"comm":"${STR}"\\}`;
 
-/** The line from its start to the step, for kind k; captures seq, step ("null" or a quoted string), comm. */
+/**
+ * The line from its start to the step, for kind k; captures seq, comm (only file events keep it:
+ * a capture is a string allocation; the group stays so the numbering is the same for every kind)
+ * and step ("null" or a quoted string).
+ */
 const head = (kind: string): string =>
-  `^\\{"v":1,"kind":"${kind}","ts":"${TS}","seq":(${UINT}),"pid":${UINT}(?:,"tid":${UINT})?,"ppid":${UINT},"uid":${UINT},"comm":"(${COMM})","cgroup":${UINT},"step":(null|"${STR}")`;
+  `^\\{"v":1,"kind":"${kind}","ts":"${TS}","seq":(${UINT}),"pid":${UINT}(?:,"tid":${UINT})?,"ppid":${UINT},"uid":${UINT},"comm":"${kind === "file" ? `(${COMM})` : `()${COMM}`}","cgroup":${UINT},"step":(null|"${STR}")`;
 const TAIL = `(?:,"ancestry":\\[(?:${ANCESTOR}(?:,${ANCESTOR})*)?\\])?\\}$`;
 
 const EXEC = new RegExp(
@@ -52,7 +56,7 @@ const KIND_AT = 15;
 
 /** The summary's view of a line, or undefined: "not decided here, ask the reference path". */
 export function fastParse(s: string): FoldEvent | undefined {
-  if (!s.startsWith('{"v":1,"kind":"')) return undefined;
+  // Picks the pattern by the kind's first letter; the pattern itself checks the whole prefix.
   switch (s.charCodeAt(KIND_AT)) {
     case 99: {
       // c
