@@ -68,13 +68,18 @@ export function fastParse(s: string): FoldEvent | undefined {
         kind: "connect",
         seq: Number(m[1]),
         step: step(m[3] as string),
-        proto: m[4] as "tcp" | "udp" | "other",
-        family: m[5] as "inet" | "inet6",
+        // The constants, not the captured copies: later compares are then pointer compares.
+        // The pattern allows only these values, so one character tells them apart.
+        proto: (m[4] as string).charCodeAt(0) === 116 ? "tcp" : m[4] === "udp" ? "udp" : "other",
+        family: (m[5] as string).length === 4 ? "inet" : "inet6",
         addr: m[6] as string,
         port,
         result: m[8] === "null" ? null : Number(m[8]),
       };
-      if (m[9] !== undefined) e.verdict = m[9] as "allow" | "deny" | "audit";
+      const verdict = m[9];
+      if (verdict !== undefined) {
+        e.verdict = verdict === "allow" ? "allow" : verdict === "deny" ? "deny" : "audit";
+      }
       if (m[10] !== undefined) e.rule = m[10];
       return e;
     }
