@@ -58637,7 +58637,8 @@ var COMM = '[^"\\\\\\u0000-\\u001f]{0,64}';
 var TS = "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{9}Z";
 var STRS = `(?:"${STR}"(?:,"${STR}")*)?`;
 var ANCESTOR = `\\{"pid":${INT},"comm":"${STR}"\\}`;
-var head = (kind) => `^\\{"v":1,"kind":"${kind}","ts":"${TS}","seq":(${UINT}),"pid":${UINT}(?:,"tid":${UINT})?,"ppid":${UINT},"uid":${UINT},"comm":"(${COMM})","cgroup":${UINT},"step":(null|"${STR}")`;
+var CONTAINER = `(?:,"container":\\{"runtime":"(?:docker|containerd|cri-o|podman|kubernetes)","id":"[0-9a-f]{64}","pod":(?:null|"[0-9a-f-]{32,36}")(?:,"image":(?:null|"${STR}"))?(?:,"requested_by":(?:null|${INT}))?\\})?`;
+var head = (kind) => `^\\{"v":1,"kind":"${kind}","ts":"${TS}","seq":(${UINT}),"pid":${UINT}(?:,"tid":${UINT})?,"ppid":${UINT},"uid":${UINT},"comm":"${kind === "file" ? `(${COMM})` : `()${COMM}`}","cgroup":${UINT},"step":(null|"${STR}")${CONTAINER}`;
 var TAIL = `(?:,"ancestry":\\[(?:${ANCESTOR}(?:,${ANCESTOR})*)?\\])?\\}$`;
 var EXEC = new RegExp(
   `${head("exec")},"filename":"(${STR})","argv":\\[(?:"${STR}"(?:,"(${STR})")?(?:,"${STR}")*)?\\](?:,"truncated":${BOOL})?${TAIL}`
@@ -58654,7 +58655,6 @@ var DNS = new RegExp(
 );
 var KIND_AT = 15;
 function fastParse(s) {
-  if (!s.startsWith('{"v":1,"kind":"')) return void 0;
   switch (s.charCodeAt(KIND_AT)) {
     case 99: {
       const m = CONNECT.exec(s);
@@ -58665,13 +58665,18 @@ function fastParse(s) {
         kind: "connect",
         seq: Number(m[1]),
         step: step(m[3]),
-        proto: m[4],
-        family: m[5],
+        // The constants, not the captured copies: later compares are then pointer compares.
+        // The pattern allows only these values, so one character tells them apart.
+        proto: m[4].charCodeAt(0) === 116 ? "tcp" : m[4] === "udp" ? "udp" : "other",
+        family: m[5].length === 4 ? "inet" : "inet6",
         addr: m[6],
         port,
         result: m[8] === "null" ? null : Number(m[8])
       };
-      if (m[9] !== void 0) e.verdict = m[9];
+      const verdict = m[9];
+      if (verdict !== void 0) {
+        e.verdict = verdict === "allow" ? "allow" : verdict === "deny" ? "deny" : "audit";
+      }
       if (m[10] !== void 0) e.rule = m[10];
       return e;
     }
