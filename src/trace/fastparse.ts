@@ -51,7 +51,7 @@ const DNS = new RegExp(
   `${head("dns")},"name":"(${STR})","qtype":"${STR}","answers":\\[(${STRS})\\],"source":"(?:libc|packet)"(?:,"gai_error":${INT})?(?:,"rcode":(${INT}))?(?:,"server":"${STR}")?(?:,"transport":"(?:udp|tcp)")?(?:,"truncated":${BOOL})?${TAIL}`,
 );
 
-/** The patterns, for the tests. */
+/** The patterns, for the test that they name only properties the schema defines. */
 export const FAST_PATTERNS = { exec: EXEC, exit: EXIT, connect: CONNECT, file: FILE, dns: DNS };
 
 // Offset of the kind's first letter in '{"v":1,"kind":"…'.

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { afterAll, describe, expect, it } from "vitest";
 import eventSchema from "../../schema/event.v1.json" with { type: "json" };
-import { fastParse } from "../../src/trace/fastparse.js";
+import { FAST_PATTERNS, fastParse } from "../../src/trace/fastparse.js";
 import { parseLine, Rejected } from "../../src/trace/fold.js";
 import type { LineInfo } from "../../src/trace/lines.js";
 import { summarizeFile } from "../../src/trace/summarize.js";
@@ -227,6 +227,24 @@ describe("fastParse = JSON.parse + schema, line by line", () => {
     expect(total).toBeGreaterThan(5000);
     expect(decided).toBeGreaterThan(total / 10);
     expect(total - decided).toBeGreaterThan(total / 10);
+  });
+});
+
+describe("the patterns name only properties the schema defines", () => {
+  it("for each kind: top-level, the kind's own, container and ancestry entries", () => {
+    const top = eventSchema.properties;
+    for (const [kind, re] of Object.entries(FAST_PATTERNS)) {
+      const branch = eventSchema.allOf.find((b) => b.if.properties.kind.const === kind);
+      const defined = new Set([
+        ...Object.keys(top),
+        ...Object.keys(branch?.then.properties ?? {}),
+        ...Object.keys(top.container.properties),
+        ...Object.keys(top.ancestry.items.properties),
+      ]);
+      const named = [...re.source.matchAll(/"([a-z_]+)":/g)].map((m) => m[1] as string);
+      expect(named.length).toBeGreaterThan(10);
+      for (const key of named) expect(defined.has(key), `${kind}: ${key}`).toBe(true);
+    }
   });
 });
 
