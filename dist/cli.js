@@ -21925,10 +21925,10 @@ var require_verify = __commonJS({
         markEndTime
       ];
       const stats = {};
-      for (const step2 of steps) {
-        const label = step2.name;
+      for (const step of steps) {
+        const label = step.name;
         const start2 = /* @__PURE__ */ new Date();
-        const s = await step2(cache, opts);
+        const s = await step(cache, opts);
         if (s) {
           Object.keys(s).forEach((k) => {
             stats[k] = s[k];
@@ -27882,22 +27882,22 @@ var require_socksclient = __commonJS({
       return new (P || (P = Promise))(function(resolve6, reject) {
         function fulfilled(value) {
           try {
-            step2(generator.next(value));
+            step(generator.next(value));
           } catch (e) {
             reject(e);
           }
         }
         function rejected(value) {
           try {
-            step2(generator["throw"](value));
+            step(generator["throw"](value));
           } catch (e) {
             reject(e);
           }
         }
-        function step2(result) {
+        function step(result) {
           result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
         }
-        step2((generator = generator.apply(thisArg, _arguments || [])).next());
+        step((generator = generator.apply(thisArg, _arguments || [])).next());
       });
     };
     Object.defineProperty(exports, "__esModule", { value: true });
@@ -51501,7 +51501,7 @@ var require_cjs = __commonJS({
       result.publicSuffix = null;
       result.subdomain = null;
     }
-    function parseImpl(url, step2, suffixLookup2, partialOptions, result) {
+    function parseImpl(url, step, suffixLookup2, partialOptions, result) {
       const options = (
         /*@__INLINE__*/
         setDefaults(partialOptions)
@@ -51536,25 +51536,25 @@ var require_cjs = __commonJS({
         result.hostname = null;
         return result;
       }
-      if (step2 === 0 || result.hostname === null) {
+      if (step === 0 || result.hostname === null) {
         return result;
       }
-      if (step2 === 5 && options.detectSpecialUse) {
+      if (step === 5 && options.detectSpecialUse) {
         result.isSpecialUse = isSpecialUse(result.hostname);
       }
       const isException = suffixLookup2(result.hostname, options, result);
       if (options.extraSuffixes !== null) {
         extraSuffixLookup(result.hostname, options, isException === true, result);
       }
-      if (step2 === 2 || result.publicSuffix === null) {
+      if (step === 2 || result.publicSuffix === null) {
         return result;
       }
       result.domain = getDomain$1(result.publicSuffix, result.hostname, options);
-      if (step2 === 3 || result.domain === null) {
+      if (step === 3 || result.domain === null) {
         return result;
       }
       result.subdomain = getSubdomain$1(result.hostname, result.domain);
-      if (step2 === 4) {
+      if (step === 4) {
         return result;
       }
       result.domainWithoutSuffix = getDomainWithoutSuffix$1(result.domain, result.publicSuffix);
@@ -58387,8 +58387,8 @@ var Accumulator = class {
   overflowed(what) {
     this.overflow[what] = (this.overflow[what] ?? 0) + 1;
   }
-  addStep(entry, step2) {
-    const s = step2 ?? UNKNOWN_STEP;
+  addStep(entry, step) {
+    const s = step ?? UNKNOWN_STEP;
     if (s === entry.lastStep) return;
     const set = entry.steps;
     if (set.has(s)) return;
@@ -58638,7 +58638,7 @@ var TS = "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{9}Z";
 var STRS = `(?:"${STR}"(?:,"${STR}")*)?`;
 var ANCESTOR = `\\{"pid":${INT},"comm":"${STR}"\\}`;
 var CONTAINER = `(?:,"container":\\{"runtime":"(?:docker|containerd|cri-o|podman|kubernetes)","id":"[0-9a-f]{64}","pod":(?:null|"[0-9a-f-]{32,36}")(?:,"image":(?:null|"${STR}"))?(?:,"requested_by":(?:null|${INT}))?\\})?`;
-var head = (kind) => `^\\{"v":1,"kind":"${kind}","ts":"${TS}","seq":(${UINT}),"pid":${UINT}(?:,"tid":${UINT})?,"ppid":${UINT},"uid":${UINT},"comm":"${kind === "file" ? `(${COMM})` : `()${COMM}`}","cgroup":${UINT},"step":(null|"${STR}")${CONTAINER}`;
+var head = (kind) => `^\\{"v":1,"kind":"${kind}","ts":"${TS}","seq":(${UINT}),"pid":${UINT}(?:,"tid":${UINT})?,"ppid":${UINT},"uid":${UINT},"comm":"${kind === "file" ? `(${COMM})` : `()${COMM}`}","cgroup":${UINT},"step":(?:null|"(${STR})")${CONTAINER}`;
 var TAIL = `(?:,"ancestry":\\[(?:${ANCESTOR}(?:,${ANCESTOR})*)?\\])?\\}$`;
 var EXEC = new RegExp(
   `${head("exec")},"filename":"(${STR})","argv":\\[(?:"${STR}"(?:,"(${STR})")?(?:,"${STR}")*)?\\](?:,"truncated":${BOOL})?${TAIL}`
@@ -58664,7 +58664,7 @@ function fastParse(s) {
       const e = {
         kind: "connect",
         seq: Number(m[1]),
-        step: step(m[3]),
+        step: m[3] ?? null,
         // The constants, not the captured copies: later compares are then pointer compares.
         // The pattern allows only these values, so one character tells them apart.
         proto: m[4].charCodeAt(0) === 116 ? "tcp" : m[4] === "udp" ? "udp" : "other",
@@ -58686,7 +58686,7 @@ function fastParse(s) {
       const e = {
         kind: "dns",
         seq: Number(m[1]),
-        step: step(m[3]),
+        step: m[3] ?? null,
         name: m[4],
         answers: strings(m[5])
       };
@@ -58700,7 +58700,7 @@ function fastParse(s) {
         return {
           kind: "exec",
           seq: Number(m2[1]),
-          step: step(m2[3]),
+          step: m2[3] ?? null,
           filename: m2[4],
           arg1: m2[5] ?? null
           // argv[1]: the second element, when there is one
@@ -58715,7 +58715,7 @@ function fastParse(s) {
       return {
         kind: "file",
         seq: Number(m[1]),
-        step: step(m[3]),
+        step: m[3] ?? null,
         comm: m[2],
         path: m[4],
         rule: m[5]
@@ -58724,9 +58724,6 @@ function fastParse(s) {
     default:
       return void 0;
   }
-}
-function step(v2) {
-  return v2 === "null" ? null : v2.slice(1, -1);
 }
 function strings(body) {
   if (body.length === 0) return [];

@@ -31,10 +31,10 @@ const CONTAINER = `(?:,"container":\\{"runtime":"(?:docker|containerd|cri-o|podm
 /**
  * The line from its start to the step (and container), for kind k; captures seq, comm (only file events keep it:
  * a capture is a string allocation; the group stays so the numbering is the same for every kind)
- * and step ("null" or a quoted string).
+ * and step (undefined when null).
  */
 const head = (kind: string): string =>
-  `^\\{"v":1,"kind":"${kind}","ts":"${TS}","seq":(${UINT}),"pid":${UINT}(?:,"tid":${UINT})?,"ppid":${UINT},"uid":${UINT},"comm":"${kind === "file" ? `(${COMM})` : `()${COMM}`}","cgroup":${UINT},"step":(null|"${STR}")${CONTAINER}`;
+  `^\\{"v":1,"kind":"${kind}","ts":"${TS}","seq":(${UINT}),"pid":${UINT}(?:,"tid":${UINT})?,"ppid":${UINT},"uid":${UINT},"comm":"${kind === "file" ? `(${COMM})` : `()${COMM}`}","cgroup":${UINT},"step":(?:null|"(${STR})")${CONTAINER}`;
 const TAIL = `(?:,"ancestry":\\[(?:${ANCESTOR}(?:,${ANCESTOR})*)?\\])?\\}$`;
 
 const EXEC = new RegExp(
@@ -70,7 +70,7 @@ export function fastParse(s: string): FoldEvent | undefined {
       const e: FoldEvent = {
         kind: "connect",
         seq: Number(m[1]),
-        step: step(m[3] as string),
+        step: m[3] ?? null,
         // The constants, not the captured copies: later compares are then pointer compares.
         // The pattern allows only these values, so one character tells them apart.
         proto: (m[4] as string).charCodeAt(0) === 116 ? "tcp" : m[4] === "udp" ? "udp" : "other",
@@ -93,7 +93,7 @@ export function fastParse(s: string): FoldEvent | undefined {
       const e: FoldEvent = {
         kind: "dns",
         seq: Number(m[1]),
-        step: step(m[3] as string),
+        step: m[3] ?? null,
         name: m[4] as string,
         answers: strings(m[5] as string),
       };
@@ -108,7 +108,7 @@ export function fastParse(s: string): FoldEvent | undefined {
         return {
           kind: "exec",
           seq: Number(m[1]),
-          step: step(m[3] as string),
+          step: m[3] ?? null,
           filename: m[4] as string,
           arg1: m[5] ?? null, // argv[1]: the second element, when there is one
         };
@@ -123,7 +123,7 @@ export function fastParse(s: string): FoldEvent | undefined {
       return {
         kind: "file",
         seq: Number(m[1]),
-        step: step(m[3] as string),
+        step: m[3] ?? null,
         comm: m[2] as string,
         path: m[4] as string,
         rule: m[5] as string,
@@ -132,11 +132,6 @@ export function fastParse(s: string): FoldEvent | undefined {
     default:
       return undefined; // agent, tamper: rare, and their records are kept whole
   }
-}
-
-/** A captured step: null, or the string without its quotes. */
-function step(v: string): string | null {
-  return v === "null" ? null : v.slice(1, -1);
 }
 
 /** The strings of a captured array body '"a","b"' (no escapes, no quote inside: see STR). */
