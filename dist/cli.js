@@ -52633,19 +52633,19 @@ var require_commonjs5 = __commonJS({
     }
     function maskUnmatchedOpens(masked, budget) {
       budget.remaining -= masked.length;
-      const open = [];
+      const open2 = [];
       for (let i = 0; i < masked.length; i++) {
         const c = masked.charCodeAt(i);
         if (c === 123) {
-          open.push(i);
-        } else if (c === 125 && open.length) {
-          open.pop();
+          open2.push(i);
+        } else if (c === 125 && open2.length) {
+          open2.pop();
         }
       }
       let out = "";
       let last = 0;
-      for (let i = 0; i < open.length; i++) {
-        const at = open[i];
+      for (let i = 0; i < open2.length; i++) {
+        const at = open2[i];
         out += masked.slice(last, at) + "\0";
         last = at + 1;
       }
@@ -54489,10 +54489,10 @@ var require_commonjs6 = __commonJS({
           }
           return filtered.join("/");
         }).join("|");
-        const [open, close] = set.length > 1 ? ["(?:", ")"] : ["", ""];
-        re = "^" + open + re + close + "$";
+        const [open2, close] = set.length > 1 ? ["(?:", ")"] : ["", ""];
+        re = "^" + open2 + re + close + "$";
         if (this.partial) {
-          re = "^(?:\\/|" + open + re.slice(1, -1) + close + ")$";
+          re = "^(?:\\/|" + open2 + re.slice(1, -1) + close + ")$";
         }
         if (this.negate)
           re = "^(?!" + re + ").+$";
@@ -58301,7 +58301,6 @@ function repositoryVisibility(ci, env, readFile5) {
 }
 
 // src/trace/summarize.ts
-import { createReadStream } from "node:fs";
 import { basename as basename2 } from "node:path";
 
 // src/trace/accumulate.ts
@@ -59225,6 +59224,7 @@ var SeqTracker = class {
 // src/trace/lines.ts
 import { isAscii } from "node:buffer";
 import { createHash as createHash3 } from "node:crypto";
+import { open } from "node:fs/promises";
 var DEFAULT_MAX_LINE_BYTES = 1 << 20;
 async function readLines(stream, sink, maxLineBytes = DEFAULT_MAX_LINE_BYTES) {
   const hash = createHash3("sha256");
@@ -59328,6 +59328,24 @@ async function readLines(stream, sink, maxLineBytes = DEFAULT_MAX_LINE_BYTES) {
   return { sha256: hash.digest("hex"), bytes: total, lines: info.number };
 }
 var EMPTY = Buffer.alloc(0);
+async function* fileChunks(path, size) {
+  const fh = await open(path, "r");
+  const bufs = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
+  let which = 0;
+  let next = fh.read(bufs[0], 0, size, null);
+  try {
+    for (; ; ) {
+      const { bytesRead, buffer } = await next;
+      if (bytesRead === 0) return;
+      which ^= 1;
+      next = fh.read(bufs[which], 0, size, null);
+      yield buffer.subarray(0, bytesRead);
+    }
+  } finally {
+    await next.catch(() => void 0);
+    await fh.close();
+  }
+}
 function forEachLine(buf, from, to, maxLineBytes, each) {
   let start2 = from;
   while (start2 <= to) {
@@ -59362,8 +59380,10 @@ function eachLineOfRun(buf, from, to, maxLineBytes, each) {
 
 // src/trace/summarize.ts
 async function summarizeFile(path, opts = {}) {
-  const stream = createReadStream(path, { highWaterMark: 256 * 1024 });
-  return summarizeStream(stream, { ...opts, logName: opts.logName ?? basename2(path) });
+  return summarizeStream(fileChunks(path, 256 * 1024), {
+    ...opts,
+    logName: opts.logName ?? basename2(path)
+  });
 }
 async function summarizeStream(stream, opts) {
   const maxLineBytes = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
@@ -62875,7 +62895,7 @@ ${HARDEN_USAGE}
 import { readFile as readFile4, rename, writeFile } from "node:fs/promises";
 
 // src/learn/anomalies.ts
-import { createReadStream as createReadStream2 } from "node:fs";
+import { createReadStream } from "node:fs";
 import { createInterface as createInterface2 } from "node:readline";
 
 // src/learn/baseline.ts
@@ -63152,7 +63172,7 @@ async function withAncestry(log, list) {
   const addrs = [...new Set(list.map((a) => a.addr))];
   const found = /* @__PURE__ */ new Set();
   try {
-    const lines = createInterface2({ input: createReadStream2(log), crlfDelay: Infinity });
+    const lines = createInterface2({ input: createReadStream(log), crlfDelay: Infinity });
     for await (const line of lines) {
       if (!line.includes('"connect"') || !addrs.some((a) => line.includes(a))) continue;
       let ev;
@@ -63461,10 +63481,10 @@ import { join as join9, resolve as resolve4 } from "node:path";
 
 // src/agent/verify-binary.ts
 import { createHash as createHash6 } from "node:crypto";
-import { createReadStream as createReadStream3 } from "node:fs";
+import { createReadStream as createReadStream2 } from "node:fs";
 async function sha256File(path) {
   const hash = createHash6("sha256");
-  for await (const chunk of createReadStream3(path)) hash.update(chunk);
+  for await (const chunk of createReadStream2(path)) hash.update(chunk);
   return hash.digest("hex");
 }
 var ChecksumError = class extends Error {
@@ -64131,7 +64151,7 @@ var import_bundle2 = __toESM(require_dist3(), 1);
 var import_protobuf_specs2 = __toESM(require_dist2(), 1);
 var import_verify = __toESM(require_dist15(), 1);
 import { createHash as createHash8, createPublicKey as createPublicKey2, verify as cryptoVerify } from "node:crypto";
-import { createReadStream as createReadStream4 } from "node:fs";
+import { createReadStream as createReadStream3 } from "node:fs";
 
 // src/attest/dsse.ts
 function preAuthEncoding(payloadType, payload) {
@@ -64257,7 +64277,7 @@ function verifyAttestation(input) {
 }
 async function sha256File2(path) {
   const hash = createHash8("sha256");
-  for await (const chunk of createReadStream4(path, { highWaterMark: 1 << 20 })) {
+  for await (const chunk of createReadStream3(path, { highWaterMark: 1 << 20 })) {
     hash.update(chunk);
   }
   return hash.digest("hex");
