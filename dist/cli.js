@@ -34293,9 +34293,9 @@ var require_utils3 = __commonJS({
         }
       }
       if (bestLength < 2) return hextets.join(":");
-      const head = hextets.slice(0, bestStart).join(":");
+      const head2 = hextets.slice(0, bestStart).join(":");
       const tail = hextets.slice(bestStart + bestLength).join(":");
-      return head + "::" + tail;
+      return head2 + "::" + tail;
     }
     function normalizeIPv6Address(input) {
       const compression = input.indexOf("::");
@@ -43936,10 +43936,10 @@ var require_cst_scalar = __commonJS({
         case "|":
         case ">": {
           const he = source.indexOf("\n");
-          const head = source.substring(0, he);
+          const head2 = source.substring(0, he);
           const body = source.substring(he + 1) + "\n";
           const props = [
-            { type: "block-scalar-header", offset, indent, source: head }
+            { type: "block-scalar-header", offset, indent, source: head2 }
           ];
           if (!addEndtoBlockProps(props, end))
             props.push({ type: "newline", offset: -1, indent, source: "\n" });
@@ -43999,19 +43999,19 @@ var require_cst_scalar = __commonJS({
     }
     function setBlockScalarValue(token, source) {
       const he = source.indexOf("\n");
-      const head = source.substring(0, he);
+      const head2 = source.substring(0, he);
       const body = source.substring(he + 1) + "\n";
       if (token.type === "block-scalar") {
         const header = token.props[0];
         if (header.type !== "block-scalar-header")
           throw new Error("Invalid block scalar header");
-        header.source = head;
+        header.source = head2;
         token.source = body;
       } else {
         const { offset } = token;
         const indent = "indent" in token ? token.indent : -1;
         const props = [
-          { type: "block-scalar-header", offset, indent, source: head }
+          { type: "block-scalar-header", offset, indent, source: head2 }
         ];
         if (!addEndtoBlockProps(props, "end" in token ? token.end : void 0))
           props.push({ type: "newline", offset: -1, indent, source: "\n" });
@@ -47177,11 +47177,11 @@ var require_rbtree = __commonJS({
         ret2 = true;
         this.size++;
       } else {
-        var head = new Node(void 0);
+        var head2 = new Node(void 0);
         var dir = 0;
         var last = 0;
         var gp = null;
-        var ggp = head;
+        var ggp = head2;
         var p = null;
         var node = this._root;
         ggp.right = this._root;
@@ -47217,7 +47217,7 @@ var require_rbtree = __commonJS({
           p = node;
           node = node.get_child(dir);
         }
-        this._root = head.right;
+        this._root = head2.right;
       }
       this._root.red = false;
       return ret2;
@@ -47226,8 +47226,8 @@ var require_rbtree = __commonJS({
       if (this._root === null) {
         return false;
       }
-      var head = new Node(void 0);
-      var node = head;
+      var head2 = new Node(void 0);
+      var node = head2;
       node.right = this._root;
       var p = null;
       var gp = null;
@@ -47277,7 +47277,7 @@ var require_rbtree = __commonJS({
         p.set_child(p.right === node, node.get_child(node.left === null));
         this.size--;
       }
-      this._root = head.right;
+      this._root = head2.right;
       if (this._root !== null) {
         this._root.red = false;
       }
@@ -47356,8 +47356,8 @@ var require_bintree = __commonJS({
       if (this._root === null) {
         return false;
       }
-      var head = new Node(void 0);
-      var node = head;
+      var head2 = new Node(void 0);
+      var node = head2;
       node.right = this._root;
       var p = null;
       var found = null;
@@ -47374,7 +47374,7 @@ var require_bintree = __commonJS({
       if (found !== null) {
         found.data = node.data;
         p.set_child(p.right === node, node.get_child(node.left === null));
-        this._root = head.right;
+        this._root = head2.right;
         this.size--;
         return true;
       } else {
@@ -52633,19 +52633,19 @@ var require_commonjs5 = __commonJS({
     }
     function maskUnmatchedOpens(masked, budget) {
       budget.remaining -= masked.length;
-      const open = [];
+      const open2 = [];
       for (let i = 0; i < masked.length; i++) {
         const c = masked.charCodeAt(i);
         if (c === 123) {
-          open.push(i);
-        } else if (c === 125 && open.length) {
-          open.pop();
+          open2.push(i);
+        } else if (c === 125 && open2.length) {
+          open2.pop();
         }
       }
       let out = "";
       let last = 0;
-      for (let i = 0; i < open.length; i++) {
-        const at = open[i];
+      for (let i = 0; i < open2.length; i++) {
+        const at = open2[i];
         out += masked.slice(last, at) + "\0";
         last = at + 1;
       }
@@ -54280,7 +54280,7 @@ var require_commonjs6 = __commonJS({
       #matchGlobstar(file, pattern, partial, fileIndex, patternIndex) {
         const firstgs = pattern.indexOf(exports.GLOBSTAR, patternIndex);
         const lastgs = pattern.lastIndexOf(exports.GLOBSTAR);
-        const [head, body, tail] = partial ? [
+        const [head2, body, tail] = partial ? [
           pattern.slice(patternIndex, firstgs),
           pattern.slice(firstgs + 1),
           []
@@ -54289,13 +54289,13 @@ var require_commonjs6 = __commonJS({
           pattern.slice(firstgs + 1, lastgs),
           pattern.slice(lastgs + 1)
         ];
-        if (head.length) {
-          const fileHead = file.slice(fileIndex, fileIndex + head.length);
-          if (!this.#matchOne(fileHead, head, partial, 0, 0)) {
+        if (head2.length) {
+          const fileHead = file.slice(fileIndex, fileIndex + head2.length);
+          if (!this.#matchOne(fileHead, head2, partial, 0, 0)) {
             return false;
           }
-          fileIndex += head.length;
-          patternIndex += head.length;
+          fileIndex += head2.length;
+          patternIndex += head2.length;
         }
         let fileTailMatch = 0;
         if (tail.length) {
@@ -54489,10 +54489,10 @@ var require_commonjs6 = __commonJS({
           }
           return filtered.join("/");
         }).join("|");
-        const [open, close] = set.length > 1 ? ["(?:", ")"] : ["", ""];
-        re = "^" + open + re + close + "$";
+        const [open2, close] = set.length > 1 ? ["(?:", ")"] : ["", ""];
+        re = "^" + open2 + re + close + "$";
         if (this.partial) {
-          re = "^(?:\\/|" + open + re.slice(1, -1) + close + ")$";
+          re = "^(?:\\/|" + open2 + re.slice(1, -1) + close + ")$";
         }
         if (this.negate)
           re = "^(?!" + re + ").+$";
@@ -58301,11 +58301,15 @@ function repositoryVisibility(ci, env, readFile5) {
 }
 
 // src/trace/summarize.ts
-import { createReadStream } from "node:fs";
 import { basename as basename2 } from "node:path";
 
 // src/trace/accumulate.ts
 import { createHash as createHash2 } from "node:crypto";
+function foldView(e) {
+  if (e.kind !== "exec") return e;
+  const arg1 = e.argv.length > 1 ? e.argv[1] ?? null : null;
+  return { kind: "exec", seq: e.seq, step: e.step, filename: e.filename, arg1 };
+}
 var DEFAULT_LIMITS = {
   destinations: 1e4,
   execs: 2e4,
@@ -58318,13 +58322,18 @@ var UNKNOWN_STEP = "(unknown)";
 var VERDICT_RANK = { allow: 0, audit: 1, deny: 2 };
 var MAX_TAMPER_EVENTS = 20;
 var Accumulator = class {
-  counts = {};
+  // Per kind, in named fields: a store keyed by the kind string was a tenth of add().
+  n = { exec: 0, exit: 0, connect: 0, file: 0, dns: 0, agent: 0, tamper: 0 };
   overflow = {};
+  // addr -> its destinations (a few protocols and ports): no key string built per connect.
   destinations = /* @__PURE__ */ new Map();
+  destinationCount = 0;
   // addr -> names whose answers contained it; joined onto destinations at the end, so a DNS
   // answer logged after the connect (packet-path DNS can be) still names it.
   answerNames = /* @__PURE__ */ new Map();
+  // filename -> argv[1] (null: none) -> state.
   execs = /* @__PURE__ */ new Map();
+  execCount = 0;
   dnsNames = /* @__PURE__ */ new Map();
   files = /* @__PURE__ */ new Map();
   start = null;
@@ -58338,53 +58347,78 @@ var Accumulator = class {
     this.limits = limits;
   }
   add(e) {
-    this.counts[e.kind] = (this.counts[e.kind] ?? 0) + 1;
     switch (e.kind) {
       case "connect":
+        this.n.connect += 1;
         this.addConnect(e);
         break;
       case "dns":
+        this.n.dns += 1;
         this.addDns(e);
         break;
       case "exec":
+        this.n.exec += 1;
         this.addExec(e);
         break;
       case "file":
+        this.n.file += 1;
         this.addFile(e);
         break;
       case "agent":
+        this.n.agent += 1;
         this.addAgent(e);
         break;
       case "tamper":
+        this.n.tamper += 1;
         this.addTamper(e);
         break;
       case "exit":
+        this.n.exit += 1;
         break;
     }
+  }
+  /** Events per kind, kinds never seen left out. */
+  get counts() {
+    const out = {};
+    for (const [k, v2] of Object.entries(this.n)) if (v2 > 0) out[k] = v2;
+    return out;
   }
   overflowed(what) {
     this.overflow[what] = (this.overflow[what] ?? 0) + 1;
   }
-  addStep(set, step) {
+  addStep(entry, step) {
     const s = step ?? UNKNOWN_STEP;
+    if (s === entry.lastStep) return;
+    const set = entry.steps;
     if (set.has(s)) return;
     if (set.size >= this.limits.steps_per_entry) {
       this.overflowed("steps_per_entry");
       return;
     }
-    set.add(s);
+    const kept = own(s);
+    set.add(kept);
+    entry.lastStep = kept;
   }
   addConnect(e) {
     const addr = normalizeAddr(e.addr);
-    const key = `${e.proto}|${addr}|${e.port}`;
-    let d = this.destinations.get(key);
+    let list = this.destinations.get(addr);
+    let d;
+    if (list) {
+      for (const x of list) {
+        if (x.port === e.port && x.proto === e.proto) {
+          d = x;
+          break;
+        }
+      }
+    }
     if (!d) {
-      if (this.destinations.size >= this.limits.destinations) {
+      if (this.destinationCount >= this.limits.destinations) {
         this.overflowed("destinations");
         return;
       }
+      const kept = own(addr);
       d = {
-        addr,
+        addr: kept,
         port: e.port,
         proto: e.proto,
         family: e.family,
@@ -58392,15 +58426,29 @@ var Accumulator = class {
         count: 0,
         failed: 0,
         steps: /* @__PURE__ */ new Set(),
-        rules: /* @__PURE__ */ new Set()
+        lastStep: null,
+        rules: /* @__PURE__ */ new Set(),
+        lastRule: null
       };
-      this.destinations.set(key, d);
+      if (list) list.push(d);
+      else {
+        list = [d];
+        this.destinations.set(kept, list);
+      }
+      this.destinationCount += 1;
     }
     d.count += 1;
     if (e.result !== null && e.result < 0) d.failed += 1;
-    if (e.verdict) d.verdicts[e.verdict] = (d.verdicts[e.verdict] ?? 0) + 1;
-    if (e.rule !== void 0 && d.rules.size < this.limits.steps_per_entry) d.rules.add(e.rule);
-    this.addStep(d.steps, e.step);
+    const v2 = d.verdicts;
+    if (e.verdict === "allow") v2.allow = (v2.allow ?? 0) + 1;
+    else if (e.verdict === "deny") v2.deny = (v2.deny ?? 0) + 1;
+    else if (e.verdict === "audit") v2.audit = (v2.audit ?? 0) + 1;
+    const rule = e.rule;
+    if (rule !== void 0 && rule !== d.lastRule && !d.rules.has(rule) && d.rules.size < this.limits.steps_per_entry) {
+      d.lastRule = own(rule);
+      d.rules.add(d.lastRule);
+    }
+    this.addStep(d, e.step);
   }
   addDns(e) {
     const name = normalizeName(e.name);
@@ -58409,14 +58457,14 @@ var Accumulator = class {
       if (this.dnsNames.size >= this.limits.dns_names) {
         this.overflowed("dns_names");
       } else {
-        n = { count: 0, failed: 0, steps: /* @__PURE__ */ new Set() };
-        this.dnsNames.set(name, n);
+        n = { count: 0, failed: 0, steps: /* @__PURE__ */ new Set(), lastStep: null };
+        this.dnsNames.set(own(name), n);
       }
     }
     if (n) {
       n.count += 1;
       if (e.rcode !== void 0 && e.rcode !== 0) n.failed += 1;
-      this.addStep(n.steps, e.step);
+      this.addStep(n, e.step);
     }
     for (const answer of e.answers) {
       const addr = normalizeAddr(answer);
@@ -58427,30 +58475,36 @@ var Accumulator = class {
           continue;
         }
         names = /* @__PURE__ */ new Set();
-        this.answerNames.set(addr, names);
+        this.answerNames.set(own(addr), names);
       }
       if (names.has(name)) continue;
       if (names.size >= this.limits.hostnames_per_addr) {
         this.overflowed("hostnames_per_addr");
         continue;
       }
-      names.add(name);
+      names.add(own(name));
     }
   }
   addExec(e) {
-    const arg1 = e.argv.length > 1 ? e.argv[1] ?? null : null;
-    const key = `${e.filename}\0${arg1 === null ? "" : arg1}`;
-    let x = this.execs.get(key);
+    const arg1 = e.arg1;
+    let byArg = this.execs.get(e.filename);
+    let x = byArg?.get(arg1);
     if (!x) {
-      if (this.execs.size >= this.limits.execs) {
+      if (this.execCount >= this.limits.execs) {
         this.overflowed("execs");
         return;
       }
-      x = { binary: e.filename, arg1, count: 0, steps: /* @__PURE__ */ new Set() };
-      this.execs.set(key, x);
+      const kept = arg1 === null ? null : own(arg1);
+      x = { binary: own(e.filename), arg1: kept, count: 0, steps: /* @__PURE__ */ new Set(), lastStep: null };
+      if (!byArg) {
+        byArg = /* @__PURE__ */ new Map();
+        this.execs.set(x.binary, byArg);
+      }
+      byArg.set(kept, x);
+      this.execCount += 1;
     }
     x.count += 1;
-    this.addStep(x.steps, e.step);
+    this.addStep(x, e.step);
   }
   addFile(e) {
     const key = `${e.rule}\0${e.path}`;
@@ -58460,12 +58514,20 @@ var Accumulator = class {
         this.overflowed("files");
         return;
       }
-      f = { path: e.path, rule: e.rule, count: 0, comms: /* @__PURE__ */ new Set(), steps: /* @__PURE__ */ new Set() };
-      this.files.set(key, f);
+      f = {
+        path: own(e.path),
+        rule: own(e.rule),
+        count: 0,
+        comms: /* @__PURE__ */ new Set(),
+        steps: /* @__PURE__ */ new Set(),
+        lastStep: null
+      };
+      this.files.set(own(key), f);
     }
     f.count += 1;
-    if (f.comms.size < this.limits.steps_per_entry) f.comms.add(e.comm);
-    this.addStep(f.steps, e.step);
+    if (f.comms.size < this.limits.steps_per_entry && !f.comms.has(e.comm))
+      f.comms.add(own(e.comm));
+    this.addStep(f, e.step);
   }
   addAgent(e) {
     if (e.event === "start") {
@@ -58484,7 +58546,7 @@ var Accumulator = class {
   }
   egress() {
     const out = [];
-    for (const d of this.destinations.values()) {
+    for (const d of [...this.destinations.values()].flat()) {
       out.push({
         addr: d.addr,
         port: d.port,
@@ -58505,7 +58567,7 @@ var Accumulator = class {
   }
   exec() {
     const out = [];
-    for (const x of this.execs.values()) {
+    for (const x of [...this.execs.values()].flatMap((m) => [...m.values()])) {
       out.push({
         binary: x.binary,
         arg1_sha256: x.arg1 === null ? null : sha256Utf8(x.arg1),
@@ -58538,6 +58600,9 @@ var Accumulator = class {
     return out.sort((a, b) => b.count - a.count || cmp(a.path, b.path) || cmp(a.rule, b.rule));
   }
 };
+function own(s) {
+  return Buffer.from(s, "utf16le").toString("utf16le");
+}
 function sha256Utf8(s) {
   return createHash2("sha256").update(s, "utf8").digest("hex");
 }
@@ -58561,6 +58626,109 @@ function cmp(a, b) {
 
 // src/trace/fold.ts
 import { isUtf8 } from "node:buffer";
+
+// src/trace/fastparse.ts
+var UINT = "(?:0|[1-9][0-9]{0,14})";
+var INT = `-?${UINT}`;
+var STR = '[^"\\\\\\u0000-\\u001f]*';
+var BOOL = "(?:true|false)";
+var COMM = '[^"\\\\\\u0000-\\u001f]{0,64}';
+var TS = "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{9}Z";
+var STRS = `(?:"${STR}"(?:,"${STR}")*)?`;
+var ANCESTOR = `\\{"pid":${INT},"comm":"${STR}"\\}`;
+var CONTAINER = `(?:,"container":\\{"runtime":"(?:docker|containerd|cri-o|podman|kubernetes)","id":"[0-9a-f]{64}","pod":(?:null|"[0-9a-f-]{32,36}")(?:,"image":(?:null|"${STR}"))?(?:,"requested_by":(?:null|${INT}))?\\})?`;
+var head = (kind) => `^\\{"v":1,"kind":"${kind}","ts":"${TS}","seq":(${UINT}),"pid":${UINT}(?:,"tid":${UINT})?,"ppid":${UINT},"uid":${UINT},"comm":"${kind === "file" ? `(${COMM})` : `()${COMM}`}","cgroup":${UINT},"step":(?:null|"(${STR})")${CONTAINER}`;
+var TAIL = `(?:,"ancestry":\\[(?:${ANCESTOR}(?:,${ANCESTOR})*)?\\])?\\}$`;
+var EXEC = new RegExp(
+  `${head("exec")},"filename":"(${STR})","argv":\\[(?:"${STR}"(?:,"(${STR})")?(?:,"${STR}")*)?\\](?:,"truncated":${BOOL})?${TAIL}`
+);
+var EXIT = new RegExp(`${head("exit")},"code":${INT}(?:,"signal":${INT})?\\}$`);
+var CONNECT = new RegExp(
+  `${head("connect")},"proto":"(tcp|udp|other)","family":"(inet6?)","addr":"(${STR})","port":(${UINT})(?:,"mapped":${BOOL})?,"result":(null|${INT})(?:,"op":"(?:connect|sendmsg|socket|bind)")?(?:,"source":"(?:tracepoint|cgroup)")?(?:,"verdict":"(allow|deny|audit)")?(?:,"rule":"(${STR})")?(?:,"pending":${BOOL})?${TAIL}`
+);
+var FILE = new RegExp(
+  `${head("file")},"path":"(${STR})","flags":${INT},"rule":"(${STR})"(?:,"path_truncated":${BOOL})?${TAIL}`
+);
+var DNS = new RegExp(
+  `${head("dns")},"name":"(${STR})","qtype":"${STR}","answers":\\[(${STRS})\\],"source":"(?:libc|packet)"(?:,"gai_error":${INT})?(?:,"rcode":(${INT}))?(?:,"server":"${STR}")?(?:,"transport":"(?:udp|tcp)")?(?:,"truncated":${BOOL})?${TAIL}`
+);
+var KIND_AT = 15;
+function fastParse(s) {
+  switch (s.charCodeAt(KIND_AT)) {
+    case 99: {
+      const m = CONNECT.exec(s);
+      if (m === null) return void 0;
+      const port = Number(m[7]);
+      if (port > 65535) return void 0;
+      const e = {
+        kind: "connect",
+        seq: Number(m[1]),
+        step: m[3] ?? null,
+        // The constants, not the captured copies: later compares are then pointer compares.
+        // The pattern allows only these values, so one character tells them apart.
+        proto: m[4].charCodeAt(0) === 116 ? "tcp" : m[4] === "udp" ? "udp" : "other",
+        family: m[5].length === 4 ? "inet" : "inet6",
+        addr: m[6],
+        port,
+        result: m[8] === "null" ? null : Number(m[8])
+      };
+      const verdict = m[9];
+      if (verdict !== void 0) {
+        e.verdict = verdict === "allow" ? "allow" : verdict === "deny" ? "deny" : "audit";
+      }
+      if (m[10] !== void 0) e.rule = m[10];
+      return e;
+    }
+    case 100: {
+      const m = DNS.exec(s);
+      if (m === null) return void 0;
+      const e = {
+        kind: "dns",
+        seq: Number(m[1]),
+        step: m[3] ?? null,
+        name: m[4],
+        answers: strings(m[5])
+      };
+      if (m[6] !== void 0) e.rcode = Number(m[6]);
+      return e;
+    }
+    case 101: {
+      if (s.charCodeAt(KIND_AT + 2) === 101) {
+        const m2 = EXEC.exec(s);
+        if (m2 === null) return void 0;
+        return {
+          kind: "exec",
+          seq: Number(m2[1]),
+          step: m2[3] ?? null,
+          filename: m2[4],
+          arg1: m2[5] ?? null
+          // argv[1]: the second element, when there is one
+        };
+      }
+      const m = EXIT.exec(s);
+      return m === null ? void 0 : { kind: "exit", seq: Number(m[1]) };
+    }
+    case 102: {
+      const m = FILE.exec(s);
+      if (m === null) return void 0;
+      return {
+        kind: "file",
+        seq: Number(m[1]),
+        step: m[3] ?? null,
+        comm: m[2],
+        path: m[4],
+        rule: m[5]
+      };
+    }
+    default:
+      return void 0;
+  }
+}
+function strings(body) {
+  if (body.length === 0) return [];
+  const inner = body.slice(1, -1);
+  return inner.indexOf('","') === -1 ? [inner] : inner.split('","');
+}
 
 // src/trace/validate.ts
 var import__ = __toESM(require__(), 1);
@@ -58866,7 +59034,7 @@ var event_v1_default = {
 };
 
 // src/trace/fastcheck.ts
-var TS = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{9}Z$/u;
+var TS2 = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{9}Z$/u;
 var HEX64 = /^[0-9a-f]{64}$/u;
 var isInt = (x) => typeof x === "number" && Number.isInteger(x);
 var isUint = (x) => isInt(x) && x >= 0;
@@ -58878,15 +59046,10 @@ function isStrArray(x) {
   for (const s of x) if (typeof s !== "string") return false;
   return true;
 }
-function isMapOf(x, ok) {
-  if (!isObject(x)) return false;
-  for (const k in x) if (!ok(x[k])) return false;
-  return true;
-}
 var RUNTIMES = /* @__PURE__ */ new Set(["docker", "containerd", "cri-o", "podman", "kubernetes"]);
 var POD = /^[0-9a-f-]{32,36}$/u;
 function isContainer(x) {
-  return isObject(x) && typeof x.runtime === "string" && RUNTIMES.has(x.runtime) && isStr(x.id) && HEX64.test(x.id) && (x.pod === null || isStr(x.pod) && POD.test(x.pod));
+  return isObject(x) && typeof x.runtime === "string" && RUNTIMES.has(x.runtime) && isStr(x.id) && HEX64.test(x.id) && (x.pod === null || isStr(x.pod) && POD.test(x.pod)) && optional(x.image, (i) => i === null || isStr(i)) && optional(x.requested_by, (r) => r === null || isInt(r));
 }
 function isAncestry(x) {
   if (!Array.isArray(x)) return false;
@@ -58896,7 +59059,7 @@ function isAncestry(x) {
 function certainlyValid(v2) {
   if (!isObject(v2)) return false;
   if (v2.v !== 1 || !isStr(v2.ts) || !isUint(v2.pid) || !isUint(v2.ppid) || !isUint(v2.uid) || !isStr(v2.comm) || // maxLength counts code points; UTF-16 length is never fewer.
-  v2.comm.length > 64 || !isUint(v2.cgroup) || !(v2.step === null || isStr(v2.step)) || !isUint(v2.seq) || !optional(v2.tid, isUint) || !optional(v2.ancestry, isAncestry) || !optional(v2.container, isContainer) || !TS.test(v2.ts)) {
+  v2.comm.length > 64 || !isUint(v2.cgroup) || !(v2.step === null || isStr(v2.step)) || !isUint(v2.seq) || !optional(v2.tid, isUint) || !optional(v2.ancestry, isAncestry) || !optional(v2.container, isContainer) || !TS2.test(v2.ts)) {
     return false;
   }
   switch (v2.kind) {
@@ -58905,13 +59068,16 @@ function certainlyValid(v2) {
     case "exit":
       return isInt(v2.code) && optional(v2.signal, isInt);
     case "connect":
-      return (v2.proto === "tcp" || v2.proto === "udp" || v2.proto === "other") && (v2.family === "inet" || v2.family === "inet6") && isStr(v2.addr) && isInt(v2.port) && v2.port >= 0 && v2.port <= 65535 && (v2.result === null || isInt(v2.result)) && optional(v2.mapped, isBool) && optional(v2.source, (s) => s === "tracepoint" || s === "cgroup") && optional(v2.verdict, (s) => s === "allow" || s === "deny" || s === "audit") && optional(v2.rule, isStr);
+      return (v2.proto === "tcp" || v2.proto === "udp" || v2.proto === "other") && (v2.family === "inet" || v2.family === "inet6") && isStr(v2.addr) && isInt(v2.port) && v2.port >= 0 && v2.port <= 65535 && (v2.result === null || isInt(v2.result)) && optional(v2.mapped, isBool) && optional(v2.source, (s) => s === "tracepoint" || s === "cgroup") && optional(v2.verdict, (s) => s === "allow" || s === "deny" || s === "audit") && optional(v2.rule, isStr) && optional(
+        v2.op,
+        (s) => s === "connect" || s === "sendmsg" || s === "socket" || s === "bind"
+      ) && optional(v2.pending, isBool);
     case "file":
-      return isStr(v2.path) && isInt(v2.flags) && isStr(v2.rule);
+      return isStr(v2.path) && isInt(v2.flags) && isStr(v2.rule) && optional(v2.path_truncated, isBool);
     case "dns":
-      return isStr(v2.name) && isStr(v2.qtype) && isStrArray(v2.answers) && (v2.source === "libc" || v2.source === "packet") && optional(v2.rcode, isInt) && optional(v2.server, isStr);
+      return isStr(v2.name) && isStr(v2.qtype) && isStrArray(v2.answers) && (v2.source === "libc" || v2.source === "packet") && optional(v2.rcode, isInt) && optional(v2.server, isStr) && optional(v2.gai_error, isInt) && optional(v2.transport, (s) => s === "udp" || s === "tcp") && optional(v2.truncated, isBool);
     case "agent":
-      return (v2.event === "start" || v2.event === "stop") && isStr(v2.version) && optional(v2.commit, isStr) && optional(v2.kernel, isStr) && optional(v2.mode, (m) => m === "observe" || m === "learn" || m === "enforce") && optional(v2.policy_sha256, (s) => s === null || isStr(s)) && optional(v2.attach, (m) => isMapOf(m, isStr)) && optional(v2.events, (m) => isMapOf(m, isInt)) && optional(v2.lost, (m) => isMapOf(m, isInt)) && optional(v2.duration_s, (n) => typeof n === "number" && Number.isFinite(n)) && optional(v2.log_sha256, (s) => isStr(s) && HEX64.test(s)) && optional(v2.complete, isBool) && optional(v2.log_intact, isBool) && optional(v2.reason, isStr);
+      return false;
     case "tamper":
       return isStr(v2.what) && optional(v2.detail, isStr);
     default:
@@ -58956,26 +59122,36 @@ function describe(value, errors) {
 
 // src/trace/fold.ts
 var MAX_PROBLEMS_LISTED = 10;
-var EMPTY_LINE = { ok: false, kind: "corrupt", reason: "empty line" };
-function parseLine(text, bytes, info, maxLineBytes) {
-  if (info.oversize) {
-    return { ok: false, kind: "corrupt", reason: `line longer than ${maxLineBytes} bytes` };
+var Rejected = class {
+  kind;
+  reason;
+  constructor(kind, reason) {
+    this.kind = kind;
+    this.reason = reason;
   }
+};
+var EMPTY_LINE = new Rejected("corrupt", "empty line");
+function parseLine(text, bytes, info, maxLineBytes, fast = true) {
+  if (info.oversize) return new Rejected("corrupt", `line longer than ${maxLineBytes} bytes`);
   if (text === null) {
     if (bytes === null || bytes.length === 0) return EMPTY_LINE;
-    if (!isUtf8(bytes)) return { ok: false, kind: "corrupt", reason: "not valid UTF-8" };
+    if (!isUtf8(bytes)) return new Rejected("corrupt", "not valid UTF-8");
     text = bytes.toString("utf8");
   } else if (text.length === 0) {
     return EMPTY_LINE;
+  }
+  if (fast) {
+    const e = fastParse(text);
+    if (e !== void 0) return e;
   }
   let value;
   try {
     value = JSON.parse(text);
   } catch (e) {
-    return { ok: false, kind: "corrupt", reason: `not JSON: ${e.message}` };
+    return new Rejected("corrupt", `not JSON: ${e.message}`);
   }
   const v2 = validate(value);
-  return v2.ok ? v2 : { ok: false, kind: "invalid", reason: v2.reason };
+  return v2.ok ? foldView(v2.event) : new Rejected("invalid", v2.reason);
 }
 var TraceFold = class {
   acc;
@@ -58992,9 +59168,11 @@ var TraceFold = class {
   digestBeforeStop = null;
   linesAfterStop = 0;
   maxLineBytes;
-  constructor(limits, maxLineBytes) {
+  fast;
+  constructor(limits, maxLineBytes, fast = true) {
     this.acc = new Accumulator(limits);
     this.maxLineBytes = maxLineBytes;
+    this.fast = fast;
   }
   problem(line, reason) {
     if (this.lines.first_problems.length < MAX_PROBLEMS_LISTED) {
@@ -59006,8 +59184,8 @@ var TraceFold = class {
     lines.total += 1;
     if (this.stopLine > 0) this.linesAfterStop += 1;
     if (!info.terminated) lines.truncated += 1;
-    const parsed = parseLine(text, bytes, info, this.maxLineBytes);
-    if (!parsed.ok) {
+    const parsed = parseLine(text, bytes, info, this.maxLineBytes, this.fast);
+    if (parsed instanceof Rejected) {
       if (info.terminated || parsed.kind === "invalid") lines[parsed.kind] += 1;
       this.problem(
         info.number,
@@ -59017,7 +59195,7 @@ var TraceFold = class {
     }
     if (!info.terminated) this.problem(info.number, "truncated (no final newline)");
     lines.valid += 1;
-    const e = parsed.event;
+    const e = parsed;
     if (e.seq !== void 0) this.seq.see(info.number, e.seq);
     if (e.kind === "agent" && e.event === "stop" && this.stopLine === 0) {
       this.stopLine = info.number;
@@ -59029,20 +59207,24 @@ var TraceFold = class {
 var SeqTracker = class {
   gaps = 0;
   first = [];
-  last = null;
+  // The last line seen (0: none yet) and its seq: two numbers, not an object per line.
+  lastLine = 0;
+  lastSeq = 0;
   see(line, seq) {
-    const expected = this.last ? this.last.seq + (line - this.last.line) : line - 1;
+    const expected = this.lastLine > 0 ? this.lastSeq + (line - this.lastLine) : line - 1;
     if (seq !== expected) {
       this.gaps += 1;
       if (this.first.length < MAX_PROBLEMS_LISTED) this.first.push({ line, expected, got: seq });
     }
-    this.last = { line, seq };
+    this.lastLine = line;
+    this.lastSeq = seq;
   }
 };
 
 // src/trace/lines.ts
 import { isAscii } from "node:buffer";
 import { createHash as createHash3 } from "node:crypto";
+import { open } from "node:fs/promises";
 var DEFAULT_MAX_LINE_BYTES = 1 << 20;
 async function readLines(stream, sink, maxLineBytes = DEFAULT_MAX_LINE_BYTES) {
   const hash = createHash3("sha256");
@@ -59146,6 +59328,24 @@ async function readLines(stream, sink, maxLineBytes = DEFAULT_MAX_LINE_BYTES) {
   return { sha256: hash.digest("hex"), bytes: total, lines: info.number };
 }
 var EMPTY = Buffer.alloc(0);
+async function* fileChunks(path, size) {
+  const fh = await open(path, "r");
+  const bufs = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
+  let which = 0;
+  let next = fh.read(bufs[0], 0, size, null);
+  try {
+    for (; ; ) {
+      const { bytesRead, buffer } = await next;
+      if (bytesRead === 0) return;
+      which ^= 1;
+      next = fh.read(bufs[which], 0, size, null);
+      yield buffer.subarray(0, bytesRead);
+    }
+  } finally {
+    await next.catch(() => void 0);
+    await fh.close();
+  }
+}
 function forEachLine(buf, from, to, maxLineBytes, each) {
   let start2 = from;
   while (start2 <= to) {
@@ -59180,12 +59380,18 @@ function eachLineOfRun(buf, from, to, maxLineBytes, each) {
 
 // src/trace/summarize.ts
 async function summarizeFile(path, opts = {}) {
-  const stream = createReadStream(path, { highWaterMark: 256 * 1024 });
-  return summarizeStream(stream, { ...opts, logName: opts.logName ?? basename2(path) });
+  return summarizeStream(fileChunks(path, 256 * 1024), {
+    ...opts,
+    logName: opts.logName ?? basename2(path)
+  });
 }
 async function summarizeStream(stream, opts) {
   const maxLineBytes = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-  const fold = new TraceFold({ ...DEFAULT_LIMITS, ...opts.limits }, maxLineBytes);
+  const fold = new TraceFold(
+    { ...DEFAULT_LIMITS, ...opts.limits },
+    maxLineBytes,
+    opts.fastPath ?? true
+  );
   const read = await readLines(stream, fold, maxLineBytes);
   return predicate(fold, read, opts);
 }
@@ -59652,7 +59858,7 @@ function more(add, n) {
 
 // src/cli/io.ts
 import { parseArgs } from "node:util";
-var EXIT = {
+var EXIT2 = {
   OK: 0,
   /** Verification failed (or the trace is not clean under --require-clean). */
   FAILED: 1,
@@ -59731,7 +59937,7 @@ async function attest(argv, io) {
     if (v2.help) {
       io.out(`${ATTEST_USAGE}
 `);
-      return EXIT.OK;
+      return EXIT2.OK;
     }
     file = one(parsed.positionals, "log FILE");
     checkCombination(v2);
@@ -59740,7 +59946,7 @@ async function attest(argv, io) {
     io.err(`dpndncy attest: ${e.message}
 ${ATTEST_USAGE}
 `);
-    return EXIT.USAGE;
+    return EXIT2.USAGE;
   }
   try {
     return await run(file, v2, io);
@@ -59753,7 +59959,7 @@ ${ATTEST_USAGE}
     if (e instanceof UsageError) {
       io.err(`dpndncy attest: ${e.message}
 `);
-      return EXIT.USAGE;
+      return EXIT2.USAGE;
     }
     throw e;
   }
@@ -59825,7 +60031,7 @@ async function run(file, v2, io) {
     io.out(`  ${integrityLine(predicate2)}
 `);
   }
-  return EXIT.OK;
+  return EXIT2.OK;
 }
 async function signerFor(v2, predicate2, io, out) {
   const witnesses2 = { rekorURL: v2["rekor-url"], tsaURL: v2["tsa-url"] };
@@ -60594,9 +60800,9 @@ function bytesOf(addr, family) {
     const q = (tail[2] ?? "").split(".").map(Number);
     text = `${tail[1]}${((q[0] ?? 0) << 8 | (q[1] ?? 0)).toString(16)}:${((q[2] ?? 0) << 8 | (q[3] ?? 0)).toString(16)}`;
   }
-  const [head = "", rest] = text.split("::");
+  const [head2 = "", rest] = text.split("::");
   const words = (x) => x === "" ? [] : x.split(":");
-  const h = words(head);
+  const h = words(head2);
   const t = rest === void 0 ? [] : words(rest);
   return [...h, ...Array(8 - h.length - t.length).fill("0"), ...t].flatMap((w) => {
     const n = Number.parseInt(w, 16);
@@ -62312,7 +62518,7 @@ async function check(c, agent, io) {
   );
   io.out(`${out.join("\n")}
 `);
-  return EXIT.OK;
+  return EXIT2.OK;
 }
 function daemonCommand(signals = process) {
   return async function daemon2(argv, io) {
@@ -62323,7 +62529,7 @@ function daemonCommand(signals = process) {
       if (v2.help) {
         io.out(`${DAEMON_USAGE}
 `);
-        return EXIT.OK;
+        return EXIT2.OK;
       }
       if (p.positionals.length) throw new UsageError(`unexpected argument ${p.positionals[0]}`);
       if (v2.config === void 0) throw new UsageError("--config FILE is required");
@@ -62332,7 +62538,7 @@ function daemonCommand(signals = process) {
       io.err(`dpndncy daemon: ${e.message}
 ${DAEMON_USAGE}
 `);
-      return EXIT.USAGE;
+      return EXIT2.USAGE;
     }
     let c;
     let agent;
@@ -62341,7 +62547,7 @@ ${DAEMON_USAGE}
     } catch (e) {
       io.err(`dpndncy daemon: ${e.message}
 `);
-      return EXIT.INPUT;
+      return EXIT2.INPUT;
     }
     try {
       agent = findAgent(v2.agent ?? c.agent, process.argv[1], io.env.PATH);
@@ -62356,7 +62562,7 @@ ${DAEMON_USAGE}
       } catch (e) {
         io.err(`dpndncy daemon: ${e.message}
 `);
-        return EXIT.INPUT;
+        return EXIT2.INPUT;
       }
     }
     let d;
@@ -62366,7 +62572,7 @@ ${DAEMON_USAGE}
       if (!(e instanceof StartError)) throw e;
       io.err(`dpndncy daemon: ${e.message}
 `);
-      return EXIT.INPUT;
+      return EXIT2.INPUT;
     }
     const onStop = (sig) => () => d.stop(sig);
     const term = onStop("SIGTERM");
@@ -62627,7 +62833,7 @@ async function hardenCmd(argv, io) {
     if (v2.help) {
       io.out(`${HARDEN_USAGE}
 `);
-      return EXIT.OK;
+      return EXIT2.OK;
     }
     if (!v2.restore && !v2.user) throw new UsageError("--user USER is required");
     if (v2["install-agent"] === void 0 !== (v2["state-dir"] === void 0))
@@ -62637,11 +62843,11 @@ async function hardenCmd(argv, io) {
     io.err(`dpndncy harden: ${e.message}
 ${HARDEN_USAGE}
 `);
-    return EXIT.USAGE;
+    return EXIT2.USAGE;
   }
   if (process.getuid?.() !== 0) {
     io.err("dpndncy harden: must run as root\n");
-    return EXIT.FAILED;
+    return EXIT2.FAILED;
   }
   const record = v2.record ?? (v2.user ? `/var/lib/dpndncy/harden-${v2.user}.json` : void 0);
   try {
@@ -62650,7 +62856,7 @@ ${HARDEN_USAGE}
       const r2 = restoreHarden(nodeSys, record);
       io.out(`${JSON.stringify({ restored: true, user: r2.user, record })}
 `);
-      return EXIT.OK;
+      return EXIT2.OK;
     }
     const allow = (v2["allow-command"] ?? []).map((c) => c.trim().split(/\s+/));
     let agent;
@@ -62677,14 +62883,14 @@ ${HARDEN_USAGE}
     if (!r.sudoDenied) {
       io.err(`dpndncy harden: sudo is still allowed for ${r.record.user}: ${r.notes.join("; ")}
 `);
-      return EXIT.FAILED;
+      return EXIT2.FAILED;
     }
-    return EXIT.OK;
+    return EXIT2.OK;
   } catch (e) {
     if (!(e instanceof HardenError) && !(e instanceof Error)) throw e;
     io.err(`dpndncy harden: ${e.message}
 `);
-    return EXIT.FAILED;
+    return EXIT2.FAILED;
   }
 }
 
@@ -62692,7 +62898,7 @@ ${HARDEN_USAGE}
 import { readFile as readFile4, rename, writeFile } from "node:fs/promises";
 
 // src/learn/anomalies.ts
-import { createReadStream as createReadStream2 } from "node:fs";
+import { createReadStream } from "node:fs";
 import { createInterface as createInterface2 } from "node:readline";
 
 // src/learn/baseline.ts
@@ -62969,7 +63175,7 @@ async function withAncestry(log, list) {
   const addrs = [...new Set(list.map((a) => a.addr))];
   const found = /* @__PURE__ */ new Set();
   try {
-    const lines = createInterface2({ input: createReadStream2(log), crlfDelay: Infinity });
+    const lines = createInterface2({ input: createReadStream(log), crlfDelay: Infinity });
     for await (const line of lines) {
       if (!line.includes('"connect"') || !addrs.some((a) => line.includes(a))) continue;
       let ev;
@@ -63127,7 +63333,7 @@ async function learn(argv, io) {
     if (p.values.help) {
       io.out(`${LEARN_USAGE}
 `);
-      return EXIT.OK;
+      return EXIT2.OK;
     }
     logs = p.positionals;
     if (logs.length === 0) throw new UsageError("missing LOG");
@@ -63143,7 +63349,7 @@ async function learn(argv, io) {
     io.err(`dpndncy learn: ${e.message}
 ${LEARN_USAGE}
 `);
-    return EXIT.USAGE;
+    return EXIT2.USAGE;
   }
   let baseline;
   {
@@ -63155,7 +63361,7 @@ ${LEARN_USAGE}
         if (e.code !== "ENOENT") {
           io.err(`dpndncy learn: cannot read ${baselineFile}: ${e.message}
 `);
-          return EXIT.INPUT;
+          return EXIT2.INPUT;
         }
       }
     }
@@ -63171,7 +63377,7 @@ ${LEARN_USAGE}
     } catch (e) {
       io.err(`dpndncy learn: cannot read ${log}: ${e.message}
 `);
-      return EXIT.INPUT;
+      return EXIT2.INPUT;
     }
     if (!predicate2.integrity.stopped_cleanly) {
       io.err(
@@ -63208,12 +63414,12 @@ ${LEARN_USAGE}
   } catch (e) {
     io.err(`dpndncy learn: ${e.message}
 `);
-    return EXIT.INPUT;
+    return EXIT2.INPUT;
   }
   if (!out) io.out(yaml);
   io.err(`dpndncy learn: ${st.reason}
 `);
-  return EXIT.OK;
+  return EXIT2.OK;
 }
 
 // src/cli/policy.ts
@@ -63231,7 +63437,7 @@ async function policy(argv, io) {
     if (p.values.help) {
       io.out(`${POLICY_USAGE}
 `);
-      return EXIT.OK;
+      return EXIT2.OK;
     }
     const [sub, f, ...extra] = p.positionals;
     if (sub !== "check")
@@ -63245,7 +63451,7 @@ async function policy(argv, io) {
     io.err(`dpndncy policy: ${e.message}
 ${POLICY_USAGE}
 `);
-    return EXIT.USAGE;
+    return EXIT2.USAGE;
   }
   try {
     const loaded = await loadPolicy(file);
@@ -63260,12 +63466,12 @@ ${POLICY_USAGE}
 `);
       if (loaded.policy.egress?.["allow-metadata"]) io.out("allow-metadata\n");
     }
-    return EXIT.OK;
+    return EXIT2.OK;
   } catch (e) {
     if (e instanceof PolicyError || e instanceof EndpointError) {
       io.err(`${e.message}
 `);
-      return e instanceof PolicyError && e.unreadable ? EXIT.INPUT : EXIT.FAILED;
+      return e instanceof PolicyError && e.unreadable ? EXIT2.INPUT : EXIT2.FAILED;
     }
     throw e;
   }
@@ -63526,10 +63732,10 @@ function containerJudging(o) {
 
 // src/agent/verify-binary.ts
 import { createHash as createHash6 } from "node:crypto";
-import { createReadStream as createReadStream3 } from "node:fs";
+import { createReadStream as createReadStream2 } from "node:fs";
 async function sha256File(path) {
   const hash = createHash6("sha256");
-  for await (const chunk of createReadStream3(path)) hash.update(chunk);
+  for await (const chunk of createReadStream2(path)) hash.update(chunk);
   return hash.digest("hex");
 }
 var ChecksumError = class extends Error {
@@ -63696,7 +63902,7 @@ async function start(argv, io) {
     if (v2.help) {
       io.out(`${START_USAGE}
 `);
-      return EXIT.OK;
+      return EXIT2.OK;
     }
     if (p.positionals.length) throw new UsageError(`unexpected argument ${p.positionals[0]}`);
     mode = v2.mode ?? "observe";
@@ -63718,7 +63924,7 @@ async function start(argv, io) {
     io.err(`dpndncy start: ${e.message}
 ${START_USAGE}
 `);
-    return EXIT.USAGE;
+    return EXIT2.USAGE;
   }
   const dir = resolve4(v2.dir ?? defaultDir(io.env));
   mkdirSync4(join10(dir, "bin"), { recursive: true });
@@ -63764,7 +63970,7 @@ ${START_USAGE}
   } catch (e) {
     io.err(`dpndncy start: ${e.message}
 `);
-    return e instanceof DownloadError ? EXIT.SERVICE : EXIT.INPUT;
+    return e instanceof DownloadError ? EXIT2.SERVICE : EXIT2.INPUT;
   }
   const detection = detectPlatform(io.env);
   const elevate = process.getuid?.() === 0 ? [] : ["sudo", "-n"];
@@ -63773,7 +63979,7 @@ ${START_USAGE}
   if (!HARDEN_LEVELS.includes(hardenLevel)) {
     io.err(`dpndncy start: --harden ${v2.harden}: not one of ${HARDEN_LEVELS.join(", ")}
 `);
-    return EXIT.USAGE;
+    return EXIT2.USAGE;
   }
   const stateDir = hardenStateDir(hardenLevel, io.env) ?? join10(dir, "state");
   try {
@@ -63816,7 +64022,7 @@ ${START_USAGE}
       `dpndncy: agent armed (pid ${started.pid}, mode ${mode}, platform ${detection.identity.platform}${also}); log ${log}
 `
     );
-    return EXIT.OK;
+    return EXIT2.OK;
   } catch (e) {
     io.err(`dpndncy start: ${e.message}
 `);
@@ -63830,10 +64036,10 @@ import { join as join11, resolve as resolve5 } from "node:path";
 
 // src/report/markdown.ts
 var esc = (s) => s.replace(/[|\\`*_<>[\]]/g, (c) => `\\${c}`).replace(/\n/g, " ");
-function table(head, rows) {
+function table(head2, rows) {
   if (rows.length === 0) return "_none_\n";
   const line = (cells) => `| ${cells.join(" | ")} |`;
-  return `${[line(head), line(head.map(() => "---")), ...rows.map(line)].join("\n")}
+  return `${[line(head2), line(head2.map(() => "---")), ...rows.map(line)].join("\n")}
 `;
 }
 function verdictLine(p, ctx = {}) {
@@ -64013,7 +64219,7 @@ async function stop(argv, io) {
     if (p.values.help) {
       io.out(`${STOP_USAGE}
 `);
-      return EXIT.OK;
+      return EXIT2.OK;
     }
     if (p.positionals.length) throw new UsageError(`unexpected argument ${p.positionals[0]}`);
     dir = resolve5(p.values.dir ?? defaultDir(io.env));
@@ -64022,7 +64228,7 @@ async function stop(argv, io) {
     io.err(`dpndncy stop: ${e.message}
 ${STOP_USAGE}
 `);
-    return EXIT.USAGE;
+    return EXIT2.USAGE;
   }
   let session;
   try {
@@ -64030,7 +64236,7 @@ ${STOP_USAGE}
   } catch (e) {
     io.err(`dpndncy stop: ${e.message}
 `);
-    return EXIT.INPUT;
+    return EXIT2.INPUT;
   }
   let agentComplete = false;
   try {
@@ -64053,9 +64259,9 @@ ${STOP_USAGE}
       `dpndncy stop: WARNING: trace problems: ${predicate2.integrity.problems.join(", ") || "agent stop failed"}
 `
     );
-    return EXIT.FAILED;
+    return EXIT2.FAILED;
   }
-  return EXIT.OK;
+  return EXIT2.OK;
 }
 
 // src/cli/summarize.ts
@@ -64075,7 +64281,7 @@ async function summarize(argv, io) {
     if (values.help) {
       io.out(`${SUMMARIZE_USAGE}
 `);
-      return EXIT.OK;
+      return EXIT2.OK;
     }
     file = one(positionals, "log FILE");
     json = values.json ?? false;
@@ -64084,7 +64290,7 @@ async function summarize(argv, io) {
     io.err(`dpndncy summarize: ${e.message}
 ${SUMMARIZE_USAGE}
 `);
-    return EXIT.USAGE;
+    return EXIT2.USAGE;
   }
   let predicate2;
   try {
@@ -64092,11 +64298,11 @@ ${SUMMARIZE_USAGE}
   } catch (e) {
     io.err(`dpndncy summarize: cannot read ${file}: ${e.message}
 `);
-    return EXIT.INPUT;
+    return EXIT2.INPUT;
   }
   io.out(json ? `${JSON.stringify(predicate2, null, 2)}
 ` : formatSummary(predicate2));
-  return EXIT.OK;
+  return EXIT2.OK;
 }
 
 // src/cli/verify.ts
@@ -64217,7 +64423,7 @@ var import_bundle2 = __toESM(require_dist3(), 1);
 var import_protobuf_specs2 = __toESM(require_dist2(), 1);
 var import_verify = __toESM(require_dist15(), 1);
 import { createHash as createHash8, createPublicKey as createPublicKey2, verify as cryptoVerify } from "node:crypto";
-import { createReadStream as createReadStream4 } from "node:fs";
+import { createReadStream as createReadStream3 } from "node:fs";
 
 // src/attest/dsse.ts
 function preAuthEncoding(payloadType, payload) {
@@ -64343,7 +64549,7 @@ function verifyAttestation(input) {
 }
 async function sha256File2(path) {
   const hash = createHash8("sha256");
-  for await (const chunk of createReadStream4(path, { highWaterMark: 1 << 20 })) {
+  for await (const chunk of createReadStream3(path, { highWaterMark: 1 << 20 })) {
     hash.update(chunk);
   }
   return hash.digest("hex");
@@ -64575,7 +64781,7 @@ async function verify(argv, io) {
     if (v2.help) {
       io.out(`${VERIFY_USAGE}
 `);
-      return EXIT.OK;
+      return EXIT2.OK;
     }
     bundlePath2 = one(parsed.positionals, "BUNDLE");
     checkCombination2(v2);
@@ -64584,7 +64790,7 @@ async function verify(argv, io) {
     io.err(`dpndncy verify: ${e.message}
 ${VERIFY_USAGE}
 `);
-    return EXIT.USAGE;
+    return EXIT2.USAGE;
   }
   const json = v2.json ?? false;
   try {
@@ -64599,7 +64805,7 @@ ${VERIFY_USAGE}
       json ? `${JSON.stringify({ ok: true, clean, trustedRoot, ...result }, null, 2)}
 ` : human(result, v2.log, trustedRoot)
     );
-    return EXIT.OK;
+    return EXIT2.OK;
   } catch (e) {
     if (!(e instanceof VerifyError || e instanceof InputError || e instanceof ServiceError))
       throw e;
@@ -64798,17 +65004,17 @@ async function main(argv, io) {
   if (first === "--version" || first === "-V") {
     io.out(`dpndncy ${package_default.version}
 `);
-    return EXIT.OK;
+    return EXIT2.OK;
   }
   if (first === void 0 || first === "--help" || first === "-h" || first === "help") {
     (first === void 0 ? io.err : io.out)(usage());
-    return first === void 0 ? EXIT.USAGE : EXIT.OK;
+    return first === void 0 ? EXIT2.USAGE : EXIT2.OK;
   }
   const command = COMMANDS[first];
   if (!command) {
     io.err(`dpndncy: unknown command ${JSON.stringify(first)}
 ${usage()}`);
-    return EXIT.USAGE;
+    return EXIT2.USAGE;
   }
   return command.run(rest, io);
 }

@@ -11,6 +11,7 @@ import type {
   EventKind,
   ExecEvent,
   ExecSummaryEntry,
+  ExitEvent,
   FileEvent,
   Limits,
   SensitiveFile,
@@ -18,6 +19,31 @@ import type {
   TraceEvent,
   Verdict,
 } from "./types.js";
+
+/**
+ * What the fold reads of each event: a view of the event types (types.ts), not a second
+ * definition. A full TraceEvent is one; the fast path (fastparse.ts) builds only this much.
+ */
+export type FoldEvent =
+  // exec: of argv only argv[1] (arg1_sha256), null when argv has no [1]
+  | (Pick<ExecEvent, "kind" | "seq" | "step" | "filename"> & { arg1: string | null })
+  | Pick<ExitEvent, "kind" | "seq">
+  | Pick<
+      ConnectEvent,
+      "kind" | "seq" | "step" | "proto" | "family" | "addr" | "port" | "result" | "verdict" | "rule"
+    >
+  | Pick<FileEvent, "kind" | "seq" | "step" | "path" | "rule" | "comm">
+  | Pick<DnsEvent, "kind" | "seq" | "step" | "name" | "answers" | "rcode">
+  | AgentEvent
+  | Pick<TamperEvent, "kind" | "seq" | "ts" | "what" | "detail">;
+type View<K extends FoldEvent["kind"]> = Extract<FoldEvent, { kind: K }>;
+
+/** The fold's view of a whole event (the reference path's). */
+export function foldView(e: TraceEvent): FoldEvent {
+  if (e.kind !== "exec") return e;
+  const arg1 = e.argv.length > 1 ? (e.argv[1] ?? null) : null;
+  return { kind: "exec", seq: e.seq, step: e.step, filename: e.filename, arg1 };
+}
 
 export const DEFAULT_LIMITS: Limits = {
   destinations: 10_000,
@@ -43,12 +69,16 @@ interface DestState {
   count: number;
   failed: number;
   steps: Set<string>;
+  /** The step last found in `steps`: consecutive events mostly share it, and a compare is cheaper than a Set lookup. */
+  lastStep: string | null;
   rules: Set<string>;
+  lastRule: string | null;
 }
 
 interface CountedSteps {
   count: number;
   steps: Set<string>;
+  lastStep: string | null;
 }
 
 type ExecState = CountedSteps & { binary: string; arg1: string | null };
@@ -56,13 +86,18 @@ type DnsState = CountedSteps & { failed: number };
 type FileState = CountedSteps & { path: string; rule: string; comms: Set<string> };
 
 export class Accumulator {
-  readonly counts: Partial<Record<EventKind, number>> = {};
+  // Per kind, in named fields: a store keyed by the kind string was a tenth of add().
+  private readonly n = { exec: 0, exit: 0, connect: 0, file: 0, dns: 0, agent: 0, tamper: 0 };
   readonly overflow: Partial<Record<keyof Limits, number>> = {};
-  private readonly destinations = new Map<string, DestState>();
+  // addr -> its destinations (a few protocols and ports): no key string built per connect.
+  private readonly destinations = new Map<string, DestState[]>();
+  private destinationCount = 0;
   // addr -> names whose answers contained it; joined onto destinations at the end, so a DNS
   // answer logged after the connect (packet-path DNS can be) still names it.
   private readonly answerNames = new Map<string, Set<string>>();
-  private readonly execs = new Map<string, ExecState>();
+  // filename -> argv[1] (null: none) -> state.
+  private readonly execs = new Map<string, Map<string | null, ExecState>>();
+  private execCount = 0;
   private readonly dnsNames = new Map<string, DnsState>();
   private readonly files = new Map<string, FileState>();
   start: AgentEvent | null = null;
@@ -78,57 +113,83 @@ export class Accumulator {
     this.limits = limits;
   }
 
-  add(e: TraceEvent): void {
-    this.counts[e.kind] = (this.counts[e.kind] ?? 0) + 1;
+  add(e: FoldEvent): void {
     switch (e.kind) {
       case "connect":
+        this.n.connect += 1;
         this.addConnect(e);
         break;
       case "dns":
+        this.n.dns += 1;
         this.addDns(e);
         break;
       case "exec":
+        this.n.exec += 1;
         this.addExec(e);
         break;
       case "file":
+        this.n.file += 1;
         this.addFile(e);
         break;
       case "agent":
+        this.n.agent += 1;
         this.addAgent(e);
         break;
       case "tamper":
+        this.n.tamper += 1;
         this.addTamper(e);
         break;
       case "exit":
+        this.n.exit += 1;
         break;
     }
+  }
+
+  /** Events per kind, kinds never seen left out. */
+  get counts(): Partial<Record<EventKind, number>> {
+    const out: Partial<Record<EventKind, number>> = {};
+    for (const [k, v] of Object.entries(this.n) as [EventKind, number][]) if (v > 0) out[k] = v;
+    return out;
   }
 
   private overflowed(what: keyof Limits): void {
     this.overflow[what] = (this.overflow[what] ?? 0) + 1;
   }
 
-  private addStep(set: Set<string>, step: string | null): void {
+  private addStep(entry: CountedSteps, step: string | null): void {
     const s = step ?? UNKNOWN_STEP;
+    if (s === entry.lastStep) return;
+    const set = entry.steps;
     if (set.has(s)) return;
     if (set.size >= this.limits.steps_per_entry) {
       this.overflowed("steps_per_entry");
       return;
     }
-    set.add(s);
+    const kept = own(s);
+    set.add(kept);
+    entry.lastStep = kept;
   }
 
-  private addConnect(e: ConnectEvent): void {
+  private addConnect(e: View<"connect">): void {
     const addr = normalizeAddr(e.addr);
-    const key = `${e.proto}|${addr}|${e.port}`;
-    let d = this.destinations.get(key);
+    let list = this.destinations.get(addr);
+    let d: DestState | undefined;
+    if (list) {
+      for (const x of list) {
+        if (x.port === e.port && x.proto === e.proto) {
+          d = x;
+          break;
+        }
+      }
+    }
     if (!d) {
-      if (this.destinations.size >= this.limits.destinations) {
+      if (this.destinationCount >= this.limits.destinations) {
         this.overflowed("destinations");
         return;
       }
+      const kept = own(addr);
       d = {
-        addr,
+        addr: kept,
         port: e.port,
         proto: e.proto,
         family: e.family,
@@ -136,32 +197,52 @@ export class Accumulator {
         count: 0,
         failed: 0,
         steps: new Set(),
+        lastStep: null,
         rules: new Set(),
+        lastRule: null,
       };
-      this.destinations.set(key, d);
+      if (list) list.push(d);
+      else {
+        list = [d];
+        this.destinations.set(kept, list);
+      }
+      this.destinationCount += 1;
     }
     d.count += 1;
     if (e.result !== null && e.result < 0) d.failed += 1;
-    if (e.verdict) d.verdicts[e.verdict] = (d.verdicts[e.verdict] ?? 0) + 1;
-    if (e.rule !== undefined && d.rules.size < this.limits.steps_per_entry) d.rules.add(e.rule);
-    this.addStep(d.steps, e.step);
+    // Named stores, not one keyed by the verdict string (that was a tenth of addConnect).
+    const v = d.verdicts;
+    if (e.verdict === "allow") v.allow = (v.allow ?? 0) + 1;
+    else if (e.verdict === "deny") v.deny = (v.deny ?? 0) + 1;
+    else if (e.verdict === "audit") v.audit = (v.audit ?? 0) + 1;
+    const rule = e.rule;
+    if (
+      rule !== undefined &&
+      rule !== d.lastRule &&
+      !d.rules.has(rule) &&
+      d.rules.size < this.limits.steps_per_entry
+    ) {
+      d.lastRule = own(rule);
+      d.rules.add(d.lastRule);
+    }
+    this.addStep(d, e.step);
   }
 
-  private addDns(e: DnsEvent): void {
+  private addDns(e: View<"dns">): void {
     const name = normalizeName(e.name);
     let n = this.dnsNames.get(name);
     if (!n) {
       if (this.dnsNames.size >= this.limits.dns_names) {
         this.overflowed("dns_names");
       } else {
-        n = { count: 0, failed: 0, steps: new Set() };
-        this.dnsNames.set(name, n);
+        n = { count: 0, failed: 0, steps: new Set(), lastStep: null };
+        this.dnsNames.set(own(name), n);
       }
     }
     if (n) {
       n.count += 1;
       if (e.rcode !== undefined && e.rcode !== 0) n.failed += 1;
-      this.addStep(n.steps, e.step);
+      this.addStep(n, e.step);
     }
     for (const answer of e.answers) {
       const addr = normalizeAddr(answer);
@@ -173,34 +254,40 @@ export class Accumulator {
           continue;
         }
         names = new Set();
-        this.answerNames.set(addr, names);
+        this.answerNames.set(own(addr), names);
       }
       if (names.has(name)) continue;
       if (names.size >= this.limits.hostnames_per_addr) {
         this.overflowed("hostnames_per_addr");
         continue;
       }
-      names.add(name);
+      names.add(own(name));
     }
   }
 
-  private addExec(e: ExecEvent): void {
-    const arg1 = e.argv.length > 1 ? (e.argv[1] ?? null) : null;
-    const key = `${e.filename}\0${arg1 === null ? "\u0001" : arg1}`;
-    let x = this.execs.get(key);
+  private addExec(e: View<"exec">): void {
+    const arg1 = e.arg1;
+    let byArg = this.execs.get(e.filename);
+    let x = byArg?.get(arg1);
     if (!x) {
-      if (this.execs.size >= this.limits.execs) {
+      if (this.execCount >= this.limits.execs) {
         this.overflowed("execs");
         return;
       }
-      x = { binary: e.filename, arg1, count: 0, steps: new Set() };
-      this.execs.set(key, x);
+      const kept = arg1 === null ? null : own(arg1);
+      x = { binary: own(e.filename), arg1: kept, count: 0, steps: new Set(), lastStep: null };
+      if (!byArg) {
+        byArg = new Map();
+        this.execs.set(x.binary, byArg);
+      }
+      byArg.set(kept, x);
+      this.execCount += 1;
     }
     x.count += 1;
-    this.addStep(x.steps, e.step);
+    this.addStep(x, e.step);
   }
 
-  private addFile(e: FileEvent): void {
+  private addFile(e: View<"file">): void {
     const key = `${e.rule}\0${e.path}`;
     let f = this.files.get(key);
     if (!f) {
@@ -208,12 +295,20 @@ export class Accumulator {
         this.overflowed("files");
         return;
       }
-      f = { path: e.path, rule: e.rule, count: 0, comms: new Set(), steps: new Set() };
-      this.files.set(key, f);
+      f = {
+        path: own(e.path),
+        rule: own(e.rule),
+        count: 0,
+        comms: new Set(),
+        steps: new Set(),
+        lastStep: null,
+      };
+      this.files.set(own(key), f);
     }
     f.count += 1;
-    if (f.comms.size < this.limits.steps_per_entry) f.comms.add(e.comm);
-    this.addStep(f.steps, e.step);
+    if (f.comms.size < this.limits.steps_per_entry && !f.comms.has(e.comm))
+      f.comms.add(own(e.comm));
+    this.addStep(f, e.step);
   }
 
   private addAgent(e: AgentEvent): void {
@@ -226,7 +321,7 @@ export class Accumulator {
     }
   }
 
-  private addTamper(e: TamperEvent): void {
+  private addTamper(e: View<"tamper">): void {
     this.tamperCount += 1;
     if (this.tamper.length < MAX_TAMPER_EVENTS) {
       this.tamper.push({ what: e.what, detail: e.detail ?? null, ts: e.ts });
@@ -235,7 +330,7 @@ export class Accumulator {
 
   egress(): Destination[] {
     const out: Destination[] = [];
-    for (const d of this.destinations.values()) {
+    for (const d of [...this.destinations.values()].flat()) {
       out.push({
         addr: d.addr,
         port: d.port,
@@ -258,7 +353,7 @@ export class Accumulator {
 
   exec(): ExecSummaryEntry[] {
     const out: ExecSummaryEntry[] = [];
-    for (const x of this.execs.values()) {
+    for (const x of [...this.execs.values()].flatMap((m) => [...m.values()])) {
       out.push({
         binary: x.binary,
         arg1_sha256: x.arg1 === null ? null : sha256Utf8(x.arg1),
@@ -295,6 +390,17 @@ export class Accumulator {
     }
     return out.sort((a, b) => b.count - a.count || cmp(a.path, b.path) || cmp(a.rule, b.rule));
   }
+}
+
+/**
+ * A copy of s that shares no memory with it. The fast path's strings are slices of the 64 KiB
+ * text of a whole run of lines (V8 slices strings of 13+ characters): one kept in a collection
+ * would keep its run alive, and thousands of distinct names could hold much of the log in RSS.
+ * Called only when a string is kept (bounded by Limits), not per event.
+ */
+export function own(s: string): string {
+  // UTF-16 code units both ways: exact for any string, a lone surrogate from a \ud800 escape too.
+  return Buffer.from(s, "utf16le").toString("utf16le");
 }
 
 /** SHA-256 (lowercase hex) of the UTF-8 encoding of s: what `arg1_sha256` means. */

@@ -10,7 +10,7 @@
 // hashed and discarded, and reported as oversize).
 import { isAscii } from "node:buffer";
 import { createHash, type Hash } from "node:crypto";
-import type { Readable } from "node:stream";
+import { open } from "node:fs/promises";
 
 export interface LineInfo {
   /** 1-based line number. */
@@ -41,7 +41,7 @@ export interface ReadResult {
 export const DEFAULT_MAX_LINE_BYTES = 1 << 20;
 
 export async function readLines(
-  stream: Readable,
+  stream: AsyncIterable<Buffer | string>,
   sink: LineSink,
   maxLineBytes = DEFAULT_MAX_LINE_BYTES,
 ): Promise<ReadResult> {
@@ -165,6 +165,33 @@ export async function readLines(
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * A file's bytes in chunks of `size`, read into two buffers in turn: the next read is under
+ * way while the caller works on a chunk (a read stream reads only when asked, and the
+ * summarizer sat idle for a fifth of its reads), and no buffer is allocated per chunk. A chunk
+ * is valid until the next one is asked for (readLines copies what it keeps). Still async: the
+ * daemon summarizes while it serves.
+ */
+export async function* fileChunks(path: string, size: number): AsyncGenerator<Buffer> {
+  const fh = await open(path, "r");
+  const bufs = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
+  let which = 0;
+  let next = fh.read(bufs[0] as Buffer, 0, size, null);
+  try {
+    for (;;) {
+      const { bytesRead, buffer } = await next;
+      if (bytesRead === 0) return;
+      which ^= 1;
+      next = fh.read(bufs[which] as Buffer, 0, size, null);
+      yield buffer.subarray(0, bytesRead);
+    }
+  } finally {
+    // A read may still be under way when the caller stops early: let it end before closing.
+    await next.catch(() => undefined);
+    await fh.close();
+  }
+}
 
 /**
  * Calls `each` for the complete lines in buf[from, to], where buf[to] is the "\n" ending the

@@ -1,11 +1,9 @@
 // Streams an NDJSON agent log into the runtime-trace predicate (DESIGN §4) in one pass:
 // hash, validate, fold. Never holds the log; a bad line is counted, never thrown.
-import { createReadStream } from "node:fs";
 import { basename } from "node:path";
-import type { Readable } from "node:stream";
 import { DEFAULT_LIMITS } from "./accumulate.js";
 import { TraceFold } from "./fold.js";
-import { DEFAULT_MAX_LINE_BYTES, readLines } from "./lines.js";
+import { DEFAULT_MAX_LINE_BYTES, fileChunks, readLines } from "./lines.js";
 import {
   type AgentEvent,
   type CiIdentity,
@@ -25,22 +23,31 @@ export interface SummarizeOptions {
   logName?: string;
   limits?: Partial<Limits>;
   maxLineBytes?: number;
+  /** false: only the reference parse (JSON.parse + schema), for comparing the fast path with. */
+  fastPath?: boolean;
 }
 
 export async function summarizeFile(path: string, opts: SummarizeOptions = {}): Promise<Predicate> {
   // 256 KiB reads: large enough that hashing and splitting work on long spans, small enough
-  // that the chunks V8 has not collected yet do not show up as resident memory (1 MiB chunks
-  // cost ~70 MB more peak RSS on the 2M-event bench for no speed gain).
-  const stream = createReadStream(path, { highWaterMark: 256 * 1024 });
-  return summarizeStream(stream, { ...opts, logName: opts.logName ?? basename(path) });
+  // that the text decoded from them stays out of V8's large-object space (1 MiB read-stream
+  // chunks cost ~70 MB more peak RSS on the 2M-event bench for no speed gain). Two buffers
+  // read in turn (fileChunks): 12-15 % faster than a read stream, which left us idle.
+  return summarizeStream(fileChunks(path, 256 * 1024), {
+    ...opts,
+    logName: opts.logName ?? basename(path),
+  });
 }
 
 export async function summarizeStream(
-  stream: Readable,
+  stream: AsyncIterable<Buffer | string>,
   opts: SummarizeOptions & { logName: string },
 ): Promise<Predicate> {
   const maxLineBytes = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-  const fold = new TraceFold({ ...DEFAULT_LIMITS, ...opts.limits }, maxLineBytes);
+  const fold = new TraceFold(
+    { ...DEFAULT_LIMITS, ...opts.limits },
+    maxLineBytes,
+    opts.fastPath ?? true,
+  );
   const read = await readLines(stream, fold, maxLineBytes);
   return predicate(fold, read, opts);
 }
