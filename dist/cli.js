@@ -22475,12 +22475,12 @@ var require_utils = __commonJS({
       const union = [.../* @__PURE__ */ new Set([encoded, decoded, value])].map(escapeRegExp).join("|");
       return union;
     };
-    var urlEncodeRegexTag = (strings2, ...values) => {
+    var urlEncodeRegexTag = (strings3, ...values) => {
       let pattern = "";
       for (let i = 0; i < values.length; i++) {
-        pattern += strings2[i] + `(${urlEncodeRegexGroup(values[i])})`;
+        pattern += strings3[i] + `(${urlEncodeRegexGroup(values[i])})`;
       }
-      pattern += strings2[strings2.length - 1];
+      pattern += strings3[strings3.length - 1];
       return new RegExp(pattern);
     };
     var redactUrlHostnameMatcher = ({ hostname: hostname2, replacement } = {}) => ({
@@ -63563,15 +63563,15 @@ function dockerds(host) {
     return { pid, name: pid ? `dockerd ${pid}` : "dockerd (not running)", argv, json };
   });
 }
-var strings = (x) => Array.isArray(x) ? x.filter((s) => typeof s === "string") : [];
+var strings2 = (x) => Array.isArray(x) ? x.filter((s) => typeof s === "string") : [];
 function cgroupDriver(host, d, cg2) {
-  const opts = [...strings(d.json["exec-opts"]), ...flagValues(d.argv, ["--exec-opt"])];
+  const opts = [...strings2(d.json["exec-opts"]), ...flagValues(d.argv, ["--exec-opt"])];
   const set = opts.map((o) => /^native\.cgroupdriver=(.*)$/.exec(o.replace(/\s/g, ""))?.[1]).filter((x) => x !== void 0).at(-1);
   if (set) return set;
   return cg2 === "/sys/fs/cgroup" && host.isDir("/run/systemd/system") ? "systemd" : "cgroupfs";
 }
 function dockerSockets(d, notJudged) {
-  const hosts = [...strings(d.json.hosts), ...flagValues(d.argv, ["-H", "--host"])];
+  const hosts = [...strings2(d.json.hosts), ...flagValues(d.argv, ["-H", "--host"])];
   const out = [];
   for (const h of hosts.length ? hosts : ["unix:///var/run/docker.sock"]) {
     if (h.startsWith("unix://")) out.push(h.slice("unix://".length));
@@ -63634,13 +63634,13 @@ function detectRuntimes(host = realHost) {
         what.push(`containers below ${p}`);
       }
     } else L.notJudged.push(`${d.name}: unknown cgroup driver "${driver}"`);
-    const own = [...d.pid ? [d.pid] : [], ...pidsByComm(host, "containerd")].map((pid) => procCgroup(host, pid)).filter((c) => c !== void 0);
+    const own2 = [...d.pid ? [d.pid] : [], ...pidsByComm(host, "containerd")].map((pid) => procCgroup(host, pid)).filter((c) => c !== void 0);
     if (!d.pid)
       L.notJudged.push(
         "dockerd is installed but not running: its containers are judged where its config puts them, but its own egress (image pulls, the embedded DNS's forwards) is not: start it before dpndncy (`sudo systemctl start docker`)"
       );
-    else if (own.length === 0) L.notJudged.push(`${d.name}: its cgroup could not be read`);
-    for (const c of own) {
+    else if (own2.length === 0) L.notJudged.push(`${d.name}: its cgroup could not be read`);
+    for (const c of own2) {
       if (c === "/")
         L.notJudged.push(`a runtime daemon runs in the cgroup v2 root: its pulls are not judged`);
       else {
@@ -63685,10 +63685,10 @@ function detectRuntimes(host = realHost) {
 }
 function containerResolvers(host = realHost) {
   const ns = (file) => (host.read(file) ?? "").split("\n").map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1]?.replace(/%.*$/, "")).filter((x) => x !== void 0);
-  const own = ns("/etc/resolv.conf");
+  const own2 = ns("/etc/resolv.conf");
   const loopback = (a) => a.startsWith("127.") || a === "::1";
-  if (own.length > 0 && !own.every(loopback)) return own;
-  return [...own, ...ns("/run/systemd/resolve/resolv.conf").filter((a) => !loopback(a))];
+  if (own2.length > 0 && !own2.every(loopback)) return own2;
+  return [...own2, ...ns("/run/systemd/resolve/resolv.conf").filter((a) => !loopback(a))];
 }
 function containerJudging(o) {
   const host = o.host ?? realHost;
