@@ -58636,7 +58636,7 @@ var COMM = '[^"\\\\\\u0000-\\u001f]{0,64}';
 var TS = "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{9}Z";
 var STRS = `(?:"${STR}"(?:,"${STR}")*)?`;
 var ANCESTOR = `\\{"pid":${INT},"comm":"${STR}"\\}`;
-var CONTAINER = `(?:,"container":\\{"runtime":"(?:docker|containerd|cri-o|podman|kubernetes)","id":"[0-9a-f]{64}","pod":(?:null|"[0-9a-f-]{32,36}")(?:,"image":(?:null|"${STR}"))?(?:,"requested_by":(?:null|${INT}))?\\})?`;
+var CONTAINER = `(?:,"container":\\{"runtime":"(?:docker|containerd|cri-o|podman|kubernetes|buildkit)","id":"(?:[0-9a-f]{64}|[0-9a-z]{25})","pod":(?:null|"[0-9a-f-]{32,36}")(?:,"image":(?:null|"${STR}"))?(?:,"requested_by":(?:null|${INT}))?\\})?`;
 var head = (kind) => `^\\{"v":1,"kind":"${kind}","ts":"${TS}","seq":(${UINT}),"pid":${UINT}(?:,"tid":${UINT})?,"ppid":${UINT},"uid":${UINT},"comm":"${kind === "file" ? `(${COMM})` : `()${COMM}`}","cgroup":${UINT},"step":(?:null|"(${STR})")${CONTAINER}`;
 var TAIL = `(?:,"ancestry":\\[(?:${ANCESTOR}(?:,${ANCESTOR})*)?\\])?\\}$`;
 var EXEC = new RegExp(
@@ -58774,10 +58774,14 @@ var event_v1_default = {
       required: ["runtime", "id", "pod"],
       properties: {
         runtime: {
-          enum: ["docker", "containerd", "cri-o", "podman", "kubernetes"],
-          description: "kubernetes: a pod's container under the cgroupfs driver, where the path does not name the runtime."
+          enum: ["docker", "containerd", "cri-o", "podman", "kubernetes", "buildkit"],
+          description: "kubernetes: a pod's container under the cgroupfs driver, where the path does not name the runtime. buildkit: a RUN line of a BuildKit build inside dockerd (<cgroup parent>/buildkit/<id>)."
         },
-        id: { type: "string", pattern: "^[0-9a-f]{64}$", description: "Container id." },
+        id: {
+          type: "string",
+          pattern: "^([0-9a-f]{64}|[0-9a-z]{25})$",
+          description: "Container id (BuildKit: its 25-character id)."
+        },
         pod: {
           type: ["string", "null"],
           pattern: "^[0-9a-f-]{32,36}$",
@@ -58789,7 +58793,7 @@ var event_v1_default = {
         },
         requested_by: {
           type: ["integer", "null"],
-          description: "Docker: pid of the client whose connection to the daemon's API socket was open when the container's first record was written (its step is the container's step); absent when none was found. Podman needs none: its containers descend from the podman process."
+          description: "Docker and BuildKit: pid of the client whose connection to the daemon's API socket was open when the container's first record was written (its step is the container's step); absent when none was found. Podman needs none: its containers descend from the podman process."
         }
       }
     },
@@ -59035,7 +59039,6 @@ var event_v1_default = {
 
 // src/trace/fastcheck.ts
 var TS2 = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{9}Z$/u;
-var HEX64 = /^[0-9a-f]{64}$/u;
 var isInt = (x) => typeof x === "number" && Number.isInteger(x);
 var isUint = (x) => isInt(x) && x >= 0;
 var isStr = (x) => typeof x === "string";
@@ -59046,10 +59049,11 @@ function isStrArray(x) {
   for (const s of x) if (typeof s !== "string") return false;
   return true;
 }
-var RUNTIMES = /* @__PURE__ */ new Set(["docker", "containerd", "cri-o", "podman", "kubernetes"]);
+var RUNTIMES = /* @__PURE__ */ new Set(["docker", "containerd", "cri-o", "podman", "kubernetes", "buildkit"]);
+var CONTAINER_ID = /^([0-9a-f]{64}|[0-9a-z]{25})$/u;
 var POD = /^[0-9a-f-]{32,36}$/u;
 function isContainer(x) {
-  return isObject(x) && typeof x.runtime === "string" && RUNTIMES.has(x.runtime) && isStr(x.id) && HEX64.test(x.id) && (x.pod === null || isStr(x.pod) && POD.test(x.pod)) && optional(x.image, (i) => i === null || isStr(i)) && optional(x.requested_by, (r) => r === null || isInt(r));
+  return isObject(x) && typeof x.runtime === "string" && RUNTIMES.has(x.runtime) && isStr(x.id) && CONTAINER_ID.test(x.id) && (x.pod === null || isStr(x.pod) && POD.test(x.pod)) && optional(x.image, (i) => i === null || isStr(i)) && optional(x.requested_by, (r) => r === null || isInt(r));
 }
 function isAncestry(x) {
   if (!Array.isArray(x)) return false;
@@ -63652,7 +63656,7 @@ function detectRuntimes(host = realHost) {
     const root = flagValues(d.argv, ["--data-root"]).at(-1) ?? d.json["data-root"];
     if (typeof root === "string" && root.startsWith("/")) L.dockerRoot ??= root;
     L.found.push(
-      `docker (${d.name}, ${driver} driver): ${what.join(", ") || "nothing"}${what.length ? " (BuildKit RUN steps judged, but carry no step)" : ""}`
+      `docker (${d.name}, ${driver} driver): ${what.join(", ") || "nothing"}${what.length ? " (BuildKit RUN steps too)" : ""}`
     );
   }
   const podman = ["/usr/bin/podman", "/usr/local/bin/podman"].some((p) => host.exists(p));
@@ -63752,10 +63756,10 @@ var ChecksumError = class extends Error {
   expected;
   actual;
 };
-var HEX642 = /^[0-9a-f]{64}$/;
+var HEX64 = /^[0-9a-f]{64}$/;
 function normaliseSha256(input, where) {
   const s = input.trim().toLowerCase().replace(/^sha256:/, "");
-  if (!HEX642.test(s))
+  if (!HEX64.test(s))
     throw new Error(`${where}: expected 64 hex digits of SHA-256, got "${input}"`);
   return s;
 }

@@ -67209,7 +67209,7 @@ function detectRuntimes(host = realHost) {
     const root = flagValues(d.argv, ["--data-root"]).at(-1) ?? d.json["data-root"];
     if (typeof root === "string" && root.startsWith("/")) L.dockerRoot ??= root;
     L.found.push(
-      `docker (${d.name}, ${driver} driver): ${what.join(", ") || "nothing"}${what.length ? " (BuildKit RUN steps judged, but carry no step)" : ""}`
+      `docker (${d.name}, ${driver} driver): ${what.join(", ") || "nothing"}${what.length ? " (BuildKit RUN steps too)" : ""}`
     );
   }
   const podman = ["/usr/bin/podman", "/usr/local/bin/podman"].some((p) => host.exists(p));

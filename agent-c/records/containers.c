@@ -42,6 +42,17 @@ static int is_hex64(const char *s, size_t n)
 	return 1;
 }
 
+/* a BuildKit container id (moby's identity.NewID: 25 characters of base 36, lower case) */
+static int is_buildkit_id(const char *s, size_t n)
+{
+	if (n != 25)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z')))
+			return 0;
+	return 1;
+}
+
 /* a pod uid: hex digits and dashes ('_' in systemd slice names), 32..36 of them
  * (36: a UUID; 32: a static pod's hash) */
 static int pod_uid(const char *s, size_t n, char out[37])
@@ -127,6 +138,20 @@ int container_parse(const char *path, struct container_info *ci)
 				ci->id[64] = 0;
 				found = 1;
 			}
+		/* BuildKit under the systemd driver: moby hands it "<slice>:docker:", so docker-<id>.scope */
+		if (has_prefix(c, n, "docker-", &pl) && has_suffix(c, n, ".scope") && is_buildkit_id(c + pl, n - pl - 6)) {
+			ci->runtime = "buildkit";
+			memcpy(ci->id, c + pl, 25);
+			ci->id[25] = 0;
+			found = 1;
+		}
+		/* dockerd's BuildKit runs each RUN line in <cgroup parent>/buildkit/<id> */
+		if (prev && prevn == 8 && memcmp(prev, "buildkit", 8) == 0 && is_buildkit_id(c, n)) {
+			ci->runtime = "buildkit";
+			memcpy(ci->id, c, n);
+			ci->id[n] = 0;
+			found = 1;
+		}
 		/* cgroupfs driver: /docker/<id>, /kubepods/<qos>/pod<uid>/<id> (runtime unknown) */
 		if (is_hex64(c, n)) {
 			if (prev && prevn == 6 && memcmp(prev, "docker", 6) == 0) {

@@ -13,7 +13,7 @@ struct sbuf;
 
 struct container_info {
 	const char *runtime;   /* "docker", "containerd", "cri-o", "podman", "kubernetes" */
-	char id[65];           /* the container id (64 hex), "" when only the pod is known */
+	char id[65];           /* the container id (64 hex; BuildKit: 25 base 36), "" when only the pod is known */
 	char pod[37];          /* Kubernetes pod uid (with dashes), "" when none */
 };
 

@@ -544,9 +544,11 @@ static struct attr *attr_get(uint64_t cgid, const char *runtime, const char *id)
 		return a;
 	memset(a, 0, sizeof(*a));
 	a->cgid = cgid;
-	if (!strcmp(runtime, "docker")) {
+	/* a BuildKit RUN container is dockerd's too: `docker build` holds the API socket meanwhile */
+	if (!strcmp(runtime, "docker") || !strcmp(runtime, "buildkit")) {
 		find_requester(&a->pid, &a->step);
-		docker_image(id, a->image, sizeof(a->image));
+		if (runtime[0] == 'd')
+			docker_image(id, a->image, sizeof(a->image));
 		if (getenv("DPNDNCY_DEBUG"))
 			fprintf(stderr, "container %.12s: requested by pid %u (step id %u), image '%s'\n", id, a->pid, a->step,
 				a->image);

@@ -257,7 +257,7 @@ export function detectRuntimes(host: HostView = realHost): RuntimeLayout {
     const root = flagValues(d.argv, ["--data-root"]).at(-1) ?? d.json["data-root"];
     if (typeof root === "string" && root.startsWith("/")) L.dockerRoot ??= root;
     L.found.push(
-      `docker (${d.name}, ${driver} driver): ${what.join(", ") || "nothing"}${what.length ? " (BuildKit RUN steps judged, but carry no step)" : ""}`,
+      `docker (${d.name}, ${driver} driver): ${what.join(", ") || "nothing"}${what.length ? " (BuildKit RUN steps too)" : ""}`,
     );
   }
   // Podman has no daemon; rootful Podman under systemd puts each container in

@@ -13,7 +13,6 @@ import type { TraceEvent } from "./types.js";
 
 // The same pattern ajv compiles for `ts` (ajv uses the "u" flag).
 const TS = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{9}Z$/u;
-const HEX64 = /^[0-9a-f]{64}$/u;
 
 // ajv's "integer": a finite number with no fractional part.
 const isInt = (x: unknown): x is number => typeof x === "number" && Number.isInteger(x);
@@ -29,7 +28,8 @@ function isStrArray(x: unknown): boolean {
   return true;
 }
 
-const RUNTIMES = new Set(["docker", "containerd", "cri-o", "podman", "kubernetes"]);
+const RUNTIMES = new Set(["docker", "containerd", "cri-o", "podman", "kubernetes", "buildkit"]);
+const CONTAINER_ID = /^([0-9a-f]{64}|[0-9a-z]{25})$/u;
 const POD = /^[0-9a-f-]{32,36}$/u;
 
 function isContainer(x: unknown): boolean {
@@ -38,7 +38,7 @@ function isContainer(x: unknown): boolean {
     typeof x.runtime === "string" &&
     RUNTIMES.has(x.runtime) &&
     isStr(x.id) &&
-    HEX64.test(x.id) &&
+    CONTAINER_ID.test(x.id) &&
     (x.pod === null || (isStr(x.pod) && POD.test(x.pod))) &&
     optional(x.image, (i) => i === null || isStr(i)) &&
     optional(x.requested_by, (r) => r === null || isInt(r))

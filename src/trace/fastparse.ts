@@ -26,7 +26,7 @@ const STRS = `(?:"${STR}"(?:,"${STR}")*)?`;
 const ANCESTOR = `\\{"pid":${INT},"comm":"${STR}"\\}`;
 
 // What agent-c/containers.c adds after the step for a task in a container.
-const CONTAINER = `(?:,"container":\\{"runtime":"(?:docker|containerd|cri-o|podman|kubernetes)","id":"[0-9a-f]{64}","pod":(?:null|"[0-9a-f-]{32,36}")(?:,"image":(?:null|"${STR}"))?(?:,"requested_by":(?:null|${INT}))?\\})?`;
+const CONTAINER = `(?:,"container":\\{"runtime":"(?:docker|containerd|cri-o|podman|kubernetes|buildkit)","id":"(?:[0-9a-f]{64}|[0-9a-z]{25})","pod":(?:null|"[0-9a-f-]{32,36}")(?:,"image":(?:null|"${STR}"))?(?:,"requested_by":(?:null|${INT}))?\\})?`;
 
 /**
  * The line from its start to the step (and container), for kind k; captures seq, comm (only file events keep it:

@@ -38,12 +38,12 @@ interface EventBase {
 }
 
 export interface ContainerInfo {
-  runtime: "docker" | "containerd" | "cri-o" | "podman" | "kubernetes";
+  runtime: "docker" | "containerd" | "cri-o" | "podman" | "kubernetes" | "buildkit";
   id: string;
   pod: string | null;
   /** Docker: the image the container was created from (null: unknown) */
   image?: string | null;
-  /** Docker: pid of the API client that asked for the container (its step is the container's) */
+  /** Docker and BuildKit: pid of the API client that asked for the container (its step is the container's) */
   requested_by?: number | null;
 }
 

