@@ -21,6 +21,10 @@
  * Deleting the parked entry decides who emits it, so it is emitted once.
  * Records still parked when the agent stops are flushed by user space with
  * no result.
+ *
+ * Enforce mode's programs are parts of this object (#included below, see
+ * bpf/README.md): enforce.inc.c (verdicts), enforce_dns.inc.c (the DNS
+ * learner), ct_gate.inc.c (the same verdicts gated to container slices).
  */
 #include "common.bpf.h"
 
@@ -70,8 +74,9 @@ struct {
 	__type(value, __u8);
 } udp_seen SEC(".maps");
 
-#include "enforce.bpf.h"
-#include "ct_gate.bpf.h"   /* container slices: the same verdicts, gated to containers */
+#include "enforce.inc.c"      /* enforce mode: verdict maps and programs */
+#include "enforce_dns.inc.c"  /* enforce mode: the DNS learner */
+#include "ct_gate.inc.c"      /* container slices: the same verdicts, gated to containers */
 
 /* set at load time: whether sys_enter/exit_connect are attached */
 const volatile __u8 want_result = 0;
