@@ -188,6 +188,31 @@ static __always_inline void fill_hdr_task(struct dp_hdr *h, __u32 kind, __u64 pi
 }
 
 /*
+ * Can this packet's socket be getting a DNS answer (a packet from port 53)? Read from the
+ * socket, not the packet: a connected socket (TCP, or UDP after connect()) only receives from
+ * its peer's port, and a TCP listener receives handshakes, not answers. So only unconnected
+ * UDP sockets and sockets whose peer is port 53 need their packets parsed; for every other
+ * packet (all of a loopback TCP connect's, say) the cgroup_skb programs stop after two loads.
+ * __sk_buff.remote_port holds the peer's port in network order in its upper 16 bits on little
+ * endian (uapi bpf.h), hence the ntohl.
+ */
+static __always_inline int sock_may_get_dns(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	__u32 peer;
+
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1;
+	peer = bpf_ntohl(skb->remote_port);
+	if (sk->protocol == IPPROTO_TCP)
+		return peer == 53;
+	return peer == 0 || peer == 53;
+}
+
+/*
  * DNS over TCP: where the messages of a resolver's stream start. Every message is a 2-byte
  * length and that many bytes; a segment may start anywhere in one, and the bytes of a TXT
  * (or any) record are the asker's to choose, so a segment that merely begins like a DNS message

@@ -172,6 +172,9 @@ int dp_dns_ingress(struct __sk_buff *skb)
 	__u32 off, plen, family, mlen = 0, msg_off = DP_NO_MSG, msg_len = 0;
 	__u64 cookie;
 
+	if (!sock_may_get_dns(skb))
+		return 1;
+
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
 

@@ -190,6 +190,9 @@ int dp_enf_dns(struct __sk_buff *skb)
 		__u8 flags;
 	} l4 = {};
 
+	if (!sock_may_get_dns(skb))
+		return 1;
+
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
 		__u32 ff = bpf_htonl(0xffff);
