@@ -169,15 +169,12 @@ static __always_inline int is_agent(__u64 pid_tgid)
 	return (__u32)(pid_tgid >> 32) == agent_tgid;
 }
 
-/* header for program types that may read the current task */
-static __always_inline void fill_hdr_task(struct dp_hdr *h, __u32 kind, __u64 pid_tgid)
+static __always_inline void fill_hdr_ppid(struct dp_hdr *h, __u32 kind, __u64 pid_tgid, __u32 ppid)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-
 	h->kind = kind;
 	h->pid = pid_tgid >> 32;
 	h->tid = (__u32)pid_tgid;
-	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->ppid = ppid;
 	h->uid = (__u32)bpf_get_current_uid_gid();
 	h->flags = 0;
 	h->ts = bpf_ktime_get_boot_ns();
@@ -185,6 +182,21 @@ static __always_inline void fill_hdr_task(struct dp_hdr *h, __u32 kind, __u64 pi
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 	h->step = step_of(h->pid);
 	h->job = job_of(h->pid);
+}
+
+/* header for program types that may read the current task (cgroup programs among them) */
+static __always_inline void fill_hdr_task(struct dp_hdr *h, __u32 kind, __u64 pid_tgid)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	fill_hdr_ppid(h, kind, pid_tgid, BPF_CORE_READ(task, real_parent, tgid));
+}
+
+/* the same for tracing programs (tracepoints, raw tracepoints, k/uprobes, LSM): through the
+ * BTF-typed task the parent's pid is two plain loads, not two helper calls */
+static __always_inline void fill_hdr_traced(struct dp_hdr *h, __u32 kind, __u64 pid_tgid)
+{
+	fill_hdr_ppid(h, kind, pid_tgid, bpf_get_current_task_btf()->real_parent->tgid);
 }
 
 /*

@@ -93,19 +93,11 @@ static __always_inline int enforcing(void)
 	return cfg && cfg->mode == DP_MODE_ENFORCE;
 }
 
+/* sock_addr programs may not read the task: no parent (sys_exit_connect adds it to parked records) */
 static __always_inline void fill_hdr_sock(struct dp_hdr *h, __u64 id)
 {
-	h->kind = DP_CONNECT;
-	h->pid = id >> 32;
-	h->tid = (__u32)id;
-	h->ppid = 0;
-	h->uid = (__u32)bpf_get_current_uid_gid();
+	fill_hdr_ppid(h, DP_CONNECT, id, 0);
 	h->flags = DP_HF_NO_PPID;
-	h->ts = bpf_ktime_get_boot_ns();
-	h->cgroup = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(h->comm, sizeof(h->comm));
-	h->step = step_of(h->pid);
-	h->job = job_of(h->pid);
 }
 
 static __always_inline void remember_owner(struct dp_connect *c)
@@ -457,7 +449,7 @@ int dp_enter_connect_tp(struct trace_event_raw_sys_enter *ctx)
 		}
 		c.proto = type == SOCK_STREAM ? IPPROTO_TCP : type == SOCK_DGRAM ? IPPROTO_UDP : 0;
 	}
-	fill_hdr_task(&c.h, DP_CONNECT, id);
+	fill_hdr_traced(&c.h, DP_CONNECT, id);
 	if (c.proto == IPPROTO_TCP && c.cookie &&
 	    bpf_map_update_elem(&tcp_pending, &c.cookie, &c, BPF_ANY) == 0) {
 		/* resolved by the state change or by sys_exit_connect, as in the cgroup path */

@@ -96,7 +96,7 @@ int BPF_KRETPROBE(dp_gai_exit, int ret)
 		bpf_map_delete_elem(&gai_calls, &tid);
 		return 0;
 	}
-	fill_hdr_task(&e->h, DP_DNS_LIBC, id);
+	fill_hdr_traced(&e->h, DP_DNS_LIBC, id);
 	e->ret = ret;
 	e->family_hint = c->family;
 	__builtin_memcpy(e->name, c->name, sizeof(e->name));

@@ -277,8 +277,8 @@ static __always_inline void step_at_exec(struct task_struct *task, __u32 tgid)
 	w.want_job = track_jobs && cfg->njob && !bpf_map_lookup_elem(&jobs, &tgid);
 	if (!w.want_step && !w.want_job)
 		return;
-	w.pos = BPF_CORE_READ(task, mm, env_start);
-	w.end = BPF_CORE_READ(task, mm, env_end);
+	w.pos = task->mm->env_start;
+	w.end = task->mm->env_end;
 	w.best = DP_STEP_MARKERS;
 	w.jbest = DP_JOB_MARKERS;
 	w.pbest = DP_ID_MARKERS;
@@ -343,18 +343,19 @@ int dp_exec(struct trace_event_raw_sched_process_exec *ctx)
 
 	if (is_agent(id))
 		return 0;
-	step_at_exec((struct task_struct *)bpf_get_current_task(), id >> 32);
+	/* BTF-typed: task->mm->... are plain loads (a fault reads 0), not a helper call each */
+	task = bpf_get_current_task_btf();
+	step_at_exec(task, id >> 32);
 	e = bpf_map_lookup_elem(&exec_scratch, &zero);
 	if (!e)
 		return 0;
-	fill_hdr_task(&e->h, DP_EXEC, id);
+	fill_hdr_traced(&e->h, DP_EXEC, id);
 	off = ctx->__data_loc_filename & 0xFFFF;
 	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)ctx + off) < 0)
 		e->filename[0] = 0;
 
-	task = (struct task_struct *)bpf_get_current_task();
-	start = BPF_CORE_READ(task, mm, arg_start);
-	end = BPF_CORE_READ(task, mm, arg_end);
+	start = task->mm->arg_start;
+	end = task->mm->arg_end;
 	len = end > start ? end - start : 0;
 	e->args_total = len;
 	if (len > DP_ARGS_MAX)
@@ -378,17 +379,17 @@ SEC("tp/sched/sched_process_exit")
 int dp_exit(void *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf(); /* plain loads, see fill_hdr_traced */
 	__u32 tgid = id >> 32, tid = (__u32)id;
 	/* do_exit() has decremented signal->live: 0 means the last thread of the process */
-	int group_dead = BPF_CORE_READ(task, signal, live.counter) == 0;
+	int group_dead = task->signal->live.counter == 0;
 	struct dp_exit *e;
 
 	if (tid == tgid && !is_agent(id)) { /* threads other than the group leader: no record */
 		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 		if (e) {
-			fill_hdr_task(&e->h, DP_EXIT, id);
-			e->exit_code = BPF_CORE_READ(task, exit_code);
+			fill_hdr_traced(&e->h, DP_EXIT, id);
+			e->exit_code = task->exit_code;
 			e->pad = 0;
 			bpf_ringbuf_submit(e, dp_rb_flags());
 		} else {
@@ -428,7 +429,7 @@ int BPF_PROG(dp_fork, struct task_struct *parent, struct task_struct *child)
 		count_drop(DP_FORK);
 		return 0;
 	}
-	fill_hdr_task(&e->h, DP_FORK, id);
+	fill_hdr_traced(&e->h, DP_FORK, id);
 	e->child_pid = cpid;
 	e->pad = 0;
 	bpf_ringbuf_submit(e, dp_rb_flags());
@@ -450,7 +451,7 @@ int dp_fork_tp(struct trace_event_raw_sched_process_fork *ctx)
 		count_drop(DP_FORK);
 		return 0;
 	}
-	fill_hdr_task(&e->h, DP_FORK, id);
+	fill_hdr_traced(&e->h, DP_FORK, id);
 	e->child_pid = ctx->child_pid;
 	e->pad = 0;
 	bpf_ringbuf_submit(e, dp_rb_flags());
