@@ -81,7 +81,7 @@ agent-arm64:
 # keep the BPF objects (make would otherwise delete them as intermediates)
 .SECONDARY: $(BPF_OBJS)
 
-$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c bpf/dpndncy.h $(wildcard bpf/*.bpf.h) $(VMLINUX_H)
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c bpf/dpndncy.h $(wildcard bpf/*.h bpf/*.inc.c) $(VMLINUX_H)
 	@mkdir -p $(@D)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@.tmp
 	$(BPFTOOL) gen object $@ $@.tmp   # strips DWARF, keeps BTF; deterministic output

@@ -169,15 +169,12 @@ static __always_inline int is_agent(__u64 pid_tgid)
 	return (__u32)(pid_tgid >> 32) == agent_tgid;
 }
 
-/* header for program types that may read the current task */
-static __always_inline void fill_hdr_task(struct dp_hdr *h, __u32 kind, __u64 pid_tgid)
+static __always_inline void fill_hdr_ppid(struct dp_hdr *h, __u32 kind, __u64 pid_tgid, __u32 ppid)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-
 	h->kind = kind;
 	h->pid = pid_tgid >> 32;
 	h->tid = (__u32)pid_tgid;
-	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->ppid = ppid;
 	h->uid = (__u32)bpf_get_current_uid_gid();
 	h->flags = 0;
 	h->ts = bpf_ktime_get_boot_ns();
@@ -185,6 +182,46 @@ static __always_inline void fill_hdr_task(struct dp_hdr *h, __u32 kind, __u64 pi
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 	h->step = step_of(h->pid);
 	h->job = job_of(h->pid);
+}
+
+/* header for program types that may read the current task (cgroup programs among them) */
+static __always_inline void fill_hdr_task(struct dp_hdr *h, __u32 kind, __u64 pid_tgid)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	fill_hdr_ppid(h, kind, pid_tgid, BPF_CORE_READ(task, real_parent, tgid));
+}
+
+/* the same for tracing programs (tracepoints, raw tracepoints, k/uprobes, LSM): through the
+ * BTF-typed task the parent's pid is two plain loads, not two helper calls */
+static __always_inline void fill_hdr_traced(struct dp_hdr *h, __u32 kind, __u64 pid_tgid)
+{
+	fill_hdr_ppid(h, kind, pid_tgid, bpf_get_current_task_btf()->real_parent->tgid);
+}
+
+/*
+ * Can this packet's socket be getting a DNS answer (a packet from port 53)? Read from the
+ * socket, not the packet: a connected socket (TCP, or UDP after connect()) only receives from
+ * its peer's port, and a TCP listener receives handshakes, not answers. So only unconnected
+ * UDP sockets and sockets whose peer is port 53 need their packets parsed; for every other
+ * packet (all of a loopback TCP connect's, say) the cgroup_skb programs stop after two loads.
+ * __sk_buff.remote_port holds the peer's port in network order in its upper 16 bits on little
+ * endian (uapi bpf.h), hence the ntohl.
+ */
+static __always_inline int sock_may_get_dns(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	__u32 peer;
+
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 1;
+	peer = bpf_ntohl(skb->remote_port);
+	if (sk->protocol == IPPROTO_TCP)
+		return peer == 53;
+	return peer == 0 || peer == 53;
 }
 
 /*

@@ -18,19 +18,28 @@
  * resolved by whichever comes first with a final answer:
  *   sock/inet_sock_set_state leaving SYN_SENT (0, or -sk_err), or
  *   sys_exit_connect with anything but -EINPROGRESS (e.g. -ENETUNREACH before any SYN).
- * Deleting the parked entry decides who emits it, so it is emitted once.
- * Records still parked when the agent stops are flushed by user space with
- * no result.
+ * Deleting the parked entry decides who emits it, so it is emitted once
+ * (emit_parked). Records still parked when the agent stops are flushed by
+ * user space with no result.
+ *
+ * Enforce mode's programs are parts of this object (#included below, see
+ * bpf/README.md): enforce.inc.c (verdicts), enforce_dns.inc.c (the DNS
+ * learner), ct_gate.inc.c (the same verdicts gated to container slices).
  */
 #include "common.bpf.h"
 
 #define MAX_INFLIGHT 16384
 
+/*
+ * Threads inside connect() (sys_enter_connect to sys_exit_connect). The value is the cookie
+ * of the TCP record the connect parked in tcp_pending, 0 while there is none: one entry says
+ * both that the thread is inside the syscall and where its record waits.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_INFLIGHT);
 	__type(key, __u32);   /* tid inside connect() */
-	__type(value, __u8);
+	__type(value, __u64); /* cookie parked in tcp_pending, or 0 */
 } inflight SEC(".maps");
 
 struct {
@@ -46,13 +55,6 @@ struct {
 	__type(key, __u64);   /* socket cookie */
 	__type(value, struct dp_connect);
 } tcp_pending SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_INFLIGHT);
-	__type(key, __u32);   /* tid inside connect() */
-	__type(value, __u64); /* cookie parked in tcp_pending */
-} tid_cookie SEC(".maps");
 
 struct udp_dest {
 	__u64 cookie;
@@ -70,8 +72,9 @@ struct {
 	__type(value, __u8);
 } udp_seen SEC(".maps");
 
-#include "enforce.bpf.h"
-#include "ct_gate.bpf.h"   /* container slices: the same verdicts, gated to containers */
+#include "enforce.inc.c"      /* enforce mode: verdict maps and programs */
+#include "enforce_dns.inc.c"  /* enforce mode: the DNS learner */
+#include "ct_gate.inc.c"      /* container slices: the same verdicts, gated to containers */
 
 /* set at load time: whether sys_enter/exit_connect are attached */
 const volatile __u8 want_result = 0;
@@ -90,19 +93,11 @@ static __always_inline int enforcing(void)
 	return cfg && cfg->mode == DP_MODE_ENFORCE;
 }
 
+/* sock_addr programs may not read the task: no parent (sys_exit_connect adds it to parked records) */
 static __always_inline void fill_hdr_sock(struct dp_hdr *h, __u64 id)
 {
-	h->kind = DP_CONNECT;
-	h->pid = id >> 32;
-	h->tid = (__u32)id;
-	h->ppid = 0;
-	h->uid = (__u32)bpf_get_current_uid_gid();
+	fill_hdr_ppid(h, DP_CONNECT, id, 0);
 	h->flags = DP_HF_NO_PPID;
-	h->ts = bpf_ktime_get_boot_ns();
-	h->cgroup = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(h->comm, sizeof(h->comm));
-	h->step = step_of(h->pid);
-	h->job = job_of(h->pid);
 }
 
 static __always_inline void remember_owner(struct dp_connect *c)
@@ -125,6 +120,7 @@ static __always_inline int handle(struct bpf_sock_addr *ctx, int v6, __u8 op)
 	struct dp_connect c = {};
 	__u32 tid = (__u32)id;
 	struct dp_judged *j;
+	__u64 *parked;
 
 	if (is_agent(id))
 		return verdict();
@@ -199,10 +195,10 @@ static __always_inline int handle(struct bpf_sock_addr *ctx, int v6, __u8 op)
 		/* denied: the caller gets EPERM, known now */
 		c.has_result = 1;
 		c.result = -1;
-	} else if (op == DP_OP_CONNECT && want_result && bpf_map_lookup_elem(&inflight, &tid)) {
+	} else if (op == DP_OP_CONNECT && want_result && (parked = bpf_map_lookup_elem(&inflight, &tid))) {
 		if (c.proto == IPPROTO_TCP) {
 			if (bpf_map_update_elem(&tcp_pending, &c.cookie, &c, BPF_ANY) == 0) {
-				bpf_map_update_elem(&tid_cookie, &tid, &c.cookie, BPF_ANY);
+				*parked = c.cookie; /* in place: sys_exit_connect finds it in the same entry */
 				return verdict();
 			}
 		} else if (bpf_map_update_elem(&pending, &tid, &c, BPF_ANY) == 0) {
@@ -238,79 +234,96 @@ int dp_sendmsg6(struct bpf_sock_addr *ctx)
 	return handle(ctx, 1, DP_OP_SENDMSG);
 }
 
-SEC("tp/syscalls/sys_enter_connect")
-int dp_enter_connect(void *ctx)
+static __always_inline int enter_connect(void)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
-	__u8 one = 1;
+	__u64 none = 0;
 
 	if (is_agent(id))
 		return 0;
-	bpf_map_update_elem(&inflight, &tid, &one, BPF_ANY);
+	bpf_map_update_elem(&inflight, &tid, &none, BPF_ANY);
 	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_connect")
+int dp_enter_connect(void *ctx)
+{
+	return enter_connect();
+}
+
+/* the connecting thread's parent: only a program running in that thread may read it */
+static __always_inline void set_ppid(struct dp_connect *e)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	e->h.ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->h.flags &= ~DP_HF_NO_PPID;
+}
+
+/*
+ * The one way out for a parked connect record: map[key] is copied into the ring buffer with
+ * its result and deleted. Race rule, the same for every caller: a record may be resolved by
+ * two programs at once (a TCP record by the state change, in softirq on any CPU, and by
+ * sys_exit_connect in the connecting thread), so the delete decides; the program whose
+ * delete succeeds submits, the other discards its copy. A full ring buffer loses the record
+ * (counted) and drops the entry, so nothing emits it later with a stale result.
+ *   p:         map[key] if the caller has looked it up already, else NULL
+ *   in_thread: the caller runs in the connecting thread (sys_exit_connect), which names the
+ *              parent; the state change runs in whatever context the packet arrived in.
+ */
+static __always_inline void emit_parked(void *map, const void *key, struct dp_connect *p, int in_thread,
+					__u8 has_result, __s32 result)
+{
+	struct dp_connect *e;
+
+	if (!p)
+		p = bpf_map_lookup_elem(map, key);
+	if (!p)
+		return; /* already emitted by the other side of the race */
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_drop(DP_CONNECT);
+		bpf_map_delete_elem(map, key);
+		return;
+	}
+	__builtin_memcpy(e, p, sizeof(*e));
+	if (bpf_map_delete_elem(map, key) != 0) {
+		bpf_ringbuf_discard(e, 0); /* the other side won between our lookup and delete */
+		return;
+	}
+	if (in_thread)
+		set_ppid(e);
+	e->has_result = has_result;
+	e->result = result;
+	bpf_ringbuf_submit(e, dp_rb_flags());
 }
 
 static __always_inline int exit_connect(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
-	struct task_struct *task;
-	struct dp_connect *p, *e;
-	__u64 *cookie;
+	__u64 *parked, ck;
+	struct dp_connect *p;
 
 	if (is_agent(id))
 		return 0;
+	parked = bpf_map_lookup_elem(&inflight, &tid);
+	ck = parked ? *parked : 0;
 	bpf_map_delete_elem(&inflight, &tid);
-	cookie = bpf_map_lookup_elem(&tid_cookie, &tid);
-	if (cookie) {
-		__u64 ck = *cookie;
-
-		bpf_map_delete_elem(&tid_cookie, &tid);
-		p = bpf_map_lookup_elem(&tcp_pending, &ck);
-		if (!p)
-			return 0; /* already resolved by the state change */
-		task = (struct task_struct *)bpf_get_current_task();
-		if (ret == -115) { /* EINPROGRESS: the state change will tell */
-			p->h.ppid = BPF_CORE_READ(task, real_parent, tgid);
-			p->h.flags &= ~DP_HF_NO_PPID;
+	if (ck) {
+		/* TCP, raced by the state change (emit_parked) */
+		if (ret == -115) { /* EINPROGRESS: the state change will tell; it cannot name the parent */
+			p = bpf_map_lookup_elem(&tcp_pending, &ck);
+			if (p)
+				set_ppid(p);
 			return 0;
 		}
-		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-		if (!e) {
-			count_drop(DP_CONNECT);
-			bpf_map_delete_elem(&tcp_pending, &ck);
-			return 0;
-		}
-		__builtin_memcpy(e, p, sizeof(*e));
-		if (bpf_map_delete_elem(&tcp_pending, &ck) != 0) {
-			bpf_ringbuf_discard(e, 0); /* the state change won the race */
-			return 0;
-		}
-		e->h.ppid = BPF_CORE_READ(task, real_parent, tgid);
-		e->h.flags &= ~DP_HF_NO_PPID;
-		e->has_result = 1;
-		e->result = (__s32)ret;
-		bpf_ringbuf_submit(e, dp_rb_flags());
+		emit_parked(&tcp_pending, &ck, 0, 1, 1, (__s32)ret);
 		return 0;
 	}
-	p = bpf_map_lookup_elem(&pending, &tid);
-	if (!p)
-		return 0;
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_drop(DP_CONNECT);
-		bpf_map_delete_elem(&pending, &tid);
-		return 0;
-	}
-	__builtin_memcpy(e, p, sizeof(*e));
-	task = (struct task_struct *)bpf_get_current_task();
-	e->h.ppid = BPF_CORE_READ(task, real_parent, tgid);
-	e->h.flags &= ~DP_HF_NO_PPID;
-	e->has_result = 1;
-	e->result = (__s32)ret;
-	bpf_ringbuf_submit(e, dp_rb_flags());
-	bpf_map_delete_elem(&pending, &tid);
+	/* UDP and other connects: keyed by this thread, nobody else resolves them */
+	emit_parked(&pending, &tid, 0, 1, 1, (__s32)ret);
 	return 0;
 }
 
@@ -329,14 +342,7 @@ int dp_exit_connect(struct trace_event_raw_sys_exit *ctx)
 SEC("ksyscall/connect")
 int BPF_KSYSCALL(dp_enter_connect_k, long fd)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
-	__u8 one = 1;
-
-	if (is_agent(id))
-		return 0;
-	bpf_map_update_elem(&inflight, &tid, &one, BPF_ANY);
-	return 0;
+	return enter_connect();
 }
 
 SEC("kretsyscall/connect")
@@ -351,8 +357,8 @@ int BPF_KRETPROBE(dp_exit_connect_k, long ret)
 SEC("tp/sock/inet_sock_set_state")
 int dp_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
+	struct dp_connect *p;
 	struct sock *sk;
-	struct dp_connect *p, *e;
 	__u64 ck;
 	int err;
 
@@ -368,26 +374,13 @@ int dp_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		if (!p)
 			return 0;
 	}
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_drop(DP_CONNECT);
-		bpf_map_delete_elem(&tcp_pending, &ck);
-		return 0;
-	}
-	__builtin_memcpy(e, p, sizeof(*e));
-	if (bpf_map_delete_elem(&tcp_pending, &ck) != 0) {
-		bpf_ringbuf_discard(e, 0);
-		return 0;
-	}
+	/* raced by sys_exit_connect (emit_parked); not in the connecting thread */
 	if (ctx->newstate == TCP_ESTABLISHED) {
-		e->has_result = 1;
-		e->result = 0;
+		emit_parked(&tcp_pending, &ck, p, 0, 1, 0);
 	} else {
 		err = BPF_CORE_READ(sk, sk_err);
-		e->has_result = err != 0;
-		e->result = -err;
+		emit_parked(&tcp_pending, &ck, p, 0, err != 0, -err);
 	}
-	bpf_ringbuf_submit(e, dp_rb_flags());
 	return 0;
 }
 
@@ -456,11 +449,11 @@ int dp_enter_connect_tp(struct trace_event_raw_sys_enter *ctx)
 		}
 		c.proto = type == SOCK_STREAM ? IPPROTO_TCP : type == SOCK_DGRAM ? IPPROTO_UDP : 0;
 	}
-	fill_hdr_task(&c.h, DP_CONNECT, id);
+	fill_hdr_traced(&c.h, DP_CONNECT, id);
 	if (c.proto == IPPROTO_TCP && c.cookie &&
 	    bpf_map_update_elem(&tcp_pending, &c.cookie, &c, BPF_ANY) == 0) {
 		/* resolved by the state change or by sys_exit_connect, as in the cgroup path */
-		bpf_map_update_elem(&tid_cookie, &tid, &c.cookie, BPF_ANY);
+		bpf_map_update_elem(&inflight, &tid, &c.cookie, BPF_ANY);
 		return 0;
 	}
 	bpf_map_update_elem(&pending, &tid, &c, BPF_ANY);

@@ -96,7 +96,7 @@ int BPF_KRETPROBE(dp_gai_exit, int ret)
 		bpf_map_delete_elem(&gai_calls, &tid);
 		return 0;
 	}
-	fill_hdr_task(&e->h, DP_DNS_LIBC, id);
+	fill_hdr_traced(&e->h, DP_DNS_LIBC, id);
 	e->ret = ret;
 	e->family_hint = c->family;
 	__builtin_memcpy(e->name, c->name, sizeof(e->name));
@@ -171,6 +171,9 @@ int dp_dns_ingress(struct __sk_buff *skb)
 	__u8 proto, saddr[16] = {}, daddr[16] = {};
 	__u32 off, plen, family, mlen = 0, msg_off = DP_NO_MSG, msg_len = 0;
 	__u64 cookie;
+
+	if (!sock_may_get_dns(skb))
+		return 1;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;

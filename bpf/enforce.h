@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * dpndncy enforce mode: map keys and values shared by bpf/enforce.bpf.h and
+ * dpndncy enforce mode: map keys and values shared by bpf/enforce.inc.c and
  * agent-c/enforce.c. Every address is kept as 16 bytes, IPv4 as IPv4-mapped
  * IPv6 (::ffff:a.b.c.d), so a mapped destination is judged exactly like the
  * IPv4 one, and one trie serves both families.

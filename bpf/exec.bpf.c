@@ -34,10 +34,46 @@ struct {
 	__type(value, struct dp_step_name);
 } step_names SEC(".maps");
 
-#define ENV_BUF 4096  /* one environment string per read; longer ones take several */
+/*
+ * A process without a step has its whole environment walked at every exec. The walk reads it
+ * a chunk at a time (one bpf_probe_read_user per ENV_CHUNK bytes, where it was one
+ * bpf_probe_read_user_str and one loop callback per string: those calls, not the copying,
+ * were most of the exec program's time) and finds the strings in the chunk by their NULs,
+ * ENV_WORDS words per callback. A marker compare reads 64 bytes from a string's start, hence
+ * the slack after the chunk; a string is judged only once its NUL is in the buffer (or, longer
+ * than a chunk, by its first ENV_CHUNK bytes), so stale bytes past the chunk never decide.
+ */
+#define ENV_CHUNK 4096
+#define ENV_SLACK 64
+#define ENV_CHUNKS 64  /* steps of the walk that move to the next chunk, at most */
+#define ENV_NONE 0xffffffffU  /* env_walk.t inside a string that began in an earlier chunk */
+
+struct env_walk {
+	__u64 pos, end;
+	__u64 val;       /* user address of the best marker's value */
+	__u32 best;      /* index of the best marker found so far; DP_STEP_MARKERS: none */
+	__u32 at_start;  /* pos is the start of a string */
+	__u32 rd;        /* bytes of the current chunk (read at pos) */
+	__u32 t;         /* offset in the chunk of the first string, or ENV_NONE */
+	__u32 nnul;      /* NULs found in the chunk */
+	__u32 si;        /* the next of them whose string is judged */
+	__u32 have;      /* the chunk at pos is in the scratch buffer */
+	__u32 nstr;      /* strings examined so far (at most cfg->max_vars) */
+	__u64 jval;      /* user address of the best job marker's whole "NAME=value" string */
+	__u32 jbest;     /* index of the best job marker so far; DP_JOB_MARKERS: none */
+	__u8 want_step;  /* the process has no step yet */
+	__u8 want_job;   /* the process has no job yet */
+	__u16 pad;
+	__u64 pval, nval;   /* the job's project / name values (user addresses) */
+	__u32 pbest, nbest; /* best identity markers so far; DP_ID_MARKERS: none */
+};
 
 struct step_scratch {
-	char buf[ENV_BUF];
+	/* the walk's state lives here, not on the stack: the verifier then sees unknown scalars
+	 * in it, and the states of the walk's callback converge (as enforce's DNS parser does) */
+	struct env_walk w;
+	char buf[ENV_CHUNK + ENV_SLACK];
+	__u16 nul[ENV_CHUNK];  /* offsets of the chunk's NULs, in order */
 	struct dp_step_name val;
 	char id[DP_ID_MAX];
 };
@@ -49,19 +85,6 @@ struct {
 	__type(value, struct step_scratch);
 } step_scratch SEC(".maps");
 
-struct env_walk {
-	__u64 pos, end;
-	__u64 val;       /* user address of the best marker's value */
-	__u32 best;      /* index of the best marker found so far; DP_STEP_MARKERS: none */
-	__u32 at_start;  /* pos is the start of a string */
-	__u64 jval;      /* user address of the best job marker's whole "NAME=value" string */
-	__u32 jbest;     /* index of the best job marker so far; DP_JOB_MARKERS: none */
-	__u8 want_step;  /* the process has no step yet */
-	__u8 want_job;   /* the process has no job yet */
-	__u16 pad;
-	__u64 pval, nval;   /* the job's project / name values (user addresses) */
-	__u32 pbest, nbest; /* best identity markers so far; DP_ID_MARKERS: none */
-};
 
 /*
  * Does the string in buf (n bytes read, NUL included) start with marker m's
@@ -84,70 +107,174 @@ static __always_inline int match_marker(const char *buf, const struct dp_step_ma
 	return d == 0 && m->len >= 2 && n - 1 > (long)m->len;
 }
 
-static long env_walk_one(__u64 i, void *arg)
+/* the first marker wins: once every wanted walk has found its first one, the walk stops */
+static __always_inline int env_done(const struct env_walk *w, const struct dp_step_cfg *cfg)
 {
-	struct env_walk *w = arg;
+	return (!w->want_step || w->best == 0) &&
+	       (!w->want_job || (w->jbest == 0 && (!cfg->nproj || w->pbest == 0) && (!cfg->nname || w->nbest == 0)));
+}
+
+/* one environment string: s its first bytes in the chunk, n its length with the NUL (larger
+ * than the chunk for a string longer than it), at user address u */
+static __always_inline void env_string(struct env_walk *w, const struct dp_step_cfg *cfg, const char *s, long n,
+				       __u64 u)
+{
+	if (n <= 2)
+		return;
+	for (__u32 j = 0; j < DP_STEP_MARKERS; j++) {
+		if (!w->want_step || j >= cfg->nmarkers || j >= w->best)
+			break;
+		if (match_marker(s, &cfg->m[j], n)) {
+			w->best = j;
+			w->val = u + (cfg->m[j].len & (DP_STEP_NAME - 1));
+			break;
+		}
+	}
+	for (__u32 j = 0; j < DP_JOB_MARKERS; j++) {
+		if (!w->want_job || j >= cfg->njob || j >= w->jbest)
+			break;
+		if (match_marker(s, &cfg->j[j], n)) {
+			w->jbest = j;
+			w->jval = u;
+			break;
+		}
+	}
+	for (__u32 j = 0; j < DP_ID_MARKERS; j++) {
+		if (!w->want_job || j >= cfg->nproj || j >= w->pbest)
+			break;
+		if (match_marker(s, &cfg->p[j], n)) {
+			w->pbest = j;
+			w->pval = u + (cfg->p[j].len & (DP_STEP_NAME - 1));
+			break;
+		}
+	}
+	for (__u32 j = 0; j < DP_ID_MARKERS; j++) {
+		if (!w->want_job || j >= cfg->nname || j >= w->nbest)
+			break;
+		if (match_marker(s, &cfg->n[j], n)) {
+			w->nbest = j;
+			w->nval = u + (cfg->n[j].len & (DP_STEP_NAME - 1));
+			break;
+		}
+	}
+}
+
+#define ONES  0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+#define ENV_WORDS 16  /* words scanned per callback: a callback costs more than a word */
+
+/* words ENV_WORDS*k.. of the chunk: the offsets of their NULs go to sc->nul */
+static long env_words(__u64 k, void *arg)
+{
+	struct step_scratch *sc;
+	struct env_walk *w;
+	__u32 zero = 0, rd;
+
+	sc = bpf_map_lookup_elem(&step_scratch, &zero);
+	if (!sc)
+		return 1;
+	w = &sc->w;
+	rd = w->rd;
+	for (__u32 q = 0; q < ENV_WORDS; q++) {
+		__u32 off = ((__u32)k * ENV_WORDS + q) * 8;
+		__u64 v;
+
+		if (off >= rd || off >= ENV_CHUNK)
+			return 1;
+		__builtin_memcpy(&v, &sc->buf[off & (ENV_CHUNK - 1)], 8);
+		if (!((v - ONES) & ~v & HIGHS))
+			continue; /* no NUL in these 8 bytes: the usual case */
+		for (__u32 b = 0; b < 8; b++) {
+			if (off + b >= rd)
+				return 1; /* bytes past the chunk are stale */
+			if ((v >> (8 * b)) & 0xff)
+				continue;
+			sc->nul[w->nnul & (ENV_CHUNK - 1)] = off + b;
+			w->nnul++;
+		}
+	}
+	return 0;
+}
+
+/* read the chunk at w->pos and find its NULs */
+static __always_inline int env_read_chunk(struct env_walk *w, struct step_scratch *sc)
+{
+	__u64 rd;
+
+	if (w->pos >= w->end)
+		return -1;
+	rd = w->end - w->pos;
+	if (rd > ENV_CHUNK)
+		rd = ENV_CHUNK;
+	barrier_var(rd);
+	if (rd == 0 || rd > ENV_CHUNK)
+		return -1;
+	if (bpf_probe_read_user(sc->buf, rd, (void *)w->pos) < 0)
+		return -1;
+	w->rd = rd;
+	w->t = w->at_start ? 0 : ENV_NONE; /* inside a long string: the next NUL ends it */
+	w->nnul = 0;
+	w->si = 0;
+	bpf_loop((rd + 8 * ENV_WORDS - 1) / (8 * ENV_WORDS), env_words, 0, 0);
+	return w->nnul > ENV_CHUNK ? -1 : 0;
+}
+
+/*
+ * One step of the walk: the next string of the chunk, or (all of its strings judged) the
+ * move to the next chunk; 1 stops the walk.
+ */
+static long env_next(__u64 i, void *arg)
+{
 	struct dp_step_cfg *cfg;
 	struct step_scratch *sc;
-	__u32 zero = 0;
-	long n;
+	struct env_walk *w;
+	__u32 zero = 0, t, z, si;
 
 	cfg = bpf_map_lookup_elem(&step_cfg, &zero);
 	sc = bpf_map_lookup_elem(&step_scratch, &zero);
-	if (!cfg || !sc || w->pos >= w->end)
+	if (!cfg || !sc)
 		return 1;
-	n = bpf_probe_read_user_str(sc->buf, ENV_BUF, (void *)w->pos);
-	if (n <= 0)
-		return 1;
-	if (w->at_start && n > 2) {
-		for (__u32 j = 0; j < DP_STEP_MARKERS; j++) {
-			if (!w->want_step || j >= cfg->nmarkers || j >= w->best)
-				break;
-			if (match_marker(sc->buf, &cfg->m[j], n)) {
-				w->best = j;
-				w->val = w->pos + (cfg->m[j].len & (DP_STEP_NAME - 1));
-				break;
-			}
-		}
-		for (__u32 j = 0; j < DP_JOB_MARKERS; j++) {
-			if (!w->want_job || j >= cfg->njob || j >= w->jbest)
-				break;
-			if (match_marker(sc->buf, &cfg->j[j], n)) {
-				w->jbest = j;
-				w->jval = w->pos;
-				break;
-			}
-		}
-		for (__u32 j = 0; j < DP_ID_MARKERS; j++) {
-			if (!w->want_job || j >= cfg->nproj || j >= w->pbest)
-				break;
-			if (match_marker(sc->buf, &cfg->p[j], n)) {
-				w->pbest = j;
-				w->pval = w->pos + (cfg->p[j].len & (DP_STEP_NAME - 1));
-				break;
-			}
-		}
-		for (__u32 j = 0; j < DP_ID_MARKERS; j++) {
-			if (!w->want_job || j >= cfg->nname || j >= w->nbest)
-				break;
-			if (match_marker(sc->buf, &cfg->n[j], n)) {
-				w->nbest = j;
-				w->nval = w->pos + (cfg->n[j].len & (DP_STEP_NAME - 1));
-				break;
-			}
-		}
+	w = &sc->w;
+	if (!w->have) {
+		if (env_read_chunk(w, sc) < 0)
+			return 1;
+		w->have = 1;
 	}
-	/* n == ENV_BUF: no NUL yet (or exactly at the end): continue inside the same string */
-	if (n == ENV_BUF) {
-		w->pos += ENV_BUF - 1;
+	si = w->si;
+	if (si < w->nnul) {
+		w->si = si + 1;
+		z = sc->nul[si & (ENV_CHUNK - 1)];
+		t = si ? (__u32)sc->nul[(si - 1) & (ENV_CHUNK - 1)] + 1 : w->t;
+		if (t >= ENV_CHUNK || t > z)
+			return 0; /* the end of a string judged in an earlier chunk */
+		barrier_var(t); /* keeps the mask below: the verifier needs it for the pointer */
+		t &= ENV_CHUNK - 1;
+		env_string(w, cfg, &sc->buf[t], (long)(z - t) + 1, w->pos + t);
+		return ++w->nstr >= cfg->max_vars || env_done(w, cfg);
+	}
+	/* every string of the chunk judged: where the next chunk starts */
+	w->have = 0;
+	if (w->nnul)
+		w->t = (__u32)sc->nul[(w->nnul - 1) & (ENV_CHUNK - 1)] + 1; /* the string after the last NUL */
+	if (w->t == 0) {
+		if (w->rd < ENV_CHUNK)
+			return 1; /* no NUL before env_end: not a valid environment */
+		/* a string longer than the chunk: judged by its start, as if cut there */
+		env_string(w, cfg, sc->buf, ENV_CHUNK + 1, w->pos);
+		if (++w->nstr >= cfg->max_vars || env_done(w, cfg))
+			return 1;
+		w->pos += w->rd;
 		w->at_start = 0;
-	} else {
-		w->pos += n;
+	} else if (w->t < w->rd) {
+		/* the last string runs past the chunk: the next chunk starts with it */
+		w->pos += w->t;
 		w->at_start = 1;
+	} else {
+		w->pos += w->rd;
+		w->at_start = w->t == w->rd; /* ENV_NONE: no NUL in the chunk, still inside a long string */
 	}
-	/* the first marker wins: stop once every wanted walk has found its first one */
-	return (!w->want_step || w->best == 0) &&
-	       (!w->want_job || (w->jbest == 0 && (!cfg->nproj || w->pbest == 0) && (!cfg->nname || w->nbest == 0)));
+	return 0;
 }
 
 static __always_inline int name_eq(const struct dp_step_name *a, const struct dp_step_name *b)
@@ -268,6 +395,7 @@ static __always_inline void step_at_exec(struct task_struct *task, __u32 tgid)
 {
 	struct env_walk w = {};
 	struct dp_step_cfg *cfg;
+	struct step_scratch *sc;
 	__u32 zero = 0;
 
 	cfg = bpf_map_lookup_elem(&step_cfg, &zero);
@@ -277,14 +405,19 @@ static __always_inline void step_at_exec(struct task_struct *task, __u32 tgid)
 	w.want_job = track_jobs && cfg->njob && !bpf_map_lookup_elem(&jobs, &tgid);
 	if (!w.want_step && !w.want_job)
 		return;
-	w.pos = BPF_CORE_READ(task, mm, env_start);
-	w.end = BPF_CORE_READ(task, mm, env_end);
+	w.pos = task->mm->env_start;
+	w.end = task->mm->env_end;
 	w.best = DP_STEP_MARKERS;
 	w.jbest = DP_JOB_MARKERS;
 	w.pbest = DP_ID_MARKERS;
 	w.nbest = DP_ID_MARKERS;
 	w.at_start = 1;
-	bpf_loop(cfg->max_vars, env_walk_one, &w, 0);
+	sc = bpf_map_lookup_elem(&step_scratch, &zero);
+	if (!sc)
+		return;
+	__builtin_memcpy(&sc->w, &w, sizeof(w));
+	bpf_loop(cfg->max_vars + ENV_CHUNKS, env_next, 0, 0);
+	__builtin_memcpy(&w, &sc->w, sizeof(w));
 	if (w.want_step && w.best < DP_STEP_MARKERS)
 		attrib_set(&steps, tgid, w.val, 0);
 	if (w.want_job && w.jbest < DP_JOB_MARKERS) {
@@ -343,18 +476,19 @@ int dp_exec(struct trace_event_raw_sched_process_exec *ctx)
 
 	if (is_agent(id))
 		return 0;
-	step_at_exec((struct task_struct *)bpf_get_current_task(), id >> 32);
+	/* BTF-typed: task->mm->... are plain loads (a fault reads 0), not a helper call each */
+	task = bpf_get_current_task_btf();
+	step_at_exec(task, id >> 32);
 	e = bpf_map_lookup_elem(&exec_scratch, &zero);
 	if (!e)
 		return 0;
-	fill_hdr_task(&e->h, DP_EXEC, id);
+	fill_hdr_traced(&e->h, DP_EXEC, id);
 	off = ctx->__data_loc_filename & 0xFFFF;
 	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)ctx + off) < 0)
 		e->filename[0] = 0;
 
-	task = (struct task_struct *)bpf_get_current_task();
-	start = BPF_CORE_READ(task, mm, arg_start);
-	end = BPF_CORE_READ(task, mm, arg_end);
+	start = task->mm->arg_start;
+	end = task->mm->arg_end;
 	len = end > start ? end - start : 0;
 	e->args_total = len;
 	if (len > DP_ARGS_MAX)
@@ -378,17 +512,17 @@ SEC("tp/sched/sched_process_exit")
 int dp_exit(void *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf(); /* plain loads, see fill_hdr_traced */
 	__u32 tgid = id >> 32, tid = (__u32)id;
 	/* do_exit() has decremented signal->live: 0 means the last thread of the process */
-	int group_dead = BPF_CORE_READ(task, signal, live.counter) == 0;
+	int group_dead = task->signal->live.counter == 0;
 	struct dp_exit *e;
 
 	if (tid == tgid && !is_agent(id)) { /* threads other than the group leader: no record */
 		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 		if (e) {
-			fill_hdr_task(&e->h, DP_EXIT, id);
-			e->exit_code = BPF_CORE_READ(task, exit_code);
+			fill_hdr_traced(&e->h, DP_EXIT, id);
+			e->exit_code = task->exit_code;
 			e->pad = 0;
 			bpf_ringbuf_submit(e, dp_rb_flags());
 		} else {
@@ -428,7 +562,7 @@ int BPF_PROG(dp_fork, struct task_struct *parent, struct task_struct *child)
 		count_drop(DP_FORK);
 		return 0;
 	}
-	fill_hdr_task(&e->h, DP_FORK, id);
+	fill_hdr_traced(&e->h, DP_FORK, id);
 	e->child_pid = cpid;
 	e->pad = 0;
 	bpf_ringbuf_submit(e, dp_rb_flags());
@@ -450,7 +584,7 @@ int dp_fork_tp(struct trace_event_raw_sched_process_fork *ctx)
 		count_drop(DP_FORK);
 		return 0;
 	}
-	fill_hdr_task(&e->h, DP_FORK, id);
+	fill_hdr_traced(&e->h, DP_FORK, id);
 	e->child_pid = ctx->child_pid;
 	e->pad = 0;
 	bpf_ringbuf_submit(e, dp_rb_flags());

@@ -153,6 +153,35 @@ static __always_inline int proc_other(struct dentry *d, __u32 self)
 	return pid != self;
 }
 
+/*
+ * A dentry's parent and name. Every miss reads them for up to three levels, and each
+ * bpf_probe_read_kernel is a helper call that costs more than the compares around it, so
+ * where d_name follows d_parent (every kernel so far; CO-RE checks it at load) both come in
+ * one read.
+ */
+struct dent_pn {
+	struct dentry *parent;
+	struct qstr name;
+};
+
+static __always_inline int read_dent(struct dentry *d, struct dentry **parent, struct qstr *q)
+{
+	if (bpf_core_field_offset(struct dentry, d_name) == bpf_core_field_offset(struct dentry, d_parent) + 8 &&
+	    bpf_core_field_size(struct dentry, d_name) == sizeof(struct qstr)) {
+		struct dent_pn pn;
+
+		if (bpf_probe_read_kernel(&pn, sizeof(pn), (void *)d + bpf_core_field_offset(struct dentry, d_parent)))
+			return -1;
+		*parent = pn.parent;
+		*q = pn.name;
+		return 0;
+	}
+	if (BPF_CORE_READ_INTO(q, d, d_name))
+		return -1;
+	*parent = BPF_CORE_READ(d, d_parent);
+	return 0;
+}
+
 /* rule that needs the parent dir: look it up with the parent's name */
 static __always_inline __u32 match_parent(struct dp_file_key *k, struct dentry *p, __u8 type)
 {
@@ -186,10 +215,9 @@ static __always_inline __u32 match(struct dentry *d, __u32 self)
 
 	if (!cfg)
 		return 0;
-	if (BPF_CORE_READ_INTO(&q, d, d_name))
+	if (read_dent(d, &p, &q))
 		return 0;
 	len = q.len;
-	p = BPF_CORE_READ(d, d_parent);
 
 	if (len_bit(cfg->exact_lens, len) || cfg->nprefix) {
 		__u8 name[DP_FK_NAME];
@@ -243,7 +271,9 @@ static __always_inline __u32 match(struct dentry *d, __u32 self)
 	/* directory rules: parent, then grandparent */
 	if (cfg->dir_lens) {
 		for (int i = 0; i < 2; i++) {
-			if (BPF_CORE_READ_INTO(&q, p, d_name))
+			struct dentry *pp;
+
+			if (read_dent(p, &pp, &q))
 				return 0;
 			if (len_bit(cfg->dir_lens, q.len)) {
 				__u8 name[DP_FK_NAME];
@@ -264,8 +294,7 @@ static __always_inline __u32 match(struct dentry *d, __u32 self)
 						return v->rule;
 				}
 			}
-			if (i == 0)
-				p = BPF_CORE_READ(p, d_parent);
+			p = pp;
 		}
 	}
 	return 0;
@@ -370,7 +399,7 @@ static __always_inline int handle_file(struct file *f, int how, __u64 id)
 	e = bpf_map_lookup_elem(&file_scratch, &zero);
 	if (!e)
 		return 0;
-	fill_hdr_task(&e->h, DP_FILE, id);
+	fill_hdr_traced(&e->h, DP_FILE, id);
 	e->flags = open_flags(f, how);
 	e->rule = rule;
 	build_path(e, f);
@@ -426,13 +455,15 @@ static __always_inline int handle_exit_open(struct trace_event_raw_sys_exit *ctx
 
 	if (fd < 0 || is_agent(id))
 		return 0;
-	task = (struct task_struct *)bpf_get_current_task();
-	fdt = BPF_CORE_READ(task, files, fdt);
-	if (BPF_CORE_READ_INTO(&max, fdt, max_fds) || fd >= max)
+	/* the fd table through the BTF-typed task: plain loads (a fault reads 0), where
+	 * BPF_CORE_READ would make a helper call per pointer; fd[] itself holds untyped pointers */
+	task = bpf_get_current_task_btf();
+	fdt = task->files->fdt;
+	max = fdt->max_fds;
+	if (fd >= max)
 		return 0;
-	if (BPF_CORE_READ_INTO(&fds, fdt, fd))
-		return 0;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) < 0 || !f)
+	fds = fdt->fd;
+	if (!fds || bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) < 0 || !f)
 		return 0;
 	return handle_file(f, how, id);
 }

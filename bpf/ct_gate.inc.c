@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Container slices (included by connect.bpf.c, after enforce.bpf.h): the enforce verdict, gated
+ * Container slices (a part of the connect object like bpf/enforce.inc.c, #included by
+ * bpf/connect.bpf.c after it; not a header): the enforce verdict, gated
  * to container cgroups. A runtime with the systemd cgroup driver puts each container in
  * <slice>/docker-<id>.scope (libpod-<id>.scope for podman), next to every other service of
  * system.slice / machine.slice, which a job's default-deny must never judge. These programs are
@@ -10,9 +11,6 @@
  * can be moved in: no window before a container's first connect. Anything else in the slice
  * is allowed with rule exempt-cgroup, as a process outside the enforced cgroup would be.
  */
-#ifndef DPNDNCY_CT_GATE_BPF_H
-#define DPNDNCY_CT_GATE_BPF_H
-
 #define CT_GATE_LEVELS 16
 
 /* cgroup v2 id -> 1: a container's cgroup below a container slice (shared with containers.bpf.c) */
@@ -74,7 +72,7 @@ int dp_ctg_sendmsg6(struct bpf_sock_addr *ctx)
 	return ct_gate_sock(ctx, 1);
 }
 
-/* socket() and bind() in a container of the slice: the job cgroup's verdicts (enforce.bpf.h),
+/* socket() and bind() in a container of the slice: the job cgroup's verdicts (enforce.inc.c),
  * the same functions, so the two cannot drift apart */
 SEC("cgroup/sock_create")
 int dp_ctg_sock_create(struct bpf_sock *ctx)
@@ -93,5 +91,3 @@ int dp_ctg_bind6(struct bpf_sock_addr *ctx)
 {
 	return ct_judged() ? enf_bind(ctx, 1) : 1;
 }
-
-#endif

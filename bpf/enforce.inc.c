@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Enforce mode (included by connect.bpf.c, so these maps live in the same
- * object as the observe programs that report the verdicts).
+ * Enforce mode: the verdict maps and programs. NOT a header: a part of the connect object,
+ * #included once by bpf/connect.bpf.c (".inc.c": code that is compiled only as part of the
+ * file that includes it; the Makefile builds every *.bpf.c alone, never an *.inc.c). It is a
+ * part of connect.bpf.c rather than an object of its own because the observe programs there
+ * read `judged` right after these programs write it, and one object shares its maps without
+ * the agent handing file descriptors from one object to another. The DNS learner of the same
+ * mode is bpf/enforce_dns.inc.c; the container-slice gate over these verdicts bpf/ct_gate.inc.c.
  *
  * dp_enf_connect4/6, dp_enf_sendmsg4/6 are attached (multi) to the JOB's
  * cgroup only, never to the root. With multi attachment the kernel runs the
@@ -9,14 +14,8 @@
  * program runs and any 0 makes the syscall fail with EPERM. The enforce
  * program leaves its verdict in `judged` (by thread), and the observe program
  * that runs right after puts it into the one connect record.
- *
- * dp_enf_dns (cgroup_skb/ingress, job cgroup) parses DNS responses from a
- * sanctioned resolver before the socket gets them: when the question is an
- * allowed name, every A/AAAA answer goes into `learned` before the program
- * returns, i.e. before the client can read the answer. No race.
+ * dp_enf_sock_create and dp_enf_bind4/6 refuse what no verdict above could judge.
  */
-#ifndef DPNDNCY_ENFORCE_BPF_H
-#define DPNDNCY_ENFORCE_BPF_H
 
 #include "enforce.h"
 
@@ -127,49 +126,12 @@ static __always_inline int is_exempt(__u32 tgid)
 }
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 16384);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct dp_name_key);
-	__type(value, struct dp_name_val);
-} names SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);   /* tid */
 	__type(value, struct dp_judged);
 } judged SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct dp_enf_stats);
-} enforce_stats SEC(".maps");
-
-/* DNS over TCP: message boundaries of the resolver streams of the job (see common.bpf.h) */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64);   /* socket cookie */
-	__type(value, struct dp_tcp_dns_flow);
-} enf_tcp_flows SEC(".maps");
-
-struct enf_scratch {
-	__u32 p;             /* parse position, kept in map memory: the verifier then sees an unknown */
-	__u32 pad;           /* scalar, and the states of the answer loop converge */
-	__u8 buf[DP_ENF_BUF];
-	__u8 dotted[DP_ENF_NAME];
-	struct dp_name_key key;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct enf_scratch);
-} enf_scratch SEC(".maps");
 
 static __always_inline void addr16_from_ctx(struct bpf_sock_addr *ctx, int v6, __u8 a[16])
 {
@@ -406,7 +368,7 @@ static __always_inline int enf_sock_create(struct bpf_sock *ctx)
 	return 0;
 }
 
-/* one verdict for the job's cgroup and for container slices (bpf/ct_gate.bpf.h) */
+/* one verdict for the job's cgroup and for container slices (bpf/ct_gate.inc.c) */
 SEC("cgroup/sock_create")
 int dp_enf_sock_create(struct bpf_sock *ctx)
 {
@@ -450,286 +412,3 @@ int dp_enf_bind6(struct bpf_sock_addr *ctx)
 	return enf_bind(ctx, 1);
 }
 
-/* ---- DNS answers -> learned ---- */
-
-static __always_inline __u8 sb(const struct enf_scratch *s, __u32 i)
-{
-	return s->buf[i & (DP_ENF_BUF - 1)];
-}
-
-static __always_inline void enf_stat(int which)
-{
-	__u32 zero = 0;
-	struct dp_enf_stats *st = bpf_map_lookup_elem(&enforce_stats, &zero);
-
-	if (!st)
-		return;
-	if (which == 0)
-		st->learned++;
-	else if (which == 1)
-		st->learn_fail++;
-	else if (which == 2)
-		st->dns_allowed++;
-	else
-		st->dns_other++;
-}
-
-static __always_inline void learn(const __u8 a[16], const struct dp_name_val *nv, __u32 slot, __u32 ttl)
-{
-	struct dp_learn_key k = {};
-	struct dp_learn_val v = {.rule = nv->rule};
-	__u32 n = nv->nports;
-
-	if (ttl < learned_ttl_min)
-		ttl = learned_ttl_min;
-	v.expires = bpf_ktime_get_boot_ns() + (__u64)ttl * 1000000000ULL;
-
-	k.slot = slot;
-	__builtin_memcpy(k.addr, a, 16);
-	if (nv->flags & DP_NV_ANY) {
-		k.port = 0;
-		if (bpf_map_update_elem(&learned, &k, &v, BPF_ANY) == 0)
-			enf_stat(0);
-		else
-			enf_stat(1);
-	}
-	for (__u32 i = 0; i < DP_ENF_PORTS; i++) {
-		if (i >= n)
-			break;
-		k.port = nv->ports[i];
-		if (bpf_map_update_elem(&learned, &k, &v, BPF_ANY) == 0)
-			enf_stat(0);
-		else
-			enf_stat(1);
-	}
-}
-
-struct ans_ctx {
-	__u32 len;
-	__u32 ancount;
-	__u32 slot;
-	struct dp_name_val val;
-};
-
-/* one answer record at ac->p; 1 stops the loop */
-static long answer_cb(__u64 i, void *data)
-{
-	struct ans_ctx *ac = data;
-	struct enf_scratch *s;
-	__u32 zero = 0, p, len = ac->len, type, rdlen, j, ttl;
-	__u8 a[16];
-
-	if (i >= ac->ancount || len > DP_ENF_BUF)
-		return 1;
-	s = bpf_map_lookup_elem(&enf_scratch, &zero);
-	if (!s)
-		return 1;
-	p = *(volatile __u32 *)&s->p;
-	/* owner name: a pointer, or labels ending in a pointer or the root */
-	for (j = 0; j < 32; j++) {
-		__u8 c;
-
-		if (p >= len)
-			return 1;
-		c = sb(s, p);
-		if (c >= 0xc0) {
-			p += 2;
-			break;
-		}
-		if (c == 0) {
-			p += 1;
-			break;
-		}
-		p += 1 + c;
-	}
-	if (j == 32)
-		return 1;
-	*(volatile __u32 *)&s->p = p;
-	p = *(volatile __u32 *)&s->p;
-	if (p + 10 > len)
-		return 1;
-	type = ((__u32)sb(s, p) << 8) | sb(s, p + 1);
-	ttl = ((__u32)sb(s, p + 4) << 24) | ((__u32)sb(s, p + 5) << 16) | ((__u32)sb(s, p + 6) << 8) | sb(s, p + 7);
-	if (ttl & 0x80000000)
-		ttl = 0; /* RFC 2181 */
-	else if (ttl > 604800)
-		ttl = 604800; /* a week is plenty */
-	rdlen = ((__u32)sb(s, p + 8) << 8) | sb(s, p + 9);
-	p += 10;
-	if (p + rdlen > len)
-		return 1;
-	if (type == 1 && rdlen == 4) {
-		__builtin_memset(a, 0, 10);
-		a[10] = 0xff;
-		a[11] = 0xff;
-		a[12] = sb(s, p);
-		a[13] = sb(s, p + 1);
-		a[14] = sb(s, p + 2);
-		a[15] = sb(s, p + 3);
-		learn(a, &ac->val, ac->slot, ttl);
-	} else if (type == 28 && rdlen == 16) {
-		for (j = 0; j < 16; j++)
-			a[j] = sb(s, p + j);
-		learn(a, &ac->val, ac->slot, ttl);
-	}
-	*(volatile __u32 *)&s->p = p + rdlen;
-	return 0;
-}
-
-SEC("cgroup_skb/ingress")
-int dp_enf_dns(struct __sk_buff *skb)
-{
-	struct enf_scratch *s;
-	struct dp_name_val *nv, val;
-	struct dp_sock_owner *o;
-	__u8 proto, saddr[16] = {};
-	__u32 off, plen, zero = 0, len, p, next, n, i, ancount, done, slot;
-	__u64 cookie;
-	struct {
-		__u16 sport;
-		__u16 dport;
-		__u32 seq;
-		__u32 ack;
-		__u8 doff_res;
-		__u8 flags;
-	} l4 = {};
-
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
-		__u32 ff = bpf_htonl(0xffff);
-
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0)
-			return 1;
-		proto = ip.protocol;
-		if ((proto != IPPROTO_UDP && proto != IPPROTO_TCP) || (ip.frag_off & bpf_htons(0x1fff)))
-			return 1;
-		off = ip.ihl * 4;
-		__builtin_memcpy(&saddr[8], &ff, 4);
-		__builtin_memcpy(&saddr[12], &ip.saddr, 4);
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr ip6;
-
-		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) < 0)
-			return 1;
-		proto = ip6.nexthdr;
-		if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
-			return 1;
-		off = sizeof(ip6);
-		__builtin_memcpy(saddr, &ip6.saddr, 16);
-	} else {
-		return 1;
-	}
-	if (bpf_skb_load_bytes(skb, off, &l4, proto == IPPROTO_TCP ? 14 : 4) < 0)
-		return 1;
-	if (l4.sport != bpf_htons(53))
-		return 1;
-	/* only answers from a sanctioned resolver teach us anything */
-	if (!bpf_map_lookup_elem(&resolvers, saddr))
-		return 1;
-	/* the policy of the job that asked: the socket's owner (recorded at connect / sendmsg) */
-	cookie = bpf_get_socket_cookie(skb);
-	o = cookie ? bpf_map_lookup_elem(&sock_owner, &cookie) : 0;
-	slot = slot_of_job(o ? o->job : 0);
-	if (proto == IPPROTO_TCP) {
-		__u32 mlen = 0;
-		int b;
-
-		off += (l4.doff_res >> 4) * 4;
-		plen = skb->len > off ? skb->len - off : 0;
-		/* only a whole message that starts at a known boundary of the stream */
-		b = tcp_dns_boundary(&enf_tcp_flows, cookie, skb, off, plen, l4.seq, l4.flags, &mlen);
-		if (b < 0 || (__u32)b + 2 + mlen > plen)
-			return 1;
-		off += (__u32)b + 2;
-		plen = mlen;
-	} else {
-		off += 8;
-		plen = skb->len > off ? skb->len - off : 0;
-	}
-	if (plen <= 12)
-		return 1;
-	s = bpf_map_lookup_elem(&enf_scratch, &zero);
-	if (!s)
-		return 1;
-	{
-		__u64 cl = plen > DP_ENF_BUF ? DP_ENF_BUF : plen;
-
-		barrier_var(cl);
-		cl = ((cl - 1) & (DP_ENF_BUF - 1)) + 1;
-		if (bpf_skb_load_bytes(skb, off, s->buf, cl) < 0)
-			return 1;
-		len = cl;
-	}
-	/* header: a response (QR), NOERROR, one question */
-	if (!(sb(s, 2) & 0x80) || (sb(s, 3) & 0x0f) != 0 || sb(s, 4) != 0 || sb(s, 5) != 1)
-		return 1;
-	ancount = ((__u32)sb(s, 6) << 8) | sb(s, 7);
-
-	/* question name -> dotted, lower case */
-	p = 12;
-	next = 12;
-	n = 0;
-	done = 0;
-	for (i = 0; i < DP_ENF_NAME + 1; i++) {
-		__u8 c;
-
-		if (p >= len)
-			return 1;
-		c = sb(s, p);
-		if (p == next) {
-			if (c == 0) {
-				done = 1;
-				break;
-			}
-			if (c >= 64)
-				return 1; /* compression or extended label in a question: not ours */
-			next = p + c + 1;
-			if (i > 0) {
-				if (n >= DP_ENF_NAME - 1)
-					return 1;
-				s->dotted[n & (DP_ENF_NAME - 1)] = '.';
-				n++;
-			}
-		} else {
-			if (n >= DP_ENF_NAME - 1)
-				return 1;
-			if (c >= 'A' && c <= 'Z')
-				c += 32;
-			s->dotted[n & (DP_ENF_NAME - 1)] = c;
-			n++;
-		}
-		p++;
-	}
-	if (!done || n == 0)
-		return 1;
-	/* reversed into the trie key, NUL padded */
-	__builtin_memset(&s->key, 0, sizeof(s->key));
-	for (i = 0; i < DP_ENF_NAME; i++) {
-		if (i >= n)
-			break;
-		s->key.name[i & (DP_ENF_NAME - 1)] = s->dotted[(n - 1 - i) & (DP_ENF_NAME - 1)];
-	}
-	s->key.prefixlen = DP_SLOT_BITS + DP_ENF_NAME * 8;
-	s->key.slot = slot;
-	nv = bpf_map_lookup_elem(&names, &s->key);
-	if (!nv || (nv->flags & DP_NV_DENY)) {
-		enf_stat(3);
-		return 1;
-	}
-	__builtin_memcpy(&val, nv, sizeof(val));
-	enf_stat(2);
-	p += 1 + 4; /* the root label, QTYPE, QCLASS */
-
-	/* answers: every A / AAAA (the chain of CNAMEs answers the allowed question) */
-	{
-		struct ans_ctx ac = {.len = len, .ancount = ancount, .slot = slot};
-
-		s->p = p;
-
-		__builtin_memcpy(&ac.val, &val, sizeof(val));
-		bpf_loop(24, answer_cb, &ac, 0);
-	}
-	return 1;
-}
-
-#endif
