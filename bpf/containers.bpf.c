@@ -2,7 +2,7 @@
 /*
  * Container cgroups, named at birth: every cgroup made in the cgroup v2 hierarchy while the
  * agent runs is recorded (id -> path) when it is made, before any process can be moved in.
- * agent-c/containers.c resolves a record's cgroup id through this map first, so a container
+ * agent-c/records/containers.c resolves a record's cgroup id through this map first, so a container
  * that ran for a millisecond and whose cgroup was removed (`docker run --rm`, a failed
  * connect) before its records were read is still attributed to its container, without
  * walking the hierarchy. A tracepoint that fires on cgroup creation only: no hot-path cost.
@@ -43,7 +43,7 @@ struct {
 } cg_born_rb SEC(".maps");
 
 /*
- * Container slices (`container-slice`, agent-c/runtimes.c), by the FNV-1a 64 hash of their path
+ * Container slices (`container-slice`, agent-c/records/runtimes.c), by the FNV-1a 64 hash of their path
  * under the root ("/system.slice"): a cgroup made directly below one, named docker-<id>.scope or
  * libpod-<id>.scope, is a container's and is marked in ct_judged_cg.
  */

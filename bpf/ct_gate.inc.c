@@ -5,7 +5,7 @@
  * to container cgroups. A runtime with the systemd cgroup driver puts each container in
  * <slice>/docker-<id>.scope (libpod-<id>.scope for podman), next to every other service of
  * system.slice / machine.slice, which a job's default-deny must never judge. These programs are
- * attached to such a slice (`container-slice`, agent-c/runtimes.c) instead of dp_enf_*: a
+ * attached to such a slice (`container-slice`, agent-c/records/runtimes.c) instead of dp_enf_*: a
  * process is judged only when its cgroup, or an ancestor below the slice, is marked in
  * ct_judged_cg. bpf/containers.bpf.c marks a container's scope at its mkdir, before a process
  * can be moved in: no window before a container's first connect. Anything else in the slice

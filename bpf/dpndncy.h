@@ -200,7 +200,7 @@ struct dp_file_prefix {
 
 /*
  * Bloom bit of a name for the miss path: one bit of a 256-bit set per
- * (length, first 16 bytes). Must match dp_name_hash() in agent-c/config.c.
+ * (length, first 16 bytes). The agent computes the same (agent-c/kernel/file_rules.c).
  */
 #define DP_HASH_K 0x9E3779B97F4A7C15ULL
 #define DP_NAME_HASH(lo, hi, len) \
@@ -263,7 +263,7 @@ struct dp_step_marker {
  * The policy of a job is chosen in the kernel at its first exec, so that its first connect
  * is already judged by it: the walk also reads the job's project and name variables, and
  * ident_slot maps dp_ident_hash(project "/" name) or dp_ident_hash(project) to a slot.
- * FNV-1a 64 over the bytes (each value cut at DP_ID_MAX - 1 bytes); agent-c/enforce.c
+ * FNV-1a 64 over the bytes (each value cut at DP_ID_MAX - 1 bytes); agent-c/features/enforce_dir.c
  * computes the same.
  */
 /*

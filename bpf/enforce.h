@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * dpndncy enforce mode: map keys and values shared by bpf/enforce.inc.c and
- * agent-c/enforce.c. Every address is kept as 16 bytes, IPv4 as IPv4-mapped
+ * agent-c/features/enforce_*.c. Every address is kept as 16 bytes, IPv4 as IPv4-mapped
  * IPv6 (::ffff:a.b.c.d), so a mapped destination is judged exactly like the
  * IPv4 one, and one trie serves both families.
  */
@@ -73,7 +73,7 @@ struct dp_enf_val {
  * hash learned -> struct dp_learn_val: an address stays allowed until `expires` (boot ns): the
  * answer's TTL, at least learned_ttl_min (config learned-ttl-min, default 120 s: clients that
  * cache an answer for a while, such as the JVM's 30 s, still connect). Expired entries are
- * judged as absent, and removed by the agent (agent-c/enforce.c enforce_tick) so a full map
+ * judged as absent, and removed by the agent (agent-c/features/enforce_verdict.c enforce_tick) so a full map
  * makes room.
  */
 struct dp_learn_val {

@@ -71,7 +71,7 @@ struct {
  */
 const volatile __u8 judge_jobs_only = 0;
 
-/* daemon mode: the current generation of the default policy's keys (agent-c/enforce.c enforce_apply) */
+/* daemon mode: the current generation of the default policy's keys (agent-c/features/enforce_dir.c enforce_apply) */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

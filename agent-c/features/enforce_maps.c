@@ -1,5 +1,5 @@
 /*
- * Enforce mode, the kernel maps of bpf/enforce.bpf.h: each slot's entries, the resolvers, the
+ * Enforce mode, the kernel maps of bpf/enforce.inc.c: each slot's entries, the resolvers, the
  * metadata and DNS-over-HTTPS addresses, the exempt processes.
  */
 #include <stdio.h>

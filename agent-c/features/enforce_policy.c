@@ -1,7 +1,7 @@
 /*
  * Enforce mode, the policy: its directives parsed from the config file (or a policy file of
  * the daemon's directory) into entries. The job cgroup is enforce_cgroup.c, the kernel maps of
- * bpf/enforce.bpf.h enforce_maps.c, the daemon's policy directory enforce_dir.c, what the
+ * bpf/enforce.inc.c enforce_maps.c, the daemon's policy directory enforce_dir.c, what the
  * records say enforce_verdict.c.
  *
  * Config directives (agent-c/README.md):

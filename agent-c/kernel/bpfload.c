@@ -248,7 +248,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		keep[nk++] = a->conn->progs.dp_enf_bind4;
 		keep[nk++] = a->conn->progs.dp_enf_bind6;
 		if (h->container_slices) {
-			/* container-slice: the same verdicts, gated to container cgroups (bpf/ct_gate.bpf.h) */
+			/* container-slice: the same verdicts, gated to container cgroups (bpf/ct_gate.inc.c) */
 			keep[nk++] = a->conn->progs.dp_ctg_connect4;
 			keep[nk++] = a->conn->progs.dp_ctg_connect6;
 			keep[nk++] = a->conn->progs.dp_ctg_sendmsg4;

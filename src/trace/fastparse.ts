@@ -1,5 +1,5 @@
 // The summarizer's fast path: one regular expression per kind matches a line in the layout the
-// agent writes (agent-c/events.c: keys in its order, optional ones where it puts them) and
+// agent writes (agent-c/records/events.c: keys in its order, optional ones where it puts them) and
 // captures the fields the summary needs. No JSON.parse (half of the summarizer's time) and no
 // schema validator: the match itself is the validation. A JS character scanner was tried
 // first and was no faster than JSON.parse; V8 compiles these expressions to machine code.
@@ -25,7 +25,7 @@ const TS = "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{9}Z";
 const STRS = `(?:"${STR}"(?:,"${STR}")*)?`;
 const ANCESTOR = `\\{"pid":${INT},"comm":"${STR}"\\}`;
 
-// What agent-c/containers.c adds after the step for a task in a container.
+// What agent-c/records/containers.c adds after the step for a task in a container.
 const CONTAINER = `(?:,"container":\\{"runtime":"(?:docker|containerd|cri-o|podman|kubernetes|buildkit)","id":"(?:[0-9a-f]{64}|[0-9a-z]{25})","pod":(?:null|"[0-9a-f-]{32,36}")(?:,"image":(?:null|"${STR}"))?(?:,"requested_by":(?:null|${INT}))?\\})?`;
 
 /**

@@ -71,7 +71,7 @@ const TS = "2026-11-20T10:00:01.123456789Z";
 const HEAD = `"v":1,"ts":"${TS}","seq":41,"pid":1200,"tid":1201,"ppid":1100,"uid":1001,"comm":"git","cgroup":4242,"step":"build"`;
 const ANC = `"ancestry":[{"pid":1100,"comm":"node"},{"pid":1000,"comm":"Runner.Worker"}]`;
 
-/** Lines as agent-c/events.c writes them, one or more per kind and optional field. */
+/** Lines as agent-c/records/events.c writes them, one or more per kind and optional field. */
 const REALISTIC = [
   `{"v":1,"kind":"exec",${HEAD.slice(6)},"filename":"/usr/bin/git","argv":["git","fetch","--depth=1","origin"],${ANC}}`,
   `{"v":1,"kind":"exec",${HEAD.slice(6)},"filename":"/bin/true","argv":[],"truncated":true,"ancestry":[]}`,
