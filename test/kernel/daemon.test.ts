@@ -550,23 +550,25 @@ describeKernel("daemon: many reloads of a large policy", () => {
     expect(reloads.map((c) => c.ok)).toEqual(Array(REVISIONS).fill(true));
     expect(d.bg.stderr()).not.toMatch(/refused|too many/);
     const nonce = `${process.pid}-${Date.now()}`;
-    const client = spawnBackground(
-      inCgroup(
-        cg.child("job"),
-        [`DPNDNCY_JOB=big-${nonce}`],
-        work.exec(
-          PYTHON,
-          join(FIXTURES, "enforce_client.py"),
-          "tcp:192.0.2.10:80",
-          "tcp:192.0.2.11:80",
+    /** a job connecting to .10 and .11: .11 (the last revision's) is allowed, .10 is not */
+    const expectLastRevision = async (job: string) => {
+      const c = spawnBackground(
+        inCgroup(
+          cg.child(job),
+          [`DPNDNCY_JOB=${job}-${nonce}`],
+          work.exec(
+            PYTHON,
+            join(FIXTURES, "enforce_client.py"),
+            "tcp:192.0.2.10:80",
+            "tcp:192.0.2.11:80",
+          ),
         ),
-      ),
-      { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
-    );
-    await poll(() => client.child.exitCode !== null, 20_000);
-    expect(client.stdout(), client.stderr()).toBe(
-      "RES tcp:192.0.2.10:80 1\nRES tcp:192.0.2.11:80 0\n",
-    );
+        { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
+      );
+      await poll(() => c.child.exitCode !== null, 20_000);
+      expect(c.stdout(), c.stderr()).toBe("RES tcp:192.0.2.10:80 1\nRES tcp:192.0.2.11:80 0\n");
+    };
+    await expectLastRevision("big");
     // the job's log names the rule that allowed .11 (a reused rule number must carry the new name)
     const start = await d.waitFor((c) => c.type === "job-start", "job-start");
     await d.waitFor((c) => c.type === "job-end", "job-end", 30_000);
@@ -589,23 +591,7 @@ describeKernel("daemon: many reloads of a large policy", () => {
       /huge\.conf.*too many allow entries in force \(max 16384 over all policies\)/,
     );
     expect(d.bg.stderr()).toMatch(/policy reload refused, the policies in force stay/);
-    const again = spawnBackground(
-      inCgroup(
-        cg.child("job2"),
-        [`DPNDNCY_JOB=big2-${nonce}`],
-        work.exec(
-          PYTHON,
-          join(FIXTURES, "enforce_client.py"),
-          "tcp:192.0.2.10:80",
-          "tcp:192.0.2.11:80",
-        ),
-      ),
-      { env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
-    );
-    await poll(() => again.child.exitCode !== null, 20_000);
-    expect(again.stdout(), again.stderr()).toBe(
-      "RES tcp:192.0.2.10:80 1\nRES tcp:192.0.2.11:80 0\n",
-    );
+    await expectLastRevision("big2");
   });
 });
 

@@ -172,18 +172,24 @@ async function aptLists(force = false): Promise<void> {
   });
 }
 
-/** Packages of the line apt knows, newest first. */
-async function candidates(line: KernelLine): Promise<string[]> {
-  await aptLists();
-  const r = await run(
-    [
-      "apt-cache",
-      ...aptOpts(),
-      "search",
-      "--names-only",
-      `^linux-image-${line.series.replace(".", "\\.")}\\..*-cloud-${line.arch}-unsigned$`,
-    ],
-    { timeoutMs: 60_000 },
+/**
+ * Packages of the line apt knows, newest first. The search holds the lists' lock: another line's
+ * forced `apt-get update` rewrites them meanwhile, and a search then sees none (a fresh machine,
+ * two lines at a time).
+ */
+async function candidates(line: KernelLine, refresh = false): Promise<string[]> {
+  await aptLists(refresh);
+  const r = await withLock(join(kernelCache(), ".apt-lock"), "apt lists", () =>
+    run(
+      [
+        "apt-cache",
+        ...aptOpts(),
+        "search",
+        "--names-only",
+        `^linux-image-${line.series.replace(".", "\\.")}\\..*-cloud-${line.arch}-unsigned$`,
+      ],
+      { timeoutMs: 60_000 },
+    ),
   );
   if (r.code !== 0) throw new Error(`apt-cache search failed (exit ${r.code}): ${r.stderr.trim()}`);
   return [...new Set(r.stdout.split("\n").map((l) => l.split(" ")[0] ?? ""))]
@@ -300,6 +306,8 @@ export async function ensureKernel(line: KernelLine): Promise<VmKernel> {
   let list: string[] = [];
   try {
     list = await candidates(line);
+    // lists older than the archive's last change can lack the line: fetch them again, once
+    if (list.length === 0) list = await candidates(line, true);
   } catch (e) {
     errors.push((e as Error).message);
   }
