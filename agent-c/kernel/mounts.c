@@ -154,15 +154,30 @@ static int holds_bpf(long pid)
 	return found;
 }
 
+/* an agent of another mount namespace cannot use our mounts: it never keeps them alive */
+static int same_mount_ns(long pid, ino_t self_ns)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%ld/ns/mnt", pid);
+	return stat(path, &st) == 0 && st.st_ino == self_ns;
+}
+
 static int other_agent_alive(void)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *de;
+	struct stat self_st;
 	int found = 0;
 	pid_t self = getpid();
 
 	if (!d)
 		return 0;
+	if (stat("/proc/self/ns/mnt", &self_st) < 0) {
+		closedir(d);
+		return 0;
+	}
 	while (!found && (de = readdir(d))) {
 		char path[64], comm[32] = "";
 		long pid = strtol(de->d_name, NULL, 10);
@@ -175,7 +190,7 @@ static int other_agent_alive(void)
 		if (!f)
 			continue;
 		if (fgets(comm, sizeof(comm), f) && !strcmp(comm, "dpndncy-agent\n"))
-			found = holds_bpf(pid);
+			found = same_mount_ns(pid, self_st.st_ino) && holds_bpf(pid);
 		fclose(f);
 	}
 	closedir(d);

@@ -2,13 +2,14 @@
 // controllers), no bpffs, no tracefs: the agent mounts what it needs, still gets its best
 // hooks, and unmounts exactly what it mounted. Run in a private mount namespace so the host's
 // mounts are never touched.
+import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import { AGENT, FIXTURES, PYTHON, tempDir } from "../support/kernel/env.js";
+import { AGENT, FIXTURES, onCleanup, PYTHON, tempDir } from "../support/kernel/env.js";
 import type { AgentEv } from "../support/kernel/log.js";
 import { byKind, readLog } from "../support/kernel/log.js";
 import { Netns } from "../support/kernel/netns.js";
-import { inPrivateMounts, keyedLine, run } from "../support/kernel/proc.js";
+import { inPrivateMounts, keyedLine, poll, run, spawnBackground } from "../support/kernel/proc.js";
 import { startServers } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
 import { leaksSettled, snapshot } from "../support/kernel/sysstate.js";
@@ -78,6 +79,49 @@ describeKernel("mounts", () => {
         complete: true,
       });
     }
+  });
+
+  it("an agent of another mount namespace does not keep this one's mounts: the last agent out here unmounts and leaves no marker", async () => {
+    const dir = tempDir("mnt4");
+    const a = join(dir, "a");
+    // agent A runs in a mount namespace of its own, all through B's run in this one
+    const holdA = [
+      `for m in $(${MOUNTS} | sort -r); do umount -l "$m"; done`,
+      `${AGENT} start --log ${a}.ndjson --state-dir ${a} >/dev/null || exit 1`,
+      `echo started > ${dir}/a-up`,
+      `while [ ! -e ${dir}/a-stop ]; do sleep 0.1; done`,
+      `${AGENT} stop --state-dir ${a} >/dev/null`,
+    ].join("\n");
+    const bgA = spawnBackground(inPrivateMounts(holdA));
+    onCleanup(async () => {
+      writeFileSync(join(dir, "a-stop"), "");
+      await poll(() => bgA.child.exitCode !== null, 20_000);
+    });
+    expect(await poll(() => existsSync(join(dir, "a-up")), 20_000), bgA.stderr()).toBe(true);
+    const script = [
+      "set -e",
+      `for m in $(${MOUNTS} | sort -r); do umount -l "$m"; done`,
+      `${AGENT} run --log ${dir}/b.ndjson -- true`,
+      `echo "AFTER $(${MOUNTS} | tr "\n" " ")"`,
+      `echo "NS $(stat -L -c %i /proc/self/ns/mnt)"`,
+      `echo "MARKER $(ls /run/dpndncy-mounts 2>/dev/null | grep "^$(stat -L -c %i /proc/self/ns/mnt)-" | tr "\n" " ")"`,
+    ].join("\n");
+    const r = await run(inPrivateMounts(script));
+    // a marker left for this namespace (the bug this guards against) outlives it in /run
+    const ns = keyedLine(r.stdout, "NS");
+    onCleanup(() => {
+      if (!/^\d+$/.test(ns) || !existsSync("/run/dpndncy-mounts")) return;
+      for (const f of readdirSync("/run/dpndncy-mounts"))
+        if (f.startsWith(`${ns}-`)) rmSync(join("/run/dpndncy-mounts", f), { force: true });
+      if (readdirSync("/run/dpndncy-mounts").length === 0)
+        rmSync("/run/dpndncy-mounts", { recursive: true });
+    });
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(keyedLine(r.stdout, "AFTER"), r.stdout).toBe(""); // A (elsewhere) did not keep them
+    expect(keyedLine(r.stdout, "MARKER"), r.stdout).toBe("");
+    writeFileSync(join(dir, "a-stop"), "");
+    expect(await poll(() => bgA.child.exitCode !== null, 20_000)).toBe(true);
+    expect(bgA.child.exitCode, bgA.stderr()).toBe(0);
   });
 
   it("an agent SIGKILLed after mounting: its mounts are not leaked, the next agent out removes them; a mount replaced meanwhile is left alone", async () => {
