@@ -54,13 +54,7 @@ struct {
 	__type(value, __u8);
 } ct_slices SEC(".maps");
 
-/* the connect object's map (bpf/ct_gate.inc.c), shared by the agent before load */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64);
-	__type(value, __u8);
-} ct_judged_cg SEC(".maps");
+#include "ct_judged.bpf.h"
 
 struct walk {
 	struct ct_path *p;

@@ -13,13 +13,7 @@
  */
 #define CT_GATE_LEVELS 16
 
-/* cgroup v2 id -> 1: a container's cgroup below a container slice (shared with containers.bpf.c) */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64);
-	__type(value, __u8);
-} ct_judged_cg SEC(".maps");
+#include "ct_judged.bpf.h"
 
 /* 1: the current task is in a marked container cgroup (or below one) */
 static __always_inline int ct_judged(void)

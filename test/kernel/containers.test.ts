@@ -32,6 +32,9 @@ import { describeKernel } from "../support/kernel/suite.js";
 
 const nonce = randomBytes(4).toString("hex");
 const hex64 = () => randomBytes(32).toString("hex");
+/** a BuildKit container id: 25 characters of base 36, lower case (moby's identity.NewID) */
+const bk25 = () =>
+  Array.from(randomBytes(25), (b) => "0123456789abcdefghijklmnopqrstuvwxyz"[b % 36]).join("");
 
 interface Container {
   runtime: string;
@@ -133,6 +136,7 @@ describeKernel("containers", () => {
     const uid3 = randomUUID();
     const uid4 = randomUUID();
     const ids = Array.from({ length: 10 }, hex64);
+    const bk = Array.from({ length: 3 }, bk25);
     // late: made by the workload while the agent runs (a container started after the agent)
     const cases: { name: string; path: string; want: Container | null; late?: boolean }[] = [
       {
@@ -183,7 +187,26 @@ describeKernel("containers", () => {
         want: { runtime: "containerd", id: ids[9] as string, pod: uid4 },
         late: true,
       },
+      {
+        // dockerd's BuildKit RUN line: <cgroup parent>/buildkit/<id> (cgroupfs driver)
+        name: "buildkit-cgroupfs",
+        path: `docker/buildkit/${bk[0]}`,
+        want: { runtime: "buildkit", id: bk[0] as string, pod: null },
+      },
+      {
+        // the systemd driver: moby hands BuildKit "<slice>:docker:", so docker-<id>.scope
+        name: "buildkit-systemd",
+        path: `system.slice/docker-${bk[1]}.scope`,
+        want: { runtime: "buildkit", id: bk[1] as string, pod: null },
+      },
       { name: "plain", path: "plain", want: null },
+      // BuildKit look-alikes: one character short, upper case
+      { name: "buildkit-short", path: `bk/buildkit/${(bk[2] as string).slice(1)}`, want: null },
+      {
+        name: "buildkit-upper",
+        path: `bk/buildkit/${(bk[2] as string).toUpperCase().replace(/^./, "A")}`,
+        want: null,
+      },
       // look-alikes that are not containers: conmon's scope, a short id
       { name: "crio-conmon", path: `crio-conmon-${ids[7]}.scope`, want: null },
       { name: "short-id", path: `docker-${(ids[7] as string).slice(1)}.scope`, want: null },
