@@ -138,9 +138,18 @@ static struct entry *new_entry(char *errbuf, size_t errn)
 	if (P.n < MAX_ENTRIES) {
 		e = &P.e[P.n++];
 	} else {
-		for (int i = 0; i < P.n && !e; i++)
-			if (!P.e[i].live && !P.e[i].in_kernel && P.e[i].freed_at < P.reloads)
-				e = &P.e[i];
+		/* entries before the cursor were not free earlier in this reload and cannot become
+		 * free before the next (purges come after parsing): each reload scans the table once */
+		static uint32_t cursor_reload;
+		static int cursor;
+
+		if (cursor_reload != P.reloads) {
+			cursor_reload = P.reloads;
+			cursor = 0;
+		}
+		for (; cursor < P.n && !e; cursor++)
+			if (!P.e[cursor].live && !P.e[cursor].in_kernel && P.e[cursor].freed_at < P.reloads)
+				e = &P.e[cursor];
 		if (!e) {
 			snprintf(errbuf, errn, "too many allow entries in force (max %d over all policies)", MAX_ENTRIES);
 			return NULL;

@@ -270,7 +270,7 @@ function main(): void {
           const vsUs = pairedRatio(ours, xs);
           const cheaper = vsUs.verdict === "slower"; // the peer is slower than dpndncy
           console.log(
-            `  ${"".padEnd(32)} vs dpndncy: ${formatRatio(vsUs)} -> dpndncy ${cheaper ? `is cheaper by ${((vsUs.median - 1) * 100).toFixed(1)} %` : vsUs.verdict === "faster" ? "is MORE EXPENSIVE" : "not shown cheaper"}`,
+            `  ${"".padEnd(32)} vs dpndncy: ${formatRatio(vsUs)} -> dpndncy ${cheaper ? `is cheaper: the peer costs ${vsUs.median.toFixed(2)}x as much` : vsUs.verdict === "faster" ? "is MORE EXPENSIVE" : "not shown cheaper"}`,
           );
         }
       }
@@ -290,7 +290,7 @@ function main(): void {
           const vsUs = pairedRatio(ours, xs);
           const verdict =
             vsUs.verdict === "slower"
-              ? `is cheaper by ${((vsUs.median - 1) * 100).toFixed(1)} %`
+              ? `is cheaper: the peer costs ${vsUs.median.toFixed(2)}x as much`
               : vsUs.verdict === "faster"
                 ? "is MORE EXPENSIVE"
                 : "not shown cheaper";
