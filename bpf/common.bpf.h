@@ -14,6 +14,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
 #include "dpndncy.h"
+#include "jobs.bpf.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -74,14 +75,6 @@ struct {
 	__type(value, __u32);
 } steps SEC(".maps");
 
-/* tgid -> job id (daemon mode; bpf/exec.bpf.c, like steps) */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 32768);
-	__type(key, __u32);
-	__type(value, __u32);
-} jobs SEC(".maps");
-
 /* daemon mode: job id -> policy slot (missing: slot 0, the default policy) */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -97,14 +90,6 @@ struct {
 	__type(key, __u64);
 	__type(value, __u32);
 } ident_slot SEC(".maps");
-
-/* attribution lost to a full map (see struct dp_attrib_stats) */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct dp_attrib_stats);
-} attrib_stats SEC(".maps");
 
 /* set before load: the agent's own tgid, whose events are not reported */
 const volatile __u32 agent_tgid = 0;
@@ -124,44 +109,6 @@ static __always_inline __u32 step_of(__u32 tgid)
 	__u32 *s = bpf_map_lookup_elem(&steps, &tgid);
 
 	return s ? *s : 0;
-}
-
-/* set before load, daemon mode only: elsewhere the jobs map stays empty, and the verifier drops
- * every lookup of it from the programs (one hash lookup less per event, fork and exit) */
-const volatile __u8 track_jobs = 0;
-
-/* job id of a process, 0 when it has none */
-static __always_inline __u32 job_of(__u32 tgid)
-{
-	__u32 *j;
-
-	if (!track_jobs)
-		return 0;
-	j = bpf_map_lookup_elem(&jobs, &tgid);
-
-	return j ? *j : 0;
-}
-
-/* has a job's process ever been left without its job (daemon mode)? */
-static __always_inline int attrib_lost(void)
-{
-	__u32 zero = 0;
-	struct dp_attrib_stats *st = bpf_map_lookup_elem(&attrib_stats, &zero);
-
-	return !st || st->jobs_full != 0;
-}
-
-static __always_inline void attrib_fail(int job)
-{
-	__u32 zero = 0;
-	struct dp_attrib_stats *st = bpf_map_lookup_elem(&attrib_stats, &zero);
-
-	if (!st)
-		return;
-	if (job)
-		__sync_fetch_and_add(&st->jobs_full, 1);
-	else
-		__sync_fetch_and_add(&st->steps_full, 1);
 }
 
 static __always_inline int is_agent(__u64 pid_tgid)

@@ -10,6 +10,8 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include "dpndncy.h"
+#include "jobs.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -56,6 +58,18 @@ struct {
 
 #include "ct_judged.bpf.h"
 
+/*
+ * Container cgroups (`container-cgroup`: a runtime's --cgroup-parent), by the same hash: in
+ * daemon mode an id-named cgroup made directly below one is a container's whose job the agent
+ * must find (cg_job = DP_JOB_PENDING until it has).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8);
+	__type(key, __u64);
+	__type(value, __u8);
+} ct_parents SEC(".maps");
+
 struct walk {
 	struct ct_path *p;
 	__u32 n;          /* path length, NUL excluded */
@@ -92,22 +106,90 @@ static __always_inline int at(const struct ct_path *p, __u32 i, const char *s, _
 	return 1;
 }
 
-/* <slice>/docker-<id>.scope or <slice>/libpod-<id>.scope */
-static __always_inline int in_slice_scope(struct ct_path *p, __u32 n)
-{
-	struct walk w = {.p = p, .n = n, .h = 0xcbf29ce484222325ULL};
+struct idchk {
+	struct ct_path *p;
+	__u32 from, to;
+	__u8 hex, b36;
+};
 
-	if (n < 16 || n >= CT_PATH)
+static long id_char(__u64 i, void *data)
+{
+	struct idchk *c = data;
+	__u32 k = c->from + (__u32)i;
+	char ch;
+
+	if (k >= c->to)
+		return 1;
+	ch = c->p->s[k & (CT_PATH - 1)];
+	if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+		c->hex = 0;
+	if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z')))
+		c->b36 = 0;
+	return 0;
+}
+
+/* p->s[from, to) is a container id: Docker's and Podman's (64 hex), BuildKit's (25 base-36) */
+static __always_inline int id_like(struct ct_path *p, __u32 from, __u32 to)
+{
+	struct idchk c = {.p = p, .from = from, .to = to, .hex = 1, .b36 = 1};
+
+	if (to < from || (to - from != 64 && to - from != 25))
 		return 0;
-	bpf_loop(CT_PATH, last_slash, &w, 0);
-	if (w.last == 0 || w.last + 14 > n)
+	bpf_loop(64, id_char, &c, 0);
+	return to - from == 64 ? c.hex : c.b36;
+}
+
+/* the last component (after w->last) is <prefix><id>.scope, prefix docker- or libpod- */
+static __always_inline int scope_named(struct walk *w)
+{
+	if (w->last == 0 || w->last + 14 > w->n)
 		return 0;
-	if (!at(p, w.last + 1, "docker-", 7) && !at(p, w.last + 1, "libpod-", 7))
+	if (!at(w->p, w->last + 1, "docker-", 7) && !at(w->p, w->last + 1, "libpod-", 7))
 		return 0;
-	if (!at(p, n - 6, ".scope", 6))
+	return at(w->p, w->n - 6, ".scope", 6);
+}
+
+/* <slice>/docker-<id>.scope or <slice>/libpod-<id>.scope */
+static __always_inline int in_slice_scope(struct walk *w)
+{
+	return scope_named(w) && bpf_map_lookup_elem(&ct_slices, &w->h) != 0;
+}
+
+/* the parent's path (p->s[0, w->last)) ends in /name */
+static __always_inline int parent_is(struct walk *w, const char *name, __u32 n)
+{
+	return w->last >= n && at(w->p, w->last - n, name, n);
+}
+
+/*
+ * A container's cgroup, as agent-c/records/containers.c names them: docker-<id>.scope and
+ * libpod-<id>.scope anywhere; <id> below docker/ (cgroupfs driver), buildkit/ (a RUN line),
+ * libpod_parent/ or a container-cgroup parent.
+ */
+static __always_inline int container_named(struct walk *w)
+{
+	if (scope_named(w))
+		return id_like(w->p, w->last + 8, w->n - 6);
+	if (!id_like(w->p, w->last + 1, w->n))
 		return 0;
-	bpf_loop(CT_PATH, hash_prefix, &w, 0);
-	return bpf_map_lookup_elem(&ct_slices, &w.h) != 0;
+	return parent_is(w, "/docker", 7) || parent_is(w, "/buildkit", 9) || parent_is(w, "/libpod_parent", 14) ||
+	       bpf_map_lookup_elem(&ct_parents, &w->h) != 0;
+}
+
+/*
+ * Daemon mode: the job of a cgroup made now. The creator's, when it has one (Podman's runtime
+ * descends from the job's `podman`; a nested runtime runs in its container's cgroup); else, for
+ * a container's cgroup, "pending" until the agent has found the client that asked. Before any
+ * process can join it, so the container's first connect is never judged as no job's.
+ */
+static __always_inline void cgroup_job_at_mkdir(struct walk *w, __u64 id)
+{
+	__u32 job = job_of((__u32)(bpf_get_current_pid_tgid() >> 32));
+
+	if (!job && container_named(w))
+		job = DP_JOB_PENDING;
+	if (job && bpf_map_update_elem(&cg_job, &id, &job, BPF_ANY) != 0)
+		attrib_fail(1); /* full: judged as lost attribution (the strictest policy), not as no job */
 }
 
 SEC("tp/cgroup/cgroup_mkdir")
@@ -130,9 +212,29 @@ int dp_cgroup_mkdir(struct trace_event_raw_cgroup *ctx)
 	if (n <= 1)
 		return 0;
 	id = ctx->id;
+	if (n - 1 >= 16 && n < CT_PATH) {
+		struct walk w = {.p = p, .n = (__u32)(n - 1), .h = 0xcbf29ce484222325ULL};
+
+		bpf_loop(CT_PATH, last_slash, &w, 0);
+		bpf_loop(CT_PATH, hash_prefix, &w, 0);
+		if (in_slice_scope(&w))
+			bpf_map_update_elem(&ct_judged_cg, &id, &one, BPF_ANY);
+		/* before the agent is told: its answer replaces "pending", never the reverse */
+		if (track_jobs)
+			cgroup_job_at_mkdir(&w, id);
+	}
 	bpf_map_update_elem(&cg_born, &id, p, BPF_ANY);
 	bpf_ringbuf_output(&cg_born_rb, &id, sizeof(id), BPF_RB_FORCE_WAKEUP);
-	if (in_slice_scope(p, (__u32)(n - 1)))
-		bpf_map_update_elem(&ct_judged_cg, &id, &one, BPF_ANY);
+	return 0;
+}
+
+/* daemon mode: a removed cgroup's job goes with it (cgroup ids are never reused) */
+SEC("tp/cgroup/cgroup_rmdir")
+int dp_cgroup_rmdir(struct trace_event_raw_cgroup *ctx)
+{
+	__u64 id = ctx->id;
+
+	if (track_jobs && ctx->root == 0)
+		bpf_map_delete_elem(&cg_job, &id);
 	return 0;
 }

@@ -256,6 +256,12 @@ struct dp_step_marker {
  * differ); jobs: tgid -> job id, inherited and kept exactly like steps.
  */
 #define DP_JOB_MARKERS   4
+/*
+ * cg_job (bpf/jobs.bpf.h): a container cgroup's job is the job of the client that asked the
+ * runtime for it. Until the agent has found that client the cgroup holds DP_JOB_PENDING, a job
+ * with no policy of its own: judged by the default policy, never exempt. No job id is this value.
+ */
+#define DP_JOB_PENDING   0xffffffffu
 #define DP_ID_MARKERS    4    /* job-identity project / name variables */
 #define DP_ID_MAX        128  /* identity value bytes hashed (NUL included) */
 

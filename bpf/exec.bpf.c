@@ -300,7 +300,7 @@ static __always_inline __u32 intern_step(const struct dp_step_name *val)
 	for (int k = 0; k < 4; k++, id++) {
 		struct dp_step_name *cur;
 
-		if (!id)
+		if (!id || id == DP_JOB_PENDING) /* 0 is "none", the other a cgroup's job not yet known */
 			id = 1;
 		cur = bpf_map_lookup_elem(&step_names, &id);
 		if (!cur && bpf_map_update_elem(&step_names, &id, val, BPF_NOEXIST) == 0)

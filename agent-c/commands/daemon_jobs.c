@@ -22,6 +22,7 @@
 #include "kernel/pins.h"
 #include "records/steps.h"
 #include "records/containers.h"
+#include "records/runtimes.h"
 #include "records/events.h"
 #include "features/enforce_agent.h"
 #include "commands/commands.h"
@@ -266,6 +267,18 @@ static void job_json(struct sbuf *b, const struct job *j, int with_ci)
 	}
 }
 
+/* a record's job: a container's cgroup still "pending" in the kernel when the record was made
+ * has its job found by now (runtimes.c), or none */
+static uint32_t job_of_hdr(const struct dp_hdr *h)
+{
+	uint32_t j;
+
+	if (h->job != DP_JOB_PENDING)
+		return h->job;
+	j = container_job(h->cgroup, h->pid);
+	return j == DP_JOB_PENDING ? 0 : j;
+}
+
 static int job_find(uint32_t id)
 {
 	if (last_job >= 0 && J[last_job].used && J[last_job].id == id)
@@ -297,17 +310,17 @@ static int job_open(const struct dp_hdr *h)
 	}
 	j = &J[idx];
 	memset(j, 0, sizeof(*j));
-	key = step_name(h->job, &kn);
+	key = step_name(job_of_hdr(h), &kn);
 	snprintf(j->key, sizeof(j->key), "%.*s", (int)(key ? kn : 0), key ? key : "");
 	if (!j->key[0])
-		snprintf(j->key, sizeof(j->key), "job-%u", h->job);
+		snprintf(j->key, sizeof(j->key), "job-%u", job_of_hdr(h));
 	for (int m = 0; m < G.cfg.njob_markers; m++) {
 		size_t ml = strlen(G.cfg.job_markers[m]);
 
 		if (!strncmp(j->key, G.cfg.job_markers[m], ml) && j->key[ml] == '=')
 			snprintf(j->platform, sizeof(j->platform), "%s", G.cfg.job_platform[m]);
 	}
-	j->id = h->job;
+	j->id = job_of_hdr(h);
 	j->first_pid = h->pid;
 	j->cgroup = h->cgroup;
 	/* dated by the record that opened it, so that no record of the job precedes its start */
@@ -424,11 +437,12 @@ void job_close(int idx, const char *reason)
 
 struct output *job_route(const struct dp_hdr *h)
 {
+	uint32_t job = job_of_hdr(h);
 	int idx;
 
-	if (!h->job)
+	if (!job)
 		return NULL;
-	idx = job_find(h->job);
+	idx = job_find(job);
 	if (idx < 0 && (idx = job_open(h)) < 0)
 		return NULL;
 	if (h->pid)
@@ -438,11 +452,12 @@ struct output *job_route(const struct dp_hdr *h)
 
 void job_on_fork(const struct dp_hdr *parent, uint32_t child)
 {
+	uint32_t job = job_of_hdr(parent);
 	int idx;
 
-	if (!parent->job)
+	if (!job)
 		return;
-	idx = job_find(parent->job);
+	idx = job_find(job);
 	if (idx < 0 && (idx = job_open(parent)) < 0)
 		return;
 	pt_put(parent->pid, idx);
@@ -459,7 +474,7 @@ void job_on_exit(const struct dp_hdr *h)
 
 void job_on_deny(const struct dp_hdr *h, struct output *o, const char *line, size_t n)
 {
-	int idx = job_find(h->job);
+	int idx = job_find(job_of_hdr(h));
 
 	ctl_begin("deny");
 	if (idx >= 0) {

@@ -184,6 +184,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		    reuse(skel->maps.sock_owner, a->exec->maps.sock_owner) ||       \
 		    reuse(skel->maps.steps, a->exec->maps.steps) ||                 \
 		    reuse(skel->maps.jobs, a->exec->maps.jobs) ||                   \
+		    reuse(skel->maps.cg_job, a->exec->maps.cg_job) ||               \
 		    reuse(skel->maps.job_slot, a->exec->maps.job_slot) ||           \
 		    reuse(skel->maps.ident_slot, a->exec->maps.ident_slot) ||       \
 		    reuse(skel->maps.attrib_stats, a->exec->maps.attrib_stats) ||   \
@@ -267,10 +268,16 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		char w[300];
 
 		/* cgroups named at birth (bpf/containers.bpf.c), before any hook is attached. Fatal only
-		 * when container slices are judged: they rely on it to mark a container's scope */
-		if (h->judged_load(bpf_map__fd(a->conn->maps.ct_judged_cg), cgroup_path, w, sizeof(w)) < 0) {
-			if (cfg->mode == DP_MODE_ENFORCE && h->container_slices) {
-				snprintf(errbuf, errn, "enforce: container-slice needs %s", w);
+		 * in enforce mode with container slices (it marks a container's scope) or as a daemon
+		 * (it names a container's job) */
+		struct judged_maps jm = {bpf_map__fd(a->conn->maps.ct_judged_cg), bpf_map__fd(a->exec->maps.jobs),
+					 bpf_map__fd(a->exec->maps.cg_job), bpf_map__fd(a->exec->maps.attrib_stats),
+					 cfg->daemon};
+
+		if (h->judged_load(&jm, cgroup_path, w, sizeof(w)) < 0) {
+			/* daemon mode: without it a job's Docker container would be no job's, not judged */
+			if (cfg->mode == DP_MODE_ENFORCE && (h->container_slices || cfg->daemon)) {
+				snprintf(errbuf, errn, "enforce: %s needs %s", cfg->daemon ? "daemon mode" : "container-slice", w);
 				goto fail;
 			}
 			err_msg("containers: %s; a container gone before its records are read may lose its attribution", w);

@@ -26,6 +26,14 @@ struct attach_info {
  * names none of them.
  */
 struct connect_bpf;
+/* the maps of the loaded objects that the cgroup-birth object (bpf/containers.bpf.c) shares */
+struct judged_maps {
+	int judged;       /* connect: ct_judged_cg */
+	int jobs;         /* exec: jobs, cg_job, attrib_stats */
+	int cg_job;
+	int attrib_stats;
+	int track_jobs;   /* daemon mode */
+};
 struct bpf_hooks {
 	/* exec object loaded: the step markers into step_cfg (0 ok), the step maps to the records */
 	int (*exec_loaded)(const struct config *cfg, int step_cfg_fd, int step_names_fd, int steps_fd, char *errbuf,
@@ -35,7 +43,7 @@ struct bpf_hooks {
 	/* enforce mode, connect object loaded: the policy maps (0 ok) */
 	int (*connect_loaded)(struct connect_bpf *conn, char *errbuf, size_t errn);
 	/* connect object loaded: the cgroup-birth object (<0 with why: fatal only with container slices) */
-	int (*judged_load)(int judged_fd, const char *cg2root, char *why, size_t whyn);
+	int (*judged_load)(const struct judged_maps *m, const char *cg2root, char *why, size_t whyn);
 	/* enforce mode: the job cgroup's open fd */
 	int (*enforce_cgroup_fd)(void);
 	/* enforce mode: the i-th further judged cgroup (0 ok, -1 past the end), what it is called in

@@ -28,31 +28,29 @@
  *    newest connection. A label or the creation environment were not used: both are written
  *    by the client, which a job's own code controls, and neither exists for `docker build`.
  *    The image is the name the container was created from (config.v2.json in the data root).
+ *    (The client's connections: records/runtime_client.c.)
+ *
+ * 3. Daemon mode: the job. The kernel gives a container cgroup made by no job's process
+ *    "pending" (bpf/containers.bpf.c, cg_job) and judges it by the default policy; the agent
+ *    settles it here to the requester's job, or to no job (settle_job).
  */
 #include <stdio.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <unistd.h>
-#include <linux/netlink.h>
-#undef MAX_LINKS /* netlink.h's, unrelated to agent.h's */
-#include <linux/rtnetlink.h>
-#include <linux/sock_diag.h>
-#include <linux/unix_diag.h>
 
 #include <bpf/bpf.h>
 
 #include "base/sbuf.h"
 #include "base/util.h"
+#include "kernel/bpfload.h"
 #include "records/containers.h"
+#include "records/runtime_client.h"
 #include "records/runtimes.h"
 #include "containers.skel.h"
+#include "dpndncy.h"
 
 static struct {
 	int ncg;
@@ -64,7 +62,8 @@ static struct {
 	char docker_root[256];
 } R;
 
-static int steps_fd = -1;
+static struct requester_maps KM = {-1, -1};
+static int cg_job_fd = -1; /* daemon mode: the kernel's cgroup -> job map, else -1 */
 static struct containers_bpf *cskel;
 
 int runtimes_have_slices(void)
@@ -98,13 +97,21 @@ static int push_slices(int judged_fd, const char *cg2root, int walk, char *why, 
 		DIR *d;
 		struct dirent *de;
 
-		if (R.kind[i] != RT_CG_SLICE)
+		if (R.kind[i] == RT_CG_RUNTIME)
 			continue;
 		runtimes_cgroup(i, cg2root, path, sizeof(path), &kind);
 		/* bpf/containers.bpf.c: FNV-1a 64 of the path under the root, as the tracepoint names it */
 		rel = path + strlen(cg2root);
 		for (const char *c = rel; *c; c++)
 			h = (h ^ (uint8_t)*c) * 0x100000001b3ULL;
+		if (kind == RT_CG_CONTAINERS) {
+			/* a container's id-named cgroup below it: its job is looked for (daemon mode) */
+			if (!walk && bpf_map_update_elem(bpf_map__fd(cskel->maps.ct_parents), &h, &one, BPF_ANY) < 0) {
+				snprintf(why, whyn, "cannot fill ct_parents: %s", strerror(errno));
+				return -1;
+			}
+			continue;
+		}
 		if (k >= 8 || !*rel || strlen(rel) > 200) {
 			snprintf(why, whyn, "container-slice %s: at most 8 slices, paths under 200 bytes", R.cg[i]);
 			return -1;
@@ -131,12 +138,17 @@ static int push_slices(int judged_fd, const char *cg2root, int walk, char *why, 
 	return 0;
 }
 
-int runtimes_bpf_load(int judged_fd, const char *cg2root, char *why, size_t whyn)
+int runtimes_bpf_load(const struct judged_maps *m, const char *cg2root, char *why, size_t whyn)
 {
 	int err;
 
 	cskel = containers_bpf__open();
-	if (!cskel || bpf_map__reuse_fd(cskel->maps.ct_judged_cg, judged_fd) < 0 || containers_bpf__load(cskel)) {
+	if (cskel)
+		cskel->rodata->track_jobs = m->track_jobs ? 1 : 0;
+	KM.jobs_fd = m->jobs;
+	if (!cskel || bpf_map__reuse_fd(cskel->maps.ct_judged_cg, m->judged) < 0 ||
+	    bpf_map__reuse_fd(cskel->maps.jobs, m->jobs) < 0 || bpf_map__reuse_fd(cskel->maps.cg_job, m->cg_job) < 0 ||
+	    bpf_map__reuse_fd(cskel->maps.attrib_stats, m->attrib_stats) < 0 || containers_bpf__load(cskel)) {
 		snprintf(why, whyn, "cannot load bpf/containers.bpf.c: %s", strerror(errno));
 		containers_bpf__destroy(cskel);
 		cskel = NULL;
@@ -144,24 +156,27 @@ int runtimes_bpf_load(int judged_fd, const char *cg2root, char *why, size_t whyn
 	}
 	/* the slices, the tracepoint, then the scopes already there: one made meanwhile is marked by
 	 * the tracepoint, the walk, or both */
-	if (push_slices(judged_fd, cg2root, 0, why, whyn) < 0) {
+	if (push_slices(m->judged, cg2root, 0, why, whyn) < 0) {
 		containers_bpf__destroy(cskel);
 		cskel = NULL;
 		return -1;
 	}
 	if ((err = containers_bpf__attach(cskel))) {
-		snprintf(why, whyn, "cannot attach tracepoint/cgroup/cgroup_mkdir: %s", strerror(-err));
+		snprintf(why, whyn, "cannot attach tracepoint/cgroup/cgroup_mkdir, cgroup_rmdir: %s", strerror(-err));
 		containers_bpf__destroy(cskel);
 		cskel = NULL;
 		return -1;
 	}
-	return push_slices(judged_fd, cg2root, 1, why, whyn);
+	if (m->track_jobs)
+		cg_job_fd = m->cg_job;
+	return push_slices(m->judged, cg2root, 1, why, whyn);
 }
 
 void runtimes_bpf_unload(void)
 {
 	containers_bpf__destroy(cskel);
 	cskel = NULL;
+	cg_job_fd = -1;
 }
 
 int cgroup_born_path(uint64_t id, char *out, size_t n)
@@ -244,248 +259,7 @@ int runtimes_cgroup_fd(int i)
 
 void runtimes_set_steps_fd(int fd)
 {
-	steps_fd = fd;
-}
-
-/* ---------- the client of the runtime's API socket ---------- */
-
-struct sockown {
-	uint64_t ino;
-	uint32_t pid;
-};
-
-struct scan {
-	struct sockown *own;
-	size_t nown, cap;
-	int nsfd[32];             /* network namespaces of the processes (ours first) */
-	uint64_t nsino[32];
-	int nns;
-};
-
-static int is_daemon_comm(const char *c)
-{
-	return !strcmp(c, "dockerd") || !strcmp(c, "containerd") || !strncmp(c, "containerd-shim", 15);
-}
-
-static void add_ns(struct scan *s, const char *nspath)
-{
-	struct stat st;
-	int fd;
-
-	if (s->nns >= 32 || stat(nspath, &st) < 0)
-		return;
-	for (int i = 0; i < s->nns; i++)
-		if (s->nsino[i] == (uint64_t)st.st_ino)
-			return;
-	fd = open(nspath, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	s->nsino[s->nns] = st.st_ino;
-	s->nsfd[s->nns++] = fd;
-}
-
-/* every process's socket fds (inode -> pid), and the network namespaces they are in */
-static void scan_proc(struct scan *s)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *de;
-
-	add_ns(s, "/proc/self/ns/net");
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		char p[300], comm[32] = "", link[64];
-		uint32_t pid;
-		DIR *fdd;
-		struct dirent *fe;
-		int cf;
-
-		if (de->d_name[0] < '1' || de->d_name[0] > '9')
-			continue;
-		pid = (uint32_t)strtoul(de->d_name, NULL, 10);
-		snprintf(p, sizeof(p), "/proc/%u/comm", pid);
-		cf = open(p, O_RDONLY | O_CLOEXEC);
-		if (cf >= 0) {
-			ssize_t r = read(cf, comm, sizeof(comm) - 1);
-
-			close(cf);
-			comm[r > 0 ? r : 0] = 0;
-			if (r > 0 && comm[r - 1] == '\n')
-				comm[r - 1] = 0;
-		}
-		if (is_daemon_comm(comm))
-			continue; /* the daemon's own ends are never the client */
-		/* the daemon's end of a connection lives in the CLIENT's network namespace */
-		snprintf(p, sizeof(p), "/proc/%u/ns/net", pid);
-		add_ns(s, p);
-		snprintf(p, sizeof(p), "/proc/%u/fd", pid);
-		fdd = opendir(p);
-		if (!fdd)
-			continue;
-		while ((fe = readdir(fdd))) {
-			char fp[340];
-			ssize_t l;
-
-			if (fe->d_name[0] == '.')
-				continue;
-			snprintf(fp, sizeof(fp), "/proc/%u/fd/%s", pid, fe->d_name);
-			l = readlink(fp, link, sizeof(link) - 1);
-			if (l < 9)
-				continue;
-			link[l] = 0;
-			if (strncmp(link, "socket:[", 8))
-				continue;
-			if (s->nown == s->cap) {
-				size_t nc = s->cap ? s->cap * 2 : 256;
-				struct sockown *no = realloc(s->own, nc * sizeof(*no));
-
-				if (!no)
-					break;
-				s->own = no;
-				s->cap = nc;
-			}
-			s->own[s->nown].ino = strtoull(link + 8, NULL, 10);
-			s->own[s->nown++].pid = pid;
-		}
-		closedir(fdd);
-	}
-	closedir(d);
-}
-
-static uint32_t owner_of(const struct scan *s, uint64_t ino)
-{
-	for (size_t i = 0; i < s->nown; i++)
-		if (s->own[i].ino == ino)
-			return s->own[i].pid;
-	return 0;
-}
-
-struct best {
-	uint32_t pid, step;
-	uint64_t ino;             /* of the daemon's end: newer connections have higher inodes */
-};
-
-static uint32_t step_of_pid(uint32_t pid)
-{
-	uint32_t st = 0;
-
-	if (steps_fd < 0 || bpf_map_lookup_elem(steps_fd, &pid, &st) < 0)
-		return 0;
-	return st;
-}
-
-/* established unix sockets in namespace nsfd bound to one of the API socket files: their peers */
-static void dump_ns(int nsfd, const struct stat *socks, int nsocks, const struct scan *s, struct best *b)
-{
-	struct {
-		struct nlmsghdr nlh;
-		struct unix_diag_req r;
-	} req;
-	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
-	char buf[16384];
-	int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC), fd;
-
-	if (self < 0)
-		return;
-	if (setns(nsfd, CLONE_NEWNET) < 0) {
-		close(self);
-		return;
-	}
-	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (setns(self, CLONE_NEWNET) < 0)
-		err_msg("containers: cannot return to the agent's network namespace: %s", strerror(errno));
-	close(self);
-	if (fd < 0)
-		return;
-	memset(&req, 0, sizeof(req));
-	req.nlh.nlmsg_len = sizeof(req);
-	req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-	req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	req.r.sdiag_family = AF_UNIX;
-	req.r.udiag_states = 1u << 1; /* TCP_ESTABLISHED */
-	req.r.udiag_show = UDIAG_SHOW_VFS | UDIAG_SHOW_PEER;
-	if (sendto(fd, &req, sizeof(req), 0, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		close(fd);
-		return;
-	}
-	for (;;) {
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
-		struct nlmsghdr *h;
-
-		if (n <= 0)
-			break;
-		for (h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
-			struct unix_diag_msg *m;
-			struct rtattr *a;
-			int alen, bound = 0;
-			uint32_t peer = 0;
-
-			if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR)
-				goto done;
-			m = NLMSG_DATA(h);
-			a = (struct rtattr *)(m + 1);
-			alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
-			for (; RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
-				if (a->rta_type == UNIX_DIAG_VFS && RTA_PAYLOAD(a) >= sizeof(struct unix_diag_vfs)) {
-					struct unix_diag_vfs *v = RTA_DATA(a);
-
-					for (int i = 0; i < nsocks; i++)
-						/* the kernel's dev_t (major << 20 | minor), not stat's encoding */
-						if (v->udiag_vfs_ino == socks[i].st_ino &&
-						    v->udiag_vfs_dev >> 20 == major(socks[i].st_dev) &&
-						    (v->udiag_vfs_dev & 0xfffff) == minor(socks[i].st_dev))
-							bound = 1;
-				} else if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4) {
-					memcpy(&peer, RTA_DATA(a), 4);
-				}
-			}
-			if (bound && peer) {
-				uint32_t pid = owner_of(s, peer), st;
-
-				if (!pid)
-					continue;
-				st = step_of_pid(pid);
-				/* a client with a step beats one without; then the newest connection */
-				if (!b->pid || (st && !b->step) || ((!!st == !!b->step) && m->udiag_ino > b->ino)) {
-					b->pid = pid;
-					b->step = st;
-					b->ino = m->udiag_ino;
-				}
-			}
-		}
-	}
-done:
-	close(fd);
-}
-
-static void find_requester(uint32_t *pid, uint32_t *step)
-{
-	static const char *const dflt[] = {"/run/docker.sock", "/var/run/docker.sock"};
-	struct stat socks[8];
-	struct scan s;
-	struct best b = {0};
-	int nsocks = 0;
-
-	*pid = 0;
-	*step = 0;
-	for (int i = 0; i < R.nsock; i++)
-		if (stat(R.sock[i], &socks[nsocks]) == 0 && S_ISSOCK(socks[nsocks].st_mode))
-			nsocks++;
-	if (!R.nsock)
-		for (size_t i = 0; i < 2; i++)
-			if (stat(dflt[i], &socks[nsocks]) == 0 && S_ISSOCK(socks[nsocks].st_mode))
-				nsocks++;
-	if (!nsocks)
-		return;
-	memset(&s, 0, sizeof(s));
-	scan_proc(&s);
-	for (int i = 0; i < s.nns; i++) {
-		dump_ns(s.nsfd[i], socks, nsocks, &s, &b);
-		close(s.nsfd[i]);
-	}
-	free(s.own);
-	*pid = b.pid;
-	*step = b.step;
+	KM.steps_fd = fd;
 }
 
 /* ---------- per container: requester, step, image (cached) ---------- */
@@ -495,10 +269,78 @@ static void find_requester(uint32_t *pid, uint32_t *step)
 struct attr {
 	uint64_t cgid;
 	uint32_t pid, step;
+	uint32_t job;             /* daemon mode: the container's job (DP_JOB_PENDING: not found) */
 	char image[160];
 };
 
 static struct attr attrs[ATTR_SLOTS];
+
+/* daemon mode: the last job of a container id. dockerd restarts a container (--restart) with no
+ * client connected; the restart is the job's that created it, not no job's */
+#define IDJOB_SLOTS 256
+
+static struct {
+	char id[72];
+	uint32_t job;
+} idjob[IDJOB_SLOTS];
+static unsigned idjob_next;
+
+static uint32_t idjob_get(const char *id)
+{
+	for (int i = 0; i < IDJOB_SLOTS; i++)
+		if (idjob[i].job && !strcmp(idjob[i].id, id))
+			return idjob[i].job;
+	return 0;
+}
+
+static void idjob_put(const char *id, uint32_t job)
+{
+	for (int i = 0; i < IDJOB_SLOTS; i++)
+		if (idjob[i].job && !strcmp(idjob[i].id, id)) {
+			idjob[i].job = job;
+			return;
+		}
+	snprintf(idjob[idjob_next].id, sizeof(idjob[0].id), "%s", id);
+	idjob[idjob_next].job = job;
+	idjob_next = (idjob_next + 1) % IDJOB_SLOTS;
+}
+
+/*
+ * Daemon mode: the job of container cgroup a->cgid, settled once, in the kernel (cg_job). An
+ * entry that is not pending is the answer (the creator's job, or an earlier settlement: never
+ * changed). A pending one takes the requester's job; with no requester connected, the job of an
+ * earlier start of the same container; a requester of no job makes it no job's (the entry goes).
+ * Found nothing: it stays pending, judged by the default policy, and that is said.
+ */
+static uint32_t settle_job(struct attr *a, uint32_t req_job, const char *runtime, const char *id)
+{
+	uint32_t v, job;
+	int ours = !strcmp(runtime, "docker") || !strcmp(runtime, "buildkit");
+
+	if (cg_job_fd < 0 || bpf_map_lookup_elem(cg_job_fd, &a->cgid, &v) < 0)
+		return 0; /* made before the agent, or by no job for no job */
+	if (v != DP_JOB_PENDING) {
+		if (v && id[0])
+			idjob_put(id, v);
+		return v;
+	}
+	job = req_job ? req_job : !a->pid && ours ? idjob_get(id) : 0;
+	if (job) {
+		bpf_map_update_elem(cg_job_fd, &a->cgid, &job, BPF_EXIST);
+		idjob_put(id, job);
+		return job;
+	}
+	/* asked by no job's client; or a runtime with no API socket (Podman: the job's own
+	 * containers descend from its `podman` and carry its job) */
+	if (a->pid || !ours) {
+		bpf_map_delete_elem(cg_job_fd, &a->cgid);
+		return 0;
+	}
+	err_msg("container %s %.12s: no client of the runtime's API socket found and no earlier start of it: "
+		"judged by the default policy, and its records are in no job's log",
+		runtime, id);
+	return DP_JOB_PENDING;
+}
 
 void docker_config_image(const char *json, char *out, size_t n)
 {
@@ -539,6 +381,7 @@ static void docker_image(const char *id, char *out, size_t n)
 static struct attr *attr_get(uint64_t cgid, const char *runtime, const char *id)
 {
 	struct attr *a = &attrs[(cgid * 0x9E3779B97F4A7C15ULL) >> 54];
+	struct requester req = {0};
 
 	if (a->cgid == cgid)
 		return a;
@@ -546,13 +389,16 @@ static struct attr *attr_get(uint64_t cgid, const char *runtime, const char *id)
 	a->cgid = cgid;
 	/* a BuildKit RUN container is dockerd's too: `docker build` holds the API socket meanwhile */
 	if (!strcmp(runtime, "docker") || !strcmp(runtime, "buildkit")) {
-		find_requester(&a->pid, &a->step);
+		find_requester(R.sock, R.nsock, &KM, &req);
+		a->pid = req.pid;
+		a->step = req.step;
 		if (runtime[0] == 'd')
 			docker_image(id, a->image, sizeof(a->image));
-		if (getenv("DPNDNCY_DEBUG"))
-			fprintf(stderr, "container %.12s: requested by pid %u (step id %u), image '%s'\n", id, a->pid, a->step,
-				a->image);
 	}
+	a->job = settle_job(a, req.job, runtime, id);
+	if (getenv("DPNDNCY_DEBUG"))
+		fprintf(stderr, "container %s %.12s: requested by pid %u (step id %u, job id %u), image '%s'\n", runtime, id,
+			a->pid, a->step, a->job, a->image);
 	return a;
 }
 
@@ -571,9 +417,25 @@ int runtimes_on_born(void *ctx, void *data, size_t len)
 		return 0;
 	memcpy(&id, data, sizeof(id));
 	/* a container's cgroup (named by cg_born): its requester now, while it is connected */
-	if (container_lookup(id, 0, &ci))
+	if (container_lookup(id, 0, &ci)) {
 		attr_get(id, ci.runtime, ci.id);
+	} else if (cg_job_fd >= 0) {
+		uint32_t v;
+
+		/* id-named like a container's, but not one: no job's */
+		if (bpf_map_lookup_elem(cg_job_fd, &id, &v) == 0 && v == DP_JOB_PENDING)
+			bpf_map_delete_elem(cg_job_fd, &id);
+	}
 	return 0;
+}
+
+uint32_t container_job(uint64_t cgid, uint32_t pid)
+{
+	struct container_info ci;
+
+	if (!cgid || !container_lookup(cgid, pid, &ci))
+		return 0;
+	return attr_get(cgid, ci.runtime, ci.id)->job;
 }
 
 uint32_t container_step(uint64_t cgid, uint32_t pid)

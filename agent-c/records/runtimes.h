@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 struct sbuf;
+struct judged_maps;
 
 #define RT_MAX_CGROUPS 8
 
@@ -26,9 +27,10 @@ void runtimes_cgroup_attached(int i, int fd);
 int runtimes_cgroup_fd(int i);
 
 /* bpf/containers.bpf.c: cgroups named when they are made (tracepoint cgroup_mkdir); 0 ok */
-/* judged_fd: the connect object's ct_judged_cg; cg2root: the cgroup2 mount. Container slices are
- * written into the kernel and their existing container scopes marked */
-int runtimes_bpf_load(int judged_fd, const char *cg2root, char *why, size_t whyn);
+/* m: the maps it shares (the connect object's ct_judged_cg, the exec object's jobs maps);
+ * cg2root: the cgroup2 mount. Container slices are written into the kernel and their existing
+ * container scopes marked; in daemon mode a new container cgroup's job is settled (cg_job) */
+int runtimes_bpf_load(const struct judged_maps *m, const char *cg2root, char *why, size_t whyn);
 int runtimes_have_slices(void);
 void runtimes_bpf_unload(void);
 /* the path (under the cgroup2 root) cgroup `id` was made with while the agent ran; 0 found */
@@ -45,6 +47,9 @@ void runtimes_set_steps_fd(int fd);
 /* a record in container cgroup cgid with no step of its own: the step of the container's
  * requester (0: none known) */
 uint32_t container_step(uint64_t cgid, uint32_t pid);
+/* daemon mode: the job of container cgroup cgid (its requester's; 0 none, DP_JOB_PENDING not
+ * found), for a record whose header says the kernel did not know it yet */
+uint32_t container_job(uint64_t cgid, uint32_t pid);
 /* ,"image":..,"requested_by":.. for a container (called by container_json) */
 void container_extra_json(struct sbuf *b, const char *runtime, const char *id, uint64_t cgid);
 

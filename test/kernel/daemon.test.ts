@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { expect, it } from "vitest";
 import { compileC } from "../support/kernel/cbuild.js";
 import { inCgroup, testCgroup } from "../support/kernel/cgroup.js";
+import { type Ctl, startDaemon } from "../support/kernel/daemon.js";
 import { AGENT, FIXTURES, onCleanup, PYTHON, tempDir } from "../support/kernel/env.js";
 import {
   type ConnectEv,
@@ -20,52 +21,6 @@ import { type Background, poll, run, runOk, spawnBackground } from "../support/k
 import { startServers } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
 import { unitSetpriv } from "../support/kernel/systemd-unit.js";
-
-type Ctl = Record<string, unknown> & { type: string };
-
-interface Daemon {
-  bg: Background;
-  jobsDir: string;
-  lines(): Ctl[];
-  /** Resolves with the first control line for which pred holds. */
-  waitFor(pred: (c: Ctl) => boolean, what: string, timeoutMs?: number): Promise<Ctl>;
-}
-
-async function startDaemon(args: string[], prefix: string[] = []): Promise<Daemon> {
-  const jobsDir = tempDir("jobs");
-  // the state dir: the test's own, unless the test names one (the default is /run/dpndncy-daemon)
-  const state = args.includes("--state-dir")
-    ? []
-    : ["--state-dir", join(tempDir("state"), "daemon")];
-  const bg = spawnBackground([
-    ...prefix,
-    AGENT,
-    "daemon",
-    "--jobs-dir",
-    jobsDir,
-    "--job-idle",
-    "1",
-    ...state,
-    ...args,
-  ]);
-  onCleanup(() => bg.stop());
-  const lines = (): Ctl[] =>
-    bg
-      .stdout()
-      .split("\n")
-      .filter((l) => l.trim() !== "")
-      .map((l) => JSON.parse(l) as Ctl);
-  const waitFor = async (pred: (c: Ctl) => boolean, what: string, timeoutMs = 20_000) => {
-    const got = await poll(() => lines().find(pred), timeoutMs);
-    if (!got)
-      throw new Error(
-        `daemon did not report ${what}\nstdout:\n${bg.stdout()}\nstderr:\n${bg.stderr()}`,
-      );
-    return got;
-  };
-  await waitFor((c) => c.type === "daemon-start", "daemon-start", 30_000);
-  return { bg, jobsDir, lines, waitFor };
-}
 
 /** The workload's events of a job log: not the agent's start/stop records, not tamper records. */
 function workload(log: Log): Ev[] {
