@@ -258,10 +258,14 @@ struct dp_step_marker {
 #define DP_JOB_MARKERS   4
 /*
  * cg_job (bpf/jobs.bpf.h): a container cgroup's job is the job of the client that asked the
- * runtime for it. Until the agent has found that client the cgroup holds DP_JOB_PENDING, a job
- * with no policy of its own: judged by the default policy, never exempt. No job id is this value.
+ * runtime for it. Until the agent has looked for that client the cgroup holds DP_JOB_PENDING;
+ * when it found none, DP_JOB_UNKNOWN. Both are jobs with no policy of their own: judged by the
+ * default policy, never exempt. Pending still lets a process take a job from its environment
+ * at exec (GitLab's Docker executor gives its job containers CI_JOB_ID; the agent overrides that
+ * with the requester's job when it finds one); unknown does not. No job id is either value.
  */
 #define DP_JOB_PENDING   0xffffffffu
+#define DP_JOB_UNKNOWN   0xfffffffeu
 #define DP_ID_MARKERS    4    /* job-identity project / name variables */
 #define DP_ID_MAX        128  /* identity value bytes hashed (NUL included) */
 

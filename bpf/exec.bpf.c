@@ -300,7 +300,7 @@ static __always_inline __u32 intern_step(const struct dp_step_name *val)
 	for (int k = 0; k < 4; k++, id++) {
 		struct dp_step_name *cur;
 
-		if (!id || id == DP_JOB_PENDING) /* 0 is "none", the other a cgroup's job not yet known */
+		if (!id || id >= DP_JOB_UNKNOWN) /* 0 is "none", the others a cgroup's job not known */
 			id = 1;
 		cur = bpf_map_lookup_elem(&step_names, &id);
 		if (!cur && bpf_map_update_elem(&step_names, &id, val, BPF_NOEXIST) == 0)
@@ -402,7 +402,8 @@ static __always_inline void step_at_exec(struct task_struct *task, __u32 tgid)
 	if (!cfg)
 		return;
 	w.want_step = cfg->nmarkers && !bpf_map_lookup_elem(&steps, &tgid);
-	w.want_job = track_jobs && cfg->njob && !bpf_map_lookup_elem(&jobs, &tgid);
+	/* in a container cgroup whose job the agent has settled, the environment claims nothing */
+	w.want_job = track_jobs && cfg->njob && !bpf_map_lookup_elem(&jobs, &tgid) && !cgroup_job_settled();
 	if (!w.want_step && !w.want_job)
 		return;
 	w.pos = task->mm->env_start;

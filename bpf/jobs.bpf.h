@@ -23,7 +23,8 @@ struct {
  * it; its cgroup is the job's. Written when the cgroup is made (bpf/containers.bpf.c): the
  * creator's job, or DP_JOB_PENDING for a container's cgroup made by no job's process (runc
  * under containerd, systemd for a scope), which the agent then replaces with the job of the
- * runtime client that asked (agent-c/records/runtimes.c), or deletes (no job's container).
+ * runtime client that asked (agent-c/records/runtimes.c), with DP_JOB_UNKNOWN when it finds no
+ * client, or deletes (no job's container).
  * Not LRU: an evicted entry would make a job's container a process of no job (not judged).
  */
 struct {
@@ -63,6 +64,15 @@ static __always_inline __u32 job_of(__u32 tgid)
 	cg = bpf_get_current_cgroup_id();
 	j = bpf_map_lookup_elem(&cg_job, &cg);
 	return j ? *j : 0;
+}
+
+/* the current task's cgroup has a job the agent or its creator gave it (not pending) */
+static __always_inline int cgroup_job_settled(void)
+{
+	__u64 cg = bpf_get_current_cgroup_id();
+	__u32 *j = bpf_map_lookup_elem(&cg_job, &cg);
+
+	return j && *j != DP_JOB_PENDING;
 }
 
 /* has a job's process ever been left without its job (daemon mode)? */

@@ -268,15 +268,15 @@ static void job_json(struct sbuf *b, const struct job *j, int with_ci)
 }
 
 /* a record's job: a container's cgroup still "pending" in the kernel when the record was made
- * has its job found by now (runtimes.c), or none */
+ * has its job found by now (runtimes.c), or none; "unknown" is no job's log */
 static uint32_t job_of_hdr(const struct dp_hdr *h)
 {
 	uint32_t j;
 
-	if (h->job != DP_JOB_PENDING)
+	if (h->job < DP_JOB_UNKNOWN)
 		return h->job;
 	j = container_job(h->cgroup, h->pid);
-	return j == DP_JOB_PENDING ? 0 : j;
+	return j >= DP_JOB_UNKNOWN ? 0 : j;
 }
 
 static int job_find(uint32_t id)

@@ -140,6 +140,8 @@ static uint32_t owner_of(const struct scan *s, uint64_t ino)
 
 struct best {
 	struct requester r;
+	uint32_t jobs[8];         /* the distinct jobs of the clients connected (daemon mode) */
+	int njobs;
 	uint64_t ino;             /* of the daemon's end: newer connections have higher inodes */
 };
 
@@ -228,6 +230,14 @@ static void dump_ns(int nsfd, const struct stat *socks, int nsocks, const struct
 				st = of_pid(km->steps_fd, pid);
 				jb = of_pid(km->jobs_fd, pid);
 				/* a client of a step or a job beats one of neither; then the newest connection */
+				if (jb) {
+					int k = 0;
+
+					while (k < b->njobs && b->jobs[k] != jb)
+						k++;
+					if (k == b->njobs && b->njobs < 8)
+						b->jobs[b->njobs++] = jb;
+				}
 				mine = st || jb;
 				theirs = b->r.step || b->r.job;
 				if (!b->r.pid || (mine && !theirs) || (mine == theirs && m->udiag_ino > b->ino)) {
@@ -267,4 +277,5 @@ void find_requester(const char (*sock)[256], int nsock, const struct requester_m
 	}
 	free(s.own);
 	*out = b.r;
+	out->njobs = b.njobs;
 }

@@ -9,6 +9,7 @@
 
 struct requester {
 	uint32_t pid, step, job; /* 0: none found / none known */
+	int njobs;               /* the distinct jobs among the connected clients: more than 1, a guess */
 };
 
 /* the kernel's tgid -> step and tgid -> job maps (-1: none) */

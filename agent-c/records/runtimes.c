@@ -64,6 +64,7 @@ static struct {
 
 static struct requester_maps KM = {-1, -1};
 static int cg_job_fd = -1; /* daemon mode: the kernel's cgroup -> job map, else -1 */
+static char cg_root[256];  /* the cgroup2 mount */
 static struct containers_bpf *cskel;
 
 int runtimes_have_slices(void)
@@ -169,6 +170,7 @@ int runtimes_bpf_load(const struct judged_maps *m, const char *cg2root, char *wh
 	}
 	if (m->track_jobs)
 		cg_job_fd = m->cg_job;
+	snprintf(cg_root, sizeof(cg_root), "%s", cg2root);
 	return push_slices(m->judged, cg2root, 1, why, whyn);
 }
 
@@ -305,28 +307,86 @@ static void idjob_put(const char *id, uint32_t job)
 	idjob_next = (idjob_next + 1) % IDJOB_SLOTS;
 }
 
+/* the processes of cgroup dir (and below) get job in the kernel's jobs map; how many changed */
+static int claim_dir(const char *dir, uint32_t job, int depth)
+{
+	char p[700], *procs, *c;
+	int changed = 0;
+	DIR *d;
+	struct dirent *de;
+
+	snprintf(p, sizeof(p), "%s/cgroup.procs", dir);
+	procs = read_file_str(p, 1 << 20);
+	for (c = procs; c && *c;) {
+		uint32_t pid = (uint32_t)strtoul(c, &c, 10), v = 0;
+
+		while (*c == '\n')
+			c++;
+		if (pid && (bpf_map_lookup_elem(KM.jobs_fd, &pid, &v) < 0 || v != job) &&
+		    bpf_map_update_elem(KM.jobs_fd, &pid, &job, BPF_ANY) == 0)
+			changed++;
+		if (!pid)
+			break;
+	}
+	free(procs);
+	d = depth < 8 ? opendir(dir) : NULL;
+	while (d && (de = readdir(d))) {
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+		changed += claim_dir(p, job, depth + 1);
+	}
+	if (d)
+		closedir(d);
+	return changed;
+}
+
+/*
+ * The container's processes that took a job from their environment at exec before the cgroup
+ * was settled (the environment is the job's own code: `docker run -e CI_JOB_ID=…` could name
+ * another job) get the settled one. Again until nothing changes: a fork meanwhile inherits.
+ */
+static void claim_procs(uint64_t cgid, uint32_t job)
+{
+	char rel[256], dir[600];
+
+	if (KM.jobs_fd < 0 || cgroup_born_path(cgid, rel, sizeof(rel)) < 0)
+		return;
+	snprintf(dir, sizeof(dir), "%s%s", cg_root, rel);
+	for (int i = 0; i < 4 && claim_dir(dir, job, 0) > 0; i++)
+		;
+}
+
 /*
  * Daemon mode: the job of container cgroup a->cgid, settled once, in the kernel (cg_job). An
  * entry that is not pending is the answer (the creator's job, or an earlier settlement: never
  * changed). A pending one takes the requester's job; with no requester connected, the job of an
- * earlier start of the same container; a requester of no job makes it no job's (the entry goes).
- * Found nothing: it stays pending, judged by the default policy, and that is said.
+ * earlier start of the same container; a requester of no job makes it no job's (the entry goes,
+ * and a job its processes name in their environment stands: GitLab's Docker executor). Found
+ * nothing: unknown, judged by the default policy, and that is said.
  */
-static uint32_t settle_job(struct attr *a, uint32_t req_job, const char *runtime, const char *id)
+static uint32_t settle_job(struct attr *a, const struct requester *req, const char *runtime, const char *id)
 {
+	uint32_t req_job = req->job;
 	uint32_t v, job;
 	int ours = !strcmp(runtime, "docker") || !strcmp(runtime, "buildkit");
 
 	if (cg_job_fd < 0 || bpf_map_lookup_elem(cg_job_fd, &a->cgid, &v) < 0)
 		return 0; /* made before the agent, or by no job for no job */
 	if (v != DP_JOB_PENDING) {
-		if (v && id[0])
+		if (v && v < DP_JOB_UNKNOWN && id[0])
 			idjob_put(id, v);
 		return v;
 	}
 	job = req_job ? req_job : !a->pid && ours ? idjob_get(id) : 0;
 	if (job) {
+		/* the socket cannot say which of several clients asked: the newest connection's */
+		if (req->njobs > 1)
+			err_msg("container %s %.12s: clients of %d jobs were connected to the runtime's API socket; "
+				"judged and logged as the job of pid %u (the newest connection)",
+				runtime, id, req->njobs, a->pid);
 		bpf_map_update_elem(cg_job_fd, &a->cgid, &job, BPF_EXIST);
+		claim_procs(a->cgid, job);
 		idjob_put(id, job);
 		return job;
 	}
@@ -336,10 +396,13 @@ static uint32_t settle_job(struct attr *a, uint32_t req_job, const char *runtime
 		bpf_map_delete_elem(cg_job_fd, &a->cgid);
 		return 0;
 	}
+	job = DP_JOB_UNKNOWN;
+	bpf_map_update_elem(cg_job_fd, &a->cgid, &job, BPF_EXIST);
+	claim_procs(a->cgid, job);
 	err_msg("container %s %.12s: no client of the runtime's API socket found and no earlier start of it: "
 		"judged by the default policy, and its records are in no job's log",
 		runtime, id);
-	return DP_JOB_PENDING;
+	return job;
 }
 
 void docker_config_image(const char *json, char *out, size_t n)
@@ -395,7 +458,7 @@ static struct attr *attr_get(uint64_t cgid, const char *runtime, const char *id)
 		if (runtime[0] == 'd')
 			docker_image(id, a->image, sizeof(a->image));
 	}
-	a->job = settle_job(a, req.job, runtime, id);
+	a->job = settle_job(a, &req, runtime, id);
 	if (getenv("DPNDNCY_DEBUG"))
 		fprintf(stderr, "container %s %.12s: requested by pid %u (step id %u, job id %u), image '%s'\n", runtime, id,
 			a->pid, a->step, a->job, a->image);

@@ -47,7 +47,7 @@ void runtimes_set_steps_fd(int fd);
 /* a record in container cgroup cgid with no step of its own: the step of the container's
  * requester (0: none known) */
 uint32_t container_step(uint64_t cgid, uint32_t pid);
-/* daemon mode: the job of container cgroup cgid (its requester's; 0 none, DP_JOB_PENDING not
+/* daemon mode: the job of container cgroup cgid (its requester's; 0 none, DP_JOB_UNKNOWN not
  * found), for a record whose header says the kernel did not know it yet */
 uint32_t container_job(uint64_t cgid, uint32_t pid);
 /* ,"image":..,"requested_by":.. for a container (called by container_json) */

@@ -29,7 +29,7 @@ import {
 import { AGENT, FIXTURES, onCleanup, tempDir } from "../support/kernel/env.js";
 import { byKind, type ConnectEv, type Ev, readLog } from "../support/kernel/log.js";
 import { PODMAN_IMAGE, setupPodman } from "../support/kernel/podman.js";
-import { poll, run, sleep } from "../support/kernel/proc.js";
+import { poll, run, sleep, spawnBackground } from "../support/kernel/proc.js";
 import { startDns, startServers } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
 import { leaksSettled, ourPins, pins, snapshot } from "../support/kernel/sysstate.js";
@@ -60,6 +60,7 @@ describeKernel("containers with a real runtime (docker)", () => {
       `tcp:${ALLOWED}:80`,
       `tcp:${BLOCKED}:80`,
       `tcp:${ALLOWED}:5000`,
+      `tcp:${ALLOWED}:83`,
       `tcp:${BLOCKED}:5000`,
     ]);
     await startDns(d.hosts, ["192.0.2.53"], ZONE);
@@ -547,19 +548,22 @@ describeKernel("containers with a real runtime (docker)", () => {
     const bodies = {
       a: [
         `$D run --rm ${IMAGE} sh -c 'echo x | nc -w2 ${ALLOWED} 80 && echo A-ALLOWED; echo x | nc -w2 ${BLOCKED} 80 && echo A-BLOCKED-CONNECTED; true'`,
+        // the container's environment naming another job's marker claims nothing
+        `$D run --rm -e DPNDNCY_JOB=b-${nonce} -e DPNDNCY_JOB_NAME=b ${IMAGE} sh -c 'echo x | nc -w2 ${ALLOWED} 83 && echo A-CLAIM-ALLOWED; true'`,
         `DOCKER_BUILDKIT=0 $D build --no-cache -t dpkt-dj:1 ${ctx} && $D rmi dpkt-dj:1 >/dev/null`,
         `DOCKER_BUILDKIT=1 $D build --progress plain --no-cache -t dpkt-dj:2 ${bkCtx} && $D rmi dpkt-dj:2 >/dev/null`,
       ],
       b: [`$D run --rm ${IMAGE} sh -c 'echo x | nc -w2 ${ALLOWED} 80 && echo B-CONNECTED; true'`],
     };
+    const jobEnv = (name: "a" | "b") => [
+      `DPNDNCY_JOB=${name}-${nonce}`,
+      "DPNDNCY_PROJECT=proj",
+      `DPNDNCY_JOB_NAME=${name}`,
+      `DPNDNCY_STEP=${STEP}-${name}`,
+    ];
     const job = (name: "a" | "b") => {
       const wd = tempDir(`ctjob-${name}`);
-      const env = [
-        `DPNDNCY_JOB=${name}-${nonce}`,
-        "DPNDNCY_PROJECT=proj",
-        `DPNDNCY_JOB_NAME=${name}`,
-        `DPNDNCY_STEP=${STEP}-${name}`,
-      ];
+      const env = jobEnv(name);
       const cmd = script(wd, [`exec > ${join(wd, "out")} 2>&1`, ...bodies[name]].join("\n"));
       return { out: join(wd, "out"), p: run(inCgroup(jobsCg.child(`job-${name}`), env, cmd)) };
     };
@@ -578,11 +582,23 @@ describeKernel("containers with a real runtime (docker)", () => {
     expect(host.stdout, host.stderr).toMatch(/HOST-CONNECTED/);
     const ja = job("a");
     expect((await ja.p).code, readFileSync(ja.out, "utf8")).toBe(0);
+    // job a keeps a client connected (`docker events`, like `docker logs -f`) while job b asks
+    // for its container: the newest connection (b's) wins, and the guess is said
+    const hold = spawnBackground(
+      inCgroup(jobsCg.child("job-a-hold"), jobEnv("a"), [...d.cli, "events"]),
+    );
+    onCleanup(() => hold.stop());
+    await sleep(1000);
     const jb = job("b");
     expect((await jb.p).code, readFileSync(jb.out, "utf8")).toBe(0);
+    await hold.stop();
+    expect(dm.bg.stderr()).toMatch(
+      /clients of 2 jobs were connected to the runtime's API socket; judged and logged as the job of pid \d+/,
+    );
     // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
     const outA = readFileSync(ja.out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
     expect(outA).toMatch(/^A-ALLOWED$/m);
+    expect(outA).toMatch(/^A-CLAIM-ALLOWED$/m);
     expect(outA).not.toMatch(/A-BLOCKED-CONNECTED/);
     expect(outA).toMatch(/^RUN-BLOCKED$/m);
     expect(outA).toMatch(/\d BK-BLOCKED$/m);
@@ -648,6 +664,7 @@ describeKernel("containers with a real runtime (docker)", () => {
       rule: `allow-cidr ${ALLOWED}/32`,
     });
     expect(to(inCtA, BLOCKED, 80)).toMatchObject({ verdict: "deny", rule: "default-deny" });
+    expect(to(inCtA, ALLOWED, 83)).toMatchObject({ verdict: "allow", step: `${STEP}-a` });
     for (const [port, runtime, sub] of [
       [80, "docker", "run"],
       [81, "docker", "build"],
