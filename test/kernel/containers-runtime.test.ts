@@ -41,6 +41,7 @@ const ZONE = {
   "allowed.test": { A: [ALLOWED] },
   "blocked.test": { A: [BLOCKED] },
   "obs.test": { A: [ALLOWED] },
+  "named.test": { A: [BLOCKED] },
 };
 
 interface Ct {
@@ -517,7 +518,7 @@ describeKernel("containers with a real runtime (docker)", () => {
       join(pol, "default.conf"),
       "# nothing: jobs without their own policy reach nothing\n",
     );
-    writeFileSync(join(pol, "proj/a.conf"), `allow-cidr ${ALLOWED}/32\n`);
+    writeFileSync(join(pol, "proj/a.conf"), `allow-cidr ${ALLOWED}/32\nallow-host named.test:80\n`);
     const dir = tempDir("ctdaemon");
     const conf = join(dir, "daemon.conf");
     writeFileSync(conf, `${dockerAgentConfig(d)}dns-resolver 192.0.2.53\n`);
@@ -550,6 +551,10 @@ describeKernel("containers with a real runtime (docker)", () => {
         `$D run --rm ${IMAGE} sh -c 'echo x | nc -w2 ${ALLOWED} 80 && echo A-ALLOWED; echo x | nc -w2 ${BLOCKED} 80 && echo A-BLOCKED-CONNECTED; true'`,
         // the container's environment naming another job's marker claims nothing
         `$D run --rm -e DPNDNCY_JOB=b-${nonce} -e DPNDNCY_JOB_NAME=b ${IMAGE} sh -c 'echo x | nc -w2 ${ALLOWED} 83 && echo A-CLAIM-ALLOWED; true'`,
+        // a name the policy allows, resolved through Docker's embedded DNS (user-defined network)
+        "$D network create --subnet 203.0.113.0/24 dpkt-dnet >/dev/null",
+        `$D run --rm --network dpkt-dnet --dns 192.0.2.53 ${IMAGE} sh -c 'ip=$(nslookup named.test | awk "/^Address: /{a=\\$2} END{print a}"); echo "ip=$ip"; echo x | nc -w2 $ip 80 && echo A-EMBEDDED-OK; true'`,
+        "$D network rm dpkt-dnet >/dev/null",
         `DOCKER_BUILDKIT=0 $D build --no-cache -t dpkt-dj:1 ${ctx} && $D rmi dpkt-dj:1 >/dev/null`,
         `DOCKER_BUILDKIT=1 $D build --progress plain --no-cache -t dpkt-dj:2 ${bkCtx} && $D rmi dpkt-dj:2 >/dev/null`,
       ],
@@ -599,6 +604,8 @@ describeKernel("containers with a real runtime (docker)", () => {
     const outA = readFileSync(ja.out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
     expect(outA).toMatch(/^A-ALLOWED$/m);
     expect(outA).toMatch(/^A-CLAIM-ALLOWED$/m);
+    expect(outA).toMatch(new RegExp(`^ip=${BLOCKED}$`, "m"));
+    expect(outA).toMatch(/^A-EMBEDDED-OK$/m);
     expect(outA).not.toMatch(/A-BLOCKED-CONNECTED/);
     expect(outA).toMatch(/^RUN-BLOCKED$/m);
     expect(outA).toMatch(/\d BK-BLOCKED$/m);
@@ -665,6 +672,10 @@ describeKernel("containers with a real runtime (docker)", () => {
     });
     expect(to(inCtA, BLOCKED, 80)).toMatchObject({ verdict: "deny", rule: "default-deny" });
     expect(to(inCtA, ALLOWED, 83)).toMatchObject({ verdict: "allow", step: `${STEP}-a` });
+    // the embedded resolver's answer, learned for job a: the name's address connects
+    expect(
+      inCtA.find((e) => e.addr === BLOCKED && e.port === 80 && e.verdict === "allow"),
+    ).toMatchObject({ rule: "allow-host named.test:80" });
     for (const [port, runtime, sub] of [
       [80, "docker", "run"],
       [81, "docker", "build"],
