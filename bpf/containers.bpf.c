@@ -186,7 +186,9 @@ static __always_inline void cgroup_job_at_mkdir(struct walk *w, __u64 id)
 {
 	__u32 job = job_of((__u32)(bpf_get_current_pid_tgid() >> 32));
 
-	if (!job && container_named(w))
+	/* unknown: a process of the runtime daemon's own cgroup (runc under containerd), or of a
+	 * container no client was found for: its containers are looked up all the same */
+	if ((!job || job == DP_JOB_UNKNOWN) && container_named(w))
 		job = DP_JOB_PENDING;
 	if (job && bpf_map_update_elem(&cg_job, &id, &job, BPF_ANY) != 0)
 		attrib_fail(1); /* full: judged as lost attribution (the strictest policy), not as no job */

@@ -139,6 +139,29 @@ static int push_slices(int judged_fd, const char *cg2root, int walk, char *why, 
 	return 0;
 }
 
+/*
+ * Daemon mode: the runtime daemon serves every job, so its own egress (image pulls) is no job's
+ * but must not be exempt: a pull from evil.example/x:<secret> would carry anything out. Its
+ * cgroup's job is "unknown": judged by the default policy, which names the registries.
+ */
+static void runtime_cgroups_unknown(const char *cg2root)
+{
+	uint32_t unknown = DP_JOB_UNKNOWN;
+
+	for (int i = 0; i < R.ncg; i++) {
+		char path[600];
+		enum rt_cg_kind kind;
+		struct stat st;
+		uint64_t id;
+
+		runtimes_cgroup(i, cg2root, path, sizeof(path), &kind);
+		if (kind != RT_CG_RUNTIME || stat(path, &st) < 0)
+			continue;
+		id = st.st_ino;
+		bpf_map_update_elem(cg_job_fd, &id, &unknown, BPF_ANY);
+	}
+}
+
 int runtimes_bpf_load(const struct judged_maps *m, const char *cg2root, char *why, size_t whyn)
 {
 	int err;
@@ -168,8 +191,10 @@ int runtimes_bpf_load(const struct judged_maps *m, const char *cg2root, char *wh
 		cskel = NULL;
 		return -1;
 	}
-	if (m->track_jobs)
+	if (m->track_jobs) {
 		cg_job_fd = m->cg_job;
+		runtime_cgroups_unknown(cg2root);
+	}
 	snprintf(cg_root, sizeof(cg_root), "%s", cg2root);
 	return push_slices(m->judged, cg2root, 1, why, whyn);
 }

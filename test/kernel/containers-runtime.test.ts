@@ -514,10 +514,8 @@ describeKernel("containers with a real runtime (docker)", () => {
   it("daemon mode: a job's containers (docker run, a classic and a BuildKit build's RUN lines) are judged by that job's policy and traced in its log with its step; another job's by its own; a container of no job's client is not judged; one whose client is not found is judged by the default policy, never exempt", async () => {
     const pol = tempDir("ctpol");
     mkdirSync(join(pol, "proj"));
-    writeFileSync(
-      join(pol, "default.conf"),
-      "# nothing: jobs without their own policy reach nothing\n",
-    );
+    // the default policy: the registry the runtime daemon may pull from, nothing else
+    writeFileSync(join(pol, "default.conf"), `allow-cidr ${ALLOWED}/32:5000\n`);
     writeFileSync(join(pol, "proj/a.conf"), `allow-cidr ${ALLOWED}/32\nallow-host named.test:80\n`);
     const dir = tempDir("ctdaemon");
     const conf = join(dir, "daemon.conf");
@@ -555,6 +553,8 @@ describeKernel("containers with a real runtime (docker)", () => {
         "$D network create --subnet 203.0.113.0/24 dpkt-dnet >/dev/null",
         `$D run --rm --network dpkt-dnet --dns 192.0.2.53 ${IMAGE} sh -c 'ip=$(nslookup named.test | awk "/^Address: /{a=\\$2} END{print a}"); echo "ip=$ip"; echo x | nc -w2 $ip 80 && echo A-EMBEDDED-OK; true'`,
         "$D network rm dpkt-dnet >/dev/null",
+        // the daemon's pulls (no job's, never exempt): only the default policy's registry
+        `echo "== pull"; $D pull ${BLOCKED}:5000/x:secret-a; $D pull ${ALLOWED}:5000/x:ok; echo "== end"`,
         `DOCKER_BUILDKIT=0 $D build --no-cache -t dpkt-dj:1 ${ctx} && $D rmi dpkt-dj:1 >/dev/null`,
         `DOCKER_BUILDKIT=1 $D build --progress plain --no-cache -t dpkt-dj:2 ${bkCtx} && $D rmi dpkt-dj:2 >/dev/null`,
       ],
@@ -606,6 +606,17 @@ describeKernel("containers with a real runtime (docker)", () => {
     expect(outA).toMatch(/^A-CLAIM-ALLOWED$/m);
     expect(outA).toMatch(new RegExp(`^ip=${BLOCKED}$`, "m"));
     expect(outA).toMatch(/^A-EMBEDDED-OK$/m);
+    const denies = dm.lines().filter((c) => c.type === "deny");
+    const pullDeny = denies.find(
+      (c) => (c.record as ConnectEv).comm === "dockerd" && (c.record as ConnectEv).addr === BLOCKED,
+    );
+    expect(pullDeny?.record, JSON.stringify(denies)).toMatchObject({
+      port: 5000,
+      verdict: "deny",
+      rule: "default-deny",
+    });
+    expect(pullDeny?.job).toBeUndefined();
+    expect(outA.split("== pull")[1]).toMatch(/Operation not permitted/);
     expect(outA).not.toMatch(/A-BLOCKED-CONNECTED/);
     expect(outA).toMatch(/^RUN-BLOCKED$/m);
     expect(outA).toMatch(/\d BK-BLOCKED$/m);
