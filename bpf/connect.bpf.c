@@ -72,6 +72,20 @@ struct {
 	__type(value, __u8);
 } udp_seen SEC(".maps");
 
+/*
+ * Daemon mode: network namespace (cookie) -> the job of a container that asked Docker's embedded
+ * resolver (127.0.0.11:53) in it. dockerd forwards the query from a socket it makes in that same
+ * namespace, as no job's process: the answer it gets (from a sanctioned resolver, the only answers
+ * learned) is learned for the container's job. LRU: a lost entry makes the answer the default
+ * policy's (fail closed).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u32);
+} dns_netns_job SEC(".maps");
+
 #include "enforce.inc.c"      /* enforce mode: verdict maps and programs */
 #include "enforce_dns.inc.c"  /* enforce mode: the DNS learner */
 #include "ct_gate.inc.c"      /* container slices: the same verdicts, gated to containers */
@@ -100,7 +114,31 @@ static __always_inline void fill_hdr_sock(struct dp_hdr *h, __u64 id)
 	h->flags = DP_HF_NO_PPID;
 }
 
-static __always_inline void remember_owner(struct dp_connect *c)
+/* the job whose policy learns the answers a socket to port 53 gets: its owner's, or (daemon mode)
+ * for dockerd's forward of Docker's embedded resolver, the job of the container that asked */
+static __always_inline __u32 dns_job(struct bpf_sock_addr *ctx, const struct dp_connect *c)
+{
+	__u32 job = c->h.job, *j;
+	__u64 ns;
+
+	if (!track_jobs)
+		return job;
+	ns = bpf_get_netns_cookie(ctx);
+	if (c->family == AF_INET && c->addr[0] == 127 && c->addr[1] == 0 && c->addr[2] == 0 && c->addr[3] == 11) {
+		/* never the host's namespace: dockerd's own lookups (pulls) there stay no job's */
+		if (job && job < DP_JOB_UNKNOWN && ns != bpf_get_netns_cookie(NULL))
+			bpf_map_update_elem(&dns_netns_job, &ns, &job, BPF_ANY);
+		return job;
+	}
+	if (!job || job >= DP_JOB_UNKNOWN) {
+		j = bpf_map_lookup_elem(&dns_netns_job, &ns);
+		if (j)
+			return *j;
+	}
+	return job;
+}
+
+static __always_inline void remember_owner(struct dp_connect *c, __u32 learn_job)
 {
 	struct dp_sock_owner o = {};
 
@@ -109,6 +147,9 @@ static __always_inline void remember_owner(struct dp_connect *c)
 	o.uid = c->h.uid;
 	o.step = c->h.step;
 	o.job = c->h.job;
+	/* the records of dockerd's socket stay no job's (a job's log would keep dockerd as its own
+	 * process, and the job would never end): only the learning is the container's job's */
+	o.learn_job = learn_job != c->h.job ? learn_job : 0;
 	o.cgroup = c->h.cgroup;
 	__builtin_memcpy(o.comm, c->h.comm, sizeof(o.comm));
 	bpf_map_update_elem(&sock_owner, &c->cookie, &o, BPF_ANY);
@@ -189,7 +230,7 @@ static __always_inline int handle(struct bpf_sock_addr *ctx, int v6, __u8 op)
 	/* only DNS answers (source port 53) are attributed through the socket's owner: keeping
 	 * an owner for every other socket cost an LRU update (~0.2 us) per connect */
 	if (c.port == 53)
-		remember_owner(&c);
+		remember_owner(&c, dns_job(ctx, &c));
 
 	if (!c.verdict) {
 		/* denied: the caller gets EPERM, known now */

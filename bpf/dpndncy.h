@@ -159,7 +159,8 @@ struct dp_sock_owner {
 	__u64 cgroup;
 	char comm[16];
 	__u32 job;         /* the owner's job id (daemon mode) */
-	__u32 pad;
+	__u32 learn_job;   /* daemon mode, not 0: the job whose policy learns the answers instead (dockerd
+			    * forwarding Docker's embedded resolver: the asking container's, bpf/connect.bpf.c) */
 };
 
 /* file filter: key of the file_rules hash map */

@@ -172,17 +172,6 @@ static long answer_cb(__u64 i, void *data)
 	return 0;
 }
 
-/* 127.0.0.11, where Docker's embedded resolver answers in a container on a user-defined network
- * (a judged process cannot bind port 53 to pose as it: dp_enf_bind4/6) */
-static __always_inline int is_docker_embedded_dns(const __u8 a[16])
-{
-	__u64 hi, lo;
-
-	__builtin_memcpy(&hi, &a[0], 8);
-	__builtin_memcpy(&lo, &a[8], 8);
-	return hi == 0 && lo == (((__u64)bpf_htonl(0x7f00000b) << 32) | bpf_htonl(0xffff));
-}
-
 SEC("cgroup_skb/ingress")
 int dp_enf_dns(struct __sk_buff *skb)
 {
@@ -233,15 +222,13 @@ int dp_enf_dns(struct __sk_buff *skb)
 		return 1;
 	if (l4.sport != bpf_htons(53))
 		return 1;
-	/* only answers from a sanctioned resolver teach us anything; in daemon mode also Docker's
-	 * embedded resolver's to a container (docs/containers.md): dockerd forwards only to sanctioned
-	 * resolvers, and this is the answer on the container's own socket, which carries its job */
-	if (!bpf_map_lookup_elem(&resolvers, saddr) && !(track_jobs && is_docker_embedded_dns(saddr)))
+	/* only answers from a sanctioned resolver teach us anything */
+	if (!bpf_map_lookup_elem(&resolvers, saddr))
 		return 1;
 	/* the policy of the job that asked: the socket's owner (recorded at connect / sendmsg) */
 	cookie = bpf_get_socket_cookie(skb);
 	o = cookie ? bpf_map_lookup_elem(&sock_owner, &cookie) : 0;
-	slot = slot_of_job(o ? o->job : 0);
+	slot = slot_of_job(o ? (o->learn_job ? o->learn_job : o->job) : 0);
 	if (proto == IPPROTO_TCP) {
 		__u32 mlen = 0;
 		int b;

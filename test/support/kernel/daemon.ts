@@ -1,8 +1,9 @@
 // `dpndncy-agent daemon` for the kernel tests (docs/daemon.md): started with a jobs dir and a state
 // dir of the test's own, stopped at cleanup; its control stream (stdout, NDJSON) read as it goes.
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { AGENT, onCleanup, tempDir } from "./env.js";
-import { type Background, poll, spawnBackground } from "./proc.js";
+import { type Background, poll, run, spawnBackground } from "./proc.js";
 
 export type Ctl = Record<string, unknown> & { type: string };
 
@@ -17,9 +18,9 @@ export interface Daemon {
 export async function startDaemon(args: string[], prefix: string[] = []): Promise<Daemon> {
   const jobsDir = tempDir("jobs");
   // the state dir: the test's own, unless the test names one (the default is /run/dpndncy-daemon)
-  const state = args.includes("--state-dir")
-    ? []
-    : ["--state-dir", join(tempDir("state"), "daemon")];
+  const named = args.indexOf("--state-dir");
+  const stateDir = named >= 0 ? String(args[named + 1]) : join(tempDir("state"), "daemon");
+  const state = named >= 0 ? [] : ["--state-dir", stateDir];
   const bg = spawnBackground([
     ...prefix,
     AGENT,
@@ -31,7 +32,12 @@ export async function startDaemon(args: string[], prefix: string[] = []): Promis
     ...state,
     ...args,
   ]);
-  onCleanup(() => bg.stop());
+  // a daemon that did not stop within the grace period (SIGKILL) leaves its enforce pins: removed
+  // as an operator would (`stop --state-dir`), so that a failing test leaves nothing behind
+  onCleanup(async () => {
+    await bg.stop();
+    if (existsSync(stateDir)) await run([AGENT, "stop", "--state-dir", stateDir]);
+  });
   const lines = (): Ctl[] =>
     bg
       .stdout()
