@@ -38,9 +38,11 @@ describeKernel("daemon", () => {
     }
     const port = { a: 47101, b: 47102, none: 47103 };
     const nonce = `${process.pid}-${Date.now()}`;
-    // job b runs in a "container": a cgroup named as Docker's systemd driver names them
+    // job b runs in a "container" whose processes carry the job's marker (GitLab's executors): a
+    // cgroup named as Podman's systemd scopes are. (A Docker-named one is the daemon's client's:
+    // containers-runtime.test.ts, "daemon mode")
     const cid = createHash("sha256").update(nonce).digest("hex");
-    const cgName = { a: "job-a", b: `docker-${cid}.scope` };
+    const cgName = { a: "job-a", b: `libpod-${cid}.scope` };
     const job = (name: "a" | "b") => {
       const dir = cg.child(cgName[name]);
       // forks, an `env -i` child (cannot shed the job), a background process, a connect, a
@@ -91,7 +93,7 @@ describeKernel("daemon", () => {
       expect(start).toMatchObject({
         project: "group/app",
         name: `job-${name}`,
-        container: name === "b" ? { runtime: "docker", id: cid, pod: null } : null,
+        container: name === "b" ? { runtime: "podman", id: cid, pod: null } : null,
       });
       expect(String(start?.cgroup)).toBe(join(cg.path, cgName[name]));
       expect(end).toMatchObject({ reason: "idle", complete: true, lost: 0, log: start?.log });
@@ -127,7 +129,7 @@ describeKernel("daemon", () => {
         evs.map((e) => JSON.stringify((e as { container?: unknown }).container ?? null)),
       );
       expect([...containers]).toEqual([
-        JSON.stringify(name === "b" ? { runtime: "docker", id: cid, pod: null } : null),
+        JSON.stringify(name === "b" ? { runtime: "podman", id: cid, pod: null } : null),
       ]);
       const conns = evs.filter((e): e is ConnectEv => e.kind === "connect");
       // the env -i child kept the job: both connects are here, and only to this job's port
