@@ -8,6 +8,7 @@
  *    is where enforce mode will learn allowed addresses. Always returns 1.
  */
 #include "common.bpf.h"
+#include "dns_pkt.bpf.h"
 
 /* glibc and musl layout of struct addrinfo on LP64 (x86_64 and aarch64 alike) */
 struct gai_ai {
@@ -153,67 +154,23 @@ struct {
 	__type(value, struct dp_tcp_dns_flow);
 } tcp_flows SEC(".maps");
 
-struct l4 {
-	__u16 sport;
-	__u16 dport;
-	__u32 seq;
-	__u32 ack;
-	__u8 doff_res;
-	__u8 flags;
-};
-
 SEC("cgroup_skb/ingress")
 int dp_dns_ingress(struct __sk_buff *skb)
 {
 	struct dp_dns_pkt *e;
 	struct dp_sock_owner *o;
-	struct l4 l4 = {};
-	__u8 proto, saddr[16] = {}, daddr[16] = {};
-	__u32 off, plen, family, mlen = 0, msg_off = DP_NO_MSG, msg_len = 0;
+	struct dns_pkt pk;
+	__u32 off, plen, mlen = 0, msg_off = DP_NO_MSG, msg_len = 0;
 	__u64 cookie;
 
-	if (!sock_may_get_dns(skb))
+	if (dns_pkt_parse(skb, &pk, 0) < 0)
 		return 1;
-
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
-
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0)
-			return 1;
-		proto = ip.protocol;
-		if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
-			return 1;
-		if (ip.frag_off & bpf_htons(0x1fff))
-			return 1; /* not a first fragment */
-		off = ip.ihl * 4;
-		family = AF_INET;
-		__builtin_memcpy(saddr, &ip.saddr, 4);
-		__builtin_memcpy(daddr, &ip.daddr, 4);
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr ip6;
-
-		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) < 0)
-			return 1;
-		proto = ip6.nexthdr;
-		if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
-			return 1;
-		off = sizeof(ip6);
-		family = AF_INET6;
-		__builtin_memcpy(saddr, &ip6.saddr, 16);
-		__builtin_memcpy(daddr, &ip6.daddr, 16);
-	} else {
-		return 1;
-	}
-	if (bpf_skb_load_bytes(skb, off, &l4, proto == IPPROTO_TCP ? 14 : 4) < 0)
-		return 1;
-	if (l4.sport != bpf_htons(53))
-		return 1;
-	off += proto == IPPROTO_TCP ? (l4.doff_res >> 4) * 4 : 8;
-	plen = skb->len > off ? skb->len - off : 0;
+	off = pk.off;
+	plen = pk.plen;
 	cookie = bpf_get_socket_cookie(skb);
-	if (proto == IPPROTO_TCP) {
+	if (pk.proto == IPPROTO_TCP) {
 		/* where a message starts, if one does (bpf/common.bpf.h); the SYN-ACK starts the count */
-		int b = tcp_dns_boundary(&tcp_flows, cookie, skb, off, plen, l4.seq, l4.flags, &mlen);
+		int b = tcp_dns_boundary(&tcp_flows, cookie, skb, off, plen, pk.seq_be, pk.tflags, &mlen);
 
 		if (b >= 0 && b + 2 < DP_PKT_MAX) {
 			msg_off = (__u32)b + 2;
@@ -255,16 +212,16 @@ int dp_dns_ingress(struct __sk_buff *skb)
 	}
 	e->h.ppid = 0;
 	e->cookie = cookie;
-	e->family = family;
-	e->proto = proto;
+	e->family = pk.family;
+	e->proto = pk.proto;
 	e->pad = 0;
-	e->sport = bpf_ntohs(l4.sport);
-	e->dport = bpf_ntohs(l4.dport);
+	e->sport = pk.sport;
+	e->dport = pk.dport;
 	e->len = plen;
 	e->msg_off = msg_off;
 	e->msg_len = msg_len > 0xffff ? 0xffff : msg_len;
-	__builtin_memcpy(e->saddr, saddr, 16);
-	__builtin_memcpy(e->daddr, daddr, 16);
+	__builtin_memcpy(e->saddr, pk.saddr, 16);
+	__builtin_memcpy(e->daddr, pk.daddr, 16);
 	{
 		/* plen >= 1 here; written so that older verifiers (6.1) see 1 <= cl <= DP_PKT_MAX */
 		__u64 cl = plen > DP_PKT_MAX ? DP_PKT_MAX : plen;

@@ -6,8 +6,11 @@
  *
  * It parses DNS responses from a sanctioned resolver before the socket gets them: when the
  * question is an allowed name, every A/AAAA answer goes into `learned` before the program
- * returns, i.e. before the client can read the answer. No race.
+ * returns, i.e. before the client can read the answer. No race. The packet's headers are read
+ * by dns_pkt_parse() (bpf/dns_pkt.bpf.h), as observe's dp_dns_ingress reads them.
  */
+
+#include "dns_pkt.bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -178,72 +181,31 @@ int dp_enf_dns(struct __sk_buff *skb)
 	struct enf_scratch *s;
 	struct dp_name_val *nv, val;
 	struct dp_sock_owner *o;
-	__u8 proto, saddr[16] = {};
+	struct dns_pkt pk;
 	__u32 off, plen, zero = 0, len, p, next, n, i, ancount, done, slot;
 	__u64 cookie;
-	struct {
-		__u16 sport;
-		__u16 dport;
-		__u32 seq;
-		__u32 ack;
-		__u8 doff_res;
-		__u8 flags;
-	} l4 = {};
 
-	if (!sock_may_get_dns(skb))
-		return 1;
-
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
-		__u32 ff = bpf_htonl(0xffff);
-
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0)
-			return 1;
-		proto = ip.protocol;
-		if ((proto != IPPROTO_UDP && proto != IPPROTO_TCP) || (ip.frag_off & bpf_htons(0x1fff)))
-			return 1;
-		off = ip.ihl * 4;
-		__builtin_memcpy(&saddr[8], &ff, 4);
-		__builtin_memcpy(&saddr[12], &ip.saddr, 4);
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr ip6;
-
-		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) < 0)
-			return 1;
-		proto = ip6.nexthdr;
-		if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
-			return 1;
-		off = sizeof(ip6);
-		__builtin_memcpy(saddr, &ip6.saddr, 16);
-	} else {
-		return 1;
-	}
-	if (bpf_skb_load_bytes(skb, off, &l4, proto == IPPROTO_TCP ? 14 : 4) < 0)
-		return 1;
-	if (l4.sport != bpf_htons(53))
+	if (dns_pkt_parse(skb, &pk, DNS_PKT_V4MAPPED) < 0)
 		return 1;
 	/* only answers from a sanctioned resolver teach us anything */
-	if (!bpf_map_lookup_elem(&resolvers, saddr))
+	if (!bpf_map_lookup_elem(&resolvers, pk.saddr))
 		return 1;
 	/* the policy of the job that asked: the socket's owner (recorded at connect / sendmsg) */
 	cookie = bpf_get_socket_cookie(skb);
 	o = cookie ? bpf_map_lookup_elem(&sock_owner, &cookie) : 0;
 	slot = slot_of_job(o ? (o->learn_job ? o->learn_job : o->job) : 0);
-	if (proto == IPPROTO_TCP) {
+	off = pk.off;
+	plen = pk.plen;
+	if (pk.proto == IPPROTO_TCP) {
 		__u32 mlen = 0;
 		int b;
 
-		off += (l4.doff_res >> 4) * 4;
-		plen = skb->len > off ? skb->len - off : 0;
 		/* only a whole message that starts at a known boundary of the stream */
-		b = tcp_dns_boundary(&enf_tcp_flows, cookie, skb, off, plen, l4.seq, l4.flags, &mlen);
+		b = tcp_dns_boundary(&enf_tcp_flows, cookie, skb, off, plen, pk.seq_be, pk.tflags, &mlen);
 		if (b < 0 || (__u32)b + 2 + mlen > plen)
 			return 1;
 		off += (__u32)b + 2;
 		plen = mlen;
-	} else {
-		off += 8;
-		plen = skb->len > off ? skb->len - off : 0;
 	}
 	if (plen <= 12)
 		return 1;

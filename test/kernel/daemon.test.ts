@@ -6,8 +6,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from "node:path";
 import { expect, it } from "vitest";
 import { compileC } from "../support/kernel/cbuild.js";
-import { inCgroup, testCgroup } from "../support/kernel/cgroup.js";
-import { type Ctl, startDaemon } from "../support/kernel/daemon.js";
+import { inCgroup, type TestCgroup, testCgroup } from "../support/kernel/cgroup.js";
+import { type Ctl, type Daemon, startDaemon } from "../support/kernel/daemon.js";
 import { AGENT, FIXTURES, onCleanup, PYTHON, tempDir } from "../support/kernel/env.js";
 import {
   type ConnectEv,
@@ -413,23 +413,61 @@ describeKernel("daemon: full attribution maps never fail open", () => {
   });
 });
 
+/** `count` allow-cidr rules for addresses nobody connects to: a policy of some size */
+function fillerRules(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `allow-cidr 10.${(i >> 8) & 255}.${i & 255}.1/32`);
+}
+
+interface ReloadLab {
+  /** the job's namespace (192.0.2.2), reaching `inet`'s servers on port 80 */
+  work: Netns;
+  cg: TestCgroup;
+  pol: string;
+  d: Daemon;
+  /** writes policy(n) as default.conf, SIGHUPs the daemon and waits for its n-th policy-reload */
+  reload(n: number): Promise<void>;
+}
+
+/**
+ * What the reload tests share: a job namespace with a veth to a namespace holding TCP servers
+ * on port 80 at `serverAddrs`, a test cgroup, and an enforcing daemon whose policy directory's
+ * default.conf is policy(0).
+ */
+async function reloadLab(
+  tag: string,
+  serverAddrs: string[],
+  policy: (n: number) => string,
+  reloadTimeoutMs?: number,
+): Promise<ReloadLab> {
+  const inet = await Netns.create();
+  const work = await Netns.create();
+  await work.vethTo(inet, ["192.0.2.2/24"], serverAddrs);
+  await startServers(inet, ["tcp:[::]:80"]);
+  const cg = testCgroup(tag);
+  const pol = tempDir("policies");
+  writeFileSync(join(pol, "default.conf"), policy(0));
+  const d = await startDaemon(["--mode", "enforce", "--cgroup", cg.path, "--policy-dir", pol]);
+  const reload = async (n: number) => {
+    writeFileSync(join(pol, "default.conf"), policy(n));
+    d.bg.child.kill("SIGHUP");
+    await d.waitFor(
+      (c) =>
+        c.type === "policy-reload" &&
+        d.lines().filter((x) => x.type === "policy-reload").length >= n,
+      `reload ${n}`,
+      reloadTimeoutMs,
+    );
+  };
+  return { work, cg, pol, d, reload };
+}
+
 describeKernel("daemon: a policy reload is atomic for running jobs", () => {
   it("a job that connects to an address its policy allows, all through forty reloads of that policy, never gets EPERM", async () => {
-    const inet = await Netns.create();
-    const work = await Netns.create();
-    await work.vethTo(inet, ["192.0.2.2/24"], ["192.0.2.10/24"]);
-    await startServers(inet, ["tcp:[::]:80"]);
-    const cg = testCgroup("reload");
-    const pol = tempDir("policies");
     // a policy of some size, the allowed address last: a reload takes a while to push
-    const filler = Array.from(
-      { length: 300 },
-      (_, i) => `allow-cidr 10.${(i >> 8) & 255}.${i & 255}.1/32`,
-    );
+    const filler = fillerRules(300);
     const policy = (n: number) =>
       [`# revision ${n}`, ...filler, "allow-cidr 192.0.2.10/32", ""].join("\n");
-    writeFileSync(join(pol, "default.conf"), policy(0));
-    const d = await startDaemon(["--mode", "enforce", "--cgroup", cg.path, "--policy-dir", pol]);
+    const { work, cg, d, reload } = await reloadLab("reload", ["192.0.2.10/24"], policy);
     const phase = tempDir("phase");
     const loop = [
       "import errno, os, socket, sys",
@@ -450,16 +488,7 @@ describeKernel("daemon: a policy reload is atomic for running jobs", () => {
     );
     onCleanup(() => writeFileSync(join(phase, "stop"), ""));
     await d.waitFor((c) => c.type === "job-start", "job-start");
-    for (let n = 1; n <= 40; n++) {
-      writeFileSync(join(pol, "default.conf"), policy(n));
-      d.bg.child.kill("SIGHUP");
-      await d.waitFor(
-        (c) =>
-          c.type === "policy-reload" &&
-          d.lines().filter((x) => x.type === "policy-reload").length >= n,
-        `reload ${n}`,
-      );
-    }
+    for (let n = 1; n <= 40; n++) await reload(n);
     writeFileSync(join(phase, "stop"), "");
     await poll(() => bg.child.exitCode !== null, 20_000);
     const reloads = d.lines().filter((c) => c.type === "policy-reload");
@@ -476,33 +505,18 @@ describeKernel("daemon: a policy reload is atomic for running jobs", () => {
 
 describeKernel("daemon: many reloads of a large policy", () => {
   it("a 3,000-rule policy reloaded twelve times (more rules than the table holds, all told): every reload is taken and the last revision is in force, with its rules named", async () => {
-    const inet = await Netns.create();
-    const work = await Netns.create();
-    await work.vethTo(inet, ["192.0.2.2/24"], ["192.0.2.10/24", "192.0.2.11/24"]);
-    await startServers(inet, ["tcp:[::]:80"]);
-    const cg = testCgroup("bigreload");
-    const pol = tempDir("policies");
-    const filler = Array.from(
-      { length: 3000 },
-      (_, i) => `allow-cidr 10.${(i >> 8) & 255}.${i & 255}.1/32`,
-    );
+    const filler = fillerRules(3000);
     // odd revisions allow .10, even ones .11: the last (12) must allow .11 and only it
     const policy = (n: number) =>
       [`# revision ${n}`, ...filler, `allow-cidr 192.0.2.${n % 2 ? 10 : 11}/32`, ""].join("\n");
-    writeFileSync(join(pol, "default.conf"), policy(0));
-    const d = await startDaemon(["--mode", "enforce", "--cgroup", cg.path, "--policy-dir", pol]);
+    const { work, cg, pol, d, reload } = await reloadLab(
+      "bigreload",
+      ["192.0.2.10/24", "192.0.2.11/24"],
+      policy,
+      30_000,
+    );
     const REVISIONS = 12;
-    for (let n = 1; n <= REVISIONS; n++) {
-      writeFileSync(join(pol, "default.conf"), policy(n));
-      d.bg.child.kill("SIGHUP");
-      await d.waitFor(
-        (c) =>
-          c.type === "policy-reload" &&
-          d.lines().filter((x) => x.type === "policy-reload").length >= n,
-        `reload ${n}`,
-        30_000,
-      );
-    }
+    for (let n = 1; n <= REVISIONS; n++) await reload(n);
     const reloads = d.lines().filter((c) => c.type === "policy-reload");
     expect(reloads.map((c) => c.ok)).toEqual(Array(REVISIONS).fill(true));
     expect(d.bg.stderr()).not.toMatch(/refused|too many/);
