@@ -13,7 +13,7 @@
 //    programs with the kernel's glue around them, the syscall-tracepoint slow path); and
 //    kernel.bpf_stats_enabled's run time of our programs per exec.
 // Never fails (exit 0). Needs root, build/dpndncy-agent; perf (linux-perf) for part 2.
-// Knobs: BENCH_ROUNDS (10), BENCH_EXECS (2000), BENCH_EXEC_VARIANTS (comma list of names),
+// Knobs: BENCH_ROUNDS (10), BENCH_EXECS (2000), BENCH_EXEC_VARIANTS (of dpndncy,no-gai,no-ia32,baseline),
 // BENCH_EXEC_BASELINE (another agent binary, measured as one more variant: before/after).
 import "../resolve-ts.mjs"; // first: the dynamic imports below resolve through it
 import { spawnSync } from "node:child_process";
@@ -34,6 +34,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const N = Number(process.env.BENCH_EXECS ?? 2000);
 
 interface Variant {
+  key: string; // for BENCH_EXEC_VARIANTS
   name: string;
   /** environment of the agent; undefined: no agent */
   env?: Record<string, string>;
@@ -41,15 +42,20 @@ interface Variant {
   agent?: string;
 }
 const ALL: Variant[] = [
-  { name: "off" },
-  { name: "dpndncy", env: {} },
-  { name: "dpndncy, no getaddrinfo uprobe", env: { DPNDNCY_NO_GAI_UPROBE: "1" } },
-  { name: "dpndncy, no ia32 ptrace watch", env: { DPNDNCY_NO_TAMPER32: "1" } },
+  { key: "off", name: "off" },
+  { key: "dpndncy", name: "dpndncy", env: {} },
+  {
+    key: "no-gai",
+    name: "dpndncy, no getaddrinfo uprobe",
+    env: { DPNDNCY_NO_GAI_UPROBE: "1" },
+  },
+  { key: "no-ia32", name: "dpndncy, no ia32 ptrace watch", env: { DPNDNCY_NO_TAMPER32: "1" } },
 ];
 const BASELINE = process.env.BENCH_EXEC_BASELINE;
-if (BASELINE) ALL.splice(1, 0, { name: "baseline agent", env: {}, agent: BASELINE });
+if (BASELINE)
+  ALL.splice(1, 0, { key: "baseline", name: "baseline agent", env: {}, agent: BASELINE });
 const pick = process.env.BENCH_EXEC_VARIANTS?.split(",").map((s) => s.trim());
-const VARIANTS = ALL.filter((v) => v.name === "off" || !pick || pick.includes(v.name));
+const VARIANTS = ALL.filter((v) => v.key === "off" || !pick || pick.includes(v.key));
 
 function sh(argv: string[], env?: Record<string, string>) {
   const [f, ...a] = argv;
@@ -139,8 +145,13 @@ function main(): void {
   const start = (v: Variant): number => {
     state = join(tmp, `state-${Date.now()}`);
     running = v.agent ?? AGENT;
-    must([v.agent ?? AGENT, "start", "--log", `${state}.ndjson`, "--state-dir", state], v.env);
-    return Number(runningAgents()[0]?.split(" ")[0] ?? 0); // the lock is held: ours
+    const out = must(
+      [v.agent ?? AGENT, "start", "--log", `${state}.ndjson`, "--state-dir", state],
+      v.env,
+    );
+    const pid = Number((JSON.parse(out) as { pid?: number }).pid);
+    if (!(pid > 0)) throw new Error(`dpndncy-agent start printed no pid: ${out}`);
+    return pid;
   };
   try {
     cg = new CpuCgroup(`dpndncy-bench-exec-${process.pid}`);
@@ -154,7 +165,9 @@ function main(): void {
     );
     for (let round = 1; round <= ROUNDS; round++) {
       process.stdout.write(`round ${round}:`);
-      for (const v of VARIANTS) {
+      // every other round backwards: a drift within a round then favours no variant
+      const order = round % 2 ? VARIANTS : [...VARIANTS].reverse();
+      for (const v of order) {
         const pid = v.env ? start(v) : 0;
         const a0 = pid ? taskCpuNs(pid) : 0;
         const c0 = cgStat(cg.path);
@@ -169,40 +182,45 @@ function main(): void {
           agent: (a1 - a0) / N,
         };
         rows.set(v.name, [...(rows.get(v.name) ?? []), r]);
-        process.stdout.write(` ${(r.usage / 1000).toFixed(0)}+${(r.agent / 1000).toFixed(1)}`);
+        process.stdout.write(
+          ` ${v.key} ${(r.usage / 1000).toFixed(0)}+${(r.agent / 1000).toFixed(1)}`,
+        );
       }
-      console.log(" (workload+agent µs/exec per variant)");
+      console.log(" (workload+agent µs/exec)");
     }
-    const off = rows.get("off") ?? [];
-    console.log(`\nCPU per exec, medians over rounds; "added" vs off in the same round [95 % CI]:`);
-    console.log(
-      `  off: workload ${us(median(off.map((r) => r.usage)))} (user ${us(median(off.map((r) => r.user)))}, sys ${us(median(off.map((r) => r.sys)))})`,
-    );
-    const added = (xs: Row[], f: (r: Row) => number) => {
-      const d = xs.map((r, k) => f(r) - f(off[k] as Row));
-      const ci = medianCI(d);
-      return `${us(median(d))}${ci ? ` [${(ci[0] / 1000).toFixed(1)}, ${(ci[1] / 1000).toFixed(1)}]` : ""}`;
-    };
-    for (const v of VARIANTS.slice(1)) {
-      const xs = rows.get(v.name) ?? [];
+    if (ROUNDS > 0) {
+      const off = rows.get("off") ?? [];
       console.log(
-        `  ${v.name}: added total ${added(xs, (r) => r.usage + r.agent)} = workload ${added(xs, (r) => r.usage)} (user ${added(xs, (r) => r.user)}, sys ${added(xs, (r) => r.sys)}) + agent ${us(median(xs.map((r) => r.agent)))}`,
+        `\nCPU per exec, medians over rounds; "added" vs off in the same round [95 % CI]:`,
       );
-    }
-    // variant minus the default agent, same round: what leaving one hook out saves
-    const dflt = rows.get("dpndncy");
-    if (dflt)
-      for (const v of VARIANTS.filter((x) => x.env && x.name !== "dpndncy")) {
-        const xs = rows.get(v.name) ?? [];
-        const d = xs.map(
-          (r, k) => r.usage + r.agent - ((dflt[k] as Row).usage + (dflt[k] as Row).agent),
-        );
+      console.log(
+        `  off: workload ${us(median(off.map((r) => r.usage)))} (user ${us(median(off.map((r) => r.user)))}, sys ${us(median(off.map((r) => r.sys)))})`,
+      );
+      const added = (xs: Row[], f: (r: Row) => number) => {
+        const d = xs.map((r, k) => f(r) - f(off[k] as Row));
         const ci = medianCI(d);
+        return `${us(median(d))}${ci ? ` [${(ci[0] / 1000).toFixed(1)}, ${(ci[1] / 1000).toFixed(1)}]` : ""}`;
+      };
+      for (const v of VARIANTS.slice(1)) {
+        const xs = rows.get(v.name) ?? [];
         console.log(
-          `  ${v.name} vs dpndncy: ${us(median(d))}${ci ? ` [${(ci[0] / 1000).toFixed(1)}, ${(ci[1] / 1000).toFixed(1)}]` : ""} per exec${ci && ci[1] < 0 ? " (saved)" : ci && ci[0] > 0 ? " (costs more)" : " (not shown)"}`,
+          `  ${v.name}: added total ${added(xs, (r) => r.usage + r.agent)} = workload ${added(xs, (r) => r.usage)} (user ${added(xs, (r) => r.user)}, sys ${added(xs, (r) => r.sys)}) + agent ${us(median(xs.map((r) => r.agent)))}`,
         );
       }
-
+      // variant minus the default agent, same round: what leaving one hook out saves
+      const dflt = rows.get("dpndncy");
+      if (dflt)
+        for (const v of VARIANTS.filter((x) => x.env && x.name !== "dpndncy")) {
+          const xs = rows.get(v.name) ?? [];
+          const d = xs.map(
+            (r, k) => r.usage + r.agent - ((dflt[k] as Row).usage + (dflt[k] as Row).agent),
+          );
+          const ci = medianCI(d);
+          console.log(
+            `  ${v.name} vs dpndncy: ${us(median(d))}${ci ? ` [${(ci[0] / 1000).toFixed(1)}, ${(ci[1] / 1000).toFixed(1)}]` : ""} per exec${ci && ci[1] < 0 ? " (saved)" : ci && ci[0] > 0 ? " (costs more)" : " (not shown)"}`,
+          );
+        }
+    }
     if (sh(["sh", "-c", "command -v perf"]).code !== 0) {
       console.log("\nattribution: no perf (apt-get install linux-perf). Skipped.");
       return;
@@ -255,7 +273,9 @@ function main(): void {
                 `${p.label.split(" ").pop()} ${(p.runs / N).toFixed(1)}×${Math.round(p.ns / p.runs)} ns`,
             )
             .join(", ");
-          console.log(`    bpf_stats: ${us(total)} per exec (${top}); agent ${us((a1 - a0) / N)}`);
+          console.log(
+            `    bpf_stats (machine-wide): ${us(total)} per exec (${top}); agent ${us((a1 - a0) / N)}`,
+          );
         }
       }
     } finally {
