@@ -406,7 +406,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	}
 
 	ai->dns[0] = 0;
-	/* a breakpoint in every process that maps libc costs each exec ~20-35 us of CPU on a VM
+	/* a breakpoint in every process that maps libc costs each exec ~30 us of CPU on our VM
 	 * (bench/exec-cost): DPNDNCY_NO_GAI_UPROBE=1 leaves DNS to the packets */
 	a->gai_off = getenv("DPNDNCY_NO_GAI_UPROBE") != NULL;
 	if (pr->uprobe_ok && !a->gai_off) {
