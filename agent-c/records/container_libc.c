@@ -207,15 +207,19 @@ void containers_on_exec(uint32_t pid)
 
 	if (!abpf)
 		return;
-	/* the hot path: two stats, then a compare with the roots already handled */
-	snprintf(path, sizeof(path), "/proc/%u/ns/mnt", pid);
-	if (stat(path, &ns) < 0)
-		return;
+	/* the hot path: one stat (almost every exec has the host's root), then the namespace */
 	snprintf(path, sizeof(path), "/proc/%u/root", pid);
 	if (stat(path, &root) < 0)
 		return;
 	if ((uint64_t)root.st_dev == host_root.dev && (uint64_t)root.st_ino == host_root.ino)
 		return;
+	{
+		char nspath[64];
+
+		snprintf(nspath, sizeof(nspath), "/proc/%u/ns/mnt", pid);
+		if (stat(nspath, &ns) < 0)
+			return;
+	}
 	for (unsigned i = 0; i < nroots; i++)
 		if (roots[i].mntns == (uint64_t)ns.st_ino && roots[i].root.dev == (uint64_t)root.st_dev &&
 		    roots[i].root.ino == (uint64_t)root.st_ino)

@@ -3,7 +3,8 @@
 //   dpndncy    dpndncy-agent start (observe)
 //   auditd     Debian's auditd with execve and connect syscall rules (-a always,exit)
 //   bpftrace   a bpftrace exec/connect tracer printing one line per event to a file
-// Rounds interleave the four (off, dpndncy, auditd, bpftrace, off, ...) so the VM's drift hits
+//   bpftrace + getaddrinfo uprobe   the same with a libc getaddrinfo uprobe, as dpndncy has
+// Rounds interleave them (off, dpndncy, auditd, bpftrace, ..., off, ...) so the VM's drift hits
 // each alike; a ratio is the median over rounds of per-round ratios, with a 95 % interval.
 // Besides wall clock, each run's CPU is counted as the scheduler counts it, which the VM's other
 // load moves far less: the workload's own (its cgroup's cpu.stat, so hook time spent inside its
@@ -180,47 +181,63 @@ function main(): void {
       'tracepoint:sched:sched_process_exec { printf("exec %d %d %s %s\\n", pid, curtask->real_parent->tgid, comm, str(args->filename)); }',
       'tracepoint:syscalls:sys_enter_connect { printf("connect %d %s %d\\n", pid, comm, args->fd); }',
     ].join("\n");
-    let bt: ChildProcess | undefined;
-    let mountedTracefs = false;
-    let btOut = "";
-    const bpftrace: Watcher = {
-      name: "bpftrace (exec+connect tracer)",
-      start() {
-        btOut = join(tmp, `bt-${Date.now()}.txt`);
-        // bpftrace finds tracepoints through tracefs, which a fresh machine has not mounted
-        if (!readFileSync("/proc/self/mounts", "utf8").includes(" /sys/kernel/tracing tracefs ")) {
-          must(["mount", "-t", "tracefs", "tracefs", "/sys/kernel/tracing"]);
-          mountedTracefs = true;
-        }
-        const errFd = openSync(`${btOut}.err`, "w");
-        bt = spawn("bpftrace", ["-o", btOut, "-e", btScript], {
-          stdio: ["ignore", "ignore", errFd],
-        });
-        closeSync(errFd);
-        // bpftrace prints "Attaching N probes..." into its output file once armed
-        try {
-          waitFor(
-            () => existsSync(btOut) && readFileSync(btOut, "utf8").includes("Attaching"),
-            90_000,
-            "bpftrace to attach",
-          );
-        } catch (e) {
-          throw new Error(
-            `${(e as Error).message}: ${readFileSync(`${btOut}.err`, "utf8").trim()}`,
-          );
-        }
-      },
-      stop() {
-        bt?.kill("SIGINT");
-        waitFor(() => ended(bt), 20_000, "bpftrace to stop");
-        if (mountedTracefs) sh(["umount", "/sys/kernel/tracing"]);
-        mountedTracefs = false;
-        rmSync(btOut, { force: true });
-      },
-      pids: () => (bt?.pid ? [bt.pid] : []),
+    // The same tracer with what dpndncy's DNS from libc costs every process that maps libc: a
+    // getaddrinfo uprobe (bench/exec-cost: its breakpoints are the largest part of what an exec pays us)
+    const libc = /\s(\/\S*\/libc\.so\.6)$/m.exec(readFileSync("/proc/self/maps", "utf8"))?.[1];
+    const btGaiScript = libc
+      ? `${btScript}\nuprobe:${libc}:getaddrinfo { printf("dns %d %s %s\\n", pid, comm, str(arg0)); }`
+      : undefined;
+    const makeBpftrace = (name: string, script: string): Watcher => {
+      let bt: ChildProcess | undefined;
+      let mountedTracefs = false;
+      let btOut = "";
+      return {
+        name,
+        start() {
+          btOut = join(tmp, `bt-${Date.now()}.txt`);
+          // bpftrace finds tracepoints through tracefs, which a fresh machine has not mounted
+          if (
+            !readFileSync("/proc/self/mounts", "utf8").includes(" /sys/kernel/tracing tracefs ")
+          ) {
+            must(["mount", "-t", "tracefs", "tracefs", "/sys/kernel/tracing"]);
+            mountedTracefs = true;
+          }
+          const errFd = openSync(`${btOut}.err`, "w");
+          bt = spawn("bpftrace", ["-o", btOut, "-e", script], {
+            stdio: ["ignore", "ignore", errFd],
+          });
+          closeSync(errFd);
+          // bpftrace prints "Attaching N probes..." into its output file once armed
+          try {
+            waitFor(
+              () => existsSync(btOut) && readFileSync(btOut, "utf8").includes("Attaching"),
+              90_000,
+              "bpftrace to attach",
+            );
+          } catch (e) {
+            throw new Error(
+              `${(e as Error).message}: ${readFileSync(`${btOut}.err`, "utf8").trim()}`,
+            );
+          }
+        },
+        stop() {
+          bt?.kill("SIGINT");
+          waitFor(() => ended(bt), 20_000, "bpftrace to stop");
+          if (mountedTracefs) sh(["umount", "/sys/kernel/tracing"]);
+          mountedTracefs = false;
+          rmSync(btOut, { force: true });
+        },
+        pids: () => (bt?.pid ? [bt.pid] : []),
+      };
     };
+    const bpftrace = makeBpftrace("bpftrace (exec+connect tracer)", btScript);
+    const bpftraceGai = btGaiScript
+      ? makeBpftrace("bpftrace + getaddrinfo uprobe", btGaiScript)
+      : undefined;
+    if (!bpftraceGai) console.log("bench peers: no libc.so.6 mapped here; no uprobe peer");
     const watchers: Array<Watcher | undefined> = [undefined, dpndncy, auditd, bpftrace];
-    const names = ["off", dpndncy.name, auditd.name, bpftrace.name];
+    if (bpftraceGai) watchers.push(bpftraceGai);
+    const names = watchers.map((w) => w?.name ?? "off");
     const t = new Map<string, number[]>(); // `${watcher}|${workload}` -> ns per round
     const cpu = new Map<string, number[]>(); // the same -> CPU ns (workload + watcher) per round
     const kauditd = kthreadPids("kauditd");
@@ -248,7 +265,7 @@ function main(): void {
           w.stop();
           active = undefined;
         }
-        process.stdout.write(` ${i === 0 ? "off" : (w?.name.split(" ")[0] ?? "")}`);
+        process.stdout.write(` ${w ? w.name.replace(/ \(.*\)$/, "") : "off"};`);
       }
       console.log("");
     }

@@ -1,5 +1,5 @@
 // The benchmarks never fail a build, so nothing else would notice one that broke (it happened
-// once: bench/agent stopped loading under type stripping). Run both with tiny counts and check
+// once: bench/agent stopped loading under type stripping). Run each with tiny counts and check
 // that they still measure and print their figures; the figures themselves are not judged.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -77,5 +77,25 @@ describeKernel("benchmarks (smoke)", () => {
     );
     expect(r.stdout).toMatch(/\| 200 loopback TCP connects \| .* \| \d\.\d{3} \|$/m);
     expect(r.stdout).toMatch(/daemon peak RSS [\d.]+ MiB; job records written \d+, lost 0/);
+  });
+
+  it("bench/exec-cost prints CPU per exec by variant (workload user/sys, agent) and, with perf, by cause", async () => {
+    const statsBefore = readFileSync("/proc/sys/kernel/bpf_stats_enabled", "utf8");
+    const r = await run([NODE, join(REPO, "bench/exec-cost/bench.ts")], {
+      env: TINY,
+      timeoutMs: 240_000,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout, r.stdout).toMatch(/off: workload [\d.]+ µs \(user [\d.]+ µs, sys [\d.]+ µs\)/);
+    for (const v of ["dpndncy", "dpndncy, no getaddrinfo uprobe", "dpndncy, no ia32 ptrace watch"])
+      expect(r.stdout).toContain(`  ${v}: added total `);
+    expect(r.stdout).toMatch(/\+ agent [\d.]+ µs/);
+    // with perf: each variant's samples put into causes, and our programs' bpf_stats time
+    if (!r.stdout.includes("attribution: no perf"))
+      expect(r.stdout).toMatch(
+        /bpf_stats \(machine-wide\): [\d.]+ µs per exec \(.*dp_exec [\d.]+×\d+ ns/,
+      );
+    expect(r.stdout).not.toMatch(/stopped early/);
+    expect(readFileSync("/proc/sys/kernel/bpf_stats_enabled", "utf8")).toBe(statsBefore);
   });
 });

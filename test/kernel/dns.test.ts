@@ -87,6 +87,27 @@ describeKernel("dns", () => {
     }
   });
 
+  it("DPNDNCY_NO_GAI_UPROBE=1: no getaddrinfo uprobe is attached, and a libc lookup is seen from its packets only", async () => {
+    const n = name("nouprobe");
+    const { ns, queries } = await dnsNamespace({
+      [n]: { A: ["192.0.2.84"], AAAA: ["2001:db8::84"] },
+    });
+    const r = await agentRun({
+      cmd: ns.exec("getent", "ahosts", n),
+      env: { ...process.env, DPNDNCY_NO_GAI_UPROBE: "1" },
+    });
+    expectRunOk(r);
+    expect(queries()).toEqual(expect.arrayContaining([`udp ${n} A`]));
+    const start = byKind.agent(r.log.events).find((e) => e.event === "start");
+    expect(start?.attach?.dns, "the start record's DNS hooks").toBe("cgroup_skb/ingress");
+    const evs = byKind.dns(r.log.events).filter((e) => e.name === n);
+    expect(evs.filter((e) => e.source === "libc")).toEqual([]);
+    const pkt = evs.filter((e) => e.source === "packet");
+    expect(pkt.length, "packet dns events for the lookup").toBeGreaterThanOrEqual(1);
+    for (const e of pkt) expect(e.pid, "attributed to getent").toBe(pidOf(r, n));
+    expect(sortU(pkt.flatMap((e) => e.answers))).toEqual(expect.arrayContaining(["192.0.2.84"]));
+  });
+
   it("lookups that bypass libc (dig over UDP and TCP, a static binary): source packet, exact names, answers and pid", async () => {
     const rawDns = await compileC(join(FIXTURES, "raw_dns.c"), ["-static"]);
     const zone: Zone = {
