@@ -1,7 +1,9 @@
 // Streams an NDJSON agent log into the runtime-trace predicate (DESIGN §4) in one pass:
 // hash, validate, fold. Never holds the log; a bad line is counted, never thrown.
+import { stat } from "node:fs/promises";
 import { basename } from "node:path";
 import { DEFAULT_LIMITS } from "./accumulate.js";
+import { type ByteDigest, threadDigest, workerDigest } from "./digest.js";
 import { TraceFold } from "./fold.js";
 import { DEFAULT_MAX_LINE_BYTES, fileChunks, readLines } from "./lines.js";
 import {
@@ -25,22 +27,45 @@ export interface SummarizeOptions {
   maxLineBytes?: number;
   /** false: only the reference parse (JSON.parse + schema), for comparing the fast path with. */
   fastPath?: boolean;
+  /**
+   * Hash the log in a worker thread (digest.ts). Default: for files of at least
+   * WORKER_MIN_BYTES, where it pays for its start-up; summarizeStream hashes in this thread.
+   */
+  hashWorker?: boolean;
 }
 
+/** From this size on summarizeFile hashes in a worker thread (its start-up is ~30 ms). */
+export const WORKER_MIN_BYTES = 32 * 1024 * 1024;
+
 export async function summarizeFile(path: string, opts: SummarizeOptions = {}): Promise<Predicate> {
-  // 256 KiB reads: large enough that hashing and splitting work on long spans, small enough
-  // that the text decoded from them stays out of V8's large-object space (1 MiB read-stream
-  // chunks cost ~70 MB more peak RSS on the 2M-event bench for no speed gain). Two buffers
-  // read in turn (fileChunks): 12-15 % faster than a read stream, which left us idle.
-  return summarizeStream(fileChunks(path, 256 * 1024), {
-    ...opts,
-    logName: opts.logName ?? basename(path),
-  });
+  const inWorker = opts.hashWorker ?? (await stat(path)).size >= WORKER_MIN_BYTES;
+  const digest = inWorker ? workerDigest() : threadDigest();
+  try {
+    // 256 KiB reads: large enough that hashing and splitting work on long spans, small enough
+    // that the text decoded from them stays out of V8's large-object space (1 MiB read-stream
+    // chunks cost ~70 MB more peak RSS on the 2M-event bench for no speed gain). Two buffers
+    // read in turn (fileChunks): 12-15 % faster than a read stream, which left us idle.
+    return await summarizeWith(
+      fileChunks(path, 256 * 1024),
+      { ...opts, logName: opts.logName ?? basename(path) },
+      digest,
+    );
+  } finally {
+    await digest.close();
+  }
 }
 
 export async function summarizeStream(
   stream: AsyncIterable<Buffer | string>,
   opts: SummarizeOptions & { logName: string },
+): Promise<Predicate> {
+  return summarizeWith(stream, opts, threadDigest());
+}
+
+async function summarizeWith(
+  stream: AsyncIterable<Buffer | string>,
+  opts: SummarizeOptions & { logName: string },
+  digest: ByteDigest,
 ): Promise<Predicate> {
   const maxLineBytes = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
   const fold = new TraceFold(
@@ -48,7 +73,7 @@ export async function summarizeStream(
     maxLineBytes,
     opts.fastPath ?? true,
   );
-  const read = await readLines(stream, fold, maxLineBytes);
+  const read = await readLines(stream, fold, maxLineBytes, digest);
   return predicate(fold, read, opts);
 }
 
