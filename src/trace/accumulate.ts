@@ -69,29 +69,22 @@ interface DestState {
   count: number;
   failed: number;
   steps: Set<string>;
-  stepBits: number;
-  rules: Set<string>;
   /**
-   * The rule last added to `rules`: consecutive events mostly share it, and a compare is
-   * cheaper than a Set lookup. "" until then, with `rules` empty: a string, not null, so the
+   * The step last added to `steps`: consecutive events mostly share it, and a compare is
+   * cheaper than a Set lookup. "" until then, with `steps` empty: a string, not null, so the
    * compare stays a string compare (a compare with null or a string goes the generic way).
    */
+  lastStep: string;
+  rules: Set<string>;
+  /** Likewise for `rules`. */
   lastRule: string;
 }
 
 interface CountedSteps {
   count: number;
   steps: Set<string>;
-  /**
-   * Bit i set: the step numbered i (Accumulator.stepBit) is in `steps`. Only a cache in front
-   * of the Set, in the entry the event touches anyway: each entry's own Set is cold in the
-   * cache by the time its next event comes, the few steps of a job are not.
-   */
-  stepBits: number;
+  lastStep: string;
 }
-
-/** Steps numbered for CountedSteps.stepBits; later ones go to the Set alone. */
-const STEP_BITS = 31;
 
 type ExecState = CountedSteps & { binary: string; arg1: string | null };
 type DnsState = CountedSteps & { failed: number };
@@ -114,8 +107,6 @@ export class Accumulator {
   // rule -> path -> state: no key string joined (and flattened to be hashed) per event.
   private readonly files = new Map<string, Map<string, FileState>>();
   private fileCount = 0;
-  // The first STEP_BITS distinct steps, numbered in order of appearance.
-  private readonly stepIds = new Map<string, number>();
   start: AgentEvent | null = null;
   stop: AgentEvent | null = null;
   startRecords = 0;
@@ -172,32 +163,19 @@ export class Accumulator {
     this.overflow[what] = (this.overflow[what] ?? 0) + 1;
   }
 
-  /** The bit of step s in CountedSteps.stepBits, 0 once STEP_BITS steps are numbered. */
-  private stepBit(s: string): number {
-    let id = this.stepIds.get(s);
-    if (id === undefined) {
-      if (this.stepIds.size >= STEP_BITS) return 0;
-      id = this.stepIds.size;
-      this.stepIds.set(own(s), id);
-    }
-    return 1 << id;
-  }
-
   private addStep(entry: CountedSteps, step: string | null): void {
     const s = step ?? UNKNOWN_STEP;
-    const bit = this.stepBit(s);
-    if ((entry.stepBits & bit) !== 0) return;
     const set = entry.steps;
-    if (set.has(s)) {
-      entry.stepBits |= bit;
-      return;
-    }
+    // lastStep is in the set once the set has anything: before, it is only the placeholder.
+    if (s === entry.lastStep && set.size > 0) return;
+    if (set.has(s)) return;
     if (set.size >= this.limits.steps_per_entry) {
       this.overflowed("steps_per_entry");
       return;
     }
-    set.add(own(s));
-    entry.stepBits |= bit;
+    const kept = own(s);
+    set.add(kept);
+    entry.lastStep = kept;
   }
 
   private addConnect(e: View<"connect">): void {
@@ -227,7 +205,7 @@ export class Accumulator {
         count: 0,
         failed: 0,
         steps: new Set(),
-        stepBits: 0,
+        lastStep: "",
         rules: new Set(),
         lastRule: "",
       };
@@ -265,7 +243,7 @@ export class Accumulator {
       if (this.dnsNames.size >= this.limits.dns_names) {
         this.overflowed("dns_names");
       } else {
-        n = { count: 0, failed: 0, steps: new Set(), stepBits: 0 };
+        n = { count: 0, failed: 0, steps: new Set(), lastStep: "" };
         this.dnsNames.set(own(name), n);
       }
     }
@@ -305,7 +283,7 @@ export class Accumulator {
         return;
       }
       const kept = arg1 === null ? null : own(arg1);
-      x = { binary: own(e.filename), arg1: kept, count: 0, steps: new Set(), stepBits: 0 };
+      x = { binary: own(e.filename), arg1: kept, count: 0, steps: new Set(), lastStep: "" };
       if (!byArg) {
         byArg = new Map();
         this.execs.set(x.binary, byArg);
@@ -331,7 +309,7 @@ export class Accumulator {
         count: 0,
         comms: new Set(),
         steps: new Set(),
-        stepBits: 0,
+        lastStep: "",
       };
       if (!byPath) {
         byPath = new Map();
