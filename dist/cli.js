@@ -58302,6 +58302,7 @@ function repositoryVisibility(ci, env, readFile5) {
 
 // src/trace/summarize.ts
 import { stat } from "node:fs/promises";
+import { availableParallelism, loadavg } from "node:os";
 import { basename as basename2 } from "node:path";
 
 // src/trace/accumulate.ts
@@ -59510,8 +59511,11 @@ function eachLineOfRun(buf, from, to, maxLineBytes, each) {
 
 // src/trace/summarize.ts
 var WORKER_MIN_BYTES = 32 * 1024 * 1024;
+function wantWorker(bytes, cpus = availableParallelism(), load = loadavg()[0]) {
+  return bytes >= WORKER_MIN_BYTES && cpus >= 2 && (load ?? cpus) <= cpus - 1;
+}
 async function summarizeFile(path, opts = {}) {
-  const inWorker = opts.hashWorker ?? (await stat(path)).size >= WORKER_MIN_BYTES;
+  const inWorker = opts.hashWorker ?? wantWorker((await stat(path)).size);
   const digest = inWorker ? workerDigest() : threadDigest();
   try {
     return await summarizeWith(

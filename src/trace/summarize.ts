@@ -1,6 +1,7 @@
 // Streams an NDJSON agent log into the runtime-trace predicate (DESIGN §4) in one pass:
 // hash, validate, fold. Never holds the log; a bad line is counted, never thrown.
 import { stat } from "node:fs/promises";
+import { availableParallelism, loadavg } from "node:os";
 import { basename } from "node:path";
 import { DEFAULT_LIMITS } from "./accumulate.js";
 import { type ByteDigest, threadDigest, workerDigest } from "./digest.js";
@@ -28,17 +29,31 @@ export interface SummarizeOptions {
   /** false: only the reference parse (JSON.parse + schema), for comparing the fast path with. */
   fastPath?: boolean;
   /**
-   * Hash the log in a worker thread (digest.ts). Default: for files of at least
-   * WORKER_MIN_BYTES, where it pays for its start-up; summarizeStream hashes in this thread.
+   * Hash the log in a worker thread (digest.ts). Default: wantWorker(); summarizeStream
+   * always hashes in this thread. The predicate is the same either way.
    */
   hashWorker?: boolean;
 }
 
-/** From this size on summarizeFile hashes in a worker thread (its start-up is ~30 ms). */
+/** From this size on summarizeFile may hash in a worker thread (its start-up is ~30 ms). */
 export const WORKER_MIN_BYTES = 32 * 1024 * 1024;
 
+/**
+ * A worker pays only on a CPU that would otherwise be idle: it moves the hashing off the
+ * parser's thread but adds copying into the ring, so where every CPU is busy (the shared
+ * bench VM, load 2-3 on 2 vCPUs) it measured no faster. So: a large file, and a 1-minute
+ * load average that leaves at least one CPU free.
+ */
+export function wantWorker(
+  bytes: number,
+  cpus = availableParallelism(),
+  load = loadavg()[0],
+): boolean {
+  return bytes >= WORKER_MIN_BYTES && cpus >= 2 && (load ?? cpus) <= cpus - 1;
+}
+
 export async function summarizeFile(path: string, opts: SummarizeOptions = {}): Promise<Predicate> {
-  const inWorker = opts.hashWorker ?? (await stat(path)).size >= WORKER_MIN_BYTES;
+  const inWorker = opts.hashWorker ?? wantWorker((await stat(path)).size);
   const digest = inWorker ? workerDigest() : threadDigest();
   try {
     // 256 KiB reads: large enough that hashing and splitting work on long spans, small enough

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { threadDigest, workerDigest } from "../../src/trace/digest.js";
-import { summarizeFile } from "../../src/trace/summarize.js";
+import { summarizeFile, WORKER_MIN_BYTES, wantWorker } from "../../src/trace/summarize.js";
 
 const dir = mkdtempSync(join(tmpdir(), "dpndncy-digest-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -99,5 +99,17 @@ describe("summarizeFile hashing in a worker", () => {
     expect(inWorker.integrity.log_sha256_match).toBe(true);
     expect(inWorker.integrity.problems).toEqual(["LINES_AFTER_STOP"]);
     expect(inWorker.log.sha256).toBe(sha256(body + stop + line(seq + 1, "exit", ',"code":0')));
+  });
+});
+
+describe("wantWorker", () => {
+  it("only for a large file with a CPU to spare", () => {
+    const big = WORKER_MIN_BYTES;
+    expect(wantWorker(big, 2, 0.3)).toBe(true);
+    expect(wantWorker(big, 2, 1)).toBe(true);
+    expect(wantWorker(big, 2, 1.5)).toBe(false); // both CPUs mostly busy
+    expect(wantWorker(big, 1, 0)).toBe(false);
+    expect(wantWorker(big - 1, 8, 0)).toBe(false); // its start-up would not pay
+    expect(wantWorker(big, 4, 2.9)).toBe(true);
   });
 });
