@@ -99,7 +99,7 @@ async function parent(events: number, runs: number): Promise<void> {
       }
     }
     process.stdout.write(
-      `by default this machine now hashes in ${wantWorker(bytes) ? "a worker" : "the parser's thread"} (load ${loadavg()[0]?.toFixed(2)}, ${availableParallelism()} CPUs)\n`,
+      `by default this log is hashed in ${wantWorker(bytes) ? "a worker" : "the parser's thread"} (${availableParallelism()} CPUs, load ${loadavg()[0]?.toFixed(2)} at the end)\n`,
     );
     for (const hashing of ["thread", "worker"] as const) report(hashing, byHashing[hashing], bytes);
   } finally {

@@ -58302,7 +58302,7 @@ function repositoryVisibility(ci, env, readFile5) {
 
 // src/trace/summarize.ts
 import { stat } from "node:fs/promises";
-import { availableParallelism, loadavg } from "node:os";
+import { availableParallelism } from "node:os";
 import { basename as basename2 } from "node:path";
 
 // src/trace/accumulate.ts
@@ -59511,8 +59511,8 @@ function eachLineOfRun(buf, from, to, maxLineBytes, each) {
 
 // src/trace/summarize.ts
 var WORKER_MIN_BYTES = 32 * 1024 * 1024;
-function wantWorker(bytes, cpus = availableParallelism(), load = loadavg()[0]) {
-  return bytes >= WORKER_MIN_BYTES && cpus >= 2 && (load ?? cpus) <= cpus - 1;
+function wantWorker(bytes, cpus = availableParallelism()) {
+  return bytes >= WORKER_MIN_BYTES && cpus >= 2;
 }
 async function summarizeFile(path, opts = {}) {
   const inWorker = opts.hashWorker ?? wantWorker((await stat(path)).size);

@@ -103,13 +103,10 @@ describe("summarizeFile hashing in a worker", () => {
 });
 
 describe("wantWorker", () => {
-  it("only for a large file with a CPU to spare", () => {
+  it("only for a large file with a second CPU", () => {
     const big = WORKER_MIN_BYTES;
-    expect(wantWorker(big, 2, 0.3)).toBe(true);
-    expect(wantWorker(big, 2, 1)).toBe(true);
-    expect(wantWorker(big, 2, 1.5)).toBe(false); // both CPUs mostly busy
-    expect(wantWorker(big, 1, 0)).toBe(false);
-    expect(wantWorker(big - 1, 8, 0)).toBe(false); // its start-up would not pay
-    expect(wantWorker(big, 4, 2.9)).toBe(true);
+    expect(wantWorker(big, 2)).toBe(true);
+    expect(wantWorker(big, 1)).toBe(false);
+    expect(wantWorker(big - 1, 8)).toBe(false); // its start-up would not pay
   });
 });
