@@ -59516,7 +59516,7 @@ function wantWorker(bytes, cpus = availableParallelism()) {
 }
 async function summarizeFile(path, opts = {}) {
   const inWorker = opts.hashWorker ?? wantWorker((await stat(path)).size);
-  const digest = inWorker ? workerDigest() : threadDigest();
+  const digest = inWorker ? tryWorkerDigest() ?? threadDigest() : threadDigest();
   try {
     return await summarizeWith(
       fileChunks(path, 256 * 1024),
@@ -59525,6 +59525,13 @@ async function summarizeFile(path, opts = {}) {
     );
   } finally {
     await digest.close();
+  }
+}
+function tryWorkerDigest() {
+  try {
+    return workerDigest();
+  } catch {
+    return void 0;
   }
 }
 async function summarizeWith(stream, opts, digest) {

@@ -50,7 +50,7 @@ export function wantWorker(bytes: number, cpus = availableParallelism()): boolea
 
 export async function summarizeFile(path: string, opts: SummarizeOptions = {}): Promise<Predicate> {
   const inWorker = opts.hashWorker ?? wantWorker((await stat(path)).size);
-  const digest = inWorker ? workerDigest() : threadDigest();
+  const digest = inWorker ? (tryWorkerDigest() ?? threadDigest()) : threadDigest();
   try {
     // 256 KiB reads: large enough that hashing and splitting work on long spans, small enough
     // that the text decoded from them stays out of V8's large-object space (1 MiB read-stream
@@ -63,6 +63,18 @@ export async function summarizeFile(path: string, opts: SummarizeOptions = {}): 
     );
   } finally {
     await digest.close();
+  }
+}
+
+/**
+ * A worker digest, or undefined when no thread can be started here (the same digest is then
+ * computed in this thread: slower, never skipped). A worker that fails later is an error.
+ */
+function tryWorkerDigest(): ByteDigest | undefined {
+  try {
+    return workerDigest();
+  } catch {
+    return undefined;
   }
 }
 
