@@ -15870,7 +15870,7 @@ var require_polyfill = __commonJS({
       mkdir,
       readdir,
       readlink,
-      stat,
+      stat: stat2,
       symlink,
       unlink,
       utimes
@@ -15962,7 +15962,7 @@ var require_polyfill = __commonJS({
       return destStat.ino && destStat.dev && destStat.ino === srcStat.ino && destStat.dev === srcStat.dev;
     }
     function getStats(src, dest, opts) {
-      const statFunc = opts.dereference ? (file) => stat(file, { bigint: true }) : (file) => lstat(file, { bigint: true });
+      const statFunc = opts.dereference ? (file) => stat2(file, { bigint: true }) : (file) => lstat(file, { bigint: true });
       return Promise.all([
         statFunc(src),
         statFunc(dest).catch((err) => {
@@ -15983,7 +15983,7 @@ var require_polyfill = __commonJS({
       return getStatsForCopy(destStat, src, dest, opts);
     }
     function pathExists(dest) {
-      return stat(dest).then(
+      return stat2(dest).then(
         () => true,
         // istanbul ignore next: not sure when this would occur
         (err) => err.code === "ENOENT" ? false : Promise.reject(err)
@@ -15997,7 +15997,7 @@ var require_polyfill = __commonJS({
       }
       let destStat;
       try {
-        destStat = await stat(destParent, { bigint: true });
+        destStat = await stat2(destParent, { bigint: true });
       } catch (err) {
         if (err.code === "ENOENT") {
           return;
@@ -16033,7 +16033,7 @@ var require_polyfill = __commonJS({
       return getStatsForCopy(destStat, src, dest, opts);
     }
     async function getStatsForCopy(destStat, src, dest, opts) {
-      const statFn = opts.dereference ? stat : lstat;
+      const statFn = opts.dereference ? stat2 : lstat;
       const srcStat = await statFn(src);
       if (srcStat.isDirectory() && opts.recursive) {
         return onDir(srcStat, destStat, src, dest, opts);
@@ -16117,7 +16117,7 @@ var require_polyfill = __commonJS({
       return chmod(dest, srcMode);
     }
     async function setDestTimestamps(src, dest) {
-      const updatedSrcStat = await stat(src);
+      const updatedSrcStat = await stat2(src);
       return utimes(dest, updatedSrcStat.atime, updatedSrcStat.mtime);
     }
     function onDir(srcStat, destStat, src, dest, opts) {
@@ -16169,7 +16169,7 @@ var require_polyfill = __commonJS({
           errno: EINVAL
         });
       }
-      const srcStat = await stat(src);
+      const srcStat = await stat2(src);
       if (srcStat.isDirectory() && isSrcSubdir(resolvedDest, resolvedSrc)) {
         throw new ERR_FS_CP_SYMLINK_TO_SUBDIRECTORY({
           message: `cannot overwrite ${resolvedDest} with ${resolvedSrc}`,
@@ -18285,16 +18285,16 @@ var require_read = __commonJS({
     var MAX_SINGLE_READ_SIZE = 64 * 1024 * 1024;
     async function read(cache, integrity2, opts = {}) {
       const { size } = opts;
-      const { stat, cpath, sri } = await withContentSri(cache, integrity2, async (cpath2, sri2) => {
-        const stat2 = size ? { size } : await fs.stat(cpath2);
-        return { stat: stat2, cpath: cpath2, sri: sri2 };
+      const { stat: stat2, cpath, sri } = await withContentSri(cache, integrity2, async (cpath2, sri2) => {
+        const stat3 = size ? { size } : await fs.stat(cpath2);
+        return { stat: stat3, cpath: cpath2, sri: sri2 };
       });
-      if (stat.size > MAX_SINGLE_READ_SIZE) {
-        return readPipeline(cpath, stat.size, sri, new Pipeline()).concat();
+      if (stat2.size > MAX_SINGLE_READ_SIZE) {
+        return readPipeline(cpath, stat2.size, sri, new Pipeline()).concat();
       }
       const data = await fs.readFile(cpath, { encoding: null });
-      if (stat.size !== data.length) {
-        throw sizeError(stat.size, data.length);
+      if (stat2.size !== data.length) {
+        throw sizeError(stat2.size, data.length);
       }
       if (!ssri.checkData(data, sri)) {
         throw integrityError(sri, cpath);
@@ -18320,11 +18320,11 @@ var require_read = __commonJS({
       const { size } = opts;
       const stream = new Pipeline();
       Promise.resolve().then(async () => {
-        const { stat, cpath, sri } = await withContentSri(cache, integrity2, async (cpath2, sri2) => {
-          const stat2 = size ? { size } : await fs.stat(cpath2);
-          return { stat: stat2, cpath: cpath2, sri: sri2 };
+        const { stat: stat2, cpath, sri } = await withContentSri(cache, integrity2, async (cpath2, sri2) => {
+          const stat3 = size ? { size } : await fs.stat(cpath2);
+          return { stat: stat3, cpath: cpath2, sri: sri2 };
         });
-        return readPipeline(cpath, stat.size, sri, stream);
+        return readPipeline(cpath, stat2.size, sri, stream);
       }).catch((err) => stream.emit("error", err));
       return stream;
     }
@@ -18341,8 +18341,8 @@ var require_read = __commonJS({
       }
       try {
         return await withContentSri(cache, integrity2, async (cpath, sri) => {
-          const stat = await fs.stat(cpath);
-          return { size: stat.size, sri, stat };
+          const stat2 = await fs.stat(cpath);
+          return { size: stat2.size, sri, stat: stat2 };
         });
       } catch (err) {
         if (err.code === "ENOENT") {
@@ -21894,7 +21894,7 @@ var require_verify = __commonJS({
       mkdir,
       readFile: readFile5,
       rm,
-      stat,
+      stat: stat2,
       truncate,
       writeFile: writeFile2
     } = __require("fs/promises");
@@ -22010,7 +22010,7 @@ var require_verify = __commonJS({
             }
           } else {
             stats.reclaimedCount++;
-            const s = await stat(f);
+            const s = await stat2(f);
             await rm(f, { recursive: true, force: true });
             stats.reclaimedSize += s.size;
           }
@@ -22023,7 +22023,7 @@ var require_verify = __commonJS({
     async function verifyContent(filepath, sri) {
       const contentInfo = {};
       try {
-        const { size } = await stat(filepath);
+        const { size } = await stat2(filepath);
         contentInfo.size = size;
         contentInfo.valid = true;
         await ssri.checkStream(new fsm.ReadStream(filepath), sri);
@@ -22081,7 +22081,7 @@ var require_verify = __commonJS({
       for (const entry of bucket) {
         const content = contentPath(cache, entry.integrity);
         try {
-          await stat(content);
+          await stat2(content);
           await index.insert(cache, entry.key, entry.integrity, {
             metadata: entry.metadata,
             size: entry.size,
@@ -49947,8 +49947,8 @@ var require_osMemoryHeapLinux = __commonJS({
         // Use this one metric's `collect` to set all metrics' values.
         collect() {
           try {
-            const stat = fs.readFileSync("/proc/self/status", "utf8");
-            const structuredOutput = structureOutput(stat);
+            const stat2 = fs.readFileSync("/proc/self/status", "utf8");
+            const structuredOutput = structureOutput(stat2);
             residentMemGauge.set(labels, structuredOutput.VmRSS);
             virtualMemGauge.set(labels, structuredOutput.VmSize);
             heapSizeMemGauge.set(labels, structuredOutput.VmData);
@@ -58301,6 +58301,8 @@ function repositoryVisibility(ci, env, readFile5) {
 }
 
 // src/trace/summarize.ts
+import { stat } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { basename as basename2 } from "node:path";
 
 // src/trace/accumulate.ts
@@ -58335,7 +58337,9 @@ var Accumulator = class {
   execs = /* @__PURE__ */ new Map();
   execCount = 0;
   dnsNames = /* @__PURE__ */ new Map();
+  // rule -> path -> state: no key string joined (and flattened to be hashed) per event.
   files = /* @__PURE__ */ new Map();
+  fileCount = 0;
   start = null;
   stop = null;
   startRecords = 0;
@@ -58388,8 +58392,8 @@ var Accumulator = class {
   }
   addStep(entry, step) {
     const s = step ?? UNKNOWN_STEP;
-    if (s === entry.lastStep) return;
     const set = entry.steps;
+    if (s === entry.lastStep && set.size > 0) return;
     if (set.has(s)) return;
     if (set.size >= this.limits.steps_per_entry) {
       this.overflowed("steps_per_entry");
@@ -58426,9 +58430,9 @@ var Accumulator = class {
         count: 0,
         failed: 0,
         steps: /* @__PURE__ */ new Set(),
-        lastStep: null,
+        lastStep: "",
         rules: /* @__PURE__ */ new Set(),
-        lastRule: null
+        lastRule: ""
       };
       if (list) list.push(d);
       else {
@@ -58444,7 +58448,7 @@ var Accumulator = class {
     else if (e.verdict === "deny") v2.deny = (v2.deny ?? 0) + 1;
     else if (e.verdict === "audit") v2.audit = (v2.audit ?? 0) + 1;
     const rule = e.rule;
-    if (rule !== void 0 && rule !== d.lastRule && !d.rules.has(rule) && d.rules.size < this.limits.steps_per_entry) {
+    if (rule !== void 0 && (rule !== d.lastRule || d.rules.size === 0) && !d.rules.has(rule) && d.rules.size < this.limits.steps_per_entry) {
       d.lastRule = own(rule);
       d.rules.add(d.lastRule);
     }
@@ -58457,7 +58461,7 @@ var Accumulator = class {
       if (this.dnsNames.size >= this.limits.dns_names) {
         this.overflowed("dns_names");
       } else {
-        n = { count: 0, failed: 0, steps: /* @__PURE__ */ new Set(), lastStep: null };
+        n = { count: 0, failed: 0, steps: /* @__PURE__ */ new Set(), lastStep: "" };
         this.dnsNames.set(own(name), n);
       }
     }
@@ -58495,7 +58499,7 @@ var Accumulator = class {
         return;
       }
       const kept = arg1 === null ? null : own(arg1);
-      x = { binary: own(e.filename), arg1: kept, count: 0, steps: /* @__PURE__ */ new Set(), lastStep: null };
+      x = { binary: own(e.filename), arg1: kept, count: 0, steps: /* @__PURE__ */ new Set(), lastStep: "" };
       if (!byArg) {
         byArg = /* @__PURE__ */ new Map();
         this.execs.set(x.binary, byArg);
@@ -58507,10 +58511,10 @@ var Accumulator = class {
     this.addStep(x, e.step);
   }
   addFile(e) {
-    const key = `${e.rule}\0${e.path}`;
-    let f = this.files.get(key);
+    let byPath = this.files.get(e.rule);
+    let f = byPath?.get(e.path);
     if (!f) {
-      if (this.files.size >= this.limits.files) {
+      if (this.fileCount >= this.limits.files) {
         this.overflowed("files");
         return;
       }
@@ -58520,9 +58524,14 @@ var Accumulator = class {
         count: 0,
         comms: /* @__PURE__ */ new Set(),
         steps: /* @__PURE__ */ new Set(),
-        lastStep: null
+        lastStep: ""
       };
-      this.files.set(own(key), f);
+      if (!byPath) {
+        byPath = /* @__PURE__ */ new Map();
+        this.files.set(f.rule, byPath);
+      }
+      byPath.set(f.path, f);
+      this.fileCount += 1;
     }
     f.count += 1;
     if (f.comms.size < this.limits.steps_per_entry && !f.comms.has(e.comm))
@@ -58588,7 +58597,7 @@ var Accumulator = class {
   }
   sensitiveFiles() {
     const out = [];
-    for (const f of this.files.values()) {
+    for (const f of [...this.files.values()].flatMap((m) => [...m.values()])) {
       out.push({
         path: f.path,
         rule: f.rule,
@@ -58624,6 +58633,122 @@ function cmp(a, b) {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+// src/trace/digest.ts
+import { createHash as createHash3 } from "node:crypto";
+import { Worker } from "node:worker_threads";
+function threadDigest() {
+  const hash = createHash3("sha256");
+  return {
+    update: (b) => {
+      hash.update(b);
+    },
+    digest: () => hash.copy().digest("hex"),
+    close: async () => void 0
+  };
+}
+var SLOTS = 8;
+var SLOT_BYTES = 256 * 1024;
+var HEAD = 0;
+var TAIL = 1;
+var FAILED = 2;
+var REQ_DIGEST = -1;
+var REQ_END = -2;
+var ERROR_BYTES = 1024;
+var WORKER_TIMEOUT_MS = 6e4;
+var WORKER_SOURCE = `
+const { workerData } = require("node:worker_threads");
+const { createHash } = require("node:crypto");
+const { ctl, lens, ring, out, err, slots, slotBytes } = workerData;
+const hash = createHash("sha256");
+try {
+  for (let tail = 0; ; tail++) {
+    while (Atomics.load(ctl, ${HEAD}) === tail) Atomics.wait(ctl, ${HEAD}, tail);
+    const slot = tail % slots;
+    const len = lens[slot];
+    if (len >= 0) hash.update(ring.subarray(slot * slotBytes, slot * slotBytes + len));
+    else out.set(Buffer.from(hash.copy().digest("hex"), "latin1"));
+    Atomics.store(ctl, ${TAIL}, tail + 1);
+    Atomics.notify(ctl, ${TAIL});
+    if (len === ${REQ_END}) break;
+  }
+} catch (e) {
+  err.set(Buffer.from(String(e && e.message || e).slice(0, ${ERROR_BYTES} - 1), "latin1"));
+  Atomics.store(ctl, ${FAILED}, 1);
+  Atomics.notify(ctl, ${TAIL});
+}
+`;
+function workerDigest() {
+  const ctl = new Int32Array(new SharedArrayBuffer(4 * 4));
+  const lens = new Int32Array(new SharedArrayBuffer(4 * SLOTS));
+  const ring = new Uint8Array(new SharedArrayBuffer(SLOTS * SLOT_BYTES));
+  const out = new Uint8Array(new SharedArrayBuffer(64));
+  const err = new Uint8Array(new SharedArrayBuffer(ERROR_BYTES));
+  const worker = new Worker(WORKER_SOURCE, {
+    eval: true,
+    workerData: { ctl, lens, ring, out, err, slots: SLOTS, slotBytes: SLOT_BYTES },
+    // A hashing loop needs almost no heap; keep the isolate small.
+    resourceLimits: { maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 2 },
+    stdout: false,
+    stderr: false
+  });
+  worker.unref();
+  let exitError = null;
+  worker.on("error", (e) => {
+    exitError = e.message;
+  });
+  let head2 = 0;
+  let closed = false;
+  const failed = () => {
+    const n = err.indexOf(0);
+    const why = Buffer.from(err.subarray(0, n < 0 ? err.length : n)).toString("latin1");
+    return new Error(`SHA-256 worker failed: ${why || exitError || "no reason given"}`);
+  };
+  const waitDone = (n) => {
+    for (; ; ) {
+      if (Atomics.load(ctl, FAILED) !== 0) throw failed();
+      const tail = Atomics.load(ctl, TAIL);
+      if (tail >= n) return;
+      if (Atomics.wait(ctl, TAIL, tail, WORKER_TIMEOUT_MS) === "timed-out") {
+        throw new Error(`SHA-256 worker did not answer for ${WORKER_TIMEOUT_MS / 1e3} s`);
+      }
+    }
+  };
+  const post = (len) => {
+    lens[head2 % SLOTS] = len;
+    head2 += 1;
+    Atomics.store(ctl, HEAD, head2);
+    Atomics.notify(ctl, HEAD);
+    return head2;
+  };
+  const freeSlot = () => {
+    if (closed) throw new Error("SHA-256 worker already closed");
+    waitDone(head2 - SLOTS + 1);
+    return head2 % SLOTS;
+  };
+  return {
+    update(b) {
+      for (let at = 0; at < b.length; at += SLOT_BYTES) {
+        const piece = b.subarray(at, Math.min(at + SLOT_BYTES, b.length));
+        ring.set(piece, freeSlot() * SLOT_BYTES);
+        post(piece.length);
+      }
+    },
+    digest() {
+      freeSlot();
+      waitDone(post(REQ_DIGEST));
+      return Buffer.from(out).toString("latin1");
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (Atomics.load(ctl, FAILED) === 0 && Atomics.load(ctl, TAIL) > head2 - SLOTS) {
+        post(REQ_END);
+      }
+      await worker.terminate();
+    }
+  };
+}
+
 // src/trace/fold.ts
 import { isUtf8 } from "node:buffer";
 
@@ -58638,19 +58763,19 @@ var STRS = `(?:"${STR}"(?:,"${STR}")*)?`;
 var ANCESTOR = `\\{"pid":${INT},"comm":"${STR}"\\}`;
 var CONTAINER = `(?:,"container":\\{"runtime":"(?:docker|containerd|cri-o|podman|kubernetes|buildkit)","id":"(?:[0-9a-f]{64}|[0-9a-z]{25})","pod":(?:null|"[0-9a-f-]{32,36}")(?:,"image":(?:null|"${STR}"))?(?:,"requested_by":(?:null|${INT}))?\\})?`;
 var head = (kind) => `^\\{"v":1,"kind":"${kind}","ts":"${TS}","seq":(${UINT}),"pid":${UINT}(?:,"tid":${UINT})?,"ppid":${UINT},"uid":${UINT},"comm":"${kind === "file" ? `(${COMM})` : `()${COMM}`}","cgroup":${UINT},"step":(?:null|"(${STR})")${CONTAINER}`;
-var TAIL = `(?:,"ancestry":\\[(?:${ANCESTOR}(?:,${ANCESTOR})*)?\\])?\\}$`;
+var TAIL2 = `(?:,"ancestry":\\[(?:${ANCESTOR}(?:,${ANCESTOR})*)?\\])?\\}$`;
 var EXEC = new RegExp(
-  `${head("exec")},"filename":"(${STR})","argv":\\[(?:"${STR}"(?:,"(${STR})")?(?:,"${STR}")*)?\\](?:,"truncated":${BOOL})?${TAIL}`
+  `${head("exec")},"filename":"(${STR})","argv":\\[(?:"${STR}"(?:,"(${STR})")?(?:,"${STR}")*)?\\](?:,"truncated":${BOOL})?${TAIL2}`
 );
 var EXIT = new RegExp(`${head("exit")},"code":${INT}(?:,"signal":${INT})?\\}$`);
 var CONNECT = new RegExp(
-  `${head("connect")},"proto":"(tcp|udp|other)","family":"(inet6?)","addr":"(${STR})","port":(${UINT})(?:,"mapped":${BOOL})?,"result":(null|${INT})(?:,"op":"(?:connect|sendmsg|socket|bind)")?(?:,"source":"(?:tracepoint|cgroup)")?(?:,"verdict":"(allow|deny|audit)")?(?:,"rule":"(${STR})")?(?:,"pending":${BOOL})?${TAIL}`
+  `${head("connect")},"proto":"(?:tcp()|udp()|other)","family":"inet(6)?","addr":"(${STR})","port":(${UINT})(?:,"mapped":${BOOL})?,"result":(?:null()|(${INT}))(?:,"op":"(?:connect|sendmsg|socket|bind)")?(?:,"source":"(?:tracepoint|cgroup)")?(?:,"verdict":"(?:allow()|deny()|audit())")?(?:,"rule":"(${STR})")?(?:,"pending":${BOOL})?${TAIL2}`
 );
 var FILE = new RegExp(
-  `${head("file")},"path":"(${STR})","flags":${INT},"rule":"(${STR})"(?:,"path_truncated":${BOOL})?${TAIL}`
+  `${head("file")},"path":"(${STR})","flags":${INT},"rule":"(${STR})"(?:,"path_truncated":${BOOL})?${TAIL2}`
 );
 var DNS = new RegExp(
-  `${head("dns")},"name":"(${STR})","qtype":"${STR}","answers":\\[(${STRS})\\],"source":"(?:libc|packet)"(?:,"gai_error":${INT})?(?:,"rcode":(${INT}))?(?:,"server":"${STR}")?(?:,"transport":"(?:udp|tcp)")?(?:,"truncated":${BOOL})?${TAIL}`
+  `${head("dns")},"name":"(${STR})","qtype":"${STR}","answers":\\[(${STRS})\\],"source":"(?:libc|packet)"(?:,"gai_error":${INT})?(?:,"rcode":(${INT}))?(?:,"server":"${STR}")?(?:,"transport":"(?:udp|tcp)")?(?:,"truncated":${BOOL})?${TAIL2}`
 );
 var KIND_AT = 15;
 function fastParse(s) {
@@ -58658,25 +58783,23 @@ function fastParse(s) {
     case 99: {
       const m = CONNECT.exec(s);
       if (m === null) return void 0;
-      const port = Number(m[7]);
+      const port = digits(m[8]);
       if (port > 65535) return void 0;
       const e = {
         kind: "connect",
-        seq: Number(m[1]),
+        seq: digits(m[1]),
         step: m[3] ?? null,
-        // The constants, not the captured copies: later compares are then pointer compares.
-        // The pattern allows only these values, so one character tells them apart.
-        proto: m[4].charCodeAt(0) === 116 ? "tcp" : m[4] === "udp" ? "udp" : "other",
-        family: m[5].length === 4 ? "inet" : "inet6",
-        addr: m[6],
+        // The constants (later compares are pointer compares), told apart by the empty groups.
+        proto: m[4] !== void 0 ? "tcp" : m[5] !== void 0 ? "udp" : "other",
+        family: m[6] === void 0 ? "inet" : "inet6",
+        addr: m[7],
         port,
-        result: m[8] === "null" ? null : Number(m[8])
+        result: m[9] !== void 0 ? null : digits(m[10])
       };
-      const verdict = m[9];
-      if (verdict !== void 0) {
-        e.verdict = verdict === "allow" ? "allow" : verdict === "deny" ? "deny" : "audit";
-      }
-      if (m[10] !== void 0) e.rule = m[10];
+      if (m[11] !== void 0) e.verdict = "allow";
+      else if (m[12] !== void 0) e.verdict = "deny";
+      else if (m[13] !== void 0) e.verdict = "audit";
+      if (m[14] !== void 0) e.rule = m[14];
       return e;
     }
     case 100: {
@@ -58684,12 +58807,12 @@ function fastParse(s) {
       if (m === null) return void 0;
       const e = {
         kind: "dns",
-        seq: Number(m[1]),
+        seq: digits(m[1]),
         step: m[3] ?? null,
         name: m[4],
         answers: strings(m[5])
       };
-      if (m[6] !== void 0) e.rcode = Number(m[6]);
+      if (m[6] !== void 0) e.rcode = digits(m[6]);
       return e;
     }
     case 101: {
@@ -58698,7 +58821,7 @@ function fastParse(s) {
         if (m2 === null) return void 0;
         return {
           kind: "exec",
-          seq: Number(m2[1]),
+          seq: digits(m2[1]),
           step: m2[3] ?? null,
           filename: m2[4],
           arg1: m2[5] ?? null
@@ -58706,14 +58829,14 @@ function fastParse(s) {
         };
       }
       const m = EXIT.exec(s);
-      return m === null ? void 0 : { kind: "exit", seq: Number(m[1]) };
+      return m === null ? void 0 : { kind: "exit", seq: digits(m[1]) };
     }
     case 102: {
       const m = FILE.exec(s);
       if (m === null) return void 0;
       return {
         kind: "file",
-        seq: Number(m[1]),
+        seq: digits(m[1]),
         step: m[3] ?? null,
         comm: m[2],
         path: m[4],
@@ -58723,6 +58846,12 @@ function fastParse(s) {
     default:
       return void 0;
   }
+}
+function digits(t) {
+  const neg = t.charCodeAt(0) === 45;
+  let n = 0;
+  for (let i = neg ? 1 : 0; i < t.length; i++) n = n * 10 + (t.charCodeAt(i) - 48);
+  return neg ? -n : n;
 }
 function strings(body) {
   if (body.length === 0) return [];
@@ -59227,11 +59356,9 @@ var SeqTracker = class {
 
 // src/trace/lines.ts
 import { isAscii } from "node:buffer";
-import { createHash as createHash3 } from "node:crypto";
 import { open } from "node:fs/promises";
 var DEFAULT_MAX_LINE_BYTES = 1 << 20;
-async function readLines(stream, sink, maxLineBytes = DEFAULT_MAX_LINE_BYTES) {
-  const hash = createHash3("sha256");
+async function readLines(stream, sink, maxLineBytes = DEFAULT_MAX_LINE_BYTES, hash = threadDigest()) {
   let total = 0;
   const info = { number: 0, terminated: true, oversize: false };
   let cur = Buffer.alloc(0);
@@ -59248,7 +59375,7 @@ async function readLines(stream, sink, maxLineBytes = DEFAULT_MAX_LINE_BYTES) {
   };
   const prefixDigest = () => {
     catchUp(lineStart);
-    return hash.copy().digest("hex");
+    return hash.digest();
   };
   const emit = (text, bytes, terminated, oversize) => {
     info.number += 1;
@@ -59329,7 +59456,7 @@ async function readLines(stream, sink, maxLineBytes = DEFAULT_MAX_LINE_BYTES) {
     emitBytes(Buffer.concat(pending), false);
     hashPending();
   }
-  return { sha256: hash.digest("hex"), bytes: total, lines: info.number };
+  return { sha256: hash.digest(), bytes: total, lines: info.number };
 }
 var EMPTY = Buffer.alloc(0);
 async function* fileChunks(path, size) {
@@ -59383,20 +59510,38 @@ function eachLineOfRun(buf, from, to, maxLineBytes, each) {
 }
 
 // src/trace/summarize.ts
-async function summarizeFile(path, opts = {}) {
-  return summarizeStream(fileChunks(path, 256 * 1024), {
-    ...opts,
-    logName: opts.logName ?? basename2(path)
-  });
+var WORKER_MIN_BYTES = 32 * 1024 * 1024;
+function wantWorker(bytes, cpus = availableParallelism()) {
+  return bytes >= WORKER_MIN_BYTES && cpus >= 2;
 }
-async function summarizeStream(stream, opts) {
+async function summarizeFile(path, opts = {}) {
+  const inWorker = opts.hashWorker ?? wantWorker((await stat(path)).size);
+  const digest = inWorker ? tryWorkerDigest() ?? threadDigest() : threadDigest();
+  try {
+    return await summarizeWith(
+      fileChunks(path, 256 * 1024),
+      { ...opts, logName: opts.logName ?? basename2(path) },
+      digest
+    );
+  } finally {
+    await digest.close();
+  }
+}
+function tryWorkerDigest() {
+  try {
+    return workerDigest();
+  } catch {
+    return void 0;
+  }
+}
+async function summarizeWith(stream, opts, digest) {
   const maxLineBytes = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
   const fold = new TraceFold(
     { ...DEFAULT_LIMITS, ...opts.limits },
     maxLineBytes,
     opts.fastPath ?? true
   );
-  const read = await readLines(stream, fold, maxLineBytes);
+  const read = await readLines(stream, fold, maxLineBytes, digest);
   return predicate(fold, read, opts);
 }
 function predicate(fold, read, opts) {

@@ -69,16 +69,21 @@ interface DestState {
   count: number;
   failed: number;
   steps: Set<string>;
-  /** The step last found in `steps`: consecutive events mostly share it, and a compare is cheaper than a Set lookup. */
-  lastStep: string | null;
+  /**
+   * The step last added to `steps`: consecutive events mostly share it, and a compare is
+   * cheaper than a Set lookup. "" until then, with `steps` empty: a string, not null, so the
+   * compare stays a string compare (a compare with null or a string goes the generic way).
+   */
+  lastStep: string;
   rules: Set<string>;
-  lastRule: string | null;
+  /** Likewise for `rules`. */
+  lastRule: string;
 }
 
 interface CountedSteps {
   count: number;
   steps: Set<string>;
-  lastStep: string | null;
+  lastStep: string;
 }
 
 type ExecState = CountedSteps & { binary: string; arg1: string | null };
@@ -99,7 +104,9 @@ export class Accumulator {
   private readonly execs = new Map<string, Map<string | null, ExecState>>();
   private execCount = 0;
   private readonly dnsNames = new Map<string, DnsState>();
-  private readonly files = new Map<string, FileState>();
+  // rule -> path -> state: no key string joined (and flattened to be hashed) per event.
+  private readonly files = new Map<string, Map<string, FileState>>();
+  private fileCount = 0;
   start: AgentEvent | null = null;
   stop: AgentEvent | null = null;
   startRecords = 0;
@@ -158,8 +165,9 @@ export class Accumulator {
 
   private addStep(entry: CountedSteps, step: string | null): void {
     const s = step ?? UNKNOWN_STEP;
-    if (s === entry.lastStep) return;
     const set = entry.steps;
+    // lastStep is in the set once the set has anything: before, it is only the placeholder.
+    if (s === entry.lastStep && set.size > 0) return;
     if (set.has(s)) return;
     if (set.size >= this.limits.steps_per_entry) {
       this.overflowed("steps_per_entry");
@@ -197,9 +205,9 @@ export class Accumulator {
         count: 0,
         failed: 0,
         steps: new Set(),
-        lastStep: null,
+        lastStep: "",
         rules: new Set(),
-        lastRule: null,
+        lastRule: "",
       };
       if (list) list.push(d);
       else {
@@ -218,7 +226,7 @@ export class Accumulator {
     const rule = e.rule;
     if (
       rule !== undefined &&
-      rule !== d.lastRule &&
+      (rule !== d.lastRule || d.rules.size === 0) &&
       !d.rules.has(rule) &&
       d.rules.size < this.limits.steps_per_entry
     ) {
@@ -235,7 +243,7 @@ export class Accumulator {
       if (this.dnsNames.size >= this.limits.dns_names) {
         this.overflowed("dns_names");
       } else {
-        n = { count: 0, failed: 0, steps: new Set(), lastStep: null };
+        n = { count: 0, failed: 0, steps: new Set(), lastStep: "" };
         this.dnsNames.set(own(name), n);
       }
     }
@@ -275,7 +283,7 @@ export class Accumulator {
         return;
       }
       const kept = arg1 === null ? null : own(arg1);
-      x = { binary: own(e.filename), arg1: kept, count: 0, steps: new Set(), lastStep: null };
+      x = { binary: own(e.filename), arg1: kept, count: 0, steps: new Set(), lastStep: "" };
       if (!byArg) {
         byArg = new Map();
         this.execs.set(x.binary, byArg);
@@ -288,10 +296,10 @@ export class Accumulator {
   }
 
   private addFile(e: View<"file">): void {
-    const key = `${e.rule}\0${e.path}`;
-    let f = this.files.get(key);
+    let byPath = this.files.get(e.rule);
+    let f = byPath?.get(e.path);
     if (!f) {
-      if (this.files.size >= this.limits.files) {
+      if (this.fileCount >= this.limits.files) {
         this.overflowed("files");
         return;
       }
@@ -301,9 +309,14 @@ export class Accumulator {
         count: 0,
         comms: new Set(),
         steps: new Set(),
-        lastStep: null,
+        lastStep: "",
       };
-      this.files.set(own(key), f);
+      if (!byPath) {
+        byPath = new Map();
+        this.files.set(f.rule, byPath);
+      }
+      byPath.set(f.path, f);
+      this.fileCount += 1;
     }
     f.count += 1;
     if (f.comms.size < this.limits.steps_per_entry && !f.comms.has(e.comm))
@@ -379,7 +392,7 @@ export class Accumulator {
 
   sensitiveFiles(): SensitiveFile[] {
     const out: SensitiveFile[] = [];
-    for (const f of this.files.values()) {
+    for (const f of [...this.files.values()].flatMap((m) => [...m.values()])) {
       out.push({
         path: f.path,
         rule: f.rule,

@@ -9,8 +9,8 @@
 // Memory is bounded by the stream's chunk size plus one line (lines over maxLineBytes are
 // hashed and discarded, and reported as oversize).
 import { isAscii } from "node:buffer";
-import { createHash, type Hash } from "node:crypto";
 import { open } from "node:fs/promises";
+import { type ByteDigest, threadDigest } from "./digest.js";
 
 export interface LineInfo {
   /** 1-based line number. */
@@ -44,8 +44,8 @@ export async function readLines(
   stream: AsyncIterable<Buffer | string>,
   sink: LineSink,
   maxLineBytes = DEFAULT_MAX_LINE_BYTES,
+  hash: ByteDigest = threadDigest(),
 ): Promise<ReadResult> {
-  const hash: Hash = createHash("sha256");
   let total = 0;
   // One LineInfo for every line: an allocation per line is measurable at millions of lines.
   const info: LineInfo = { number: 0, terminated: true, oversize: false };
@@ -69,7 +69,7 @@ export async function readLines(
   // Digest of every byte before the current line.
   const prefixDigest = (): string => {
     catchUp(lineStart);
-    return hash.copy().digest("hex");
+    return hash.digest();
   };
   const emit = (
     text: string | null,
@@ -161,7 +161,7 @@ export async function readLines(
     emitBytes(Buffer.concat(pending), false);
     hashPending();
   }
-  return { sha256: hash.digest("hex"), bytes: total, lines: info.number };
+  return { sha256: hash.digest(), bytes: total, lines: info.number };
 }
 
 const EMPTY = Buffer.alloc(0);

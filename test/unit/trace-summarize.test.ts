@@ -202,6 +202,81 @@ describe("summarize: damaged lines are counted, not thrown", () => {
     expect(p).toEqual(whole);
   });
 
+  it("records an empty step or rule the first time it is seen, and a path under each rule", async () => {
+    // The fold's "last seen" shortcuts start as "" with nothing recorded: "" must still count.
+    const ev = (seq: number, kind: string, extra: Record<string, unknown>) =>
+      JSON.stringify({
+        v: 1,
+        kind,
+        ts: "2026-11-20T10:00:00.000000000Z",
+        seq,
+        pid: 5,
+        ppid: 1,
+        uid: 0,
+        comm: "sh",
+        cgroup: 1,
+        step: "",
+        ...extra,
+      });
+    const conn = { proto: "tcp", family: "inet", addr: "192.0.2.1", port: 443, result: 0 };
+    const file = { path: "/home/r/.ssh/id", flags: 0 };
+    const p = await summarizeBytes(
+      [
+        ev(0, "connect", { ...conn, verdict: "allow", rule: "" }),
+        ev(1, "connect", { ...conn, verdict: "allow", rule: "" }),
+        ev(2, "file", { ...file, rule: "" }),
+        ev(3, "file", { ...file, rule: "ssh" }),
+        ev(4, "file", { ...file, rule: "" }),
+        ev(5, "exec", { filename: "/bin/sh", argv: ["sh"] }),
+        "",
+      ].join("\n"),
+    );
+    expect(p.egress.map((d) => [d.count, d.steps, d.rules])).toEqual([[2, [""], [""]]]);
+    expect(p.files.map((f) => [f.rule, f.count, f.steps])).toEqual([
+      ["", 2, [""]],
+      ["ssh", 1, [""]],
+    ]);
+    expect(p.exec.map((x) => x.steps)).toEqual([[""]]);
+  });
+
+  it("counts steps past the 31 the fold numbers, and overflows an entry's steps exactly", async () => {
+    // 40 steps, twice over, all to one destination: the first 31 take the fold's bit cache,
+    // the others only its Set; a limit of 35 keeps the first 35 and counts the other 5 twice.
+    const lines: string[] = [];
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 40; i++) {
+        lines.push(
+          JSON.stringify({
+            v: 1,
+            kind: "connect",
+            ts: "2026-11-20T10:00:00.000000000Z",
+            seq: lines.length,
+            pid: 5,
+            ppid: 1,
+            uid: 0,
+            comm: "sh",
+            cgroup: 1,
+            step: `s${String(i).padStart(2, "0")}`,
+            proto: "tcp",
+            family: "inet",
+            addr: "192.0.2.1",
+            port: 443,
+            result: 0,
+          }),
+        );
+      }
+    }
+    const path = join(dir, `log-${n++}.ndjson`);
+    writeFileSync(path, `${lines.join("\n")}\n`);
+    const all = await summarizeFile(path);
+    const steps = Array.from({ length: 40 }, (_, i) => `s${String(i).padStart(2, "0")}`);
+    expect(all.egress.map((d) => [d.count, d.steps])).toEqual([[80, steps]]);
+    expect(all.overflow).toEqual({});
+    const capped = await summarizeFile(path, { limits: { steps_per_entry: 35 } });
+    expect(capped.egress.map((d) => d.steps)).toEqual([steps.slice(0, 35)]);
+    expect(capped.overflow).toEqual({ steps_per_entry: 10 });
+  });
+
   it("keeps memory bounded: collections stop at their limits and count the overflow", async () => {
     const p = await summarizeFile(FIXTURE, { limits: { destinations: 2, dns_names: 1, execs: 1 } });
     expect(p.egress).toHaveLength(2);
