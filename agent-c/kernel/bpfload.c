@@ -67,6 +67,15 @@ static int add_link(struct agent_bpf *a, struct bpf_link *l, const char *name, c
 	return 0;
 }
 
+/* a map size the tests set from the environment (min .. 4M), or 0 */
+static uint32_t env_entries(const char *name, long min)
+{
+	const char *e = getenv(name);
+	long v = e ? strtol(e, NULL, 10) : 0;
+
+	return v >= min && v <= (1 << 22) ? (uint32_t)v : 0;
+}
+
 static int reuse(struct bpf_map *dst, struct bpf_map *src)
 {
 	return bpf_map__reuse_fd(dst, bpf_map__fd(src));
@@ -132,7 +141,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 {
 	struct agent_bpf *a = calloc(1, sizeof(*a));
 	const struct bpf_program *keep[32]; /* every program of connect.bpf.c that can be kept at once fits */
-	uint32_t self = (uint32_t)getpid(), zero = 0;
+	uint32_t self = (uint32_t)getpid(), zero = 0, v;
 	struct dp_agent_cfg acfg = {.mode = (uint32_t)cfg->mode, .agent_tgid = self};
 	int err, nk, want_result, result_kp;
 	char nm[64];
@@ -154,15 +163,10 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	a->exec->rodata->track_jobs = cfg->daemon ? 1 : 0;
 	a->exec->rodata->fork_tp = pr->fork_raw_tp ? 0 : 1;
 	bpf_map__set_max_entries(a->exec->maps.events, cfg->ringbuf_mb << 20);
-	{
-		/* processes with a step / job at once (default 32768); smaller only to test a full map */
-		const char *pm = getenv("DPNDNCY_PROC_MAP_ENTRIES");
-		long v = pm ? strtol(pm, NULL, 10) : 0;
-
-		if (v >= 64 && v <= (1 << 22)) {
-			bpf_map__set_max_entries(a->exec->maps.steps, (uint32_t)v);
-			bpf_map__set_max_entries(a->exec->maps.jobs, (uint32_t)v);
-		}
+	/* processes with a step / job at once (default 32768); smaller only to test a full map */
+	if ((v = env_entries("DPNDNCY_PROC_MAP_ENTRIES", 64))) {
+		bpf_map__set_max_entries(a->exec->maps.steps, v);
+		bpf_map__set_max_entries(a->exec->maps.jobs, v);
 	}
 	nk = 0;
 	keep[nk++] = a->exec->progs.dp_exec;
@@ -200,14 +204,9 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	if (!a->conn)
 		goto open_fail;
 	SHARE(a->conn);
-	{
-		/* addresses learned from DNS at once (default 65536); smaller only to test a full map */
-		const char *lm = getenv("DPNDNCY_LEARNED_MAP_ENTRIES");
-		long v = lm ? strtol(lm, NULL, 10) : 0;
-
-		if (v >= 16 && v <= (1 << 22))
-			bpf_map__set_max_entries(a->conn->maps.learned, (uint32_t)v);
-	}
+	/* addresses learned from DNS at once (default 65536); smaller only to test a full map */
+	if ((v = env_entries("DPNDNCY_LEARNED_MAP_ENTRIES", 16)))
+		bpf_map__set_max_entries(a->conn->maps.learned, v);
 	/* the result join needs syscall tracepoints: only where the file hook already pays for them */
 	want_result = pr->file_choice == FH_TRACEPOINT || getenv("DPNDNCY_CONNECT_RESULT");
 	/* elsewhere the result comes from a kprobe pair on connect(2), where kprobes work */
@@ -562,33 +561,6 @@ void bpf_teardown(struct agent_bpf *a)
 	connect_bpf__destroy(a->conn);
 	exec_bpf__destroy(a->exec);
 	free(a);
-}
-
-void attach_json(const struct attach_info *ai, struct sbuf *b)
-{
-	sb_puts(b, "{\"exec\":");
-	sb_json_cstr(b, ai->exec);
-	sb_puts(b, ",\"connect\":");
-	sb_json_cstr(b, ai->connect);
-	sb_puts(b, ",\"file\":");
-	sb_json_cstr(b, ai->file);
-	sb_puts(b, ",\"dns\":");
-	sb_json_cstr(b, ai->dns);
-	sb_puts(b, ",\"exit\":");
-	sb_json_cstr(b, ai->exitp);
-	sb_puts(b, ",\"fork\":");
-	sb_json_cstr(b, ai->fork);
-	sb_puts(b, ",\"connect_result\":");
-	sb_json_cstr(b, ai->connect_result);
-	if (ai->dns_packet[0]) {
-		sb_puts(b, ",\"dns_packet\":");
-		sb_json_cstr(b, ai->dns_packet);
-	}
-	if (ai->tamper[0]) {
-		sb_puts(b, ",\"tamper\":");
-		sb_json_cstr(b, ai->tamper);
-	}
-	sb_putc(b, '}');
 }
 
 /* ---- accessors for agent-c/features/integrity.c ---- */

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "dpndncy.h"
+#include "kernel/attachinfo.h"
 
 struct config;
 struct probe_result;
@@ -15,11 +16,6 @@ struct bpf_link;
 /* links an agent holds: its hooks (about 16) and two per probed container libc (256 at most) */
 #define MAX_LINKS (64 + 2 * 256)
 struct agent_bpf;
-struct attach_info {
-	char exec[128], exitp[128], fork[128], connect[160], connect_result[128];
-	char file[128], dns[160], dns_packet[128];
-	char tamper[256];      /* filled after integrity_start (as long as integrity.c's tamper_attach) */
-};
 /*
  * What the layers above add while the objects load and attach, each where the kernel needs it
  * (everything before the first program is attached); the session (commands/session.c) fills it. bpfload.c
@@ -61,7 +57,6 @@ void bpf_flush_pending(struct agent_bpf *a);
 void bpf_read_drops(struct agent_bpf *a, uint64_t drops[DP_KIND_MAX]);
 void bpf_teardown(struct agent_bpf *a);
 const char *bpf_pin_dir(struct agent_bpf *a);
-void attach_json(const struct attach_info *ai, struct sbuf *b);
 
 /* one more libc (a container's, by path) gets the getaddrinfo uprobe + uretprobe; 0 ok */
 int bpf_attach_libc(struct agent_bpf *a, const char *path, char *errbuf, size_t errn);
