@@ -74,7 +74,8 @@ struct walk {
 	struct ct_path *p;
 	__u32 n;          /* path length, NUL excluded */
 	__u32 last;       /* index of the last '/' */
-	__u64 h;          /* FNV-1a 64 of p->s[0, last) */
+	__u64 h;          /* FNV-1a 64 of p->s[0, last), once hashed */
+	__u8 hashed;
 };
 
 static long last_slash(__u64 i, void *data)
@@ -139,6 +140,16 @@ static __always_inline int id_like(struct ct_path *p, __u32 from, __u32 to)
 	return to - from == 64 ? c.hex : c.b36;
 }
 
+/* the parent's hash, computed the first time a map is asked (most cgroups made need none) */
+static __always_inline __u64 *parent_hash(struct walk *w)
+{
+	if (!w->hashed) {
+		bpf_loop(CT_PATH, hash_prefix, w, 0);
+		w->hashed = 1;
+	}
+	return &w->h;
+}
+
 /* the last component (after w->last) is <prefix><id>.scope, prefix docker- or libpod- */
 static __always_inline int scope_named(struct walk *w)
 {
@@ -152,7 +163,7 @@ static __always_inline int scope_named(struct walk *w)
 /* <slice>/docker-<id>.scope or <slice>/libpod-<id>.scope */
 static __always_inline int in_slice_scope(struct walk *w)
 {
-	return scope_named(w) && bpf_map_lookup_elem(&ct_slices, &w->h) != 0;
+	return scope_named(w) && bpf_map_lookup_elem(&ct_slices, parent_hash(w)) != 0;
 }
 
 /* the parent's path (p->s[0, w->last)) ends in /name */
@@ -173,7 +184,7 @@ static __always_inline int container_named(struct walk *w)
 	if (!id_like(w->p, w->last + 1, w->n))
 		return 0;
 	return parent_is(w, "/docker", 7) || parent_is(w, "/buildkit", 9) || parent_is(w, "/libpod_parent", 14) ||
-	       bpf_map_lookup_elem(&ct_parents, &w->h) != 0;
+	       bpf_map_lookup_elem(&ct_parents, parent_hash(w)) != 0;
 }
 
 /*
@@ -218,7 +229,6 @@ int dp_cgroup_mkdir(struct trace_event_raw_cgroup *ctx)
 		struct walk w = {.p = p, .n = (__u32)(n - 1), .h = 0xcbf29ce484222325ULL};
 
 		bpf_loop(CT_PATH, last_slash, &w, 0);
-		bpf_loop(CT_PATH, hash_prefix, &w, 0);
 		if (in_slice_scope(&w))
 			bpf_map_update_elem(&ct_judged_cg, &id, &one, BPF_ANY);
 		/* before the agent is told: its answer replaces "pending", never the reverse */

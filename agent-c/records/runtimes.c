@@ -167,8 +167,11 @@ int runtimes_bpf_load(const struct judged_maps *m, const char *cg2root, char *wh
 	int err;
 
 	cskel = containers_bpf__open();
-	if (cskel)
+	if (cskel) {
 		cskel->rodata->track_jobs = m->track_jobs ? 1 : 0;
+		/* a removed cgroup's job only matters where cgroups have jobs */
+		bpf_program__set_autoload(cskel->progs.dp_cgroup_rmdir, m->track_jobs != 0);
+	}
 	KM.jobs_fd = m->jobs;
 	if (!cskel || bpf_map__reuse_fd(cskel->maps.ct_judged_cg, m->judged) < 0 ||
 	    bpf_map__reuse_fd(cskel->maps.jobs, m->jobs) < 0 || bpf_map__reuse_fd(cskel->maps.cg_job, m->cg_job) < 0 ||

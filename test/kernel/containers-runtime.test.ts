@@ -52,6 +52,23 @@ interface Ct {
 }
 const ct = (e: Ev): Ct | undefined => (e as { container?: Ct }).container;
 
+/** A workload's output file without the colour codes docker build writes. */
+function plainText(path: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
+  return readFileSync(path, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+}
+
+/** A build context whose one RUN line tries ${addr}:${port} and prints TAG-CONNECTED or TAG-BLOCKED. */
+function buildContext(dir: string, name: string, addr: string, port: number, tag: string): string {
+  const ctx = join(dir, name);
+  mkdirSync(ctx);
+  writeFileSync(
+    join(ctx, "Dockerfile"),
+    `FROM ${IMAGE}\nRUN echo x | nc -w2 ${addr} ${port} && echo ${tag}-CONNECTED || echo ${tag}-BLOCKED\n`,
+  );
+  return ctx;
+}
+
 describeKernel("containers with a real runtime (docker)", () => {
   let d: Dockerd;
 
@@ -150,8 +167,7 @@ describeKernel("containers with a real runtime (docker)", () => {
       ),
     });
     expectRunOk(r);
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
-    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+    const text = plainText(out);
     const part = (name: string): string => text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
     expect(part("direct"), text).toMatch(/Operation not permitted/);
     expect(part("direct")).not.toMatch(/CONNECTED/);
@@ -187,18 +203,8 @@ describeKernel("containers with a real runtime (docker)", () => {
   it("enforce: a docker build RUN line's egress, an image pull from a registry the policy does not name, and the embedded resolver forwarding to an unsanctioned server are blocked; a named registry is reached", async () => {
     const dir = tempDir("ctbuild");
     const out = join(dir, "out");
-    const ctx = join(dir, "ctx");
-    mkdirSync(ctx);
-    writeFileSync(
-      join(ctx, "Dockerfile"),
-      `FROM ${IMAGE}\nRUN echo x | nc -w2 ${BLOCKED} 80 && echo RUN-CONNECTED || echo RUN-BLOCKED\n`,
-    );
-    const bkCtx = join(dir, "bkctx");
-    mkdirSync(bkCtx);
-    writeFileSync(
-      join(bkCtx, "Dockerfile"),
-      `FROM ${IMAGE}\nRUN echo x | nc -w2 ${BLOCKED} 81 && echo BK-CONNECTED || echo BK-BLOCKED\n`,
-    );
+    const ctx = buildContext(dir, "ctx", BLOCKED, 80, "RUN");
+    const bkCtx = buildContext(dir, "bkctx", BLOCKED, 81, "BK");
     const policy = `allow-cidr ${ALLOWED}/32:5000\ndns-resolver 192.0.2.53\n`;
     const r = await agentRun({
       args: ["--mode", "enforce", "--config", config(dir, policy)],
@@ -226,8 +232,7 @@ describeKernel("containers with a real runtime (docker)", () => {
       ),
     });
     expectRunOk(r);
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
-    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+    const text = plainText(out);
     const part = (name: string): string => text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
     expect(part("build"), text).toMatch(/Operation not permitted/);
     expect(part("build"), text).toMatch(/^RUN-BLOCKED$/m);
@@ -303,8 +308,7 @@ describeKernel("containers with a real runtime (docker)", () => {
       ),
     });
     expectRunOk(r);
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
-    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+    const text = plainText(out);
     const part = (name: string): string => text.split(`== ${name}\n`)[1]?.split("\n== ")[0] ?? "";
     expect(part("before"), text).toMatch(/Operation not permitted/);
     // what a privileged container can do: it holds CAP_SYS_ADMIN over the host's BPF objects
@@ -337,12 +341,7 @@ describeKernel("containers with a real runtime (docker)", () => {
   async function cliJob(dir: string, extra: string[]): Promise<{ text: string; start: string }> {
     const out = join(dir, "out");
     const trace = join(dir, "trace");
-    const ctx = join(dir, "ctx");
-    mkdirSync(ctx);
-    writeFileSync(
-      join(ctx, "Dockerfile"),
-      `FROM ${IMAGE}\nRUN echo x | nc -w2 ${BLOCKED} 80 && echo BK-CONNECTED || echo BK-BLOCKED\n`,
-    );
+    const ctx = buildContext(dir, "ctx", BLOCKED, 80, "BK");
     const policy = join(dir, "policy.yml");
     writeFileSync(
       policy,
@@ -384,8 +383,7 @@ describeKernel("containers with a real runtime (docker)", () => {
     );
     const start = readFileSync(join(dir, "start.err"), "utf8");
     expect(r.code, `${start}\n${r.stderr}`).toBe(0);
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
-    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+    const text = plainText(out);
     return { text, start };
   }
 
@@ -532,18 +530,8 @@ describeKernel("containers with a real runtime (docker)", () => {
       conf,
     ]);
     const nonce = `${process.pid}-${Date.now()}`;
-    const ctx = join(dir, "ctx");
-    mkdirSync(ctx);
-    writeFileSync(
-      join(ctx, "Dockerfile"),
-      `FROM ${IMAGE}\nRUN echo x | nc -w2 ${BLOCKED} 81 && echo RUN-CONNECTED || echo RUN-BLOCKED\n`,
-    );
-    const bkCtx = join(dir, "bkctx");
-    mkdirSync(bkCtx);
-    writeFileSync(
-      join(bkCtx, "Dockerfile"),
-      `FROM ${IMAGE}\nRUN echo x | nc -w2 ${BLOCKED} 82 && echo BK-CONNECTED || echo BK-BLOCKED\n`,
-    );
+    const ctx = buildContext(dir, "ctx", BLOCKED, 81, "RUN");
+    const bkCtx = buildContext(dir, "bkctx", BLOCKED, 82, "BK");
     const bodies = {
       a: [
         `$D run --rm ${IMAGE} sh -c 'echo x | nc -w2 ${ALLOWED} 80 && echo A-ALLOWED; echo x | nc -w2 ${BLOCKED} 80 && echo A-BLOCKED-CONNECTED; true'`,
@@ -553,6 +541,8 @@ describeKernel("containers with a real runtime (docker)", () => {
         "$D network create --subnet 203.0.113.0/24 dpkt-dnet >/dev/null",
         `$D run --rm --network dpkt-dnet --dns 192.0.2.53 ${IMAGE} sh -c 'ip=$(nslookup named.test | awk "/^Address: /{a=\\$2} END{print a}"); echo "ip=$ip"; echo x | nc -w2 $ip 80 && echo A-EMBEDDED-OK; true'`,
         "$D network rm dpkt-dnet >/dev/null",
+        // restarted by dockerd with no client connected: still job a's (the container id's job)
+        `$D run -d --cidfile ${join(dir, "restart.cid")} --restart on-failure:2 ${IMAGE} sh -c 'echo x | nc -w2 ${ALLOWED} 80; exit 1' >/dev/null; sleep 4; $D rm -f $(cat ${join(dir, "restart.cid")}) >/dev/null`,
         // the daemon's pulls (no job's, never exempt): only the default policy's registry
         `echo "== pull"; $D pull ${BLOCKED}:5000/x:secret-a; $D pull ${ALLOWED}:5000/x:ok; echo "== end"`,
         `DOCKER_BUILDKIT=0 $D build --no-cache -t dpkt-dj:1 ${ctx} && $D rmi dpkt-dj:1 >/dev/null`,
@@ -600,8 +590,7 @@ describeKernel("containers with a real runtime (docker)", () => {
     expect(dm.bg.stderr()).toMatch(
       /clients of 2 jobs were connected to the runtime's API socket; judged and logged as the job of pid \d+/,
     );
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
-    const outA = readFileSync(ja.out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+    const outA = plainText(ja.out);
     expect(outA).toMatch(/^A-ALLOWED$/m);
     expect(outA).toMatch(/^A-CLAIM-ALLOWED$/m);
     expect(outA).toMatch(new RegExp(`^ip=${BLOCKED}$`, "m"));
@@ -699,6 +688,14 @@ describeKernel("containers with a real runtime (docker)", () => {
       expect(ct(e as Ev)?.runtime).toBe(runtime);
       expect(cliOf(logA, sub)).toContain(ct(e as Ev)?.requested_by);
     }
+    // each start of the restarted container, the ones without a client too, by a's policy
+    const restartId = readFileSync(join(dir, "restart.cid"), "utf8").trim();
+    const restarts = inCtA.filter((e) => ct(e)?.id === restartId && e.addr === ALLOWED);
+    expect(restarts.length, JSON.stringify(restarts)).toBeGreaterThanOrEqual(2);
+    for (const e of restarts) expect(e).toMatchObject({ verdict: "allow", port: 80 });
+    expect(dm.bg.stderr()).not.toMatch(
+      new RegExp(`container docker ${restartId.slice(0, 12)}: no client`),
+    );
     // job b's container: b has no policy of its own, the default reaches nothing
     const inCtB = byKind.connect(logB.events).filter((e) => ct(e) !== undefined);
     expect(to(inCtB, ALLOWED, 80)).toMatchObject({
@@ -737,8 +734,7 @@ describeKernel("containers with a real runtime (docker)", () => {
       ],
     });
     expectRunOk(r);
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
-    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+    const text = plainText(out);
     expect(text).toMatch(/Operation not permitted/);
     expect(text).toMatch(/^ok$/m);
     expect(text).not.toMatch(/^CONNECTED$/m);
@@ -785,8 +781,7 @@ describeKernel("containers with a real runtime (docker)", () => {
       ],
     });
     expectRunOk(r);
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: docker build colours its output
-    const text = readFileSync(out, "utf8").replace(/\x1b\[[0-9;]*m/g, "");
+    const text = plainText(out);
     expect(text).toMatch(/^late-BLOCKED$/m);
     expect(text).toMatch(/^early-BLOCKED$/m);
     expect(text).toMatch(/^other-CONNECTED$/m);
