@@ -56,6 +56,15 @@ describeKernel("benchmarks (smoke)", () => {
     expect(r.code, r.stderr).toBe(0);
     for (const unit of ["connect", "exec", "open", "DNS packet"])
       expect(r.stdout, r.stdout).toMatch(new RegExp(`: [\\d,]+ ns in BPF per ${unit}`));
+    // the clock reads of bpf_stats itself, measured on an empty program, and each figure net of them
+    expect(r.stdout).toMatch(
+      /timing floor: an empty program on raw_syscalls\/sys_enter counts [\d.]+ ns per run/,
+    );
+    expect(r.stdout).toMatch(/net of the timing floor: [\d,]+ ns \([\d.]+ runs × [\d.]+ ns/);
+    expect(r.stdout).toMatch(/execs of \/bin\/true in a step .*: [\d,]+ ns in BPF per exec/);
+    expect(r.stdout).toMatch(
+      /execs of \/bin\/true outside any step \(environment walked at each: \d+ variables/,
+    );
     // every program that runs per connect is listed with its share
     expect(r.stdout).toMatch(/cgroup_sock_addr dp_connect4 +1\.00 runs\/connect/);
     expect(r.stdout).toMatch(/agent CPU per event at 20,000 events\/s: [\d.]+ µs/);
