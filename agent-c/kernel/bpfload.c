@@ -144,6 +144,8 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	uint32_t self = (uint32_t)getpid(), zero = 0, v;
 	struct dp_agent_cfg acfg = {.mode = (uint32_t)cfg->mode, .agent_tgid = self};
 	int err, nk, want_result, result_kp;
+	struct bpf_program *tcp_state;
+	const char *tcp_state_at;
 	char nm[64];
 
 	libbpf_setup();
@@ -211,6 +213,9 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 	want_result = pr->file_choice == FH_TRACEPOINT || getenv("DPNDNCY_CONNECT_RESULT");
 	/* elsewhere the result comes from a kprobe pair on connect(2), where kprobes work */
 	result_kp = !want_result && pr->file_ok[FH_KPROBE] && !getenv("DPNDNCY_NO_CONNECT_RESULT");
+	/* the result of a TCP connect that leaves SYN_SENT: the BTF tracepoint where it loads */
+	tcp_state = pr->tcp_state_btf ? a->conn->progs.dp_tcp_state_btf : a->conn->progs.dp_tcp_state;
+	tcp_state_at = pr->tcp_state_btf ? "tp_btf/inet_sock_set_state" : "tracepoint/sock/inet_sock_set_state";
 	nk = 0;
 	if (pr->cgroup_ok) {
 		keep[nk++] = a->conn->progs.dp_connect4;
@@ -220,19 +225,20 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		if (want_result) {
 			keep[nk++] = a->conn->progs.dp_enter_connect;
 			keep[nk++] = a->conn->progs.dp_exit_connect;
-			keep[nk++] = a->conn->progs.dp_tcp_state;
+			keep[nk++] = tcp_state;
 		} else if (result_kp) {
 			keep[nk++] = a->conn->progs.dp_enter_connect_k;
 			keep[nk++] = a->conn->progs.dp_exit_connect_k;
-			keep[nk++] = a->conn->progs.dp_tcp_state;
+			keep[nk++] = tcp_state;
 		}
 		a->conn->rodata->want_result = want_result || result_kp ? 1 : 0;
+		a->conn->rodata->verdicts_loaded = cfg->mode == DP_MODE_ENFORCE;
 		a->conn->rodata->judge_jobs_only = cfg->daemon ? 1 : 0;
 		a->conn->rodata->learned_ttl_min = h->learned_ttl_min;
 	} else {
 		keep[nk++] = a->conn->progs.dp_enter_connect_tp;
 		keep[nk++] = a->conn->progs.dp_exit_connect_tp;
-		keep[nk++] = a->conn->progs.dp_tcp_state;
+		keep[nk++] = tcp_state;
 	}
 	if (cfg->mode == DP_MODE_ENFORCE) {
 		/* the verdict programs, attached to the job's cgroup below (agent-c/features/enforce_cgroup.c, enforce_maps.c) */
@@ -372,30 +378,29 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 		if (want_result) {
 			if (add_link(a, bpf_program__attach(a->conn->progs.dp_enter_connect), "enter_connect", errbuf, errn) ||
 			    add_link(a, bpf_program__attach(a->conn->progs.dp_exit_connect), "exit_connect", errbuf, errn) ||
-			    add_link(a, bpf_program__attach(a->conn->progs.dp_tcp_state), "tcp_state", errbuf, errn))
+			    add_link(a, bpf_program__attach(tcp_state), "tcp_state", errbuf, errn))
 				goto fail;
-			snprintf(ai->connect_result, sizeof(ai->connect_result),
-				 "tracepoint/syscalls/sys_exit_connect+tracepoint/sock/inet_sock_set_state");
+			snprintf(ai->connect_result, sizeof(ai->connect_result), "tracepoint/syscalls/sys_exit_connect+%s",
+				 tcp_state_at);
 		} else if (result_kp &&
 			   add_link(a, bpf_program__attach(a->conn->progs.dp_exit_connect_k), "exit_connect", errbuf, errn) == 0 &&
 			   add_link(a, bpf_program__attach(a->conn->progs.dp_enter_connect_k), "enter_connect", errbuf, errn) == 0) {
 			/* exit first: an exit probe without the entry one finds nothing parked and does nothing,
 			 * while an entry probe without the exit one would hold every record back */
-			if (add_link(a, bpf_program__attach(a->conn->progs.dp_tcp_state), "tcp_state", errbuf, errn))
+			if (add_link(a, bpf_program__attach(tcp_state), "tcp_state", errbuf, errn))
 				goto fail;
-			snprintf(ai->connect_result, sizeof(ai->connect_result),
-				 "kretsyscall/connect+tracepoint/sock/inet_sock_set_state");
+			snprintf(ai->connect_result, sizeof(ai->connect_result), "kretsyscall/connect+%s", tcp_state_at);
 		} else {
 			snprintf(ai->connect_result, sizeof(ai->connect_result), "none");
 		}
 	} else {
 		if (add_link(a, bpf_program__attach(a->conn->progs.dp_enter_connect_tp), "enter_connect", errbuf, errn) ||
 		    add_link(a, bpf_program__attach(a->conn->progs.dp_exit_connect_tp), "exit_connect", errbuf, errn) ||
-		    add_link(a, bpf_program__attach(a->conn->progs.dp_tcp_state), "tcp_state", errbuf, errn))
+		    add_link(a, bpf_program__attach(tcp_state), "tcp_state", errbuf, errn))
 			goto fail;
 		snprintf(ai->connect, sizeof(ai->connect), "tracepoint/syscalls/sys_enter_connect");
-		snprintf(ai->connect_result, sizeof(ai->connect_result),
-			 "tracepoint/syscalls/sys_exit_connect+tracepoint/sock/inet_sock_set_state");
+		snprintf(ai->connect_result, sizeof(ai->connect_result), "tracepoint/syscalls/sys_exit_connect+%s",
+			 tcp_state_at);
 	}
 
 	{

@@ -154,11 +154,18 @@ void probe_json(const struct probe_result *r, struct sbuf *b)
 	sb_json_cstr(b, conn);
 	sb_puts(b, ",\"result\":");
 	sb_json_cstr(b, r->file_choice == FH_TRACEPOINT || !r->cgroup_ok ? "tracepoint/syscalls/sys_exit_connect" : "none");
+	sb_puts(b, ",\"state_change\":");
+	sb_json_cstr(b, r->tcp_state_btf ? "tp_btf/inet_sock_set_state" : "tracepoint/sock/inet_sock_set_state");
 	sb_puts(b, ",\"candidates\":[\"cgroup/connect4,connect6,sendmsg4,sendmsg6\",\"tracepoint/syscalls/sys_enter_connect\"]");
 	sb_puts(b, ",\"unavailable\":{");
 	if (!r->cgroup_ok) {
 		sb_puts(b, "\"cgroup/connect4,connect6,sendmsg4,sendmsg6\":");
 		sb_json_cstr(b, r->cgroup_why);
+	}
+	if (!r->tcp_state_btf) {
+		sb_puts(b, r->cgroup_ok ? "" : ",");
+		sb_puts(b, "\"tp_btf/inet_sock_set_state\":");
+		sb_json_cstr(b, r->tcp_state_why);
 	}
 	sb_puts(b, "}}");
 	/* file */
@@ -384,6 +391,32 @@ static int probe_fork_raw(char *reason, size_t n)
 	return 0;
 }
 
+/* the BTF flavour of inet_sock_set_state (bpf/connect.bpf.c): needs the tracepoint's BTF */
+static int probe_tcp_state_btf(char *reason, size_t n)
+{
+	struct connect_bpf *s = bpfobj_open_connect();
+	const struct bpf_program *keep[1];
+	struct bpf_link *l;
+	int err;
+
+	if (!s) {
+		why(reason, n, "open", errno);
+		return -1;
+	}
+	bpf_map__set_max_entries(s->maps.events, 4096);
+	keep[0] = s->progs.dp_tcp_state_btf;
+	only_autoload(s->obj, keep, 1);
+	err = connect_bpf__load(s);
+	l = err ? NULL : bpf_program__attach(s->progs.dp_tcp_state_btf);
+	if (err)
+		why(reason, n, "load", err);
+	else if (!l)
+		why(reason, n, "attach", errno);
+	bpf_link__destroy(l);
+	connect_bpf__destroy(s);
+	return l ? 0 : -1;
+}
+
 static int probe_cgroup(const char *cgroup_path, char *reason, size_t n)
 {
 	struct connect_bpf *s = bpfobj_open_connect();
@@ -475,6 +508,10 @@ int probe_all(struct probe_result *r, int force_file, const char *cgroup_path, c
 	}
 	r->fork_raw_tp = probe_fork_raw(r->fork_why, sizeof(r->fork_why)) == 0;
 	r->cgroup_ok = probe_cgroup(cgroup_path, r->cgroup_why, sizeof(r->cgroup_why)) == 0;
+	if (getenv("DPNDNCY_FORCE_TCP_STATE_TP")) /* for tests of the classic tracepoint */
+		snprintf(r->tcp_state_why, sizeof(r->tcp_state_why), "not used: DPNDNCY_FORCE_TCP_STATE_TP");
+	else
+		r->tcp_state_btf = probe_tcp_state_btf(r->tcp_state_why, sizeof(r->tcp_state_why)) == 0;
 	{
 		/* for tests of the fallback: DPNDNCY_FORCE_CONNECT_HOOK=tracepoint */
 		const char *fc = getenv("DPNDNCY_FORCE_CONNECT_HOOK");

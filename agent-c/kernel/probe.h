@@ -19,6 +19,8 @@ struct probe_result {
 	int file_choice;
 	int fork_raw_tp;
 	char fork_why[200];
+	int tcp_state_btf;     /* tp_btf/inet_sock_set_state, else the classic tracepoint */
+	char tcp_state_why[200];
 	int exec_ok;           /* the helpers every run needs (bpf_loop) */
 	char exec_why[200];
 	int cgroup_ok;

@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import { REPO } from "../support/kernel/env.js";
+import { AGENT, REPO } from "../support/kernel/env.js";
 import { run } from "../support/kernel/proc.js";
 import { describeKernel } from "../support/kernel/suite.js";
 
@@ -72,6 +72,31 @@ describeKernel("benchmarks (smoke)", () => {
     expect(r.stdout).toMatch(/enforce adds -?[\d,]+ ns in BPF per allowed connect/);
     expect(r.stdout).not.toMatch(/stopped early/);
     // the counters are put back as they were
+    expect(readFileSync("/proc/sys/kernel/bpf_stats_enabled", "utf8")).toBe(statsBefore);
+  });
+
+  it("bench/compare runs two builds (here the same one twice) on the same workloads and prints CPU and BPF per operation for each", async () => {
+    const statsBefore = readFileSync("/proc/sys/kernel/bpf_stats_enabled", "utf8");
+    const r = await run([NODE, join(REPO, "bench/compare/bench.ts")], {
+      env: {
+        ...TINY,
+        BENCH_ROUNDS: "2",
+        BENCH_OPENS: "2000",
+        BENCH_AGENT_A: AGENT,
+        BENCH_AGENT_B: AGENT,
+      },
+      timeoutMs: 240_000,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    for (const unit of ["connect", "exec", "open"]) {
+      expect(r.stdout, r.stdout).toMatch(
+        new RegExp(`workload CPU per ${unit}: A \\d+ ns, B \\d+ ns \\(medians\\); B/A [\\d.]+x`),
+      );
+      expect(r.stdout).toMatch(
+        new RegExp(`our BPF per ${unit} \\(bpf_stats, one round each\\): A \\d+ ns, B \\d+ ns`),
+      );
+    }
+    expect(r.stdout).not.toMatch(/stopped early/);
     expect(readFileSync("/proc/sys/kernel/bpf_stats_enabled", "utf8")).toBe(statsBefore);
   });
 

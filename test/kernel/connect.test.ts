@@ -201,6 +201,48 @@ describeKernel("connect", () => {
     );
   });
 
+  it("non-blocking connects get their outcome from the state change: the BTF tracepoint where it loads, the classic one with DPNDNCY_FORCE_TCP_STATE_TP=1", async () => {
+    const work = await Netns.create();
+    const host = await Netns.create();
+    await work.vethTo(host, ["192.0.2.1/24"], ["192.0.2.10/24"]);
+    const p = await startServers(host, ["tcp:192.0.2.10:0"]);
+    const t4 = p["tcp:192.0.2.10:0"] as number;
+    for (const [env, hook] of [
+      [{}, "tp_btf/inet_sock_set_state"],
+      [{ DPNDNCY_FORCE_TCP_STATE_TP: "1" }, "tracepoint/sock/inet_sock_set_state"],
+    ] as const) {
+      // EINPROGRESS from the syscall; the outcome comes with the SYN-ACK, or the test host's RST
+      const r = await agentRun({
+        cmd: work.exec(
+          PYTHON,
+          join(FIXTURES, "netclient.py"),
+          `tcpnb:192.0.2.10:${t4}`,
+          "tcpnbfail:192.0.2.10:1",
+        ),
+        env: { ...process.env, ...env },
+      });
+      expectRunOk(r);
+      expect(r.res.stdout).toContain(`ERR ${ECONNREFUSED}`);
+      const start = byKind.agent(r.log.events).find((e) => e.event === "start");
+      expect(start?.attach?.connect_result).toBe(`tracepoint/syscalls/sys_exit_connect+${hook}`);
+      expectConnects(
+        byKind.connect(r.workload),
+        [
+          { proto: "tcp", family: "inet", addr: "192.0.2.10", port: t4, mapped: false, result: 0 },
+          {
+            proto: "tcp",
+            family: "inet",
+            addr: "192.0.2.10",
+            port: 1,
+            mapped: false,
+            result: -ECONNREFUSED,
+          },
+        ],
+        r.rootPid as number,
+      );
+    }
+  });
+
   it("a connect submitted through io_uring (no connect syscall) is seen too", async () => {
     const bin = await compileC(join(FIXTURES, "uring_connect.c"));
     const ns = await Netns.create();

@@ -964,7 +964,7 @@ describeVm(
               expectVmRunOk(r);
               expect(r.start?.attach?.connect).toBe("cgroup/connect4,connect6,sendmsg4,sendmsg6");
               expect(r.start?.attach?.connect_result).toBe(
-                "kretsyscall/connect+tracepoint/sock/inet_sock_set_state",
+                "kretsyscall/connect+tp_btf/inet_sock_set_state",
               );
               expect(r.scen.stdout).toContain(`ERR ${ECONNREFUSED} tcpfail:127.0.0.1:1`);
               expectConnects(byKind.connect(r.workload), cgroupWant(true), r.rootPid as number);

@@ -66,7 +66,7 @@ export async function agentRun(opts: RunOpts): Promise<AgentRun> {
 
 /** Fails with the agent's stderr when the run did not succeed. */
 export function expectRunOk(r: AgentRun): void {
-  expect(r.res.code, `agent run failed:\n${r.res.stderr}`).toBe(0);
+  expect(r.res.code, `agent run failed:\n${r.res.stderr}\n(stdout)\n${r.res.stdout}`).toBe(0);
   expect(r.rootPid, "no exec event of CMD with the agent as parent").toBeDefined();
 }
 
