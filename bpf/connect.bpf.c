@@ -5,41 +5,40 @@
  * unconnected UDP sends, and are the verdict point of enforce mode (a later
  * issue). In observe mode they always return 1 (allow).
  *
- * The result of connect() is joined from sys_exit_connect by thread id: a
- * connect4/6 that runs inside a connect syscall (marked by sys_enter_connect)
- * parks its record in `pending`; sys_exit_connect emits it with the return
- * value. Outside a connect syscall (io_uring) the record is emitted at once
- * with no result.
- */
-/*
- * TCP results need more than the syscall's return value: a non-blocking
- * connect returns -EINPROGRESS and the outcome arrives later. A TCP connect
- * made inside connect() is parked in tcp_pending (by socket cookie) and
- * resolved by whichever comes first with a final answer:
+ * The result of connect() comes from its exit: a connect4/6 that runs inside a connect
+ * syscall (marked per CPU by its entry hook, bpf/connect_mark.bpf.h) parks its record in
+ * `parked` by socket cookie; the syscall's exit emits it with the return value. Outside a
+ * connect syscall (io_uring) the record is emitted at once with no result.
+ *
+ * TCP results need more than the syscall's return value: a non-blocking connect returns
+ * -EINPROGRESS and the outcome arrives later. A parked TCP record is resolved by whichever
+ * comes first with a final answer:
  *   sock/inet_sock_set_state leaving SYN_SENT (0, or -sk_err), or
- *   sys_exit_connect with anything but -EINPROGRESS (e.g. -ENETUNREACH before any SYN).
- * Deleting the parked entry decides who emits it, so it is emitted once
- * (emit_parked). Records still parked when the agent stops are flushed by
- * user space with no result.
+ *   the syscall's exit with anything but -EINPROGRESS (e.g. -ENETUNREACH before any SYN).
+ * Deleting the parked entry decides who emits it, so it is emitted once (emit_parked).
+ * Records still parked when the agent stops are flushed by user space with no result.
+ * (The syscall-tracepoint fallback, without cgroup programs, joins by thread: inflight,
+ * pending.)
  *
  * Enforce mode's programs are parts of this object (#included below, see
  * bpf/README.md): enforce.inc.c (verdicts), enforce_dns.inc.c (the DNS
  * learner), ct_gate.inc.c (the same verdicts gated to container slices).
  */
 #include "common.bpf.h"
+#include "connect_mark.bpf.h"
 
 #define MAX_INFLIGHT 16384
 
 /*
- * Threads inside connect() (sys_enter_connect to sys_exit_connect). The value is the cookie
- * of the TCP record the connect parked in tcp_pending, 0 while there is none: one entry says
- * both that the thread is inside the syscall and where its record waits.
+ * The syscall-tracepoint fallback (no cgroup programs): threads inside connect(), with the
+ * cookie (socket address) of the TCP record they parked, 0 while there is none; and their
+ * other records, by thread.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_INFLIGHT);
 	__type(key, __u32);   /* tid inside connect() */
-	__type(value, __u64); /* cookie parked in tcp_pending, or 0 */
+	__type(value, __u64); /* cookie parked in `parked`, or 0 */
 } inflight SEC(".maps");
 
 struct {
@@ -49,12 +48,13 @@ struct {
 	__type(value, struct dp_connect);
 } pending SEC(".maps");
 
+/* records waiting for their result, by socket cookie (by socket address from the fallback) */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_INFLIGHT);
-	__type(key, __u64);   /* socket cookie */
+	__type(key, __u64);
 	__type(value, struct dp_connect);
-} tcp_pending SEC(".maps");
+} parked SEC(".maps");
 
 struct udp_dest {
 	__u64 cookie;
@@ -154,9 +154,9 @@ static __always_inline int handle(struct bpf_sock_addr *ctx, int v6, __u8 op)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct dp_connect c = {};
-	__u32 tid = (__u32)id;
+	__u32 tid = (__u32)id, zero = 0;
+	struct dp_connect_mark *m;
 	struct dp_judged *j;
-	__u64 *parked;
 
 	if (is_agent(id))
 		return verdict();
@@ -233,13 +233,11 @@ static __always_inline int handle(struct bpf_sock_addr *ctx, int v6, __u8 op)
 		/* denied: the caller gets EPERM, known now */
 		c.has_result = 1;
 		c.result = -1;
-	} else if (op == DP_OP_CONNECT && want_result && (parked = bpf_map_lookup_elem(&inflight, &tid))) {
-		if (c.proto == IPPROTO_TCP) {
-			if (bpf_map_update_elem(&tcp_pending, &c.cookie, &c, BPF_ANY) == 0) {
-				*parked = c.cookie; /* in place: sys_exit_connect finds it in the same entry */
-				return verdict();
-			}
-		} else if (bpf_map_update_elem(&pending, &tid, &c, BPF_ANY) == 0) {
+	} else if (op == DP_OP_CONNECT && want_result && (m = bpf_map_lookup_elem(&connect_mark, &zero)) &&
+		   m->tid == tid && c.h.ts - m->ts < DP_MARK_MAX_AGE_NS) {
+		/* inside connect(), on the CPU it entered on: the exit takes the cookie from the mark */
+		if (bpf_map_update_elem(&parked, &c.cookie, &c, BPF_ANY) == 0) {
+			m->cookie = c.cookie;
 			return verdict();
 		}
 	}
@@ -275,12 +273,9 @@ int dp_sendmsg6(struct bpf_sock_addr *ctx)
 static __always_inline int enter_connect(void)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
-	__u64 none = 0;
 
-	if (is_agent(id))
-		return 0;
-	bpf_map_update_elem(&inflight, &tid, &none, BPF_ANY);
+	if (!is_agent(id))
+		connect_mark_set((__u32)id);
 	return 0;
 }
 
@@ -337,27 +332,53 @@ static __always_inline void emit_parked(void *map, const void *key, struct dp_co
 	bpf_ringbuf_submit(e, dp_rb_flags());
 }
 
+/* the cgroup path's exit: the mark this CPU holds names the record its cgroup program parked */
 static __always_inline int exit_connect(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id, zero = 0;
+	struct dp_connect_mark *m;
+	struct dp_connect *p;
+	__u64 ck;
+
+	m = bpf_map_lookup_elem(&connect_mark, &zero);
+	if (!m || m->tid != tid)
+		return 0; /* nothing parked, or this thread moved CPUs in between (see connect_mark.bpf.h) */
+	ck = m->cookie;
+	m->tid = 0;
+	p = ck ? bpf_map_lookup_elem(&parked, &ck) : 0;
+	if (!p || p->h.tid != tid)
+		return 0; /* not parked, or the state change emitted it already */
+	if (ret == -115 && p->proto == IPPROTO_TCP) {
+		set_ppid(p); /* EINPROGRESS: the state change will tell; it cannot name the parent */
+		return 0;
+	}
+	emit_parked(&parked, &ck, p, 1, 1, (__s32)ret);
+	return 0;
+}
+
+/* the fallback's exit: its entry program parked the record and marked the thread in inflight */
+static __always_inline int exit_connect_tp(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
-	__u64 *parked, ck;
+	__u64 *in, ck;
 	struct dp_connect *p;
 
 	if (is_agent(id))
 		return 0;
-	parked = bpf_map_lookup_elem(&inflight, &tid);
-	ck = parked ? *parked : 0;
+	in = bpf_map_lookup_elem(&inflight, &tid);
+	ck = in ? *in : 0;
 	bpf_map_delete_elem(&inflight, &tid);
 	if (ck) {
 		/* TCP, raced by the state change (emit_parked) */
-		if (ret == -115) { /* EINPROGRESS: the state change will tell; it cannot name the parent */
-			p = bpf_map_lookup_elem(&tcp_pending, &ck);
+		if (ret == -115) {
+			p = bpf_map_lookup_elem(&parked, &ck);
 			if (p)
 				set_ppid(p);
 			return 0;
 		}
-		emit_parked(&tcp_pending, &ck, 0, 1, 1, (__s32)ret);
+		emit_parked(&parked, &ck, 0, 1, 1, (__s32)ret);
 		return 0;
 	}
 	/* UDP and other connects: keyed by this thread, nobody else resolves them */
@@ -400,20 +421,20 @@ static __always_inline int syn_sent_left(struct sock *sk, int newstate)
 	int err;
 
 	ck = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-	p = ck ? bpf_map_lookup_elem(&tcp_pending, &ck) : 0;
+	p = ck ? bpf_map_lookup_elem(&parked, &ck) : 0;
 	if (!p) {
 		/* the syscall fallback parks by socket address */
 		ck = (__u64)(unsigned long)sk;
-		p = bpf_map_lookup_elem(&tcp_pending, &ck);
+		p = bpf_map_lookup_elem(&parked, &ck);
 		if (!p)
 			return 0;
 	}
 	/* raced by sys_exit_connect (emit_parked); not in the connecting thread */
 	if (newstate == TCP_ESTABLISHED) {
-		emit_parked(&tcp_pending, &ck, p, 0, 1, 0);
+		emit_parked(&parked, &ck, p, 0, 1, 0);
 	} else {
 		err = BPF_CORE_READ(sk, sk_err);
-		emit_parked(&tcp_pending, &ck, p, 0, err != 0, -err);
+		emit_parked(&parked, &ck, p, 0, err != 0, -err);
 	}
 	return 0;
 }
@@ -507,7 +528,7 @@ int dp_enter_connect_tp(struct trace_event_raw_sys_enter *ctx)
 	}
 	fill_hdr_traced(&c.h, DP_CONNECT, id);
 	if (c.proto == IPPROTO_TCP && c.cookie &&
-	    bpf_map_update_elem(&tcp_pending, &c.cookie, &c, BPF_ANY) == 0) {
+	    bpf_map_update_elem(&parked, &c.cookie, &c, BPF_ANY) == 0) {
 		/* resolved by the state change or by sys_exit_connect, as in the cgroup path */
 		bpf_map_update_elem(&inflight, &tid, &c.cookie, BPF_ANY);
 		return 0;
@@ -519,5 +540,5 @@ int dp_enter_connect_tp(struct trace_event_raw_sys_enter *ctx)
 SEC("tp/syscalls/sys_exit_connect")
 int dp_exit_connect_tp(struct trace_event_raw_sys_exit *ctx)
 {
-	return exit_connect(ctx->ret);
+	return exit_connect_tp(ctx->ret);
 }

@@ -51,6 +51,16 @@ struct {
 	__type(value, __u32);
 } steps SEC(".maps");
 
+/* the connect object's per-CPU connect() entry mark (bpf/connect_mark.bpf.h), handed over by
+ * the agent when the raw sys_enter program below writes it: where that program runs for every
+ * syscall anyway, each connect is spared the sys_enter_connect tracepoint's run */
+#include "connect_mark.bpf.h"
+
+/* set before load: write the connect() entry mark (the agent then detaches sys_enter_connect) */
+const volatile __u8 connect_entry = 0;
+/* set before load: the agent's tgid, whose connects are not recorded (as in bpf/common.bpf.h) */
+const volatile __u32 agent_tgid = 0;
+
 static __always_inline int record(__u32 target, __u32 sys, __u32 req, __u64 arg)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -175,18 +185,35 @@ int BPF_KSYSCALL(dp_vm_writev_k, long pid)
  * probes (on __x64_sys_*) nor the tracepoints below: x86 leaves compat syscalls out of the
  * per-syscall tracepoints. raw_syscalls/sys_enter sees them, with i386 numbers. It runs for
  * every syscall, so it is attached only with the tracepoint fallback (where every syscall is
- * on the traced slow path anyway) and leaves after two compares for all but three numbers.
+ * on the traced slow path anyway) and leaves after a few compares for all but four numbers;
+ * the fourth, 64-bit connect(), is the connect object's entry mark (connect_entered).
  */
 #define NR32_PTRACE 26
 #define NR32_PROCESS_VM_READV 347
 #define NR32_PROCESS_VM_WRITEV 348
+#define NR64_CONNECT 42   /* i386's 42 is pipe: told apart by TS_COMPAT */
 #define TS_COMPAT 0x0002
+
+/* connect() entered: what bpf/connect.bpf.c's enter_connect() does, for 64-bit callers */
+static __always_inline int connect_entered(void)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	/* BTF-typed: a plain load, this runs on every connect */
+	if (bpf_get_current_task_btf()->thread_info.status & TS_COMPAT)
+		return 0; /* i386 pipe() */
+	if ((__u32)(id >> 32) != agent_tgid)
+		connect_mark_set((__u32)id);
+	return 0;
+}
 
 SEC("raw_tp/sys_enter")
 int BPF_PROG(dp_sys_enter32, struct pt_regs *regs, long id)
 {
 	struct task_struct *t;
 
+	if (id == NR64_CONNECT && connect_entry)
+		return connect_entered();
 	if (id != NR32_PTRACE && id != NR32_PROCESS_VM_READV && id != NR32_PROCESS_VM_WRITEV)
 		return 0;
 	t = (struct task_struct *)bpf_get_current_task();

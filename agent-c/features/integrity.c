@@ -354,7 +354,7 @@ static void check_tamper_hits(void)
 int integrity_start(struct agent_bpf *a, char *errbuf, size_t errn)
 {
 	uint8_t one = 1;
-	int fd, err;
+	int fd, cfd, err;
 
 	sb_init(&tl);
 	active = 1;
@@ -382,8 +382,14 @@ int integrity_start(struct agent_bpf *a, char *errbuf, size_t errn)
 		snprintf(errbuf, errn, "cannot open the tamper BPF object: %s", strerror(errno));
 		return -1;
 	}
+	/* where sys_enter_connect marks connect() entries, the raw sys_enter program (if attached
+	 * below) takes that over: one program run less per connect (bpf/tamper.bpf.c) */
+	cfd = bpf_connect_entry_fd(a);
+	tskel->rodata->agent_tgid = G.self_pid;
+	tskel->rodata->connect_entry = cfd >= 0 && !getenv("DPNDNCY_NO_TAMPER32");
 	fd = bpf_exec_map_fd(a, "steps");
-	if (fd < 0 || bpf_map__reuse_fd(tskel->maps.steps, fd) < 0 || (err = tamper_bpf__load(tskel))) {
+	if (fd < 0 || bpf_map__reuse_fd(tskel->maps.steps, fd) < 0 ||
+	    (cfd >= 0 && bpf_map__reuse_fd(tskel->maps.connect_mark, cfd) < 0) || (err = tamper_bpf__load(tskel))) {
 		snprintf(errbuf, errn, "cannot load the tamper BPF programs: %s", strerror(errno));
 		tamper_bpf__destroy(tskel);
 		tskel = NULL;
@@ -445,7 +451,10 @@ int integrity_start(struct agent_bpf *a, char *errbuf, size_t errn)
 				size_t l = strlen(tamper_attach);
 
 				ntlinks++;
-				snprintf(tamper_attach + l, sizeof(tamper_attach) - l, "+raw_tracepoint/sys_enter(ia32)");
+				snprintf(tamper_attach + l, sizeof(tamper_attach) - l, "+raw_tracepoint/sys_enter(ia32%s)",
+					 tskel->rodata->connect_entry ? ",connect entry" : "");
+				if (tskel->rodata->connect_entry)
+					bpf_connect_entry_moved(a);
 			} else {
 				err_msg("warning: cannot attach raw_tracepoint/sys_enter (%s): 32-bit ptrace is not reported",
 					strerror(errno));

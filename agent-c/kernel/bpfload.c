@@ -25,25 +25,8 @@
 #include "kernel/bpfload.h"
 #include "kernel/file_rules.h"
 #include "kernel/pins.h"
-#include "exec.skel.h"
-#include "connect.skel.h"
-#include "file.skel.h"
-#include "dns.skel.h"
+#include "kernel/bpfload_int.h"
 
-struct agent_bpf {
-	struct exec_bpf *exec;
-	struct connect_bpf *conn;
-	struct file_bpf *file;
-	struct dns_bpf *dns;
-	struct bpf_link *links[MAX_LINKS];
-	char link_names[MAX_LINKS][64];
-	int nlinks;
-	int cgroup_fd;
-	const struct bpf_hooks *h;
-	int pinned;
-	int gai_off; /* DPNDNCY_NO_GAI_UPROBE: no getaddrinfo uprobes, not even on container libcs */
-	char pin_dir[128];
-};
 
 /* ---------- setup ---------- */
 
@@ -380,6 +363,7 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 			    add_link(a, bpf_program__attach(a->conn->progs.dp_exit_connect), "exit_connect", errbuf, errn) ||
 			    add_link(a, bpf_program__attach(tcp_state), "tcp_state", errbuf, errn))
 				goto fail;
+			a->enter_tp = 1;
 			snprintf(ai->connect_result, sizeof(ai->connect_result), "tracepoint/syscalls/sys_exit_connect+%s",
 				 tcp_state_at);
 		} else if (result_kp &&
@@ -489,7 +473,7 @@ void bpf_flush_pending(struct agent_bpf *a)
 	if (!a || !a->conn)
 		return;
 	maps[0] = a->conn->maps.pending;
-	maps[1] = a->conn->maps.tcp_pending;
+	maps[1] = a->conn->maps.parked;
 	for (int m = 0; m < 2; m++) {
 		int fd = bpf_map__fd(maps[m]);
 		size_t ks = bpf_map__key_size(maps[m]);
@@ -539,11 +523,6 @@ void bpf_read_drops(struct agent_bpf *a, uint64_t drops[DP_KIND_MAX])
 	free(vals);
 }
 
-const char *bpf_pin_dir(struct agent_bpf *a)
-{
-	return a && a->pinned ? a->pin_dir : "";
-}
-
 void bpf_teardown(struct agent_bpf *a)
 {
 	if (!a)
@@ -566,31 +545,6 @@ void bpf_teardown(struct agent_bpf *a)
 	connect_bpf__destroy(a->conn);
 	exec_bpf__destroy(a->exec);
 	free(a);
-}
-
-/* ---- accessors for agent-c/features/integrity.c ---- */
-int bpf_link_at(struct agent_bpf *a, int i, struct bpf_link **l, const char **name)
-{
-	if (!a || i < 0 || i >= a->nlinks)
-		return -1;
-	*l = a->links[i];
-	*name = a->link_names[i];
-	return 0;
-}
-
-int bpf_root_cgroup_fd(struct agent_bpf *a)
-{
-	return a ? a->cgroup_fd : -1;
-}
-
-int bpf_exec_map_fd(struct agent_bpf *a, const char *name)
-{
-	return a && a->exec ? bpf_object__find_map_fd_by_name(a->exec->obj, name) : -1;
-}
-
-int bpf_file_map_fd(struct agent_bpf *a, const char *name)
-{
-	return a && a->file ? bpf_object__find_map_fd_by_name(a->file->obj, name) : -1;
 }
 
 /* ---- container libcs (agent-c/records/container_libc.c): one more libc gets the getaddrinfo probes ---- */

@@ -66,5 +66,8 @@ int bpf_link_at(struct agent_bpf *a, int i, struct bpf_link **l, const char **na
 int bpf_root_cgroup_fd(struct agent_bpf *a);
 int bpf_exec_map_fd(struct agent_bpf *a, const char *name);
 int bpf_file_map_fd(struct agent_bpf *a, const char *name);
+/* connect() entry marks (bpf/tamper.bpf.c takes them over): the map's fd or -1, and the handover */
+int bpf_connect_entry_fd(struct agent_bpf *a);
+void bpf_connect_entry_moved(struct agent_bpf *a);
 
 #endif

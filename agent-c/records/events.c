@@ -198,6 +198,8 @@ static void on_connect(const struct dp_connect *c)
 		sb_puts(&line, ",\"rule\":");
 		sb_json_cstr(&line, RF.rule_name(c->rule));
 	}
+	if (c->pending) /* flushed at stop, its result still unknown (schema: pending) */
+		sb_puts(&line, ",\"pending\":true");
 	sb_puts(&line, ",\"ancestry\":");
 	proc_ancestry(&line, c->h.pid, ppid);
 	/* a deny is reported even when no log takes the record (daemon: a process of no job) */

@@ -69,6 +69,8 @@ export interface ConnectEvent extends EventBase {
   source?: "tracepoint" | "cgroup";
   verdict?: Verdict;
   rule?: string;
+  /** flushed at the agent's stop while its result was still unknown */
+  pending?: boolean;
 }
 export interface FileEvent extends EventBase {
   kind: "file";

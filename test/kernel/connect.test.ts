@@ -1,12 +1,13 @@
 // connect events: TCP connect and unconnected UDP sendto over loopback (IPv4, IPv6, IPv4-mapped)
 // and to a test host in another network namespace over a veth pair. Workloads always run in a
 // namespace of their own; nothing leaves the machine.
+import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import { agentRun, expectRunOk } from "../support/kernel/agent.js";
+import { agentCli, agentRun, agentStart, expectRunOk } from "../support/kernel/agent.js";
 import { compileC } from "../support/kernel/cbuild.js";
-import { FIXTURES, PYTHON } from "../support/kernel/env.js";
-import { byKind, type ConnectEv } from "../support/kernel/log.js";
+import { FIXTURES, onCleanup, PYTHON } from "../support/kernel/env.js";
+import { byKind, type ConnectEv, readLog } from "../support/kernel/log.js";
 import { Netns } from "../support/kernel/netns.js";
 import { startServers } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
@@ -243,6 +244,46 @@ describeKernel("connect", () => {
     }
   });
 
+  it("a TCP connect still in SYN_SENT when the agent stops is flushed then, marked pending: true with no result", async () => {
+    const ns = await Netns.create();
+    const host = await Netns.create();
+    const dev = await ns.vethTo(host, ["192.0.2.1/24"], ["192.0.2.10/24"]);
+    // a neighbour entry for a MAC address nobody has: the SYN goes out and nothing ever answers
+    await ns.ip(
+      "neigh",
+      "add",
+      "192.0.2.99",
+      "lladdr",
+      "02:00:00:00:00:99",
+      "dev",
+      dev.mine,
+      "nud",
+      "permanent",
+    );
+    const s = await agentStart();
+    expect(s.res.code, s.res.stderr).toBe(0);
+    const [cmd, ...args] = ns.exec(
+      PYTHON,
+      "-c",
+      "import socket,sys,time\ns=socket.socket();s.setblocking(False)\ntry: s.connect(('192.0.2.99',80))\nexcept BlockingIOError: pass\nprint('SENT',flush=True);time.sleep(30)",
+    );
+    const child = spawn(cmd as string, args, { stdio: ["ignore", "pipe", "inherit"] });
+    onCleanup(() => {
+      child.kill("SIGKILL");
+    });
+    await new Promise<void>((res, rej) => {
+      child.stdout.on("data", (d: Buffer) => d.toString().includes("SENT") && res());
+      child.on("exit", (c) => rej(new Error(`workload exited early (${c})`)));
+    });
+    const stop = await agentCli(["stop", "--state-dir", s.stateDir]);
+    expect(stop.code, stop.stderr).toBe(0);
+    child.kill("SIGKILL");
+    const got = byKind.connect(readLog(s.logPath).events).filter((e) => e.addr === "192.0.2.99");
+    expect(got.map((e) => ({ port: e.port, result: e.result, pending: e.pending }))).toEqual([
+      { port: 80, result: null, pending: true },
+    ]);
+  });
+
   it("a connect submitted through io_uring (no connect syscall) is seen too", async () => {
     const bin = await compileC(join(FIXTURES, "uring_connect.c"));
     const ns = await Netns.create();
@@ -259,6 +300,41 @@ describeKernel("connect", () => {
     expect(got[0]?.comm).toBe("uring_connect");
     // the syscall tracepoints do not see io_uring: the result may be unknown, never wrong
     expect([0, null]).toContain(got[0]?.result);
+  });
+
+  it("connect() entries marked by the ia32 watch's raw sys_enter program where it runs (sys_enter_connect detached); a 32-bit pipe() (i386 syscall 42) is not taken for one", async () => {
+    const bin = await compileC(join(FIXTURES, "uring_connect.c"));
+    const ns = await Netns.create();
+    const p = await startServers(ns, ["udp:127.0.0.1:0", "udp:127.0.0.1:0#b"]);
+    const u1 = p["udp:127.0.0.1:0"] as number;
+    const u2 = p["udp:127.0.0.1:0#b"] as number;
+    // the same workload with the raw program marking entries, and without it (the tracepoint)
+    for (const env of [{}, { DPNDNCY_NO_TAMPER32: "1" }]) {
+      const r = await agentRun({
+        cmd: ns.exec(bin, "127.0.0.1", String(u1), "udp", "i386-pipe-first", `then=${u2}`),
+        env: { ...process.env, ...env },
+      });
+      expectRunOk(r);
+      expect(r.res.stdout).toContain("PIPE32 ");
+      expect(r.res.stdout).toContain("THEN 0");
+      const start = byKind.agent(r.log.events).find((e) => e.event === "start");
+      const tamper = String(start?.attach?.tamper);
+      // this kernel: syscall tracepoints for the results (no kprobes), so the move applies
+      expect(start?.attach?.connect_result).toBe(
+        "tracepoint/syscalls/sys_exit_connect+tp_btf/inet_sock_set_state",
+      );
+      if ("DPNDNCY_NO_TAMPER32" in env) expect(tamper).not.toContain("sys_enter(ia32");
+      else expect(tamper).toContain("+raw_tracepoint/sys_enter(ia32,connect entry)");
+      // the io_uring connect (no syscall exit) after the 32-bit pipe(): had that pipe marked the
+      // thread as inside connect(), its record would have been parked for an exit that never
+      // comes, and only flushed at the agent's stop ("pending"); both are here as they happened,
+      // the plain one with its result
+      const got = byKind
+        .connect(r.workload)
+        .map((e) => `${e.proto} ${e.addr} ${e.port} ${e.result}${e.pending ? " pending" : ""}`);
+      // io_uring: out at once, no result known (no syscall exit to give one)
+      expect(got.sort()).toEqual([`udp 127.0.0.1 ${u1} null`, `udp 127.0.0.1 ${u2} 0`].sort());
+    }
   });
 
   it("fallback hook (syscall tracepoints, DPNDNCY_FORCE_CONNECT_HOOK=tracepoint): TCP v4/v6/mapped, connected UDP, results", async () => {

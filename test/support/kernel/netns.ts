@@ -61,7 +61,12 @@ export class Netns {
    * A veth pair between this namespace and `peer`, with the given addresses (CIDR) on each end.
    * No default route is added anywhere: only the connected subnets are reachable.
    */
-  async vethTo(peer: Netns, mine: string[], theirs: string[]): Promise<void> {
+  /** A veth pair to peer with these addresses on each end; returns the two devices' names. */
+  async vethTo(
+    peer: Netns,
+    mine: string[],
+    theirs: string[],
+  ): Promise<{ mine: string; theirs: string }> {
     counter += 1;
     const a = `dv${process.pid % 100000}x${counter}a`;
     const b = `dv${process.pid % 100000}x${counter}b`;
@@ -90,6 +95,7 @@ export class Netns {
       }
       await ns.ip("link", "set", dev, "up");
     }
+    return { mine: a, theirs: b };
   }
 
   async destroy(): Promise<void> {
