@@ -363,30 +363,31 @@ function main(): void {
       ]);
     }
     if (DO_BUILD) {
-      const a = median(buildOff);
-      const b = median(buildOn);
-      const pct = ((b - a) / a) * 100;
-      rows.push([
-        "real build (make -B agent)",
-        fmtS(a),
-        fmtS(b),
-        `${(b / a).toFixed(3)}x`,
-        `${pct.toFixed(2)} %`,
-        "≤ 1 %",
-        verdict(pct <= 1),
-      ]);
-      const ca = median(buildCpuOff);
-      const cb = median(buildCpuOn);
-      const cpct = ((cb - ca) / ca) * 100;
-      rows.push([
-        "  same, CPU time of the build",
-        fmtS(ca),
-        fmtS(cb),
-        `${(cb / ca).toFixed(3)}x`,
-        `${cpct.toFixed(2)} %`,
-        "≤ 1 %",
-        verdict(cpct <= 1),
-      ]);
+      // the target is on the ratio: met when the whole 95 % interval of the paired ratios is
+      // at or under it, missed when the whole interval is over it, else not decided by this run
+      const buildRow = (name: string, off: number[], on: number[]) => {
+        const pr = pairedRatio(off, on);
+        const limit = 1.01;
+        const status = !pr.ci
+          ? ""
+          : pr.ci[1] <= limit
+            ? verdict(true)
+            : pr.ci[0] > limit
+              ? verdict(false)
+              : `undecided: 95 % CI [${pr.ci[0].toFixed(3)}, ${pr.ci[1].toFixed(3)}] holds ${limit}`;
+        ratios.push(`  ${name}: ${formatRatio(pr)}`);
+        rows.push([
+          name,
+          fmtS(median(off)),
+          fmtS(median(on)),
+          `${pr.median.toFixed(3)}x`,
+          `${((pr.median - 1) * 100).toFixed(2)} %`,
+          "≤ 1.01x",
+          status,
+        ]);
+      };
+      buildRow("real build (make -B agent)", buildOff, buildOn);
+      buildRow("  same, CPU time of the build", buildCpuOff, buildCpuOn);
     }
     const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
     for (const r of rows)

@@ -169,12 +169,33 @@ function measure(
 const netOf = (m: ReturnType<typeof measure>, floorNs: number) =>
   Math.max(0, m.perOp - m.runsPerOp * floorNs);
 
-function printCost(op: Op, m: ReturnType<typeof measure>, floorNs: number): void {
+const REPS = Math.max(1, Number(process.env.BENCH_HOOK_REPS ?? 3));
+
+/** op measured REPS times: the run with the median figure (one cold run cannot move it) */
+function measureMedian(
+  before: Set<number>,
+  op: Op,
+): ReturnType<typeof measure> & { all: number[] } {
+  const runs = Array.from({ length: REPS }, () => measure(before, op));
+  const sorted = [...runs].sort((x, y) => x.perOp - y.perOp);
+  const mid = sorted[Math.floor((sorted.length - 1) / 2)] as ReturnType<typeof measure>;
+  return { ...mid, all: runs.map((r) => r.perOp) };
+}
+
+function printCost(
+  op: Op,
+  m: ReturnType<typeof measure> & { all?: number[] },
+  floorNs: number,
+): void {
   const status =
     op.targetNs === undefined
       ? ""
       : `   target ≤ ${fmtInt(op.targetNs)} ns   ${ok(m.perOp <= op.targetNs)}`;
   console.log(`${op.what}: ${fmtInt(m.perOp)} ns in BPF per ${op.unit}${status}`);
+  if (m.all && m.all.length > 1)
+    console.log(
+      `    median of ${m.all.length} runs (${m.all.map(fmtInt).join(", ")} ns); its programs below`,
+    );
   console.log(
     `    net of the timing floor: ${fmtInt(netOf(m, floorNs))} ns (${m.runsPerOp.toFixed(2)} runs × ${floorNs.toFixed(1)} ns counted by bpf_stats itself)`,
   );
@@ -298,7 +319,7 @@ function main(): void {
     const observed: Record<string, number> = {};
     const observedNet: Record<string, number> = {};
     for (const [k, op] of Object.entries(ops)) {
-      const m = measure(before, op);
+      const m = measureMedian(before, op);
       observed[k] = m.perOp;
       observedNet[k] = netOf(m, floorNs);
       printCost(op, m, floorNs);
@@ -398,9 +419,9 @@ function main(): void {
         unit: "connect",
         argv: inCg(inNetns([bin("connect_loop"), String(N.connect), "192.0.2.1"])),
       };
-      const a = measure(before2, observeOp);
+      const a = measureMedian(before2, observeOp);
       printCost(observeOp, a, floorNs);
-      const b = measure(before2, enforceOp);
+      const b = measureMedian(before2, enforceOp);
       printCost(enforceOp, b, floorNs);
       const more = b.perOp - a.perOp;
       const moreNet = netOf(b, floorNs) - netOf(a, floorNs);
