@@ -332,6 +332,28 @@ static __always_inline void emit_parked(void *map, const void *key, struct dp_co
 	bpf_ringbuf_submit(e, dp_rb_flags());
 }
 
+/* set at load time, for the tests of fd_cookie(): every exit finds its socket by the fd */
+const volatile __u8 exit_by_fd = 0;
+
+/* the socket behind the connect's fd argument, for an exit that runs on another CPU than the
+ * cgroup program did (the thread slept and woke elsewhere): its cookie, or 0 */
+static __always_inline __u64 fd_cookie(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	struct fdtable *fdt = task->files->fdt;
+	long fd = PT_REGS_PARM1_CORE_SYSCALL(regs);
+	struct file **fds = fdt->fd;
+	struct file *f = 0;
+	struct socket *sock;
+
+	if (fd < 0 || fd >= fdt->max_fds || !fds || bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) < 0 || !f)
+		return 0;
+	sock = BPF_CORE_READ(f, private_data);
+	/* another thread may have put something else at that fd since: the record's tid is checked */
+	return BPF_CORE_READ(sock, sk, __sk_common.skc_cookie.counter);
+}
+
 /* the cgroup path's exit: the mark this CPU holds names the record its cgroup program parked */
 static __always_inline int exit_connect(long ret)
 {
@@ -341,11 +363,15 @@ static __always_inline int exit_connect(long ret)
 	struct dp_connect *p;
 	__u64 ck;
 
+	if (is_agent(id))
+		return 0;
 	m = bpf_map_lookup_elem(&connect_mark, &zero);
-	if (!m || m->tid != tid)
-		return 0; /* nothing parked, or this thread moved CPUs in between (see connect_mark.bpf.h) */
-	ck = m->cookie;
-	m->tid = 0;
+	if (m && m->tid == tid && !exit_by_fd) {
+		ck = m->cookie; /* 0: nothing parked (not an inet socket, refused, ...) */
+		m->tid = 0;
+	} else {
+		ck = fd_cookie(); /* woke on another CPU (see connect_mark.bpf.h): rare */
+	}
 	p = ck ? bpf_map_lookup_elem(&parked, &ck) : 0;
 	if (!p || p->h.tid != tid)
 		return 0; /* not parked, or the state change emitted it already */
@@ -413,14 +439,15 @@ int BPF_KRETPROBE(dp_exit_connect_k, long ret)
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 
-/* a TCP socket left SYN_SENT: its parked record goes out with the result */
-static __always_inline int syn_sent_left(struct sock *sk, int newstate)
+/* a TCP socket left SYN_SENT: its parked record goes out with the result. sk is BTF-typed in
+ * the tp_btf program (its fields are plain loads there), a bare address in the classic one. */
+static __always_inline int syn_sent_left(struct sock *sk, int newstate, int typed)
 {
 	struct dp_connect *p;
 	__u64 ck;
 	int err;
 
-	ck = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	ck = typed ? sk->__sk_common.skc_cookie.counter : BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 	p = ck ? bpf_map_lookup_elem(&parked, &ck) : 0;
 	if (!p) {
 		/* the syscall fallback parks by socket address */
@@ -433,7 +460,7 @@ static __always_inline int syn_sent_left(struct sock *sk, int newstate)
 	if (newstate == TCP_ESTABLISHED) {
 		emit_parked(&parked, &ck, p, 0, 1, 0);
 	} else {
-		err = BPF_CORE_READ(sk, sk_err);
+		err = typed ? sk->sk_err : BPF_CORE_READ(sk, sk_err);
 		emit_parked(&parked, &ck, p, 0, err != 0, -err);
 	}
 	return 0;
@@ -450,7 +477,7 @@ int BPF_PROG(dp_tcp_state_btf, struct sock *sk, int oldstate, int newstate)
 {
 	if (oldstate != TCP_SYN_SENT || BPF_CORE_READ_BITFIELD(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	return syn_sent_left(sk, newstate);
+	return syn_sent_left(sk, newstate, 1);
 }
 
 SEC("tp/sock/inet_sock_set_state")
@@ -458,7 +485,7 @@ int dp_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
 	if (ctx->oldstate != TCP_SYN_SENT || ctx->protocol != IPPROTO_TCP)
 		return 0;
-	return syn_sent_left((struct sock *)ctx->skaddr, ctx->newstate);
+	return syn_sent_left((struct sock *)ctx->skaddr, ctx->newstate, 0);
 }
 
 /*

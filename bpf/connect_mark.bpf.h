@@ -6,9 +6,9 @@
  * runs inside the same syscall, which parks its record for the syscall's exit and leaves the
  * socket's cookie here; the exit, on the same CPU, takes it. A per-CPU slot costs no hash
  * update (three per connect before: the mark, its lookup, its delete). A thread that slept
- * and woke on another CPU in between finds no mark of its own: its record goes out at once,
- * or (parked already) waits for the TCP state change, or for the agent's flush at stop,
- * without a result; never with a wrong one.
+ * and woke on another CPU between entry and cgroup program finds no mark of its own: its
+ * record goes out at once without a result, never with a wrong one; one that moved between
+ * the cgroup program and the exit has its socket found by the syscall's fd instead.
  */
 #ifndef DPNDNCY_CONNECT_MARK_BPF_H
 #define DPNDNCY_CONNECT_MARK_BPF_H

@@ -215,6 +215,8 @@ struct agent_bpf *bpf_setup(const struct config *cfg, const struct probe_result 
 			keep[nk++] = tcp_state;
 		}
 		a->conn->rodata->want_result = want_result || result_kp ? 1 : 0;
+		/* tests: the exit's fallback (the socket by its fd) on every connect */
+		a->conn->rodata->exit_by_fd = getenv("DPNDNCY_TEST_CONNECT_EXIT_BY_FD") ? 1 : 0;
 		a->conn->rodata->verdicts_loaded = cfg->mode == DP_MODE_ENFORCE;
 		a->conn->rodata->judge_jobs_only = cfg->daemon ? 1 : 0;
 		a->conn->rodata->learned_ttl_min = h->learned_ttl_min;

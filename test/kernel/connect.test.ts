@@ -142,65 +142,88 @@ describeKernel("connect", () => {
     for (const e of byKind.connect(r.workload)) expect(e.comm).toBe("python3");
   });
 
-  it("a test host 192.0.2.10 / 2001:db8::10 in another namespace over veth; refused and unreachable results", async () => {
-    const work = await Netns.create();
-    const host = await Netns.create();
-    await work.vethTo(
-      host,
-      ["192.0.2.1/24", "2001:db8::1/64"],
-      ["192.0.2.10/24", "2001:db8::10/64"],
-    );
-    const p = await startServers(host, [
-      "tcp:192.0.2.10:0",
-      "tcp:[2001:db8::10]:0",
-      "udp:192.0.2.10:0",
-    ]);
-    const t4 = p["tcp:192.0.2.10:0"] as number;
-    const t6 = p["tcp:[2001:db8::10]:0"] as number;
-    const u4 = p["udp:192.0.2.10:0"] as number;
-    const ops = [
-      `tcp:192.0.2.10:${t4}`,
-      `tcp:[2001:db8::10]:${t6}`,
-      `udp:192.0.2.10:${u4}`,
-      "tcpfail:192.0.2.10:1", // RST from the test host
-      "tcpfail:198.51.100.7:80", // no route in the workload namespace: fails before any packet
-    ];
-    const r = await agentRun({ cmd: work.exec(PYTHON, join(FIXTURES, "netclient.py"), ...ops) });
-    expectRunOk(r);
-    expect(r.res.stdout).toContain(`ERR ${ENETUNREACH} ENETUNREACH tcpfail:198.51.100.7:80`);
-    expectConnects(
-      byKind.connect(r.workload),
-      [
-        { proto: "tcp", family: "inet", addr: "192.0.2.10", port: t4, mapped: false, result: 0 },
-        { proto: "tcp", family: "inet6", addr: "2001:db8::10", port: t6, mapped: false, result: 0 },
-        {
-          proto: "udp",
-          family: "inet",
-          addr: "192.0.2.10",
-          port: u4,
-          mapped: false,
-          result: null,
-        },
-        {
-          proto: "tcp",
-          family: "inet",
-          addr: "192.0.2.10",
-          port: 1,
-          mapped: false,
-          result: -ECONNREFUSED,
-        },
-        {
-          proto: "tcp",
-          family: "inet",
-          addr: "198.51.100.7",
-          port: 80,
-          mapped: false,
-          result: -ENETUNREACH,
-        },
-      ],
-      r.rootPid as number,
-    );
-  });
+  it.each([
+    ["the exit on the CPU of the cgroup program (the per-CPU mark)", {}],
+    [
+      "every exit finding its socket by the fd (the fallback for a thread that moved CPUs)",
+      { DPNDNCY_TEST_CONNECT_EXIT_BY_FD: "1" },
+    ],
+  ])(
+    "a test host 192.0.2.10 / 2001:db8::10 in another namespace over veth; refused, unreachable and connected-UDP results: %s",
+    async (_how, env) => {
+      const work = await Netns.create();
+      const host = await Netns.create();
+      await work.vethTo(
+        host,
+        ["192.0.2.1/24", "2001:db8::1/64"],
+        ["192.0.2.10/24", "2001:db8::10/64"],
+      );
+      const p = await startServers(host, [
+        "tcp:192.0.2.10:0",
+        "tcp:[2001:db8::10]:0",
+        "udp:192.0.2.10:0",
+        "udp:192.0.2.10:0#c",
+      ]);
+      const t4 = p["tcp:192.0.2.10:0"] as number;
+      const t6 = p["tcp:[2001:db8::10]:0"] as number;
+      const u4 = p["udp:192.0.2.10:0"] as number;
+      const u4c = p["udp:192.0.2.10:0#c"] as number;
+      const ops = [
+        `tcp:192.0.2.10:${t4}`,
+        `tcp:[2001:db8::10]:${t6}`,
+        `udp:192.0.2.10:${u4}`,
+        `udpc:192.0.2.10:${u4c}`, // connected UDP: its result comes from the exit alone
+        "tcpfail:192.0.2.10:1", // RST from the test host
+        "tcpfail:198.51.100.7:80", // no route in the workload namespace: fails before any packet
+      ];
+      const r = await agentRun({
+        cmd: work.exec(PYTHON, join(FIXTURES, "netclient.py"), ...ops),
+        env: { ...process.env, ...env },
+      });
+      expectRunOk(r);
+      expect(r.res.stdout).toContain(`ERR ${ENETUNREACH} ENETUNREACH tcpfail:198.51.100.7:80`);
+      expectConnects(
+        byKind.connect(r.workload),
+        [
+          { proto: "tcp", family: "inet", addr: "192.0.2.10", port: t4, mapped: false, result: 0 },
+          {
+            proto: "tcp",
+            family: "inet6",
+            addr: "2001:db8::10",
+            port: t6,
+            mapped: false,
+            result: 0,
+          },
+          {
+            proto: "udp",
+            family: "inet",
+            addr: "192.0.2.10",
+            port: u4,
+            mapped: false,
+            result: null,
+          },
+          { proto: "udp", family: "inet", addr: "192.0.2.10", port: u4c, mapped: false, result: 0 },
+          {
+            proto: "tcp",
+            family: "inet",
+            addr: "192.0.2.10",
+            port: 1,
+            mapped: false,
+            result: -ECONNREFUSED,
+          },
+          {
+            proto: "tcp",
+            family: "inet",
+            addr: "198.51.100.7",
+            port: 80,
+            mapped: false,
+            result: -ENETUNREACH,
+          },
+        ],
+        r.rootPid as number,
+      );
+    },
+  );
 
   it("non-blocking connects get their outcome from the state change: the BTF tracepoint where it loads, the classic one with DPNDNCY_FORCE_TCP_STATE_TP=1", async () => {
     const work = await Netns.create();
