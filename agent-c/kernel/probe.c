@@ -360,61 +360,57 @@ out:
 	return err ? -1 : 0;
 }
 
+/* load obj with prog alone, attach it, detach: 0 when the kernel takes both */
+static int load_attach_one(struct bpf_object *obj, struct bpf_program *prog, struct bpf_map *events,
+			   char *reason, size_t n)
+{
+	const struct bpf_program *keep[1] = {prog};
+	struct bpf_link *l;
+	int err;
+
+	bpf_map__set_max_entries(events, 4096);
+	only_autoload(obj, keep, 1);
+	err = bpf_object__load(obj);
+	if (err) {
+		why(reason, n, "load", err);
+		return -1;
+	}
+	l = bpf_program__attach(prog);
+	if (!l) {
+		why(reason, n, "attach", errno);
+		return -1;
+	}
+	bpf_link__destroy(l);
+	return 0;
+}
+
 static int probe_fork_raw(char *reason, size_t n)
 {
 	struct exec_bpf *s = bpfobj_open_exec();
-	const struct bpf_program *keep[1];
-	struct bpf_link *l;
-	int err;
+	int r;
 
 	if (!s) {
 		why(reason, n, "open", errno);
 		return -1;
 	}
-	bpf_map__set_max_entries(s->maps.events, 4096);
-	keep[0] = s->progs.dp_fork;
-	only_autoload(s->obj, keep, 1);
-	err = exec_bpf__load(s);
-	if (err) {
-		why(reason, n, "load", err);
-		exec_bpf__destroy(s);
-		return -1;
-	}
-	l = bpf_program__attach(s->progs.dp_fork);
-	if (!l) {
-		why(reason, n, "attach", errno);
-		exec_bpf__destroy(s);
-		return -1;
-	}
-	bpf_link__destroy(l);
+	r = load_attach_one(s->obj, s->progs.dp_fork, s->maps.events, reason, n);
 	exec_bpf__destroy(s);
-	return 0;
+	return r;
 }
 
 /* the BTF flavour of inet_sock_set_state (bpf/connect.bpf.c): needs the tracepoint's BTF */
 static int probe_tcp_state_btf(char *reason, size_t n)
 {
 	struct connect_bpf *s = bpfobj_open_connect();
-	const struct bpf_program *keep[1];
-	struct bpf_link *l;
-	int err;
+	int r;
 
 	if (!s) {
 		why(reason, n, "open", errno);
 		return -1;
 	}
-	bpf_map__set_max_entries(s->maps.events, 4096);
-	keep[0] = s->progs.dp_tcp_state_btf;
-	only_autoload(s->obj, keep, 1);
-	err = connect_bpf__load(s);
-	l = err ? NULL : bpf_program__attach(s->progs.dp_tcp_state_btf);
-	if (err)
-		why(reason, n, "load", err);
-	else if (!l)
-		why(reason, n, "attach", errno);
-	bpf_link__destroy(l);
+	r = load_attach_one(s->obj, s->progs.dp_tcp_state_btf, s->maps.events, reason, n);
 	connect_bpf__destroy(s);
-	return l ? 0 : -1;
+	return r;
 }
 
 static int probe_cgroup(const char *cgroup_path, char *reason, size_t n)
