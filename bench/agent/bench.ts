@@ -27,6 +27,7 @@ import { fileURLToPath } from "node:url";
 
 const { DirLock } = await import("../../test/support/dirlock.js");
 const { formatRatio, pairedRatio } = await import("../lib/stats.js");
+const { taskCpuNs } = await import("../lib/cpu.js");
 const { runningAgents } = await import("../../test/support/kernel/lock.js");
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -112,6 +113,8 @@ function buildOnce(src: string, cpu: number[]): number {
 interface Session {
   vmhwmKb: number;
   cpuS: number;
+  /** of cpuS, what the agent had used when start returned (BTF parsing, loading, attaching) */
+  startCpuS: number;
   lost: Record<string, number>;
   events: Record<string, number>;
   durationS: number;
@@ -119,12 +122,10 @@ interface Session {
   logPath: string;
 }
 
-/** user + system CPU seconds of a process (/proc/<pid>/stat fields 14 and 15, in clock ticks). */
+/** on-CPU seconds of every thread of a process, as the scheduler counts them (schedstat: ns,
+ * where /proc/<pid>/stat has 10 ms ticks) */
 function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(sh(["getconf", "CLK_TCK"]).stdout.trim()) || 100;
-  return (Number(f[11]) + Number(f[12])) / ticks;
+  return taskCpuNs(pid) / 1e9;
 }
 
 function vmhwm(pid: number): number {
@@ -279,6 +280,7 @@ function main(): void {
       const pidM = /"pid"\s*:\s*(\d+)/.exec(st.stdout) ?? /\bpid[\s:=]+(\d+)/i.exec(st.stdout);
       if (!pidM) throw new Error(`no pid in start output: ${st.stdout}`);
       running = { stateDir, pid: Number(pidM[1]) };
+      const startCpu = cpuSeconds(running.pid);
       const samples: Array<{ w: Workload; s: Sample }> = [];
       for (const w of workloads) {
         const s = runWorkload(w);
@@ -304,6 +306,7 @@ function main(): void {
       sessions.push({
         vmhwmKb: hwm,
         cpuS: cpu,
+        startCpuS: startCpu,
         lost: stats.lost ?? {},
         events: stats.events ?? {},
         durationS: stats.duration_s ?? Number.NaN,
@@ -462,13 +465,15 @@ function main(): void {
       `events per session: ${totalEvents.map(fmtInt).join(", ")} over ${sessions.map((s) => `${s.durationS.toFixed(1)} s`).join(", ")}; ` +
         `complete: ${sessions.map((s) => String(s.complete)).join(", ")}`,
     );
+    // a session's CPU includes the agent's start (BTF, loading, attaching: most of it at these
+    // rates); per event is what the session used after start returned
     console.log(
-      `agent CPU (user+sys) per session: ${sessions
+      `agent CPU per session (on-CPU, schedstat): ${sessions
         .map(
           (s, i) =>
-            `${s.cpuS.toFixed(2)} s = ${((s.cpuS * 1e6) / (totalEvents[i] as number) || 0).toFixed(1)} µs/event`,
+            `${s.cpuS.toFixed(3)} s, of which start ${s.startCpuS.toFixed(3)} s; after it ${(((s.cpuS - s.startCpuS) * 1e6) / (totalEvents[i] as number) || 0).toFixed(2)} µs/event`,
         )
-        .join(", ")}`,
+        .join("; ")}`,
     );
     const hwm = Math.max(...sessions.map((s) => s.vmhwmKb));
     console.log(

@@ -38,6 +38,10 @@ describeKernel("benchmarks (smoke)", () => {
     expect(r.stdout).toMatch(/median ratio on\/off over 1 interleaved pairs/);
     expect(r.stdout).toMatch(/lost events \(stop records\): 0 /);
     expect(r.stdout).toMatch(/agent peak RSS \(VmHWM\): [\d.]+ MiB/);
+    // the agent's start apart from its CPU per event (the start is most of a short session's)
+    expect(r.stdout).toMatch(
+      /agent CPU per session \(on-CPU, schedstat\): [\d.]+ s, of which start [\d.]+ s; after it [\d.]+ µs\/event/,
+    );
     expect(r.stdout).not.toMatch(/exited with status|failed/);
   });
 
