@@ -28,6 +28,7 @@ import { fileURLToPath } from "node:url";
 const { DirLock } = await import("../../test/support/dirlock.js");
 const { formatRatio, pairedRatio } = await import("../lib/stats.js");
 const { taskCpuNs } = await import("../lib/cpu.js");
+const { envCount } = await import("../lib/machine.js");
 const { runningAgents } = await import("../../test/support/kernel/lock.js");
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -39,7 +40,7 @@ const N_CONNECT = Number(process.env.BENCH_CONNECTS ?? 20000);
 const N_OPEN = Number(process.env.BENCH_OPENS ?? 1000000);
 const DO_BUILD = process.env.BENCH_BUILD !== "0";
 // pairs of the real build in all (the first ROUNDS inside the rounds above)
-const BUILD_ROUNDS = Number(process.env.BENCH_BUILD_ROUNDS ?? 30);
+const BUILD_ROUNDS = envCount("BENCH_BUILD_ROUNDS", 30);
 
 interface Out {
   code: number | null;

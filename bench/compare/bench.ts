@@ -17,20 +17,20 @@ import { cpus, release, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const { DirLock } = await import("../../test/support/dirlock.js");
-const { runningAgents } = await import("../../test/support/kernel/lock.js");
 const { formatRatio, median, pairedRatio } = await import("../lib/stats.js");
 const { CpuCgroup } = await import("../lib/cpu.js");
 const { costBetween, enableBpfStats, ourProgs, progIds } = await import("../lib/bpfstats.js");
 
+const { envCount, takeMachine } = await import("../lib/machine.js");
+
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const A = process.env.BENCH_AGENT_A;
 const B = process.env.BENCH_AGENT_B ?? join(REPO, "build/dpndncy-agent");
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
+const ROUNDS = envCount("BENCH_ROUNDS", 10);
 const N = {
-  connect: Number(process.env.BENCH_CONNECTS ?? 50000),
-  exec: Number(process.env.BENCH_EXECS ?? 2000),
-  open: Number(process.env.BENCH_OPENS ?? 500000),
+  connect: envCount("BENCH_CONNECTS", 50000),
+  exec: envCount("BENCH_EXECS", 2000),
+  open: envCount("BENCH_OPENS", 500000),
 };
 
 function must(argv: string[], env?: NodeJS.ProcessEnv): string {
@@ -102,19 +102,7 @@ function main(): void {
       console.log(`bench compare: ${p} not found. Nothing measured.`);
       return;
     }
-  const lock = new DirLock("/run/dpndncy-kernel-tests.lock", "bench-compare");
-  if (process.env.DPNDNCY_LOCK_HELD !== "1") {
-    const deadline = Date.now() + 600_000;
-    while (!lock.tryTake().taken) {
-      if (Date.now() > deadline) {
-        console.log("bench compare: the kernel tests' lock is held for 10 min; nothing measured.");
-        return;
-      }
-      spawnSync("sleep", ["0.2"]);
-    }
-    process.on("exit", () => lock.release());
-  }
-  for (let i = 0; runningAgents().length > 0 && i < 120; i++) spawnSync("sleep", ["1"]);
+  if (!takeMachine("bench-compare")) return;
 
   const tmp = mkdtempSync(join(tmpdir(), "dpndncy-bench-compare-"));
   try {

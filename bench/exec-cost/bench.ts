@@ -22,11 +22,11 @@ import { cpus, release, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const { DirLock } = await import("../../test/support/dirlock.js");
-const { runningAgents } = await import("../../test/support/kernel/lock.js");
 const { median, medianCI } = await import("../lib/stats.js");
 const { CpuCgroup, taskCpuNs } = await import("../lib/cpu.js");
 const { costBetween, enableBpfStats, ourProgs, progIds } = await import("../lib/bpfstats.js");
+
+const { takeMachine } = await import("../lib/machine.js");
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const AGENT = process.env.DPNDNCY_AGENT ?? join(REPO, "build/dpndncy-agent");
@@ -121,16 +121,7 @@ function main(): void {
     return void console.log("bench exec-cost: not root. Nothing measured.");
   if (!existsSync(AGENT))
     return void console.log(`bench exec-cost: no ${AGENT}. Nothing measured.`);
-  const lock = new DirLock("/run/dpndncy-kernel-tests.lock", "bench-exec-cost");
-  if (process.env.DPNDNCY_LOCK_HELD !== "1") {
-    const deadline = Date.now() + 600_000;
-    while (!lock.tryTake().taken) {
-      if (Date.now() > deadline) return void console.log("bench exec-cost: lock held for 10 min.");
-      spawnSync("sleep", ["0.2"]);
-    }
-    process.on("exit", () => lock.release());
-  }
-  for (let i = 0; runningAgents().length > 0 && i < 120; i++) spawnSync("sleep", ["1"]);
+  if (!takeMachine("bench-exec-cost")) return;
 
   const tmp = mkdtempSync(join(tmpdir(), "dpndncy-bench-exec-"));
   let cg: InstanceType<typeof CpuCgroup> | undefined;

@@ -22,10 +22,10 @@ import { cpus, release, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const { DirLock } = await import("../../test/support/dirlock.js");
-const { runningAgents } = await import("../../test/support/kernel/lock.js");
 const { costBetween, enableBpfStats, ourProgs, progIds } = await import("../lib/bpfstats.js");
 type ProgCost = import("../lib/bpfstats.js").ProgCost;
+
+const { envCount, takeMachine } = await import("../lib/machine.js");
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const AGENT = process.env.DPNDNCY_AGENT ?? join(REPO, "build/dpndncy-agent");
@@ -169,7 +169,7 @@ function measure(
 const netOf = (m: ReturnType<typeof measure>, floorNs: number) =>
   Math.max(0, m.perOp - m.runsPerOp * floorNs);
 
-const REPS = Math.max(1, Number(process.env.BENCH_HOOK_REPS ?? 3));
+const REPS = envCount("BENCH_HOOK_REPS", 3);
 
 /** op measured REPS times: the run with the median figure (one cold run cannot move it) */
 function measureMedian(
@@ -220,19 +220,7 @@ function main(): void {
     console.log(`bench hooks: ${AGENT} not found (run \`make agent\`). Nothing measured.`);
     return;
   }
-  const lock = new DirLock("/run/dpndncy-kernel-tests.lock", "bench-hooks");
-  if (process.env.DPNDNCY_LOCK_HELD !== "1") {
-    const deadline = Date.now() + 600_000;
-    while (!lock.tryTake().taken) {
-      if (Date.now() > deadline) {
-        console.log("bench hooks: the kernel tests' lock is held for 10 min; nothing measured.");
-        return;
-      }
-      spawnSync("sleep", ["0.2"]);
-    }
-    process.on("exit", () => lock.release());
-  }
-  for (let i = 0; runningAgents().length > 0 && i < 120; i++) spawnSync("sleep", ["1"]);
+  if (!takeMachine("bench-hooks")) return;
 
   const tmp = mkdtempSync(join(tmpdir(), "dpndncy-bench-hooks-"));
   const agents: Agent[] = [];

@@ -17,10 +17,11 @@ import { cpus, release, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const { DirLock } = await import("../../test/support/dirlock.js");
 const { runningAgents } = await import("../../test/support/kernel/lock.js");
 const { formatRatio, median, pairedRatio } = await import("../lib/stats.js");
 const { CpuCgroup, kthreadPids, taskCpuNs } = await import("../lib/cpu.js");
+
+const { takeMachine } = await import("../lib/machine.js");
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const AGENT = process.env.DPNDNCY_AGENT ?? join(REPO, "build/dpndncy-agent");
@@ -80,16 +81,7 @@ function main(): void {
     );
     return;
   }
-  const lock = new DirLock("/run/dpndncy-kernel-tests.lock", "bench-peers");
-  if (process.env.DPNDNCY_LOCK_HELD !== "1") {
-    const deadline = Date.now() + 600_000;
-    while (!lock.tryTake().taken) {
-      if (Date.now() > deadline) return void console.log("bench peers: lock held for 10 min.");
-      spawnSync("sleep", ["0.2"]);
-    }
-    process.on("exit", () => lock.release());
-  }
-  for (let i = 0; runningAgents().length > 0 && i < 120; i++) spawnSync("sleep", ["1"]);
+  if (!takeMachine("bench-peers")) return;
   if (sh(["pgrep", "-x", "auditd"]).code === 0) {
     console.log(
       "bench peers: an auditd is already running here; not touching it. Nothing measured.",

@@ -131,6 +131,19 @@ describeKernel("agent CLI", () => {
     for (const hook of ["exec", "connect", "file", "dns"]) {
       expect(start?.attach?.[hook], `start record attach.${hook}`).toBe(p.attach[hook]);
     }
+    // the TCP state change: the BTF tracepoint (this kernel has its BTF), as the agent then uses
+    // it; with the classic one forced, probe says why the BTF one is not used
+    const sc = p.hooks.connect?.state_change;
+    expect(sc).toBe("tp_btf/inet_sock_set_state");
+    expect(String(start?.attach?.connect_result)).toMatch(new RegExp(`\\+${sc}$`));
+    const forced = parseJson<Probe>(
+      (await agentCli(["probe"], { ...process.env, DPNDNCY_FORCE_TCP_STATE_TP: "1" })).stdout,
+      "probe output (DPNDNCY_FORCE_TCP_STATE_TP=1)",
+    );
+    expect(forced.hooks.connect?.state_change).toBe("tracepoint/sock/inet_sock_set_state");
+    expect(forced.hooks.connect?.unavailable?.["tp_btf/inet_sock_set_state"]).toMatch(
+      /DPNDNCY_FORCE_TCP_STATE_TP/,
+    );
   });
 
   it("build/dpndncy-agent is a static executable under 3 MB", async () => {

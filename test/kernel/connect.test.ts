@@ -11,6 +11,7 @@ import { byKind, type ConnectEv, readLog } from "../support/kernel/log.js";
 import { Netns } from "../support/kernel/netns.js";
 import { startServers } from "../support/kernel/servers.js";
 import { describeKernel } from "../support/kernel/suite.js";
+import { linkedProgNames } from "../support/kernel/sysstate.js";
 
 const ECONNREFUSED = 111;
 const ENETUNREACH = 101;
@@ -357,6 +358,22 @@ describeKernel("connect", () => {
         .map((e) => `${e.proto} ${e.addr} ${e.port} ${e.result}${e.pending ? " pending" : ""}`);
       // io_uring: out at once, no result known (no syscall exit to give one)
       expect(got.sort()).toEqual([`udp 127.0.0.1 ${u1} null`, `udp 127.0.0.1 ${u2} 0`].sort());
+    }
+  });
+
+  it("where the ia32 watch marks connect() entries, sys_enter_connect is detached (one program fewer per connect); DPNDNCY_NO_TAMPER32=1 keeps it", async () => {
+    for (const [env, tp] of [
+      [{}, false],
+      [{ DPNDNCY_NO_TAMPER32: "1" }, true],
+    ] as const) {
+      const s = await agentStart([], undefined, { ...process.env, ...env });
+      expect(s.res.code, s.res.stderr).toBe(0);
+      const linked = await linkedProgNames();
+      const stop = await agentCli(["stop", "--state-dir", s.stateDir]);
+      expect(stop.code, stop.stderr).toBe(0);
+      expect(linked, JSON.stringify(env)).toContain("dp_exit_connect");
+      expect(linked.includes("dp_sys_enter32"), JSON.stringify(env)).toBe(!tp);
+      expect(linked.includes("dp_enter_connect"), JSON.stringify(env)).toBe(tp);
     }
   });
 

@@ -83,11 +83,15 @@ export interface Started {
 }
 
 /** Background agent with its own state dir; stopped (or killed) at cleanup whatever happens. */
-export async function agentStart(extra: string[] = [], log?: string): Promise<Started> {
+export async function agentStart(
+  extra: string[] = [],
+  log?: string,
+  env?: NodeJS.ProcessEnv,
+): Promise<Started> {
   const dir = tempDir("state");
   const stateDir = join(dir, "state");
   const logPath = log ?? join(dir, "events.ndjson");
-  const res = await agentCli(["start", "--log", logPath, "--state-dir", stateDir, ...extra]);
+  const res = await agentCli(["start", "--log", logPath, "--state-dir", stateDir, ...extra], env);
   const pid = parsePid(res.stdout);
   onCleanup(async () => {
     if (pid !== undefined && alive(pid)) {

@@ -111,6 +111,18 @@ async function bpftoolList(what: "prog" | "link"): Promise<Map<number, string>> 
   return m;
 }
 
+/** Names of the programs that some link attaches right now (a loaded program need not be). */
+export async function linkedProgNames(): Promise<string[]> {
+  const r = await run(["bpftool", "link", "show", "-j"], { timeoutMs: 30_000 });
+  if (r.code !== 0) throw new Error(`bpftool link show failed: ${r.stderr}`);
+  const links = JSON.parse(r.stdout.trim() || "[]") as Array<{ prog_id?: number }>;
+  const p = await run(["bpftool", "prog", "show", "-j"], { timeoutMs: 30_000 });
+  if (p.code !== 0) throw new Error(`bpftool prog show failed: ${p.stderr}`);
+  const progs = JSON.parse(p.stdout.trim() || "[]") as Array<{ id: number; name?: string }>;
+  const name = new Map(progs.map((x) => [x.id, x.name ?? ""]));
+  return links.map((l) => name.get(Number(l.prog_id)) ?? "").filter((n) => n !== "");
+}
+
 export async function snapshot(): Promise<SysState> {
   const [progs, links] = await Promise.all([bpftoolList("prog"), bpftoolList("link")]);
   const own = ownership();
