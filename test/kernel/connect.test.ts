@@ -361,6 +361,42 @@ describeKernel("connect", () => {
     }
   });
 
+  it("a thread moved to another CPU inside connect() leaves a stale entry mark behind; a later io_uring connect on that CPU is not taken for its syscall (the mark's age limit)", async () => {
+    const bin = await compileC(join(FIXTURES, "uring_connect.c"));
+    const ns = await Netns.create();
+    const host = await Netns.create();
+    const dev = await ns.vethTo(host, ["192.0.2.1/24"], ["192.0.2.10/24"]);
+    // 192.0.2.99: a MAC address nobody has, so the blocking connect waits out its send timeout
+    await ns.ip(
+      "neigh",
+      "add",
+      "192.0.2.99",
+      "lladdr",
+      "02:00:00:00:00:99",
+      "dev",
+      dev.mine,
+      "nud",
+      "permanent",
+    );
+    const p = await startServers(host, ["udp:192.0.2.10:0"]);
+    const u = p["udp:192.0.2.10:0"] as number;
+    const r = await agentRun({
+      cmd: ns.exec(bin, "192.0.2.10", String(u), "udp", "tcp-moved-first=192.0.2.99:80"),
+    });
+    expectRunOk(r);
+    // the move happened: entered on CPU 0, returned (EINPROGRESS, timed out) on CPU 1
+    expect(r.res.stdout).toContain("TCP -1 115");
+    expect(r.res.stdout).toContain("MOVED enter=0 exit=1 uring=0");
+    const got = byKind
+      .connect(r.workload)
+      .map((e) => `${e.proto} ${e.addr} ${e.port} ${e.result}${e.pending ? " pending" : ""}`);
+    // the io_uring connect went out at once (no result: no syscall exit); taken for a connect
+    // syscall by the stale mark, it would have waited for the stop's flush ("pending")
+    expect(got.sort(), JSON.stringify(got)).toEqual(
+      [`udp 192.0.2.10 ${u} null`, "tcp 192.0.2.99 80 null"].sort(),
+    );
+  });
+
   it("where the ia32 watch marks connect() entries, sys_enter_connect is detached (one program fewer per connect); DPNDNCY_NO_TAMPER32=1 keeps it", async () => {
     for (const [env, tp] of [
       [{}, false],
